@@ -1,0 +1,27 @@
+# `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
+.PHONY: setup test lint unit demo bench clean
+
+VENV := .venv
+PY := $(VENV)/bin/python
+
+setup:
+	./scripts/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not netns"
+
+demo: setup
+	./scripts/demo.sh
+
+bench: setup
+	$(PY) bench/ipam.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from ironlb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""ironlb's configuration: MetalLB's ``metallb.io`` resources (or legacy ConfigMap) -> a validated Config.
+
+The CLI is a thin wrapper over :func:`validate_files` and :func:`convert_legacy`; the controller and
+speakers use :func:`load_files` / :func:`load_objects` and :func:`build_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ironlb.config.build import BuildResult, build, build_config
+from ironlb.config.errors import ConfigError
+from ironlb.config.legacy import Conversion, convert, convert_configmap, is_legacy_configmap, parse_legacy, render_yaml
+from ironlb.config.loader import Resources, SecretData, load_files, load_objects, load_texts
+from ironlb.config.types import Config
+
+
+def summarize(result: BuildResult) -> str:
+    """A short human summary of a valid config (one line per pool and peer, then warnings)."""
+    cfg = result.config
+    lines = [
+        f"config OK: {len(cfg.pools)} pool(s), {len(cfg.peers)} BGP peer(s), {len(cfg.bfd_profiles)} BFD profile(s)"
+    ]
+    for pool in cfg.pools:
+        ads = []
+        if pool.l2_advertisements:
+            ads.append("L2: " + ", ".join(a.name for a in pool.l2_advertisements))
+        if pool.bgp_advertisements:
+            ads.append("BGP: " + ", ".join(a.name for a in pool.bgp_advertisements))
+        flags = [] if pool.auto_assign else ["autoAssign=false"]
+        if pool.avoid_buggy_ips:
+            flags.append("avoidBuggyIPs")
+        cidrs = ", ".join(str(c) for c in pool.cidrs)
+        lines.append(
+            f"  pool {pool.name}: {cidrs}"
+            + (f" [{', '.join(flags)}]" if flags else "")
+            + (f" ({'; '.join(ads)})" if ads else " (not advertised)")
+        )
+    for peer in cfg.peers:
+        asn = peer.peer_asn or peer.dynamic_asn
+        lines.append(f"  peer {peer.name}: {peer.address} AS{peer.my_asn} -> {asn}")
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def validate_files(paths: Iterable[str | Path], *, namespace: str = "metallb-system") -> tuple[Config, str]:
+    """Load and validate files; return the Config and a summary (with warnings). Raises ConfigError."""
+    resources = load_files(paths, default_namespace=namespace)
+    result = build(resources, namespace=namespace)
+    return result.config, summarize(result)
+
+
+def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
+    """The legacy ConfigMap at ``path`` (a ConfigMap, or just its ``data.config`` YAML) as CR YAML.
+
+    The ConfigMap's own namespace wins over ``namespace``. The result is validated like configmaptocrs
+    does (MetalLB's rules, without the feature check); raises ConfigError if it is invalid.
+    """
+    from ironlb.config import yamlio
+
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from None
+    try:
+        docs = [d for d in yamlio.load_all(text) if d is not None]
+    except Exception as err:  # yaml.YAMLError
+        raise ConfigError(f"{source}: invalid YAML: {err}") from None
+    cms = [d for d in docs if isinstance(d, dict) and is_legacy_configmap(d)]
+    if cms:
+        if len(cms) > 1:
+            raise ConfigError(f'{source}: more than one legacy ConfigMap "config"')
+        conversion = convert_configmap(cms[0], namespace)
+    elif len(docs) == 1 and isinstance(docs[0], dict) and "kind" not in docs[0]:
+        conversion = convert(parse_legacy(docs[0], source), namespace)  # only the data (configmaptocrs -only-data)
+    else:
+        raise ConfigError(f'{source}: no legacy MetalLB ConfigMap (name "config", key data.config) found')
+    resources = load_objects(conversion.documents, default_namespace=conversion.namespace)
+    build(resources, namespace=conversion.namespace)
+    return render_yaml(conversion)
+
+
+__all__ = [
+    "BuildResult",
+    "Config",
+    "ConfigError",
+    "Conversion",
+    "Resources",
+    "SecretData",
+    "build",
+    "build_config",
+    "convert_legacy",
+    "load_files",
+    "load_objects",
+    "load_texts",
+    "summarize",
+    "validate_files",
+]

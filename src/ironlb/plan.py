@@ -1,0 +1,92 @@
+"""``ironlb plan``: what the controller (and, later, the speakers) would do with a cluster snapshot.
+
+The output is a contract other tools read (see the README): one entry per LoadBalancer Service with its
+ingress, pool and events, and the counters of every pool. It is a pure function of the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
+from ironlb.config import ConfigError, Resources, build, load_files
+from ironlb.config.types import Config
+from ironlb.ipam.allocator import Allocator
+from ironlb.ipam.reprocess import Outcome, converge_all
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The cluster state a decision is computed from."""
+
+    config: Config
+    services: tuple[Service, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+
+
+def snapshot_from(resources: Resources, *, namespace: str = "metallb-system") -> tuple[Snapshot, tuple[str, ...]]:
+    """Validate the config of ``resources`` and collect the cluster objects; ConfigError if invalid."""
+    result = build(resources, namespace=namespace)
+    snap = Snapshot(
+        config=result.config,
+        services=tuple(Service.from_dict(s, default_cluster_ips=True) for s in resources.services),
+        nodes=tuple(Node.from_dict(n) for n in resources.nodes),
+        endpoint_slices=tuple(EndpointSlice.from_dict(e) for e in resources.endpoint_slices),
+        namespaces=tuple(Namespace.from_dict(n) for n in resources.namespaces),
+    )
+    return snap, result.warnings
+
+
+def allocate(snapshot: Snapshot, *, lb_class: str = "") -> tuple[Allocator, dict[str, Outcome]]:
+    allocator = Allocator(snapshot.config)
+    return allocator, converge_all(allocator, snapshot.services, lb_class=lb_class)
+
+
+def pool_status(allocator: Allocator, config: Config) -> dict[str, dict[str, int]]:
+    out = {}
+    for pool in config.pools:
+        c = allocator.counters(pool.name)
+        out[pool.name] = {
+            "assignedIPv4": c.assigned_ipv4,
+            "assignedIPv6": c.assigned_ipv6,
+            "availableIPv4": c.available_ipv4,
+            "availableIPv6": c.available_ipv6,
+        }
+    return out
+
+
+def service_entry(outcome: Outcome) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "ingress": list(outcome.service.ingress),
+        "pool": outcome.pool,
+        "events": [e.to_dict() for e in outcome.events],
+    }
+    if outcome.ignored:
+        entry["ignored"] = outcome.ignored
+    return entry
+
+
+def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:
+    allocator, outcomes = allocate(snapshot, lb_class=lb_class)
+    services: Mapping[str, Outcome] = dict(sorted(outcomes.items()))
+    return {
+        "services": {key: service_entry(o) for key, o in services.items()},
+        "pools": pool_status(allocator, snapshot.config),
+    }
+
+
+def plan_files(
+    paths: Iterable[str | Path], *, namespace: str = "metallb-system", lb_class: str = ""
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Plan from YAML files; returns the plan and config warnings. Raises ConfigError on invalid config."""
+    resources = load_files(paths, default_namespace=namespace)
+    snapshot, warnings = snapshot_from(resources, namespace=namespace)
+    return plan_snapshot(snapshot, lb_class=lb_class), warnings
+
+
+__all__ = ["ConfigError", "Snapshot", "plan_files", "plan_snapshot", "snapshot_from"]

@@ -1,0 +1,195 @@
+"""The offline commands' contract: exit codes, output shapes, the seed example end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def ironlb(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ironlb", *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_validate_seed_example() -> None:
+    for name in ("metallb-config.yaml", "crds.yaml"):
+        r = ironlb("validate", EXAMPLES / name)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("\n") == 1
+        assert r.stdout.startswith("valid: 1 IPAddressPool(s), 1 L2Advertisement(s)")
+
+
+def test_validate_reports_every_error_on_stderr(tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        """
+        apiVersion: metallb.io/v1beta1
+        kind: IPAddressPool
+        metadata: {name: a, namespace: metallb-system}
+        spec: {addresses: ["10.0.0.0/24"]}
+        ---
+        apiVersion: metallb.io/v1beta1
+        kind: IPAddressPool
+        metadata: {name: b, namespace: metallb-system}
+        spec: {addresses: ["10.0.0.128/25", "1.2.3.4"]}
+        """,
+    )
+    r = ironlb("validate", bad)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert any('invalid CIDR "1.2.3.4"' in line and 'IPAddressPool "b"' in line for line in lines), lines
+    assert all(line.strip() for line in lines)
+
+
+def test_convert_seed_example_matches_the_crd_example() -> None:
+    r = ironlb("convert", EXAMPLES / "metallb-config.yaml")
+    assert r.returncode == 0, r.stderr
+    import yaml
+
+    produced = [d for d in yaml.safe_load_all(r.stdout) if d]
+    expected = [d for d in yaml.safe_load_all((EXAMPLES / "crds.yaml").read_text()) if d]
+    assert produced == expected
+
+
+def test_convert_namespace_flag(tmp_path: Path) -> None:
+    cm = write(
+        tmp_path,
+        "cm.yaml",
+        """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: config}
+        data:
+          config: |
+            address-pools:
+            - name: Bad_Name
+              protocol: bgp
+              addresses: [10.0.0.0/24]
+        """,
+    )
+    r = ironlb("convert", cm, "--namespace", "lb")
+    assert r.returncode == 0, r.stderr
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert {(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs} == {
+        ("IPAddressPool", "bad-name", "lb"),
+        ("BGPAdvertisement", "bgpadvertisement1", "lb"),
+    }
+
+
+def test_plan_seed_example() -> None:
+    r = ironlb("plan", EXAMPLES / "metallb-config.yaml", EXAMPLES / "my-service.yaml")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["services"] == {
+        "default/my-service": {
+            "ingress": ["192.168.1.240"],
+            "pool": "default",
+            "events": [{"type": "Normal", "reason": "IPAllocated", "message": 'Assigned IP ["192.168.1.240"]'}],
+        }
+    }
+    assert plan["pools"] == {"default": {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 10, "availableIPv6": 0}}
+
+
+CLUSTER = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: small, namespace: metallb-system}
+spec: {addresses: ["10.0.0.1-10.0.0.2", "fc00::/127"]}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: oldest, namespace: a, creationTimestamp: "2024-01-01T00:00:00Z"}
+  spec: {type: LoadBalancer, ports: [{port: 80}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: holder, namespace: b, creationTimestamp: "2025-01-01T00:00:00Z"}
+  spec: {type: LoadBalancer, ports: [{port: 80}], clusterIP: 10.96.0.5}
+  status: {loadBalancer: {ingress: [{ip: 10.0.0.2}]}}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: late, namespace: a, creationTimestamp: "2025-06-01T00:00:00Z"}
+  spec: {type: LoadBalancer, ports: [{port: 80}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: v6, namespace: a}
+  spec: {type: LoadBalancer, ports: [{port: 80}], ipFamilies: [IPv6]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: other-class, namespace: a}
+  spec: {type: LoadBalancer, loadBalancerClass: example.com/other, ports: [{port: 80}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: not-lb, namespace: a}
+  spec: {type: ClusterIP, ports: [{port: 80}]}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n1}
+"""
+
+
+def test_plan_converges_existing_ingress_first_then_by_age(tmp_path: Path) -> None:
+    r = ironlb("plan", write(tmp_path, "cluster.yaml", CLUSTER))
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    svcs = plan["services"]
+    assert set(svcs) == {"a/oldest", "b/holder", "a/late", "a/v6", "a/other-class"}
+    assert svcs["b/holder"] == {"ingress": ["10.0.0.2"], "pool": "small", "events": []}
+    assert svcs["a/oldest"]["ingress"] == ["10.0.0.1"]
+    assert svcs["a/late"]["ingress"] == []
+    assert svcs["a/late"]["pool"] is None
+    assert svcs["a/late"]["events"] == [
+        {"type": "Warning", "reason": "AllocationFailed", "message": 'Failed to allocate IP for "a/late": no available IPs'}
+    ]
+    assert svcs["a/v6"]["ingress"] == ["fc00::"]
+    assert svcs["a/other-class"]["ingress"] == [] and "ignored" in svcs["a/other-class"]
+    assert plan["pools"]["small"] == {"assignedIPv4": 2, "assignedIPv6": 1, "availableIPv4": 0, "availableIPv6": 1}
+
+
+def test_plan_lb_class_flag(tmp_path: Path) -> None:
+    r = ironlb("plan", write(tmp_path, "cluster.yaml", CLUSTER), "--lb-class", "example.com/other")
+    plan = json.loads(r.stdout)
+    assert plan["services"]["a/other-class"]["ingress"] == ["10.0.0.1"]
+    assert "ignored" in plan["services"]["a/oldest"]
+
+
+def test_plan_invalid_config_exits_1(tmp_path: Path) -> None:
+    bad = write(
+        tmp_path,
+        "bad.yaml",
+        """
+        apiVersion: metallb.io/v1beta1
+        kind: IPAddressPool
+        metadata: {name: p, namespace: metallb-system}
+        spec: {addresses: ["10.0.0.9-10.0.0.1"]}
+        """,
+    )
+    r = ironlb("plan", bad)
+    assert r.returncode == 1
+    assert "start IP" in r.stderr and "is after the end IP" in r.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("plan",), ("validate",)])
+def test_usage_errors(args: tuple[str, ...]) -> None:
+    assert ironlb(*args).returncode == 2
