@@ -104,6 +104,8 @@ def test_plan_seed_example() -> None:
             "ingress": ["192.168.1.240"],
             "pool": "default",
             "events": [{"type": "Normal", "reason": "IPAllocated", "message": 'Assigned IP ["192.168.1.240"]'}],
+            # No EndpointSlice in the input: no serving endpoint, so nobody announces (MetalLB's notOwner).
+            "layer2": {"node": None, "reason": "notOwner", "interfaces": []},
         }
     }
     assert plan["pools"] == {"default": {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 10, "availableIPv6": 0}}
@@ -155,7 +157,9 @@ def test_plan_converges_existing_ingress_first_then_by_age(tmp_path: Path) -> No
     plan = json.loads(r.stdout)
     svcs = plan["services"]
     assert set(svcs) == {"a/oldest", "b/holder", "a/late", "a/v6", "a/other-class"}
-    assert svcs["b/holder"] == {"ingress": ["10.0.0.2"], "pool": "small", "events": []}
+    assert {k: svcs["b/holder"][k] for k in ("ingress", "pool", "events")} == {
+        "ingress": ["10.0.0.2"], "pool": "small", "events": []
+    }
     assert svcs["a/oldest"]["ingress"] == ["10.0.0.1"]
     assert svcs["a/late"]["ingress"] == []
     assert svcs["a/late"]["pool"] is None
@@ -193,3 +197,74 @@ def test_plan_invalid_config_exits_1(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [(), ("plan",), ("validate",)])
 def test_usage_errors(args: tuple[str, ...]) -> None:
     assert ironlb(*args).returncode == 2
+
+
+L2_CLUSTER = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: p, namespace: metallb-system}
+spec: {addresses: ["10.20.30.1/32", "10.20.30.2/32", "10.20.30.3/32"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: edge, namespace: metallb-system}
+spec:
+  ipAddressPools: [p]
+  interfaces: [eth1]
+  nodeSelectors: [{matchLabels: {edge: "true"}}]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: everyone, namespace: metallb-system}
+spec:
+  ipAddressPools: [p]
+  interfaces: [eth0]
+---
+{apiVersion: v1, kind: Node, metadata: {name: iris1}}
+---
+{apiVersion: v1, kind: Node, metadata: {name: iris2}}
+---
+{apiVersion: v1, kind: Node, metadata: {name: edge1, labels: {edge: "true"}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster, namespace: default, creationTimestamp: "2025-01-01T00:00:01Z"}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: default, creationTimestamp: "2025-01-01T00:00:02Z"}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: no-endpoints, namespace: default, creationTimestamp: "2025-01-01T00:00:03Z"}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cluster-abc, namespace: default, labels: {kubernetes.io/service-name: cluster}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.5], nodeName: iris1, conditions: {ready: true}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local-abc, namespace: default, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.6], nodeName: iris2, conditions: {ready: true}}]
+"""
+
+
+def test_plan_layer2_election(tmp_path: Path) -> None:
+    from ironlb.layer2.election import sort_candidates
+
+    r = ironlb("plan", write(tmp_path, "l2.yaml", L2_CLUSTER))
+    assert r.returncode == 0, r.stderr
+    svcs = json.loads(r.stdout)["services"]
+    assert svcs["default/cluster"]["ingress"] == ["10.20.30.1"]
+    winner = sort_candidates(["iris1", "iris2", "edge1"], "10.20.30.1")[0]
+    assert svcs["default/cluster"]["layer2"]["node"] == winner
+    expected_ifaces = ["eth0", "eth1"] if winner == "edge1" else ["eth0"]
+    assert svcs["default/cluster"]["layer2"]["interfaces"] == expected_ifaces
+    assert svcs["default/local"]["layer2"] == {"node": "iris2", "reason": None, "interfaces": ["eth0"]}
+    assert svcs["default/no-endpoints"]["layer2"] == {"node": None, "reason": "notOwner", "interfaces": []}

@@ -16,6 +16,7 @@ from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome, converge_all
+from ironlb.layer2.election import L2Decision, elect, slices_of
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,53 @@ def service_entry(outcome: Outcome) -> dict[str, Any]:
     return entry
 
 
+def layer2_decisions(
+    snapshot: Snapshot,
+    outcomes: Mapping[str, Outcome],
+    *,
+    live: Iterable[str] | None = None,
+    served_without_slices: bool = False,
+    ignore_exclude_lb: bool = False,
+) -> dict[str, L2Decision]:
+    """The L2 election for every allocated Service; ``live`` defaults to every Node of the snapshot.
+
+    With ``served_without_slices`` (standalone mode), a Service with no EndpointSlice at all counts as served on
+    every node; in Kubernetes it has no endpoint and is not announced.
+    """
+    nodes = snapshot.nodes
+    live_names = tuple(live) if live is not None else tuple(n.name for n in nodes)
+    out: dict[str, L2Decision] = {}
+    for key, outcome in outcomes.items():
+        svc = outcome.service
+        slices = slices_of(svc, snapshot.endpoint_slices)
+        if not slices and served_without_slices:
+            slices = [_everywhere(svc, live_names)]
+        pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
+        out[key] = elect(svc, pool, nodes, live_names, slices, ignore_exclude_lb=ignore_exclude_lb)
+    return out
+
+
+def _everywhere(svc: Service, nodes: Iterable[str]) -> EndpointSlice:
+    from ironlb.cluster.objects import Endpoint
+
+    return EndpointSlice(svc.namespace, f"{svc.name}-implicit", svc.name, tuple(Endpoint((), n) for n in nodes))
+
+
+def render(
+    snapshot: Snapshot, allocator: Allocator, outcomes: Mapping[str, Outcome], l2: Mapping[str, L2Decision]
+) -> dict[str, Any]:
+    services = {}
+    for key, outcome in sorted(outcomes.items()):
+        entry = service_entry(outcome)
+        if key in l2:
+            entry["layer2"] = l2[key].to_dict()
+        services[key] = entry
+    return {"services": services, "pools": pool_status(allocator, snapshot.config)}
+
+
 def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
-    services: Mapping[str, Outcome] = dict(sorted(outcomes.items()))
-    return {
-        "services": {key: service_entry(o) for key, o in services.items()},
-        "pools": pool_status(allocator, snapshot.config),
-    }
+    return render(snapshot, allocator, outcomes, layer2_decisions(snapshot, outcomes))
 
 
 def plan_files(

@@ -1,0 +1,145 @@
+"""Who answers ARP/NDP for a service IP: MetalLB's stateless per-IP election (speaker/layer2_controller.go).
+
+Every speaker computes the same answer from the same snapshot, so no coordination is needed beyond agreeing on
+which speakers are alive (see ``ironlb.membership``). Candidates are the live speakers, minus nodes with
+``NetworkUnavailable`` and nodes labelled to be excluded from load balancers, intersected with the nodes the
+service's L2Advertisements select, and for ``externalTrafficPolicy: Local`` only nodes with a serving endpoint.
+They are ordered by preferred-node score (higher first), then by ``sha256(node + "#" + ip)``, where ``ip`` is the
+first ingress IP, so services sharing an IP are announced by the same node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ironlb.cluster.labels import any_matches
+from ironlb.cluster.objects import EndpointSlice, Node, Service
+from ironlb.config.types import L2Advertisement, Pool
+from ironlb.ipam.service import ALLOW_SHARED_IP, DEPRECATED_PREFIX, PREFIX
+
+# MetalLB's reasons for not announcing.
+NOT_OWNER = "notOwner"
+NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
+NO_IP_ALLOCATED = "noIPAllocated"
+NOT_LOAD_BALANCER = "notLoadBalancer"
+
+
+@dataclass(frozen=True)
+class L2Decision:
+    """The elected node of a service (or why there is none) and the interfaces it announces on."""
+
+    node: str | None
+    reason: str | None
+    interfaces: tuple[str, ...] = ()  # empty: all interfaces
+    candidates: tuple[str, ...] = ()  # in election order
+
+    def to_dict(self) -> dict[str, object]:
+        return {"node": self.node, "reason": self.reason, "interfaces": list(self.interfaces)}
+
+
+def sort_candidates(nodes: Iterable[str], ip: str, scores: Mapping[str, int] | None = None) -> list[str]:
+    """MetalLB's sortL2Candidates: higher score first, then the smallest sha256(node#ip)."""
+    scores = scores or {}
+    return sorted(nodes, key=lambda n: (-scores.get(n, 0), hashlib.sha256(f"{n}#{ip}".encode()).digest()))
+
+
+def slices_of(svc: Service, slices: Iterable[EndpointSlice]) -> list[EndpointSlice]:
+    return [s for s in slices if s.namespace == svc.namespace and s.service_name == svc.name]
+
+
+def has_serving_endpoint(slices: Sequence[EndpointSlice]) -> bool:
+    return any(ep.can_serve for s in slices for ep in s.endpoints)
+
+
+def nodes_with_serving_endpoint(slices: Sequence[EndpointSlice]) -> set[str]:
+    return {ep.node_name for s in slices for ep in s.endpoints if ep.can_serve and ep.node_name}
+
+
+def has_sharing_annotation(svc: Service) -> bool:
+    return PREFIX + ALLOW_SHARED_IP in svc.annotations or DEPRECATED_PREFIX + ALLOW_SHARED_IP in svc.annotations
+
+
+def ads_for_service(pool: Pool, svc: Service) -> list[L2Advertisement]:
+    """The pool's L2Advertisements whose serviceSelectors are empty or match the service."""
+    return [ad for ad in pool.l2_advertisements if any_matches(ad.service_selectors, svc.labels)]
+
+
+def node_usable(node: Node, ignore_exclude_lb: bool) -> bool:
+    return not node.network_unavailable and (ignore_exclude_lb or not node.excluded_from_lb)
+
+
+def preferred_scores(ads: Sequence[L2Advertisement], nodes: Iterable[Node]) -> dict[str, int]:
+    """Sum of the weights of the preferences a node matches, over the ads that select it."""
+    scores: dict[str, int] = {}
+    for node in nodes:
+        total = 0
+        for ad in ads:
+            if not any_matches(ad.node_selectors, node.labels):
+                continue
+            total += sum(p.weight for p in ad.preferred_nodes if p.preference.matches(node.labels))
+        if total:
+            scores[node.name] = total
+    return scores
+
+
+def interfaces_for(ads: Sequence[L2Advertisement], node: Node) -> tuple[str, ...] | None:
+    """The union of interfaces of the node's matching ads; () when any of them means all interfaces."""
+    mine = [ad for ad in ads if any_matches(ad.node_selectors, node.labels)]
+    if not mine:
+        return None
+    if any(ad.all_interfaces for ad in mine):
+        return ()
+    return tuple(sorted({i for ad in mine for i in ad.interfaces}))
+
+
+def elect(
+    svc: Service,
+    pool: Pool | None,
+    nodes: Sequence[Node],
+    live: Collection[str],
+    slices: Sequence[EndpointSlice],
+    *,
+    ignore_exclude_lb: bool = False,
+) -> L2Decision:
+    """The node that announces the service's IPs, computed identically on every speaker.
+
+    ``nodes`` are the known Node objects, ``live`` the names of live speakers; ``slices`` the service's own
+    EndpointSlices.
+    """
+    if not svc.is_load_balancer:
+        return L2Decision(None, NOT_LOAD_BALANCER)
+    if not svc.ingress or pool is None:
+        return L2Decision(None, NO_IP_ALLOCATED)
+    if not has_serving_endpoint(slices):
+        return L2Decision(None, NOT_OWNER)
+    ads = ads_for_service(pool, svc)
+    if has_sharing_annotation(svc) and any(ad.service_selectors for ad in ads):
+        return L2Decision(None, SHARED_IP_WITH_SERVICE_SELECTOR)
+    if not ads:
+        return L2Decision(None, NO_MATCHING_ADVERTISEMENT)
+    by_name = {n.name: n for n in nodes}
+    eligible = [
+        by_name[name]
+        for name in live
+        if name in by_name
+        and node_usable(by_name[name], ignore_exclude_lb)
+        and any(any_matches(ad.node_selectors, by_name[name].labels) for ad in ads)
+    ]
+    if svc.external_traffic_policy == "Local":
+        local = nodes_with_serving_endpoint(slices)
+        eligible = [n for n in eligible if n.name in local]
+    if not eligible:
+        return L2Decision(None, NOT_OWNER)
+    order = sort_candidates([n.name for n in eligible], svc.ingress[0], preferred_scores(ads, eligible))
+    winner = by_name[order[0]]
+    return L2Decision(winner.name, None, interfaces_for(ads, winner) or (), tuple(order))
+
+
+def should_announce(decision: L2Decision, node: str) -> str | None:
+    """MetalLB's ShouldAnnounce for this node: None to announce, else the reason not to."""
+    if decision.node == node:
+        return None
+    return decision.reason or NOT_OWNER

@@ -1,0 +1,44 @@
+"""Speaker membership: which speakers are alive, learned from each other over UDP.
+
+``protocol`` is the sans-I/O core (``Membership``), ``wire`` the authenticated
+datagram codec and ``service`` the asyncio shell. See ``protocol``'s docstring
+and ``docs/membership.md`` for the design, the timings and partition behaviour.
+"""
+
+from ironlb.membership.protocol import (
+    DEFAULT_PORT,
+    Address,
+    Datagram,
+    DownReason,
+    Event,
+    MemberDown,
+    Membership,
+    MembershipConfig,
+    MemberUp,
+    QuorumChanged,
+    QuorumMode,
+    TickResult,
+    new_incarnation,
+    parse_members,
+)
+from ironlb.membership.service import MembershipService
+from ironlb.membership.wire import WireError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "Address",
+    "Datagram",
+    "DownReason",
+    "Event",
+    "MemberDown",
+    "MemberUp",
+    "Membership",
+    "MembershipConfig",
+    "MembershipService",
+    "QuorumChanged",
+    "QuorumMode",
+    "TickResult",
+    "WireError",
+    "new_incarnation",
+    "parse_members",
+]
