@@ -1,0 +1,92 @@
+"""Layer 2 Prometheus metrics under MetalLB's exact names.
+
+prometheus_client's ``Counter`` always exposes ``<name>_total`` (plus ``_created``),
+but MetalLB (Go client) exposes ``metallb_layer2_requests_received`` etc. without a
+suffix, and dashboards query those names. So this module keeps the counts itself and
+exposes them through a custom collector: the sample names are MetalLB's exactly; the
+text format declares them ``untyped`` because prometheus_client cannot print a
+``counter`` TYPE line without ``_total``. Values only ever increase, so ``rate()``
+works as with MetalLB.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+REQUESTS_RECEIVED = "metallb_layer2_requests_received"
+RESPONSES_SENT = "metallb_layer2_responses_sent"
+GRATUITOUS_SENT = "metallb_layer2_gratuitous_sent"
+
+_HELP = {
+    REQUESTS_RECEIVED: "Number of layer2 requests received for owned IPs",
+    RESPONSES_SENT: "Number of layer2 responses sent for owned IPs",
+    GRATUITOUS_SENT: "Number of gratuitous layer2 packets sent for owned IPs",
+}
+
+
+class Layer2Metrics(Collector):
+    """Per-IP counters for the ARP/NDP responders.
+
+    Pass a ``CollectorRegistry`` (tests use their own); ``None`` means do not register.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self._lock = threading.Lock()  # scrapes may come from the HTTP server thread
+        self._counts: dict[str, dict[str, float]] = {name: {} for name in _HELP}
+        if registry is not None:
+            registry.register(self)
+
+    def _inc(self, name: str, ip: str, amount: float) -> None:
+        with self._lock:
+            per_ip = self._counts[name]
+            per_ip[ip] = per_ip.get(ip, 0.0) + amount
+
+    def request_received(self, ip: str) -> None:
+        """A request (ARP who-has / NS) arrived for an announced IP."""
+        self._inc(REQUESTS_RECEIVED, ip, 1.0)
+
+    def response_sent(self, ip: str) -> None:
+        """A reply for an announced IP went out."""
+        self._inc(RESPONSES_SENT, ip, 1.0)
+
+    def gratuitous_sent(self, ip: str, frames: int = 1) -> None:
+        """Gratuitous ARP / unsolicited NA frames went out (counted per frame, as MetalLB)."""
+        self._inc(GRATUITOUS_SENT, ip, float(frames))
+
+    def value(self, name: str, ip: str) -> float:
+        """Current value of one series (0 when never incremented); for tests and debugging."""
+        with self._lock:
+            return self._counts[name].get(ip, 0.0)
+
+    def describe(self) -> Iterator[Metric]:
+        """Static description so registration does not need a collect() pass."""
+        for name, doc in _HELP.items():
+            yield Metric(name, doc, "unknown")
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per metric name, one sample per IP."""
+        with self._lock:
+            snapshot = {name: dict(per_ip) for name, per_ip in self._counts.items()}
+        for name, doc in _HELP.items():
+            family = Metric(name, doc, "unknown")
+            for ip, value in sorted(snapshot[name].items()):
+                family.add_sample(name, {"ip": ip}, value)
+            yield family
+
+
+_default: Layer2Metrics | None = None
+_default_lock = threading.Lock()
+
+
+def default_metrics() -> Layer2Metrics:
+    """The process-wide instance on prometheus_client's default registry, created once."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Layer2Metrics(REGISTRY)
+        return _default

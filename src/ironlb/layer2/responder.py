@@ -1,0 +1,507 @@
+"""The asyncio shell around the Layer 2 codecs: raw sockets, announcements, takeover.
+
+One :class:`PacketLink` per selected interface holds an AF_PACKET socket for ARP and
+one for IPv6 (NDP), driven by ``loop.add_reader``: no threads. :class:`Responder`
+owns the announced set, answers requests through the pure ``decide_*`` functions,
+sends gratuitous ARP / unsolicited NA on takeover and rescans interfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import enum
+import logging
+import socket
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import TracebackType
+from typing import Final, Literal, Protocol, Self
+
+from ironlb.layer2.arp import build_gratuitous, decide_arp, parse_arp
+from ironlb.layer2.ethernet import ETH_P_ARP, ETH_P_IPV6, Decision, FrameError, mac_to_str
+from ironlb.layer2.interfaces import (
+    DEFAULT_EXCLUDE_PATTERNS,
+    InterfaceRecord,
+    SelectedInterface,
+    read_interfaces,
+    select_interfaces,
+)
+from ironlb.layer2.metrics import Layer2Metrics, default_metrics
+from ironlb.layer2.ndp import (
+    build_unsolicited_advertisement,
+    decide_ndp,
+    multicast_mac,
+    parse_ndp,
+    solicited_node_address,
+)
+
+log = logging.getLogger(__name__)
+
+IPAddress = IPv4Address | IPv6Address
+
+SOL_PACKET: Final = 263
+PACKET_ADD_MEMBERSHIP: Final = 1
+PACKET_DROP_MEMBERSHIP: Final = 2
+PACKET_MR_MULTICAST: Final = 0
+PACKET_OUTGOING: Final = 4
+PACKET_IGNORE_OUTGOING: Final = 23
+SO_ATTACH_FILTER: Final = 26
+_MAX_FRAMES_PER_WAKEUP: Final = 64
+_RECV_SIZE: Final = 2048
+
+
+class AllInterfaces(enum.Enum):
+    """Sentinel type: announce on every selected interface."""
+
+    ALL = "ALL"
+
+
+ALL: Final = AllInterfaces.ALL
+InterfaceSelector = frozenset[str] | Literal[AllInterfaces.ALL]
+
+
+class Kind(enum.Enum):
+    """Which protocol a frame belongs to."""
+
+    ARP = "arp"
+    NDP = "ndp"
+
+
+FrameHandler = Callable[["Link", Kind, bytes], None]
+
+
+class Link(Protocol):
+    """What the Responder needs from one interface's sockets (faked in unit tests)."""
+
+    @property
+    def iface(self) -> SelectedInterface: ...
+
+    def send(self, kind: Kind, frame: bytes) -> bool: ...
+
+    def join(self, group: IPv6Address) -> None: ...
+
+    def leave(self, group: IPv6Address) -> None: ...
+
+    def close(self) -> None: ...
+
+
+LinkFactory = Callable[[SelectedInterface, FrameHandler], Link]
+
+
+def _ndp_filter() -> bytes:
+    """Classic BPF: accept only IPv6 ICMPv6 type 135 (NS) without extension headers.
+
+    This keeps ordinary IPv6 traffic out of Python; the codec still validates
+    everything it is given, so the filter is an optimisation, not a check.
+    """
+    insns = [
+        (0x28, 0, 0, 12),  # ldh [12]            ethertype
+        (0x15, 0, 5, ETH_P_IPV6),  # jeq IPv6 else drop
+        (0x30, 0, 0, 20),  # ldb [20]            next header
+        (0x15, 0, 3, 58),  # jeq ICMPv6 else drop
+        (0x30, 0, 0, 54),  # ldb [54]            ICMPv6 type
+        (0x15, 0, 1, 135),  # jeq NS else drop
+        (0x06, 0, 0, 0x40000),  # ret accept
+        (0x06, 0, 0, 0),  # ret drop
+    ]
+    return b"".join(struct.pack("HBBI", *insn) for insn in insns)
+
+
+def _attach_filter(sock: socket.socket, program: bytes) -> None:
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HP", len(program) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class PacketLink:
+    """AF_PACKET sockets of one interface, registered with the event loop."""
+
+    def __init__(
+        self,
+        iface: SelectedInterface,
+        handler: FrameHandler,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._iface = iface
+        self._handler = handler
+        self._loop = loop or asyncio.get_running_loop()
+        self._socks: dict[Kind, socket.socket] = {}
+        self._mc6: socket.socket | None = None
+        try:
+            if iface.arp:
+                self._socks[Kind.ARP] = self._open(ETH_P_ARP, None)
+            if iface.ndp:
+                self._socks[Kind.NDP] = self._open(ETH_P_IPV6, _ndp_filter())
+                self._mc6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError:
+            self.close()
+            raise
+        for kind, sock in self._socks.items():
+            self._loop.add_reader(sock.fileno(), self._on_readable, kind, sock)
+
+    @property
+    def iface(self) -> SelectedInterface:
+        return self._iface
+
+    def _open(self, proto: int, program: bytes | None) -> socket.socket:
+        # Protocol 0 at creation: the socket hears nothing until bound to this
+        # interface, so no frame from another interface is ever queued on it.
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # kernel < 4.20: filtered in _on_readable
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            if program is not None:
+                try:
+                    _attach_filter(sock, program)
+                except OSError as exc:
+                    log.warning("BPF filter not attached on %s (%s); filtering in Python", self._iface.name, exc)
+            sock.bind((self._iface.name, proto))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _on_readable(self, kind: Kind, sock: socket.socket) -> None:
+        for _ in range(_MAX_FRAMES_PER_WAKEUP):
+            try:
+                frame, addr = sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ENETDOWN when the link goes away
+                log.debug("recv on %s failed: %s", self._iface.name, exc)
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            try:
+                self._handler(self, kind, frame)
+            except Exception:  # one bad frame must not kill the responder
+                log.exception("error handling %s frame on %s", kind.value, self._iface.name)
+
+    def send(self, kind: Kind, frame: bytes) -> bool:
+        """Send a frame; False (logged) if the socket is missing or the kernel refused."""
+        sock = self._socks.get(kind)
+        if sock is None:
+            return False
+        try:
+            sock.send(frame)
+        except OSError as exc:
+            log.warning("sending %s frame on %s failed: %s", kind.value, self._iface.name, exc)
+            return False
+        return True
+
+    def join(self, group: IPv6Address) -> None:
+        """Receive ``group``: link-layer filter (PACKET_ADD_MEMBERSHIP) and MLD (IPV6_JOIN_GROUP)."""
+        self._membership(group, PACKET_ADD_MEMBERSHIP, socket.IPV6_JOIN_GROUP)
+
+    def leave(self, group: IPv6Address) -> None:
+        """Undo :meth:`join`."""
+        self._membership(group, PACKET_DROP_MEMBERSHIP, socket.IPV6_LEAVE_GROUP)
+
+    def _membership(self, group: IPv6Address, packet_op: int, ipv6_op: int) -> None:
+        sock = self._socks.get(Kind.NDP)
+        if sock is None or self._mc6 is None:
+            return
+        mreq = struct.pack("iHH8s", self._iface.index, PACKET_MR_MULTICAST, 6, multicast_mac(group))
+        try:
+            sock.setsockopt(SOL_PACKET, packet_op, mreq)
+        except OSError as exc:
+            log.warning("packet membership %s on %s failed: %s", group, self._iface.name, exc)
+        try:
+            self._mc6.setsockopt(socket.IPPROTO_IPV6, ipv6_op, group.packed + struct.pack("@I", self._iface.index))
+        except OSError as exc:
+            log.warning("IPv6 membership %s on %s failed: %s", group, self._iface.name, exc)
+
+    def close(self) -> None:
+        """Unregister and close; closing the sockets drops all memberships."""
+        for sock in self._socks.values():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._socks.clear()
+        if self._mc6 is not None:
+            self._mc6.close()
+            self._mc6 = None
+
+
+def _as_ip(ip: IPAddress | str) -> IPAddress:
+    return ip_address(ip) if isinstance(ip, str) else ip
+
+
+def _as_selector(interfaces: Iterable[str] | AllInterfaces) -> InterfaceSelector:
+    if isinstance(interfaces, AllInterfaces):
+        return ALL
+    if isinstance(interfaces, str):  # a lone name, not an iterable of characters
+        return frozenset((interfaces,))
+    return frozenset(interfaces)
+
+
+def _link_key(iface: SelectedInterface) -> tuple[int, bytes, bool, bool]:
+    """What, when changed, needs new sockets (the link-local address does not)."""
+    return (iface.index, iface.mac, iface.arp, iface.ndp)
+
+
+class Responder:
+    """Answers ARP/NDP for announced IPs and announces takeovers.
+
+    Drive it with :meth:`set_announced` (the full desired state) or
+    :meth:`announce` / :meth:`withdraw`. It must be created and used on one event loop.
+    A takeover is announced at once, then every ``gratuitous_interval`` seconds until
+    ``gratuitous_duration`` seconds after the latest trigger; a duration of 0 disables
+    takeover announcements (clients then keep the old MAC until their cache expires).
+    """
+
+    def __init__(
+        self,
+        *,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE_PATTERNS,
+        rescan_interval: float = 10.0,
+        gratuitous_interval: float = 1.1,
+        gratuitous_duration: float = 5.0,
+        metrics: Layer2Metrics | None = None,
+        interface_reader: Callable[[], list[InterfaceRecord]] = read_interfaces,
+        link_factory: LinkFactory | None = None,
+    ) -> None:
+        if gratuitous_interval <= 0 or rescan_interval <= 0:
+            raise ValueError("intervals must be positive")
+        self._exclude = tuple(exclude)
+        self._rescan_interval = rescan_interval
+        self._gratuitous_interval = gratuitous_interval
+        self._gratuitous_duration = gratuitous_duration
+        self._metrics = metrics if metrics is not None else default_metrics()
+        self._reader = interface_reader
+        self._link_factory: LinkFactory = link_factory or (lambda iface, handler: PacketLink(iface, handler))
+        self._announced: dict[IPAddress, InterfaceSelector] = {}
+        self._links: dict[str, Link] = {}
+        self._joined: dict[str, set[IPv6Address]] = {}
+        self._v4_by_link: dict[str, frozenset[IPv4Address]] = {}
+        self._v6_by_link: dict[str, frozenset[IPv6Address]] = {}
+        self._deadlines: dict[IPAddress, float] = {}
+        self._spam_tasks: dict[IPAddress, asyncio.Task[None]] = {}
+        self._rescan_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Scan interfaces, open sockets and start the periodic rescan."""
+        if self._closed:
+            raise RuntimeError("responder is closed")
+        self._loop = asyncio.get_running_loop()
+        self.rescan()
+        self._rescan_task = self._loop.create_task(self._rescan_loop(), name="l2-rescan")
+
+    async def close(self) -> None:
+        """Stop all tasks and close every socket; idempotent."""
+        self._closed = True
+        tasks = [t for t in (self._rescan_task, *self._spam_tasks.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._spam_tasks.clear()
+        self._rescan_task = None
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+        self._joined.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def announced(self) -> dict[IPAddress, InterfaceSelector]:
+        """A copy of the announced set."""
+        return dict(self._announced)
+
+    @property
+    def interfaces(self) -> list[SelectedInterface]:
+        """Interfaces that currently have responders, by name."""
+        return [self._links[name].iface for name in sorted(self._links)]
+
+    def set_announced(self, announced: Mapping[IPAddress | str, Iterable[str] | AllInterfaces]) -> None:
+        """Replace the announced set: ``ip -> interface names`` or ``ALL``.
+
+        IPs that are new, or whose interfaces changed, are announced at once with
+        gratuitous ARP / unsolicited NA, repeated until ``gratuitous_duration`` has
+        passed; withdrawn IPs are no longer answered (no goodbye packet, as MetalLB).
+        """
+        wanted: dict[IPAddress, InterfaceSelector] = {}
+        for raw_ip, interfaces in announced.items():
+            wanted[_as_ip(raw_ip)] = _as_selector(interfaces)
+        self._apply(wanted)
+
+    def _apply(self, wanted: dict[IPAddress, InterfaceSelector]) -> None:
+        triggered = [ip for ip, sel in wanted.items() if self._announced.get(ip) != sel]
+        for ip in set(self._announced) - set(wanted):
+            self._stop_spam(ip)
+        self._announced = wanted
+        self._sync_all_links()
+        for ip in triggered:
+            self.refresh(ip)
+
+    def announce(self, ip: IPAddress | str, interfaces: Iterable[str] | AllInterfaces = ALL) -> None:
+        """Add or update one IP (see :meth:`set_announced`)."""
+        self._apply({**self._announced, _as_ip(ip): _as_selector(interfaces)})
+
+    def withdraw(self, ip: IPAddress | str) -> None:
+        """Stop answering for one IP."""
+        addr = _as_ip(ip)
+        self._apply({k: v for k, v in self._announced.items() if k != addr})
+
+    def refresh(self, ip: IPAddress | str) -> None:
+        """(Re)start the gratuitous burst for an announced IP: send now unless a burst is
+        running, and keep sending until ``gratuitous_duration`` after this call."""
+        addr = _as_ip(ip)
+        if addr not in self._announced or self._loop is None or self._closed or self._gratuitous_duration <= 0:
+            return
+        self._deadlines[addr] = self._loop.time() + self._gratuitous_duration
+        task = self._spam_tasks.get(addr)
+        if task is None or task.done():
+            self._send_gratuitous(addr)  # at once, not on the next loop iteration
+            self._spam_tasks[addr] = self._loop.create_task(self._spam(addr), name=f"l2-gratuitous-{addr}")
+
+    def interfaces_for(self, ip: IPAddress | str) -> list[str]:
+        """Names of current responder interfaces that announce ``ip`` (empty: none exist,
+        the speaker's cue for an ``announceFailed`` event)."""
+        addr = _as_ip(ip)
+        sel = self._announced.get(addr)
+        if sel is None:
+            return []
+        return [name for name in sorted(self._links) if self._covers(sel, self._links[name].iface, addr)]
+
+    def rescan(self) -> None:
+        """Re-read interfaces now: open responders on new ones, close vanished ones."""
+        if self._closed:
+            return
+        try:
+            selected = select_interfaces(self._reader(), self._exclude)
+        except OSError as exc:
+            log.warning("interface scan failed: %s", exc)
+            return
+        by_name = {iface.name: iface for iface in selected}
+        for name in list(self._links):
+            current = by_name.get(name)
+            if current is None or _link_key(current) != _link_key(self._links[name].iface):
+                log.info("closing layer2 responder on %s", name)
+                self._links.pop(name).close()
+                self._joined.pop(name, None)
+        added: list[Link] = []
+        for name, iface in by_name.items():
+            if name in self._links:
+                continue
+            try:
+                self._links[name] = self._link_factory(iface, self._on_frame)
+            except OSError as exc:
+                log.warning("cannot open layer2 responder on %s: %s", name, exc)
+                continue
+            log.info("layer2 responder on %s (%s) arp=%s ndp=%s", name, mac_to_str(iface.mac), iface.arp, iface.ndp)
+            added.append(self._links[name])
+        self._sync_all_links()
+        for ip, sel in self._announced.items():
+            new_links = [link for link in added if self._covers(sel, link.iface, ip)]
+            if new_links:
+                # A running burst would reach the new link only at its next round.
+                if ip in self._spam_tasks:
+                    self._send_gratuitous(ip, new_links)
+                self.refresh(ip)
+
+    # ----------------------------------------------------------------- internals
+    @staticmethod
+    def _covers(sel: InterfaceSelector, iface: SelectedInterface, ip: IPAddress) -> bool:
+        if not (sel is ALL or iface.name in sel):
+            return False
+        return iface.arp if isinstance(ip, IPv4Address) else iface.ndp
+
+    def _sync_all_links(self) -> None:
+        """Recompute per-link lookup sets and multicast memberships from the announced set."""
+        self._v4_by_link.clear()
+        self._v6_by_link.clear()
+        for name, link in self._links.items():
+            iface = link.iface
+            ips = [ip for ip, sel in self._announced.items() if self._covers(sel, iface, ip)]
+            v6 = frozenset(ip for ip in ips if isinstance(ip, IPv6Address))
+            self._v4_by_link[name] = frozenset(ip for ip in ips if isinstance(ip, IPv4Address))
+            self._v6_by_link[name] = v6
+            # Several VIPs can share one solicited-node group: the set of wanted groups
+            # is the reference count, joined on first use and left when the last goes.
+            wanted = {solicited_node_address(ip) for ip in v6}
+            joined = self._joined.setdefault(name, set())
+            for group in sorted(wanted - joined):
+                link.join(group)
+            for group in sorted(joined - wanted):
+                link.leave(group)
+            self._joined[name] = wanted
+
+    def _on_frame(self, link: Link, kind: Kind, frame: bytes) -> None:
+        iface = link.iface
+        decision: Decision
+        try:
+            if kind is Kind.ARP:
+                decision = decide_arp(parse_arp(frame), iface.mac, self._v4_by_link.get(iface.name, frozenset()))
+            else:
+                decision = decide_ndp(parse_ndp(frame), iface.mac, self._v6_by_link.get(iface.name, frozenset()))
+        except FrameError as exc:
+            log.debug("dropped malformed %s frame on %s: %s", kind.value, iface.name, exc)
+            return
+        if decision.ip is not None:
+            self._metrics.request_received(decision.ip)
+        if decision.reply is None:
+            if decision.ip is not None:
+                log.debug("not answering %s for %s on %s: %s", kind.value, decision.ip, iface.name, decision.reason)
+            return
+        if link.send(kind, decision.reply) and decision.ip is not None:
+            self._metrics.response_sent(decision.ip)
+
+    def _stop_spam(self, ip: IPAddress) -> None:
+        self._deadlines.pop(ip, None)
+        task = self._spam_tasks.pop(ip, None)
+        if task is not None:
+            task.cancel()
+
+    def _send_gratuitous(self, ip: IPAddress, links: Iterable[Link] | None = None) -> None:
+        sel = self._announced.get(ip)
+        if sel is None:
+            return
+        for link in list(self._links.values() if links is None else links):
+            iface = link.iface
+            if not self._covers(sel, iface, ip):
+                continue
+            if isinstance(ip, IPv4Address):
+                frames = [(Kind.ARP, f) for f in build_gratuitous(ip, iface.mac)]
+            else:
+                frames = [(Kind.NDP, build_unsolicited_advertisement(ip, iface.mac, ip))]
+            sent = sum(1 for kind, frame in frames if link.send(kind, frame))
+            if sent:
+                self._metrics.gratuitous_sent(str(ip), sent)
+
+    async def _spam(self, ip: IPAddress) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(self._gratuitous_interval)
+                if ip not in self._announced or loop.time() >= self._deadlines.get(ip, 0.0):
+                    return
+                self._send_gratuitous(ip)
+        finally:
+            if self._spam_tasks.get(ip) is asyncio.current_task():
+                del self._spam_tasks[ip]
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._rescan_interval)
+            try:
+                self.rescan()
+            except Exception:  # keep rescanning whatever one scan hit
+                log.exception("interface rescan failed")

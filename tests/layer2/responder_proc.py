@@ -1,0 +1,72 @@
+"""Helper process for the netns tests: runs a Responder in the current namespace.
+
+Started with ``ip netns exec NS python responder_proc.py [options]``. It reads one
+JSON command per line on stdin and answers one JSON line on stdout:
+``{"cmd": "set", "announced": {"10.0.0.1": "ALL" | ["eth0"]}}``,
+``{"cmd": "metrics"}``, ``{"cmd": "interfaces"}``, ``{"cmd": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from ironlb.layer2.metrics import GRATUITOUS_SENT, REQUESTS_RECEIVED, RESPONSES_SENT, Layer2Metrics
+from ironlb.layer2.responder import ALL, AllInterfaces, Responder
+
+
+def _handle(responder: Responder, metrics: Layer2Metrics, cmd: dict[str, Any]) -> dict[str, Any]:
+    if cmd["cmd"] == "set":
+        wanted: dict[str, list[str] | AllInterfaces] = {
+            ip: ALL if sel == "ALL" else list(sel) for ip, sel in cmd["announced"].items()
+        }
+        responder.set_announced(wanted)  # type: ignore[arg-type]
+        return {"ok": True}
+    if cmd["cmd"] == "metrics":
+        return {
+            name: {ip: metrics.value(name, ip) for ip in cmd.get("ips", [])}
+            for name in (REQUESTS_RECEIVED, RESPONSES_SENT, GRATUITOUS_SENT)
+        }
+    if cmd["cmd"] == "interfaces":
+        return {
+            "interfaces": [
+                {"name": i.name, "arp": i.arp, "ndp": i.ndp, "link_local": str(i.link_local)}
+                for i in responder.interfaces
+            ]
+        }
+    return {"error": f"unknown command {cmd['cmd']!r}"}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gratuitous-interval", type=float, default=1.1)
+    parser.add_argument("--gratuitous-duration", type=float, default=5.0)
+    parser.add_argument("--rescan-interval", type=float, default=10.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    metrics = Layer2Metrics(CollectorRegistry())
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with Responder(
+        gratuitous_interval=args.gratuitous_interval,
+        gratuitous_duration=args.gratuitous_duration,
+        rescan_interval=args.rescan_interval,
+        metrics=metrics,
+    ) as responder:
+        print(json.dumps({"ready": True}), flush=True)
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd["cmd"] == "quit":
+                break
+            print(json.dumps(_handle(responder, metrics, cmd)), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
