@@ -67,6 +67,56 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from ironlb.membership import MembershipConfig, parse_members
+    from ironlb.standalone.runner import Runner, RunOptions
+
+    _logging(args.log_level)
+    try:
+        members = parse_members(args.members) if args.members else {}
+        secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
+        ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout, quorum=args.quorum)
+    except (OSError, ValueError) as err:
+        print(f"ironlb run: {err}", file=sys.stderr)
+        return 2
+    if members and args.node not in members:
+        print(f"ironlb run: --node {args.node} is not one of --members", file=sys.stderr)
+        return 2
+    state = Path(args.state)
+    if not state.is_dir():
+        print(f"ironlb run: --state {state} is not a directory", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        state_dir=state,
+        node=args.node,
+        members=members,
+        secret=secret,
+        status_file=Path(args.status_file) if args.status_file else None,
+        namespace=args.namespace,
+        lb_class=args.lb_class,
+        ignore_exclude_lb=args.ignore_exclude_lb,
+        membership=ml,
+        gratuitous_interval=args.gratuitous_interval,
+        gratuitous_duration=args.gratuitous_duration,
+    )
+    from ironlb.runtime import tune_gc
+
+    tune_gc()
+    asyncio.run(Runner(options).run())
+    return 0
+
+
+def _logging(level: str) -> None:
+    import logging
+
+    levels = {"all": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "error": logging.ERROR, "none": logging.CRITICAL + 1}
+    logging.basicConfig(level=levels[level], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironlb", description="A MetalLB-compatible load balancer for bare metal.")
     parser.add_argument("--version", action="version", version=f"ironlb {__version__}")
@@ -87,6 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="ironlb's namespace (default %(default)s)")
     p.add_argument("--lb-class", default="", help="only handle Services of this loadBalancerClass")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="controller and speaker in one process, from a directory of manifests")
+    p.add_argument("--state", required=True, metavar="DIR", help="directory of manifests (config and Services)")
+    p.add_argument("--node", required=True, metavar="NAME", help="this node's name")
+    p.add_argument("--members", default="", metavar="NAME=ADDR,...", help="all speakers, this one included")
+    p.add_argument("--secret-file", metavar="F", help="shared secret for the membership protocol (HMAC)")
+    p.add_argument("--status-file", metavar="F", help="JSON status, rewritten on every change")
+    p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="ironlb's namespace (default %(default)s)")
+    p.add_argument("--lb-class", default="", help="only handle Services of this loadBalancerClass")
+    p.add_argument("--ignore-exclude-lb", action="store_true", help="announce from nodes labelled excluded too")
+    p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
+    p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
+    p.add_argument("--quorum", choices=("auto", "on", "off"), default="auto",
+                   help="announce only while a majority of members is reachable (auto: with 3 or more)")
+    p.add_argument("--gratuitous-interval", type=float, default=1.1, help="seconds between takeover announcements")
+    p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
+    p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -33,14 +33,18 @@ class Snapshot:
 def snapshot_from(resources: Resources, *, namespace: str = "metallb-system") -> tuple[Snapshot, tuple[str, ...]]:
     """Validate the config of ``resources`` and collect the cluster objects; ConfigError if invalid."""
     result = build(resources, namespace=namespace)
-    snap = Snapshot(
-        config=result.config,
+    return with_objects(result.config, resources), result.warnings
+
+
+def with_objects(config: Config, resources: Resources) -> Snapshot:
+    """A snapshot of ``resources``' cluster objects under ``config`` (which may be the last valid one)."""
+    return Snapshot(
+        config=config,
         services=tuple(Service.from_dict(s, default_cluster_ips=True) for s in resources.services),
         nodes=tuple(Node.from_dict(n) for n in resources.nodes),
         endpoint_slices=tuple(EndpointSlice.from_dict(e) for e in resources.endpoint_slices),
         namespaces=tuple(Namespace.from_dict(n) for n in resources.namespaces),
     )
-    return snap, result.warnings
 
 
 def allocate(snapshot: Snapshot, *, lb_class: str = "") -> tuple[Allocator, dict[str, Outcome]]:

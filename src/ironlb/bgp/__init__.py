@@ -1,0 +1,50 @@
+"""Native BGP speaker: a sans-I/O protocol core plus a thin asyncio shell.
+
+- :mod:`.wire`: message codec; :mod:`.errors`: ``BGPError`` and code tables.
+- :mod:`.attributes`: per-route intent (:class:`Attributes`) handed in by the planner.
+- :mod:`.updates`: packing of routes into minimal UPDATE messages.
+- :mod:`.fsm`: the per-session state machine (no I/O, no clock).
+- :mod:`.session`: :class:`BGPSession`, which runs an FSM over TCP on asyncio.
+"""
+
+from .attributes import Attributes, parse_community, parse_large_community
+from .config import DynamicASN, PeerConfig
+from .errors import BGPError
+from .fsm import (
+    Counters,
+    EndOfRibReceived,
+    Established,
+    Event,
+    NotificationReceived,
+    RouteRefreshReceived,
+    RouteTable,
+    Session,
+    SessionDown,
+    State,
+)
+from .session import BGPSession
+from .wire import IPV4_UNICAST, IPV6_UNICAST, Family, Network
+
+__all__ = [
+    "IPV4_UNICAST",
+    "IPV6_UNICAST",
+    "Attributes",
+    "BGPError",
+    "BGPSession",
+    "Counters",
+    "DynamicASN",
+    "EndOfRibReceived",
+    "Established",
+    "Event",
+    "Family",
+    "Network",
+    "NotificationReceived",
+    "PeerConfig",
+    "RouteRefreshReceived",
+    "RouteTable",
+    "Session",
+    "SessionDown",
+    "State",
+    "parse_community",
+    "parse_large_community",
+]

@@ -1,0 +1,619 @@
+"""The BGP finite-state machine of one session, sans-I/O (in the style of h11/h2).
+
+The caller owns sockets and clocks: it feeds bytes, connection events and the
+current time in, and takes bytes (:meth:`Session.data_to_send`), events and the
+next timer deadline (:meth:`Session.next_deadline`) out.  Nothing here blocks,
+sleeps or reads a clock, so every timing rule is testable with fake time.
+
+ironlb only announces: received routes are validated (a malformed UPDATE
+must still reset the session, RFC 4271 section 6.3) and then dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from .attributes import Attributes
+from .config import DynamicASN, PeerConfig, router_id_from_node_name
+from .errors import (
+    BGPError,
+    CeaseSubcode,
+    ErrorCode,
+    FSMSubcode,
+    OpenSubcode,
+    describe,
+)
+from .updates import PathContext, build_announcements, pack_withdrawals
+from .wire import (
+    HEADER_LEN,
+    IPV4_UNICAST,
+    Address,
+    Capabilities,
+    CapabilityCode,
+    Family,
+    GracefulRestart,
+    MessageType,
+    Network,
+    NotificationMessage,
+    OpenMessage,
+    RouteRefreshMessage,
+    UpdateMessage,
+    decode_message,
+    encode_capabilities,
+    encode_end_of_rib,
+    encode_keepalive,
+    encode_notification,
+    encode_open,
+    family_of,
+    shutdown_communication,
+    split_messages,
+)
+
+log = logging.getLogger(__name__)
+
+RouteTable = Mapping[Network, Attributes] | Mapping[IPv4Network, Attributes] | Mapping[IPv6Network, Attributes]
+"""What :meth:`Session.set_routes` takes; the union because Mapping keys are invariant."""
+
+
+class State(Enum):
+    """RFC 4271 section 8 states."""
+
+    IDLE = "Idle"
+    CONNECT = "Connect"
+    ACTIVE = "Active"
+    OPEN_SENT = "OpenSent"
+    OPEN_CONFIRM = "OpenConfirm"
+    ESTABLISHED = "Established"
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Established:
+    """The session reached Established; the negotiated parameters."""
+
+    peer_asn: int
+    peer_router_id: IPv4Address
+    hold_time: int
+    keepalive_time: float
+    families: frozenset[Family]
+    graceful_restart: bool
+    four_octet_as: bool
+    route_refresh: bool
+
+
+@dataclass(frozen=True)
+class SessionDown:
+    """The session left OpenSent/OpenConfirm/Established; the shell must close TCP.
+
+    ``notification_sent``/``notification_received`` tell who ended it and why.
+    """
+
+    reason: str
+    was_established: bool
+    notification_sent: NotificationMessage | None = None
+    notification_received: NotificationMessage | None = None
+
+
+@dataclass(frozen=True)
+class NotificationReceived:
+    """The peer sent a NOTIFICATION (always followed by SessionDown)."""
+
+    code: int
+    subcode: int
+    data: bytes
+
+    @property
+    def description(self) -> str:
+        """Code table text for logs."""
+        return describe(self.code, self.subcode)
+
+
+@dataclass(frozen=True)
+class RouteRefreshReceived:
+    """The peer asked for our routes of ``family`` again; they have been re-queued."""
+
+    family: Family
+
+
+@dataclass(frozen=True)
+class EndOfRibReceived:
+    """The peer finished its initial UPDATEs for ``family`` (informational)."""
+
+    family: Family
+
+
+Event = Established | SessionDown | NotificationReceived | RouteRefreshReceived | EndOfRibReceived
+
+
+@dataclass
+class Counters:
+    """Monotonic message counters for metrics (FRR sidecar metric names map onto them)."""
+
+    opens_sent: int = 0
+    opens_received: int = 0
+    updates_sent: int = 0
+    updates_received: int = 0
+    keepalives_sent: int = 0
+    keepalives_received: int = 0
+    notifications_sent: int = 0
+    notifications_received: int = 0
+    route_refresh_received: int = 0
+    established_transitions: int = 0
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """What the OPEN exchange settled for the current connection."""
+
+    peer_asn: int
+    peer_router_id: IPv4Address
+    hold_time: int
+    keepalive_time: float
+    families: frozenset[Family]
+    four_octet_as: bool
+    graceful_restart: bool
+    route_refresh: bool
+    ibgp: bool
+    peer_capabilities: Capabilities
+
+
+class Session:
+    """One BGP session's protocol state; see the module docstring for the contract.
+
+    Inputs: :meth:`connection_made`, :meth:`data_received`, :meth:`connection_lost`,
+    :meth:`timer`, :meth:`set_routes`, :meth:`close`.  Outputs: returned events,
+    :meth:`data_to_send`, :meth:`next_deadline`, :attr:`counters`.
+    """
+
+    def __init__(self, config: PeerConfig) -> None:
+        self.config = config
+        self.state = State.IDLE
+        self.counters = Counters()
+        self.negotiated: Negotiated | None = None
+        self.local_address: Address | None = None
+        self.peer_address: Address | None = None
+        self.router_id: IPv4Address | None = None
+        self._desired: dict[Network, Attributes] = {}
+        self._sent: dict[Network, Attributes] = {}
+        self._unsendable: set[Network] = set()
+        self._out = bytearray()
+        self._in = bytearray()
+        self._hold_deadline: float | None = None
+        self._keepalive_deadline: float | None = None
+        self._ctx: PathContext | None = None
+
+    # ------------------------------------------------------------------ outputs
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the TCP connection, in order; clears the buffer."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`timer` must next be called, or None if no timer runs."""
+        deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    @property
+    def prefixes_announced(self) -> int:
+        """Prefixes currently advertised to the peer (MetalLB ``announced_prefixes_total``)."""
+        return len(self._sent)
+
+    @property
+    def prefixes_pending(self) -> int:
+        """Desired prefixes not (yet, or not at all) advertised with their current attributes."""
+        return sum(1 for p, a in self._desired.items() if self._sent.get(p) != a)
+
+    @property
+    def advertised(self) -> Mapping[Network, Attributes]:
+        """The Adj-RIB-Out as sent on this connection (read-only view)."""
+        return dict(self._sent)
+
+    @property
+    def is_established(self) -> bool:
+        """Shortcut for ``state is State.ESTABLISHED``."""
+        return self.state is State.ESTABLISHED
+
+    # ------------------------------------------------------------------ connection lifecycle
+
+    def connection_started(self) -> None:
+        """The shell is dialling (Idle/Active -> Connect)."""
+        if self.state in (State.IDLE, State.ACTIVE):
+            self.state = State.CONNECT
+
+    def connection_failed(self) -> None:
+        """The dial failed; the shell will retry after its backoff (Connect -> Active)."""
+        if self.state in (State.IDLE, State.CONNECT):
+            self.state = State.ACTIVE
+
+    def connection_made(self, local_addr: Address, peer_addr: Address, now: float) -> None:
+        """TCP is up: send OPEN and wait for the peer's (-> OpenSent)."""
+        if self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+            raise RuntimeError(f"connection_made in state {self.state.value}")
+        self._reset_connection()
+        self.local_address = _unmap(local_addr)
+        self.peer_address = _unmap(peer_addr)
+        self.router_id = self._pick_router_id()
+        self._send(encode_open(self._our_open()))
+        self.counters.opens_sent += 1
+        self.state = State.OPEN_SENT
+        # RFC 4271 8.2.2: a large hold timer (4 min suggested) until the OPEN arrives.
+        self._hold_deadline = now + self.config.open_hold_time
+
+    def connection_lost(self, reason: str = "connection closed by peer") -> list[Event]:
+        """TCP closed or failed under us."""
+        if self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+            return [self._down(reason)]
+        self.state = State.IDLE
+        return []
+
+    def close(
+        self,
+        reason: str = "",
+        *,
+        subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+        graceful_restart: bool = False,
+    ) -> list[Event]:
+        """Stop the session on our initiative.
+
+        Normally sends NOTIFICATION cease (6/2 with an RFC 9003 shutdown message by
+        default).  With ``graceful_restart`` and GR negotiated it sends nothing, so
+        the shell just drops TCP and the peer keeps our routes for the restart time.
+        """
+        if self.state not in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+            self.state = State.IDLE
+            return []
+        neg = self.negotiated
+        if graceful_restart and neg is not None and neg.graceful_restart and self.is_established:
+            return [self._down(reason or "closed for graceful restart")]
+        data = b""
+        if subcode in (CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, CeaseSubcode.ADMINISTRATIVE_RESET) and reason:
+            data = shutdown_communication(reason)
+        return [self._notify_and_down(BGPError(ErrorCode.CEASE, subcode, data, reason or describe(6, subcode)))]
+
+    # ------------------------------------------------------------------ input
+
+    def data_received(self, data: bytes, now: float) -> list[Event]:
+        """Bytes from the peer; returns what happened.  Stops at the first error."""
+        if self.state not in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+            return []
+        self._in += data
+        events: list[Event] = []
+        try:
+            for raw in split_messages(self._in):
+                events.extend(self._handle_message(raw, now))
+                if not self._connected():
+                    break
+        except BGPError as err:
+            events.append(self._notify_and_down(err))
+        return events
+
+    def timer(self, now: float) -> list[Event]:
+        """Fire every timer whose deadline is <= ``now``."""
+        events: list[Event] = []
+        if self._hold_deadline is not None and now >= self._hold_deadline:
+            err = BGPError(ErrorCode.HOLD_TIMER_EXPIRED, 0, b"", "hold timer expired")
+            events.append(self._notify_and_down(err))
+            return events
+        if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
+            self._send_keepalive(now)
+        return events
+
+    def set_routes(self, desired: RouteTable) -> None:
+        """Replace the whole desired Adj-RIB-Out; UPDATEs for the difference go out if Established."""
+        self._desired = dict(desired.items())
+        self._unsendable.clear()
+        if self.state is State.ESTABLISHED:
+            self._sync()
+
+    # ------------------------------------------------------------------ internals
+
+    def _connected(self) -> bool:
+        return self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
+
+    def _reset_connection(self) -> None:
+        self._in.clear()
+        self._out.clear()
+        self._sent.clear()
+        self._unsendable.clear()
+        self.negotiated = None
+        self._ctx = None
+        self._hold_deadline = None
+        self._keepalive_deadline = None
+
+    def _pick_router_id(self) -> IPv4Address:
+        if self.config.router_id is not None:
+            return self.config.router_id
+        if isinstance(self.local_address, IPv4Address):
+            return self.local_address
+        return router_id_from_node_name(self.config.node_name)
+
+    def _our_capabilities(self) -> Capabilities:
+        cfg = self.config
+        gr = None
+        if cfg.graceful_restart:
+            gr = GracefulRestart(
+                restart_time=cfg.restart_time,
+                families=tuple((afi, safi, True) for afi, safi in sorted(cfg.families)),
+            )
+        return Capabilities(
+            multiprotocol=cfg.families,
+            route_refresh=True,
+            four_octet_asn=cfg.my_asn,
+            graceful_restart=gr,
+        )
+
+    def _our_open(self) -> OpenMessage:
+        assert self.router_id is not None
+        return OpenMessage.for_asn(self.config.my_asn, self.config.hold_time, self.router_id, self._our_capabilities())
+
+    def _send(self, data: bytes) -> None:
+        self._out += data
+
+    def _send_keepalive(self, now: float) -> None:
+        self._send(encode_keepalive())
+        self.counters.keepalives_sent += 1
+        neg = self.negotiated
+        if neg is not None and neg.hold_time > 0:
+            self._keepalive_deadline = now + neg.keepalive_time
+        else:
+            self._keepalive_deadline = None
+
+    def _down(
+        self, reason: str, *, sent: NotificationMessage | None = None, received: NotificationMessage | None = None
+    ) -> SessionDown:
+        was = self.state is State.ESTABLISHED
+        self.state = State.IDLE
+        self._hold_deadline = None
+        self._keepalive_deadline = None
+        self._sent.clear()
+        self._in.clear()
+        log.info("BGP session to %s down: %s", self.config.label, reason)
+        return SessionDown(reason, was, sent, received)
+
+    def _notify_and_down(self, err: BGPError) -> SessionDown:
+        self._send(encode_notification(err.code, err.subcode, err.data))
+        self.counters.notifications_sent += 1
+        note = NotificationMessage(err.code, err.subcode, err.data)
+        return self._down(f"{err.message} [sent {describe(err.code, err.subcode)}]", sent=note)
+
+    def _unexpected(self, msg_type: int) -> BGPError:
+        sub = {
+            State.OPEN_SENT: FSMSubcode.UNEXPECTED_IN_OPENSENT,
+            State.OPEN_CONFIRM: FSMSubcode.UNEXPECTED_IN_OPENCONFIRM,
+            State.ESTABLISHED: FSMSubcode.UNEXPECTED_IN_ESTABLISHED,
+        }.get(self.state, FSMSubcode.UNSPECIFIED)
+        name = MessageType(msg_type).name
+        return BGPError(ErrorCode.FSM, sub, bytes((msg_type,)), f"unexpected {name} in state {self.state.value}")
+
+    def _handle_message(self, raw: bytes, now: float) -> list[Event]:
+        msg_type = raw[18]
+        if msg_type == MessageType.NOTIFICATION:
+            note = NotificationMessage(raw[HEADER_LEN], raw[HEADER_LEN + 1], raw[HEADER_LEN + 2 :])
+            self.counters.notifications_received += 1
+            text = describe(note.code, note.subcode)
+            extra = _shutdown_text(note)
+            reason = f"received NOTIFICATION {text}{': ' + extra if extra else ''}"
+            return [
+                NotificationReceived(note.code, note.subcode, note.data),
+                self._down(reason, received=note),
+            ]
+        if self.state is State.OPEN_SENT:
+            if msg_type != MessageType.OPEN:
+                raise self._unexpected(msg_type)
+            msg = decode_message(raw)
+            assert isinstance(msg, OpenMessage)
+            self.counters.opens_received += 1
+            self._handle_open(msg, now)
+            return []
+        if msg_type == MessageType.OPEN:
+            raise self._unexpected(msg_type)
+        neg = self.negotiated
+        assert neg is not None
+        if neg.hold_time > 0:
+            self._hold_deadline = now + neg.hold_time
+        if self.state is State.OPEN_CONFIRM:
+            if msg_type != MessageType.KEEPALIVE:
+                raise self._unexpected(msg_type)
+            self.counters.keepalives_received += 1
+            return self._become_established()
+        # Established.
+        msg = decode_message(raw, four_octet_as=neg.four_octet_as)
+        if isinstance(msg, UpdateMessage):
+            self.counters.updates_received += 1
+            eor = msg.end_of_rib()
+            return [EndOfRibReceived(eor)] if eor is not None else []
+        if isinstance(msg, RouteRefreshMessage):
+            self.counters.route_refresh_received += 1
+            return self._handle_route_refresh(msg)
+        self.counters.keepalives_received += 1
+        return []
+
+    def _handle_open(self, msg: OpenMessage, now: float) -> None:
+        cfg = self.config
+        caps = msg.capabilities
+        peer_asn = msg.asn
+        want = cfg.peer_asn
+        ok = peer_asn != 0
+        if isinstance(want, DynamicASN):
+            if want == DynamicASN.INTERNAL:
+                ok = ok and peer_asn == cfg.my_asn
+            elif want == DynamicASN.EXTERNAL:
+                ok = ok and peer_asn != cfg.my_asn
+        else:
+            ok = ok and peer_asn == want
+        if not ok:
+            raise BGPError(
+                ErrorCode.OPEN_MESSAGE, OpenSubcode.BAD_PEER_AS, b"", f"unexpected peer ASN {peer_asn}, want {want}"
+            )
+        if msg.hold_time in (1, 2):
+            raise BGPError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenSubcode.UNACCEPTABLE_HOLD_TIME,
+                b"",
+                f"unacceptable hold time {msg.hold_time}",
+            )
+        ibgp = peer_asn == cfg.my_asn
+        if int(msg.bgp_id) == 0 or (ibgp and msg.bgp_id == self.router_id):
+            raise BGPError(
+                ErrorCode.OPEN_MESSAGE, OpenSubcode.BAD_BGP_IDENTIFIER, b"", f"bad BGP identifier {msg.bgp_id}"
+            )
+        four = caps.four_octet_asn is not None
+        if not four and cfg.my_asn > 0xFFFF:
+            tlv = struct.pack("!BBI", CapabilityCode.FOUR_OCTET_AS, 4, cfg.my_asn)
+            raise BGPError(
+                ErrorCode.OPEN_MESSAGE, OpenSubcode.UNSUPPORTED_CAPABILITY, tlv, "peer does not support 4-byte ASNs"
+            )
+        theirs = caps.multiprotocol or frozenset({IPV4_UNICAST})
+        families = cfg.families & theirs
+        if not families:
+            ours = b"".join(encode_capabilities(Capabilities(multiprotocol=cfg.families)))
+            raise BGPError(ErrorCode.OPEN_MESSAGE, OpenSubcode.UNSUPPORTED_CAPABILITY, ours, "no common address family")
+        hold = min(cfg.hold_time, msg.hold_time)
+        keepalive = 0.0
+        if hold > 0:
+            keepalive = min(cfg.keepalive_time or hold / 3, hold / 3)
+        self.negotiated = Negotiated(
+            peer_asn=peer_asn,
+            peer_router_id=msg.bgp_id,
+            hold_time=hold,
+            keepalive_time=keepalive,
+            families=frozenset(families),
+            four_octet_as=four,
+            graceful_restart=cfg.graceful_restart and caps.graceful_restart is not None,
+            route_refresh=caps.route_refresh,
+            ibgp=ibgp,
+            peer_capabilities=caps,
+        )
+        self._ctx = PathContext(
+            local_asn=cfg.my_asn,
+            ibgp=ibgp,
+            four_octet_as=four,
+            next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address),
+            next_hop_ipv6=cfg.next_hop_ipv6 or _global_v6(self.local_address),
+        )
+        self.state = State.OPEN_CONFIRM
+        self._hold_deadline = now + hold if hold > 0 else None
+        self._send_keepalive(now)
+
+    def _become_established(self) -> list[Event]:
+        neg = self.negotiated
+        assert neg is not None
+        self.state = State.ESTABLISHED
+        self.counters.established_transitions += 1
+        log.info("BGP session to %s established (peer AS %d, hold %ds)", self.config.label, neg.peer_asn, neg.hold_time)
+        event = Established(
+            peer_asn=neg.peer_asn,
+            peer_router_id=neg.peer_router_id,
+            hold_time=neg.hold_time,
+            keepalive_time=neg.keepalive_time,
+            families=neg.families,
+            graceful_restart=neg.graceful_restart,
+            four_octet_as=neg.four_octet_as,
+            route_refresh=neg.route_refresh,
+        )
+        self._sync()
+        if neg.graceful_restart:
+            for family in sorted(neg.families):
+                self._send(encode_end_of_rib(family))
+                self.counters.updates_sent += 1
+        return [event]
+
+    def _announceable(self) -> dict[Network, Attributes]:
+        neg, ctx = self.negotiated, self._ctx
+        assert neg is not None and ctx is not None
+        out: dict[Network, Attributes] = {}
+        for prefix, attrs in self._desired.items():
+            fam = family_of(prefix)
+            if fam in neg.families and ctx.can_announce(fam) and prefix not in self._unsendable:
+                out[prefix] = attrs
+        return out
+
+    def _sync(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        target = self._announceable()
+        gone = [p for p in self._sent if p not in target]
+        changed = {p: a for p, a in target.items() if self._sent.get(p) != a}
+        for data in pack_withdrawals(gone):
+            self._send(data)
+            self.counters.updates_sent += 1
+        for p in gone:
+            del self._sent[p]
+        self._announce(changed, ctx)
+
+    def _announce(self, routes: Mapping[Network, Attributes], ctx: PathContext) -> None:
+        messages, failed = build_announcements(routes, ctx)
+        for data in messages:
+            self._send(data)
+            self.counters.updates_sent += 1
+        bad = set(failed)
+        if bad:
+            log.warning("BGP %s: %d prefixes have attributes too large to send", self.config.label, len(bad))
+            self._unsendable |= bad
+        for p, a in routes.items():
+            if p not in bad:
+                self._sent[p] = a
+
+    def _handle_route_refresh(self, msg: RouteRefreshMessage) -> list[Event]:
+        neg, ctx = self.negotiated, self._ctx
+        assert neg is not None and ctx is not None
+        family = (msg.afi, msg.safi)
+        # Subtypes 1/2 are the peer's own BoRR/EoRR (RFC 7313): nothing to do.
+        if msg.subtype != 0 or family not in neg.families:
+            return []
+        self._announce({p: a for p, a in self._sent.items() if family_of(p) == family}, ctx)
+        if neg.graceful_restart:
+            self._send(encode_end_of_rib(family))
+            self.counters.updates_sent += 1
+        return [RouteRefreshReceived(family)]
+
+
+def _unmap(addr: Address) -> Address:
+    if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _v4(addr: Address | None) -> IPv4Address | None:
+    return addr if isinstance(addr, IPv4Address) else None
+
+
+def _global_v6(addr: Address | None) -> IPv6Address | None:
+    if isinstance(addr, IPv6Address) and not addr.is_link_local:
+        return addr
+    return None
+
+
+def _shutdown_text(note: NotificationMessage) -> str:
+    """RFC 9003 shutdown communication of a received cease 6/2 or 6/4, if well-formed."""
+    if note.code != ErrorCode.CEASE or note.subcode not in (2, 4) or not note.data:
+        return ""
+    n = note.data[0]
+    raw = note.data[1 : 1 + n]
+    if len(raw) != n:
+        return ""
+    return raw.decode("utf-8", "replace")
+
+
+__all__ = [
+    "Counters",
+    "EndOfRibReceived",
+    "Established",
+    "Event",
+    "Negotiated",
+    "NotificationReceived",
+    "RouteRefreshReceived",
+    "RouteTable",
+    "Session",
+    "SessionDown",
+    "State",
+]

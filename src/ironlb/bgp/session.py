@@ -1,0 +1,320 @@
+"""asyncio shell around the sans-I/O :class:`~ironlb.bgp.fsm.Session`.
+
+It owns everything the FSM must not: the socket (TCP MD5, source bind, TTL,
+DSCP), the dial with its timeout and bounded exponential backoff, and the
+single timer handle derived from :meth:`Session.next_deadline`.  It runs on
+the caller's event loop, no threads; every wait has a timeout or is
+cancellable through :meth:`BGPSession.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from .config import PeerConfig
+from .errors import CeaseSubcode
+from .fsm import Counters, Event, RouteTable, Session, SessionDown, State
+from .wire import Address
+
+log = logging.getLogger(__name__)
+
+TCP_MD5SIG = 14
+"""linux/tcp.h; not exported by the socket module."""
+_TCP_MD5SIG_MAXKEYLEN = 80
+_IPTOS_PREC_INTERNETCONTROL = 0xC0
+TTL_MULTIHOP = 255
+TTL_SINGLE_HOP = 1
+
+
+def tcp_md5sig(peer: Address, key: bytes) -> bytes:
+    """``struct tcp_md5sig`` for ``setsockopt(IPPROTO_TCP, TCP_MD5SIG)``.
+
+    Layout: sockaddr_storage (128), u8 flags, u8 prefixlen, u16 keylen,
+    i32 ifindex, u8 key[80].  An empty key removes the signature.
+    """
+    if len(key) > _TCP_MD5SIG_MAXKEYLEN:
+        raise ValueError("TCP MD5 key longer than 80 bytes")
+    if isinstance(peer, IPv4Address):
+        sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + peer.packed
+    else:
+        scope = int(peer.scope_id) if peer.scope_id and peer.scope_id.isdigit() else 0
+        sa = struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", 0, 0) + peer.packed + struct.pack("=I", scope)
+    sa = sa.ljust(128, b"\0")
+    return sa + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(_TCP_MD5SIG_MAXKEYLEN, b"\0")
+
+
+def backoff_delay(attempt: int, cap: float) -> float:
+    """MetalLB's reconnect schedule: 0, then 1 s doubling, never above ``cap``."""
+    if attempt <= 0:
+        return 0.0
+    return float(min(cap, 2.0 ** min(attempt - 1, 32)))
+
+
+def make_socket(config: PeerConfig) -> socket.socket:
+    """A non-blocking TCP socket with MD5, TTL, DSCP and source address applied before connect."""
+    v6 = isinstance(config.peer_address, IPv6Address)
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if config.password:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, tcp_md5sig(config.peer_address, config.password.encode()))
+        ttl = None
+        if config.ebgp_multihop:
+            ttl = TTL_MULTIHOP
+        elif config.static_ibgp is False:
+            ttl = TTL_SINGLE_HOP
+        if v6:
+            if ttl is not None:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _IPTOS_PREC_INTERNETCONTROL)
+        else:
+            if ttl is not None:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _IPTOS_PREC_INTERNETCONTROL)
+        if config.source_address is not None:
+            sock.bind((str(config.source_address), 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Protocol(asyncio.Protocol):
+    """Forwards transport callbacks to the owning BGPSession."""
+
+    def __init__(self, owner: BGPSession, closed: asyncio.Future[str]) -> None:
+        self._owner = owner
+        self._closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self._owner._on_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(f"connection lost: {exc}" if exc else "connection closed")
+
+
+class BGPSession:
+    """One peer's BGP session on the running event loop.
+
+    ``on_event`` is called synchronously with every FSM event (Established,
+    SessionDown, ...); it must not block.  Routes set with :meth:`set_routes`
+    survive reconnects: after each new Established they are all sent again.
+    """
+
+    def __init__(self, config: PeerConfig, *, on_event: Callable[[Event], None] | None = None) -> None:
+        self.config = config
+        self.fsm = Session(config)
+        self._on_event = on_event
+        self._task: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._established = asyncio.Event()
+        self._closed_fut: asyncio.Future[str] | None = None
+        self.connect_attempts = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> State:
+        """The FSM state."""
+        return self.fsm.state
+
+    @property
+    def counters(self) -> Counters:
+        """Message counters for metrics."""
+        return self.fsm.counters
+
+    @property
+    def is_established(self) -> bool:
+        """True while the session is Established."""
+        return self.fsm.is_established
+
+    def start(self) -> None:
+        """Begin connecting in a background task (idempotent)."""
+        if self._task is None or self._task.done():
+            self._stop.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bgp-{self.config.label}")
+
+    def set_routes(self, routes: RouteTable) -> None:
+        """Replace the desired Adj-RIB-Out; changes go out at once when Established."""
+        self.fsm.set_routes(routes)
+        self._flush()
+
+    async def wait_established(self, timeout: float | None = None) -> None:
+        """Wait until Established (raises TimeoutError)."""
+        async with asyncio.timeout(timeout):
+            await self._established.wait()
+
+    async def close(
+        self,
+        reason: str = "",
+        *,
+        graceful_restart: bool = False,
+        subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+        timeout: float = 5.0,
+    ) -> None:
+        """Stop for good: NOTIFICATION cease (or, for a graceful restart, a bare TCP close)."""
+        self._stop.set()
+        if self._transport is not None:
+            events = self.fsm.close(reason, subcode=subcode, graceful_restart=graceful_restart)
+            self._flush()
+            self._dispatch(events)
+            self._transport.close()
+        task = self._task
+        if task is not None and not task.done():
+            if self._transport is None:
+                # Backoff wait or dial in progress: nothing to flush, stop right away.
+                task.cancel()
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.wait({task})
+            except TimeoutError:
+                task.cancel()
+                await asyncio.wait({task})
+        self._cancel_timer()
+
+    # ------------------------------------------------------------------ supervisor
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            delay = backoff_delay(attempt, self.config.connect_time)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    break
+            self.fsm.connection_started()
+            self.connect_attempts += 1
+            try:
+                sock = await self._connect()
+            except (OSError, TimeoutError) as exc:
+                self.fsm.connection_failed()
+                log.info("BGP connect to %s failed: %s", self.config.label, exc or type(exc).__name__)
+                attempt += 1
+                continue
+            was_established = await self._run_connection(sock)
+            attempt = 1 if was_established else attempt + 1
+
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        sock = make_socket(self.config)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                await loop.sock_connect(sock, (str(self.config.peer_address), self.config.peer_port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _run_connection(self, sock: socket.socket) -> bool:
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[str] = loop.create_future()
+        try:
+            transport, _proto = await loop.create_connection(lambda: _Protocol(self, closed), sock=sock)
+        except OSError as exc:
+            sock.close()
+            self.fsm.connection_failed()
+            log.info("BGP connection to %s failed: %s", self.config.label, exc)
+            return False
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._closed_fut = closed
+        before = self.fsm.counters.established_transitions
+        try:
+            local = ip_address(sock.getsockname()[0])
+            peer = ip_address(sock.getpeername()[0])
+            self.fsm.connection_made(local, peer, loop.time())
+            self._flush()
+            self._reschedule()
+            if self._stop.is_set():
+                self._dispatch(self.fsm.close("shutting down"))
+                self._flush()
+                transport.close()
+            reason = await closed
+            self._dispatch(self.fsm.connection_lost(reason))
+        except OSError as exc:
+            self._dispatch(self.fsm.connection_lost(f"socket error: {exc}"))
+        finally:
+            self._cancel_timer()
+            self._transport = None
+            self._closed_fut = None
+            transport.close()
+        return self.fsm.counters.established_transitions > before
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_data(self, data: bytes) -> None:
+        try:
+            events = self.fsm.data_received(data, asyncio.get_running_loop().time())
+        except Exception:
+            self._internal_error("processing received data")
+            return
+        self._flush()
+        self._dispatch(events)
+        self._reschedule()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            events = self.fsm.timer(asyncio.get_running_loop().time())
+        except Exception:
+            self._internal_error("running timers")
+            return
+        self._flush()
+        self._dispatch(events)
+        self._reschedule()
+
+    def _internal_error(self, what: str) -> None:
+        """A bug must not leave a half-working session: log it and drop the connection (it will redial)."""
+        log.exception("BGP session %s: internal error while %s", self.config.label, what)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _flush(self) -> None:
+        data = self.fsm.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, SessionDown):
+                self._established.clear()
+                if self._transport is not None:
+                    # close() still sends what is buffered, i.e. our NOTIFICATION.
+                    self._transport.close()
+            elif self.fsm.is_established:
+                self._established.set()
+            if self._on_event is not None:
+                try:
+                    self._on_event(event)
+                except Exception:
+                    log.exception("BGP event handler failed for %s", self.config.label)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _reschedule(self) -> None:
+        self._cancel_timer()
+        deadline = self.fsm.next_deadline()
+        if deadline is not None and self._transport is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+
+__all__ = ["BGPSession", "backoff_delay", "make_socket", "tcp_md5sig"]

@@ -1,0 +1,238 @@
+"""The imperative shell of ``ironlb run``: state directory, membership and responders around ``decide``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ironlb.config import ConfigError
+from ironlb.layer2 import ALL, Responder
+from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
+from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.plan import Snapshot, snapshot_from, with_objects
+from ironlb.standalone import statedir
+from ironlb.standalone.decide import Decision, decide
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+INSECURE_SECRET = hashlib.sha256(b"ironlb: no --secret-file given, membership is unauthenticated").digest()
+
+
+@dataclass
+class RunOptions:
+    state_dir: Path
+    node: str
+    members: Mapping[str, Address] = field(default_factory=dict)
+    secret: bytes | None = None
+    status_file: Path | None = None
+    namespace: str = "metallb-system"
+    lb_class: str = ""
+    ignore_exclude_lb: bool = False
+    poll_interval: float = 0.05
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
+    gratuitous_interval: float = 1.1
+    gratuitous_duration: float = 5.0
+    rescan_interval: float = 10.0
+
+
+def write_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Readers never see a half-written status: write a temporary file, then rename it over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, indent=2)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Runner:
+    """One node of a standalone ironlb cluster."""
+
+    def __init__(self, options: RunOptions, *, responder: Responder | None = None) -> None:
+        self.options = options
+        self.responder = responder or Responder(
+            exclude=options.exclude_interfaces,
+            rescan_interval=options.rescan_interval,
+            gratuitous_interval=options.gratuitous_interval,
+            gratuitous_duration=options.gratuitous_duration,
+        )
+        self.membership: MembershipService | None = None
+        self._core: Membership | None = None
+        self.snapshot: Snapshot | None = None
+        self.config_error: str | None = None
+        self.decision: Decision | None = None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def member_names(self) -> frozenset[str]:
+        return frozenset(self.options.members) | {self.options.node}
+
+    def _alive(self) -> tuple[frozenset[str], bool]:
+        """Live members and whether this node may announce.
+
+        Until every member has been heard from (or the dead timeout has passed since start), a node does not
+        announce: it would otherwise take over IPs from members whose heartbeats simply have not arrived yet.
+        """
+        if self.membership is None or self._core is None:
+            return frozenset({self.options.node}), True
+        return self.membership.alive(), self.membership.has_quorum() and self._core.settled()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self._load()
+        await self.responder.start()
+        if len(self.member_names) > 1:
+            secret = opts.secret
+            if secret is None:
+                log.warning("no --secret-file: membership packets are signed with a well-known key")
+                secret = INSECURE_SECRET
+            self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
+            self.membership = MembershipService(self._core, on_change=self._on_membership)
+            await self.membership.start()
+            # Settling is not an event of its own: look again once the dead timeout has surely passed.
+            loop.call_later(opts.membership.dead_timeout * 1.5, self._on_membership_settled)
+        try:
+            await self._recompute("start")
+            await statedir.watch(opts.state_dir, self._on_state_change, interval=opts.poll_interval, stop=self._stop)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Withdraw: tell the others at once (LEAVE), stop answering, and say so in the status file."""
+        if self.membership is not None:
+            await self.membership.stop(leave=True)
+        self.responder.set_announced({})
+        await self.responder.close()
+        if self.decision is not None:
+            self._write_status(self.decision, {}, stopped=True)
+        log.info("stopped; all announcements withdrawn")
+
+    def _on_membership_settled(self) -> None:
+        self._on_membership(*self._alive())
+
+    def _on_membership(self, alive: frozenset[str], has_quorum: bool) -> None:
+        log.info("members alive: %s (quorum: %s)", ",".join(sorted(alive)), has_quorum)
+        task = asyncio.get_running_loop().create_task(self._recompute("membership"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_state_change(self) -> None:
+        self._load()
+        await self._recompute("state")
+
+    def _load(self) -> None:
+        """Read the state directory; on invalid config keep the last good one and report the error.
+
+        Services, Nodes and EndpointSlices are always taken from the directory: only the configuration falls
+        back to its last valid version. A file that is not even YAML leaves everything as it was.
+        """
+        opts = self.options
+        try:
+            resources = statedir.load(opts.state_dir, opts.namespace)
+        except ConfigError as err:
+            self._config_failed(err)
+            return
+        try:
+            snapshot, warnings = snapshot_from(resources, namespace=opts.namespace)
+        except ConfigError as err:
+            self._config_failed(err)
+            if self.snapshot is not None:
+                self.snapshot = with_objects(self.snapshot.config, resources)
+            return
+        for warning in warnings:
+            log.warning("%s", warning)
+        self.snapshot = snapshot
+        self.config_error = None
+
+    def _config_failed(self, err: ConfigError) -> None:
+        self.config_error = str(err)
+        log.error("invalid configuration, keeping the last valid one:\n%s", err)
+
+    async def _recompute(self, why: str) -> None:
+        async with self._lock:
+            if self.snapshot is None or self._stop.is_set():
+                if self.snapshot is None:
+                    self._write_error_status()
+                return
+            started = time.monotonic()
+            alive, quorum = self._alive()
+            decision = decide(
+                self.snapshot,
+                node=self.options.node,
+                members=self.member_names,
+                alive=alive,
+                has_quorum=quorum,
+                lb_class=self.options.lb_class,
+                ignore_exclude_lb=self.options.ignore_exclude_lb,
+            )
+            self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in decision.layer2.items()})
+            if decision.layer2 != (self.decision.layer2 if self.decision else None):
+                log.info("announcing %s (%s)", sorted(decision.layer2) or "nothing", why)
+            self.decision = decision
+            self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
+            log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
+
+    def _status_extra(self, alive: frozenset[str] | None = None, quorum: bool | None = None) -> dict[str, Any]:
+        if alive is None:
+            alive, quorum = self._alive()
+        return {
+            "node": self.options.node,
+            "members": {"alive": sorted(alive), "quorum": quorum},
+            "config": {"valid": self.config_error is None, "error": self.config_error},
+        }
+
+    def _write_status(
+        self,
+        decision: Decision,
+        announcing: Mapping[str, tuple[str, ...]],
+        *,
+        alive: frozenset[str] | None = None,
+        quorum: bool | None = None,
+        stopped: bool = False,
+    ) -> None:
+        if self.options.status_file is None:
+            return
+        status = dict(decision.plan)
+        status["announcing"] = {"layer2": sorted(announcing, key=_ip_sort_key)}
+        status.update(self._status_extra(alive, quorum))
+        if stopped:
+            status["stopped"] = True
+        write_atomically(self.options.status_file, status)
+
+    def _write_error_status(self) -> None:
+        if self.options.status_file is None:
+            return
+        status: dict[str, Any] = {"services": {}, "pools": {}, "announcing": {"layer2": []}}
+        status.update(self._status_extra())
+        write_atomically(self.options.status_file, status)
+
+
+def _ip_sort_key(ip: str) -> tuple[int, str]:
+    return (6 if ":" in ip else 4, ip)
