@@ -89,7 +89,8 @@ class Pool:
         return frozenset(c.version for c in self.cidrs)
 
     @cached_property
-    def _ranges(self) -> tuple[tuple[int, int, int], ...]:
+    def ranges(self) -> tuple[tuple[int, int, int], ...]:
+        """(version, first, last) of each CIDR as integers, in spec order."""
         return tuple((c.version, int(c.network_address), int(c.broadcast_address)) for c in self.cidrs)
 
     def contains(self, ip: IPAddress) -> bool:
@@ -97,7 +98,7 @@ class Pool:
         if self.avoid_buggy_ips and is_buggy(ip):
             return False
         n, version = int(ip), ip.version
-        return any(v == version and lo <= n <= hi for v, lo, hi in self._ranges)
+        return any(v == version and lo <= n <= hi for v, lo, hi in self.ranges)
 
 
 def is_buggy(ip: IPAddress) -> bool:

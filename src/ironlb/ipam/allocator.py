@@ -8,9 +8,10 @@ walks unpinned pools in Go map order (random), ironlb walks them in name order.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ironlb.cluster.objects import Service, ServicePort
 from ironlb.config.types import Config, IPAddress, Pool, is_buggy
@@ -26,22 +27,19 @@ class AllocationError(Exception):
     """An allocation MetalLB would refuse; the message is MetalLB's."""
 
 
-@dataclass(frozen=True, slots=True)
-class AllocKey:
+class AllocKey(NamedTuple):
     sharing: str
     backend: str
 
 
-@dataclass(frozen=True, slots=True)
-class Alloc:
+class Alloc(NamedTuple):
     pool: str
     ips: tuple[IPAddress, ...]
     ports: tuple[ServicePort, ...]
     key: AllocKey
 
 
-@dataclass(frozen=True, slots=True)
-class PoolCounters:
+class PoolCounters(NamedTuple):
     assigned_ipv4: int
     assigned_ipv6: int
     available_ipv4: int
@@ -50,7 +48,23 @@ class PoolCounters:
 
 def go_quote_ips(ips: Iterable[IPAddress | str]) -> str:
     """Go's ``%q`` of a ``[]net.IP``: ``["10.0.0.1" "fc00::1"]``."""
-    return "[" + " ".join(f'"{ip}"' for ip in ips) + "]"
+    return "[" + " ".join(f'"{ip if isinstance(ip, str) else ip_text(ip)}"' for ip in ips) + "]"
+
+
+_V4_KEY = 1 << 129
+
+
+def addr_key(ip: IPAddress) -> int:
+    """A dict key unique across both families (IPv6 keys are the address; IPv4 keys sit above 2**128)."""
+    return int(ip) | _V4_KEY if isinstance(ip, ipaddress.IPv4Address) else int(ip)
+
+
+def ip_text(ip: IPAddress) -> str:
+    """``str(ip)`` through the C library: ipaddress's own formatting dominates the cost of a whole allocation."""
+    if ip.version == 4:
+        return socket.inet_ntoa(ip.packed)
+    text = socket.inet_ntop(socket.AF_INET6, ip.packed)
+    return str(ip) if "." in text else text  # the C library writes IPv4-mapped addresses in dotted form
 
 
 def parse_ip(text: str) -> IPAddress:
@@ -80,9 +94,10 @@ class Allocator:
         self._capacity: dict[str, tuple[int, int]] = {}
         self._config = Config()
         self._allocs: dict[str, Alloc] = {}
-        self._ip_key: dict[IPAddress, AllocKey] = {}
-        self._ports_in_use: dict[IPAddress, dict[ServicePort, str]] = {}
-        self._services_on_ip: dict[IPAddress, set[str]] = {}
+        # Keyed by addr_key(ip): ipaddress objects hash in Python code, which dominated the allocation cost.
+        self._ip_key: dict[int, AllocKey] = {}
+        self._ports_in_use: dict[int, dict[ServicePort, str]] = {}
+        self._services_on_ip: dict[int, set[str]] = {}
         self._by_sharing: dict[str, set[IPAddress]] = {}
         self._used: dict[int, IntervalSet] = {4: IntervalSet(), 6: IntervalSet()}
         self._in_use: dict[str, list[int]] = {}  # pool -> [v4, v6] distinct IPs in use
@@ -173,7 +188,7 @@ class Allocator:
         return self._allocs
 
     def services_on(self, ip: IPAddress) -> frozenset[str]:
-        return frozenset(self._services_on_ip.get(ip, ()))
+        return frozenset(self._services_on_ip.get(addr_key(ip), ()))
 
     def counters(self, pool_name: str) -> PoolCounters:
         cap4, cap6 = self._capacity.get(pool_name, (0, 0))
@@ -190,20 +205,26 @@ class Allocator:
         self._allocs[svc_key] = alloc
         counts = self._in_use.setdefault(alloc.pool, [0, 0])
         for ip in alloc.ips:
-            old_key = self._ip_key.get(ip)
+            k = addr_key(ip)
+            old_key = self._ip_key.get(k)
             if old_key is not None and old_key.sharing and old_key.sharing != alloc.key.sharing:
                 self._by_sharing[old_key.sharing].discard(ip)
-            self._ip_key[ip] = alloc.key
+            self._ip_key[k] = alloc.key
             if alloc.key.sharing:
                 self._by_sharing.setdefault(alloc.key.sharing, set()).add(ip)
-            ports = self._ports_in_use.setdefault(ip, {})
+            ports = self._ports_in_use.get(k)
+            if ports is None:
+                ports = self._ports_in_use[k] = {}
             for port in alloc.ports:
                 ports[port] = svc_key
-            users = self._services_on_ip.setdefault(ip, set())
-            users.add(svc_key)
-            if len(users) == 1:
-                self._used[ip.version].add(int(ip))
-                counts[0 if ip.version == 4 else 1] += 1
+            users = self._services_on_ip.get(k)
+            if users is None:
+                self._services_on_ip[k] = {svc_key}
+                v4 = isinstance(ip, ipaddress.IPv4Address)
+                self._used[4 if v4 else 6].add(int(ip))
+                counts[0 if v4 else 1] += 1
+            else:
+                users.add(svc_key)
 
     def unassign(self, svc_key: str) -> bool:
         """Free the service's IPs; idempotent."""
@@ -211,17 +232,18 @@ class Allocator:
         if alloc is None:
             return False
         for ip in alloc.ips:
-            ports = self._ports_in_use.get(ip, {})
+            k = addr_key(ip)
+            ports = self._ports_in_use.get(k, {})
             for port in alloc.ports:
                 if ports.get(port) == svc_key:
                     del ports[port]
-            users = self._services_on_ip.get(ip, set())
+            users = self._services_on_ip.get(k, set())
             users.discard(svc_key)
             if users:
                 continue
-            self._services_on_ip.pop(ip, None)
-            self._ports_in_use.pop(ip, None)
-            key = self._ip_key.pop(ip, None)
+            self._services_on_ip.pop(k, None)
+            self._ports_in_use.pop(k, None)
+            key = self._ip_key.pop(k, None)
             if key is not None and key.sharing:
                 same = self._by_sharing.get(key.sharing)
                 if same is not None:
@@ -238,14 +260,15 @@ class Allocator:
 
     def check_sharing(self, svc_key: str, ip: IPAddress, ports: Sequence[ServicePort], key: AllocKey) -> str | None:
         """Why ``svc_key`` may not use ``ip`` (MetalLB's checkSharing), or None if it may."""
-        existing = self._ip_key.get(ip)
+        k = addr_key(ip)
+        existing = self._ip_key.get(k)
         if existing is None:
             return None
         if sharing_error(existing, key) is not None:
-            others = sorted(s for s in self._services_on_ip.get(ip, ()) if s != svc_key)
+            others = sorted(s for s in self._services_on_ip.get(k, ()) if s != svc_key)
             if others:
                 return f"can't change sharing key for \"{svc_key}\", address also in use by {','.join(others)}"
-        in_use = self._ports_in_use.get(ip, {})
+        in_use = self._ports_in_use.get(k, {})
         for port in ports:
             owner = in_use.get(port)
             if owner is not None and owner != svc_key:
@@ -287,7 +310,7 @@ class Allocator:
     def _ip_from_cidr(
         self, lo: int, hi: int, version: int, avoid_buggy: bool, svc_key: str, ports: Sequence[ServicePort],
         key: AllocKey,
-    ) -> IPAddress | None:
+    ) -> int | None:
         """The lowest IP of ``[lo, hi]`` that ``check_sharing`` accepts (MetalLB's getIPFromCIDR)."""
         buggy_skip = avoid_buggy and version == 4
         used = self._used[version]
@@ -313,7 +336,7 @@ class Allocator:
         shared = self._by_sharing.get(key.sharing, ()) if key.sharing else ()
         own = self._allocs.get(svc_key)
         if not shared and own is None:
-            return None if best is None else self._address(best, version)
+            return best
         candidates = {int(ip) for ip in (*shared, *(own.ips if own else ())) if ip.version == version}
         for n in sorted(candidates):
             if n < lo or n > hi or (best is not None and n >= best):
@@ -324,7 +347,7 @@ class Allocator:
             if self.check_sharing(svc_key, ip, ports, key) is None:
                 best = n
                 break
-        return None if best is None else self._address(best, version)
+        return best
 
     @staticmethod
     def _address(n: int, version: int) -> IPAddress:
@@ -332,31 +355,30 @@ class Allocator:
 
     def _free_ips_from_pool(
         self, pool: Pool, versions: tuple[int, ...], svc_key: str, ports: Sequence[ServicePort], key: AllocKey
-    ) -> dict[int, IPAddress]:
-        """An IPv4 and/or IPv6 candidate of the pool: per family, the first CIDR in spec order with one."""
-        found: dict[int, IPAddress] = {}
+    ) -> dict[int, int]:
+        """An IPv4 and/or IPv6 candidate of the pool (as integers, by version): per family, the first CIDR in spec
+        order that has one."""
+        found: dict[int, int] = {}
         if not key.sharing and svc_key not in self._allocs:
             # Nothing shareable: a family with every address in use has nothing to offer.
             cap, used = self._capacity[pool.name], self._in_use.get(pool.name, (0, 0))
             versions = tuple(v for v in versions if cap[v == 6] > used[v == 6])
-        for cidr in pool.cidrs:
-            version = cidr.version
+        for version, lo, hi in pool.ranges:
             if version not in versions or version in found:
                 continue
-            ip = self._ip_from_cidr(
-                int(cidr.network_address), int(cidr.broadcast_address), version, pool.avoid_buggy_ips,
-                svc_key, ports, key,
-            )
-            if ip is not None:
-                found[version] = ip
+            n = self._ip_from_cidr(lo, hi, version, pool.avoid_buggy_ips, svc_key, ports, key)
+            if n is not None:
+                found[version] = n
         return found
 
     @staticmethod
-    def _select(found: Mapping[int, IPAddress], family: str, policy: str, pool_name: str) -> list[IPAddress]:
+    def _select(found: Mapping[int, int], family: str, policy: str, pool_name: str) -> list[IPAddress]:
         """MetalLB's selectIPsForFamilyAndPolicy; dual-stack results are ordered [IPv4, IPv6]."""
-        v4, v6 = found.get(4), found.get(6)
+        n4, n6 = found.get(4), found.get(6)
+        v4 = None if n4 is None else ipaddress.IPv4Address(n4)
+        v6 = None if n6 is None else ipaddress.IPv6Address(n6)
         if family in _VERSION_OF:
-            ip = found.get(_VERSION_OF[family])
+            ip = v4 if family == IPV4 else v6
             if ip is not None:
                 return [ip]
         elif policy == "PreferDualStack":
@@ -376,16 +398,18 @@ class Allocator:
     def _best_pool(
         self, pools: Sequence[Pool], svc_key: str, svc: Service, family: str, ports: Sequence[ServicePort],
         key: AllocKey,
-    ) -> tuple[Pool, dict[int, IPAddress]] | None:
+    ) -> tuple[Pool, dict[int, int]] | None:
         """MetalLB's findBestPoolForService: first pool that fits, PreferDualStack falling back by family."""
         primary, secondary = 4, 6
         if svc.ip_families and svc.ip_families[0] == "IPv6":
             primary, secondary = 6, 4
         prefer_dual = svc.ip_family_policy == "PreferDualStack" and family == DUAL
-        primary_candidate: tuple[Pool, dict[int, IPAddress]] | None = None
-        secondary_candidate: tuple[Pool, dict[int, IPAddress]] | None = None
+        primary_candidate: tuple[Pool, dict[int, int]] | None = None
+        secondary_candidate: tuple[Pool, dict[int, int]] | None = None
         versions = self._versions_needed(family)
         for pool in pools:
+            if not prefer_dual and not pool.families.issuperset(versions):
+                continue  # cannot offer every family the service needs
             found = self._free_ips_from_pool(pool, versions, svc_key, ports, key)
             if family in _VERSION_OF and _VERSION_OF[family] in found:
                 return pool, found

@@ -8,7 +8,7 @@ standalone shell and ``ironlb plan`` all share one implementation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ironlb.cluster.objects import Service
 from ironlb.config.types import IPAddress
@@ -19,6 +19,7 @@ from ironlb.ipam.allocator import (
     AllocKey,
     family_of_ips,
     go_quote_ips,
+    ip_text,
     parse_ip,
 )
 
@@ -32,8 +33,7 @@ IP_ALLOCATED_FROM_POOL = "ip-allocated-from-pool"
 NORMAL, WARNING = "Normal", "Warning"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     type: str
     reason: str
     message: str
@@ -42,8 +42,7 @@ class Event:
         return {"type": self.type, "reason": self.reason, "message": self.message}
 
 
-@dataclass(frozen=True, slots=True)
-class Convergence:
+class Convergence(NamedTuple):
     """The outcome for one Service: the status to write, the events to record, and success."""
 
     ingress: tuple[str, ...]
@@ -60,6 +59,8 @@ def annotation(svc: Service, name: str) -> str:
 
 
 def deprecated_annotations(svc: Service) -> list[str]:
+    if not svc.annotations:
+        return []
     return sorted(k for k in svc.annotations if k.startswith(DEPRECATED_PREFIX))
 
 
@@ -135,9 +136,8 @@ class _Run:
     def clear(self) -> None:
         self.allocator.unassign(self.key)
 
-    def result(self, ingress: tuple[str, ...], ok: bool) -> Convergence:
-        pool = self.allocator.pool_of(self.key) or None
-        return Convergence(ingress, pool, tuple(self.events), ok)
+    def result(self, ingress: tuple[str, ...], pool: str) -> Convergence:
+        return Convergence(ingress, pool or None, tuple(self.events), True)
 
     def fail(self) -> Convergence:
         return Convergence((), None, tuple(self.events), False)
@@ -237,19 +237,20 @@ def converge(allocator: Allocator, svc: Service) -> Convergence:
         except AllocationError as exc:
             run.event(WARNING, "AllocationFailed", f'Failed to allocate IP for "{key}": {exc}')
             return run.fail()
-        ingress = tuple(map(str, lb_ips))
+        ingress = tuple(map(ip_text, lb_ips))
         run.event(NORMAL, "IPAllocated", f"Assigned IP {go_quote_ips(ingress)}")
     else:
-        ingress = tuple(map(str, lb_ips))
+        ingress = tuple(map(ip_text, lb_ips))
 
-    if not allocator.pool_of(key):
+    pool = allocator.pool_of(key)
+    if not pool:
         run.event(WARNING, "InternalError", "allocated an IP that has no pool")
         run.clear()
         return run.fail()
     if run.events or ingress != svc.ingress:
         for name in deprecated_annotations(svc):
             run.event(WARNING, "deprecatedAnnotation", f"Service uses deprecated annotation {name}")
-    return run.result(ingress, True)
+    return run.result(ingress, pool)
 
 
 def _allocate(allocator: Allocator, svc: Service) -> list[IPAddress]:
