@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ironlb.cluster.objects import ServicePort
-from ironlb.ipam.allocator import AllocationError, Allocator, AllocKey
+from ironlb.ipam.allocator import AllocationError, Allocator, AllocKey, addr_key, ip_text, parse_ip
 
 from .helpers import config, pool, svc
 
@@ -99,3 +100,15 @@ def test_release_and_reallocate_in_any_order_keeps_counts_exact(free_order: list
             pass
         check_invariants(a)
     assert (a.counters("a"), a.counters("b")) == full
+
+
+
+MAPPED = st.integers(0, 2**32 - 1).map(lambda n: ipaddress.IPv6Address((0xFFFF << 32) | n))
+
+
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6), MAPPED))
+def test_ip_text_and_keys(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert ip_text(ip) == str(ip)
+    assert parse_ip(str(ip)) == ip
+    if ip.version == 4:  # an IPv4 address never shares a key with the IPv6 address of the same integer
+        assert addr_key(ip) != addr_key(ipaddress.IPv6Address(int(ip)))
