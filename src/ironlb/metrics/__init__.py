@@ -1,0 +1,1 @@
+"""Prometheus exposition and health endpoints shared by ironlb's components."""
