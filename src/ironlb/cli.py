@@ -109,6 +109,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ironlb.lab.demo import run_demo
+
+    return run_demo(prefix=args.prefix, trials=args.trials, failover=not args.no_failover, keep_going=args.keep_going)
+
+
 def _logging(level: str) -> None:
     import logging
 
@@ -155,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="the seed example on a LAN of 3 nodes in network namespaces, failover included",
+        description="Root only. Builds a LAN of three nodes running `ironlb run` and a client in network namespaces, "
+        "applies the seed example (pool 192.168.1.240-250, my-service), shows which node answers and that the "
+        "client reaches it, kills that node and prints the measured failover time; removes everything on exit.",
+    )
+    p.add_argument("--trials", type=int, default=1, metavar="N", help="failovers to measure (default %(default)s)")
+    p.add_argument("--no-failover", action="store_true", help="stop after showing which node answers")
+    p.add_argument("--keep-going", action="store_true", help="go on with the next trial when one fails")
+    p.add_argument("--prefix", default=None, help="namespace name prefix (default: ilbdemo + random hex)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,0 +1,205 @@
+"""Layer 2 benchmark: failover time and announce latency of ``ironlb run`` on a 3-node LAN in network namespaces.
+
+- **Failover**: kill the node announcing the seed Service's IP as a machine dies (its ``eth0`` down and its
+  ``ironlb run`` killed with -9); the time until the client's traffic (a new TCP connection and an HTTP GET every
+  10 ms, 200 ms timeout each) is answered by the new node. The dead node is revived between trials and the IP
+  returns to it (the election is stateless), so every trial starts from the same steady state.
+- **Announce latency**: a Service asking for a free IP is written into the state directory; the time until the
+  client's ARP request (a raw request every 2 ms) is answered. The Service is removed between trials.
+
+Also reported per failover: when the new node logged the membership change (detection), when its status file
+announced the IP, and when the client saw its gratuitous ARP. Needs root, ``ip`` and ``arping``.
+Run: ``python bench/l2_failover.py [--trials 20] [--announce-trials 20] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from ironlb.lab.cluster import (
+    VIP,
+    AnnounceResult,
+    FailoverResult,
+    StandaloneCluster,
+    ignoring_signals,
+    measure_announce,
+    measure_failover,
+    percentile,
+    restore,
+)
+from ironlb.lab.lan import build_lan, start_http_servers, wait_for
+from ironlb.lab.netns import NetnsLab, netns_available
+
+TARGETS = {"failover p50": 500.0, "failover p95": 1000.0, "announce p50": 200.0}
+
+
+def stats(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values),
+        "min": min(values),
+    }
+
+
+def fmt(s: dict[str, float]) -> str:
+    if not s.get("n"):
+        return "no data"
+    return f"p50 {s['p50']:6.1f} ms   p95 {s['p95']:6.1f} ms   max {s['max']:6.1f} ms   min {s['min']:6.1f} ms   (n={s['n']:.0f})"
+
+
+def failover_trials(cluster: StandaloneCluster, trials: int, settle: float) -> list[FailoverResult]:
+    results: list[FailoverResult] = []
+    with cluster.probe(VIP) as probe:
+        if not probe.wait_ready():
+            raise RuntimeError("client probe did not start")
+        owner = cluster.wait_steady(VIP, timeout=15)
+        if owner is None or probe.wait_answer(owner, time.monotonic(), 10) is None:
+            raise RuntimeError(f"no steady state: announcers {cluster.announcers(VIP)}")
+        time.sleep(settle)
+        print("failover trials (ms from kill: detect = new node logs the death, announce = its status file, "
+              "garp = client sees its ARP, total = client's first HTTP answer from it)")
+        for trial in range(1, trials + 1):
+            r = measure_failover(cluster, probe)
+            results.append(r)
+
+            def ms(v: float | None) -> str:
+                return f"{v:6.1f}" if v is not None else "     -"
+
+            print(f"  {trial:3d}: {r.dead} -> {r.new or '?'}  detect {ms(r.detect_ms)}  announce {ms(r.announce_ms)}"
+                  f"  garp {ms(r.garp_ms)}  total {ms(r.total_ms)}  failed requests {r.failed}"
+                  + (f"  ERROR {r.error}" if r.error else ""), flush=True)
+            if not restore(cluster, r.dead, probe):
+                raise RuntimeError(f"{r.dead} did not take {VIP} back")
+            time.sleep(settle)
+    return results
+
+
+def announce_trials(cluster: StandaloneCluster, trials: int, ip: str, settle: float) -> list[AnnounceResult]:
+    results: list[AnnounceResult] = []
+    print(f"announce trials (ms from the Service file written to the client's first ARP answer for {ip})")
+    for trial in range(1, trials + 1):
+        name = f"bench-announce-{trial}"
+        r = measure_announce(cluster, name, ip)
+        results.append(r)
+        shown = f"{r.arp_ms:6.1f}" if r.arp_ms is not None else "     -"
+        print(f"  {trial:3d}: {shown} ms by {r.node or '?'}" + (f"  ERROR {r.error}" if r.error else ""), flush=True)
+        cluster.remove_manifest(f"{name}.yaml")
+        if not wait_for(lambda: not cluster.announcers(ip), 5):
+            raise RuntimeError(f"{ip} still announced after its Service was removed")
+        time.sleep(settle)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--trials", type=int, default=20, help="failover trials (default %(default)s)")
+    parser.add_argument("--announce-trials", type=int, default=20, help="announce trials (default %(default)s)")
+    parser.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat, s (ironlb's default)")
+    parser.add_argument("--ml-dead-timeout", type=float, default=0.35, help="membership dead timeout, s (default)")
+    parser.add_argument("--settle", type=float, default=1.0, help="pause between trials, s")
+    parser.add_argument("--json", type=Path, help="also write all results here")
+    parser.add_argument("--prefix", default=None, help="namespace prefix (default ilbbench + random hex)")
+    args = parser.parse_args(argv)
+
+    reason = netns_available()
+    if reason is None and shutil.which("arping") is None:
+        reason = "needs arping"
+    if reason:
+        print(f"l2_failover: {reason}", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    prefix = args.prefix or f"ilbbench{secrets.token_hex(3)}"
+    lab = NetnsLab(prefix)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    cluster: StandaloneCluster | None = None
+    started = datetime.now(UTC)
+    print(f"ironlb Layer 2 benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}")
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(f"membership: heartbeat {args.ml_interval * 1000:.0f} ms, dead timeout {args.ml_dead_timeout * 1000:.0f} ms")
+    try:
+        lan = build_lan(lab)
+        start_http_servers(lan)
+        cluster = StandaloneCluster(lan, workdir, ml_interval=args.ml_interval, ml_dead_timeout=args.ml_dead_timeout)
+        cluster.apply_seed()
+        cluster.start_all()
+        fo = failover_trials(cluster, args.trials, args.settle)
+        an = announce_trials(cluster, args.announce_trials, "192.168.1.241", args.settle / 2)
+    except BaseException:
+        if cluster is not None:
+            for node in cluster.node_names:
+                print(f"--- {node} log tail", file=sys.stderr)
+                print("\n".join(cluster.log(node).splitlines()[-20:]), file=sys.stderr)
+        raise
+    finally:
+        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
+            if cluster is not None:
+                cluster.close()
+            lab.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    summary: dict[str, dict[str, float]] = {
+        "failover total": stats([r.total_ms for r in fo if r.total_ms is not None]),
+        "failover detect": stats([r.detect_ms for r in fo if r.detect_ms is not None]),
+        "failover announce": stats([r.announce_ms for r in fo if r.announce_ms is not None]),
+        "failover garp": stats([r.garp_ms for r in fo if r.garp_ms is not None]),
+        "announce arp": stats([r.arp_ms for r in an if r.arp_ms is not None]),
+    }
+    errors = [r.error for r in fo if r.error] + [r.error for r in an if r.error]
+    print("\nsummary")
+    for key, s in summary.items():
+        print(f"  {key:<18} {fmt(s)}")
+    checks = {
+        "failover p50": summary["failover total"].get("p50"),
+        "failover p95": summary["failover total"].get("p95"),
+        "announce p50": summary["announce arp"].get("p50"),
+    }
+    ok = not errors
+    for key, value in checks.items():
+        met = value is not None and value < TARGETS[key]
+        ok = ok and met
+        shown = f"{value:.1f} ms" if value is not None else "-"
+        print(f"  target {key} < {TARGETS[key]:.0f} ms: {shown} {'met' if met else 'MISSED'}")
+    if errors:
+        print(f"  {len(errors)} trial(s) failed: {errors}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "date": started.isoformat(), "summary": summary,
+            "failover": [asdict(r) for r in fo], "announce": [asdict(r) for r in an],
+        }, indent=2) + "\n")  # fmt: skip
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except subprocess.CalledProcessError as err:
+        print(f"l2_failover: {err}: {err.stderr}", file=sys.stderr)
+        sys.exit(1)
+

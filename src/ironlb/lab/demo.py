@@ -1,0 +1,316 @@
+"""``ironlb demo``: the seed example on a LAN of three nodes in network namespaces, failover included.
+
+Builds a switch, three nodes running ``ironlb run`` and a client, all in namespaces named ``<prefix>-...``; applies
+the seed example (its embedded copy: pool 192.168.1.240-192.168.1.250 and ``default/my-service``); shows which node
+answers for the IP (status files, ``arping``, an HTTP GET from the client); kills the announcing node and prints the
+measured failover time. Everything it made is removed on exit, also on Ctrl-C, SIGTERM and errors. Only addresses
+inside its own namespaces are used. Needs root, ``ip`` (iproute2) and ``arping``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from ironlb.lab.cluster import (
+    SEED_CONFIG_FILE,
+    SEED_SERVICE_FILE,
+    SEED_SERVICE_KEY,
+    VIP,
+    ClientProbe,
+    FailoverResult,
+    StandaloneCluster,
+    ignoring_signals,
+    measure_failover,
+    percentile,
+    restore,
+)
+from ironlb.lab.lan import Lan, build_lan, start_http_servers, wait_for
+from ironlb.lab.netns import NetnsLab, netns_available
+
+DEFAULT_PREFIX = "ilbdemo"
+# The namespaces build_lan makes for three nodes: <prefix>-<suffix>.
+SUFFIXES = ("sw", "node1", "node2", "node3", "client")
+
+
+class DemoError(Exception):
+    """A step of the demo did not give the expected result."""
+
+
+class Demo:
+    def __init__(self, out: TextIO, *, prefix: str, trials: int, failover: bool, keep_going: bool) -> None:
+        self.out = out
+        self.prefix = prefix
+        self.trials = trials
+        self.failover = failover
+        self.keep_going = keep_going
+        self.lab = NetnsLab(prefix)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+        self.lan: Lan | None = None
+        self.cluster: StandaloneCluster | None = None
+        self.probe: ClientProbe | None = None
+        self.step_no = 0
+
+    # ------------------------------------------------------------------ output
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.say(f"\n== {self.step_no}. {title}")
+
+    def item(self, text: str) -> None:
+        self.say(f"   {text}")
+
+    # ------------------------------------------------------------------ the story
+    def run(self) -> int:
+        self.say(f"ironlb demo: Layer 2 mode on a LAN in network namespaces (prefix {self.prefix})")
+        cluster = self.build()
+        self.apply_seed(cluster)
+        owner = self.who_answers(cluster)
+        if not self.failover:
+            return 0
+        results: list[FailoverResult] = []
+        for trial in range(1, self.trials + 1):
+            if trial > 1:
+                owner = self.bring_back(cluster, results[-1].dead)
+            result = self.fail(cluster, owner, trial)
+            results.append(result)
+            if result.error and not self.keep_going:
+                raise DemoError(result.error)
+        if self.trials > 1:
+            self.summary(results)
+        return 0 if all(r.error is None for r in results) else 1
+
+    def build(self) -> StandaloneCluster:
+        self.step("Build the LAN: a switch, three nodes and a client, each in its own network namespace")
+        t0 = time.monotonic()
+        self.lan = lan = build_lan(self.lab)
+        start_http_servers(lan)
+        for host in lan.nodes:
+            self.item(f"{host.name:<7} {host.ip:<14} {host.mac}   namespace {host.netns}")
+        assert lan.client is not None
+        self.item(f"{'client':<7} {lan.client.ip:<14} {lan.client.mac}   namespace {lan.client.netns}")
+        self.item(f"switch: bridge br0 in {lan.switch}; built in {(time.monotonic() - t0) * 1000:.0f} ms")
+        self.item("every node runs a small HTTP server on port 80 that answers with the node's name")
+        self.item("nodes accept traffic for 192.168.1.240/28 (a local route, as kube-proxy would); their kernels")
+        self.item("never answer ARP for it (arp_ignore=1): only ironlb does")
+        self.cluster = StandaloneCluster(lan, self.workdir)
+        return self.cluster
+
+    def apply_seed(self, cluster: StandaloneCluster) -> None:
+        self.step("Apply the seed example: pool 192.168.1.240-192.168.1.250, Service default/my-service")
+        cluster.apply_seed()
+        self.item(f"state directory {cluster.state}: {SEED_CONFIG_FILE}, {SEED_SERVICE_FILE}")
+        cluster.start_all()
+        self.item(
+            f"started `ironlb run --state DIR --node NODE --members {cluster.lan.members_flag()} ...` on "
+            + ", ".join(cluster.node_names)
+        )
+        self.item(
+            f"membership: heartbeat every {cluster.ml_interval * 1000:.0f} ms, "
+            f"a node is dead after {cluster.ml_dead_timeout * 1000:.0f} ms of silence"
+        )
+        if not wait_for(lambda: all(cluster.ingress(n) for n in cluster.node_names), 15):
+            raise DemoError("the nodes did not assign an IP to default/my-service within 15 s")
+        for node in cluster.node_names:
+            self.item(f"{node}: {SEED_SERVICE_KEY} -> {', '.join(cluster.ingress(node))}")
+
+    def who_answers(self, cluster: StandaloneCluster) -> str:
+        self.step(f"Who answers for {VIP}")
+        owner = cluster.wait_steady(VIP, timeout=15)
+        if owner is None:
+            raise DemoError(f"the nodes did not agree on one announcer of {VIP}: {cluster.announcers(VIP)}")
+        for node in cluster.node_names:
+            self.item(f"{node} status file: " + ("announces " + VIP if node == owner else "stands by"))
+        self.show_client(cluster, owner)
+        return owner
+
+    def show_client(self, cluster: StandaloneCluster, owner: str) -> None:
+        """arping and an HTTP GET from the client; both must reach ``owner``."""
+        count = 2
+        replies = cluster.arping(VIP, count=count)
+        if not replies:  # arping's first request can go out before it listens: once more, a little longer
+            count = 3
+            replies = cluster.arping(VIP, count=count)
+        self.item(f"client$ arping -c {count} {VIP}")
+        for mac, line in replies:
+            self.item(f"  {line}   <- {cluster.node_of_mac(mac) or 'not a node'}")
+        if not replies:
+            self.item("  no reply")
+        macs = {mac for mac, _ in replies}
+        if macs != {cluster.lan.node(owner).mac}:
+            raise DemoError(f"arping: expected only {owner}'s MAC {cluster.lan.node(owner).mac}, got {sorted(macs)}")
+        got = cluster.http_get(VIP)
+        if got.get("ok"):
+            self.item(f"client$ GET http://{VIP}/ -> {got['status']} \"{got['body']}\" in {got['ms']:.1f} ms")
+        else:
+            self.item(f"client$ GET http://{VIP}/ -> failed: {got.get('err')}")
+        if got.get("body") != owner:
+            raise DemoError(f"HTTP: expected an answer from {owner}, got {got}")
+        self.item(f"=> {owner} answers for {VIP}")
+
+    def fail(self, cluster: StandaloneCluster, owner: str, trial: int) -> FailoverResult:
+        what = f"Failover: {owner} dies (kill -9 of its ironlb run, eth0 down)"
+        self.step(what if self.trials == 1 else f"{what}, trial {trial}/{self.trials}")
+        probe = self.client_probe(cluster)
+        self.item(f"the client sends GET http://{VIP}/ every 10 ms on a new connection (200 ms timeout each)")
+        result = measure_failover(cluster, probe)
+        if result.error:
+            self.item(f"FAILED: {result.error}")
+            return result
+        assert result.new is not None and result.total_ms is not None
+        detail = []
+        if result.detect_ms is not None:
+            detail.append(f"{result.new} saw {owner} dead after ~{result.detect_ms:.0f} ms")
+        if result.announce_ms is not None:
+            detail.append(f"announced {VIP} after {result.announce_ms:.0f} ms")
+        if result.garp_ms is not None:
+            detail.append(f"its gratuitous ARP reached the client after {result.garp_ms:.0f} ms")
+        for line in detail:
+            self.item(line)
+        self.item(f"failover time: {result.total_ms:.0f} ms (kill -> first HTTP answer from {result.new}; "
+                  f"{result.failed} client requests failed meanwhile)")
+        self.show_client(cluster, result.new)
+        return result
+
+    def bring_back(self, cluster: StandaloneCluster, node: str) -> str:
+        self.step(f"{node} comes back (eth0 up, ironlb run started again)")
+        probe = self.client_probe(cluster)
+        if not restore(cluster, node, probe):
+            raise DemoError(f"{node} did not take {VIP} back")
+        self.item(f"the election is per IP and stateless: {VIP} moves back to {node}, and the client follows")
+        return node
+
+    def summary(self, results: list[FailoverResult]) -> None:
+        self.step("Failover times")
+        times = [r.total_ms for r in results if r.total_ms is not None]
+        failed = sum(1 for r in results if r.error)
+        if times:
+            self.item(
+                f"{len(times)} trials: p50 {percentile(times, 50):.0f} ms, p95 {percentile(times, 95):.0f} ms, "
+                f"max {max(times):.0f} ms" + (f"; {failed} failed" if failed else "")
+            )
+
+    def client_probe(self, cluster: StandaloneCluster) -> ClientProbe:
+        if self.probe is None or self.probe.proc.poll() is not None:
+            self.probe = cluster.probe(VIP)
+            if not self.probe.wait_ready():
+                raise DemoError("the client probe did not start")
+        return self.probe
+
+    # ------------------------------------------------------------------ teardown
+    def dump_logs(self) -> None:
+        if self.cluster is None:
+            return
+        for node in self.cluster.node_names:
+            tail = self.cluster.log(node).splitlines()[-15:]
+            if tail:
+                self.say(f"--- last lines of {node}'s log")
+                for line in tail:
+                    self.say(f"    {line}")
+
+    def cleanup(self) -> None:
+        """Stop what we started (by PID), delete our namespaces and the temporary directory."""
+        self.say("\n== Clean up")
+        processes = len(self.lab.processes)
+        namespaces = len(self.lab.namespaces)
+        if self.probe is not None:
+            self.probe.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.lab.cleanup()
+        # A namespace whose creation was interrupted before the lab recorded it. None of these names existed
+        # when the demo started (run_demo checks), so whichever exists now is ours.
+        ours = {f"{self.prefix}-{suffix}" for suffix in SUFFIXES}
+        stray = [ns for ns in list_netns() if ns in ours]
+        for ns in stray:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        left = [ns for ns in list_netns() if ns in ours]
+        self.item(f"stopped the {processes} processes it started (by PID), deleted its {namespaces + len(stray)} "
+                  f"namespaces and {self.workdir}")
+        if left:
+            self.item(f"WARNING: namespaces left behind: {', '.join(left)}")
+
+
+def list_netns() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SystemExit (SIGINT already raises KeyboardInterrupt), so ``finally`` runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_demo(
+    *,
+    prefix: str | None = None,
+    trials: int = 1,
+    failover: bool = True,
+    keep_going: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """The whole demo; 0 when every step gave the expected result, 1 when one did not, 2 when it cannot run."""
+    stream = out or sys.stdout
+    reason = netns_available()
+    if reason is None and shutil.which("arping") is None:
+        reason = "needs arping (apt-get install arping)"
+    if reason:
+        print(f"ironlb demo: {reason}", file=sys.stderr)
+        return 2
+    prefix = prefix or f"{DEFAULT_PREFIX}{secrets.token_hex(3)}"
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", prefix):
+        print(f"ironlb demo: --prefix {prefix!r}: use 1 to 32 letters, digits or _", file=sys.stderr)
+        return 2
+    taken = [ns for ns in list_netns() if ns.startswith(f"{prefix}-")]
+    if taken:
+        print(f"ironlb demo: namespaces with prefix {prefix!r} exist already: {', '.join(taken)}", file=sys.stderr)
+        return 2
+    with terminate_as_exit():
+        demo = Demo(stream, prefix=prefix, trials=max(1, trials), failover=failover, keep_going=keep_going)
+        code = 1
+        try:
+            code = demo.run()
+        except DemoError as err:
+            demo.say(f"\nironlb demo: FAILED: {err}")
+            demo.dump_logs()
+        except KeyboardInterrupt:
+            demo.say("\nironlb demo: interrupted")
+            code = 130
+        except SystemExit as stop:
+            demo.say("\nironlb demo: terminated")
+            code = stop.code if isinstance(stop.code, int) else 1
+        except (OSError, subprocess.SubprocessError) as err:
+            demo.say(f"\nironlb demo: error: {err}")
+            if isinstance(err, subprocess.CalledProcessError) and err.stderr:
+                demo.say(f"    {str(err.stderr).strip()}")
+            demo.dump_logs()
+        finally:
+            with ignoring_signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                demo.cleanup()
+    if code == 0:
+        demo.say("\ndone: every step gave the expected result")
+    return code
