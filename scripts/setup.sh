@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 curl ca-certificates)
+APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -21,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || \
     for pkg in "${missing[@]}"; do apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 || true; done
   # FRR and BIRD are started by the tests in their own namespaces only: keep the system daemons off.
-  for svc in frr bird; do systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true; done
+  for svc in frr bird gobgpd; do systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true; done
 fi
 for bin in ip arping ndisc6; do
   command -v "$bin" >/dev/null || { echo "setup: $bin is missing after install" >&2; exit 1; }

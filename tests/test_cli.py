@@ -268,3 +268,102 @@ def test_plan_layer2_election(tmp_path: Path) -> None:
     assert svcs["default/cluster"]["layer2"]["interfaces"] == expected_ifaces
     assert svcs["default/local"]["layer2"] == {"node": "iris2", "reason": None, "interfaces": ["eth0"]}
     assert svcs["default/no-endpoints"]["layer2"] == {"node": None, "reason": "notOwner", "interfaces": []}
+
+
+BGP_CLUSTER = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp, namespace: metallb-system}
+spec: {addresses: ["10.40.0.0/24", "fc00:40::/120"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: aliases, namespace: metallb-system}
+spec: {communities: [{name: no-export-ish, value: "65535:65281"}]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: hosts, namespace: metallb-system}
+spec:
+  ipAddressPools: [bgp]
+  communities: ["64512:100", "large:64512:1:2", no-export-ish]
+  localPref: 150
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: aggregate, namespace: metallb-system}
+spec:
+  ipAddressPools: [bgp]
+  aggregationLength: 24
+  aggregationLengthV6: 120
+  peers: [edge-router]
+  nodeSelectors: [{matchLabels: {edge: "true"}}]
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64512, peerAddress: 10.0.0.1}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: edge-router, namespace: metallb-system}
+spec:
+  myASN: 64512
+  peerASN: 64600
+  peerAddress: 10.0.0.2
+  nodeSelectors: [{matchLabels: {edge: "true"}}]
+---
+{apiVersion: v1, kind: Node, metadata: {name: edge1, labels: {edge: "true"}}}
+---
+{apiVersion: v1, kind: Node, metadata: {name: w1}}
+---
+{apiVersion: v1, kind: Node, metadata: {name: w2, labels: {node.kubernetes.io/exclude-from-external-load-balancers: ""}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster, namespace: default, creationTimestamp: "2025-01-01T00:00:01Z"}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: default, creationTimestamp: "2025-01-01T00:00:02Z"}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gone, namespace: default, creationTimestamp: "2025-01-01T00:00:03Z"}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cluster-abc, namespace: default, labels: {kubernetes.io/service-name: cluster}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.5], nodeName: w1, conditions: {ready: true}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local-abc, namespace: default, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.6], nodeName: w1, conditions: {ready: true}}]
+"""
+
+
+def test_plan_bgp_routes(tmp_path: Path) -> None:
+    r = ironlb("plan", write(tmp_path, "bgp.yaml", BGP_CLUSTER))
+    assert r.returncode == 0, r.stderr
+    svcs = json.loads(r.stdout)["services"]
+    assert svcs["default/cluster"]["ingress"] == ["10.40.0.0"]
+    host = {"communities": ["64512:100", "65535:65281", "large:64512:1:2"], "localPref": 150}
+    # Cluster: every node selected by an advertisement (w2 is excluded); edge1 also sends the /24 to its edge peer.
+    assert svcs["default/cluster"]["bgp"] == [
+        {"node": "edge1", "prefix": "10.40.0.0/24", "peers": ["edge-router"], "communities": [], "localPref": None},
+        {"node": "edge1", "prefix": "10.40.0.0/32", "peers": ["edge-router", "tor"], **host},
+        {"node": "w1", "prefix": "10.40.0.0/32", "peers": ["tor"], **host},
+    ]
+    # Local: only w1 hosts an endpoint.
+    assert svcs["default/local"]["bgp"] == [
+        {"node": "w1", "prefix": "10.40.0.1/32", "peers": ["tor"], **host},
+    ]
+    assert svcs["default/gone"]["bgp"] == []
+    # BGP is not Layer 2: without an L2Advertisement nobody answers ARP.
+    assert svcs["default/cluster"]["layer2"]["node"] is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ironlb.bgp.planner import NodePlan, ServiceInput, implicit_slice, plan_node
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
@@ -108,21 +109,80 @@ def _everywhere(svc: Service, nodes: Iterable[str]) -> EndpointSlice:
     return EndpointSlice(svc.namespace, f"{svc.name}-implicit", svc.name, tuple(Endpoint((), n) for n in nodes))
 
 
+def bgp_inputs(
+    snapshot: Snapshot, outcomes: Mapping[str, Outcome], *, served_without_slices: bool = False
+) -> dict[str, ServiceInput]:
+    """What the BGP planner needs per allocated Service: the Service, its pool and its EndpointSlices."""
+    node_names = [n.name for n in snapshot.nodes]
+    out: dict[str, ServiceInput] = {}
+    for key, outcome in outcomes.items():
+        svc = outcome.service
+        slices = slices_of(svc, snapshot.endpoint_slices)
+        if not slices and served_without_slices:
+            slices = [implicit_slice(svc, node_names)]
+        pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
+        out[key] = ServiceInput(svc, pool, tuple(slices))
+    return out
+
+
+def bgp_decisions(
+    snapshot: Snapshot,
+    outcomes: Mapping[str, Outcome],
+    *,
+    nodes: Iterable[str] | None = None,
+    served_without_slices: bool = False,
+    ignore_exclude_lb: bool = False,
+) -> dict[str, NodePlan]:
+    """The BGP plan of every Node (or of ``nodes``): sessions, per-service reasons and per-peer routes.
+
+    BGP speakers do not coordinate, so every Node is taken as a live speaker; liveness plays no part.
+    """
+    inputs = bgp_inputs(snapshot, outcomes, served_without_slices=served_without_slices)
+    wanted = None if nodes is None else set(nodes)
+    return {
+        node.name: plan_node(snapshot.config, node, inputs, ignore_exclude_lb=ignore_exclude_lb)
+        for node in snapshot.nodes
+        if wanted is None or node.name in wanted
+    }
+
+
+def bgp_entries(key: str, pool_has_bgp: bool, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]] | None:
+    """The ``bgp`` list of a service: one entry per (node, prefix), nodes in name order; None if not BGP."""
+    if not pool_has_bgp:
+        return None
+    entries: list[dict[str, Any]] = []
+    for name in sorted(bgp):
+        entries.extend(bgp[name].entries(key))
+    return entries
+
+
 def render(
-    snapshot: Snapshot, allocator: Allocator, outcomes: Mapping[str, Outcome], l2: Mapping[str, L2Decision]
+    snapshot: Snapshot,
+    allocator: Allocator,
+    outcomes: Mapping[str, Outcome],
+    l2: Mapping[str, L2Decision],
+    bgp: Mapping[str, NodePlan] | None = None,
 ) -> dict[str, Any]:
+    """The plan JSON. ``bgp`` is present for services whose pool has a BGPAdvertisement."""
     services = {}
     for key, outcome in sorted(outcomes.items()):
         entry = service_entry(outcome)
         if key in l2:
             entry["layer2"] = l2[key].to_dict()
+        if bgp is not None:
+            pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
+            entries = bgp_entries(key, pool is not None and bool(pool.bgp_advertisements), bgp)
+            if entries is not None:
+                entry["bgp"] = entries
         services[key] = entry
     return {"services": services, "pools": pool_status(allocator, snapshot.config)}
 
 
 def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
-    return render(snapshot, allocator, outcomes, layer2_decisions(snapshot, outcomes))
+    return render(
+        snapshot, allocator, outcomes, layer2_decisions(snapshot, outcomes), bgp_decisions(snapshot, outcomes)
+    )
 
 
 def plan_files(

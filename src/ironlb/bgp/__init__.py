@@ -5,6 +5,9 @@
 - :mod:`.updates`: packing of routes into minimal UPDATE messages.
 - :mod:`.fsm`: the per-session state machine (no I/O, no clock).
 - :mod:`.session`: :class:`BGPSession`, which runs an FSM over TCP on asyncio.
+- :mod:`.planner`: which node announces which prefix to which peer (pure, MetalLB's rules).
+- :mod:`.speaker`: :class:`~ironlb.bgp.speaker.BGPSpeaker`, one session per BGPPeer of the node, plus the BFD hook.
+- :mod:`.metrics`: MetalLB's ``metallb_bgp_*`` metrics, read from the live sessions.
 """
 
 from .attributes import Attributes, parse_community, parse_large_community

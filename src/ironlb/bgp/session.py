@@ -158,6 +158,16 @@ class BGPSession:
         async with asyncio.timeout(timeout):
             await self._established.wait()
 
+    def drop_connection(self, reason: str = "connection dropped") -> None:
+        """Abort the current TCP connection without a NOTIFICATION (e.g. BFD saw the path die); it redials.
+
+        Nothing is sent because the peer is presumed unreachable; the supervisor sees the connection lost and
+        goes through its usual backoff. A no-op while not connected.
+        """
+        if self._transport is not None and not self._transport.is_closing():
+            log.info("BGP session %s: dropping connection: %s", self.config.label, reason)
+            self._transport.abort()
+
     async def close(
         self,
         reason: str = "",

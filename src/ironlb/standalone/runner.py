@@ -1,4 +1,10 @@
-"""The imperative shell of ``ironlb run``: state directory, membership and responders around ``decide``."""
+"""The imperative shell of ``ironlb run``: state directory, membership, responders and BGP sessions around ``decide``.
+
+BGP: the BGPPeers of the state directory that select this node get one session each (:class:`BGPSpeaker`), fed
+with ``decide``'s per-peer route tables on every recompute, whatever the membership quorum (see ``decide``). On
+SIGTERM, sessions that negotiated graceful restart are closed without NOTIFICATION so the routers keep the
+routes while ironlb restarts; the others get a cease.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
@@ -66,7 +73,14 @@ def write_atomically(path: Path, data: dict[str, Any]) -> None:
 class Runner:
     """One node of a standalone ironlb cluster."""
 
-    def __init__(self, options: RunOptions, *, responder: Responder | None = None) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        responder: Responder | None = None,
+        bgp: BGPSpeaker | None = None,
+        bfd_factory: BFDFactory | None = None,
+    ) -> None:
         self.options = options
         self.responder = responder or Responder(
             exclude=options.exclude_interfaces,
@@ -74,6 +88,8 @@ class Runner:
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
         )
+        self.bgp = bgp or BGPSpeaker(options.node, bfd_factory=bfd_factory, on_event=self._on_bgp_event)
+        self._bgp_status_pending = False
         self.membership: MembershipService | None = None
         self._core: Membership | None = None
         self.snapshot: Snapshot | None = None
@@ -118,10 +134,12 @@ class Runner:
             await self.membership.start()
             # Settling is not an event of its own: look again once the dead timeout has surely passed.
             loop.call_later(opts.membership.dead_timeout * 1.5, self._on_membership_settled)
+        watcher = loop.create_task(self._watch_bgp_states())
         try:
             await self._recompute("start")
             await statedir.watch(opts.state_dir, self._on_state_change, interval=opts.poll_interval, stop=self._stop)
         finally:
+            watcher.cancel()
             await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -130,6 +148,7 @@ class Runner:
             await self.membership.stop(leave=True)
         self.responder.set_announced({})
         await self.responder.close()
+        await self.bgp.close(graceful_restart=True)
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
         log.info("stopped; all announcements withdrawn")
@@ -193,11 +212,44 @@ class Runner:
                 ignore_exclude_lb=self.options.ignore_exclude_lb,
             )
             self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in decision.layer2.items()})
+            await self._apply_bgp(decision)
             if decision.layer2 != (self.decision.layer2 if self.decision else None):
                 log.info("announcing %s (%s)", sorted(decision.layer2) or "nothing", why)
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
+
+    async def _apply_bgp(self, decision: Decision) -> None:
+        """Sessions for the BGPPeers selecting this node, each with its route table (quorum plays no part)."""
+        plan = decision.bgp
+        config = self.snapshot.config if self.snapshot is not None else None
+        await self.bgp.update(
+            plan.peers if plan is not None else (),
+            plan.routes if plan is not None else {},
+            bfd_profiles=config.bfd_profiles if config is not None else (),
+        )
+
+    def _on_bgp_event(self, peer: str, event: object) -> None:
+        """A session changed state: rewrite the status soon (coalescing bursts of events)."""
+        if self._bgp_status_pending or self.options.status_file is None:
+            return
+        self._bgp_status_pending = True
+        asyncio.get_running_loop().call_later(0.05, self._write_bgp_status)
+
+    async def _watch_bgp_states(self, interval: float = 0.5) -> None:
+        """Dial failures and retries are not FSM events: refresh the status when a session state changes."""
+        last: list[dict[str, str]] = []
+        while not self._stop.is_set():
+            await asyncio.sleep(interval)
+            states = self.bgp.peer_states()
+            if states != last:
+                last = states
+                self._on_bgp_event("", None)
+
+    def _write_bgp_status(self) -> None:
+        self._bgp_status_pending = False
+        if self.decision is not None and not self._stop.is_set():
+            self._write_status(self.decision, self.decision.layer2)
 
     def _status_extra(self, alive: frozenset[str] | None = None, quorum: bool | None = None) -> dict[str, Any]:
         if alive is None:
@@ -220,7 +272,11 @@ class Runner:
         if self.options.status_file is None:
             return
         status = dict(decision.plan)
-        status["announcing"] = {"layer2": sorted(announcing, key=_ip_sort_key)}
+        status["announcing"] = {
+            "layer2": sorted(announcing, key=_ip_sort_key),
+            "bgp": [] if stopped else self.bgp.status(),
+        }
+        status["bgpPeers"] = [] if stopped else self.bgp.peer_states()
         status.update(self._status_extra(alive, quorum))
         if stopped:
             status["stopped"] = True
@@ -229,7 +285,7 @@ class Runner:
     def _write_error_status(self) -> None:
         if self.options.status_file is None:
             return
-        status: dict[str, Any] = {"services": {}, "pools": {}, "announcing": {"layer2": []}}
+        status: dict[str, Any] = {"services": {}, "pools": {}, "announcing": {"layer2": [], "bgp": []}}
         status.update(self._status_extra())
         write_atomically(self.options.status_file, status)
 

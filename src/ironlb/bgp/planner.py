@@ -1,0 +1,313 @@
+"""Which node advertises which prefix to which BGP peer: MetalLB's speaker BGP controller, as pure functions.
+
+MetalLB's ``speaker/bgp_controller.go`` decides per (service, node) with ``ShouldAnnounce`` and then builds one
+advertisement per LB IP x matching BGPAdvertisement (``SetBalancer``); each peer session gets the ads whose
+``peers`` list is empty or names it, and identical prefixes are merged (communities unioned). This module does
+the same without any I/O so that ``ironlb plan``, ``ironlb run`` and the tests all share one implementation:
+
+- :func:`should_announce` returns MetalLB's reason not to announce, checked in MetalLB's order
+  (``notOwner``, ``noMatchingAdvertisement``, ``conflictingAdvertisements``, ``nodeNetworkUnavailable``,
+  ``nodeLabeledExcludeBalancers``, ``noLocalEndpoints``/``noEndpoints``), or None.
+- :func:`advertisements` gives the service's :class:`Advertisement` values for one node.
+- :func:`plan_node` runs both for every service and merges the result into one route table per peer, which is
+  what :class:`ironlb.bgp.speaker.BGPSpeaker` feeds to the sessions.
+
+Unlike Layer 2 there is no election: every eligible node announces, and the router's ECMP spreads the traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+
+from ironlb.cluster.labels import any_matches
+from ironlb.cluster.objects import EndpointSlice, Node, Service
+from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool
+from ironlb.layer2.election import NO_IP_ALLOCATED, NOT_LOAD_BALANCER
+
+from .attributes import Attributes
+from .updates import sort_key
+from .wire import Network
+
+# MetalLB's reasons for not announcing over BGP, in the order ShouldAnnounce checks them.
+NOT_OWNER = "notOwner"
+NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+CONFLICTING_ADVERTISEMENTS = "conflictingAdvertisements"
+NODE_NETWORK_UNAVAILABLE = "nodeNetworkUnavailable"
+NODE_LABELED_EXCLUDE_BALANCERS = "nodeLabeledExcludeBalancers"
+NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
+NO_ENDPOINTS = "noEndpoints"
+
+__all__ = [
+    "CONFLICTING_ADVERTISEMENTS",
+    "NODE_LABELED_EXCLUDE_BALANCERS",
+    "NODE_NETWORK_UNAVAILABLE",
+    "NOT_LOAD_BALANCER",
+    "NOT_OWNER",
+    "NO_ENDPOINTS",
+    "NO_IP_ALLOCATED",
+    "NO_LOCAL_ENDPOINTS",
+    "NO_MATCHING_ADVERTISEMENT",
+    "Advertisement",
+    "NodePlan",
+    "ServiceInput",
+    "advertisements",
+    "attributes_of",
+    "has_healthy_endpoint",
+    "implicit_slice",
+    "matching_advertisements",
+    "node_advertisements",
+    "peer_carries",
+    "peer_matches_node",
+    "peers_for_node",
+    "plan_node",
+    "routes_per_peer",
+    "should_announce",
+]
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """One prefix a node announces for a service (MetalLB's ``bgp.Advertisement``).
+
+    ``peers`` are BGPPeer names; empty means every peer of the node.
+    """
+
+    prefix: Network
+    attributes: Attributes
+    peers: frozenset[str] = frozenset()
+
+    def matches_peer(self, name: str) -> bool:
+        """MetalLB's ``Advertisement.MatchesPeer``."""
+        return not self.peers or name in self.peers
+
+
+@dataclass(frozen=True)
+class ServiceInput:
+    """A service as the planner needs it: the Service (with its ingress), its pool and its EndpointSlices."""
+
+    service: Service
+    pool: Pool | None
+    slices: tuple[EndpointSlice, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything one node does over BGP.
+
+    ``peers``: the BGPPeers whose nodeSelectors match the node (one session each). ``reasons``: per service key,
+    None when the node announces it, else MetalLB's reason. ``by_service``: the announced advertisements.
+    ``routes``: per peer name, the merged route table to hand to that peer's session.
+    """
+
+    node: str
+    peers: tuple[Peer, ...] = ()
+    reasons: Mapping[str, str | None] = field(default_factory=dict)
+    by_service: Mapping[str, tuple[Advertisement, ...]] = field(default_factory=dict)
+    routes: Mapping[str, Mapping[Network, Attributes]] = field(default_factory=dict)
+
+    def entries(self, service_key: str) -> list[dict[str, object]]:
+        """The ``ironlb plan`` entries of one service on this node: one per prefix, v4 first, by address.
+
+        ``peers`` are the node's peers that receive the prefix; ``communities``/``localPref`` are what goes on
+        the wire, i.e. merged with every other service and advertisement sharing the prefix (MetalLB merges
+        identical prefixes). If peers get different attributes, the union is shown.
+        """
+        out: list[dict[str, object]] = []
+        prefixes = sorted({ad.prefix for ad in self.by_service.get(service_key, ())}, key=sort_key)
+        for prefix in prefixes:
+            peers = sorted(name for name, table in self.routes.items() if prefix in table)
+            attrs: Attributes | None = None
+            for name in peers:
+                a = self.routes[name][prefix]
+                attrs = a if attrs is None else attrs.merge(a)
+            if attrs is None:
+                # No peer gets it (none selects this node, or the ads name other peers): show the service's intent.
+                for other in self.by_service[service_key]:
+                    if other.prefix == prefix:
+                        attrs = other.attributes if attrs is None else attrs.merge(other.attributes)
+            assert attrs is not None
+            out.append(
+                {
+                    "node": self.node,
+                    "prefix": str(prefix),
+                    "peers": peers,
+                    "communities": community_strings(attrs),
+                    "localPref": attrs.local_pref,
+                }
+            )
+        return out
+
+
+def community_strings(attrs: Attributes) -> list[str]:
+    """``65000:100`` / ``large:1:2:3`` as in BGPAdvertisement, sorted."""
+    texts = [str(Community((c,))) for c in attrs.communities]
+    texts += [str(Community(lc)) for lc in attrs.large_communities]
+    return sorted(texts)
+
+
+def attributes_of(ad: BGPAdvertisement) -> Attributes:
+    """The peer-independent route attributes of a BGPAdvertisement (localPref 0 means unset, as in MetalLB)."""
+    std = tuple(c.value[0] for c in ad.communities if not c.is_large)
+    large = tuple((c.value[0], c.value[1], c.value[2]) for c in ad.communities if c.is_large)
+    return Attributes(ad.local_pref or None, std, large)
+
+
+def peer_matches_node(peer: Peer, node: Node) -> bool:
+    """A BGPPeer runs a session on a node when one of its nodeSelectors matches (none: every node)."""
+    return any_matches(peer.node_selectors, node.labels)
+
+
+def peers_for_node(config: Config, node: Node) -> tuple[Peer, ...]:
+    """The BGPPeers this node keeps a session with, in name order."""
+    return tuple(p for p in config.peers if peer_matches_node(p, node))
+
+
+def node_advertisements(pool: Pool, node: Node) -> list[BGPAdvertisement]:
+    """The pool's BGPAdvertisements whose nodeSelectors select the node (MetalLB's ``adv.Nodes[myNode]``)."""
+    return [ad for ad in pool.bgp_advertisements if any_matches(ad.node_selectors, node.labels)]
+
+
+def matching_advertisements(pool: Pool, svc: Service, node: Node) -> list[BGPAdvertisement]:
+    """The node's advertisements whose serviceSelectors are empty or match the service."""
+    return [ad for ad in node_advertisements(pool, node) if any_matches(ad.service_selectors, svc.labels)]
+
+
+def has_healthy_endpoint(slices: Iterable[EndpointSlice], node: str | None = None) -> bool:
+    """MetalLB's BGP ``hasHealthyEndpoint``: some endpoint *address* can serve (on ``node`` if given).
+
+    Endpoints without addresses do not count, and an address that is not serving anywhere in the slices wins
+    over the same address serving elsewhere ("false takes precedence").
+    """
+    ready: dict[str, bool] = {}
+    for s in slices:
+        for ep in s.endpoints:
+            if node is not None and ep.node_name != node:
+                continue
+            serving = ep.can_serve
+            for addr in ep.addresses:
+                if not serving:
+                    ready[addr] = False
+                elif addr not in ready:
+                    ready[addr] = True
+    return any(ready.values())
+
+
+def _prefix(ip: str, ad: BGPAdvertisement) -> Network:
+    addr = ip_address(ip)
+    length = ad.aggregation_length if addr.version == 4 else ad.aggregation_length_v6
+    net: IPv4Network | IPv6Network = ip_network(f"{addr}/{length}", strict=False)
+    return net
+
+
+def _conflicting(ips: Sequence[str], ads: Sequence[BGPAdvertisement]) -> bool:
+    """Two ads giving the same prefix to a common peer with different localPref (``checkBGPAdvConflicts``).
+
+    Without serviceSelectors the config validation already refuses this; with them it can only be seen per
+    service, so the service is not announced at all rather than with an arbitrary preference.
+    """
+    for ip in ips:
+        for i, a in enumerate(ads):
+            for b in ads[i + 1 :]:
+                if a.local_pref == b.local_pref or _prefix(ip, a) != _prefix(ip, b):
+                    continue
+                if not a.peers or not b.peers or set(a.peers) & set(b.peers):
+                    return True
+    return False
+
+
+def should_announce(
+    svc: Service,
+    pool: Pool | None,
+    slices: Sequence[EndpointSlice],
+    node: Node,
+    *,
+    ignore_exclude_lb: bool = False,
+) -> str | None:
+    """MetalLB's BGP ``ShouldAnnounce`` for one node: None to announce, else the reason not to."""
+    if not svc.is_load_balancer:
+        return NOT_LOAD_BALANCER
+    if not svc.ingress or pool is None:
+        return NO_IP_ALLOCATED
+    if not node_advertisements(pool, node):
+        return NOT_OWNER
+    ads = matching_advertisements(pool, svc, node)
+    if not ads:
+        return NO_MATCHING_ADVERTISEMENT
+    if _conflicting(svc.ingress, ads):
+        return CONFLICTING_ADVERTISEMENTS
+    if node.network_unavailable:
+        return NODE_NETWORK_UNAVAILABLE
+    if not ignore_exclude_lb and node.excluded_from_lb:
+        return NODE_LABELED_EXCLUDE_BALANCERS
+    if svc.external_traffic_policy == "Local":
+        if not has_healthy_endpoint(slices, node.name):
+            return NO_LOCAL_ENDPOINTS
+    elif not has_healthy_endpoint(slices):
+        return NO_ENDPOINTS
+    return None
+
+
+def advertisements(svc: Service, pool: Pool, node: Node) -> tuple[Advertisement, ...]:
+    """MetalLB's ``SetBalancer``: one advertisement per LB IP x advertisement of the node matching the service."""
+    ads = matching_advertisements(pool, svc, node)
+    return tuple(
+        Advertisement(_prefix(ip, ad), attributes_of(ad), frozenset(ad.peers)) for ip in svc.ingress for ad in ads
+    )
+
+
+def peer_carries(peer: Peer, prefix: Network) -> bool:
+    """A session carries the family of its peer's address, or both with ``dualStackAddressFamily`` (FRR modes)."""
+    if peer.dual_stack_address_family or not peer.address:
+        return True
+    return ip_address(peer.address).version == prefix.version
+
+
+def routes_per_peer(ads: Iterable[Advertisement], peers: Iterable[Peer | str]) -> dict[str, dict[Network, Attributes]]:
+    """Each peer's route table: the ads for it, identical prefixes merged (communities unioned).
+
+    This merge is what announces an aggregated prefix (e.g. a /24) once for many services. Given ``Peer``
+    values, a prefix only goes to peers whose session carries its family.
+    """
+    ads = list(ads)
+    out: dict[str, dict[Network, Attributes]] = {}
+    for peer in peers:
+        name = peer if isinstance(peer, str) else peer.name
+        table: dict[Network, Attributes] = {}
+        for ad in ads:
+            if not ad.matches_peer(name) or (not isinstance(peer, str) and not peer_carries(peer, ad.prefix)):
+                continue
+            prev = table.get(ad.prefix)
+            table[ad.prefix] = ad.attributes if prev is None else prev.merge(ad.attributes)
+        out[name] = table
+    return out
+
+
+def implicit_slice(svc: Service, nodes: Iterable[str]) -> EndpointSlice:
+    """Standalone mode: a Service without EndpointSlices is served on every node (one ready endpoint each)."""
+    from ironlb.cluster.objects import Endpoint
+
+    eps = tuple(Endpoint((f"implicit:{n}",), n) for n in nodes)
+    return EndpointSlice(svc.namespace, f"{svc.name}-implicit", svc.name, eps)
+
+
+def plan_node(
+    config: Config,
+    node: Node,
+    services: Mapping[str, ServiceInput],
+    *,
+    ignore_exclude_lb: bool = False,
+) -> NodePlan:
+    """The sessions and route tables of ``node`` for all ``services`` (keyed ``namespace/name``)."""
+    peers = peers_for_node(config, node)
+    reasons: dict[str, str | None] = {}
+    by_service: dict[str, tuple[Advertisement, ...]] = {}
+    for key, item in services.items():
+        reason = should_announce(item.service, item.pool, item.slices, node, ignore_exclude_lb=ignore_exclude_lb)
+        reasons[key] = reason
+        if reason is None and item.pool is not None:
+            by_service[key] = advertisements(item.service, item.pool, node)
+    all_ads = (ad for ads in by_service.values() for ad in ads)
+    routes = routes_per_peer(all_ads, peers)
+    return NodePlan(node.name, peers, reasons, by_service, routes)

@@ -1,0 +1,47 @@
+"""``ironlb run``'s pure decision for BGP: the node's sessions and routes, independent of quorum."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+from ironlb.bgp.attributes import Attributes
+from ironlb.config import build, load_texts
+from ironlb.plan import Snapshot, with_objects
+from ironlb.standalone.decide import decide
+
+STATE = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp, namespace: metallb-system}
+spec: {addresses: ["10.50.0.0/24"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: hosts, namespace: metallb-system}
+spec: {ipAddressPools: [bgp], communities: ["64512:100"]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, loadBalancerIP: 10.50.0.10, ports: [{port: 80}]}
+"""
+
+
+def snapshot() -> Snapshot:
+    resources = load_texts([("state.yaml", STATE)])
+    return with_objects(build(resources).config, resources)
+
+
+def test_bgp_routes_without_endpoint_slices_and_without_quorum() -> None:
+    for quorum in (True, False):
+        d = decide(snapshot(), node="n1", members={"n1", "n2", "n3"}, alive={"n1"}, has_quorum=quorum)
+        assert d.bgp is not None and [p.name for p in d.bgp.peers] == ["tor"]
+        assert d.bgp.routes == {"tor": {ip_network("10.50.0.10/32"): Attributes(None, (64512 << 16 | 100,))}}
+        entries = d.plan["services"]["default/web"]["bgp"]
+        assert {e["node"] for e in entries} == {"n1", "n2", "n3"}  # every member is a speaker
+        assert d.layer2 == {}

@@ -1,0 +1,161 @@
+"""Basic interop with BIRD 2 and GoBGP 3: session up, one prefix with standard and large communities, withdrawal."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.bgp.interop import ROUTER4, BgpLan, doc, missing, peer_yaml, poll, service_yaml
+from tests.netns import NetnsLab, netns_available
+
+pytestmark = pytest.mark.netns
+
+CONFIG = (
+    doc(
+        """
+        apiVersion: metallb.io/v1beta1
+        kind: IPAddressPool
+        metadata: {name: bgp, namespace: metallb-system}
+        spec: {addresses: ["10.50.0.0/24"]}
+        ---
+        apiVersion: metallb.io/v1beta1
+        kind: BGPAdvertisement
+        metadata: {name: hosts, namespace: metallb-system}
+        spec: {ipAddressPools: [bgp], communities: ["64512:100", "large:64512:7:8"]}
+        """
+    )
+    + "---\n"
+    + peer_yaml("rtr", 64512, 64513, ROUTER4, connectTime="1s", holdTime="9s")
+)
+
+
+@pytest.fixture
+def one_node(tmp_path: Path) -> Iterator[BgpLan]:
+    reason = netns_available()
+    if reason:
+        pytest.skip(reason)
+    lab = NetnsLab()
+    lan = BgpLan(lab, tmp_path, nodes=1)
+    try:
+        yield lan
+    except Exception:
+        print(lan.logs())
+        raise
+    finally:
+        lan.stop_all()
+        lab.cleanup()
+
+
+def with_prefix(view: Any, prefix: str = "10.50.0.10/32") -> Any:
+    """``view`` if it mentions ``prefix`` (for poll), else None."""
+    return view if prefix in view else None
+
+
+def start_node(lan: BgpLan) -> None:
+    node = lan.nodes["node1"]
+    node.write("config.yaml", CONFIG)
+    node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
+    node.start()
+
+
+def test_bird2(one_node: BgpLan) -> None:
+    if why := missing("bird", "birdc"):
+        pytest.skip(why)
+    lan = one_node
+    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-bird-"))
+    conf = d / "bird.conf"
+    conf.write_text(
+        doc(
+            f"""
+            router id {ROUTER4};
+            protocol device {{ }}
+            protocol bgp ironlb {{
+              local {ROUTER4} as 64513;
+              neighbor {lan.node_ip("node1")} as 64512;
+              hold time 9;
+              ipv4 {{ import all; export none; }};
+            }}
+            """
+        )
+    )
+    sock = d / "bird.ctl"
+    lan.lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
+
+    def show(*cmd: str) -> str:
+        return subprocess.run(["birdc", "-s", str(sock), *cmd], capture_output=True, text=True, timeout=10).stdout
+
+    try:
+        start_node(lan)
+        poll(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up")
+        out = poll(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD")
+        assert f"BGP.next_hop: {lan.node_ip('node1')}" in out, out
+        assert "BGP.as_path: 64512" in out, out
+        assert "BGP.community: (64512,100)" in out, out
+        assert "BGP.large_community: (64512, 7, 8)" in out, out
+        lan.nodes["node1"].remove("svc.yaml")
+        poll(lambda: "10.50.0.10/32" not in show("show", "route", "all"), 5, "withdrawal in BIRD")
+    finally:
+        lan.stop_all()
+        lan.lab.cleanup()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def gobgp_rib(lan: BgpLan) -> dict[str, Any]:
+    out = lan.lab.run(lan.router_ns, ["gobgp", "-j", "global", "rib"], check=False).stdout
+    data: dict[str, Any] = json.loads(out or "{}") or {}
+    return data
+
+
+def test_gobgp(one_node: BgpLan) -> None:
+    if why := missing("gobgpd", "gobgp"):
+        pytest.skip(why)
+    lan = one_node
+    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-gobgp-"))
+    conf = d / "gobgpd.toml"
+    conf.write_text(
+        doc(
+            f"""
+            [global.config]
+              as = 64513
+              router-id = "{ROUTER4}"
+            [[neighbors]]
+              [neighbors.config]
+                neighbor-address = "{lan.node_ip("node1")}"
+                peer-as = 64512
+              [neighbors.timers.config]
+                hold-time = 9
+                keepalive-interval = 3
+            """
+        )
+    )
+    cmd = ["gobgpd", "-f", str(conf), "-p", "--api-hosts", "127.0.0.1:50051", "-l", "warn"]
+    lan.lab.popen(lan.router_ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        start_node(lan)
+
+        def neighbor_up() -> bool:
+            out = lan.lab.run(lan.router_ns, ["gobgp", "-j", "neighbor"], check=False).stdout
+            peers = json.loads(out or "[]") or []
+            return any(p.get("state", {}).get("session_state") in (6, "established", "ESTABLISHED") for p in peers)
+
+        poll(neighbor_up, 20, "GoBGP session up")
+        rib = poll(lambda: with_prefix(gobgp_rib(lan)), 10, "route in GoBGP")
+        (path,) = rib["10.50.0.10/32"]
+        attrs = {a["type"]: a for a in path["attrs"]}
+        assert attrs[3]["nexthop"] == lan.node_ip("node1")
+        assert attrs[8]["communities"] == [64512 << 16 | 100]
+        (large,) = attrs[32]["value"]
+        assert (large["ASN"], large["LocalData1"], large["LocalData2"]) == (64512, 7, 8)
+        lan.nodes["node1"].remove("svc.yaml")
+        poll(lambda: "10.50.0.10/32" not in gobgp_rib(lan), 5, "withdrawal in GoBGP")
+    finally:
+        lan.stop_all()
+        lan.lab.cleanup()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
