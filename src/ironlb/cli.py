@@ -72,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ironlb.membership import MembershipConfig, parse_members
+    from ironlb.metrics.server import parse_address
     from ironlb.standalone.runner import Runner, RunOptions
 
     _logging(args.log_level)
@@ -101,6 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         membership=ml,
         gratuitous_interval=args.gratuitous_interval,
         gratuitous_duration=args.gratuitous_duration,
+        metrics_address=parse_address(args.metrics_address, 9120),
     )
     from ironlb.runtime import tune_gc
 
@@ -159,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce only while a majority of members is reachable (auto: with 3 or more)")
     p.add_argument("--gratuitous-interval", type=float, default=1.1, help="seconds between takeover announcements")
     p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
+    p.add_argument("--metrics-address", default=":9120", metavar="[HOST]:PORT",
+                   help="serve /metrics, /healthz, /readyz over HTTP (default %(default)s; empty disables)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     p.set_defaults(func=cmd_run)
 

@@ -89,6 +89,11 @@ class Cluster:
         running = sorted(n for n, p in self.procs.items() if p.poll() is None)
         return all((self.status(n) or {}).get("members", {}).get("alive") == running for n in running)
 
+    def metrics(self, node: str) -> str:
+        """The node's /metrics page, fetched inside its namespace."""
+        fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9120/metrics', timeout=5).read().decode())"
+        return self.lan.lab.run(self.lan.node(node).netns, [sys.executable, "-c", fetch]).stdout
+
     def log(self, node: str) -> str:
         return (self.tmp / f"{node}.log").read_text()
 

@@ -82,6 +82,17 @@ def test_state_changes_apply_fast_and_bad_config_keeps_the_last_good(lan: Lan, t
     owner = c.announcers()[0]
     assert c.arping_macs() == {lan.node(owner).mac}
 
+    # MetalLB's metrics, served by every node: the announcer exports its announcement and the ARP it answered.
+    metrics = c.metrics(owner)
+    assert (
+        f'metallb_speaker_announced{{ip="{VIP}",node="{owner}",protocol="layer2",service="default/my-service"}} 1.0'
+        in metrics
+    )
+    assert f'metallb_layer2_requests_received{{ip="{VIP}"}}' in metrics
+    assert f'metallb_layer2_gratuitous_sent{{ip="{VIP}"}}' in metrics
+    other = next(n for n in c.procs if n != owner)
+    assert "metallb_speaker_announced{" not in c.metrics(other)
+
     # Invalid config: reported, and the last good config keeps announcing.
     (c.state / "config.yaml").write_text(SEED.replace("192.168.1.240-192.168.1.250", "192.168.1.250-192.168.1.240"))
     assert wait_for(lambda: all((c.status(n) or {}).get("config", {}).get("valid") is False for n in c.procs), 5)

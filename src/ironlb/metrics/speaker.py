@@ -31,3 +31,14 @@ class AnnouncedMetric:
     @property
     def current(self) -> frozenset[Key]:
         return frozenset(self._current)
+
+
+_default: AnnouncedMetric | None = None
+
+
+def announced_metric() -> AnnouncedMetric:
+    """The process's metric on the default registry (created once: a registry refuses duplicate names)."""
+    global _default
+    if _default is None:
+        _default = AnnouncedMetric()
+    return _default

@@ -27,6 +27,8 @@ from ironlb.config import ConfigError
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.metrics.server import HealthServer
+from ironlb.metrics.speaker import announced_metric
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.standalone import statedir
 from ironlb.standalone.decide import Decision, decide
@@ -53,6 +55,7 @@ class RunOptions:
     gratuitous_interval: float = 1.1
     gratuitous_duration: float = 5.0
     rescan_interval: float = 10.0
+    metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
 
 
 def write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -98,6 +101,8 @@ class Runner:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.announced = announced_metric()
+        self.http: HealthServer | None = None
 
     @property
     def member_names(self) -> frozenset[str]:
@@ -124,6 +129,13 @@ class Runner:
                 loop.add_signal_handler(sig, self.stop)
         self._load()
         await self.responder.start()
+        if opts.metrics_address is not None:
+            http = HealthServer(*opts.metrics_address, ready=lambda: self.decision is not None)
+            try:
+                await http.start()
+                self.http = http
+            except OSError as err:
+                log.warning("cannot serve metrics on %s:%d: %s", *opts.metrics_address, err)
         if len(self.member_names) > 1:
             secret = opts.secret
             if secret is None:
@@ -149,6 +161,9 @@ class Runner:
         self.responder.set_announced({})
         await self.responder.close()
         await self.bgp.close(graceful_restart=True)
+        self.announced.set(())
+        if self.http is not None:
+            await self.http.close()
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
         log.info("stopped; all announcements withdrawn")
@@ -216,8 +231,21 @@ class Runner:
             if decision.layer2 != (self.decision.layer2 if self.decision else None):
                 log.info("announcing %s (%s)", sorted(decision.layer2) or "nothing", why)
             self.decision = decision
+            self.announced.set(self._announced_series(decision))
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
+
+    def _announced_series(self, decision: Decision) -> list[tuple[str, str, str, str]]:
+        """``metallb_speaker_announced`` series: (service, protocol, node, ip) for what this node announces."""
+        node = self.options.node
+        series = []
+        for key, entry in decision.plan["services"].items():
+            ips = entry.get("ingress", [])
+            if any(ip in decision.layer2 for ip in ips):
+                series += [(key, "layer2", node, ip) for ip in ips]
+            if any(b.get("node") == node for b in entry.get("bgp", [])):
+                series += [(key, "bgp", node, ip) for ip in ips]
+        return series
 
     async def _apply_bgp(self, decision: Decision) -> None:
         """Sessions for the BGPPeers selecting this node, each with its route table (quorum plays no part)."""
