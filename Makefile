@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean
+.PHONY: setup test lint unit demo bench clean k8s-binaries
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,11 @@ lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: setup lint
+# kube-apiserver and etcd for tests/kube, built from the Go module proxy into ~/.cache/ironlb (reused when there).
+k8s-binaries:
+	./scripts/build-k8s.sh >/dev/null
+
+test: setup lint k8s-binaries
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: setup
