@@ -26,6 +26,8 @@ demo: setup
 
 bench: setup
 	$(PY) bench/ipam.py
+	$(PY) bench/l2_failover.py --trials 20 --announce-trials 20
+	$(PY) bench/bgp.py --runs 5
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
