@@ -455,7 +455,9 @@ class Allocator:
         if current is not None:
             self.assign(svc_key, svc, current.ips, ports, key)
             return list(current.ips)
-        ips = self._allocate_from_pools(self.pinned_pools(svc), svc_key, svc, family, ports, key)
+        ips = None
+        if self._pinned:
+            ips = self._allocate_from_pools(self.pinned_pools(svc), svc_key, svc, family, ports, key)
         if ips is None:
             ips = self._allocate_from_pools(self._unpinned, svc_key, svc, family, ports, key)
         if ips is None:

@@ -32,6 +32,10 @@ IP_ALLOCATED_FROM_POOL = "ip-allocated-from-pool"
 
 NORMAL, WARNING = "Normal", "Warning"
 
+_NAMES = (ADDRESS_POOL, LOAD_BALANCER_IPS, ALLOW_SHARED_IP, IP_ALLOCATED_FROM_POOL)
+_STABLE = {n: PREFIX + n for n in _NAMES}
+_DEPRECATED = {n: DEPRECATED_PREFIX + n for n in _NAMES}
+
 
 class Event(NamedTuple):
     type: str
@@ -53,9 +57,13 @@ class Convergence(NamedTuple):
 
 def annotation(svc: Service, name: str) -> str:
     """The stable annotation's value, else the deprecated one's (stable wins when both are set)."""
-    if PREFIX + name in svc.annotations:
-        return svc.annotations[PREFIX + name]
-    return svc.annotations.get(DEPRECATED_PREFIX + name, "")
+    annotations = svc.annotations
+    if not annotations:
+        return ""
+    value = annotations.get(_STABLE[name])
+    if value is not None:
+        return value
+    return annotations.get(_DEPRECATED[name], "")
 
 
 def deprecated_annotations(svc: Service) -> list[str]:
