@@ -120,7 +120,12 @@ def test_demo_tells_the_whole_story_and_cleans_up() -> None:
     assert second != first
     assert 0 < took < 3000, out
     assert f'client$ GET http://192.168.1.240/ -> 200 "{second}"' in out
-    assert "deleted its 5 namespaces" in out
+    # BGP: the router first has the three nodes as ECMP next hops, then only the two survivors.
+    everyone = "192.168.1.240/32 via 192.168.1.11 (node1), 192.168.1.12 (node2), 192.168.1.13 (node3)"
+    assert everyone in out, out
+    survivors = ", ".join(f"192.168.1.{10 + i} (node{i})" for i in (1, 2, 3) if f"node{i}" != first)
+    assert f"192.168.1.240/32 via {survivors}" in out, out
+    assert "deleted its 6 namespaces" in out
     assert "done: every step gave the expected result" in out
     run.assert_nothing_left(out)
 

@@ -36,12 +36,42 @@ from ironlb.lab.cluster import (
     percentile,
     restore,
 )
+from ironlb.lab.frr import FRRInstance, frr_missing
 from ironlb.lab.lan import Lan, build_lan, start_http_servers, wait_for
 from ironlb.lab.netns import NetnsLab, netns_available
 
 DEFAULT_PREFIX = "ilbdemo"
-# The namespaces build_lan makes for three nodes: <prefix>-<suffix>.
-SUFFIXES = ("sw", "node1", "node2", "node3", "client")
+# The namespaces the demo makes: <prefix>-<suffix> (build_lan's for three nodes, and the router).
+SUFFIXES = ("sw", "node1", "node2", "node3", "client", "router")
+
+ROUTER_IP = "192.168.1.1"
+ROUTER_ASN = 64512
+NODE_ASN = 64513
+# BGP mode on top of the seed example: the same pool is announced to the router by every node (ETP Cluster), so
+# the router has the three nodes as ECMP next hops. A 3 s hold time makes a dead node's routes go within seconds.
+BGP_CONFIG = f"""\
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: router, namespace: metallb-system}}
+spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_IP}, holdTime: 3s, keepaliveTime: 1s}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: to-router, namespace: metallb-system}}
+spec:
+  ipAddressPools: [default]
+  communities: ["{ROUTER_ASN}:100"]
+"""
+BGP_CONFIG_FILE = "bgp.yaml"
+
+
+def router_config(nodes: list[str]) -> str:
+    neighbors = "".join(f" neighbor {ip} remote-as {NODE_ASN}\n" for ip in nodes)
+    return (
+        f"router bgp {ROUTER_ASN}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n"
+        f" bgp bestpath as-path multipath-relax\n{neighbors}"
+        " address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n"
+    )
 
 
 class DemoError(Exception):
@@ -58,6 +88,7 @@ class Demo:
         self.lab = NetnsLab(prefix)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
         self.lan: Lan | None = None
+        self.router: FRRInstance | None = None
         self.cluster: StandaloneCluster | None = None
         self.probe: ClientProbe | None = None
         self.step_no = 0
@@ -79,6 +110,8 @@ class Demo:
         cluster = self.build()
         self.apply_seed(cluster)
         owner = self.who_answers(cluster)
+        if self.router is not None:
+            self.bgp(cluster)
         if not self.failover:
             return 0
         results: list[FailoverResult] = []
@@ -87,6 +120,8 @@ class Demo:
                 owner = self.bring_back(cluster, results[-1].dead)
             result = self.fail(cluster, owner, trial)
             results.append(result)
+            if self.router is not None and result.error is None:
+                self.router_after_failover(cluster, result.dead)
             if result.error and not self.keep_going:
                 raise DemoError(result.error)
         if self.trials > 1:
@@ -106,8 +141,69 @@ class Demo:
         self.item("every node runs a small HTTP server on port 80 that answers with the node's name")
         self.item("nodes accept traffic for 192.168.1.240/28 (a local route, as kube-proxy would); their kernels")
         self.item("never answer ARP for it (arp_ignore=1): only ironlb does")
+        if frr_missing(("zebra", "bgpd")) is None:
+            router = self.lab.netns("router")
+            self.lab.veth(router, "eth0", lan.switch, "prtr", mac_a="02:00:00:00:00:01")
+            self.lab.run(lan.switch, ["ip", "link", "set", "prtr", "master", "br0", "up"])
+            self.lab.addr(router, "eth0", f"{ROUTER_IP}/24")
+            self.router = FRRInstance(self.lab, router)
+            self.router.start()
+            self.router.configure(router_config([n.ip for n in lan.nodes]))
+            self.item(f"{'router':<7} {ROUTER_IP:<14} 02:00:00:00:00:01   namespace {router}: FRR (zebra, bgpd), "
+                      f"AS {ROUTER_ASN}, multipath")
+        else:
+            self.item("FRR is not installed: the BGP part of the demo is skipped")
         self.cluster = StandaloneCluster(lan, self.workdir)
         return self.cluster
+
+    def router_routes(self) -> dict[str, list[str]]:
+        """The router's BGP routes: prefix -> next hops it installed (ECMP when several)."""
+        assert self.router is not None
+        table = self.router.json("show ip route bgp json")
+        routes: dict[str, list[str]] = {}
+        for prefix, entries in table.items():
+            for entry in entries:
+                hops = [h["ip"] for h in entry.get("nexthops", []) if h.get("active") and "ip" in h]
+                if entry.get("installed") or entry.get("selected"):
+                    routes[prefix] = sorted(hops, key=lambda ip: tuple(int(x) for x in ip.split(".")))
+        return routes
+
+    def show_routes(self, cluster: StandaloneCluster) -> dict[str, list[str]]:
+        routes = self.router_routes()
+        assert self.lan is not None
+        names = {n.ip: n.name for n in self.lan.nodes}
+        self.item("router$ show ip route bgp")
+        for prefix, hops in sorted(routes.items()):
+            self.item(f"  {prefix} via " + ", ".join(f"{h} ({names.get(h, '?')})" for h in hops))
+        if not routes:
+            self.item("  (no BGP routes)")
+        return routes
+
+    def bgp(self, cluster: StandaloneCluster) -> None:
+        self.step(f"BGP mode: the nodes peer with the router (AS {NODE_ASN} -> AS {ROUTER_ASN}) and advertise {VIP}")
+        cluster.write_manifest(BGP_CONFIG_FILE, BGP_CONFIG)
+        self.item(f"added {BGP_CONFIG_FILE}: BGPPeer router ({ROUTER_IP}, holdTime 3s) and a BGPAdvertisement of the "
+                  f"pool with community {ROUTER_ASN}:100")
+        prefix = f"{VIP}/32"
+        assert self.lan is not None
+        everyone = sorted(n.ip for n in self.lan.nodes)
+        t0 = time.monotonic()
+        if not wait_for(lambda: sorted(self.router_routes().get(prefix, [])) == everyone, 20):
+            raise DemoError(f"the router did not get {prefix} from all three nodes: {self.router_routes()}")
+        self.item(f"all three sessions up and {prefix} installed in {(time.monotonic() - t0) * 1000:.0f} ms")
+        self.show_routes(cluster)
+        self.item("=> ECMP: the router spreads flows to the VIP over the three nodes")
+
+    def router_after_failover(self, cluster: StandaloneCluster, dead: str) -> None:
+        assert self.lan is not None
+        prefix = f"{VIP}/32"
+        alive = sorted(n.ip for n in self.lan.nodes if n.name != dead)
+        t0 = time.monotonic()
+        if not wait_for(lambda: sorted(self.router_routes().get(prefix, [])) == alive, 15):
+            raise DemoError(f"the router kept {dead} as a next hop: {self.router_routes()}")
+        self.item(f"router: {dead} removed from the next hops of {prefix} {(time.monotonic() - t0) * 1000:.0f} ms "
+                  "after the HTTP failover (hold timer)")
+        self.show_routes(cluster)
 
     def apply_seed(self, cluster: StandaloneCluster) -> None:
         self.step("Apply the seed example: pool 192.168.1.240-192.168.1.250, Service default/my-service")
@@ -231,6 +327,8 @@ class Demo:
         if self.cluster is not None:
             self.cluster.close()
         self.lab.cleanup()
+        if self.router is not None:
+            self.router.cleanup()
         # A namespace whose creation was interrupted before the lab recorded it. None of these names existed
         # when the demo started (run_demo checks), so whichever exists now is ours.
         ours = {f"{self.prefix}-{suffix}" for suffix in SUFFIXES}
