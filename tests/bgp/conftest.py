@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.frr import frr_missing as lab_frr_missing
+from ironlb.lab.jsonlines import ChildExited, JsonLineReader
 from tests.netns import NetnsLab, netns_available
 
 FRR_DIR = Path("/usr/lib/frr")
@@ -43,18 +43,19 @@ class Speaker:
             env={**os.environ, "PYTHONPATH": str(HERE.parent.parent / "src")},
         )
         self.lines: list[dict[str, Any]] = []
+        assert self.proc.stdout is not None
+        self._reader = JsonLineReader(self.proc.stdout)
         assert self.read(10) == {"ready": True}
 
     def read(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError("speaker did not answer")
-        line = self.proc.stdout.readline()
-        if not line:
+        try:
+            msg = self._reader.read(timeout)
+        except TimeoutError:
+            raise TimeoutError("speaker did not answer") from None
+        except ChildExited:
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"speaker exited with {self.proc.wait()}: {err}")
-        msg: dict[str, Any] = json.loads(line)
+            raise RuntimeError(f"speaker exited with {self.proc.wait()}: {err}") from None
         self.lines.append(msg)
         return msg
 

@@ -125,6 +125,8 @@ def test_demo_tells_the_whole_story_and_cleans_up() -> None:
     assert everyone in out, out
     survivors = ", ".join(f"192.168.1.{10 + i} (node{i})" for i in (1, 2, 3) if f"node{i}" != first)
     assert f"192.168.1.240/32 via {survivors}" in out, out
+    assert "show bfd peers: 192.168.1.11 up, 192.168.1.12 up, 192.168.1.13 up" in out, out
+    assert f"the session with {first} went down (Cease/BFD Down)" in out, out
     assert "deleted its 6 namespaces" in out
     assert "done: every step gave the expected result" in out
     run.assert_nothing_left(out)

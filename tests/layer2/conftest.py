@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ironlb.lab.jsonlines import ChildExited, JsonLineReader
 from tests.netns import NetnsLab, netns_available
 
 HERE = Path(__file__).resolve().parent
@@ -29,18 +29,17 @@ class ResponderProcess:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
+        assert proc.stdout is not None
+        self._reader = JsonLineReader(proc.stdout)
         assert self.read(timeout=10.0) == {"ready": True}
 
     def read(self, timeout: float = 5.0) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError("responder helper did not answer")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"responder helper exited with {self.proc.wait()}")
-        result: dict[str, Any] = json.loads(line)
-        return result
+        try:
+            return self._reader.read(timeout)
+        except TimeoutError:
+            raise TimeoutError("responder helper did not answer") from None
+        except ChildExited:
+            raise RuntimeError(f"responder helper exited with {self.proc.wait()}") from None
 
     def command(self, **cmd: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironlb.bfd.metrics import bfd_metrics
+from ironlb.bfd.service import BFDManager
+from ironlb.bfd.speaker import SpeakerBFD
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
 from ironlb.layer2 import ALL, Responder
@@ -91,6 +94,11 @@ class Runner:
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
         )
+        # BFD for peers with a bfdProfile: sockets open only when the first such peer appears.
+        self.bfd: BFDManager | None = None
+        if bfd_factory is None and bgp is None:
+            self.bfd = BFDManager(metrics=bfd_metrics())
+            bfd_factory = SpeakerBFD(self.bfd)
         self.bgp = bgp or BGPSpeaker(options.node, bfd_factory=bfd_factory, on_event=self._on_bgp_event)
         self._bgp_status_pending = False
         self.membership: MembershipService | None = None
@@ -129,6 +137,8 @@ class Runner:
                 loop.add_signal_handler(sig, self.stop)
         self._load()
         await self.responder.start()
+        if self.bfd is not None:
+            await self.bfd.start()
         if opts.metrics_address is not None:
             http = HealthServer(*opts.metrics_address, ready=lambda: self.decision is not None)
             try:
@@ -161,6 +171,8 @@ class Runner:
         self.responder.set_announced({})
         await self.responder.close()
         await self.bgp.close(graceful_restart=True)
+        if self.bfd is not None:
+            self.bfd.close()
         self.announced.set(())
         if self.http is not None:
             await self.http.close()

@@ -1,0 +1,43 @@
+"""BFD (RFC 5880, single hop RFC 5881, multi-hop RFC 5883): sans-I/O core plus an asyncio shell.
+
+- :mod:`ironlb.bfd.packet`: control packet codec (no authentication).
+- :mod:`ironlb.bfd.session`: the per-peer state machine, time passed in.
+- :mod:`ironlb.bfd.service`: :class:`BFDManager`, sockets and timers; the BGP speaker's entry point.
+- :mod:`ironlb.bfd.metrics`: MetalLB's FRR-mode ``metallb_bfd_*`` metrics.
+
+The echo function is not implemented: a BFDProfile with ``echoMode: true`` is refused
+with :class:`BFDConfigError`.
+"""
+
+from .metrics import BFDMetrics
+from .packet import BFDPacketError, ControlPacket, Diag, State, decode
+from .service import (
+    BFD_DOWN_CEASE_SUBCODE,
+    MULTI_HOP_PORT,
+    SINGLE_HOP_PORT,
+    BFDManager,
+    BFDPeerHandle,
+    SessionInfo,
+)
+from .session import BFDConfigError, Session, SessionConfig, SessionDown, SessionUp, StateChanged
+
+__all__ = [
+    "BFD_DOWN_CEASE_SUBCODE",
+    "MULTI_HOP_PORT",
+    "SINGLE_HOP_PORT",
+    "BFDConfigError",
+    "BFDManager",
+    "BFDMetrics",
+    "BFDPacketError",
+    "BFDPeerHandle",
+    "ControlPacket",
+    "Diag",
+    "Session",
+    "SessionConfig",
+    "SessionDown",
+    "SessionInfo",
+    "SessionUp",
+    "State",
+    "StateChanged",
+    "decode",
+]

@@ -1,0 +1,172 @@
+"""BFD control packet codec (RFC 5880 §4.1), sans-I/O.
+
+Mandatory section, 24 bytes, network byte order::
+
+     0                   1                   2                   3
+    |Vers |  Diag   |Sta|P|F|C|A|D|M|  Detect Mult  |    Length     |
+    |                       My Discriminator                        |
+    |                      Your Discriminator                       |
+    |                    Desired Min TX Interval                    |
+    |                   Required Min RX Interval                    |
+    |                 Required Min Echo RX Interval                 |
+
+Intervals are in microseconds on the wire and in this module.
+
+**No authentication.** ironlb implements no BFD authentication (MetalLB's
+BFDProfile has no field for it either), so a packet with the A bit set cannot
+be verified and is rejected, as §6.8.6 requires for a session without
+authentication ("If the A bit is set and no authentication is in use ... the
+packet MUST be discarded"). :func:`encode` never sets it.
+
+:func:`decode` applies every check of RFC 5880 §6.8.6 that needs only the
+packet itself and raises :class:`BFDPacketError` (and nothing else) for any
+input it refuses. The checks that need a session (Your Discriminator lookup,
+TTL) are done by the session and the service.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+VERSION = 1
+HEADER_LEN = 24
+_HEADER = struct.Struct("!BBBBIIIII")
+MAX_U32 = 0xFFFFFFFF
+
+
+class BFDPacketError(ValueError):
+    """A BFD control packet that must be discarded (RFC 5880 §6.8.6); the message says why."""
+
+
+class State(IntEnum):
+    """bfd.SessionState values (RFC 5880 §4.1 "Sta")."""
+
+    ADMIN_DOWN = 0
+    DOWN = 1
+    INIT = 2
+    UP = 3
+
+
+class Diag(IntEnum):
+    """Diagnostic codes (RFC 5880 §4.1). Received packets may carry other values 9..31; they stay plain ints."""
+
+    NONE = 0
+    CONTROL_DETECTION_EXPIRED = 1
+    ECHO_FUNCTION_FAILED = 2
+    NEIGHBOR_SIGNALED_DOWN = 3
+    FORWARDING_PLANE_RESET = 4
+    PATH_DOWN = 5
+    CONCATENATED_PATH_DOWN = 6
+    ADMINISTRATIVELY_DOWN = 7
+    REVERSE_CONCATENATED_PATH_DOWN = 8
+
+
+_F_POLL = 0x20
+_F_FINAL = 0x10
+_F_CPI = 0x08
+_F_AUTH = 0x04
+_F_DEMAND = 0x02
+_F_MULTIPOINT = 0x01
+
+
+@dataclass(frozen=True)
+class ControlPacket:
+    """One BFD control packet (no authentication section; see the module docstring)."""
+
+    state: State
+    my_discriminator: int
+    your_discriminator: int = 0
+    diag: int = Diag.NONE
+    detect_mult: int = 3
+    desired_min_tx: int = 1_000_000  # microseconds
+    required_min_rx: int = 1_000_000  # microseconds
+    required_min_echo_rx: int = 0  # microseconds; 0: we do not loop echo packets back
+    poll: bool = False
+    final: bool = False
+    control_plane_independent: bool = False
+    demand: bool = False
+
+    def encode(self) -> bytes:
+        """Wire form. Raises :class:`BFDPacketError` for a packet we must never send."""
+        if not 0 <= int(self.diag) <= 31:
+            raise BFDPacketError(f"diag {self.diag} does not fit in 5 bits")
+        if not 1 <= self.detect_mult <= 255:
+            raise BFDPacketError(f"detect mult {self.detect_mult} out of range 1-255")
+        if self.poll and self.final:
+            raise BFDPacketError("poll and final must not both be set (RFC 5880 §4.1)")
+        if not 1 <= self.my_discriminator <= MAX_U32:
+            raise BFDPacketError("my discriminator must be a nonzero 32-bit value")
+        for name in ("your_discriminator", "desired_min_tx", "required_min_rx", "required_min_echo_rx"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_U32:
+                raise BFDPacketError(f"{name} {value} does not fit in 32 bits")
+        flags = (int(self.state) << 6) | (_F_POLL if self.poll else 0) | (_F_FINAL if self.final else 0)
+        flags |= (_F_CPI if self.control_plane_independent else 0) | (_F_DEMAND if self.demand else 0)
+        return _HEADER.pack(
+            (VERSION << 5) | int(self.diag),
+            flags,
+            self.detect_mult,
+            HEADER_LEN,
+            self.my_discriminator,
+            self.your_discriminator,
+            self.desired_min_tx,
+            self.required_min_rx,
+            self.required_min_echo_rx,
+        )
+
+
+def decode(data: bytes) -> ControlPacket:
+    """Parse and validate one control packet (the UDP payload).
+
+    Raises :class:`BFDPacketError` when RFC 5880 §6.8.6 says to discard it:
+    version not 1, length field below 24 or above the payload, detect mult 0,
+    multipoint bit set, my discriminator 0, your discriminator 0 while the
+    state is neither Down nor AdminDown; also when the A bit is set (no
+    authentication is supported) and when both P and F are set (§4.1).
+    Bytes after ``Length`` (UDP padding) are ignored.
+    """
+    if len(data) < HEADER_LEN:
+        raise BFDPacketError(f"packet of {len(data)} bytes is shorter than {HEADER_LEN}")
+    vers_diag, flags, detect_mult, length, my_disc, your_disc, tx, rx, echo_rx = _HEADER.unpack_from(data)
+    version = vers_diag >> 5
+    if version != VERSION:
+        raise BFDPacketError(f"unsupported version {version}")
+    if flags & _F_AUTH:
+        raise BFDPacketError("authentication (A bit) is not supported")
+    if length < HEADER_LEN:
+        raise BFDPacketError(f"length field {length} below {HEADER_LEN}")
+    if length > len(data):
+        raise BFDPacketError(f"length field {length} exceeds the payload of {len(data)} bytes")
+    if detect_mult == 0:
+        raise BFDPacketError("detect mult is zero")
+    if flags & _F_MULTIPOINT:
+        raise BFDPacketError("multipoint bit is set")
+    if my_disc == 0:
+        raise BFDPacketError("my discriminator is zero")
+    state = State(flags >> 6)
+    if your_disc == 0 and state not in (State.DOWN, State.ADMIN_DOWN):
+        raise BFDPacketError(f"your discriminator is zero in state {state.name}")
+    poll, final = bool(flags & _F_POLL), bool(flags & _F_FINAL)
+    if poll and final:
+        raise BFDPacketError("poll and final both set")
+    diag_raw = vers_diag & 0x1F
+    diag: int = Diag(diag_raw) if diag_raw <= max(Diag) else diag_raw
+    return ControlPacket(
+        state=state,
+        my_discriminator=my_disc,
+        your_discriminator=your_disc,
+        diag=diag,
+        detect_mult=detect_mult,
+        desired_min_tx=tx,
+        required_min_rx=rx,
+        required_min_echo_rx=echo_rx,
+        poll=poll,
+        final=final,
+        control_plane_independent=bool(flags & _F_CPI),
+        demand=bool(flags & _F_DEMAND),
+    )
+
+
+__all__ = ["HEADER_LEN", "VERSION", "BFDPacketError", "ControlPacket", "Diag", "State", "decode"]

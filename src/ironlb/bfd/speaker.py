@@ -1,0 +1,109 @@
+"""Glue between :class:`~ironlb.bfd.service.BFDManager` and the BGP speaker's ``bfd_factory`` hook.
+
+``ironlb.bgp.speaker.BGPSpeaker`` calls ``bfd_factory(request)`` for every BGP session whose peer names a
+``bfdProfile`` and awaits ``handle.close()`` when the session (or only the profile) goes away. The request
+carries the profile, the session's :class:`~ironlb.bgp.config.PeerConfig` (peer and source address), whether
+the peer is multi-hop (``ebgpMultiHop``) and ``on_down(reason)``, which makes the speaker drop the TCP
+connection at once (the session redials with its backoff). Usage::
+
+    bfd = BFDManager(metrics=BFDMetrics())
+    await bfd.start()
+    speaker = BGPSpeaker(node_name, bfd_factory=SpeakerBFD(bfd))
+    ...
+    await speaker.close(); bfd.close()
+
+A profile the BFD engine refuses (``echoMode: true``, out-of-range values) or a socket error is logged as an
+error and the BGP session runs without BFD, rather than failing the whole configuration update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from ironlb.bgp.config import PeerConfig
+from ironlb.config.types import BFDProfile
+
+from .packet import Diag
+from .service import BFDManager, BFDPeerHandle
+from .session import BFDConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SpeakerRequest(Protocol):
+    """The fields of ``ironlb.bgp.speaker.BFDRequest`` this module uses (structural, to avoid an import cycle)."""
+
+    @property
+    def profile(self) -> BFDProfile: ...
+
+    @property
+    def config(self) -> PeerConfig: ...
+
+    @property
+    def multihop(self) -> bool: ...
+
+    @property
+    def on_down(self) -> Callable[[str], None]: ...
+
+
+class SpeakerBFDHandle:
+    """What the speaker keeps per session; ``close()`` removes the BFD session (AdminDown to the peer first)."""
+
+    def __init__(self, manager: BFDManager, handle: BFDPeerHandle | None) -> None:
+        self.manager = manager
+        self.handle = handle
+
+    async def close(self) -> None:
+        if self.handle is not None:
+            self.manager.remove_peer(self.handle)
+            self.handle = None
+
+
+def down_reason(handle: BFDPeerHandle) -> str:
+    """Human text for why the session went down, from its local diagnostic."""
+    diag = int(handle.session.local_diag)
+    try:
+        return Diag(diag).name.lower().replace("_", " ")
+    except ValueError:
+        return f"diag {diag}"
+
+
+class SpeakerBFD:
+    """A ``bfd_factory`` for ``BGPSpeaker``: one BFD session per BGP session that asks for it.
+
+    ``observer(peer_address, up)``, if given, sees every change reported to the speaker (logging, tests).
+    """
+
+    def __init__(self, manager: BFDManager, observer: Callable[[str, bool], None] | None = None) -> None:
+        self.manager = manager
+        self.observer = observer
+
+    def __call__(self, request: SpeakerRequest) -> SpeakerBFDHandle:
+        config = request.config
+        holder: list[BFDPeerHandle] = []
+        on_down = request.on_down
+
+        def on_change(up: bool) -> None:
+            if self.observer is not None:
+                self.observer(str(config.peer_address), up)
+            if not up:
+                on_down(f"BFD {down_reason(holder[0])}" if holder else "BFD down")
+
+        try:
+            handle = self.manager.add_peer(
+                config.peer_address,
+                config.source_address,
+                request.profile,
+                multihop=request.multihop,
+                on_change=on_change,
+            )
+        except (BFDConfigError, ValueError, OSError) as exc:
+            log.error("BGP peer %s: BFD not started, the session runs without it: %s", config.peer_address, exc)
+            return SpeakerBFDHandle(self.manager, None)
+        holder.append(handle)
+        return SpeakerBFDHandle(self.manager, handle)
+
+
+__all__ = ["SpeakerBFD", "SpeakerBFDHandle", "SpeakerRequest", "down_reason"]

@@ -1,0 +1,109 @@
+"""A BFDManager, alone or behind a BGPSpeaker, in a network namespace, for the netns tests and the bench.
+
+Started as ``ip netns exec NS python bfd_proc.py '<json>'`` with ``{"peer": ip, "local": ip|null,
+"profile": {BFDProfile fields}, "multihop": bool, "bgp": {...} | absent}``. Without ``bgp`` it runs one BFD
+session through :meth:`BFDManager.add_peer`. With ``bgp`` (``{"my_asn", "peer_asn", "router_id", "hold_time",
+"routes": [prefix, ...]}``) it runs :class:`~ironlb.bgp.speaker.BGPSpeaker` with one peer naming the profile, and
+BFD plugged in through :class:`~ironlb.bfd.speaker.SpeakerBFD`: the real speaker integration.
+
+Prints JSON lines: ``{"ready": true}``, ``{"bfd": true|false, "t": monotonic}``, ``{"bgp": "established"|"down",
+"t": ...}`` and, on ``{"cmd": "info"}``, ``{"info": {...}}``. ``{"cmd": "close"}`` or EOF on stdin stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from ipaddress import ip_network
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from ironlb.bfd import BFDManager, BFDMetrics, BFDPeerHandle
+from ironlb.bfd.speaker import SpeakerBFD
+from ironlb.bgp.attributes import Attributes
+from ironlb.bgp.fsm import Established, Event, SessionDown
+from ironlb.bgp.metrics import BGPMetrics
+from ironlb.bgp.speaker import BGPSpeaker
+from ironlb.config.types import BFDProfile, Peer
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def on_bgp_event(name: str, event: Event) -> None:
+    if isinstance(event, Established):
+        emit({"bgp": "established", "t": time.monotonic()})
+    elif isinstance(event, SessionDown):
+        emit({"bgp": "down", "reason": event.reason, "t": time.monotonic()})
+
+
+def on_bfd(up: bool) -> None:
+    emit({"bfd": up, "t": time.monotonic()})
+
+
+async def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    if cfg.get("log"):
+        logging.basicConfig(filename=cfg["log"], level=logging.DEBUG, format="%(created).3f %(name)s %(message)s")
+    loop = asyncio.get_running_loop()
+    profile = BFDProfile(**cfg["profile"])
+    manager = BFDManager(metrics=BFDMetrics(None))
+    await manager.start()
+    speaker: BGPSpeaker | None = None
+    if cfg.get("bgp"):
+        b = cfg["bgp"]
+        speaker = BGPSpeaker(
+            "node",
+            metrics=BGPMetrics(CollectorRegistry()),
+            bfd_factory=SpeakerBFD(manager, observer=lambda _peer, up: on_bfd(up)),
+            on_event=on_bgp_event,
+        )
+        peer = Peer(
+            name="router",
+            my_asn=b["my_asn"],
+            peer_asn=b["peer_asn"],
+            address=cfg["peer"],
+            source_address=cfg.get("local") or "",
+            hold_time=b.get("hold_time", 90),
+            connect_time=b.get("connect_time", 2),
+            router_id=b.get("router_id", ""),
+            bfd_profile=profile.name,
+            ebgp_multihop=cfg.get("multihop", False),
+        )
+        routes = {ip_network(p): Attributes() for p in b.get("routes", [])}
+        await speaker.update([peer], {peer.name: routes}, bfd_profiles=[profile])
+    else:
+        manager.add_peer(cfg["peer"], cfg.get("local"), profile, multihop=cfg.get("multihop", False), on_change=on_bfd)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    emit({"ready": True})
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        if cmd["cmd"] == "info":
+            handles: list[BFDPeerHandle] = manager.peers()
+            info: dict[str, Any] = {}
+            if handles:
+                info = asdict(handles[0].info())
+                info["state"] = handles[0].state.name
+                info["remote_state"] = handles[0].session.remote.state.name
+            emit({"info": info})
+        elif cmd["cmd"] == "close":
+            break
+    if speaker is not None:
+        await speaker.close(graceful_restart=False)
+    manager.close()
+    emit({"closed": True})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,291 @@
+"""Interop: our BFD service against FRR 8.4's bfdd, in two network namespaces joined by a veth pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ironlb.lab.jsonlines import ChildExited, JsonLineReader
+from ironlb.lab.netns import NetnsLab
+from tests.bfd.frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
+
+NODE, RTR = "10.97.0.1", "10.97.0.2"
+NODE6, RTR6 = "fd00:97::1", "fd00:97::2"
+HERE = Path(__file__).resolve().parent
+PROFILE = {"name": "fast", "receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}
+
+
+class BFDProc:
+    """tests/bfd/bfd_proc.py in a namespace; JSON lines both ways."""
+
+    def __init__(self, lab: NetnsLab, ns: str, config: dict[str, Any]) -> None:
+        self.proc = lab.popen(
+            ns,
+            [sys.executable, str(HERE / "bfd_proc.py"), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": f"{HERE.parent.parent / 'src'}:{HERE.parent.parent}"},
+        )
+        self.lines: list[dict[str, Any]] = []
+        assert self.proc.stdout is not None
+        self._reader = JsonLineReader(self.proc.stdout)
+        assert self.read(10) == {"ready": True}
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        try:
+            msg = self._reader.read(timeout)
+        except TimeoutError:
+            raise TimeoutError(f"bfd_proc did not answer; saw {self.lines}") from None
+        except ChildExited:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"bfd_proc exited with {self.proc.wait()}: {err}") from None
+        self.lines.append(msg)
+        return msg
+
+    def wait_for(self, key: str, value: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {key}={value}; saw {self.lines}")
+            msg = self.read(left)
+            if msg.get(key) == value:
+                return msg
+
+    def seen(self, key: str, value: Any, timeout: float, since: int = 0) -> dict[str, Any]:
+        """Like wait_for, but a line read earlier (from index ``since``) counts too."""
+        for msg in self.lines[since:]:
+            if msg.get(key) == value:
+                return msg
+        return self.wait_for(key, value, timeout)
+
+    def info(self) -> dict[str, Any]:
+        self.send(cmd="info")
+        while True:
+            msg = self.read(5)
+            if "info" in msg:
+                return dict(msg["info"])
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+
+def poll(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as exc:  # vtysh may not be ready yet
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+def bfd_conf(peer: str, *, extra: str = "", local: str | None = None, multihop: bool = False) -> str:
+    opts = (" multihop" if multihop else "") + (f" local-address {local}" if local else "")
+    return f"""
+bfd
+ peer {peer}{opts}
+  receive-interval 300
+  transmit-interval 300
+  detect-multiplier 3
+{extra} !
+!
+"""
+
+
+@pytest.fixture
+def topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
+    lab = bfd_lab
+    node = lab.netns("node")
+    rtr = lab.netns("rtr")
+    lab.veth(node, "eth0", rtr, "eth0")
+    lab.addr(node, "eth0", f"{NODE}/24", f"{NODE6}/64")
+    lab.addr(rtr, "eth0", f"{RTR}/24", f"{RTR6}/64")
+    frr = FRRInstance(lab, rtr, ("zebra", "bfdd"))
+    try:
+        frr.start()
+        yield lab, node, rtr, frr
+    finally:
+        lab.cleanup()  # processes first, then the directory
+        frr.cleanup()
+
+
+def both_up(frr: FRRInstance, ours: BFDProc, peer: str, timeout: float = 10.0) -> None:
+    ours.wait_for("bfd", True, timeout)
+    poll(lambda: frr.bfd_status(peer) == "up", timeout, f"FRR sees {peer} up")
+
+
+@pytest.mark.netns
+def test_up_then_silent_death_both_ways(topo: tuple[NetnsLab, str, str, FRRInstance]) -> None:
+    lab, node, rtr, frr = topo
+    frr.configure(bfd_conf(NODE))
+    ours = BFDProc(lab, node, {"peer": RTR, "local": NODE, "profile": PROFILE})
+    both_up(frr, ours, NODE)
+    time.sleep(0.5)  # past the Poll sequences that end slow start on both sides
+    entry = frr.bfd_peer(NODE)
+    assert entry is not None
+    assert entry["remote-receive-interval"] == 300 and entry["remote-transmit-interval"] == 300
+    assert entry["remote-detect-multiplier"] == 3 and entry["remote-id"] != 0
+    info = ours.info()
+    assert info["state"] == "UP" and info["remote_discriminator"] == entry["id"]
+    assert info["transmit_interval_ms"] == 300 and info["detection_time_ms"] == 900
+
+    # 1. We fall silent (nftables drop in our namespace): FRR must declare us down within ~1 s.
+    nft_drop_bfd(lab, node)
+    t0 = time.monotonic()
+    poll(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down")
+    frr_detect = time.monotonic() - t0
+    assert frr_detect < 1.1, frr_detect
+    nft_clear(lab, node)
+    both_up(frr, ours, NODE)
+    time.sleep(0.5)
+
+    # 2. FRR falls silent: our session goes Down within the detection time and the callback fires.
+    nft_drop_bfd(lab, rtr)
+    t1 = time.monotonic()
+    down = ours.wait_for("bfd", False, 3.0)
+    our_detect = down["t"] - t1
+    assert our_detect < 0.95, our_detect  # 3 x 300 ms after the last packet received
+    info = ours.info()
+    assert info["state"] in ("DOWN", "INIT") and info["local_diag"] == 1
+    nft_clear(lab, rtr)
+    both_up(frr, ours, NODE)
+    print(f"FRR detected our silence in {frr_detect * 1000:.0f} ms, we detected FRR's in {our_detect * 1000:.0f} ms")
+
+
+@pytest.mark.netns
+def test_killed_process_detected_by_frr(topo: tuple[NetnsLab, str, str, FRRInstance]) -> None:
+    lab, node, rtr, frr = topo
+    frr.configure(bfd_conf(NODE))
+    ours = BFDProc(lab, node, {"peer": RTR, "local": None, "profile": PROFILE})
+    both_up(frr, ours, NODE)
+    time.sleep(0.5)
+    ours.proc.send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    poll(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down")
+    assert time.monotonic() - t0 < 1.1
+    entry = frr.bfd_peer(NODE)
+    assert entry is not None and entry["diagnostic"] == "control detection time expired"
+
+
+@pytest.mark.netns
+def test_ipv6_passive_and_admin_down(topo: tuple[NetnsLab, str, str, FRRInstance]) -> None:
+    lab, node, rtr, frr = topo
+    # We are passive: nothing goes out until FRR (active) speaks first.
+    passive = {**PROFILE, "passive_mode": True}
+    ours = BFDProc(lab, node, {"peer": RTR6, "local": NODE6, "profile": passive})
+    time.sleep(1.5)
+    assert ours.info()["counters"]["control_out"] == 0
+    frr.configure(bfd_conf(NODE6))
+    both_up(frr, ours, NODE6)
+    # FRR shuts its peer down administratively: we go Down without reporting a failure.
+    frr.configure(bfd_conf(NODE6, extra="  shutdown\n"))
+    poll(lambda: ours.info()["remote_state"] == "ADMIN_DOWN", 3.0, "AdminDown from FRR")
+    assert ours.info()["state"] == "DOWN"
+    assert [m["bfd"] for m in ours.lines if "bfd" in m] == [True]
+    frr.configure(bfd_conf(NODE6, extra="  no shutdown\n"))
+    poll(lambda: frr.bfd_status(NODE6) == "up", 10.0, "back up")
+    # Closing our side sends AdminDown: FRR reports the peer down with diag "administratively down".
+    ours.send(cmd="close")
+    ours.wait_for("closed", True, 5.0)
+    entry = poll(lambda: (e := frr.bfd_peer(NODE6)) and e["status"] == "down" and e, 3.0, "FRR sees AdminDown")
+    print(entry)
+    assert entry["remote-diagnostic"] == "administratively down"
+
+
+@pytest.mark.netns
+def test_multihop_with_frr(topo: tuple[NetnsLab, str, str, FRRInstance]) -> None:
+    lab, node, rtr, frr = topo
+    frr.configure(bfd_conf(NODE, local=RTR, multihop=True))
+    ours = BFDProc(
+        lab, node, {"peer": RTR, "local": NODE, "multihop": True, "profile": {**PROFILE, "minimum_ttl": 254}}
+    )
+    ours.wait_for("bfd", True, 10.0)
+    poll(lambda: frr.bfd_status(NODE) == "up", 10.0, "FRR multihop up")
+    entry = frr.bfd_peer(NODE)
+    assert entry is not None and entry["multihop"] is True
+
+
+PREFIX = "192.0.2.10/32"
+
+
+@pytest.fixture
+def bgp_topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
+    lab = bfd_lab
+    node = lab.netns("node")
+    rtr = lab.netns("rtr")
+    lab.veth(node, "eth0", rtr, "eth0")
+    lab.addr(node, "eth0", f"{NODE}/24")
+    lab.addr(rtr, "eth0", f"{RTR}/24")
+    frr = FRRInstance(lab, rtr, ("zebra", "bfdd", "bgpd"))
+    try:
+        frr.start()
+        frr.configure(router_conf(RTR, NODE))
+        yield lab, node, rtr, frr
+    finally:
+        lab.cleanup()
+        frr.cleanup()
+
+
+@pytest.mark.netns
+def test_bfd_down_takes_bgp_down_both_ways(bgp_topo: tuple[NetnsLab, str, str, FRRInstance]) -> None:
+    """Through the real speaker (BGPSpeaker + SpeakerBFD): a BFD failure drops BGP long before the 90 s hold timer."""
+    lab, node, rtr, frr = bgp_topo
+    cfg = {
+        "peer": RTR,
+        "local": NODE,
+        "profile": PROFILE,
+        "bgp": {"my_asn": 64512, "peer_asn": 64513, "router_id": NODE, "hold_time": 90, "routes": [PREFIX]},
+    }
+    ours = BFDProc(lab, node, cfg)
+    # Steady state. FRR may reset the first BGP session itself (it re-registers its BFD session when BGP comes
+    # up, which its bgpd can see as a BFD Down and answer with Cease/BFD Down), so allow for a second round.
+    ours.seen("bgp", "established", 15.0)
+    ours.seen("bfd", True, 10.0)
+    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD up", 0.1)
+    time.sleep(1.0)
+    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still up", 0.1)
+
+    # Our BFD packets are dropped, BGP's TCP still flows: FRR's BFD takes its BGP session and our route down.
+    mark = len(ours.lines)
+    nft_drop_bfd(lab, node)
+    t0 = time.monotonic()
+    poll(lambda: not kernel_route(lab, rtr, PREFIX), 3.0, "route withdrawn at the router", interval=0.01)
+    withdrawn = time.monotonic() - t0
+    assert withdrawn < 1.2, withdrawn
+    # FRR tears its BGP session down itself (Cease/BFD Down, over the TCP that still works). Its bfdd then
+    # recreates its session (a Down with diag 3), which we do not report as a failure unless it stays down.
+    ours.seen("bgp", "down", 5.0, since=mark)
+    nft_clear(lab, node)
+    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD back", 0.1)
+    time.sleep(1.0)
+    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still back", 0.1)
+    poll(lambda: ours.info()["state"] == "UP", 5.0, "our BFD up")
+
+    # FRR's BFD packets are dropped: our speaker drops its BGP connection at once (no waiting for the hold timer).
+    n_lines = len(ours.lines)
+    nft_drop_bfd(lab, rtr)
+    t1 = time.monotonic()
+    down = ours.wait_for("bgp", "down", 3.0)
+    assert down["t"] - t1 < 1.0, down
+    bfd_down = [m for m in ours.lines[n_lines:] if m.get("bfd") is False]
+    assert bfd_down and bfd_down[0]["t"] <= down["t"]
+    print(
+        f"router withdrew in {withdrawn * 1000:.0f} ms; our BGP dropped {1000 * (down['t'] - t1):.0f} ms after FRR went silent"
+    )
