@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# ironlb: one image for both components. The entry point is `ironlb`; the manifests choose the component with the
+# first argument (`controller` or `speaker`, see config/manifests/ironlb.yaml).
+#
+#   docker build -t ironlb:0.1.0 .
+#
+# The image runs as nobody (65534) and writes nothing outside /tmp, so it works with readOnlyRootFilesystem (the
+# byte code is compiled at build time). The speaker's DaemonSet runs it as root with only CAP_NET_RAW.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN python -m venv /opt/ironlb \
+ && /opt/ironlb/bin/pip install . \
+ && /opt/ironlb/bin/python -m compileall -q /opt/ironlb/lib
+
+FROM ${PYTHON_IMAGE}
+# openssl: the controller makes the webhooks' certificates with it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/ironlb /opt/ironlb
+ENV PATH=/opt/ironlb/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 65534:65534
+ENTRYPOINT ["ironlb"]
+CMD ["--help"]
