@@ -117,6 +117,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(prefix=args.prefix, trials=args.trials, failover=not args.no_failover, keep_going=args.keep_going)
 
 
+def cmd_controller(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ironlb.controller.main import RunOptions, env_namespace, run
+    from ironlb.runtime import tune_gc
+
+    _logging(args.log_level)
+    options = RunOptions(
+        namespace=args.namespace or env_namespace(), lb_class=args.lb_class, kubeconfig=args.kubeconfig,
+        metrics_host=args.metrics_host,
+        port=args.port, health_host=args.metrics_host, health_probe_port=args.health_probe_port,
+        pod_name=args.pod_name, leader_elect=args.leader_elect, lease_name=args.leader_elect_lease_name,
+        lease_duration=args.leader_elect_lease_duration, renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period, qps=args.kube_api_qps, burst=args.kube_api_burst,
+        verbose_http=args.log_level == "all",
+    )
+    tune_gc()
+    return asyncio.run(run(options))
+
+
 def _logging(level: str) -> None:
     import logging
 
@@ -178,6 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="go on with the next trial when one fails")
     p.add_argument("--prefix", default=None, help="namespace name prefix (default: ilbdemo + random hex)")
     p.set_defaults(func=cmd_demo)
+
+    import os
+
+    p = sub.add_parser("controller", help="assign IPs to LoadBalancer Services in a Kubernetes cluster")
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None,
+                   help="kubeconfig file (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)")
+    p.add_argument("--namespace", default=None,
+                   help="ironlb's namespace (default: $METALLB_NAMESPACE, else the pod's, else metallb-system)")
+    p.add_argument("--lb-class", default="",
+                   help="only handle Services of this loadBalancerClass")
+    p.add_argument("--port", type=int, default=9120, help="HTTP port for /metrics (0 disables; default %(default)s)")
+    p.add_argument("--health-probe-port", type=int, default=17472,
+                   help="HTTP port for /healthz and /readyz (0 disables; default %(default)s)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address the HTTP ports bind to")
+    p.add_argument("--pod-name", default="",
+                   help="this pod, e.g. --pod-name=$(POD_NAME) (ConfigurationState owner, leader identity)")
+    p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
+    p.add_argument("--leader-elect", action="store_true", help="run as one of several replicas, leader via a Lease")
+    p.add_argument("--leader-elect-lease-name", default="ironlb-controller", help="the Lease (default %(default)s)")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="S")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="S")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="S")
+    p.add_argument("--kube-api-qps", type=float, default=100.0,
+                   help="client-side request rate limit, events apart (0: none; default %(default)s)")
+    p.add_argument("--kube-api-burst", type=int, default=200, help="client-side request burst (default %(default)s)")
+    for flag, env in (("--ml-secret-name", "METALLB_ML_SECRET_NAME"), ("--deployment", "METALLB_DEPLOYMENT"),
+                      ("--webhook-mode", "")):
+        p.add_argument(flag, default=os.environ.get(env, "") if env else "",
+                       help="accepted for MetalLB compatibility; unused")
+    p.set_defaults(func=cmd_controller)
     return parser
 
 

@@ -1,0 +1,467 @@
+"""The controller: MetalLB's IP allocation against a live cluster (``ironlb controller``).
+
+Informers cache Services and Namespaces cluster-wide, and the IPAddressPools, Communities, the legacy ConfigMap
+``config`` and the ``controller`` ConfigurationState in ironlb's namespace. One worker drains one work queue, so
+the allocator is only ever touched by one coroutine (MetalLB's single mutex). Keys:
+
+- ``svc:<ns>/<name>`` converges one Service with :func:`ironlb.ipam.service.converge` and writes its
+  ``status.loadBalancer.ingress`` plus the ``metallb.io/ip-allocated-from-pool`` annotation in one PATCH of the
+  status subresource (MetalLB's single UpdateStatus); a Service gone from the cache gives its IPs back.
+- ``CONFIG`` rebuilds the config from the pools, communities, namespaces (and the legacy ConfigMap). An invalid one
+  is kept out: the last good config stays in force, ``metallb_k8s_client_config_stale_bool`` goes to 1 and the
+  ConfigurationState says why. A changed valid one goes to ``Allocator.set_pools`` and then ``REPROCESS_ALL``.
+- ``REPROCESS_ALL`` converges every Service, those holding IPs first (MetalLB's reprocessAll order), and drops
+  allocations of Services that no longer exist. Whenever a Service loses its IPs the key is queued again, so a
+  freed address reaches a Service that was waiting for one.
+- ``POOL_STATUS`` writes ``IPAddressPool.status`` counters; ``CONFIG_STATE`` the ConfigurationState.
+
+Restart safety: per-Service keys are ignored until the caches have synced, a valid config was loaded and the first
+``REPROCESS_ALL`` re-claimed the IPs already in Service status, so an IP never moves across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ironlb.cluster.objects import Service
+from ironlb.config import ConfigError, build, load_objects
+from ironlb.config.types import Config
+from ironlb.controller.metrics import ClientCounters
+from ironlb.ipam.allocator import Allocator
+from ironlb.ipam.capacity import clamp_int64
+from ironlb.ipam.reprocess import startup_order
+from ironlb.ipam.service import IP_ALLOCATED_FROM_POOL, PREFIX, converge, handles_class
+from ironlb.kube.client import (
+    COMMUNITIES,
+    CONFIG_MAPS,
+    CONFIGURATION_STATES,
+    IP_ADDRESS_POOLS,
+    NAMESPACES,
+    SERVICES,
+    ApiError,
+    KubeClient,
+    KubeError,
+    Obj,
+    object_key,
+)
+from ironlb.kube.events import EventRecorder
+from ironlb.kube.informer import DELETED, MODIFIED, Informer
+from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "metallb-controller"
+POOL_ANNOTATION = PREFIX + IP_ALLOCATED_FROM_POOL
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+LEGACY_CONFIGMAP = "config"
+STATE_NAME = "controller"
+CONDITION_TYPE = "poolReconcilerValid"
+FIELD_MANAGER = "poolReconciler"
+
+CONFIG = "\x00config"
+POOL_STATUS = "\x00pool-status"
+CONFIG_STATE = "\x00config-state"
+SVC = "svc:"
+
+POOL_STATUS_DELAY = 0.2  # coalesce pool status writes during bursts
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    namespace: str = "metallb-system"
+    lb_class: str = ""
+    pod_name: str = ""  # owner of the ConfigurationState, when known
+
+
+_META_KEYS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")
+_SPEC_KEYS = ("type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "loadBalancerIP",
+              "loadBalancerClass", "externalTrafficPolicy", "selector")
+
+
+def slim(obj: Obj) -> Obj:
+    """Service informer transform: keep only what allocation, status writes and events read.
+
+    A cached Service shrinks to about a third (no managedFields, kubectl's last-applied copy, node ports, ...),
+    and repeated strings are interned; this is what keeps 10,000 Services well under the 150 MB budget.
+    """
+    intern = sys.intern
+    meta = obj.get("metadata") or {}
+    slim_meta = {k: meta[k] for k in _META_KEYS if k in meta}
+    annotations = slim_meta.get("annotations")
+    if isinstance(annotations, dict):
+        slim_meta["annotations"] = {intern(k): v for k, v in annotations.items() if k != LAST_APPLIED}
+    if "namespace" in slim_meta:
+        slim_meta["namespace"] = intern(str(slim_meta["namespace"]))
+    spec = obj.get("spec") or {}
+    slim_spec = {k: spec[k] for k in _SPEC_KEYS if k in spec}
+    for k in ("type", "ipFamilyPolicy", "externalTrafficPolicy"):
+        if isinstance(slim_spec.get(k), str):
+            slim_spec[k] = intern(slim_spec[k])
+    if "ipFamilies" in slim_spec:
+        slim_spec["ipFamilies"] = [intern(str(f)) for f in slim_spec["ipFamilies"] or []]
+    ports = spec.get("ports")
+    if ports:
+        slim_spec["ports"] = [{"protocol": intern(str(p.get("protocol") or "TCP")), "port": p.get("port")}
+                              for p in ports if isinstance(p, dict)]
+    out: Obj = {"apiVersion": "v1", "kind": "Service", "metadata": slim_meta, "spec": slim_spec}
+    lb = (obj.get("status") or {}).get("loadBalancer")
+    if lb:
+        out["status"] = {"loadBalancer": lb}
+    return out
+
+
+def _ingress_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return tuple(str(i["ip"]) for i in ingress if isinstance(i, Mapping) and i.get("ip"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Controller:
+    def __init__(
+        self,
+        client: KubeClient,
+        options: ControllerOptions | None = None,
+        *,
+        recorder: EventRecorder | None = None,
+        counters: ClientCounters | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options or ControllerOptions()
+        self.recorder = recorder or EventRecorder(client, COMPONENT)
+        self.counters = counters or ClientCounters()
+        self.queue: WorkQueue[str] = WorkQueue()
+        ns = self.options.namespace
+        self.services = Informer(client, SERVICES, transform=slim)
+        self.namespaces = Informer(client, NAMESPACES)
+        self.pools = Informer(client, IP_ADDRESS_POOLS, namespace=ns)
+        self.communities = Informer(client, COMMUNITIES, namespace=ns)
+        self.config_maps = Informer(client, CONFIG_MAPS, namespace=ns,
+                                    field_selector=f"metadata.name={LEGACY_CONFIGMAP}")
+        self.states = Informer(client, CONFIGURATION_STATES, namespace=ns,
+                               field_selector=f"metadata.name={STATE_NAME}")
+        self.informers = [self.services, self.namespaces, self.pools, self.communities, self.config_maps, self.states]
+        self.allocator: Allocator | None = None
+        self.config: Config | None = None  # the last valid config, in force
+        self.config_error: str | None = None  # why the latest config was refused
+        self.config_evaluated = False
+        self.initial_load_done = False
+        self._owner: dict[str, Any] | None = None
+
+        self.services.add_handler(self._on_service)
+        self.namespaces.add_handler(self._on_namespace)
+        for inf in (self.pools, self.communities, self.config_maps):
+            inf.add_handler(self._on_config_object)
+        self.pools.add_handler(self._on_pool)
+        self.states.add_handler(self._on_state)
+
+    @property
+    def ready(self) -> bool:
+        return self.initial_load_done
+
+    # ------------------------------------------------------------------------------------------------ event handlers
+    def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self.queue.add(SVC + object_key(new or old or {}))
+
+    def _on_namespace(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        labels = [((o or {}).get("metadata") or {}).get("labels") for o in (old, new)]
+        if kind == MODIFIED and labels[0] == labels[1]:
+            return  # only labels matter (namespaceSelectors)
+        self.queue.add(CONFIG)
+
+    def _on_config_object(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self.queue.add(CONFIG)
+
+    def _on_pool(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        if kind != DELETED:
+            self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)  # reverts manual status edits
+
+    def _on_state(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self.queue.add(CONFIG_STATE)  # recreated when deleted, reverted when edited
+
+    # ------------------------------------------------------------------------------------------------ main loop
+    async def run(self) -> None:
+        """Run until cancelled: informers, event recorder and the worker."""
+        async with asyncio.TaskGroup() as tg:
+            for inf in self.informers:
+                tg.create_task(inf.run(), name=f"informer-{inf.name}")
+            tg.create_task(self.recorder.run(), name="event-recorder")
+            await self._wait_synced()
+            if self.options.pod_name:
+                await self._load_owner()
+            self.queue.add(CONFIG)
+            await self._worker()
+
+    async def _wait_synced(self) -> None:
+        while True:
+            pending = [i for i in self.informers if not i.synced.is_set()]
+            if not pending:
+                log.info("caches synced: %d services, %d pools", len(self.services.store), len(self.pools.store))
+                return
+            try:
+                await asyncio.wait_for(pending[0].synced.wait(), 30)
+            except TimeoutError:
+                log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self.process(key)
+            except KubeError as err:
+                self.counters.update_errors += 1
+                log.warning("processing %s failed: %s; will retry", key.lstrip("\x00"), err)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                self.counters.update_errors += 1
+                log.exception("processing %s failed; will retry", key.lstrip("\x00"))
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.counters.updates += 1
+                self.queue.done(key)
+
+    async def process(self, key: str) -> None:
+        if key.startswith(SVC):
+            await self._process_service(key[len(SVC):])
+        elif key == CONFIG:
+            self._process_config()
+        elif key == REPROCESS_ALL:
+            await self._reprocess_all()
+        elif key == POOL_STATUS:
+            await self._write_pool_status()
+        elif key == CONFIG_STATE:
+            await self._write_configuration_state()
+
+    # ------------------------------------------------------------------------------------------------ config
+    def build_config(self) -> Config:
+        """The config of the cached objects (pools, communities, namespaces, legacy ConfigMap); ConfigError."""
+        ns = self.options.namespace
+        objects: list[Obj] = [*self.pools.store.values(), *self.communities.store.values()]
+        objects += self.config_maps.store.values()
+        objects += self.namespaces.store.values()
+        resources = load_objects(objects, default_namespace=ns)
+        # MetalLB's controller reads only pools, communities and namespaces: advertisements, peers and BFD
+        # profiles (from the legacy ConfigMap too) are the speaker's business and cannot invalidate allocation.
+        resources = replace(resources, l2_advertisements=(), bgp_advertisements=(), bgp_peers=(), bfd_profiles=())
+        return build(resources, namespace=ns).config
+
+    def _process_config(self) -> None:
+        self.config_evaluated = True
+        try:
+            config = self.build_config()
+        except ConfigError as err:
+            if self.config_error != str(err):
+                log.error("failed to parse the configuration: %s", err)
+            self.config_error = str(err)
+            self.counters.config_stale = True
+            self.queue.add(CONFIG_STATE)
+            return
+        if self.config_error is not None:
+            log.info("configuration is valid again")
+        self.config_error = None
+        self.counters.config_stale = False
+        self.counters.config_loaded = True
+        self.queue.add(CONFIG_STATE)
+        if self.allocator is not None and config == self.config:
+            return
+        log.info("new configuration: %d pool(s)", len(config.pools))
+        self.config = config
+        if self.allocator is None:
+            self.allocator = Allocator(config)
+        else:
+            self.allocator.set_pools(config)
+        self.queue.add(REPROCESS_ALL)
+        self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+
+    # ------------------------------------------------------------------------------------------------ services
+    async def _process_service(self, key: str) -> None:
+        if not self.initial_load_done or self.allocator is None:
+            return  # the first REPROCESS_ALL covers it
+        obj = self.services.store.get(key)
+        if obj is None:
+            if self.allocator.unassign(key):
+                log.info("service %s deleted: its IPs are free, reprocessing all", key)
+                self.queue.add(REPROCESS_ALL)
+                self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+            return
+        if await self._sync(obj):
+            self.queue.add(REPROCESS_ALL)
+
+    async def _reprocess_all(self) -> None:
+        allocator = self.allocator
+        if allocator is None:
+            return
+        objs = {k: o for k, o in self.services.store.items()}
+        for key in list(allocator.allocations()):
+            if key not in objs:
+                allocator.unassign(key)
+        ordered = sorted(((Service.from_dict(o), o) for o in objs.values()), key=lambda p: startup_order(p[0]))
+        again = False
+        failed: list[str] = []
+        for svc, obj in ordered:
+            try:
+                again |= await self._sync(obj, svc)
+            except KubeError as err:
+                self.counters.update_errors += 1
+                log.warning("service %s: %s; will retry", svc.key, err)
+                failed.append(svc.key)
+        if not self.initial_load_done:
+            self.initial_load_done = True
+            log.info("initial load done: %d allocation(s) for %d service(s)", len(allocator.allocations()), len(objs))
+        for key in failed:
+            self.queue.add_rate_limited(SVC + key)
+        if again:
+            self.queue.add(REPROCESS_ALL)
+        self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+
+    async def _sync(self, obj: Obj, svc: Service | None = None) -> bool:
+        """Converge one Service and write its status; True when it gave IPs back (others may now fit)."""
+        allocator = self.allocator
+        assert allocator is not None
+        svc = svc or Service.from_dict(obj)
+        if not handles_class(svc, self.options.lb_class):
+            return False
+        key = svc.key
+        before = allocator.allocations().get(key)
+        result = converge(allocator, svc)
+        after = allocator.allocations().get(key)
+        for event in result.events:
+            self.recorder.event(obj, event.type, event.reason, event.message)
+        if before != after:
+            self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+        await self._write_service_status(obj, result.ingress, result.pool if result.ingress else None)
+        if before is None:
+            return False
+        if after is None or not set(before.ips) <= set(after.ips):
+            return True  # released
+        return before.key != after.key  # sharing or backend key changed: others may share now
+
+    async def _write_service_status(self, obj: Obj, ingress: tuple[str, ...], pool: str | None) -> None:
+        meta = obj.get("metadata") or {}
+        current_pool = (meta.get("annotations") or {}).get(POOL_ANNOTATION)
+        if _ingress_ips(obj) == ingress and current_pool == pool:
+            return
+        patch = {
+            "metadata": {"annotations": {POOL_ANNOTATION: pool}},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress] if ingress else None}},
+        }
+        try:
+            written = await self.client.patch(SERVICES, meta["name"], patch, meta.get("namespace"),
+                                              subresource="status")
+        except ApiError as err:
+            if err.not_found:
+                return  # deleted meanwhile: the delete event frees the IPs
+            if err.status in (400, 422):
+                self.counters.update_errors += 1
+                log.error("service %s: status refused: %s", object_key(obj), err)
+                return
+            raise
+        self.services.put_local(written)
+
+    # ------------------------------------------------------------------------------------------------ pool status
+    async def _write_pool_status(self) -> None:
+        allocator, config = self.allocator, self.config
+        if allocator is None or config is None:
+            return
+        ns = self.options.namespace
+        for pool in config.pools:
+            obj = self.pools.store.get(f"{ns}/{pool.name}")
+            if obj is None:
+                continue  # from the legacy ConfigMap: there is no object to write
+            c = allocator.counters(pool.name)
+            want = {
+                "assignedIPv4": clamp_int64(c.assigned_ipv4),
+                "assignedIPv6": clamp_int64(c.assigned_ipv6),
+                "availableIPv4": clamp_int64(c.available_ipv4),
+                "availableIPv6": clamp_int64(c.available_ipv6),
+            }
+            status = obj.get("status") or {}
+            if all(status.get(k) == v for k, v in want.items()):
+                continue
+            try:
+                written = await self.client.patch(IP_ADDRESS_POOLS, pool.name, {"status": want}, ns,
+                                                  subresource="status")
+            except ApiError as err:
+                if err.not_found:
+                    continue
+                raise
+            self.pools.put_local(written)
+
+    # ----------------------------------------------------------------------------------------- ConfigurationState
+    async def _load_owner(self) -> None:
+        from ironlb.kube.client import PODS
+
+        try:
+            pod = await self.client.get(PODS, self.options.pod_name, self.options.namespace)
+        except KubeError as err:
+            log.warning("cannot read pod %s for the ConfigurationState owner: %s", self.options.pod_name, err)
+            return
+        meta = pod.get("metadata") or {}
+        self._owner = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
+
+    def desired_state(self) -> dict[str, Any]:
+        """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
+        if self.config_error is None:
+            status, reason, message = "True", "Reconciled", ""
+        else:
+            status, reason, message = "False", "ConfigurationError", f"configuration error: {self.config_error}"
+        current = self.states.store.get(f"{self.options.namespace}/{STATE_NAME}")
+        since = _now()
+        for cond in ((current or {}).get("status") or {}).get("conditions") or []:
+            if cond.get("type") == CONDITION_TYPE and cond.get("status") == status and cond.get("lastTransitionTime"):
+                since = cond["lastTransitionTime"]
+        condition = {"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message,
+                     "lastTransitionTime": since}
+        return {
+            "conditions": [condition],
+            "result": "Valid" if status == "True" else "Invalid",
+            "errorSummary": message,
+        }
+
+    async def _write_configuration_state(self) -> None:
+        if not self.config_evaluated:
+            return
+        ns = self.options.namespace
+        current = self.states.store.get(f"{ns}/{STATE_NAME}")
+        want = self.desired_state()
+        if current is not None and _same_state((current.get("status") or {}), want):
+            return
+        meta: dict[str, Any] = {
+            "name": STATE_NAME, "namespace": ns, "labels": {"metallb.io/component-type": "controller"}
+        }
+        if self._owner:
+            meta["ownerReferences"] = [self._owner]
+        if current is None:
+            created = await self.client.apply(
+                CONFIGURATION_STATES, {"metadata": meta}, field_manager="ironlb-controller"
+            )
+            self.states.put_local(created)
+        written = await self.client.apply(
+            CONFIGURATION_STATES, {"metadata": {"name": STATE_NAME, "namespace": ns}, "status": want},
+            field_manager=FIELD_MANAGER, subresource="status",
+        )
+        self.states.put_local(written)
+
+
+def _same_state(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    if current.get("result") != want["result"] or (current.get("errorSummary") or "") != want["errorSummary"]:
+        return False
+    conds = {c.get("type"): c for c in current.get("conditions") or []}
+    for cond in want["conditions"]:
+        have = conds.get(cond["type"])
+        if have is None or any(have.get(k) != cond[k] for k in ("status", "reason", "message")):
+            return False
+    return True
