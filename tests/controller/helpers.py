@@ -136,7 +136,9 @@ class ControllerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ironlb", "controller", "--kubeconfig", str(self.cp.kubeconfig),
                  "--namespace", self.namespace, "--port", str(self.port), "--health-probe-port", "0",
-                 "--metrics-host", "127.0.0.1", "--log-level", "debug", *self.args],
+                 "--metrics-host", "127.0.0.1", "--log-level", "debug",
+                 # Webhooks only where a test asks for them: many controllers share this machine's ports.
+                 *([] if "--webhook-mode" in self.args else ["--webhook-mode", "disabled"]), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )
         if wait:

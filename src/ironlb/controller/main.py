@@ -43,6 +43,11 @@ class RunOptions:
     event_qps: float = 50.0
     event_burst: int = 100
     verbose_http: bool = False  # log every request (with --log-level all)
+    webhook_mode: str = "enabled"  # enabled | disabled | onlywebhook (MetalLB's --webhook-mode)
+    webhook_port: int = 9443
+    ml_secret_name: str = "memberlist"
+    disable_cert_rotation: bool = False
+    cert_dir: str = ""
 
 
 async def run(options: RunOptions) -> int:
@@ -95,7 +100,45 @@ async def run(options: RunOptions) -> int:
     async def lead() -> None:
         await controller.run()
 
-    work = asyncio.create_task(elector.run(lead) if elector else lead(), name="controller")
+    async def webhooks() -> None:
+        """Stateless, so every replica serves them (outside leader election); failures never stop allocation."""
+        from ironlb.webhooks import serve_webhooks
+
+        opts: dict[str, object] = {"namespace": options.namespace, "port": options.webhook_port}
+        if options.disable_cert_rotation:
+            opts.update(rotate=False, cert_dir=options.cert_dir)
+        try:
+            await serve_webhooks(client, **opts)
+        except OSError as err:
+            log.error("webhooks not served: %s", err)
+
+    async def memberlist_secret() -> None:
+        """MetalLB's CreateMlSecret: the speakers' membership key, created once if absent (retried until it is)."""
+        from ironlb.webhooks.certs import ensure_memberlist_secret
+
+        delay = 1.0
+        while True:
+            try:
+                if await ensure_memberlist_secret(client, namespace=options.namespace, name=options.ml_secret_name):
+                    log.info("created Secret %s/%s", options.namespace, options.ml_secret_name)
+                return
+            except Exception as err:  # the apiserver may be unreachable for a while
+                log.warning("cannot ensure the memberlist Secret: %s", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    side: list[asyncio.Task[None]] = []
+    if options.webhook_mode in ("enabled", "onlywebhook") and options.webhook_port:
+        side.append(asyncio.create_task(webhooks(), name="webhooks"))
+    if options.ml_secret_name:
+        side.append(asyncio.create_task(memberlist_secret(), name="memberlist-secret"))
+    async def nothing() -> None:
+        await stop.wait()
+
+    if options.webhook_mode == "onlywebhook":
+        work = asyncio.create_task(nothing(), name="webhooks-only")
+    else:
+        work = asyncio.create_task(elector.run(lead) if elector else lead(), name="controller")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     code = 0
     try:
@@ -112,10 +155,10 @@ async def run(options: RunOptions) -> int:
         else:
             log.info("stopping")
     finally:
-        for task in (work, stopper):
+        for task in (work, stopper, *side):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.gather(work, stopper, return_exceptions=True), 10)
+            await asyncio.wait_for(asyncio.gather(work, stopper, *side, return_exceptions=True), 10)
         for server in servers:
             await server.close()
         await client.close()

@@ -1,0 +1,71 @@
+"""The controller serves the admission webhooks and creates the speakers' memberlist Secret (MetalLB's controller)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.kube.controlplane import ControlPlane, KubeError, free_port
+
+from .helpers import ControllerProcess, wait_for
+
+pytestmark = pytest.mark.kube
+
+
+def get_or_none(cp: ControlPlane, path: str) -> Any:
+    try:
+        return cp.get(path)
+    except KubeError as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def review(ns: str, pool: dict[str, object]) -> bytes:
+    return json.dumps({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "1", "kind": {"group": "metallb.io", "version": "v1beta1", "kind": "IPAddressPool"},
+            "operation": "CREATE", "namespace": ns, "name": pool["metadata"]["name"],  # type: ignore[index]
+            "object": pool,
+        },
+    }).encode()
+
+
+def test_webhooks_and_memberlist_secret(
+    control_plane: ControlPlane, namespace: str, controller: Callable[..., ControllerProcess]
+) -> None:
+    cp, ns = control_plane, namespace
+    port = free_port()
+    controller("--webhook-mode", "enabled", "--webhook-port", str(port))
+    secret = wait_for(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/memberlist"), what="memberlist Secret")
+    key = base64.b64decode(secret["data"]["secretkey"])
+    assert len(base64.b64decode(key + b"=" * (-len(key) % 4))) == 16  # 16 random bytes, unpadded base64 (MetalLB)
+    cert = wait_for(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/metallb-webhook-cert"), what="cert")
+    ca = base64.b64decode(cert["data"]["ca.crt"])
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    ctx.check_hostname = False  # the certificate names the in-cluster Service, not 127.0.0.1
+
+    def ask(pool: dict[str, object]) -> dict[str, object]:
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{port}/validate-metallb-io-v1beta1-ipaddresspool", data=review(ns, pool),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            answer: dict[str, object] = json.loads(resp.read())["response"]
+            return answer
+
+    bad = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+           "metadata": {"name": "bad", "namespace": ns}, "spec": {"addresses": ["10.9.0.9-10.9.0.1"]}}
+    answer = wait_for(lambda: ask(bad), what="webhook answer")
+    assert answer["allowed"] is False
+    assert "is after the end IP" in json.dumps(answer)
+    good = {**bad, "metadata": {"name": "good", "namespace": ns}, "spec": {"addresses": ["10.9.0.0/30"]}}
+    assert ask(good)["allowed"] is True
