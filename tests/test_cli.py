@@ -106,6 +106,7 @@ def test_plan_seed_example() -> None:
             "events": [{"type": "Normal", "reason": "IPAllocated", "message": 'Assigned IP ["192.168.1.240"]'}],
             # No EndpointSlice in the input: no serving endpoint, so nobody announces (MetalLB's notOwner).
             "layer2": {"node": None, "reason": "notOwner", "interfaces": []},
+            "bgp": [],  # no BGPAdvertisement: nothing to advertise
         }
     }
     assert plan["pools"] == {"default": {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 10, "availableIPv6": 0}}

@@ -146,10 +146,8 @@ def bgp_decisions(
     }
 
 
-def bgp_entries(key: str, pool_has_bgp: bool, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]] | None:
-    """The ``bgp`` list of a service: one entry per (node, prefix), nodes in name order; None if not BGP."""
-    if not pool_has_bgp:
-        return None
+def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:
+    """The ``bgp`` list of a service: one entry per (node, prefix), nodes in name order; empty if not advertised."""
     entries: list[dict[str, Any]] = []
     for name in sorted(bgp):
         entries.extend(bgp[name].entries(key))
@@ -163,17 +161,14 @@ def render(
     l2: Mapping[str, L2Decision],
     bgp: Mapping[str, NodePlan] | None = None,
 ) -> dict[str, Any]:
-    """The plan JSON. ``bgp`` is present for services whose pool has a BGPAdvertisement."""
+    """The plan JSON: per service its allocation, the ``layer2`` election and the ``bgp`` advertisements."""
     services = {}
     for key, outcome in sorted(outcomes.items()):
         entry = service_entry(outcome)
         if key in l2:
             entry["layer2"] = l2[key].to_dict()
         if bgp is not None:
-            pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
-            entries = bgp_entries(key, pool is not None and bool(pool.bgp_advertisements), bgp)
-            if entries is not None:
-                entry["bgp"] = entries
+            entry["bgp"] = bgp_entries(key, bgp)
         services[key] = entry
     return {"services": services, "pools": pool_status(allocator, snapshot.config)}
 
