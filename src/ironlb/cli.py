@@ -138,6 +138,36 @@ def cmd_controller(args: argparse.Namespace) -> int:
     return asyncio.run(run(options))
 
 
+def cmd_speaker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ironlb.membership import MembershipConfig
+    from ironlb.runtime import tune_gc
+    from ironlb.speaker.main import RunOptions, env_namespace, run
+    from ironlb.speaker.speaker import SpeakerOptions
+
+    if not args.node_name:
+        print("ironlb speaker: --node-name (or METALLB_NODE_NAME) is required", file=sys.stderr)
+        return 2
+    _logging(args.log_level)
+    try:
+        ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout)
+    except ValueError as err:
+        print(f"ironlb speaker: {err}", file=sys.stderr)
+        return 2
+    speaker = SpeakerOptions(
+        node=args.node_name, namespace=args.namespace or env_namespace(), lb_class=args.lb_class,
+        ignore_exclude_lb=args.ignore_exclude_lb, ml_bind_addr=args.ml_bindaddr, ml_bind_port=args.ml_bindport,
+        ml_labels=args.ml_labels, ml_secret_key_path=args.ml_secret_key_path, membership=ml,
+    )
+    options = RunOptions(
+        speaker=speaker, kubeconfig=args.kubeconfig, metrics_host=args.metrics_host, port=args.port,
+        health_probe_port=args.health_probe_port, verbose_http=args.log_level == "all",
+    )
+    tune_gc()
+    return asyncio.run(run(options))
+
+
 def _logging(level: str) -> None:
     import logging
 
@@ -235,6 +265,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deployment", default=os.environ.get("METALLB_DEPLOYMENT", ""),
                    help="accepted for MetalLB compatibility; unused")
     p.set_defaults(func=cmd_controller)
+
+    env = os.environ.get
+    p = sub.add_parser("speaker", help="announce LoadBalancer IPs from this Kubernetes node (ARP/NDP, BGP)")
+    p.add_argument("--node-name", default=env("METALLB_NODE_NAME", ""), help="this node (required; $METALLB_NODE_NAME)")
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG") or None,
+                   help="kubeconfig file (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)")
+    p.add_argument("--namespace", default=None,
+                   help="ironlb's namespace (default: $METALLB_NAMESPACE, else the pod's, else metallb-system)")
+    p.add_argument("--lb-class", default="", help="only handle Services of this loadBalancerClass")
+    p.add_argument("--ignore-exclude-lb", action="store_true",
+                   help="announce from nodes labelled node.kubernetes.io/exclude-from-external-load-balancers too")
+    p.add_argument("--port", type=int, default=9120, help="HTTP port for /metrics (0 disables; default %(default)s)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address the metrics port binds to")
+    p.add_argument("--health-probe-port", type=int, default=17472,
+                   help="port for /healthz and /readyz on 127.0.0.1 (0 disables; default %(default)s)")
+    p.add_argument("--ml-bindaddr", default=env("METALLB_ML_BIND_ADDR", ""),
+                   help="membership address, the pod (host) IP ($METALLB_ML_BIND_ADDR)")
+    p.add_argument("--ml-bindport", type=int, default=int(env("METALLB_ML_BIND_PORT", "") or 7946),
+                   help="membership UDP port ($METALLB_ML_BIND_PORT, default 7946)")
+    p.add_argument("--ml-labels", default=env("METALLB_ML_LABELS", ""),
+                   help="label selector of the speaker pods, e.g. app=metallb,component=speaker ($METALLB_ML_LABELS)")
+    p.add_argument("--ml-secret-key-path", default=env("METALLB_ML_SECRET_KEY_PATH", ""),
+                   help="directory with the membership key file `secretkey` ($METALLB_ML_SECRET_KEY_PATH)")
+    p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
+    p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
+    p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
+    for flag in ("--ml-wan-config", "--frrk8s-namespace", "--bgp-debounce-timeout"):
+        p.add_argument(flag, default="", help="accepted for MetalLB compatibility; unused")
+    p.add_argument("--frrk8s-secret-passthrough", action="store_true",
+                   help="accepted for MetalLB compatibility; unused")
+    p.set_defaults(func=cmd_speaker)
     return parser
 
 

@@ -1,4 +1,7 @@
-"""The imperative shell of ``ironlb run``: state directory, membership, responders and BGP sessions around ``decide``.
+"""The imperative shell of ``ironlb run``: state directory, membership and status file around ``decide``.
+
+What the node then does on the network (responders, BGP sessions, BFD, ``metallb_speaker_announced``) is
+:class:`ironlb.speaker.announcer.Announcer`, shared with ``ironlb speaker``.
 
 BGP: the BGPPeers of the state directory that select this node get one session each (:class:`BGPSpeaker`), fed
 with ``decide``'s per-peer route tables on every recompute, whatever the membership quorum (see ``decide``). On
@@ -22,17 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.bfd.metrics import bfd_metrics
-from ironlb.bfd.service import BFDManager
-from ironlb.bfd.speaker import SpeakerBFD
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
-from ironlb.layer2 import ALL, Responder
+from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.metrics.server import HealthServer
-from ironlb.metrics.speaker import announced_metric
 from ironlb.plan import Snapshot, snapshot_from, with_objects
+from ironlb.speaker.announcer import Announcement, Announcer, announced_series
 from ironlb.standalone import statedir
 from ironlb.standalone.decide import Decision, decide
 
@@ -88,18 +88,19 @@ class Runner:
         bfd_factory: BFDFactory | None = None,
     ) -> None:
         self.options = options
-        self.responder = responder or Responder(
-            exclude=options.exclude_interfaces,
+        self.announcer = Announcer(
+            options.node,
+            responder=responder,
+            bgp=bgp,
+            bfd_factory=bfd_factory,
+            exclude_interfaces=options.exclude_interfaces,
             rescan_interval=options.rescan_interval,
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
+            on_bgp_event=self._on_bgp_event,
         )
-        # BFD for peers with a bfdProfile: sockets open only when the first such peer appears.
-        self.bfd: BFDManager | None = None
-        if bfd_factory is None and bgp is None:
-            self.bfd = BFDManager(metrics=bfd_metrics())
-            bfd_factory = SpeakerBFD(self.bfd)
-        self.bgp = bgp or BGPSpeaker(options.node, bfd_factory=bfd_factory, on_event=self._on_bgp_event)
+        self.responder = self.announcer.responder
+        self.bgp = self.announcer.bgp
         self._bgp_status_pending = False
         self.membership: MembershipService | None = None
         self._core: Membership | None = None
@@ -109,7 +110,6 @@ class Runner:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.announced = announced_metric()
         self.http: HealthServer | None = None
 
     @property
@@ -136,9 +136,7 @@ class Runner:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         self._load()
-        await self.responder.start()
-        if self.bfd is not None:
-            await self.bfd.start()
+        await self.announcer.start()
         if opts.metrics_address is not None:
             http = HealthServer(*opts.metrics_address, ready=lambda: self.decision is not None)
             try:
@@ -168,12 +166,7 @@ class Runner:
         """Withdraw: tell the others at once (LEAVE), stop answering, and say so in the status file."""
         if self.membership is not None:
             await self.membership.stop(leave=True)
-        self.responder.set_announced({})
-        await self.responder.close()
-        await self.bgp.close(graceful_restart=True)
-        if self.bfd is not None:
-            self.bfd.close()
-        self.announced.set(())
+        await self.announcer.close(graceful_restart=True)
         if self.http is not None:
             await self.http.close()
         if self.decision is not None:
@@ -238,35 +231,31 @@ class Runner:
                 lb_class=self.options.lb_class,
                 ignore_exclude_lb=self.options.ignore_exclude_lb,
             )
-            self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in decision.layer2.items()})
-            await self._apply_bgp(decision)
-            if decision.layer2 != (self.decision.layer2 if self.decision else None):
-                log.info("announcing %s (%s)", sorted(decision.layer2) or "nothing", why)
+            config = self.snapshot.config
+            await self.announcer.apply(
+                Announcement(decision.layer2, decision.bgp, config.bfd_profiles, self._announced_series(decision))
+            )
             self.decision = decision
-            self.announced.set(self._announced_series(decision))
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
 
-    def _announced_series(self, decision: Decision) -> list[tuple[str, str, str, str]]:
-        """``metallb_speaker_announced`` series: (service, protocol, node, ip) for what this node announces."""
-        node = self.options.node
-        series = []
-        for key, entry in decision.plan["services"].items():
-            ips = entry.get("ingress", [])
-            if any(ip in decision.layer2 for ip in ips):
-                series += [(key, "layer2", node, ip) for ip in ips]
-            if any(b.get("node") == node for b in entry.get("bgp", [])):
-                series += [(key, "bgp", node, ip) for ip in ips]
-        return series
+    def _announced_series(self, decision: Decision) -> frozenset[tuple[str, str, str, str]]:
+        """``metallb_speaker_announced`` series: (service, protocol, node, ip) for what this node announces.
 
-    async def _apply_bgp(self, decision: Decision) -> None:
-        """Sessions for the BGPPeers selecting this node, each with its route table (quorum plays no part)."""
-        plan = decision.bgp
-        config = self.snapshot.config if self.snapshot is not None else None
-        await self.bgp.update(
-            plan.peers if plan is not None else (),
-            plan.routes if plan is not None else {},
-            bfd_profiles=config.bfd_profiles if config is not None else (),
+        BGP sessions follow the node's plan whatever the membership quorum (see ``decide``).
+        """
+        node = self.options.node
+        return announced_series(
+            node,
+            (
+                (
+                    key,
+                    entry.get("ingress", []),
+                    any(ip in decision.layer2 for ip in entry.get("ingress", [])),
+                    any(b.get("node") == node for b in entry.get("bgp", [])),
+                )
+                for key, entry in decision.plan["services"].items()
+            ),
         )
 
     def _on_bgp_event(self, peer: str, event: object) -> None:

@@ -1,0 +1,187 @@
+"""``ironlb speaker`` on a real control plane: announce latency and memory.
+
+The environment is the speaker end-to-end tests' (``tests/speaker/env.py``): etcd + kube-apiserver on loopback,
+``ironlb controller`` on the host, three nodes running ``ironlb speaker`` in network namespaces (reaching the
+apiserver through ``ironlb.lab.unixbridge``), a client and an FRR router on the same LAN.
+
+1. Layer 2: a Service (with its EndpointSlice already there) is POSTed; the client sends an ARP request for its IP
+   every 2 ms from before the POST, and the figure is the time to the first reply. The chain measured is the whole
+   cluster path: apiserver -> controller allocates and writes the status -> the speakers' watch -> election ->
+   ARP reply.
+2. BGP: the same for a Service of the BGP pool, until FRR has the /32 installed (polled with vtysh, ~25 ms apart).
+3. RSS of each speaker with 1,000 Services (and their EndpointSlices) in a pool advertised over both L2 and BGP.
+
+    .venv/bin/python bench/speaker.py [--trials 20] [--services 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+from tests.kube.controlplane import ControlPlane, find_binaries  # noqa: E402
+from tests.speaker.env import SpeakerEnv, wait_for  # noqa: E402
+
+from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, KubeClient  # noqa: E402
+from ironlb.lab.cluster import percentile  # noqa: E402
+
+BULK_POOL = "10.78.0.0/20"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def svc_body(name: str, ip: str, pool: str | None = None) -> dict[str, object]:
+    annotations = {"metallb.io/loadBalancerIPs": ip}
+    if pool:
+        annotations["metallb.io/address-pool"] = pool
+    return {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"type": "LoadBalancer", "selector": {"app": name}, "allocateLoadBalancerNodePorts": False,
+                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]},
+    }  # fmt: skip
+
+
+def l2_trial(env: SpeakerEnv, i: int, ip: str) -> float | None:
+    name = f"lat-l2-{i}"
+    env.set_endpoints(name, env.nodes)
+    cmd = [sys.executable, "-m", "ironlb.lab.cluster", "arp-wait", ip, "--interval", "0.002", "--timeout", "5"]
+    proc = env.lab.popen(env.client_ns, cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        if '"ready"' not in proc.stdout.readline():
+            return None
+        t0 = time.monotonic()
+        env.cp.create(f"/api/v1/namespaces/{env.app}/services", svc_body(name, ip))
+        event = json.loads(proc.stdout.readline() or "{}")
+        proc.wait(timeout=10)
+        return (event["t"] - t0) if event.get("ev") == "arp" else None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        env.delete_service(name)
+
+
+def bgp_trial(env: SpeakerEnv, i: int, ip: str) -> float | None:
+    name = f"lat-bgp-{i}"
+    env.set_endpoints(name, env.nodes)
+    t0 = time.monotonic()
+    env.cp.create(f"/api/v1/namespaces/{env.app}/services", svc_body(name, ip, "bgp"))
+    try:
+        deadline = t0 + 10
+        while time.monotonic() < deadline:
+            if f"{ip}/32" in env.router_routes():
+                return time.monotonic() - t0
+        return None
+    finally:
+        env.delete_service(name)
+        wait_for(lambda: f"{ip}/32" not in env.router_routes(), 10, what=f"{ip} withdrawn")
+
+
+async def create_bulk(env: SpeakerEnv, n: int) -> None:
+    async with KubeClient.from_kubeconfig(str(env.cp.kubeconfig), qps=0) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                name = f"bulk-{i}"
+                await client.create(ENDPOINT_SLICES, {
+                    "metadata": {"name": f"{name}-eps", "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [f"10.244.{k}.{i % 250 + 1}"], "nodeName": node,
+                                   "conditions": {"ready": True}} for k, node in enumerate(env.nodes)],
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                }, env.app)  # fmt: skip
+                body = svc_body(name, "", "bulk")
+                body["metadata"] = {"name": name, "annotations": {"metallb.io/address-pool": "bulk"}}
+                await client.create(SERVICES, body, env.app)
+
+        await asyncio.gather(*(worker() for _ in range(32)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--services", type=int, default=1000)
+    args = parser.parse_args()
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        print("kube-apiserver/etcd not built: run scripts/build-k8s.sh", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="ironlb-bench-speaker-"))
+    cp = ControlPlane.start(bin_dir, work / "kube")
+    env = SpeakerEnv(cp, work, log_level="info")
+    try:
+        env.start()
+        env.wait_speakers_ready()
+        idle = {n: rss_mb(env.speakers[n].pid) for n in env.nodes}
+        l2: list[float] = []
+        bgp: list[float] = []
+        for i in range(args.trials):
+            ip = f"192.168.1.{241 + i % 9}"
+            r = l2_trial(env, i, ip)
+            if r is not None:
+                l2.append(r)
+            r = bgp_trial(env, i, f"10.77.0.{10 + i}")
+            if r is not None:
+                bgp.append(r)
+        mlb = f"/apis/metallb.io/v1beta1/namespaces/{env.ns}"
+        for plural, kind, name, spec in (
+            ("ipaddresspools", "IPAddressPool", "bulk", {"addresses": [BULK_POOL], "autoAssign": False}),
+            ("l2advertisements", "L2Advertisement", "bulk-l2", {"ipAddressPools": ["bulk"]}),
+            ("bgpadvertisements", "BGPAdvertisement", "bulk-bgp", {"ipAddressPools": ["bulk"]}),
+        ):
+            cp.create(f"{mlb}/{plural}", {"apiVersion": "metallb.io/v1beta1", "kind": kind, "metadata": {"name": name},
+                                          "spec": spec})
+        t0 = time.monotonic()
+        asyncio.run(create_bulk(env, args.services))
+        created = time.monotonic() - t0
+
+        def l2_statuses() -> int:
+            items = cp.get(f"{mlb}/servicel2statuses", labelSelector="metallb.io/service-name")["items"]
+            return sum(1 for s in items if s["metadata"]["labels"]["metallb.io/service-name"].startswith("bulk-"))
+
+        wait_for(lambda: l2_statuses() >= args.services, 900, interval=1.0, what="a ServiceL2Status per Service")
+        statuses_done = time.monotonic() - t0
+        wait_for(lambda: sum(1 for p in env.router_routes() if p.startswith("10.78.")) >= args.services, 300,
+                 interval=1.0, what="every bulk route at FRR")
+        routes_done = time.monotonic() - t0
+        time.sleep(5)
+        loaded = {n: rss_mb(env.speakers[n].pid) for n in env.nodes}
+        print(f"trials: {len(l2)} L2, {len(bgp)} BGP of {args.trials}")
+        for label, values in (("Service created -> ARP answer", l2), ("Service created -> route at FRR", bgp)):
+            if values:
+                ms = [v * 1000 for v in values]
+                print(f"{label}: p50 {percentile(ms, 50):.0f} ms, p95 {percentile(ms, 95):.0f} ms, "
+                      f"min {min(ms):.0f}, max {max(ms):.0f}, mean {statistics.mean(ms):.0f}")
+        print(f"{args.services} Services + EndpointSlices created in {created:.1f} s; every ServiceL2Status after "
+              f"{statuses_done:.1f} s, every route at FRR after {routes_done:.1f} s")
+        print("speaker RSS idle: " + ", ".join(f"{n}: {v:.0f} MB" for n, v in idle.items()))
+        print(f"speaker RSS with {args.services} Services: " + ", ".join(f"{n}: {v:.0f} MB" for n, v in loaded.items()))
+    finally:
+        env.close()
+        cp.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,615 @@
+"""``ironlb speaker``: MetalLB's speaker against a live cluster, around the pure :func:`decide_node`.
+
+Informers cache Services, EndpointSlices, Nodes and Namespaces cluster-wide, and the ``metallb.io`` resources,
+Secrets (BGP passwords), ConfigMaps (the legacy ``config`` and ``bgpextras``), the status CRs and this node's
+ConfigurationState in ironlb's namespace. Three loops, one event loop, no threads:
+
+- **sync**: any relevant change marks the state dirty; the loop rebuilds the configuration when a config object
+  (or a Node's labels) changed, elects and plans from the caches, and applies the result at once through the
+  :class:`~ironlb.speaker.announcer.Announcer` shared with ``ironlb run``. It never waits on the apiserver, so
+  a Node condition or label change re-elects within milliseconds of its watch event, and when the apiserver is
+  unreachable the caches simply stay as they were: the node keeps announcing its last known state, and
+  membership (UDP between speakers) still moves IPs away from dead nodes.
+- **status**: writes ServiceL2Status, ServiceBGPStatus (see :mod:`.status`) and ``ConfigurationState``
+  ``speaker-<node>``; after an API error it backs off and retries, replanning from the refreshed caches.
+- **discovery** (memberlist configured): lists the speaker Pods by label, as MetalLB does, to know the other
+  members' addresses; also finds this node's Pod, the owner of the status CRs.
+
+Events ``nodeAssigned`` and ``announceFailed`` go to the Service through the event recorder (never blocking);
+``nodeAssigned`` is recorded when a Service starts being announced from this node over a protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ironlb.bgp.planner import ServiceInput
+from ironlb.cluster.objects import EndpointSlice, Node, Service
+from ironlb.config import ConfigError
+from ironlb.config.types import Config
+from ironlb.controller.controller import slim
+from ironlb.controller.metrics import ClientCounters
+from ironlb.ipam.service import handles_class
+from ironlb.kube.client import (
+    BFD_PROFILES,
+    BGP_ADVERTISEMENTS,
+    BGP_PEERS,
+    COMMUNITIES,
+    CONFIG_MAPS,
+    CONFIGURATION_STATES,
+    ENDPOINT_SLICES,
+    IP_ADDRESS_POOLS,
+    L2_ADVERTISEMENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    SECRETS,
+    SERVICE_BGP_STATUSES,
+    SERVICE_L2_STATUSES,
+    SERVICES,
+    ApiError,
+    KubeClient,
+    KubeError,
+    Obj,
+    Resource,
+    object_key,
+)
+from ironlb.kube.events import NORMAL, WARNING, EventRecorder
+from ironlb.kube.informer import MODIFIED, Backoff, Informer
+from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
+from ironlb.membership import Membership, MembershipConfig, MembershipService
+
+from . import status as st
+from .announcer import BGP, LAYER2, Announcer
+from .decide import NodeDecision, decide_node, pool_for, speaker_config
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "metallb-speaker"
+CONDITION_TYPE = "configReconcilerValid"
+FIELD_MANAGER = "configReconciler"
+DEFAULT_ML_LABELS = "app=metallb,component=speaker"
+CONFIG_MAP_NAMES = ("config", "bgpextras")
+STATUS_RESOURCES = {st.L2: SERVICE_L2_STATUSES, st.BGP: SERVICE_BGP_STATUSES}
+
+
+@dataclass(frozen=True)
+class SpeakerOptions:
+    node: str
+    namespace: str = "metallb-system"
+    lb_class: str = ""
+    ignore_exclude_lb: bool = False
+    ml_bind_addr: str = ""  # memberlist runs only with both ml_bind_addr and ml_labels, as in MetalLB
+    ml_bind_port: int = 7946
+    ml_labels: str = ""
+    ml_secret_key_path: str = ""  # directory holding ``secretkey``
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    discovery_interval: float = 30.0  # speaker Pods are re-listed this often (and on Node adds/deletes)
+    exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
+    gratuitous_interval: float = 1.1
+    gratuitous_duration: float = 5.0
+    rescan_interval: float = 10.0
+
+    @property
+    def memberlist(self) -> bool:
+        return bool(self.ml_bind_addr and self.ml_labels)
+
+
+def slim_slice(obj: Obj) -> Obj:
+    """EndpointSlice informer transform: only what the election and the route planner read."""
+    meta = obj.get("metadata") or {}
+    endpoints = [
+        {k: ep[k] for k in ("addresses", "nodeName", "conditions") if k in ep}
+        for ep in obj.get("endpoints") or []
+        if isinstance(ep, dict)
+    ]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion") if k in meta},
+        "endpoints": endpoints,
+    }
+
+
+def slim_node(obj: Obj) -> Obj:
+    """Node informer transform: labels and the NetworkUnavailable condition (kubelet heartbeats change neither)."""
+    meta = obj.get("metadata") or {}
+    conditions = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "NetworkUnavailable"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {k: meta[k] for k in ("name", "labels", "resourceVersion", "uid") if k in meta},
+        "status": {"conditions": conditions},
+    }
+
+
+def slim_status(obj: Obj) -> Obj:
+    """Status CR informer transform: the status plan reads names, labels and status only."""
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion") if k in meta},
+        "status": obj.get("status") or {},
+    }
+
+
+def read_secret_key(path: str) -> bytes | None:
+    """``<path>/secretkey`` (MetalLB's ML_SECRET_KEY_PATH layout), or None."""
+    if not path:
+        return None
+    try:
+        return (Path(path) / "secretkey").read_bytes().strip() or None
+    except OSError as err:
+        log.warning("cannot read the memberlist secret key: %s", err)
+        return None
+
+
+class Speaker:
+    """One node's speaker; :meth:`run` until cancelled, then :meth:`close`."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        options: SpeakerOptions,
+        *,
+        announcer: Announcer | None = None,
+        recorder: EventRecorder | None = None,
+        counters: ClientCounters | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.node = options.node
+        self.announcer = announcer or Announcer(
+            options.node,
+            exclude_interfaces=options.exclude_interfaces,
+            rescan_interval=options.rescan_interval,
+            gratuitous_interval=options.gratuitous_interval,
+            gratuitous_duration=options.gratuitous_duration,
+        )
+        self.recorder = recorder or EventRecorder(client, COMPONENT, host=options.node)
+        self.counters = counters or ClientCounters()
+        ns = options.namespace
+
+        def inf(res: Resource, namespace: str | None = None, **kw: Any) -> Informer:
+            return Informer(client, res, namespace=namespace, **kw)
+
+        self.services = inf(SERVICES, transform=slim)
+        self.slices = inf(ENDPOINT_SLICES, transform=slim_slice)
+        self.nodes = inf(NODES, transform=slim_node)
+        self.namespaces = inf(NAMESPACES)
+        self.config_informers = [
+            inf(IP_ADDRESS_POOLS, ns),
+            inf(L2_ADVERTISEMENTS, ns),
+            inf(BGP_ADVERTISEMENTS, ns),
+            inf(BGP_PEERS, ns),
+            inf(BFD_PROFILES, ns),
+            inf(COMMUNITIES, ns),
+            inf(SECRETS, ns),
+            inf(CONFIG_MAPS, ns),
+        ]
+        # Every node's ServiceL2Status (the winner removes the others'), but only this node's ServiceBGPStatus.
+        self.l2_statuses = inf(SERVICE_L2_STATUSES, ns, transform=slim_status)
+        self.bgp_statuses = inf(SERVICE_BGP_STATUSES, ns, transform=slim_status,
+                                label_selector=f"{st.NODE_LABEL}={options.node}")
+        self.states = inf(CONFIGURATION_STATES, ns, field_selector=f"metadata.name={self.state_name}")
+        self.informers = [
+            self.services, self.slices, self.nodes, self.namespaces, *self.config_informers,
+            self.l2_statuses, self.bgp_statuses, self.states,
+        ]  # fmt: skip
+
+        self.config: Config | None = None  # the last valid configuration, in force
+        self.config_error: str | None = None
+        self.config_evaluated = False
+        self.decision: NodeDecision | None = None
+        self.synced = False
+        self.membership: MembershipService | None = None
+        self._core: Membership | None = None
+        self.owner: dict[str, Any] | None = None  # this node's speaker Pod
+        self.syncs = 0
+
+        self._dirty = asyncio.Event()
+        self._config_dirty = True
+        self._status_wake = asyncio.Event()
+        self._discover_wake = asyncio.Event()
+        self._parsed: dict[str, tuple[str, Service]] = {}
+        self._slices: dict[tuple[str, str], dict[str, EndpointSlice]] = {}
+        self._slice_owner: dict[str, tuple[str, str]] = {}
+        self._announced: set[tuple[str, str]] = set()  # (service key, protocol)
+        self._failed: set[str] = set()
+
+        self.services.add_handler(self._on_service)
+        self.slices.add_handler(self._on_slice)
+        self.nodes.add_handler(self._on_node)
+        self.namespaces.add_handler(self._on_namespace)
+        for informer in self.config_informers:
+            informer.add_handler(self._on_config)
+        for informer in (self.l2_statuses, self.bgp_statuses, self.states):
+            informer.add_handler(self._on_status)
+
+    @property
+    def state_name(self) -> str:
+        return f"speaker-{self.node}"
+
+    @property
+    def ready(self) -> bool:
+        return self.synced and self.decision is not None
+
+    # ------------------------------------------------------------------------------------------------ handlers
+    def _mark(self, config: bool = False) -> None:
+        self._config_dirty |= config
+        self._dirty.set()
+
+    def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self._mark()
+
+    def _on_slice(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        key = object_key(new or old or {})
+        previous = self._slice_owner.pop(key, None)
+        if previous is not None:
+            bucket = self._slices.get(previous, {})
+            bucket.pop(key, None)
+            if not bucket:
+                self._slices.pop(previous, None)
+        if new is not None:
+            eps = EndpointSlice.from_dict(new)
+            if eps.service_name:
+                owner = (eps.namespace, eps.service_name)
+                self._slices.setdefault(owner, {})[key] = eps
+                self._slice_owner[key] = owner
+        self._mark()
+
+    def _on_node(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        if kind != MODIFIED:
+            self._discover_wake.set()  # a new node usually brings a new speaker Pod
+            self._mark(config=True)
+            return
+        before, after = Node.from_dict(old or {}), Node.from_dict(new or {})
+        if before.labels != after.labels:
+            self._mark(config=True)
+        elif before.network_unavailable != after.network_unavailable:
+            self._mark()
+
+    def _on_namespace(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        labels = [((o or {}).get("metadata") or {}).get("labels") for o in (old, new)]
+        if kind != MODIFIED or labels[0] != labels[1]:
+            self._mark(config=True)
+
+    def _on_config(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self._mark(config=True)
+
+    def _on_status(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self._status_wake.set()
+
+    def _on_membership(self, alive: frozenset[str], has_quorum: bool) -> None:
+        log.info("members alive: %s (quorum: %s)", ",".join(sorted(alive)), has_quorum)
+        self._mark()
+
+    # ------------------------------------------------------------------------------------------------ running
+    async def run(self) -> None:
+        """Run until cancelled (then call :meth:`close`)."""
+        async with asyncio.TaskGroup() as tg:
+            for informer in self.informers:
+                tg.create_task(informer.run(), name=f"informer-{informer.name}")
+            tg.create_task(self.recorder.run(), name="event-recorder")
+            await self.announcer.start()
+            await self._start_membership()
+            tg.create_task(self._discovery_loop(), name="discovery")
+            await self._wait_synced()
+            tg.create_task(self._status_loop(), name="status")
+            self._mark(config=True)
+            await self._sync_loop()
+
+    async def close(self) -> None:
+        """Leave the membership (the others take over at once) and withdraw everything."""
+        if self.membership is not None:
+            await self.membership.stop(leave=True)
+            self.membership = None
+        await self.announcer.close(graceful_restart=True)
+        log.info("stopped; all announcements withdrawn")
+
+    async def _wait_synced(self) -> None:
+        while True:
+            pending = [i for i in self.informers if not i.synced.is_set()]
+            if not pending:
+                break
+            try:
+                await asyncio.wait_for(pending[0].synced.wait(), 30)
+            except TimeoutError:
+                log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
+        self.synced = True
+        log.info("caches synced: %d services, %d nodes", len(self.services.store), len(self.nodes.store))
+
+    async def _start_membership(self) -> None:
+        opts = self.options
+        if not opts.memberlist:
+            log.info("not starting fast dead node detection (memberlist), need ml-bindaddr / ml-labels config")
+            return
+        from ironlb.standalone.runner import INSECURE_SECRET
+
+        secret = read_secret_key(opts.ml_secret_key_path)
+        if secret is None or len(secret) < 16:
+            log.warning("no memberlist secret key (ml-secret-key-path): membership packets use a well-known key")
+            secret = INSECURE_SECRET
+        own = (opts.ml_bind_addr, opts.ml_bind_port)
+        self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
+        self.membership = MembershipService(self._core, bind=own, on_change=self._on_membership)
+        await self.membership.start()
+
+    def _live(self) -> tuple[frozenset[str] | None, bool]:
+        """Live speakers (None: every Node, memberlist not configured) and whether L2 may announce."""
+        if self.membership is None or self._core is None:
+            return None, True
+        return self.membership.alive(), self.membership.has_quorum() and self._core.settled()
+
+    # ------------------------------------------------------------------------------------------------ discovery
+    async def _discovery_loop(self) -> None:
+        """List the speaker Pods (by label, as MetalLB) for member addresses and this node's Pod."""
+        labels = self.options.ml_labels or DEFAULT_ML_LABELS
+        backoff = Backoff(1.0, 30.0)
+        settle_check = False
+        while True:
+            self._discover_wake.clear()
+            try:
+                pods, _ = await self.client.list_all(PODS, self.options.namespace, label_selector=labels)
+            except KubeError as err:
+                delay = backoff.next()
+                log.warning("listing speaker pods failed: %s; retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            self._use_pods(pods)
+            if self.membership is not None and not settle_check:
+                settle_check = True
+                # Settling is not an event of its own: look again once the dead timeout has surely passed.
+                asyncio.get_running_loop().call_later(self.options.membership.dead_timeout * 1.5, self._mark)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._discover_wake.wait(), self.options.discovery_interval)
+            await asyncio.sleep(0.2)  # coalesce a burst of Node events into one list
+
+    def _use_pods(self, pods: list[Obj]) -> None:
+        members: dict[str, tuple[str, int]] = {}
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")):
+            meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+            node, ip = spec.get("nodeName"), status.get("podIP")
+            if not node or meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+                continue
+            if node == self.node:
+                self.owner = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
+            if ip:
+                members[str(node)] = (str(ip), self.options.ml_bind_port)
+        if self.membership is None:
+            return
+        members[self.node] = (self.options.ml_bind_addr, self.options.ml_bind_port)
+        if members != {self.node: members[self.node], **self.membership.membership.members()}:
+            try:
+                self.membership.set_members(members)
+            except ValueError as err:
+                log.warning("speaker pods: %s", err)
+                return
+            log.info("members: %s", ", ".join(f"{n}={a}:{p}" for n, (a, p) in sorted(members.items())))
+            self._mark()
+
+    # ------------------------------------------------------------------------------------------------ sync
+    async def _sync_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(0)  # let events of the same batch arrive first
+            self._dirty.clear()
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("sync failed; keeping the previous announcements")
+
+    def _build_config(self) -> None:
+        self._config_dirty = False
+        self.config_evaluated = True
+        ns = self.options.namespace
+        mine = self.nodes.store.get(self.node)
+        labels = Node.from_dict(mine).labels if mine else {}
+        objects: list[Obj] = []
+        for informer in self.config_informers:
+            for obj in informer.store.values():
+                if informer.resource is CONFIG_MAPS and (obj.get("metadata") or {}).get("name") not in CONFIG_MAP_NAMES:
+                    continue
+                objects.append(obj)
+        objects += self.namespaces.store.values()
+        objects += self.nodes.store.values()
+        try:
+            config = speaker_config(objects, labels, ns)
+        except ConfigError as err:
+            if self.config_error != str(err):
+                log.error("failed to parse the configuration: %s", err)
+            self.config_error = str(err)
+            self.counters.config_stale = True
+        else:
+            if self.config_error is not None:
+                log.info("configuration is valid again")
+            self.config_error = None
+            self.counters.config_stale = False
+            self.counters.config_loaded = True
+            if config != self.config:
+                log.info("new configuration: %d pool(s), %d BGP peer(s)", len(config.pools), len(config.peers))
+            self.config = config
+        self._status_wake.set()
+
+    def _service_inputs(self, config: Config) -> dict[str, ServiceInput]:
+        out: dict[str, ServiceInput] = {}
+        parsed: dict[str, tuple[str, Service]] = {}
+        for key, obj in self.services.store.items():
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            cached = self._parsed.get(key)
+            svc = cached[1] if cached is not None and cached[0] == rv else Service.from_dict(obj)
+            parsed[key] = (rv, svc)
+            if not svc.is_load_balancer or not svc.ingress or not handles_class(svc, self.options.lb_class):
+                continue
+            slices = tuple(self._slices.get((svc.namespace, svc.name), {}).values())
+            out[key] = ServiceInput(svc, pool_for(config, svc.ingress), slices)
+        self._parsed = parsed
+        return out
+
+    async def sync(self) -> None:
+        """Elect, plan and announce from the caches; then hand the statuses to the status loop."""
+        started = time.monotonic()
+        if self._config_dirty:
+            self._build_config()
+        config = self.config
+        if config is None:
+            return
+        live, may_l2 = self._live()
+        decision = decide_node(
+            config,
+            self.node,
+            [Node.from_dict(o) for o in self.nodes.store.values()],
+            self._service_inputs(config),
+            live=live,
+            may_announce_l2=may_l2,
+            ignore_exclude_lb=self.options.ignore_exclude_lb,
+            interfaces_available=lambda ifs: not self.announcer.missing_interfaces(ifs),
+        )
+        await self.announcer.apply(decision.announcement)
+        self.decision = decision
+        self.syncs += 1
+        self._record_events(decision)
+        self._status_wake.set()
+        log.debug("synced in %.1f ms", (time.monotonic() - started) * 1000)
+
+    def _record_events(self, decision: NodeDecision) -> None:
+        announced = {(k, LAYER2) for k in decision.l2_status}
+        if decision.bgp is not None:
+            announced |= {(k, BGP) for k, reason in decision.bgp.reasons.items() if reason is None}
+        for key, protocol in sorted(announced - self._announced):
+            obj = self.services.store.get(key)
+            if obj is not None:
+                self.recorder.event(
+                    obj, NORMAL, "nodeAssigned", f'announcing from node "{self.node}" with protocol "{protocol}"'
+                )
+        self._announced = announced
+        failed = set(decision.announce_failed)
+        for key in sorted(failed - self._failed):
+            obj = self.services.store.get(key)
+            for ip in decision.announce_failed[key]:
+                log.warning("%s: none of the interfaces for %s exists on this node", key, ip)
+                if obj is not None:
+                    self.recorder.event(
+                        obj, WARNING, "announceFailed",
+                        f'the interfaces specified by LB IP "{ip}" doesn\'t exist in assigned node "{self.node}" '
+                        'with protocol "layer2"',
+                    )  # fmt: skip
+        self._failed = failed
+
+    # ------------------------------------------------------------------------------------------------ status
+    async def _status_loop(self) -> None:
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            await self._status_wake.wait()
+            self._status_wake.clear()
+            try:
+                await self.write_statuses()
+            except KubeError as err:
+                self.counters.update_errors += 1
+                delay = backoff.next()
+                log.warning("writing statuses failed: %s; retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+                self._status_wake.set()
+            else:
+                backoff.reset()
+
+    async def write_statuses(self) -> None:
+        await self._write_configuration_state()
+        decision = self.decision
+        if decision is None:
+            return
+        for kind, informer, desired in (
+            (st.L2, self.l2_statuses, decision.l2_status),
+            (st.BGP, self.bgp_statuses, decision.bgp_status),
+        ):
+            for action in st.plan_actions(kind, self.node, desired, informer.store.values()):
+                await self._execute(informer, action)
+
+    async def _execute(self, informer: Informer, action: st.Action) -> None:
+        ns = self.options.namespace
+        res = STATUS_RESOURCES[action.kind]
+        self.counters.updates += 1
+        if isinstance(action, st.Delete):
+            await self.client.delete(res, action.name, ns)
+            return
+        if isinstance(action, st.Create):
+            created = await self.client.create(res, st.new_object(action.kind, self.node, action.service, ns,
+                                                                  self.owner), ns)
+            informer.put_local(created)
+            name = st.name_of(created)
+        else:
+            name = action.name
+        try:
+            written = await self.client.patch(res, name, {"status": dict(action.status)}, ns, subresource="status")
+        except ApiError as err:
+            if err.not_found:
+                return  # deleted meanwhile; the next plan recreates it if still wanted
+            raise
+        informer.put_local(written)
+
+    def desired_state(self) -> dict[str, Any]:
+        """The ConfigurationState status for the latest evaluation (MetalLB's condition and summary)."""
+        if self.config_error is None:
+            status, reason, message = "True", "Reconciled", ""
+        else:
+            status, reason, message = "False", "ConfigurationError", f"configuration error: {self.config_error}"
+        current = self.states.store.get(f"{self.options.namespace}/{self.state_name}")
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for cond in ((current or {}).get("status") or {}).get("conditions") or []:
+            if cond.get("type") == CONDITION_TYPE and cond.get("status") == status and cond.get("lastTransitionTime"):
+                since = cond["lastTransitionTime"]
+        condition = {"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message,
+                     "lastTransitionTime": since}  # fmt: skip
+        result = "Valid" if status == "True" else "Invalid"
+        return {"conditions": [condition], "result": result, "errorSummary": message}
+
+    async def _write_configuration_state(self) -> None:
+        if not self.config_evaluated:
+            return
+        ns = self.options.namespace
+        current = self.states.store.get(f"{ns}/{self.state_name}")
+        want = self.desired_state()
+        if current is not None and _same_state(current.get("status") or {}, want):
+            return
+        if current is None:
+            meta: dict[str, Any] = {
+                "name": self.state_name,
+                "namespace": ns,
+                "labels": {"metallb.io/component-type": "speaker", "metallb.io/node-name": self.node},
+            }
+            if self.owner:
+                meta["ownerReferences"] = [self.owner]
+            created = await self.client.apply(CONFIGURATION_STATES, {"metadata": meta}, field_manager="ironlb-speaker")
+            self.states.put_local(created)
+        self.counters.updates += 1
+        written = await self.client.apply(
+            CONFIGURATION_STATES,
+            {"metadata": {"name": self.state_name, "namespace": ns}, "status": want},
+            field_manager=FIELD_MANAGER,
+            subresource="status",
+        )
+        self.states.put_local(written)
+
+
+def _same_state(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    if current.get("result") != want["result"] or (current.get("errorSummary") or "") != want["errorSummary"]:
+        return False
+    conds = {c.get("type"): c for c in current.get("conditions") or []}
+    for cond in want["conditions"]:
+        have = conds.get(cond["type"])
+        if have is None or any(have.get(k) != cond[k] for k in ("status", "reason", "message")):
+            return False
+    return True
+
+
+__all__ = ["COMPONENT", "Speaker", "SpeakerOptions", "read_secret_key", "slim_node", "slim_slice", "slim_status"]

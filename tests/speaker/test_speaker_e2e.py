@@ -1,0 +1,212 @@
+"""``ironlb speaker`` on three nodes in network namespaces against the real control plane, with ``ironlb
+controller`` assigning the IPs, an FRR router peering with every node and a client on the LAN.
+
+The tests share one environment (module scope) and run in order; each one leaves the nodes as it found them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ironlb.layer2.election import sort_candidates
+
+from .env import ROUTER_IP, SpeakerEnv, wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.netns]
+
+VIP = "192.168.1.240"
+
+
+def _l2_nodes(env: SpeakerEnv, name: str) -> list[str]:
+    return sorted(s["metadata"]["labels"]["metallb.io/node"] for s in env.statuses("l2", name))
+
+
+def _bgp_status(env: SpeakerEnv, name: str) -> dict[str, list[str]]:
+    """node -> peers of the Service's ServiceBGPStatus objects."""
+    return {s["metadata"]["labels"]["metallb.io/node"]: (s.get("status") or {}).get("peers") or []
+            for s in env.statuses("bgp", name)}
+
+
+def _metrics(env: SpeakerEnv, node: str) -> str:
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9120/metrics', timeout=5).read().decode())"
+    return env.lab.run(node, [env.speaker_command(node)[0], "-c", fetch]).stdout
+
+
+def _health(env: SpeakerEnv, node: str, path: str) -> str:
+    fetch = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:17472{path}', timeout=5).read().decode())"
+    return env.lab.run(node, [env.speaker_command(node)[0], "-c", fetch]).stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------------- layer 2
+def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
+    env.create_service("my-service", endpoints_on=env.nodes)
+    assert env.wait_ingress("my-service") == [VIP]
+    elected = sort_candidates(env.nodes, VIP)[0]
+    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what=f"ServiceL2Status on {elected}")
+    assert env.arping(VIP) == {elected}
+
+    (status,) = env.statuses("l2", "my-service")
+    meta = status["metadata"]
+    assert meta["generateName"] == "l2-" and meta["name"].startswith("l2-")
+    assert meta["labels"] == {"metallb.io/node": elected, "metallb.io/service-name": "my-service",
+                              "metallb.io/service-namespace": env.app}
+    assert status["status"] == {"node": elected, "serviceName": "my-service", "serviceNamespace": env.app,
+                                "interfaces": []}
+    assert [(o["kind"], o["name"]) for o in meta["ownerReferences"]] == [("Pod", f"speaker-{elected}")]
+    assert env.statuses("bgp", "my-service") == []  # the seed pool has no BGPAdvertisement
+
+    event = ("Normal", "nodeAssigned", f'announcing from node "{elected}" with protocol "layer2"', elected)
+    wait_for(lambda: event in env.events("my-service"), 10, what="nodeAssigned event")
+    assert all(e[3] == elected for e in env.events("my-service"))
+
+    for node in env.nodes:
+        state = env.configuration_state(node)
+        assert state is not None
+        assert state["metadata"]["labels"] == {"metallb.io/component-type": "speaker", "metallb.io/node-name": node}
+        assert state["status"]["result"] == "Valid"
+        assert [c["type"] for c in state["status"]["conditions"]] == ["configReconcilerValid"]
+    series = f'metallb_speaker_announced{{ip="{VIP}",node="{elected}",protocol="layer2",service="{env.app}/my-service"}} 1.0'
+    assert series in _metrics(env, elected)
+    others = [n for n in env.nodes if n != elected]
+    assert "metallb_speaker_announced{" not in _metrics(env, others[0])
+    assert "metallb_k8s_client_config_loaded_bool 1.0" in _metrics(env, others[0])
+    assert _health(env, elected, "/readyz") == "ok"
+
+
+@pytest.mark.parametrize("change", ["NetworkUnavailable", "exclude-label"])
+def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, change: str) -> None:
+    assert env.ingress("my-service") == [VIP]
+    order = sort_candidates(env.nodes, VIP)
+    elected, successor = order[0], order[1]
+    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what="steady state")
+
+    def set_(value: bool) -> None:
+        if change == "NetworkUnavailable":
+            env.set_network_unavailable(elected, value)
+        else:
+            env.set_excluded(elected, value)
+
+    with env.sniff_arp(VIP) as sniffer:
+        t0 = time.monotonic()
+        set_(True)
+        moved = sniffer.wait_mac_of(successor, t0, timeout=5)
+        assert moved is not None, env.logs()
+        assert moved - t0 < 1.0, f"{change}: {successor} took over after {moved - t0:.3f}s"
+        wait_for(lambda: _l2_nodes(env, "my-service") == [successor], 10, what=f"ServiceL2Status moved to {successor}")
+        assert env.arping(VIP) == {successor}
+
+        t1 = time.monotonic()
+        set_(False)
+        back = sniffer.wait_mac_of(elected, t1, timeout=5)
+        assert back is not None and back - t1 < 1.0, f"{change} cleared: {elected} back after {back}"
+    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what=f"ServiceL2Status back on {elected}")
+    assert env.arping(VIP) == {elected}
+
+
+def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
+    """With --ignore-exclude-lb on every speaker the exclude label moves nothing (NetworkUnavailable still does)."""
+    elected = sort_candidates(env.nodes, VIP)[0]
+    for node in env.nodes:
+        env.stop_speaker(node)
+    saved = list(env.speaker_args)
+    env.speaker_args.append("--ignore-exclude-lb")
+    try:
+        for node in env.nodes:
+            env.start_speaker(node)
+        wait_for(lambda: env.arping(VIP) == {elected}, 30, what="restarted speakers announce")
+        env.set_excluded(elected, True)
+        time.sleep(1.5)
+        assert env.arping(VIP) == {elected}
+        assert _l2_nodes(env, "my-service") == [elected]
+    finally:
+        env.set_excluded(elected, False)
+        for node in env.nodes:
+            env.stop_speaker(node)
+        env.speaker_args[:] = saved
+        for node in env.nodes:
+            env.start_speaker(node)
+    wait_for(lambda: env.arping(VIP) == {elected}, 20, what="speakers back")
+
+
+# ---------------------------------------------------------------------------------------------------- BGP
+def test_bgp_routes_and_statuses_follow_traffic_policy_and_node_state(env: SpeakerEnv) -> None:
+    pool = {"metallb.io/address-pool": "bgp"}
+    n1, n2, n3 = env.nodes
+    env.create_service("bgp-cluster", annotations=pool, endpoints_on=[n1])
+    env.create_service("bgp-local", annotations=pool, etp="Local", endpoints_on=[n2])
+    (cluster_ip,) = env.wait_ingress("bgp-cluster")
+    (local_ip,) = env.wait_ingress("bgp-local")
+
+    # ETP Cluster: every node advertises; ETP Local: only the node with the endpoint.
+    wait_for(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 20, what=f"{cluster_ip} via all nodes: {env.router_routes()}")
+    wait_for(lambda: env.next_hops(local_ip) == [n2], 20, what=f"{local_ip} via {n2}: {env.router_routes()}")
+    wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10,
+             what="a ServiceBGPStatus per node")
+    wait_for(lambda: _bgp_status(env, "bgp-local") == {n2: ["router"]}, 10, what=f"ServiceBGPStatus on {n2} only")
+    status = env.statuses("bgp", "bgp-local")[0]
+    assert status["metadata"]["generateName"] == "bgp-"
+    assert status["status"] == {"node": n2, "serviceName": "bgp-local", "serviceNamespace": env.app,
+                                "peers": ["router"]}
+    assert env.statuses("l2", "bgp-cluster") == []  # the bgp pool has no L2Advertisement
+    event = ("Normal", "nodeAssigned", f'announcing from node "{n2}" with protocol "bgp"', n2)
+    wait_for(lambda: event in env.events("bgp-local"), 10, what="nodeAssigned bgp")
+
+    # The endpoint moves: so does the ETP Local route and its status.
+    env.set_endpoints("bgp-local", [n3])
+    wait_for(lambda: env.next_hops(local_ip) == [n3], 10, what=f"{local_ip} via {n3}")
+    wait_for(lambda: _bgp_status(env, "bgp-local") == {n3: ["router"]}, 10, what=f"status moved to {n3}")
+
+    # NetworkUnavailable and the exclude label withdraw a node's routes and delete its statuses.
+    env.set_network_unavailable(n1, True)
+    env.set_excluded(n3, True)
+    try:
+        wait_for(lambda: env.next_hops(cluster_ip) == [n2], 10, what=f"{cluster_ip} via {n2} only")
+        wait_for(lambda: local_ip not in str(env.router_routes()), 10, what=f"{local_ip} withdrawn")
+        wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n2: ["router"]}, 10, what="statuses of n1, n3 deleted")
+        wait_for(lambda: _bgp_status(env, "bgp-local") == {}, 10, what="bgp-local status deleted")
+    finally:
+        env.set_network_unavailable(n1, False)
+        env.set_excluded(n3, False)
+    wait_for(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 10, what="all nodes back")
+    wait_for(lambda: env.next_hops(local_ip) == [n3], 10, what=f"{local_ip} back via {n3}")
+    wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10, what="statuses back")
+    metrics = _metrics(env, n1)
+    assert f'metallb_bgp_session_up{{peer="{ROUTER_IP}:179"}} 1.0' in metrics
+    assert f'metallb_speaker_announced{{ip="{cluster_ip}",node="{n1}",protocol="bgp",service="{env.app}/bgp-cluster"}} 1.0' in metrics
+
+
+# ---------------------------------------------------------------------------------------------------- apiserver gone
+def test_announcements_survive_an_unreachable_apiserver(env: SpeakerEnv) -> None:
+    elected = sort_candidates(env.nodes, VIP)[0]
+    cluster_ip = env.ingress("bgp-cluster")[0]
+    env.stop_host_bridge()
+    try:
+        time.sleep(3)  # informers and the status loop see connection errors meanwhile
+        assert env.arping(VIP) == {elected}
+        assert env.next_hops(cluster_ip) == sorted(env.nodes)
+        assert _health(env, elected, "/healthz") == "ok"
+    finally:
+        env.start_host_bridge()
+    env.create_service("after-outage", endpoints_on=env.nodes)
+    ip = env.wait_ingress("after-outage")[0]
+    winner = sort_candidates(env.nodes, ip)[0]
+    wait_for(lambda: _l2_nodes(env, "after-outage") == [winner], 60, what="speakers caught up after the outage")
+    wait_for(lambda: env.arping(ip) == {winner}, 10, what=f"{ip} answered by {winner}")
+
+
+# ---------------------------------------------------------------------------------------------------- deletion
+def test_deleting_services_removes_announcements_and_statuses(env: SpeakerEnv) -> None:
+    cluster_ip = env.ingress("bgp-cluster")[0]
+    local_ip = env.ingress("bgp-local")[0]
+    for name in ("my-service", "bgp-cluster", "bgp-local", "after-outage"):
+        env.delete_service(name)
+    wait_for(lambda: not env.statuses("l2") and not env.statuses("bgp"), 10,
+             what=f"statuses deleted: {env.statuses('l2')} {env.statuses('bgp')}")
+    wait_for(lambda: not any(ip in p for p in env.router_routes() for ip in (cluster_ip, local_ip)), 10,
+             what=f"routes withdrawn: {env.router_routes()}")
+    assert env.arping(VIP, count=2) == set()
+    for node in env.nodes:
+        assert "metallb_speaker_announced{" not in _metrics(env, node)
+

@@ -1,0 +1,159 @@
+"""The speaker's pure parts: the node-filtered configuration, the per-node decision and the status plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ironlb.bgp.planner import ServiceInput
+from ironlb.cluster.objects import Endpoint, EndpointSlice, Node, Service
+from ironlb.config import load_objects
+from ironlb.layer2.election import sort_candidates
+from ironlb.speaker import status as st
+from ironlb.speaker.decide import IP_NOT_ALLOWED, decide_node, for_node, pool_for, speaker_config
+from ironlb.speaker.speaker import slim_node
+
+NS = "metallb-system"
+
+
+def _objs(peer_selector: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    sel = [{"matchLabels": peer_selector}] if peer_selector else []
+    return [
+        {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "l2", "namespace": NS},
+         "spec": {"addresses": ["192.168.1.240/30"]}},
+        {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "bgp", "namespace": NS},
+         "spec": {"addresses": ["10.0.0.0/24"]}},
+        {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "l2", "namespace": NS},
+         "spec": {"ipAddressPools": ["l2"]}},
+        {"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement", "metadata": {"name": "b", "namespace": NS},
+         "spec": {"ipAddressPools": ["bgp"], "nodeSelectors": sel}},
+        {"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer", "metadata": {"name": "r", "namespace": NS},
+         "spec": {"myASN": 64513, "peerASN": 64512, "peerAddress": "192.168.1.1", "nodeSelectors": sel}},
+    ]  # fmt: skip
+
+
+def _svc(name: str, ip: str, *, etp: str = "Cluster", lb_class: str | None = None) -> Service:
+    return Service("app", name, "LoadBalancer", cluster_ips=("10.96.0.10",), ingress=(ip,),
+                   external_traffic_policy=etp, load_balancer_class=lb_class)  # fmt: skip
+
+
+def _slice(name: str, *nodes: str) -> EndpointSlice:
+    return EndpointSlice("app", f"{name}-x", name, tuple(Endpoint((f"10.244.0.{i}",), n) for i, n in enumerate(nodes)))
+
+
+NODES = [Node("a"), Node("b"), Node("c")]
+
+
+def test_peers_and_bgp_ads_filtered_to_this_node_but_l2_ads_kept() -> None:
+    res = load_objects(_objs({"rack": "1"}), default_namespace=NS)
+    assert [p.name for p in for_node(res, {"rack": "1"}).bgp_peers] == ["r"]
+    mine = for_node(res, {"rack": "2"})
+    assert mine.bgp_peers == () and mine.bgp_advertisements == ()
+    assert len(mine.l2_advertisements) == 1
+    assert speaker_config(_objs({"rack": "1"}), {"rack": "2"}, NS).peers == ()
+
+
+def test_a_broken_peer_for_another_node_does_not_invalidate_this_one() -> None:
+    objs = _objs({"rack": "1"})
+    objs[4]["spec"]["peerAddress"] = "not-an-ip"
+    config = speaker_config(objs, {"rack": "2"}, NS)  # MetalLB 1.2/23: only peers selecting the node count
+    assert [p.name for p in config.pools] == ["bgp", "l2"]
+
+
+def test_pool_for_needs_every_ip() -> None:
+    config = speaker_config(_objs(), {}, NS)
+    assert pool_for(config, ["192.168.1.241"]).name == "l2"  # type: ignore[union-attr]
+    assert pool_for(config, ["192.168.1.241", "10.0.0.1"]) is None
+    assert pool_for(config, ["8.8.8.8"]) is None
+
+
+def _inputs(config: Any, *svcs: tuple[Service, EndpointSlice]) -> dict[str, ServiceInput]:
+    return {s.key: ServiceInput(s, pool_for(config, s.ingress), (e,)) for s, e in svcs}
+
+
+def test_decide_node_l2_winner_statuses_and_series() -> None:
+    config = speaker_config(_objs(), {}, NS)
+    ip = "192.168.1.241"
+    inputs = _inputs(config, (_svc("web", ip), _slice("web", "a", "b", "c")))
+    winner = sort_candidates(["a", "b", "c"], ip)[0]
+    for node in ("a", "b", "c"):
+        d = decide_node(config, node, NODES, inputs, live=None)
+        assert d.layer2["app/web"].node == winner
+        if node == winner:
+            assert d.announcement.layer2 == {ip: ()}
+            assert d.l2_status == {"app/web": ()}
+            assert d.announcement.series == {("app/web", "layer2", node, ip)}
+        else:
+            assert d.announcement.layer2 == {} and d.l2_status == {}
+    # Only live members count; without quorum nothing is announced over L2.
+    others = [n for n in ("a", "b", "c") if n != winner]
+    d = decide_node(config, others[0], NODES, inputs, live=others)
+    assert d.layer2["app/web"].node == sort_candidates(others, ip)[0]
+    d = decide_node(config, winner, NODES, inputs, live=["a", "b", "c"], may_announce_l2=False)
+    assert d.announcement.layer2 == {}
+    # The interface the advertisement names does not exist here: announceFailed, nothing announced.
+    d = decide_node(config, winner, NODES, inputs, live=None, interfaces_available=lambda ifs: False)
+    assert d.announce_failed == {"app/web": (ip,)} and d.announcement.layer2 == {}
+
+
+def test_decide_node_ip_outside_every_pool_is_not_announced() -> None:
+    config = speaker_config(_objs(), {}, NS)
+    inputs = {"app/x": ServiceInput(_svc("x", "8.8.8.8"), None, (_slice("x", "a"),))}
+    d = decide_node(config, "a", NODES, inputs, live=None)
+    assert d.layer2["app/x"].reason == IP_NOT_ALLOWED and d.announcement.layer2 == {}
+
+
+def test_decide_node_bgp_cluster_local_and_node_state() -> None:
+    config = speaker_config(_objs(), {}, NS)
+    inputs = _inputs(config, (_svc("c", "10.0.0.1"), _slice("c", "a")),
+                     (_svc("l", "10.0.0.2", etp="Local"), _slice("l", "b")))  # fmt: skip
+    a = decide_node(config, "a", NODES, inputs, live=None)
+    b = decide_node(config, "b", NODES, inputs, live=None)
+    assert a.bgp_status == {"app/c": ("r",)}
+    assert b.bgp_status == {"app/c": ("r",), "app/l": ("r",)}
+    assert ("app/l", "bgp", "b", "10.0.0.2") in b.announcement.series
+    excluded = [Node("a"), Node("b", {"node.kubernetes.io/exclude-from-external-load-balancers": ""}), Node("c")]
+    assert decide_node(config, "b", excluded, inputs, live=None).bgp_status == {}
+    assert decide_node(config, "b", excluded, inputs, live=None, ignore_exclude_lb=True).bgp_status == b.bgp_status
+    down = [Node("a"), Node("b", network_unavailable=True), Node("c")]
+    assert decide_node(config, "b", down, inputs, live=None).bgp_status == {}
+
+
+def test_status_plan_l2_winner_cleans_up() -> None:
+    def obj(name: str, node: str, svc: str = "web", status: dict[str, Any] | None = None) -> dict[str, Any]:
+        labels = {st.NODE_LABEL: node, st.SERVICE_NAME_LABEL: svc, st.SERVICE_NAMESPACE_LABEL: "app"}
+        return {"metadata": {"name": name, "labels": labels}, "status": status or {}}
+
+    good = st.desired_status(st.L2, "a", "app/web", [])
+    existing = [obj("l2-1", "a", status=good), obj("l2-2", "a"), obj("l2-3", "b"), obj("l2-4", "a", "gone")]
+    actions = st.plan_actions(st.L2, "a", {"app/web": ()}, existing)
+    assert set(actions) == {st.Delete(st.L2, "l2-2"), st.Delete(st.L2, "l2-3"), st.Delete(st.L2, "l2-4")}
+    # A loser deletes only its own; it never touches the winner's.
+    assert st.plan_actions(st.L2, "b", {}, existing) == [st.Delete(st.L2, "l2-3")]
+    created = st.plan_actions(st.L2, "c", {"app/web": ("eth0",)}, [])
+    assert created == [st.Create(st.L2, "app/web", {"node": "c", "serviceName": "web", "serviceNamespace": "app",
+                                                    "interfaces": [{"name": "eth0"}]})]
+    # BGP: only its own objects, rewritten when the peers change.
+    bgp = [obj("bgp-1", "a", status=st.desired_status(st.BGP, "a", "app/web", ["r1"])), obj("bgp-2", "b")]
+    assert st.plan_actions(st.BGP, "a", {"app/web": ("r1", "r2")}, bgp) == [
+        st.WriteStatus(st.BGP, "bgp-1", st.desired_status(st.BGP, "a", "app/web", ["r1", "r2"]))
+    ]
+    meta = st.new_object(st.BGP, "a", "app/web", NS, {"kind": "Pod", "name": "p", "uid": "u", "apiVersion": "v1"})
+    assert meta["metadata"]["generateName"] == "bgp-"
+    assert meta["metadata"]["ownerReferences"][0]["name"] == "p"
+
+
+def test_slim_node_keeps_only_what_matters() -> None:
+    node = {"metadata": {"name": "a", "labels": {"x": "1"}, "annotations": {"big": "y" * 1000}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"},
+                                      {"type": "NetworkUnavailable", "status": "True"}], "images": [1, 2]}}  # fmt: skip
+    slim = slim_node(node)
+    assert Node.from_dict(slim) == Node("a", {"x": "1"}, True)
+    assert "annotations" not in slim["metadata"] and "images" not in slim["status"]
+
+
+def test_lb_class_filter_is_the_controllers() -> None:
+    from ironlb.ipam.service import handles_class
+
+    assert handles_class(_svc("x", "1.1.1.1"), "")
+    assert not handles_class(_svc("x", "1.1.1.1", lb_class="other"), "")
+    assert handles_class(_svc("x", "1.1.1.1", lb_class="mine"), "mine")
