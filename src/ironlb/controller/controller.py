@@ -32,7 +32,6 @@ from typing import Any
 from ironlb.cluster.objects import Service
 from ironlb.config import ConfigError, build, load_objects
 from ironlb.config.types import Config
-from ironlb.controller.metrics import ClientCounters
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.capacity import clamp_int64
 from ironlb.ipam.reprocess import startup_order
@@ -53,6 +52,7 @@ from ironlb.kube.client import (
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.informer import DELETED, MODIFIED, Informer
 from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
+from ironlb.metrics.client import ClientCounters
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,23 @@
 """The controller's Prometheus metrics under MetalLB's exact names.
 
 A custom collector reads the allocator at scrape time, so the per-pool gauges are always current and vanish with
-their pool (MetalLB deletes them on pool removal). Counters are exposed as ``counter`` families built by hand:
-prometheus_client's ``Counter`` would add a ``_created`` series next to ``metallb_k8s_client_updates_total``.
+their pool (MetalLB deletes them on pool removal). The ``metallb_k8s_client_*`` families come from
+:mod:`ironlb.metrics.client`, shared with the speaker.
 Gauges are clamped to int64 like MetalLB's (ironlb counts an IPv6 /64 exactly; the metric cannot).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.capacity import clamp_int64
+from ironlb.metrics.client import ClientCollector, ClientCounters
 
 _POOL_GAUGES = (
     ("metallb_allocator_addresses_total", "Number of usable IP addresses, per pool"),
@@ -29,16 +29,6 @@ _POOL_GAUGES = (
 )
 
 
-@dataclass
-class ClientCounters:
-    """MetalLB's ``metallb_k8s_client_*`` values, written by the controller."""
-
-    updates: int = 0
-    update_errors: int = 0
-    config_loaded: bool = False
-    config_stale: bool = False
-
-
 class ControllerCollector(Collector):
     def __init__(
         self,
@@ -48,40 +38,13 @@ class ControllerCollector(Collector):
     ) -> None:
         self._allocator = allocator
         self.counters = counters
-        self._requests = requests
+        self._client = ClientCollector(counters, requests)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # unchecked collector: nothing to describe up front
 
     def collect(self) -> Iterator[Metric]:
-        c = self.counters
-        updates = CounterMetricFamily(
-            "metallb_k8s_client_updates_total", "Number of k8s object updates that have been processed."
-        )
-        updates.add_metric([], c.updates)
-        errors = CounterMetricFamily(
-            "metallb_k8s_client_update_errors_total", "Number of k8s object updates that failed for some reason."
-        )
-        errors.add_metric([], c.update_errors)
-        loaded = GaugeMetricFamily(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if the MetalLB configuration was successfully loaded at least once.",
-        )
-        loaded.add_metric([], 1.0 if c.config_loaded else 0.0)
-        stale = GaugeMetricFamily(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if running on a stale configuration, because the latest config failed to load.",
-        )
-        stale.add_metric([], 1.0 if c.config_stale else 0.0)
-        yield from (updates, errors, loaded, stale)
-        if self._requests is not None:
-            sent = CounterMetricFamily(
-                "ironlb_k8s_client_requests_total", "Requests sent to the Kubernetes API, per verb.", labels=["verb"]
-            )
-            for verb, n in sorted(self._requests().items()):
-                sent.add_metric([verb], n)
-            yield sent
-
+        yield from self._client.collect()
         families = [GaugeMetricFamily(name, doc, labels=["pool"]) for name, doc in _POOL_GAUGES]
         allocator = self._allocator()
         if allocator is not None:
@@ -107,3 +70,6 @@ def registry_for(collector: ControllerCollector, *, process: bool = True) -> Col
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
     return registry
+
+
+__all__ = ["ClientCounters", "ControllerCollector", "registry_for"]

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY
 
-from ironlb.controller.metrics import ClientCounters
 from ironlb.kube.client import KubeClient, KubeError, in_cluster_namespace
 from ironlb.kube.events import EventRecorder
+from ironlb.metrics.client import ClientCounters
 from ironlb.metrics.server import HealthServer
 
 from .metrics import SpeakerCollector

@@ -36,7 +36,6 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.types import Config
 from ironlb.controller.controller import slim
-from ironlb.controller.metrics import ClientCounters
 from ironlb.ipam.service import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -66,6 +65,7 @@ from ironlb.kube.events import NORMAL, WARNING, EventRecorder
 from ironlb.kube.informer import MODIFIED, Backoff, Informer
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.metrics.client import ClientCounters
 
 from . import status as st
 from .announcer import BGP, LAYER2, Announcer
