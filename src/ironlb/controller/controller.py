@@ -26,7 +26,6 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from ironlb.cluster.objects import Service
@@ -53,6 +52,7 @@ from ironlb.kube.events import EventRecorder
 from ironlb.kube.informer import DELETED, MODIFIED, Informer
 from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
 from ironlb.metrics.client import ClientCounters
+from ironlb.status.configuration import desired_status, same_status
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,6 @@ def slim(obj: Obj) -> Obj:
 def _ingress_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
     ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return tuple(str(i["ip"]) for i in ingress if isinstance(i, Mapping) and i.get("ip"))
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Controller:
@@ -414,22 +410,8 @@ class Controller:
 
     def desired_state(self) -> dict[str, Any]:
         """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
-        if self.config_error is None:
-            status, reason, message = "True", "Reconciled", ""
-        else:
-            status, reason, message = "False", "ConfigurationError", f"configuration error: {self.config_error}"
         current = self.states.store.get(f"{self.options.namespace}/{STATE_NAME}")
-        since = _now()
-        for cond in ((current or {}).get("status") or {}).get("conditions") or []:
-            if cond.get("type") == CONDITION_TYPE and cond.get("status") == status and cond.get("lastTransitionTime"):
-                since = cond["lastTransitionTime"]
-        condition = {"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message,
-                     "lastTransitionTime": since}
-        return {
-            "conditions": [condition],
-            "result": "Valid" if status == "True" else "Invalid",
-            "errorSummary": message,
-        }
+        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"))
 
     async def _write_configuration_state(self) -> None:
         if not self.config_evaluated:
@@ -437,7 +419,7 @@ class Controller:
         ns = self.options.namespace
         current = self.states.store.get(f"{ns}/{STATE_NAME}")
         want = self.desired_state()
-        if current is not None and _same_state((current.get("status") or {}), want):
+        if current is not None and same_status((current.get("status") or {}), want):
             return
         meta: dict[str, Any] = {
             "name": STATE_NAME, "namespace": ns, "labels": {"metallb.io/component-type": "controller"}
@@ -454,14 +436,3 @@ class Controller:
             field_manager=FIELD_MANAGER, subresource="status",
         )
         self.states.put_local(written)
-
-
-def _same_state(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    if current.get("result") != want["result"] or (current.get("errorSummary") or "") != want["errorSummary"]:
-        return False
-    conds = {c.get("type"): c for c in current.get("conditions") or []}
-    for cond in want["conditions"]:
-        have = conds.get(cond["type"])
-        if have is None or any(have.get(k) != cond[k] for k in ("status", "reason", "message")):
-            return False
-    return True

@@ -25,9 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +64,7 @@ from ironlb.kube.informer import MODIFIED, Backoff, Informer
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.metrics.client import ClientCounters
+from ironlb.status.configuration import desired_status, same_status
 
 from . import status as st
 from .announcer import BGP, LAYER2, Announcer
@@ -558,20 +557,9 @@ class Speaker:
         informer.put_local(written)
 
     def desired_state(self) -> dict[str, Any]:
-        """The ConfigurationState status for the latest evaluation (MetalLB's condition and summary)."""
-        if self.config_error is None:
-            status, reason, message = "True", "Reconciled", ""
-        else:
-            status, reason, message = "False", "ConfigurationError", f"configuration error: {self.config_error}"
+        """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
         current = self.states.store.get(f"{self.options.namespace}/{self.state_name}")
-        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for cond in ((current or {}).get("status") or {}).get("conditions") or []:
-            if cond.get("type") == CONDITION_TYPE and cond.get("status") == status and cond.get("lastTransitionTime"):
-                since = cond["lastTransitionTime"]
-        condition = {"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message,
-                     "lastTransitionTime": since}  # fmt: skip
-        result = "Valid" if status == "True" else "Invalid"
-        return {"conditions": [condition], "result": result, "errorSummary": message}
+        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"))
 
     async def _write_configuration_state(self) -> None:
         if not self.config_evaluated:
@@ -579,7 +567,7 @@ class Speaker:
         ns = self.options.namespace
         current = self.states.store.get(f"{ns}/{self.state_name}")
         want = self.desired_state()
-        if current is not None and _same_state(current.get("status") or {}, want):
+        if current is not None and same_status(current.get("status") or {}, want):
             return
         if current is None:
             meta: dict[str, Any] = {
@@ -599,17 +587,6 @@ class Speaker:
             subresource="status",
         )
         self.states.put_local(written)
-
-
-def _same_state(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    if current.get("result") != want["result"] or (current.get("errorSummary") or "") != want["errorSummary"]:
-        return False
-    conds = {c.get("type"): c for c in current.get("conditions") or []}
-    for cond in want["conditions"]:
-        have = conds.get(cond["type"])
-        if have is None or any(have.get(k) != cond[k] for k in ("status", "reason", "message")):
-            return False
-    return True
 
 
 __all__ = ["COMPONENT", "Speaker", "SpeakerOptions", "read_secret_key", "slim_node", "slim_slice", "slim_status"]

@@ -1,0 +1,1 @@
+"""Status written back to Kubernetes that both components share."""
