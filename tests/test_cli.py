@@ -368,3 +368,22 @@ def test_plan_bgp_routes(tmp_path: Path) -> None:
     assert svcs["default/gone"]["bgp"] == []
     # BGP is not Layer 2: without an L2Advertisement nobody answers ARP.
     assert svcs["default/cluster"]["layer2"]["node"] is None
+
+
+def test_run_refuses_bad_arguments_before_touching_the_network(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    short = write(tmp_path, "short", "abc\n")
+    members = "n1=127.0.0.1:17946,n2=127.0.0.2:17946"
+    cases = [
+        (("--state", state, "--node", "n1", "--members", members, "--secret-file", short), "at least 16 bytes"),
+        (("--state", state, "--node", "n9", "--members", members), "is not one of --members"),
+        (("--state", tmp_path / "missing", "--node", "n1"), "is not a directory"),
+        (("--state", state, "--node", "n1", "--members", "n1"), "NAME=ADDR"),
+        (("--state", state, "--node", "n1", "--secret-file", tmp_path / "nope"), "No such file"),
+    ]
+    for args, message in cases:
+        r = ironlb("run", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr

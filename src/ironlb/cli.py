@@ -72,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ironlb.membership import MembershipConfig, parse_members
+    from ironlb.membership.protocol import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
     from ironlb.standalone.runner import Runner, RunOptions
 
@@ -85,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if members and args.node not in members:
         print(f"ironlb run: --node {args.node} is not one of --members", file=sys.stderr)
+        return 2
+    if secret is not None and len(secret) < MIN_SECRET_LEN:
+        print(f"ironlb run: --secret-file {args.secret_file}: the secret must be at least {MIN_SECRET_LEN} bytes "
+              "(for example: head -c 32 /dev/urandom | base64 > FILE)", file=sys.stderr)
         return 2
     state = Path(args.state)
     if not state.is_dir():
