@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ironlb.membership import MembershipConfig, parse_members
-    from ironlb.membership.protocol import MIN_SECRET_LEN
+    from ironlb.membership.wire import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
     from ironlb.standalone.runner import Runner, RunOptions
 
