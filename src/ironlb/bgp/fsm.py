@@ -330,6 +330,12 @@ class Session:
         self._keepalive_deadline = None
 
     def _pick_router_id(self) -> IPv4Address:
+        """Configured, else the session's local IPv4, else crc32 of the node name.
+
+        MetalLB (IPv4-only) tries the first IPv4 of the interface holding a local IPv6 before the crc32. ironlb
+        skips that step on purpose: with IPv4 and IPv6 sessions to the same iBGP router it gives both the same
+        identifier, and FRR then did not install the IPv6 routes (tests/bgp/test_interop_frr.py).
+        """
         if self.config.router_id is not None:
             return self.config.router_id
         if isinstance(self.local_address, IPv4Address):
