@@ -1,0 +1,20 @@
+"""Suite-wide rules. In CI (``CI=true``) a skipped test fails: every test must be able to run there, because
+``make test`` installs everything the suite needs (README). Locally, tests that need root, network namespaces or
+the kube binaries skip with the reason instead."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped in CI, which must run every test: {reason}"
