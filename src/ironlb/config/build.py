@@ -311,24 +311,9 @@ class _Builder:
         if s.peer_address != "" and s.interface != "":
             raise _Problem("peer has both Address and Interface specified", field="spec.peerAddress, spec.interface")
         hold, keepalive = _timers(s.hold_time, s.keepalive_time)
-        address = ""
-        if s.peer_address:
-            ip = parse_ip(s.peer_address)
-            if ip is None:
-                raise _Problem(f"invalid BGPPeer address {goq(s.peer_address)}", field="spec.peerAddress")
-            address = str(ip)
-        router_id = ""
-        if s.router_id:
-            rid = parse_ip(s.router_id)
-            if rid is None:
-                raise _Problem(f"invalid router ID {goq(s.router_id)}", field="spec.routerID")
-            router_id = str(rid)
-        source = ""
-        if s.source_address:
-            src = parse_ip(s.source_address)
-            if src is None:
-                raise _Problem(f"invalid source IP {goq(s.source_address)}", field="spec.sourceAddress")
-            source = str(src)
+        address = _optional_ip(s.peer_address, "invalid BGPPeer address", "spec.peerAddress")
+        router_id = _optional_ip(s.router_id, "invalid router ID", "spec.routerID")
+        source = _optional_ip(s.source_address, "invalid source IP", "spec.sourceAddress")
         node_selectors = self.selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors")
         port = 179 if s.peer_port in (None, 0) else s.peer_port
         if not 1 <= port <= 16384:
@@ -793,6 +778,16 @@ class _Builder:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def _optional_ip(text: str, message: str, field: str) -> str:
+    """The canonical form of an optional IP field ("" when unset); MetalLB's ``<message> "<value>"`` if invalid."""
+    if not text:
+        return ""
+    ip = parse_ip(text)
+    if ip is None:
+        raise _Problem(f"{message} {goq(text)}", field=field)
+    return str(ip)
+
+
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     raw = (obj.get("metadata") or {}).get("labels") or {}
     return {str(k): "" if v is None else str(v) for k, v in raw.items()}
