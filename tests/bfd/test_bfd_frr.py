@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.jsonlines import ChildExited, JsonLineReader
+from ironlb.lab.jsonlines import JsonLinesChild
 from ironlb.lab.netns import NetnsLab
 from tests.bfd.frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
 
@@ -24,11 +24,11 @@ HERE = Path(__file__).resolve().parent
 PROFILE = {"name": "fast", "receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}
 
 
-class BFDProc:
+class BFDProc(JsonLinesChild):
     """tests/bfd/bfd_proc.py in a namespace; JSON lines both ways."""
 
     def __init__(self, lab: NetnsLab, ns: str, config: dict[str, Any]) -> None:
-        self.proc = lab.popen(
+        proc = lab.popen(
             ns,
             [sys.executable, str(HERE / "bfd_proc.py"), json.dumps(config)],
             stdin=subprocess.PIPE,
@@ -36,38 +36,7 @@ class BFDProc:
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": f"{HERE.parent.parent / 'src'}:{HERE.parent.parent}"},
         )
-        self.lines: list[dict[str, Any]] = []
-        assert self.proc.stdout is not None
-        self._reader = JsonLineReader(self.proc.stdout)
-        assert self.read(10) == {"ready": True}
-
-    def read(self, timeout: float) -> dict[str, Any]:
-        try:
-            msg = self._reader.read(timeout)
-        except TimeoutError:
-            raise TimeoutError(f"bfd_proc did not answer; saw {self.lines}") from None
-        except ChildExited:
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"bfd_proc exited with {self.proc.wait()}: {err}") from None
-        self.lines.append(msg)
-        return msg
-
-    def wait_for(self, key: str, value: Any, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {key}={value}; saw {self.lines}")
-            msg = self.read(left)
-            if msg.get(key) == value:
-                return msg
-
-    def seen(self, key: str, value: Any, timeout: float, since: int = 0) -> dict[str, Any]:
-        """Like wait_for, but a line read earlier (from index ``since``) counts too."""
-        for msg in self.lines[since:]:
-            if msg.get(key) == value:
-                return msg
-        return self.wait_for(key, value, timeout)
+        super().__init__(proc, "bfd_proc")
 
     def info(self) -> dict[str, Any]:
         self.send(cmd="info")
@@ -76,10 +45,6 @@ class BFDProc:
             if "info" in msg:
                 return dict(msg["info"])
 
-    def send(self, **cmd: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
 
 
 def poll(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:

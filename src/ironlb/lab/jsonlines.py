@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import subprocess
 import time
 from typing import IO, Any
 
@@ -40,3 +41,54 @@ class JsonLineReader:
         line, self._buf = self._buf.split(b"\n", 1)
         msg: dict[str, Any] = json.loads(line)
         return msg
+
+
+class JsonLinesChild:
+    """A helper process that talks JSON lines both ways; every line it sent is kept in ``lines``.
+
+    Expects ``{"ready": true}`` as the first line.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], name: str, ready_timeout: float = 10.0) -> None:
+        self.proc = proc
+        self.name = name
+        self.lines: list[dict[str, Any]] = []
+        assert proc.stdout is not None
+        self._reader = JsonLineReader(proc.stdout)
+        first = self.read(ready_timeout)
+        if first != {"ready": True}:
+            raise RuntimeError(f"{name} started with {first}")
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        try:
+            msg = self._reader.read(timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name} did not answer; saw {self.lines}") from None
+        except ChildExited:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"{self.name} exited with {self.proc.wait()}: {err}") from None
+        self.lines.append(msg)
+        return msg
+
+    def wait_for(self, key: str, value: Any, timeout: float) -> dict[str, Any]:
+        """The next line with ``key == value``, reading (and keeping) the lines before it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {key}={value} from {self.name}; saw {self.lines}")
+            msg = self.read(left)
+            if msg.get(key) == value:
+                return msg
+
+    def seen(self, key: str, value: Any, timeout: float, since: int = 0) -> dict[str, Any]:
+        """Like :meth:`wait_for`, but a line read earlier (from index ``since``) counts too."""
+        for msg in self.lines[since:]:
+            if msg.get(key) == value:
+                return msg
+        return self.wait_for(key, value, timeout)
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
