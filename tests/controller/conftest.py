@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.conftest import control_plane, namespace  # noqa: F401 - fixtures re-exported for this directory
 from tests.kube.controlplane import ControlPlane
 
 from .helpers import ControllerProcess, delete_test_services
 
 
 @pytest.fixture
-def clean(control_plane: ControlPlane) -> Iterator[None]:  # noqa: F811
+def clean(control_plane: ControlPlane) -> Iterator[None]:
     """No LoadBalancer Service of an earlier test is left to compete for addresses."""
     delete_test_services(control_plane)
     yield
@@ -25,7 +24,7 @@ def clean(control_plane: ControlPlane) -> Iterator[None]:  # noqa: F811
 
 @pytest.fixture
 def controller(
-    control_plane: ControlPlane, namespace: str, clean: None, tmp_path: Path  # noqa: F811
+    control_plane: ControlPlane, namespace: str, clean: None, tmp_path: Path
 ) -> Iterator[Callable[..., ControllerProcess]]:
     """A factory: ``controller(*extra_args, namespace=ns)`` starts ``ironlb controller`` and waits for /readyz."""
     started: list[ControllerProcess] = []
