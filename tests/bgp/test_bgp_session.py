@@ -244,3 +244,25 @@ async def test_close_while_connecting_is_prompt() -> None:
     await asyncio.sleep(0.1)
     async with asyncio.timeout(2):
         await s.close()
+
+
+def test_address_beside_the_session_address() -> None:
+    """The next hop of the other family on a dual-stack session: a global address on the same interface."""
+    from ipaddress import ip_address
+
+    from ironlb.bgp.session import address_beside_in
+
+    links = [
+        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1"}, {"family": "inet6", "local": "::1"}]},
+        {"ifname": "eth0", "addr_info": [
+            {"family": "inet", "local": "192.0.2.5"},
+            {"family": "inet6", "local": "fe80::1"},
+            {"family": "inet6", "local": "fd00::5"},
+        ]},
+        {"ifname": "eth1", "addr_info": [{"family": "inet6", "local": "fd01::5"}, {"family": "inet6", "local": "fe80::2"}]},
+    ]
+    assert address_beside_in(links, ip_address("192.0.2.5"), 6) == ip_address("fd00::5")  # link-local skipped
+    assert address_beside_in(links, ip_address("fd00::5"), 4) == ip_address("192.0.2.5")
+    assert address_beside_in(links, ip_address("fd01::5"), 4) is None
+    assert address_beside_in(links, ip_address("127.0.0.1"), 6) is None  # loopback is never a next hop
+    assert address_beside_in(links, ip_address("198.51.100.1"), 6) is None

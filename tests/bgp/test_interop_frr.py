@@ -347,3 +347,41 @@ def test_graceful_restart_keeps_routes_across_a_speaker_restart(bgp_lan: tuple[B
             break
         assert time.monotonic() < deadline, paths
         time.sleep(0.1)
+
+
+def test_dual_stack_session_carries_the_other_family_with_a_next_hop_of_its_own(bgp_lan: tuple[BgpLan, FRR]) -> None:
+    """dualStackAddressFamily: one IPv4 session carries IPv6 prefixes too, with the node's own IPv6 as next hop
+    (found beside the session's IPv4 on the same interface), not a v4-mapped or empty one."""
+    lan, frr = bgp_lan
+    names = sorted(lan.nodes)
+    v4 = {n: lan.node_ip(n) for n in names}
+    v6 = {n: lan.node_ip(n, v6=True) for n in names}
+    lines = ["router bgp 64512", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy",
+             " no bgp default ipv4-unicast", " no bgp network import-check"]
+    for ip in v4.values():
+        lines += [f" neighbor {ip} remote-as 64513", f" neighbor {ip} timers connect 1"]
+    for family in ("ipv4", "ipv6"):
+        lines.append(f" address-family {family} unicast")
+        lines += [f"  neighbor {ip} activate" for ip in v4.values()]
+        lines.append(" exit-address-family")
+    frr.configure("\n".join(lines) + "\n")
+    config = POOL + "---\n" + doc(
+        """
+        apiVersion: metallb.io/v1beta1
+        kind: BGPAdvertisement
+        metadata: {name: all, namespace: metallb-system}
+        spec: {ipAddressPools: [bgp]}
+        """
+    )
+    config += "---\n" + peer_yaml("tor", 64513, 64512, ROUTER4, holdTime="9s", connectTime="1s",
+                                  dualStackAddressFamily=True)
+    lan.write_all("config.yaml", config)
+    lan.write_all("web.yaml", service_yaml("web", "10.50.0.10"))
+    lan.write_all("web6.yaml", service_yaml("web6", "fd00:50::10"))
+    for n in lan.nodes.values():
+        n.start()
+    poll(lambda: all(established(frr, ip) for ip in v4.values()), 20, "sessions up")
+    poll(lambda: next_hops(frr, "10.50.0.10/32") == set(v4.values()), 10, "IPv4 /32 from all nodes")
+    poll(lambda: next_hops(frr, "fd00:50::10/128") == set(v6.values()), 10, "IPv6 /128 over the IPv4 sessions")
+    for n in lan.nodes.values():
+        assert all(e["state"] == "advertised" for e in n.status()["announcing"]["bgp"]), n.status()["announcing"]

@@ -180,6 +180,7 @@ class Session:
         self.local_address: Address | None = None
         self.peer_address: Address | None = None
         self.router_id: IPv4Address | None = None
+        self._beside: Address | None = None
         self._desired: dict[Network, Attributes] = {}
         self._sent: dict[Network, Attributes] = {}
         self._unsendable: set[Network] = set()
@@ -234,13 +235,20 @@ class Session:
         if self.state in (State.IDLE, State.CONNECT):
             self.state = State.ACTIVE
 
-    def connection_made(self, local_addr: Address, peer_addr: Address, now: float) -> None:
-        """TCP is up: send OPEN and wait for the peer's (-> OpenSent)."""
+    def connection_made(
+        self, local_addr: Address, peer_addr: Address, now: float, *, beside: Address | None = None
+    ) -> None:
+        """TCP is up: send OPEN and wait for the peer's (-> OpenSent).
+
+        ``beside``: an address of the other family on the interface holding ``local_addr``, the next hop for that
+        family's prefixes on a dual-stack session (``dualStackAddressFamily``); looking it up is the shell's I/O.
+        """
         if self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
             raise RuntimeError(f"connection_made in state {self.state.value}")
         self._reset_connection()
         self.local_address = _unmap(local_addr)
         self.peer_address = _unmap(peer_addr)
+        self._beside = beside
         self.router_id = self._pick_router_id()
         self._send(encode_open(self._our_open()))
         self.counters.opens_sent += 1
@@ -503,8 +511,8 @@ class Session:
             local_asn=cfg.my_asn,
             ibgp=ibgp,
             four_octet_as=four,
-            next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address),
-            next_hop_ipv6=cfg.next_hop_ipv6 or _global_v6(self.local_address),
+            next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address) or _v4(self._beside),
+            next_hop_ipv6=cfg.next_hop_ipv6 or _global_v6(self.local_address) or _global_v6(self._beside),
         )
         self.state = State.OPEN_CONFIRM
         self._hold_deadline = now + hold if hold > 0 else None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
 
 from .config import PeerConfig
 from .errors import CeaseSubcode
@@ -90,9 +92,16 @@ def make_socket(config: PeerConfig) -> socket.socket:
 class _Protocol(asyncio.Protocol):
     """Forwards transport callbacks to the owning BGPSession."""
 
-    def __init__(self, owner: BGPSession, closed: asyncio.Future[str]) -> None:
+    def __init__(self, owner: BGPSession, closed: asyncio.Future[str], on_made: Callable[[asyncio.Transport], None]
+                 ) -> None:
         self._owner = owner
         self._closed = closed
+        self._on_made = on_made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio calls this before any data_received: the FSM sends its OPEN before it can see the peer's.
+        assert isinstance(transport, asyncio.Transport)
+        self._on_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self._owner._on_data(data)
@@ -231,26 +240,49 @@ class BGPSession:
             raise
         return sock
 
+    async def _beside(self, local: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address | None:
+        """For a session that carries both families: the next hop of the family the connection is not in."""
+        if len(self.config.families) < 2:
+            return None
+        if isinstance(local, IPv6Address) and local.ipv4_mapped is not None:
+            local = local.ipv4_mapped
+        want = 6 if local.version == 4 else 4
+        if (self.config.next_hop_ipv6 if want == 6 else self.config.next_hop_ipv4) is not None:
+            return None
+        return await address_beside(local, want)
+
     async def _run_connection(self, sock: socket.socket) -> bool:
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[str] = loop.create_future()
+        # Any lookup happens before the transport exists: once it does, the peer's OPEN may arrive at any moment
+        # and must find the FSM past connection_made.
         try:
-            transport, _proto = await loop.create_connection(lambda: _Protocol(self, closed), sock=sock)
+            local = ip_address(sock.getsockname()[0])
+            peer = ip_address(sock.getpeername()[0])
+            beside = await self._beside(local)
+        except OSError as exc:
+            sock.close()
+            self.fsm.connection_failed()
+            log.info("BGP connection to %s failed: %s", self.config.label, exc)
+            return False
+        before = self.fsm.counters.established_transitions
+
+        def made(transport: asyncio.Transport) -> None:
+            self._transport = transport
+            self.fsm.connection_made(local, peer, loop.time(), beside=beside)
+            self._flush()
+            self._reschedule()
+
+        try:
+            transport, _proto = await loop.create_connection(lambda: _Protocol(self, closed, made), sock=sock)
         except OSError as exc:
             sock.close()
             self.fsm.connection_failed()
             log.info("BGP connection to %s failed: %s", self.config.label, exc)
             return False
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
         self._closed_fut = closed
-        before = self.fsm.counters.established_transitions
         try:
-            local = ip_address(sock.getsockname()[0])
-            peer = ip_address(sock.getpeername()[0])
-            self.fsm.connection_made(local, peer, loop.time())
-            self._flush()
-            self._reschedule()
             if self._stop.is_set():
                 self._dispatch(self.fsm.close("shutting down"))
                 self._flush()
@@ -328,3 +360,43 @@ class BGPSession:
 
 
 __all__ = ["BGPSession", "backoff_delay", "make_socket", "tcp_md5sig"]
+
+
+def address_beside_in(
+    links: Sequence[Mapping[str, Any]], local: IPv4Address | IPv6Address, version: int
+) -> IPv4Address | IPv6Address | None:
+    """The first global address of ``version`` on the interface holding ``local``, from ``ip -j addr`` output."""
+    family = "inet6" if version == 6 else "inet"
+    for link in links:
+        infos = link.get("addr_info") or []
+        if not any(_same(info.get("local"), local) for info in infos):
+            continue
+        for info in infos:
+            if info.get("family") != family:
+                continue
+            with contextlib.suppress(ValueError):
+                addr = ip_address(str(info.get("local", "")))
+                if not addr.is_link_local and not addr.is_loopback:
+                    return addr
+    return None
+
+
+def _same(text: object, address: IPv4Address | IPv6Address) -> bool:
+    try:
+        return ip_address(str(text).split("%")[0]) == address
+    except ValueError:
+        return False
+
+
+async def address_beside(local: IPv4Address | IPv6Address, version: int, timeout: float = 2.0
+                         ) -> IPv4Address | IPv6Address | None:
+    """:func:`address_beside_in` on this host's addresses (``ip -j addr``); None when the lookup fails."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-j", "addr", "show", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        links = json.loads(out or b"[]")
+    except (OSError, TimeoutError, ValueError):
+        return None
+    return address_beside_in(links, local, version) if isinstance(links, list) else None
