@@ -18,9 +18,10 @@ RUN python -m venv /opt/ironlb \
  && /opt/ironlb/bin/python -m compileall -q /opt/ironlb/lib
 
 FROM ${PYTHON_IMAGE}
-# openssl: the controller makes the webhooks' certificates with it.
+# openssl: the controller makes the webhooks' certificates with it. iproute2: the speaker looks up the address of
+# the other family beside a dual-stack BGP session's own (`ip -j addr`).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openssl \
+ && apt-get install -y --no-install-recommends openssl iproute2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/ironlb /opt/ironlb
 ENV PATH=/opt/ironlb/bin:$PATH \
