@@ -9,9 +9,6 @@ from collections.abc import Generator
 
 import pytest
 
-# The real control plane (etcd + kube-apiserver): one per session for every directory that needs it.
-from tests.kube.fixtures import control_plane, make_control_plane, namespace  # noqa: F401
-
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.kube.conftest import control_plane, namespace  # noqa: F401 - fixtures re-exported for this directory
 from tests.kube.controlplane import ControlPlane
 
 from .helpers import ControllerProcess, delete_test_services
 
 
 @pytest.fixture
-def clean(control_plane: ControlPlane) -> Iterator[None]:
+def clean(control_plane: ControlPlane) -> Iterator[None]:  # noqa: F811
     """No LoadBalancer Service of an earlier test is left to compete for addresses."""
     delete_test_services(control_plane)
     yield
@@ -24,7 +25,7 @@ def clean(control_plane: ControlPlane) -> Iterator[None]:
 
 @pytest.fixture
 def controller(
-    control_plane: ControlPlane, namespace: str, clean: None, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, clean: None, tmp_path: Path  # noqa: F811
 ) -> Iterator[Callable[..., ControllerProcess]]:
     """A factory: ``controller(*extra_args, namespace=ns)`` starts ``ironlb controller`` and waits for /readyz."""
     started: list[ControllerProcess] = []

@@ -39,7 +39,7 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def bare_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    from tests.kube.fixtures import _bin_dir
+    from tests.kube.conftest import _bin_dir
 
     cp = ControlPlane.start(_bin_dir(), Path(tmp_path_factory.mktemp("kube-manifests")), install_crds=False)
     try:

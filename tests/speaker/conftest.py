@@ -10,6 +10,7 @@ import pytest
 
 from ironlb.lab.frr import frr_missing
 from ironlb.lab.netns import netns_available
+from tests.kube.conftest import control_plane  # noqa: F401 - fixture re-exported for this directory
 from tests.kube.controlplane import ControlPlane
 
 from .env import SpeakerEnv
@@ -20,7 +21,7 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def env(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerEnv]:
+def env(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerEnv]:  # noqa: F811
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kube.conftest import _bin_dir
 from tests.kube.controlplane import ControlPlane
-from tests.kube.fixtures import _bin_dir
 
 
 @pytest.fixture(scope="module")
