@@ -37,6 +37,8 @@ if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ]; then
   exit 0
 fi
 
+# The machine image installs Go in /usr/local/go; a non-login shell may not have it on PATH.
+command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || { echo "build-k8s: the Go toolchain (>= 1.26, for etcd $ETCD_VERSION) is needed" >&2; exit 1; }
 
 export GOCACHE="$cache/go-build"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl)
+APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl python3-venv)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
