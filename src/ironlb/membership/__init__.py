@@ -1,11 +1,11 @@
 """Speaker membership: which speakers are alive, learned from each other over UDP.
 
-``protocol`` is the sans-I/O core (``Membership``), ``wire`` the authenticated
-datagram codec and ``service`` the asyncio shell. See ``protocol``'s docstring
+``fsm`` is the sans-I/O core (``Membership``), ``wire`` the authenticated
+datagram codec and ``service`` the asyncio shell. See ``fsm``'s docstring
 and ``docs/membership.md`` for the design, the timings and partition behaviour.
 """
 
-from ironlb.membership.protocol import (
+from ironlb.membership.fsm import (
     DEFAULT_PORT,
     Address,
     Datagram,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ironlb.membership.protocol import (
+from ironlb.membership.fsm import (
     DEFAULT_PORT,
     Address,
     Datagram,

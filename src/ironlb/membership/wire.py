@@ -15,14 +15,14 @@ One UDP datagram carries one message. All integers are big-endian::
     ..   1     m = length of the destination name, 1..253
     ..   m     destination name, UTF-8
     ..   2     p = payload length
-    ..   p     payload (HEARTBEAT: the sender's view, see ``protocol``; LEAVE: empty)
+    ..   p     payload (HEARTBEAT: the sender's view, see ``fsm``; LEAVE: empty)
     ..   32    HMAC-SHA256(secret, every byte before it)
 
 The MAC covers the whole datagram, so nothing unauthenticated is ever parsed
 beyond the fixed magic/version check. There is no wall-clock timestamp on
 purpose: freshness is proven by the echo fields (the sender proves it has seen a
 recent packet of the receiver, a nonce exchange), which needs no clock
-synchronisation between nodes. See ``protocol`` for the rules.
+synchronisation between nodes. See ``fsm`` for the rules.
 
 ``decode`` raises only ``WireError`` (a ``ValueError``) for any input.
 """
