@@ -78,6 +78,22 @@ def test_changed_request_moves_the_ip() -> None:
     assert bad.events[0].message == 'invalid requested loadbalancer IPs: invalid spec.loadBalancerIP "nonsense"'
 
 
+def test_invalid_request_keeps_the_working_ip() -> None:
+    """MetalLB's convergeBalancer returns after LoadBalancerFailed without clearServiceState: the IP stays."""
+    a = Allocator(config(pool("p", "10.0.0.0/31")))
+    first = converge(a, svc("x"))
+    assert first.ingress == ("10.0.0.0",)
+    bad = converge(a, svc("x", annotations={"metallb.io/loadBalancerIPs": "10.0.0.1,bogus"}, ingress=first.ingress))
+    assert not bad.ok and reasons(bad) == ["LoadBalancerFailed"]
+    assert bad.ingress == ("10.0.0.0",) and bad.pool == "p"
+    assert [str(ip) for ip in a.ips_of("default/x")] == ["10.0.0.0"]
+    other = converge(a, svc("y", lb_ip="10.0.0.0"))
+    assert reasons(other) == ["AllocationFailed"]  # still held by x
+    # Without a working IP there is nothing to keep.
+    fresh = converge(a, svc("z", lb_ip="nonsense"))
+    assert not fresh.ok and fresh.ingress == () and fresh.pool is None
+
+
 def test_pool_annotation() -> None:
     a = Allocator(config(pool("auto", "10.0.0.0/30"), pool("manual", "10.1.0.0/30", auto_assign=False)))
     c = converge(a, svc("x", annotations={"metallb.io/address-pool": "manual"}))

@@ -137,18 +137,23 @@ class _Run:
         self.svc = svc
         self.key = svc.key
         self.events: list[Event] = []
+        self.cleared = False
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
 
     def clear(self) -> None:
         self.allocator.unassign(self.key)
+        self.cleared = True
 
     def result(self, ingress: tuple[str, ...], pool: str) -> Convergence:
         return Convergence(ingress, pool or None, tuple(self.events), True)
 
     def fail(self) -> Convergence:
-        return Convergence((), None, tuple(self.events), False)
+        """MetalLB returns ErrConverge without touching a status it has not cleared: a working IP stays."""
+        if self.cleared or not self.svc.ingress:
+            return Convergence((), None, tuple(self.events), False)
+        return Convergence(self.svc.ingress, self.allocator.pool_of(self.key) or None, tuple(self.events), False)
 
 
 def converge(allocator: Allocator, svc: Service) -> Convergence:
