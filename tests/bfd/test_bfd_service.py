@@ -10,6 +10,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ironlb.bfd.fsm import BFDConfigError
 from ironlb.bfd.metrics import (
     CONTROL_PACKET_INPUT,
     CONTROL_PACKET_OUTPUT,
@@ -19,9 +20,8 @@ from ironlb.bfd.metrics import (
     ZEBRA_NOTIFICATIONS,
     BFDMetrics,
 )
-from ironlb.bfd.packet import ControlPacket, State
 from ironlb.bfd.service import SOURCE_PORT_MAX, SOURCE_PORT_MIN, BFDManager, received_ttl
-from ironlb.bfd.session import BFDConfigError
+from ironlb.bfd.wire import ControlPacket, State
 from ironlb.config.types import BFDProfile
 
 A, B = "127.0.0.1", "127.0.0.2"

@@ -11,9 +11,9 @@ from ipaddress import ip_address
 
 import pytest
 
-from ironlb.bfd.packet import ControlPacket, State
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import SpeakerBFD
+from ironlb.bfd.wire import ControlPacket, State
 from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
 from tests.bfd.test_bfd_service import free_udp_ports, wait_for

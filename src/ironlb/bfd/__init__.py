@@ -1,7 +1,7 @@
 """BFD (RFC 5880, single hop RFC 5881, multi-hop RFC 5883): sans-I/O core plus an asyncio shell.
 
-- :mod:`ironlb.bfd.packet`: control packet codec (no authentication).
-- :mod:`ironlb.bfd.session`: the per-peer state machine, time passed in.
+- :mod:`ironlb.bfd.wire`: control packet codec (no authentication).
+- :mod:`ironlb.bfd.fsm`: the per-peer state machine, time passed in.
 - :mod:`ironlb.bfd.service`: :class:`BFDManager`, sockets and timers; the BGP speaker's entry point.
 - :mod:`ironlb.bfd.metrics`: MetalLB's FRR-mode ``metallb_bfd_*`` metrics.
 
@@ -9,8 +9,8 @@ The echo function is not implemented: a BFDProfile with ``echoMode: true`` is re
 with :class:`BFDConfigError`.
 """
 
+from .fsm import BFDConfigError, Session, SessionConfig, SessionDown, SessionUp, StateChanged
 from .metrics import BFDMetrics
-from .packet import BFDPacketError, ControlPacket, Diag, State, decode
 from .service import (
     BFD_DOWN_CEASE_SUBCODE,
     MULTI_HOP_PORT,
@@ -19,7 +19,7 @@ from .service import (
     BFDPeerHandle,
     SessionInfo,
 )
-from .session import BFDConfigError, Session, SessionConfig, SessionDown, SessionUp, StateChanged
+from .wire import BFDPacketError, ControlPacket, Diag, State, decode
 
 __all__ = [
     "BFD_DOWN_CEASE_SUBCODE",

@@ -1,4 +1,4 @@
-"""asyncio shell around the sans-I/O :class:`~ironlb.bfd.session.Session`: sockets, timers, demultiplexing.
+"""asyncio shell around the sans-I/O :class:`~ironlb.bfd.fsm.Session`: sockets, timers, demultiplexing.
 
 Sockets (RFC 5881 single hop, RFC 5883 multi-hop)
     * one listening UDP socket per address family and kind, opened on the first
@@ -73,6 +73,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ironlb.config.types import BFDProfile
 
+from .fsm import Event, Session, SessionConfig, SessionCounters, SessionDown, SessionUp
 from .metrics import (
     CONTROL_PACKET_INPUT,
     CONTROL_PACKET_OUTPUT,
@@ -81,8 +82,7 @@ from .metrics import (
     ZEBRA_NOTIFICATIONS,
     BFDMetrics,
 )
-from .packet import BFDPacketError, Diag, State, decode
-from .session import Event, Session, SessionConfig, SessionCounters, SessionDown, SessionUp
+from .wire import BFDPacketError, Diag, State, decode
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class BFDManager:
     ) -> BFDPeerHandle:
         """Start a session with ``peer_addr`` (active unless the profile is passive).
 
-        Raises :class:`~ironlb.bfd.session.BFDConfigError` for a profile with ``echo_mode``
+        Raises :class:`~ironlb.bfd.fsm.BFDConfigError` for a profile with ``echo_mode``
         (not implemented) or out-of-range values, ``ValueError`` when a session with the
         same peer address and kind exists, ``OSError`` when a socket cannot be opened.
         """

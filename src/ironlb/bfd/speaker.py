@@ -25,9 +25,9 @@ from typing import Protocol
 from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
 
-from .packet import Diag
+from .fsm import BFDConfigError
 from .service import BFDManager, BFDPeerHandle
-from .session import BFDConfigError
+from .wire import Diag
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ironlb.bfd.packet import ControlPacket, Diag, State, decode
-from ironlb.bfd.session import (
+from ironlb.bfd.fsm import (
     BFDConfigError,
     Event,
     Session,
@@ -16,6 +15,7 @@ from ironlb.bfd.session import (
     SessionUp,
     StateChanged,
 )
+from ironlb.bfd.wire import ControlPacket, Diag, State, decode
 from ironlb.config.types import BFDProfile
 
 FAST = SessionConfig(transmit_interval=300, receive_interval=300, detect_multiplier=3)

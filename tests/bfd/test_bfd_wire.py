@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlb.bfd.packet import HEADER_LEN, BFDPacketError, ControlPacket, Diag, State, decode
+from ironlb.bfd.wire import HEADER_LEN, BFDPacketError, ControlPacket, Diag, State, decode
 
 # Version 1, diag 0 / state Up, no flags, mult 3, length 24, discriminators 1 and 2, 300 ms, 300 ms, echo 50 ms.
 UP_PACKET = bytes.fromhex("20c003180000000100000002000493e0000493e00000c350")

@@ -40,7 +40,7 @@ What is implemented, by RFC 5880 section:
 - TTL: single hop (RFC 5881 §5, GTSM) accepts only TTL/hop limit 255;
   multi-hop (RFC 5883 §2) drops packets below ``minimum_ttl``.
 
-Not implemented: authentication (see :mod:`ironlb.bfd.packet`), Demand mode on
+Not implemented: authentication (see :mod:`ironlb.bfd.wire`), Demand mode on
 our side, and the Echo function: echo needs packets addressed to ourselves
 sent out through the peer's MAC (a raw socket per interface); a profile with
 ``echo_mode`` is refused by :meth:`SessionConfig.from_profile`, and our packets
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from ironlb.config.types import BFDProfile
 
-from .packet import ControlPacket, Diag, State
+from .wire import ControlPacket, Diag, State
 
 US_PER_S = 1_000_000
 SLOW_START_TX_US = 1_000_000

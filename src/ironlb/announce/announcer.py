@@ -1,0 +1,136 @@
+"""Putting one node's decision on the network: ARP/NDP responders, BGP sessions (with BFD) and
+``metallb_speaker_announced``.
+
+``ironlb run`` (state directory) and ``ironlb speaker`` (Kubernetes) differ only in where the decision comes
+from; what a node does with it must be identical, so both hand an :class:`Announcement` to one
+:class:`Announcer`. Applying never waits on anything remote: the responders and the metric change at once, BGP
+route changes become UPDATEs on sessions that keep running on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ironlb.bfd.metrics import bfd_metrics
+from ironlb.bfd.service import BFDManager
+from ironlb.bfd.speaker import SpeakerBFD
+from ironlb.bgp.fsm import Event
+from ironlb.bgp.planner import NodePlan
+from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
+from ironlb.config.types import BFDProfile
+from ironlb.layer2 import ALL, Responder
+from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
+from ironlb.metrics.speaker import AnnouncedMetric, Key, announced_metric
+
+log = logging.getLogger(__name__)
+
+LAYER2 = "layer2"
+BGP = "bgp"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What one node announces: L2 IPs (with their interfaces, () meaning all), its BGP plan, the metric series."""
+
+    layer2: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bgp: NodePlan | None = None
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    series: frozenset[Key] = frozenset()
+
+
+def announced_series(node: str, services: Iterable[tuple[str, Iterable[str], bool, bool]]) -> frozenset[Key]:
+    """``metallb_speaker_announced`` keys from ``(service key, ips, announced over L2, announced over BGP)``."""
+    out: set[Key] = set()
+    for key, ips, l2, bgp in services:
+        for ip in ips:
+            if l2:
+                out.add((key, LAYER2, node, ip))
+            if bgp:
+                out.add((key, BGP, node, ip))
+    return frozenset(out)
+
+
+def bgp_peers_of(plan: NodePlan | None, service_key: str) -> tuple[str, ...]:
+    """The BGPPeer names a service's prefixes go to from this node, sorted (ServiceBGPStatus ``peers``)."""
+    if plan is None:
+        return ()
+    prefixes = {ad.prefix for ad in plan.by_service.get(service_key, ())}
+    if not prefixes:
+        return ()
+    return tuple(sorted(name for name, table in plan.routes.items() if prefixes & table.keys()))
+
+
+class Announcer:
+    """The node's responders, BGP sessions and announced metric, driven by :meth:`apply`."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        responder: Responder | None = None,
+        bgp: BGPSpeaker | None = None,
+        bfd_factory: BFDFactory | None = None,
+        exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS,
+        rescan_interval: float = 10.0,
+        gratuitous_interval: float = 1.1,
+        gratuitous_duration: float = 5.0,
+        on_bgp_event: Callable[[str, Event], None] | None = None,
+        metric: AnnouncedMetric | None = None,
+    ) -> None:
+        self.node = node
+        self.responder = responder or Responder(
+            exclude=exclude_interfaces,
+            rescan_interval=rescan_interval,
+            gratuitous_interval=gratuitous_interval,
+            gratuitous_duration=gratuitous_duration,
+        )
+        # BFD for peers with a bfdProfile: its sockets open only when the first such peer appears.
+        self.bfd: BFDManager | None = None
+        if bfd_factory is None and bgp is None:
+            self.bfd = BFDManager(metrics=bfd_metrics())
+            bfd_factory = SpeakerBFD(self.bfd)
+        self.bgp = bgp or BGPSpeaker(node, bfd_factory=bfd_factory, on_event=on_bgp_event)
+        self.metric = metric or announced_metric()
+        self.current = Announcement()
+
+    async def start(self) -> None:
+        await self.responder.start()
+        if self.bfd is not None:
+            await self.bfd.start()
+
+    def missing_interfaces(self, interfaces: tuple[str, ...]) -> bool:
+        """Whether none of ``interfaces`` has a responder here (MetalLB's ``announceFailed``); () means all."""
+        if not interfaces:
+            return False
+        present = {i.name for i in self.responder.interfaces}
+        return not present.intersection(interfaces)
+
+    async def apply(self, announcement: Announcement) -> None:
+        """Answer ARP/NDP for exactly ``layer2``, give each BGP session its routes, publish the series."""
+        self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in announcement.layer2.items()})
+        plan = announcement.bgp
+        await self.bgp.update(
+            plan.peers if plan is not None else (),
+            plan.routes if plan is not None else {},
+            bfd_profiles=announcement.bfd_profiles,
+        )
+        if announcement.layer2 != self.current.layer2:
+            log.info("announcing over layer2: %s", _ips(announcement.layer2) or "nothing")
+        self.metric.set(announcement.series)
+        self.current = announcement
+
+    async def close(self, *, graceful_restart: bool = True) -> None:
+        """Stop answering, close the sessions (keeping routes at GR peers) and drop the series."""
+        self.responder.set_announced({})
+        await self.responder.close()
+        await self.bgp.close(graceful_restart=graceful_restart)
+        if self.bfd is not None:
+            self.bfd.close()
+        self.metric.set(())
+        self.current = Announcement()
+
+
+def _ips(layer2: Mapping[str, tuple[str, ...]]) -> list[str]:
+    return sorted(layer2, key=lambda ip: (6 if ":" in ip else 4, ip))
