@@ -7,10 +7,10 @@ from typing import Any
 from ironlb.bgp.planner import ServiceInput
 from ironlb.cluster.objects import Endpoint, EndpointSlice, Node, Service
 from ironlb.config import load_objects
+from ironlb.kube.slim import slim_node
 from ironlb.layer2.election import sort_candidates
 from ironlb.speaker import status as st
 from ironlb.speaker.decide import IP_NOT_ALLOWED, decide_node, for_node, pool_for, speaker_config
-from ironlb.speaker.speaker import slim_node
 
 NS = "metallb-system"
 

@@ -23,21 +23,22 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from ironlb.cluster.labels import any_matches
 from ironlb.cluster.objects import EndpointSlice, Node, Service
+from ironlb.cluster.reasons import (
+    CONFLICTING_ADVERTISEMENTS,
+    NO_ENDPOINTS,
+    NO_IP_ALLOCATED,
+    NO_LOCAL_ENDPOINTS,
+    NO_MATCHING_ADVERTISEMENT,
+    NODE_LABELED_EXCLUDE_BALANCERS,
+    NODE_NETWORK_UNAVAILABLE,
+    NOT_LOAD_BALANCER,
+    NOT_OWNER,
+)
 from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool
-from ironlb.layer2.election import NO_IP_ALLOCATED, NOT_LOAD_BALANCER
 
 from .attributes import Attributes
 from .updates import sort_key
 from .wire import Network
-
-# MetalLB's reasons for not announcing over BGP, in the order ShouldAnnounce checks them.
-NOT_OWNER = "notOwner"
-NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
-CONFLICTING_ADVERTISEMENTS = "conflictingAdvertisements"
-NODE_NETWORK_UNAVAILABLE = "nodeNetworkUnavailable"
-NODE_LABELED_EXCLUDE_BALANCERS = "nodeLabeledExcludeBalancers"
-NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
-NO_ENDPOINTS = "noEndpoints"
 
 __all__ = [
     "CONFLICTING_ADVERTISEMENTS",

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ironlb.cluster.annotations import IP_ALLOCATED_FROM_POOL, PREFIX
 from ironlb.cluster.objects import Service
 from ironlb.config import ConfigError, build, load_objects
 from ironlb.config.types import Config
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.capacity import clamp_int64
 from ironlb.ipam.reprocess import startup_order
-from ironlb.ipam.service import IP_ALLOCATED_FROM_POOL, PREFIX, converge, handles_class
+from ironlb.ipam.service import converge, handles_class
 from ironlb.kube.client import (
     COMMUNITIES,
     CONFIG_MAPS,
@@ -50,6 +50,7 @@ from ironlb.kube.client import (
 )
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.informer import DELETED, MODIFIED, Informer
+from ironlb.kube.slim import slim_service
 from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
 from ironlb.metrics.client import ClientCounters
 from ironlb.status.configuration import desired_status, same_status
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "metallb-controller"
 POOL_ANNOTATION = PREFIX + IP_ALLOCATED_FROM_POOL
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 LEGACY_CONFIGMAP = "config"
 STATE_NAME = "controller"
 CONDITION_TYPE = "poolReconcilerValid"
@@ -77,43 +77,6 @@ class ControllerOptions:
     namespace: str = "metallb-system"
     lb_class: str = ""
     pod_name: str = ""  # owner of the ConfigurationState, when known
-
-
-_META_KEYS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")
-_SPEC_KEYS = ("type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "loadBalancerIP",
-              "loadBalancerClass", "externalTrafficPolicy", "selector")
-
-
-def slim(obj: Obj) -> Obj:
-    """Service informer transform: keep only what allocation, status writes and events read.
-
-    A cached Service shrinks to about a third (no managedFields, kubectl's last-applied copy, node ports, ...),
-    and repeated strings are interned; this is what keeps 10,000 Services well under the 150 MB budget.
-    """
-    intern = sys.intern
-    meta = obj.get("metadata") or {}
-    slim_meta = {k: meta[k] for k in _META_KEYS if k in meta}
-    annotations = slim_meta.get("annotations")
-    if isinstance(annotations, dict):
-        slim_meta["annotations"] = {intern(k): v for k, v in annotations.items() if k != LAST_APPLIED}
-    if "namespace" in slim_meta:
-        slim_meta["namespace"] = intern(str(slim_meta["namespace"]))
-    spec = obj.get("spec") or {}
-    slim_spec = {k: spec[k] for k in _SPEC_KEYS if k in spec}
-    for k in ("type", "ipFamilyPolicy", "externalTrafficPolicy"):
-        if isinstance(slim_spec.get(k), str):
-            slim_spec[k] = intern(slim_spec[k])
-    if "ipFamilies" in slim_spec:
-        slim_spec["ipFamilies"] = [intern(str(f)) for f in slim_spec["ipFamilies"] or []]
-    ports = spec.get("ports")
-    if ports:
-        slim_spec["ports"] = [{"protocol": intern(str(p.get("protocol") or "TCP")), "port": p.get("port")}
-                              for p in ports if isinstance(p, dict)]
-    out: Obj = {"apiVersion": "v1", "kind": "Service", "metadata": slim_meta, "spec": slim_spec}
-    lb = (obj.get("status") or {}).get("loadBalancer")
-    if lb:
-        out["status"] = {"loadBalancer": lb}
-    return out
 
 
 def _ingress_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
@@ -136,7 +99,7 @@ class Controller:
         self.counters = counters or ClientCounters()
         self.queue: WorkQueue[str] = WorkQueue()
         ns = self.options.namespace
-        self.services = Informer(client, SERVICES, transform=slim)
+        self.services = Informer(client, SERVICES, transform=slim_service)
         self.namespaces = Informer(client, NAMESPACES)
         self.pools = Informer(client, IP_ADDRESS_POOLS, namespace=ns)
         self.communities = Informer(client, COMMUNITIES, namespace=ns)

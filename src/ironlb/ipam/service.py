@@ -10,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ironlb.cluster.annotations import (
+    ADDRESS_POOL,
+    ALLOW_SHARED_IP,
+    DEPRECATED_PREFIX,
+    IP_ALLOCATED_FROM_POOL,
+    LOAD_BALANCER_IPS,
+    PREFIX,
+)
 from ironlb.cluster.objects import Service
 from ironlb.config.types import IPAddress
 from ironlb.ipam.allocator import (
@@ -22,13 +30,6 @@ from ironlb.ipam.allocator import (
     ip_text,
     parse_ip,
 )
-
-PREFIX = "metallb.io/"
-DEPRECATED_PREFIX = "metallb.universe.tf/"
-ADDRESS_POOL = "address-pool"
-LOAD_BALANCER_IPS = "loadBalancerIPs"
-ALLOW_SHARED_IP = "allow-shared-ip"
-IP_ALLOCATED_FROM_POOL = "ip-allocated-from-pool"
 
 NORMAL, WARNING = "Normal", "Warning"
 

@@ -14,17 +14,17 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ironlb.cluster.annotations import ALLOW_SHARED_IP, DEPRECATED_PREFIX, PREFIX
 from ironlb.cluster.labels import any_matches
 from ironlb.cluster.objects import EndpointSlice, Node, Service
+from ironlb.cluster.reasons import (
+    NO_IP_ALLOCATED,
+    NO_MATCHING_ADVERTISEMENT,
+    NOT_LOAD_BALANCER,
+    NOT_OWNER,
+    SHARED_IP_WITH_SERVICE_SELECTOR,
+)
 from ironlb.config.types import L2Advertisement, Pool
-from ironlb.ipam.service import ALLOW_SHARED_IP, DEPRECATED_PREFIX, PREFIX
-
-# MetalLB's reasons for not announcing.
-NOT_OWNER = "notOwner"
-NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
-SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
-NO_IP_ALLOCATED = "noIPAllocated"
-NOT_LOAD_BALANCER = "notLoadBalancer"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 
+from ironlb.announce.announcer import Announcement, announced_series, bgp_peers_of
 from ironlb.bgp.planner import NodePlan, ServiceInput, plan_node
 from ironlb.cluster.labels import LabelSelector, SelectorError
 from ironlb.cluster.objects import Node
@@ -24,8 +25,6 @@ from ironlb.config import Resources, build, load_objects
 from ironlb.config.models import LabelSelectorModel
 from ironlb.config.types import Config, Pool
 from ironlb.layer2.election import L2Decision, elect
-
-from .announcer import Announcement, announced_series, bgp_peers_of
 
 IP_NOT_ALLOWED = "ipNotAllowed"
 

@@ -6,7 +6,7 @@ ConfigurationState in ironlb's namespace. Three loops, one event loop, no thread
 
 - **sync**: any relevant change marks the state dirty; the loop rebuilds the configuration when a config object
   (or a Node's labels) changed, elects and plans from the caches, and applies the result at once through the
-  :class:`~ironlb.speaker.announcer.Announcer` shared with ``ironlb run``. It never waits on the apiserver, so
+  :class:`~ironlb.announce.announcer.Announcer` shared with ``ironlb run``. It never waits on the apiserver, so
   a Node condition or label change re-elects within milliseconds of its watch event, and when the apiserver is
   unreachable the caches simply stay as they were: the node keeps announcing its last known state, and
   membership (UDP between speakers) still moves IPs away from dead nodes.
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironlb.announce.announcer import BGP, LAYER2, Announcer
 from ironlb.bgp.planner import ServiceInput
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.types import Config
-from ironlb.controller.controller import slim
 from ironlb.ipam.service import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -61,13 +61,13 @@ from ironlb.kube.client import (
 )
 from ironlb.kube.events import NORMAL, WARNING, EventRecorder
 from ironlb.kube.informer import MODIFIED, Backoff, Informer
+from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.metrics.client import ClientCounters
 from ironlb.status.configuration import desired_status, same_status
 
 from . import status as st
-from .announcer import BGP, LAYER2, Announcer
 from .decide import NodeDecision, decide_node, pool_for, speaker_config
 
 log = logging.getLogger(__name__)
@@ -100,45 +100,6 @@ class SpeakerOptions:
     @property
     def memberlist(self) -> bool:
         return bool(self.ml_bind_addr and self.ml_labels)
-
-
-def slim_slice(obj: Obj) -> Obj:
-    """EndpointSlice informer transform: only what the election and the route planner read."""
-    meta = obj.get("metadata") or {}
-    endpoints = [
-        {k: ep[k] for k in ("addresses", "nodeName", "conditions") if k in ep}
-        for ep in obj.get("endpoints") or []
-        if isinstance(ep, dict)
-    ]
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion") if k in meta},
-        "endpoints": endpoints,
-    }
-
-
-def slim_node(obj: Obj) -> Obj:
-    """Node informer transform: labels and the NetworkUnavailable condition (kubelet heartbeats change neither)."""
-    meta = obj.get("metadata") or {}
-    conditions = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "NetworkUnavailable"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {k: meta[k] for k in ("name", "labels", "resourceVersion", "uid") if k in meta},
-        "status": {"conditions": conditions},
-    }
-
-
-def slim_status(obj: Obj) -> Obj:
-    """Status CR informer transform: the status plan reads names, labels and status only."""
-    meta = obj.get("metadata") or {}
-    return {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion") if k in meta},
-        "status": obj.get("status") or {},
-    }
 
 
 def read_secret_key(path: str) -> bytes | None:
@@ -181,7 +142,7 @@ class Speaker:
         def inf(res: Resource, namespace: str | None = None, **kw: Any) -> Informer:
             return Informer(client, res, namespace=namespace, **kw)
 
-        self.services = inf(SERVICES, transform=slim)
+        self.services = inf(SERVICES, transform=slim_service)
         self.slices = inf(ENDPOINT_SLICES, transform=slim_slice)
         self.nodes = inf(NODES, transform=slim_node)
         self.namespaces = inf(NAMESPACES)
@@ -589,4 +550,4 @@ class Speaker:
         self.states.put_local(written)
 
 
-__all__ = ["COMPONENT", "Speaker", "SpeakerOptions", "read_secret_key", "slim_node", "slim_slice", "slim_status"]
+__all__ = ["COMPONENT", "Speaker", "SpeakerOptions", "read_secret_key"]

@@ -1,7 +1,7 @@
 """The imperative shell of ``ironlb run``: state directory, membership and status file around ``decide``.
 
 What the node then does on the network (responders, BGP sessions, BFD, ``metallb_speaker_announced``) is
-:class:`ironlb.speaker.announcer.Announcer`, shared with ``ironlb speaker``.
+:class:`ironlb.announce.announcer.Announcer`, shared with ``ironlb speaker``.
 
 BGP: the BGPPeers of the state directory that select this node get one session each (:class:`BGPSpeaker`), fed
 with ``decide``'s per-peer route tables on every recompute, whatever the membership quorum (see ``decide``). On
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironlb.announce.announcer import Announcement, Announcer, announced_series
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
 from ironlb.layer2 import Responder
@@ -32,7 +33,6 @@ from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.metrics.server import HealthServer
 from ironlb.plan import Snapshot, snapshot_from, with_objects
-from ironlb.speaker.announcer import Announcement, Announcer, announced_series
 from ironlb.standalone import statedir
 from ironlb.standalone.decide import Decision, decide
 

@@ -1,0 +1,17 @@
+"""MetalLB's reasons for a node not announcing a Service, shared by the layer 2 election and the BGP planner.
+
+The same strings appear in ``ironlb plan`` output and in the speaker's logs, whichever protocol decided.
+"""
+
+NOT_LOAD_BALANCER = "notLoadBalancer"
+NO_IP_ALLOCATED = "noIPAllocated"
+NOT_OWNER = "notOwner"
+NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+# layer 2 only
+SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
+# BGP only, in the order ShouldAnnounce checks them after the ones above
+CONFLICTING_ADVERTISEMENTS = "conflictingAdvertisements"
+NODE_NETWORK_UNAVAILABLE = "nodeNetworkUnavailable"
+NODE_LABELED_EXCLUDE_BALANCERS = "nodeLabeledExcludeBalancers"
+NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
+NO_ENDPOINTS = "noEndpoints"
