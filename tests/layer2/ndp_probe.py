@@ -15,8 +15,8 @@ import time
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from ironlb.layer2.ethernet import ETH_P_IPV6, FrameError, mac_from_str, mac_to_str
-from ironlb.layer2.ndp import NeighborAdvertisement, NeighborSolicitation, build_ndp, parse_ndp
+from ironlb.layer2.wire.ethernet import ETH_P_IPV6, FrameError, mac_from_str, mac_to_str
+from ironlb.layer2.wire.ndp import NeighborAdvertisement, NeighborSolicitation, build_ndp, parse_ndp
 
 
 def main() -> None:

@@ -8,25 +8,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlb.layer2.arp import (
-    ARP_REPLY,
-    ARP_REQUEST,
+from ironlb.layer2.fsm import (
+    REASON_ETHERNET_NOT_OURS,
     REASON_FROM_SELF,
     REASON_GRATUITOUS,
     REASON_NOT_ANNOUNCED,
-    REASON_NOT_FOR_US,
     REASON_NOT_REQUEST,
     REASON_REPLY,
+    decide_arp,
+)
+from ironlb.layer2.wire.arp import (
+    ARP_REPLY,
+    ARP_REQUEST,
     ArpError,
     ArpPacket,
     build_arp,
     build_gratuitous,
     build_reply,
     build_request,
-    decide_arp,
     parse_arp,
 )
-from ironlb.layer2.ethernet import BROADCAST_MAC, ZERO_MAC, FrameError, mac_from_str
+from ironlb.layer2.wire.ethernet import BROADCAST_MAC, ZERO_MAC, FrameError, mac_from_str
 
 OUR_MAC = mac_from_str("02:00:00:00:00:aa")
 CLIENT_MAC = mac_from_str("02:00:00:00:00:01")
@@ -100,7 +102,7 @@ class TestDecide:
     def test_unicast_request_to_other_mac_is_ignored(self) -> None:
         pkt = parse_arp(mac_from_str("02:00:00:00:00:bb") + KERNEL_REQUEST[6:])
         decision = decide_arp(pkt, OUR_MAC, {VIP})
-        assert decision.reply is None and decision.reason == REASON_NOT_FOR_US
+        assert decision.reply is None and decision.reason == REASON_ETHERNET_NOT_OURS
 
     def test_unannounced_ip_is_ignored(self) -> None:
         decision = decide_arp(parse_arp(KERNEL_REQUEST), OUR_MAC, {IPv4Address("10.99.0.101")})

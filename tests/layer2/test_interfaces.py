@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.layer2.ethernet import mac_from_str
 from ironlb.layer2.interfaces import (
     DEFAULT_EXCLUDE_PATTERNS,
     IFF_BROADCAST,
@@ -20,6 +19,7 @@ from ironlb.layer2.interfaces import (
     read_ipv6_addresses,
     select_interfaces,
 )
+from ironlb.layer2.wire.ethernet import mac_from_str
 
 MAC = mac_from_str("02:00:00:00:00:aa")
 LL = IPv6Address("fe80::aa")

@@ -9,24 +9,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlb.layer2.ethernet import FrameError, mac_from_str
-from ironlb.layer2.ndp import (
-    ALL_NODES,
+from ironlb.layer2.fsm import (
     REASON_BAD_HOP_LIMIT,
     REASON_BAD_TARGET,
     REASON_DAD,
+    REASON_DESTINATION_NOT_OURS,
     REASON_FROM_SELF,
     REASON_NOT_ANNOUNCED,
-    REASON_NOT_FOR_US,
     REASON_NOT_SOLICITATION,
     REASON_REPLY,
+    decide_ndp,
+)
+from ironlb.layer2.wire.ethernet import FrameError, mac_from_str
+from ironlb.layer2.wire.ndp import (
+    ALL_NODES,
     NdpError,
     NeighborAdvertisement,
     NeighborSolicitation,
     build_ndp,
     build_solicitation,
     build_unsolicited_advertisement,
-    decide_ndp,
     icmpv6_checksum,
     multicast_mac,
     parse_ndp,
@@ -168,10 +170,10 @@ class TestDecide:
 
     def test_unicast_probe_to_other_mac_is_ignored(self) -> None:
         probe = ns(eth_dst=mac_from_str("02:00:00:00:00:bb"), dst=VIP, source_lladdr=None)
-        assert decide_ndp(probe, OUR_MAC, {VIP}).reason == REASON_NOT_FOR_US
+        assert decide_ndp(probe, OUR_MAC, {VIP}).reason == REASON_DESTINATION_NOT_OURS
 
     def test_wrong_multicast_group_is_ignored(self) -> None:
-        assert decide_ndp(ns(dst=ALL_NODES), OUR_MAC, {VIP}).reason == REASON_NOT_FOR_US
+        assert decide_ndp(ns(dst=ALL_NODES), OUR_MAC, {VIP}).reason == REASON_DESTINATION_NOT_OURS
 
     def test_dad_probe_is_never_answered(self) -> None:
         dad = ns(src=IPv6Address("::"), source_lladdr=None)

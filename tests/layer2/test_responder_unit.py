@@ -9,18 +9,18 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ironlb.layer2.arp import ARP_REPLY, build_gratuitous, build_request, parse_arp
-from ironlb.layer2.ethernet import mac_from_str
 from ironlb.layer2.interfaces import IFF_BROADCAST, IFF_UP, InterfaceRecord, SelectedInterface
 from ironlb.layer2.metrics import GRATUITOUS_SENT, REQUESTS_RECEIVED, RESPONSES_SENT, Layer2Metrics
-from ironlb.layer2.ndp import (
+from ironlb.layer2.responder import ALL, FrameHandler, Kind, Responder
+from ironlb.layer2.wire.arp import ARP_REPLY, build_gratuitous, build_request, parse_arp
+from ironlb.layer2.wire.ethernet import mac_from_str
+from ironlb.layer2.wire.ndp import (
     ALL_NODES,
     NeighborAdvertisement,
     build_solicitation,
     parse_ndp,
     solicited_node_address,
 )
-from ironlb.layer2.responder import ALL, FrameHandler, Kind, Responder
 
 MAC0 = mac_from_str("02:00:00:00:00:a0")
 MAC1 = mac_from_str("02:00:00:00:00:a1")

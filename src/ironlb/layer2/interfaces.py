@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
-from ironlb.layer2.ethernet import MAC_LEN, mac_from_str
+from ironlb.layer2.wire.ethernet import MAC_LEN, mac_from_str
 
 log = logging.getLogger(__name__)
 

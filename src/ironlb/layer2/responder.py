@@ -1,8 +1,8 @@
-"""The asyncio shell around the Layer 2 codecs: raw sockets, announcements, takeover.
+"""The asyncio shell around the Layer 2 codecs (:mod:`.wire`) and core (:mod:`.fsm`): raw sockets, takeover.
 
 One :class:`PacketLink` per selected interface holds an AF_PACKET socket for ARP and
 one for IPv6 (NDP), driven by ``loop.add_reader``: no threads. :class:`Responder`
-owns the announced set, answers requests through the pure ``decide_*`` functions,
+owns the announced set, answers requests through the pure :mod:`.fsm` functions,
 sends gratuitous ARP / unsolicited NA on takeover and rescans interfaces.
 """
 
@@ -20,8 +20,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 from typing import Final, Literal, Protocol, Self
 
-from ironlb.layer2.arp import build_gratuitous, decide_arp, parse_arp
-from ironlb.layer2.ethernet import ETH_P_ARP, ETH_P_IPV6, Decision, FrameError, mac_to_str
+from ironlb.layer2.fsm import Verdict, decide_arp, decide_ndp
 from ironlb.layer2.interfaces import (
     DEFAULT_EXCLUDE_PATTERNS,
     InterfaceRecord,
@@ -30,9 +29,10 @@ from ironlb.layer2.interfaces import (
     select_interfaces,
 )
 from ironlb.layer2.metrics import Layer2Metrics, default_metrics
-from ironlb.layer2.ndp import (
+from ironlb.layer2.wire.arp import build_gratuitous, parse_arp
+from ironlb.layer2.wire.ethernet import ETH_P_ARP, ETH_P_IPV6, FrameError, mac_to_str
+from ironlb.layer2.wire.ndp import (
     build_unsolicited_advertisement,
-    decide_ndp,
     multicast_mac,
     parse_ndp,
     solicited_node_address,
@@ -446,7 +446,7 @@ class Responder:
 
     def _on_frame(self, link: Link, kind: Kind, frame: bytes) -> None:
         iface = link.iface
-        decision: Decision
+        decision: Verdict
         try:
             if kind is Kind.ARP:
                 decision = decide_arp(parse_arp(frame), iface.mac, self._v4_by_link.get(iface.name, frozenset()))

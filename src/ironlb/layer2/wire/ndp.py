@@ -1,5 +1,5 @@
 """Ethernet + IPv6 + ICMPv6 Neighbor Solicitation / Advertisement codec (RFC 4861)
-and the NDP responder decision.
+(the responder's answer is :func:`ironlb.layer2.fsm.decide_ndp`).
 
 Only NS and NA without IPv6 extension headers are understood; that is how every
 stack sends them, and anything else is dropped with :class:`NdpError`.
@@ -8,18 +8,15 @@ stack sends them, and anything else is dropped with :class:`NdpError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from ironlb.layer2.ethernet import (
+from ironlb.layer2.wire.ethernet import (
     ETH_P_IPV6,
     MAC_LEN,
-    Decision,
     FrameError,
     build_ethernet,
     check_mac,
-    is_multicast_mac,
     parse_ethernet,
 )
 
@@ -40,15 +37,6 @@ _NA_OVERRIDE = 0x20000000
 ALL_NODES = IPv6Address("ff02::1")
 UNSPECIFIED = IPv6Address("::")
 _SOLICITED_NODE_PREFIX = int(IPv6Address("ff02::1:ff00:0"))
-
-REASON_REPLY = "reply"
-REASON_NOT_SOLICITATION = "not-solicitation"
-REASON_BAD_HOP_LIMIT = "bad-hop-limit"
-REASON_FROM_SELF = "from-self"
-REASON_BAD_TARGET = "multicast-target"
-REASON_DAD = "dad-probe"
-REASON_NOT_FOR_US = "destination-not-ours"
-REASON_NOT_ANNOUNCED = "not-announced"
 
 
 class NdpError(FrameError):
@@ -238,51 +226,3 @@ def build_unsolicited_advertisement(target: IPv6Address, our_mac: bytes, src: IP
             override=True,
         )
     )
-
-
-def decide_ndp(
-    message: NdpMessage,
-    our_mac: bytes,
-    announced: Collection[IPv6Address],
-    source_ip: IPv6Address | None = None,
-) -> Decision:
-    """Decide whether to answer ``message`` received on an interface with ``our_mac``.
-
-    Answers multicast (address resolution) and unicast (NUD) solicitations for VIPs in
-    ``announced`` (those of this interface only). DAD probes (source ``::``) are never
-    answered: that would make the prober give up an address that is not ours to defend
-    that way. The NA goes to the solicitation's source LL option or, lacking one (NUD
-    probes may omit it), to the frame's Ethernet source. The NA's IPv6 source is
-    ``source_ip`` if given, else the VIP itself, as Linux does for its own addresses:
-    MetalLB uses the link-local address, but tools such as ndisc6 only accept an NA
-    whose source is the target (checked in the netns tests).
-    """
-    if not isinstance(message, NeighborSolicitation):
-        return Decision(None, REASON_NOT_SOLICITATION)
-    if message.hop_limit != NDP_HOP_LIMIT:
-        return Decision(None, REASON_BAD_HOP_LIMIT)  # RFC 4861 7.1.1: off-link forgery
-    if message.eth_src == our_mac or message.source_lladdr == our_mac:
-        return Decision(None, REASON_FROM_SELF)
-    if message.target.is_multicast:
-        return Decision(None, REASON_BAD_TARGET)
-    if message.src == UNSPECIFIED:
-        return Decision(None, REASON_DAD)
-    if message.dst.is_multicast:
-        addressed_to_us = message.dst == solicited_node_address(message.target) and is_multicast_mac(message.eth_dst)
-    else:
-        addressed_to_us = message.dst == message.target and message.eth_dst == our_mac
-    if not addressed_to_us:
-        return Decision(None, REASON_NOT_FOR_US)
-    if message.target not in announced:
-        return Decision(None, REASON_NOT_ANNOUNCED)
-    reply = NeighborAdvertisement(
-        eth_dst=message.source_lladdr if message.source_lladdr is not None else message.eth_src,
-        eth_src=our_mac,
-        src=source_ip if source_ip is not None else message.target,
-        dst=message.src,
-        target=message.target,
-        target_lladdr=our_mac,
-        solicited=True,
-        override=False,
-    )
-    return Decision(build_ndp(reply), REASON_REPLY, str(message.target))

@@ -1,4 +1,4 @@
-"""Ethernet + ARP (RFC 826) codec and the ARP responder decision.
+"""Ethernet + ARP (RFC 826) codec (the responder's answer is :func:`ironlb.layer2.fsm.decide_arp`).
 
 Only Ethernet/IPv4 ARP is understood: that is all a load-balancer VIP needs, and
 everything else is dropped with :class:`ArpError`.
@@ -7,16 +7,14 @@ everything else is dropped with :class:`ArpError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from ironlb.layer2.ethernet import (
+from ironlb.layer2.wire.ethernet import (
     BROADCAST_MAC,
     ETH_P_ARP,
     ETH_P_IP,
     ZERO_MAC,
-    Decision,
     FrameError,
     build_ethernet,
     check_mac,
@@ -29,14 +27,6 @@ HTYPE_ETHERNET = 1
 ARP_PAYLOAD_LEN = 28
 
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
-
-# Reasons returned by decide_arp (stable strings: logged and asserted in tests).
-REASON_REPLY = "reply"
-REASON_NOT_REQUEST = "not-request"
-REASON_NOT_FOR_US = "ethernet-destination-not-ours"
-REASON_FROM_SELF = "from-self"
-REASON_GRATUITOUS = "gratuitous"
-REASON_NOT_ANNOUNCED = "not-announced"
 
 
 class ArpError(FrameError):
@@ -135,24 +125,3 @@ def build_gratuitous(ip: IPv4Address, our_mac: bytes) -> tuple[bytes, bytes]:
     request = ArpPacket(BROADCAST_MAC, our_mac, ARP_REQUEST, our_mac, ip, ZERO_MAC, ip)
     reply = ArpPacket(BROADCAST_MAC, our_mac, ARP_REPLY, our_mac, ip, our_mac, ip)
     return build_arp(request), build_arp(reply)
-
-
-def decide_arp(packet: ArpPacket, our_mac: bytes, announced: Collection[IPv4Address]) -> Decision:
-    """Decide whether to answer ``packet`` received on an interface with ``our_mac``.
-
-    ``announced`` holds the IPv4 VIPs announced on that interface only, so a VIP
-    limited to other interfaces is never answered here (reference 5.2).
-    """
-    if packet.op != ARP_REQUEST:
-        return Decision(None, REASON_NOT_REQUEST)
-    if packet.eth_dst not in (BROADCAST_MAC, our_mac):
-        return Decision(None, REASON_NOT_FOR_US)
-    if packet.eth_src == our_mac or packet.sender_mac == our_mac:
-        return Decision(None, REASON_FROM_SELF)
-    if packet.target_ip not in announced:
-        return Decision(None, REASON_NOT_ANNOUNCED)
-    ip = str(packet.target_ip)
-    if packet.is_gratuitous:
-        # Someone else announcing our VIP: a reply would tell them nothing.
-        return Decision(None, REASON_GRATUITOUS, ip)
-    return Decision(build_reply(packet, our_mac), REASON_REPLY, ip)

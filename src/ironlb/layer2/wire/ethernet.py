@@ -1,4 +1,4 @@
-"""Ethernet framing and the shared error type of the Layer 2 codecs.
+"""Ethernet framing and the shared error type of the Layer 2 codecs (ARP in :mod:`.arp`, NDP in :mod:`.ndp`).
 
 The codecs are sans-I/O: they turn bytes into typed values and back, so the wire
 format can be tested (and fuzzed) without sockets or privileges.
@@ -79,17 +79,3 @@ def build_ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> by
     if not 0 <= ethertype <= 0xFFFF:
         raise FrameError(f"invalid ethertype {ethertype}")
     return check_mac(dst, "destination MAC") + check_mac(src, "source MAC") + ethertype.to_bytes(2, "big") + payload
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What a responder should do with one received frame.
-
-    ``reply`` is the frame to send, or None; ``reason`` says why (``"reply"`` when
-    answering) so drops can be logged and tested; ``ip`` is the announced address the
-    request was about, set only when the request targets one (it labels the metrics).
-    """
-
-    reply: bytes | None
-    reason: str
-    ip: str | None = None
