@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl python3-venv)
+APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl python3-venv
+              containerd runc containernetworking-plugins iptables)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -20,8 +21,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # arping and iputils-arping conflict on some releases: install what can be had, then check the binaries.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || \
     for pkg in "${missing[@]}"; do apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 || true; done
-  # FRR and BIRD are started by the tests in their own namespaces only: keep the system daemons off.
-  for svc in frr bird gobgpd; do systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true; done
+  # FRR, BIRD and containerd are started by the tests in their own namespaces only: keep the system daemons off.
+  for svc in frr bird gobgpd containerd; do systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true; done
 fi
 for bin in ip arping ndisc6; do
   command -v "$bin" >/dev/null || { echo "setup: $bin is missing after install" >&2; exit 1; }
