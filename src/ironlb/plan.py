@@ -6,18 +6,19 @@ ingress, pool and events, and the counters of every pool. It is a pure function 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ironlb.bgp.planner import NodePlan, ServiceInput, implicit_slice, plan_node
+from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
+from ironlb.decide import NodeDecision, decide_cluster, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome, converge_all
-from ironlb.layer2.election import L2Decision, elect, slices_of
+from ironlb.layer2.election import L2Decision
 
 
 @dataclass(frozen=True)
@@ -77,73 +78,34 @@ def service_entry(outcome: Outcome) -> dict[str, Any]:
     return entry
 
 
-def layer2_decisions(
+def node_decisions(
     snapshot: Snapshot,
     outcomes: Mapping[str, Outcome],
     *,
-    live: Iterable[str] | None = None,
+    live: Collection[str] | None = None,
+    speakers: Iterable[str] | None = None,
+    without_l2: Collection[str] = (),
     served_without_slices: bool = False,
     ignore_exclude_lb: bool = False,
-) -> dict[str, L2Decision]:
-    """The L2 election for every allocated Service; ``live`` defaults to every Node of the snapshot.
+) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
+    """The L2 election of every allocated Service and each speaker's decision (:func:`ironlb.decide.decide_node`).
 
-    With ``served_without_slices`` (standalone mode), a Service with no EndpointSlice at all counts as served on
-    every node; in Kubernetes it has no endpoint and is not announced.
+    ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
+    (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
+    has no endpoint and is not announced.
     """
-    nodes = snapshot.nodes
-    live_names = tuple(live) if live is not None else tuple(n.name for n in nodes)
-    out: dict[str, L2Decision] = {}
-    for key, outcome in outcomes.items():
-        svc = outcome.service
-        slices = slices_of(svc, snapshot.endpoint_slices)
-        if not slices and served_without_slices:
-            slices = [_everywhere(svc, live_names)]
-        pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
-        out[key] = elect(svc, pool, nodes, live_names, slices, ignore_exclude_lb=ignore_exclude_lb)
-    return out
-
-
-def _everywhere(svc: Service, nodes: Iterable[str]) -> EndpointSlice:
-    from ironlb.cluster.objects import Endpoint
-
-    return EndpointSlice(svc.namespace, f"{svc.name}-implicit", svc.name, tuple(Endpoint((), n) for n in nodes))
-
-
-def bgp_inputs(
-    snapshot: Snapshot, outcomes: Mapping[str, Outcome], *, served_without_slices: bool = False
-) -> dict[str, ServiceInput]:
-    """What the BGP planner needs per allocated Service: the Service, its pool and its EndpointSlices."""
-    node_names = [n.name for n in snapshot.nodes]
-    out: dict[str, ServiceInput] = {}
-    for key, outcome in outcomes.items():
-        svc = outcome.service
-        slices = slices_of(svc, snapshot.endpoint_slices)
-        if not slices and served_without_slices:
-            slices = [implicit_slice(svc, node_names)]
-        pool = snapshot.config.pools_by_name.get(outcome.pool) if outcome.pool else None
-        out[key] = ServiceInput(svc, pool, tuple(slices))
-    return out
-
-
-def bgp_decisions(
-    snapshot: Snapshot,
-    outcomes: Mapping[str, Outcome],
-    *,
-    nodes: Iterable[str] | None = None,
-    served_without_slices: bool = False,
-    ignore_exclude_lb: bool = False,
-) -> dict[str, NodePlan]:
-    """The BGP plan of every Node (or of ``nodes``): sessions, per-service reasons and per-peer routes.
-
-    BGP speakers do not coordinate, so every Node is taken as a live speaker; liveness plays no part.
-    """
-    inputs = bgp_inputs(snapshot, outcomes, served_without_slices=served_without_slices)
-    wanted = None if nodes is None else set(nodes)
-    return {
-        node.name: plan_node(snapshot.config, node, inputs, ignore_exclude_lb=ignore_exclude_lb)
-        for node in snapshot.nodes
-        if wanted is None or node.name in wanted
-    }
+    config = snapshot.config
+    inputs = service_inputs(
+        ((o.service, config.pools_by_name.get(o.pool) if o.pool else None) for o in outcomes.values()),
+        snapshot.endpoint_slices,
+    )
+    names = [n.name for n in snapshot.nodes] if speakers is None else list(speakers)
+    if served_without_slices:
+        inputs = served_everywhere(inputs, names)
+    return decide_cluster(
+        config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
+        ignore_exclude_lb=ignore_exclude_lb,
+    )  # fmt: skip
 
 
 def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:
@@ -152,6 +114,11 @@ def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:
     for name in sorted(bgp):
         entries.extend(bgp[name].entries(key))
     return entries
+
+
+def bgp_plans(nodes: Mapping[str, NodeDecision]) -> dict[str, NodePlan]:
+    """Each node's BGP plan, for :func:`render`."""
+    return {name: d.bgp for name, d in nodes.items() if d.bgp is not None}
 
 
 def render(
@@ -175,9 +142,8 @@ def render(
 
 def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
-    return render(
-        snapshot, allocator, outcomes, layer2_decisions(snapshot, outcomes), bgp_decisions(snapshot, outcomes)
-    )
+    layer2, nodes = node_decisions(snapshot, outcomes)
+    return render(snapshot, allocator, outcomes, layer2, bgp_plans(nodes))
 
 
 def plan_files(

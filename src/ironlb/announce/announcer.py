@@ -2,7 +2,7 @@
 ``metallb_speaker_announced``.
 
 ``ironlb run`` (state directory) and ``ironlb speaker`` (Kubernetes) differ only in where the decision comes
-from; what a node does with it must be identical, so both hand an :class:`Announcement` to one
+from; what a node does with it must be identical, so both hand an :class:`ironlb.decide.Announcement` to one
 :class:`Announcer`. Applying never waits on anything remote: the responders and the metric change at once, BGP
 route changes become UPDATEs on sessions that keep running on their own.
 """
@@ -10,56 +10,21 @@ route changes become UPDATEs on sessions that keep running on their own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 
 from ironlb.bfd.metrics import bfd_metrics
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import SpeakerBFD
 from ironlb.bgp.fsm import Event
-from ironlb.bgp.planner import NodePlan
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
-from ironlb.config.types import BFDProfile
+from ironlb.decide import BGP, LAYER2, Announcement
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
-from ironlb.metrics.speaker import AnnouncedMetric, Key, announced_metric
+from ironlb.metrics.speaker import AnnouncedMetric, announced_metric
 
 log = logging.getLogger(__name__)
 
-LAYER2 = "layer2"
-BGP = "bgp"
-
-
-@dataclass(frozen=True)
-class Announcement:
-    """What one node announces: L2 IPs (with their interfaces, () meaning all), its BGP plan, the metric series."""
-
-    layer2: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    bgp: NodePlan | None = None
-    bfd_profiles: tuple[BFDProfile, ...] = ()
-    series: frozenset[Key] = frozenset()
-
-
-def announced_series(node: str, services: Iterable[tuple[str, Iterable[str], bool, bool]]) -> frozenset[Key]:
-    """``metallb_speaker_announced`` keys from ``(service key, ips, announced over L2, announced over BGP)``."""
-    out: set[Key] = set()
-    for key, ips, l2, bgp in services:
-        for ip in ips:
-            if l2:
-                out.add((key, LAYER2, node, ip))
-            if bgp:
-                out.add((key, BGP, node, ip))
-    return frozenset(out)
-
-
-def bgp_peers_of(plan: NodePlan | None, service_key: str) -> tuple[str, ...]:
-    """The BGPPeer names a service's prefixes go to from this node, sorted (ServiceBGPStatus ``peers``)."""
-    if plan is None:
-        return ()
-    prefixes = {ad.prefix for ad in plan.by_service.get(service_key, ())}
-    if not prefixes:
-        return ()
-    return tuple(sorted(name for name, table in plan.routes.items() if prefixes & table.keys()))
+__all__ = ["BGP", "LAYER2", "Announcement", "Announcer"]
 
 
 class Announcer:

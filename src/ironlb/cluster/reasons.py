@@ -7,6 +7,8 @@ NOT_LOAD_BALANCER = "notLoadBalancer"
 NO_IP_ALLOCATED = "noIPAllocated"
 NOT_OWNER = "notOwner"
 NO_MATCHING_ADVERTISEMENT = "noMatchingAdvertisement"
+# the speaker: the Service's IPs are in no pool (MetalLB's poolFor found none)
+IP_NOT_ALLOWED = "ipNotAllowed"
 # layer 2 only
 SHARED_IP_WITH_SERVICE_SELECTOR = "sharedIPWithServiceSelector"
 # BGP only, in the order ShouldAnnounce checks them after the ones above

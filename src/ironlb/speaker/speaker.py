@@ -1,4 +1,4 @@
-"""``ironlb speaker``: MetalLB's speaker against a live cluster, around the pure :func:`decide_node`.
+"""``ironlb speaker``: MetalLB's speaker against a live cluster, around :func:`ironlb.decide.decide_node`.
 
 Informers cache Services, EndpointSlices, Nodes and Namespaces cluster-wide, and the ``metallb.io`` resources,
 Secrets (BGP passwords), ConfigMaps (the legacy ``config`` and ``bgpextras``), the status CRs and this node's
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.announce.announcer import BGP, LAYER2, Announcer
-from ironlb.bgp.planner import ServiceInput
+from ironlb.announce.announcer import Announcer
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.types import Config
+from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, pool_for
 from ironlb.ipam.service import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -68,7 +68,7 @@ from ironlb.metrics.client import ClientCounters
 from ironlb.status.configuration import desired_status, same_status
 
 from . import status as st
-from .decide import NodeDecision, decide_node, pool_for, speaker_config
+from .decide import speaker_config
 
 log = logging.getLogger(__name__)
 

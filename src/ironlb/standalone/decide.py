@@ -14,13 +14,14 @@ node's plan regardless of ``has_quorum``.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
+from ironlb.decide import Announcement
 from ironlb.layer2.election import L2Decision
-from ironlb.plan import Snapshot, allocate, bgp_decisions, layer2_decisions, render
+from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render
 
 ALL_INTERFACES: tuple[str, ...] = ()
 
@@ -31,6 +32,7 @@ class Decision:
     layer2: dict[str, tuple[str, ...]]  # ip -> interfaces this node answers on (() = all)
     layer2_by_service: dict[str, L2Decision]
     bgp: NodePlan | None = None  # this node's BGP sessions and routes per peer
+    announcement: Announcement = field(default_factory=Announcement)  # what the Announcer applies
 
 
 def with_member_nodes(snapshot: Snapshot, members: Collection[str]) -> Snapshot:
@@ -50,25 +52,20 @@ def decide(
     lb_class: str = "",
     ignore_exclude_lb: bool = False,
 ) -> Decision:
+    """Allocate, then :func:`ironlb.decide.decide_node` for every speaker; this node's part is announced.
+
+    Node objects given, but not this node's: it still runs its BGP sessions, without labels.
+    """
     snapshot = with_member_nodes(snapshot, members)
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
-    l2 = layer2_decisions(
-        snapshot, outcomes, live=sorted(alive), served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb
-    )
-    announce: dict[str, tuple[str, ...]] = {}
-    if has_quorum:
-        for key, decision in l2.items():
-            if decision.node != node:
-                continue
-            for ip in outcomes[key].service.ingress:
-                previous = announce.get(ip)
-                if previous is None or not decision.interfaces:
-                    announce[ip] = decision.interfaces
-                elif previous:
-                    announce[ip] = tuple(sorted({*previous, *decision.interfaces}))
-    speakers = snapshot
-    if all(n.name != node for n in snapshot.nodes):
-        # Node objects given, but not this node's: it still runs its sessions, without labels.
-        speakers = replace(snapshot, nodes=(*snapshot.nodes, Node(node)))
-    bgp = bgp_decisions(speakers, outcomes, served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb)
-    return Decision(render(snapshot, allocator, outcomes, l2, bgp), announce, l2, bgp.get(node))
+    speakers = [n.name for n in snapshot.nodes]
+    if node not in speakers:
+        speakers.append(node)
+    l2, nodes = node_decisions(
+        snapshot, outcomes, live=sorted(alive), speakers=speakers,
+        without_l2=() if has_quorum else (node,), served_without_slices=True,
+        ignore_exclude_lb=ignore_exclude_lb,
+    )  # fmt: skip
+    mine = nodes[node]
+    plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
+    return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)

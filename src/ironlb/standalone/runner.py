@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.announce.announcer import Announcement, Announcer, announced_series
+from ironlb.announce.announcer import Announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
 from ironlb.layer2 import Responder
@@ -231,32 +231,10 @@ class Runner:
                 lb_class=self.options.lb_class,
                 ignore_exclude_lb=self.options.ignore_exclude_lb,
             )
-            config = self.snapshot.config
-            await self.announcer.apply(
-                Announcement(decision.layer2, decision.bgp, config.bfd_profiles, self._announced_series(decision))
-            )
+            await self.announcer.apply(decision.announcement)
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
-
-    def _announced_series(self, decision: Decision) -> frozenset[tuple[str, str, str, str]]:
-        """``metallb_speaker_announced`` series: (service, protocol, node, ip) for what this node announces.
-
-        BGP sessions follow the node's plan whatever the membership quorum (see ``decide``).
-        """
-        node = self.options.node
-        return announced_series(
-            node,
-            (
-                (
-                    key,
-                    entry.get("ingress", []),
-                    any(ip in decision.layer2 for ip in entry.get("ingress", [])),
-                    any(b.get("node") == node for b in entry.get("bgp", [])),
-                )
-                for key, entry in decision.plan["services"].items()
-            ),
-        )
 
     def _on_bgp_event(self, peer: str, event: object) -> None:
         """A session changed state: rewrite the status soon (coalescing bursts of events)."""
