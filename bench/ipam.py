@@ -16,7 +16,7 @@ from dataclasses import replace
 from ironlb.cluster.objects import Service, ServicePort
 from ironlb.config.types import Config, Pool
 from ironlb.ipam.allocator import Allocator
-from ironlb.ipam.service import converge
+from ironlb.ipam.converge import converge
 from ironlb.runtime import tune_gc
 
 

@@ -152,7 +152,7 @@ def test_slim_node_keeps_only_what_matters() -> None:
 
 
 def test_lb_class_filter_is_the_controllers() -> None:
-    from ironlb.ipam.service import handles_class
+    from ironlb.ipam.converge import handles_class
 
     assert handles_class(_svc("x", "1.1.1.1"), "")
     assert not handles_class(_svc("x", "1.1.1.1", lb_class="other"), "")

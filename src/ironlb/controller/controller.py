@@ -4,7 +4,7 @@ Informers cache Services and Namespaces cluster-wide, and the IPAddressPools, Co
 ``config`` and the ``controller`` ConfigurationState in ironlb's namespace. One worker drains one work queue, so
 the allocator is only ever touched by one coroutine (MetalLB's single mutex). Keys:
 
-- ``svc:<ns>/<name>`` converges one Service with :func:`ironlb.ipam.service.converge` and writes its
+- ``svc:<ns>/<name>`` converges one Service with :func:`ironlb.ipam.converge.converge` and writes its
   ``status.loadBalancer.ingress`` plus the ``metallb.io/ip-allocated-from-pool`` annotation in one PATCH of the
   status subresource (MetalLB's single UpdateStatus); a Service gone from the cache gives its IPs back.
 - ``CONFIG`` rebuilds the config from the pools, communities, namespaces (and the legacy ConfigMap). An invalid one
@@ -33,8 +33,8 @@ from ironlb.config import ConfigError, build, load_objects
 from ironlb.config.types import Config
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.capacity import clamp_int64
+from ironlb.ipam.converge import converge, handles_class
 from ironlb.ipam.reprocess import startup_order
-from ironlb.ipam.service import converge, handles_class
 from ironlb.kube.client import (
     COMMUNITIES,
     CONFIG_MAPS,

@@ -1,5 +1,5 @@
 """IP address management: MetalLB's allocator, reproduced without ever enumerating a pool.
 
-``allocator`` holds which service owns which IPs; ``service`` applies a Service's annotations and spec to it
+``allocator`` holds which service owns which IPs; ``converge`` applies a Service's annotations and spec to it
 (MetalLB's convergeBalancer); ``capacity`` counts addresses exactly.
 """

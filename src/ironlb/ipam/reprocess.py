@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from ironlb.cluster.objects import Service
 from ironlb.ipam.allocator import Allocator
-from ironlb.ipam.service import Event, converge, handles_class
+from ironlb.ipam.converge import Event, converge, handles_class
 
 MAX_PASSES = 5
 

@@ -34,7 +34,7 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.types import Config
 from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, pool_for
-from ironlb.ipam.service import handles_class
+from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
     BGP_ADVERTISEMENTS,

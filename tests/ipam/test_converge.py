@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ironlb.ipam.allocator import Allocator
-from ironlb.ipam.service import Convergence, converge, handles_class
+from ironlb.ipam.converge import Convergence, converge, handles_class
 
 from .helpers import DUAL, config, pool, svc
 
