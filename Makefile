@@ -26,12 +26,12 @@ demo: setup
 
 # Every benchmark of bench/RESULTS.md (root: the network ones run in namespaces; the kube ones need the binaries).
 bench: setup k8s-binaries
-	$(PY) bench/ipam.py
-	$(PY) bench/l2_failover.py --trials 20 --announce-trials 20
-	$(PY) bench/bgp.py --runs 5
-	$(PY) bench/bfd_failover.py --trials 15 --no-results
-	$(PY) bench/controller.py
-	$(PY) bench/speaker.py
+	$(PY) -m bench.ipam
+	$(PY) -m bench.l2_failover --trials 20 --announce-trials 20
+	$(PY) -m bench.bgp --runs 5
+	$(PY) -m bench.bfd_failover --trials 15 --no-results
+	$(PY) -m bench.controller
+	$(PY) -m bench.speaker
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,7 +12,7 @@ machine sends nothing, so the node's outgoing BGP TCP is dropped by nftables jus
 just before the kill until ``ip route show 192.0.2.10/32`` in the router's namespace is empty (polled back to
 back). The cause is checked on FRR (``lastNotificationReason`` = "Cease/BFD Down").
 
-Needs root, iproute2, nftables and FRR. Run: ``python bench/bfd_failover.py [--trials 12] [--no-results]``.
+Needs root, iproute2, nftables and FRR. Run from the repository root: ``python -m bench.bfd_failover [--trials 12] [--no-results]``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, kernel_route, router_conf
+
+from ironlb.lab.netns import NetnsLab, netns_available
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from tests.bfd.frr import FRRInstance, frr_bfd_missing, kernel_route, router_conf  # noqa: E402
-
-from ironlb.lab.netns import NetnsLab, netns_available  # noqa: E402
 
 NODE, RTR = "10.96.0.1", "10.96.0.2"
 PREFIX = "192.0.2.10/32"
@@ -173,7 +172,7 @@ with `kill -9` (its outgoing BGP TCP is dropped by nftables first, so the kernel
 cannot end the session: a dead machine). Measured from just before the kill until `ip route show {PREFIX}` in the
 router's namespace is empty (polled back to back: {poll_ms:.1f} ms a poll on average).
 
-Command (root): `.venv/bin/python bench/bfd_failover.py --trials {len(ms)}`
+Command (root): `.venv/bin/python -m bench.bfd_failover --trials {len(ms)}`
 Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {platform.machine()}, kernel {platform.release()},
 Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run.
 

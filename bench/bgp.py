@@ -6,7 +6,7 @@
    them / has none, and FRR's own count of connections established/dropped (must stay 1/0: no session reset).
 3. ``rss``: one speaker with 3 peers (3 FRR neighbors) and 10,000 prefixes each: the speaker's VmRSS.
 
-Run: ``python bench/bgp.py`` (all), or ``--only prefixes|burst|rss``; ``--append-results`` adds the figures to
+Run from the repository root: ``python -m bench.bgp`` (all), or ``--only prefixes|burst|rss``; ``--append-results`` adds the figures to
 bench/RESULTS.md under ``## BGP``. The speaker runs in the node namespace as a child (``--worker``).
 """
 
@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
 
 NODE_ADDRS = ["10.98.0.1", "10.98.0.3", "10.98.0.4"]
 RTR_ADDRS = ["10.98.0.2", "10.98.0.5", "10.98.0.6"]
@@ -85,7 +83,7 @@ async def worker(peers: int, prefixes: int) -> None:
 
 
 def setup(lab: Any) -> tuple[str, str, Any]:
-    from tests.bgp.conftest import FRR
+    from ironlb.lab.frr import FRRInstance as FRR
 
     node = lab.netns("bnode")
     rtr = lab.netns("brtr")
@@ -205,7 +203,7 @@ spec: {ipAddressPools: [bgp], communities: ["64512:100"]}
 
 
 def bench_burst(lab: Any, node: str, frr: Any, n: int, tmp: Path) -> dict[str, Any]:
-    from tests.bgp.interop import IronNode, peer_yaml, service_yaml
+    from tests.support.bgp_interop import IronNode, peer_yaml, service_yaml
 
     iron = IronNode(lab, node, "bench-node", tmp)
     cfg = SERVICE_CONFIG + "---\n"
@@ -258,7 +256,7 @@ def append_results(results: dict[str, Any]) -> None:
         "",
         "## BGP",
         "",
-        f"`python bench/bgp.py` ({time.strftime('%Y-%m-%d')}, FRR 8.4 in network namespaces).",
+        f"`python -m bench.bgp` ({time.strftime('%Y-%m-%d')}, FRR 8.4 in network namespaces).",
         "",
     ]
     lines += ["| measurement | result | target |", "|---|---|---|"]
@@ -311,7 +309,7 @@ def main() -> None:
     from ironlb.lab.netns import NetnsLab, netns_available
 
     if reason := netns_available():
-        sys.exit(f"bench/bgp.py: {reason}")
+        sys.exit(f"bench.bgp: {reason}")
     lab = NetnsLab(prefix=f"bb{os.getpid() % 10000}")
     frr = None
     results: dict[str, Any] = {}

@@ -6,7 +6,7 @@
 2. 10,000 Services: the controller's RSS once all have IPs (target under 150 MB), and how long a restarted
    controller takes to re-claim all of them (/readyz).
 
-    .venv/bin/python bench/controller.py [--services 1000] [--total 10000]
+    .venv/bin/python -m bench.controller [--services 1000] [--total 10000]
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.controlplane import ControlPlane, find_binaries, free_port
+
+from ironlb.kube.client import IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "src"))
-
-from tests.kube.controlplane import ControlPlane, find_binaries, free_port  # noqa: E402
-
-from ironlb.kube.client import IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient  # noqa: E402
 
 NS = "metallb-system"
 APP_NS = "bench"

@@ -2,7 +2,7 @@
 
 Phase 1 allocates every Service from scratch; phase 2 re-converges them as a restarted controller does (a new
 allocator, Services carrying their ingress, sorted by ingress count). Prints wall time and the process's peak
-RSS after each phase. Run: ``python bench/ipam.py [--services N]``.
+RSS after each phase. Run from the repository root: ``python -m bench.ipam [--services N]``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
 Also reported per failover: when the new node logged the membership change (detection), when its status file
 announced the IP, and when the client saw its gratuitous ARP. Needs root, ``ip`` and ``arping``.
-Run: ``python bench/l2_failover.py [--trials 20] [--announce-trials 20] [--json FILE]``.
+Run from the repository root: ``python -m bench.l2_failover [--trials 20] [--announce-trials 20] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -31,17 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from ironlb.lab.cluster import (
-    VIP,
-    AnnounceResult,
-    FailoverResult,
-    StandaloneCluster,
-    ignoring_signals,
-    measure_announce,
-    measure_failover,
-    percentile,
-    restore,
-)
+from tests.support.announce import AnnounceResult, measure_announce
+
+from ironlb.lab.cluster import VIP, StandaloneCluster
+from ironlb.lab.demo import ignoring_signals
+from ironlb.lab.failover import FailoverResult, measure_failover, percentile, restore
 from ironlb.lab.lan import build_lan, start_http_servers, wait_for
 from ironlb.lab.netns import NetnsLab, netns_available
 

@@ -1,8 +1,8 @@
 """``ironlb speaker`` on a real control plane: announce latency and memory.
 
-The environment is the speaker end-to-end tests' (``tests/speaker/env.py``): etcd + kube-apiserver on loopback,
+The environment is the speaker end-to-end tests' (``tests/support/speaker_env.py``): etcd + kube-apiserver on loopback,
 ``ironlb controller`` on the host, three nodes running ``ironlb speaker`` in network namespaces (reaching the
-apiserver through ``ironlb.lab.unixbridge``), a client and an FRR router on the same LAN.
+apiserver through ``tests/support/unixbridge.py``), a client and an FRR router on the same LAN.
 
 1. Layer 2: a Service (with its EndpointSlice already there) is POSTed; the client sends an ARP request for its IP
    every 2 ms from before the POST, and the figure is the time to the first reply. The chain measured is the whole
@@ -11,7 +11,7 @@ apiserver through ``ironlb.lab.unixbridge``), a client and an FRR router on the 
 2. BGP: the same for a Service of the BGP pool, until FRR has the /32 installed (polled with vtysh, ~25 ms apart).
 3. RSS of each speaker with 1,000 Services (and their EndpointSlices) in a pool advertised over both L2 and BGP.
 
-    .venv/bin/python bench/speaker.py [--trials 20] [--services 1000]
+    .venv/bin/python -m bench.speaker [--trials 20] [--services 1000]
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support.announce import arp_wait_command
+from tests.support.controlplane import ControlPlane, find_binaries
+from tests.support.speaker_env import SpeakerEnv, wait_for
+
+from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, KubeClient
+from ironlb.lab.failover import percentile
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "src"))
-
-from tests.kube.controlplane import ControlPlane, find_binaries  # noqa: E402
-from tests.speaker.env import SpeakerEnv, wait_for  # noqa: E402
-
-from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, KubeClient  # noqa: E402
-from ironlb.lab.cluster import percentile  # noqa: E402
 
 BULK_POOL = "10.78.0.0/20"
 
@@ -60,7 +59,7 @@ def svc_body(name: str, ip: str, pool: str | None = None) -> dict[str, object]:
 def l2_trial(env: SpeakerEnv, i: int, ip: str) -> float | None:
     name = f"lat-l2-{i}"
     env.set_endpoints(name, env.nodes)
-    cmd = [sys.executable, "-m", "ironlb.lab.cluster", "arp-wait", ip, "--interval", "0.002", "--timeout", "5"]
+    cmd = arp_wait_command(ip, interval=0.002, timeout=5)
     proc = env.lab.popen(env.client_ns, cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None

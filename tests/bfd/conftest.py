@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from ironlb.lab.netns import NetnsLab, netns_available
-from tests.bfd.frr import frr_bfd_missing
+from tests.support.bfd_frr import frr_bfd_missing
 
 
 @pytest.fixture

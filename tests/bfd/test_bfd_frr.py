@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.jsonlines import JsonLinesChild
 from ironlb.lab.netns import NetnsLab
-from tests.bfd.frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
+from tests.support.bfd_frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
+from tests.support.jsonlines import JsonLinesChild
 
 NODE, RTR = "10.97.0.1", "10.97.0.2"
 NODE6, RTR6 = "fd00:97::1", "fd00:97::2"

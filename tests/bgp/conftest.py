@@ -14,8 +14,8 @@ import pytest
 
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.frr import frr_missing as lab_frr_missing
-from ironlb.lab.jsonlines import JsonLinesChild
-from tests.netns import NetnsLab, netns_available
+from tests.support.jsonlines import JsonLinesChild
+from tests.support.netns import NetnsLab, netns_available
 
 FRR_DIR = Path("/usr/lib/frr")
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR, Speaker
-from tests.netns import NetnsLab
+from tests.support.netns import NetnsLab
 
 NODE4, RTR4 = "10.98.0.1", "10.98.0.2"
 NODE6, RTR6 = "fd00:98::1", "fd00:98::2"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.bgp.interop import ROUTER4, BgpLan, doc, missing, peer_yaml, poll, service_yaml
-from tests.netns import NetnsLab, netns_available
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, poll, service_yaml
+from tests.support.netns import NetnsLab, netns_available
 
 pytestmark = pytest.mark.netns
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.bgp.interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, poll, service_yaml, slice_yaml
-from tests.netns import NetnsLab
+from tests.support.bgp_interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, poll, service_yaml, slice_yaml
+from tests.support.netns import NetnsLab
 
 pytestmark = pytest.mark.netns
 
@@ -196,7 +196,7 @@ def multihop_topology(lab: NetnsLab) -> tuple[str, str]:
 
 
 def test_md5_wrong_password_multihop_and_4byte_asn(netns_lab: NetnsLab, tmp_path: Path) -> None:
-    from tests.bgp.interop import IronNode
+    from tests.support.bgp_interop import IronNode
 
     lab = netns_lab
     node_ns, rtr_ns = multihop_topology(lab)

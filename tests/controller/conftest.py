@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.conftest import control_plane, namespace  # noqa: F401 - fixtures re-exported for this directory
-from tests.kube.controlplane import ControlPlane
-
-from .helpers import ControllerProcess, delete_test_services
+from tests.support.controller import ControllerProcess, delete_test_services
+from tests.support.controlplane import ControlPlane
+from tests.support.kube_fixtures import control_plane, namespace  # noqa: F401 - fixtures re-exported for this directory
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.kube.controlplane import ControlPlane
-
-from .helpers import (
+from tests.support.controller import (
     ControllerProcess,
     create_pool,
     create_service,
@@ -24,6 +22,7 @@ from .helpers import (
     wait_for,
     wait_ingress,
 )
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 Start = Callable[..., ControllerProcess]

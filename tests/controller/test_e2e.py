@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.kube.controlplane import ControlPlane
-
-from .helpers import (
+from tests.support.controller import (
     ControllerProcess,
     create_pool,
     create_service,
@@ -28,6 +26,7 @@ from .helpers import (
     wait_for,
     wait_ingress,
 )
+from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 

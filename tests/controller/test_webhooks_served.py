@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.kube.controlplane import ControlPlane, KubeError, free_port
-
-from .helpers import ControllerProcess, wait_for
+from tests.support.controller import ControllerProcess, wait_for
+from tests.support.controlplane import ControlPlane, KubeError, free_port
 
 pytestmark = pytest.mark.kube
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .controlplane import REPO, ControlPlane, KubeError
+from tests.support.controlplane import REPO, ControlPlane, KubeError
 
 pytestmark = pytest.mark.kube
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import CRD_DIR, REPO, ControlPlane, KubeError
+from tests.support.controlplane import CRD_DIR, REPO, ControlPlane, KubeError
 
 pytestmark = pytest.mark.kube
 

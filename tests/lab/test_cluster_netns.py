@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.lab.cluster import VIP, StandaloneCluster, measure_announce, measure_failover, restore
+from ironlb.lab.cluster import VIP, StandaloneCluster
+from ironlb.lab.failover import measure_failover, restore
 from ironlb.lab.lan import build_lan, start_http_servers, wait_for
 from ironlb.lab.netns import NetnsLab, netns_available
+from tests.support.announce import measure_announce
 
 pytestmark = pytest.mark.netns
 

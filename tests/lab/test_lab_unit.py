@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, parse_arping, percentile, pinned_service
+from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, parse_arping
+from ironlb.lab.failover import percentile
 from ironlb.plan import plan_files
+from tests.support.announce import pinned_service
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.jsonlines import ChildExited, JsonLineReader
-from tests.netns import NetnsLab, netns_available
+from tests.support.jsonlines import ChildExited, JsonLineReader
+from tests.support.netns import NetnsLab, netns_available
 
 HERE = Path(__file__).resolve().parent
 CLIENT_IP4, NODE_A_IP4, NODE_B_IP4 = "10.99.0.1", "10.99.0.2", "10.99.0.3"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.controlplane import REPO, ControlPlane
+from tests.support.controlplane import REPO, ControlPlane
 
 BUNDLE = REPO / "config" / "manifests" / "ironlb.yaml"
 SCRIPT = REPO / "scripts" / "render-manifests.py"
@@ -39,9 +39,9 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def bare_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    from tests.kube.conftest import _bin_dir
+    from tests.support.kube_fixtures import bin_dir
 
-    cp = ControlPlane.start(_bin_dir(), Path(tmp_path_factory.mktemp("kube-manifests")), install_crds=False)
+    cp = ControlPlane.start(bin_dir(), Path(tmp_path_factory.mktemp("kube-manifests")), install_crds=False)
     try:
         yield cp
     finally:

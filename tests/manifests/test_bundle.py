@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ironlb.webhooks.validate import PATHS, WEBHOOKS
-from tests.kube.controlplane import CRD_DIR, REPO
+from tests.support.controlplane import CRD_DIR, REPO
 
 from .conftest import BUNDLE, SCRIPT, documents, find, render_module
 

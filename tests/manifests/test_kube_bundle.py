@@ -19,7 +19,7 @@ import pytest
 from ironlb.webhooks import certs
 from ironlb.webhooks.server import Webhooks, rest_lister
 from ironlb.webhooks.validate import LISTED
-from tests.kube.controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
 from tests.webhooks.asyncapi import AsyncApi
 
 from .conftest import documents, find, render_module

@@ -10,10 +10,9 @@ import pytest
 
 from ironlb.lab.frr import frr_missing
 from ironlb.lab.netns import netns_available
-from tests.kube.conftest import control_plane  # noqa: F401 - fixture re-exported for this directory
-from tests.kube.controlplane import ControlPlane
-
-from .env import SpeakerEnv
+from tests.support.controlplane import ControlPlane
+from tests.support.kube_fixtures import control_plane  # noqa: F401 - fixture re-exported for this directory
+from tests.support.speaker_env import SpeakerEnv
 
 
 def _skip_reason() -> str | None:

@@ -11,8 +11,7 @@ import time
 import pytest
 
 from ironlb.layer2.election import sort_candidates
-
-from .env import ROUTER_IP, SpeakerEnv, wait_for
+from tests.support.speaker_env import ROUTER_IP, SpeakerEnv, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.netns]
 

@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from tests.kube.controlplane import ControlPlane, KubeError, Response
+from tests.support.controlplane import ControlPlane, KubeError, Response
 
 
 class AsyncApi:

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kube.conftest import _bin_dir
-from tests.kube.controlplane import ControlPlane
+from tests.support.controlplane import ControlPlane
+from tests.support.kube_fixtures import bin_dir
 
 
 @pytest.fixture(scope="module")
 def webhook_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = ControlPlane.start(_bin_dir(), tmp_path_factory.mktemp("kube-webhooks"))
+    cp = ControlPlane.start(bin_dir(), tmp_path_factory.mktemp("kube-webhooks"))
     try:
         yield cp
     finally:

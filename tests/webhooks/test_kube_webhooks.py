@@ -17,7 +17,7 @@ import yaml
 
 from ironlb.webhooks import certs
 from ironlb.webhooks.server import Webhooks
-from tests.kube.controlplane import REPO, ControlPlane
+from tests.support.controlplane import REPO, ControlPlane
 
 from .asyncapi import AsyncApi
 

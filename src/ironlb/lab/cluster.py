@@ -1,32 +1,23 @@
-"""A standalone ironlb cluster on a lab LAN: what ``ironlb demo``, ``bench/l2_failover.py`` and the tests share.
+"""A standalone ironlb cluster on a lab LAN, as ``ironlb demo`` runs it.
 
 :class:`StandaloneCluster` starts one ``ironlb run`` per node namespace on a common state directory, kills nodes
 the way a machine dies (link down and ``kill -9``), restarts them, and reads their status files.
-:class:`ClientProbe` runs in the client namespace: it opens a TCP connection and sends an HTTP GET to the service IP
-every few milliseconds, sniffs ARP for it, and streams what it sees as JSON lines with ``time.monotonic()``
-timestamps (one clock for the whole machine, so they compare with the parent's). :func:`measure_failover` and
-:func:`measure_announce` are the two measurements, shared by the demo and the benchmark.
-
-The probe's side runs as ``python -m ironlb.lab.cluster probe|get|arp-wait ...`` inside the client namespace.
+:class:`ClientProbe` runs :mod:`ironlb.lab.probe` in the client namespace and collects what it streams. The
+measurements are in :mod:`ironlb.lab.failover`.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -71,26 +62,6 @@ SEED_CONFIG_FILE = "metallb-config.yaml"
 SEED_SERVICE_FILE = "my-service.yaml"
 SEED_SERVICE_KEY = "default/my-service"
 VIP = "192.168.1.240"
-
-
-def pinned_service(name: str, ip: str, namespace: str = "default") -> str:
-    """A LoadBalancer Service asking for ``ip`` (MetalLB's ``loadBalancerIPs`` annotation)."""
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: {namespace}
-  annotations:
-    metallb.io/loadBalancerIPs: {ip}
-spec:
-  type: LoadBalancer
-  ports:
-  - name: http
-    protocol: TCP
-    port: 80
-"""
-
 
 # --------------------------------------------------------------------------------------------------- the cluster
 class StandaloneCluster:
@@ -311,7 +282,7 @@ class StandaloneCluster:
 
     def http_get(self, ip: str = VIP, port: int = 80, timeout: float = 2.0) -> dict[str, Any]:
         """One HTTP GET from the client: ``{"ok", "status", "body", "ms"}`` or ``{"ok": False, "err"}``."""
-        cmd = [sys.executable, "-m", "ironlb.lab.cluster", "get", ip, "--port", str(port), "--timeout", str(timeout)]
+        cmd = [sys.executable, "-m", "ironlb.lab.probe", "get", ip, "--port", str(port), "--timeout", str(timeout)]
         r = self.lan.lab.run(self.client_ns, cmd, check=False, timeout=timeout + 10)
         try:
             data: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -337,7 +308,7 @@ class ClientProbe:
     def __init__(self, cluster: StandaloneCluster, ip: str, port: int, interval: float, timeout: float) -> None:
         self.ip = ip
         cmd = [
-            sys.executable, "-m", "ironlb.lab.cluster", "probe", ip, "--port", str(port),
+            sys.executable, "-m", "ironlb.lab.probe", "probe", ip, "--port", str(port),
             "--interval", str(interval), "--timeout", str(timeout),
         ]  # fmt: skip
         self.proc = cluster.lan.lab.popen(
@@ -402,303 +373,3 @@ class ClientProbe:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------------------------------- measurements
-@dataclass
-class FailoverResult:
-    dead: str
-    new: str | None = None
-    total_ms: float | None = None  # kill -> the client's first HTTP answer from the new node
-    detect_ms: float | None = None  # kill -> the new node logs the membership change (ms-resolution log clock)
-    announce_ms: float | None = None  # kill -> the new node's status file announces the IP
-    garp_ms: float | None = None  # kill -> the client sees an ARP packet from the new node's MAC for the IP
-    failed: int = 0  # client attempts that failed meanwhile
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def measure_failover(
-    cluster: StandaloneCluster, probe: ClientProbe, ip: str = VIP, timeout: float = 10.0
-) -> FailoverResult:
-    """Kill the node announcing ``ip`` (link down + kill -9) and time the client's move to the new announcer.
-
-    The cluster must be in a steady state: one announcer, answering the probe.
-    """
-    dead = cluster.wait_steady(ip, timeout=5)
-    if dead is None:
-        return FailoverResult(dead="?", error=f"not steady: announcers of {ip}: {cluster.announcers(ip)}")
-    result = FailoverResult(dead=dead)
-    wall0 = time.time()
-    t0 = cluster.kill(dead)
-    # Poll the survivors' status files closely: that is when the new node decided to announce.
-    deadline = t0 + timeout
-    while time.monotonic() < deadline:
-        now_announcing = cluster.announcers(ip)
-        if now_announcing:
-            result.new = now_announcing[0]
-            result.announce_ms = (time.monotonic() - t0) * 1000
-            break
-        time.sleep(0.002)
-    if result.new is None:
-        result.error = f"no node took over {ip} within {timeout} s"
-        return result
-    answer = probe.wait_answer(result.new, t0, timeout=max(0.5, deadline - time.monotonic()))
-    if answer is None:
-        result.error = f"the client got no HTTP answer from {result.new} within {timeout} s"
-        return result
-    result.total_ms = (answer["t1"] - t0) * 1000
-    new_mac = cluster.lan.node(result.new).mac.lower()
-    events = probe.snapshot()
-    garp = next((e for e in events if e.get("ev") == "arp" and e["t"] > t0 and e.get("mac") == new_mac), None)
-    if garp is not None:
-        result.garp_ms = (garp["t"] - t0) * 1000
-    result.failed = sum(1 for e in events if e.get("ev") == "http" and not e.get("ok") and t0 < e["t1"] <= answer["t1"])
-    detected = cluster.log_time(result.new, r"members alive: ", wall0)
-    if detected is not None:
-        result.detect_ms = (detected - wall0) * 1000
-    return result
-
-
-def restore(cluster: StandaloneCluster, node: str, probe: ClientProbe, ip: str = VIP, timeout: float = 10.0) -> bool:
-    """Revive ``node`` and wait for the steady state: it announces ``ip`` again and the client reaches it."""
-    cluster.revive(node)
-    if cluster.wait_steady(ip, timeout) != node:
-        return False
-    return probe.wait_answer(node, time.monotonic(), timeout) is not None
-
-
-@dataclass
-class AnnounceResult:
-    ip: str
-    node: str | None = None
-    arp_ms: float | None = None  # Service file written -> the client gets an ARP reply
-    error: str | None = None
-
-
-def measure_announce(
-    cluster: StandaloneCluster, name: str, ip: str, timeout: float = 5.0, interval: float = 0.002
-) -> AnnounceResult:
-    """Add a Service asking for ``ip`` to the state directory; time until an ARP request from the client is answered.
-
-    The client sends a raw ARP request every ``interval`` from before the file is written, so the figure is the
-    time to the first reply, to within ``interval``.
-    """
-    cmd = [sys.executable, "-m", "ironlb.lab.cluster", "arp-wait", ip, "--interval", str(interval),
-           "--timeout", str(timeout)]  # fmt: skip
-    proc = cluster.lan.lab.popen(cluster.client_ns, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    result = AnnounceResult(ip)
-    try:
-        assert proc.stdout is not None
-        ready = proc.stdout.readline()
-        if '"ready"' not in ready:
-            result.error = f"arp probe did not start: {ready!r}"
-            return result
-        t0 = time.monotonic()
-        cluster.write_manifest(f"{name}.yaml", pinned_service(name, ip))
-        line = proc.stdout.readline()
-        proc.wait(timeout=timeout + 5)
-        try:
-            event = json.loads(line)
-        except ValueError:
-            result.error = f"arp probe: {line!r}"
-            return result
-        if event.get("ev") != "arp":
-            result.error = f"no ARP answer for {ip} within {timeout} s"
-            return result
-        result.arp_ms = (event["t"] - t0) * 1000
-        result.node = cluster.node_of_mac(event["mac"])
-        return result
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=3)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
-# --------------------------------------------------------------------------------------------------- probe side
-# Runs in the client namespace; stdlib only, so it starts fast.
-ETH_P_ARP = 0x0806
-ETH_P_ALL = 0x0003
-
-
-def _mac_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
-def _emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
-
-
-def _arp_socket(iface: str) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-    sock.bind((iface, ETH_P_ARP))
-    sock.setblocking(False)
-    return sock
-
-
-def _parse_arp(frame: bytes) -> tuple[int, str, str, str] | None:
-    """(op, sender MAC, sender IP, target IP) of an Ethernet ARP frame."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
-        return None
-    op = struct.unpack("!H", frame[20:22])[0]
-    return op, _mac_str(frame[22:28]), socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42])
-
-
-def _iface_info(iface: str) -> tuple[bytes, bytes]:
-    mac = bytes.fromhex(Path(f"/sys/class/net/{iface}/address").read_text().strip().replace(":", ""))
-    import fcntl
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", iface.encode()[:15]))  # SIOCGIFADDR
-    return mac, packed[20:24]
-
-
-def _arp_request(src_mac: bytes, src_ip: bytes, target: str) -> bytes:
-    return (
-        b"\xff" * 6 + src_mac + b"\x08\x06"
-        + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src_mac + src_ip + b"\x00" * 6 + socket.inet_aton(target)
-    )  # fmt: skip
-
-
-async def _http_attempt(ip: str, port: int, timeout: float) -> dict[str, Any]:
-    t0 = time.monotonic()
-    event: dict[str, Any] = {"ev": "http", "t0": t0}
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(ip, port)
-            writer.write(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
-            data = await reader.read()
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-        event.update(ok=status == 200, status=status, body=body.decode(errors="replace"))
-    except TimeoutError:
-        event.update(ok=False, err="timeout")
-    except OSError as exc:
-        event.update(ok=False, err=exc.strerror or type(exc).__name__)
-    finally:
-        if writer is not None:
-            writer.close()
-    event["t1"] = time.monotonic()
-    return event
-
-
-async def _probe(ip: str, port: int, interval: float, timeout: float, iface: str) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(sys.stdin.fileno(), 4096) else None)
-    sock = _arp_socket(iface)
-
-    def on_arp() -> None:
-        while True:
-            try:
-                frame = sock.recv(2048)
-            except BlockingIOError:
-                return
-            parsed = _parse_arp(frame)
-            if parsed and parsed[2] == ip:
-                _emit({"ev": "arp", "t": time.monotonic(), "op": parsed[0], "mac": parsed[1]})
-
-    loop.add_reader(sock.fileno(), on_arp)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def one() -> None:
-        _emit(await _http_attempt(ip, port, timeout))
-
-    _emit({"ev": "ready", "t": time.monotonic()})
-    next_at = time.monotonic()
-    while not stop.is_set():
-        task = loop.create_task(one())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        next_at += interval
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
-    for task in list(tasks):
-        task.cancel()
-    sock.close()
-
-
-def _arp_wait(ip: str, interval: float, timeout: float, iface: str) -> int:
-    """Send an ARP request for ``ip`` every ``interval`` until a reply comes; print it."""
-    import select
-
-    src_mac, src_ip = _iface_info(iface)
-    sock = _arp_socket(iface)
-    request = _arp_request(src_mac, src_ip, ip)
-    _emit({"ev": "ready", "t": time.monotonic()})
-    deadline = time.monotonic() + timeout
-    next_send = time.monotonic()
-    while (now := time.monotonic()) < deadline:
-        if now >= next_send:
-            sock.send(request)
-            next_send = now + interval
-        readable, _, _ = select.select([sock], [], [], max(0.0, min(next_send, deadline) - time.monotonic()))
-        if not readable:
-            continue
-        while True:
-            try:
-                frame = sock.recv(2048)
-            except BlockingIOError:
-                break
-            parsed = _parse_arp(frame)
-            if parsed and parsed[0] == 2 and parsed[2] == ip:
-                _emit({"ev": "arp", "t": time.monotonic(), "mac": parsed[1]})
-                return 0
-    _emit({"ev": "timeout", "t": time.monotonic()})
-    return 1
-
-
-def probe_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ironlb.lab.cluster", description="client-side lab probes")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    p = sub.add_parser("probe", help="HTTP GET every INTERVAL and ARP sniffing, as JSON lines, until stdin closes")
-    p.add_argument("ip")
-    p.add_argument("--port", type=int, default=80)
-    p.add_argument("--interval", type=float, default=0.01)
-    p.add_argument("--timeout", type=float, default=0.2)
-    p.add_argument("--iface", default="eth0")
-    p = sub.add_parser("get", help="one HTTP GET, as a JSON line")
-    p.add_argument("ip")
-    p.add_argument("--port", type=int, default=80)
-    p.add_argument("--timeout", type=float, default=2.0)
-    p = sub.add_parser("arp-wait", help="ARP requests every INTERVAL until a reply, as JSON lines")
-    p.add_argument("ip")
-    p.add_argument("--interval", type=float, default=0.002)
-    p.add_argument("--timeout", type=float, default=5.0)
-    p.add_argument("--iface", default="eth0")
-    args = parser.parse_args(argv)
-    if args.mode == "probe":
-        asyncio.run(_probe(args.ip, args.port, args.interval, args.timeout, args.iface))
-        return 0
-    if args.mode == "get":
-        event = asyncio.run(_http_attempt(args.ip, args.port, args.timeout))
-        event["ms"] = round((event["t1"] - event["t0"]) * 1000, 2)
-        _emit(event)
-        return 0 if event["ok"] else 1
-    return _arp_wait(args.ip, args.interval, args.timeout, args.iface)
-
-
-@contextlib.contextmanager
-def ignoring_signals(*signums: int) -> Iterator[None]:
-    """Ignore ``signums`` inside the block: a second Ctrl-C must not interrupt a cleanup half-way."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in signums}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-if __name__ == "__main__":
-    sys.exit(probe_main())

@@ -29,13 +29,9 @@ from ironlb.lab.cluster import (
     SEED_SERVICE_KEY,
     VIP,
     ClientProbe,
-    FailoverResult,
     StandaloneCluster,
-    ignoring_signals,
-    measure_failover,
-    percentile,
-    restore,
 )
+from ironlb.lab.failover import FailoverResult, measure_failover, percentile, restore
 from ironlb.lab.frr import FRRInstance, frr_missing
 from ironlb.lab.lan import Lan, build_lan, start_http_servers, wait_for
 from ironlb.lab.netns import NetnsLab, netns_available
@@ -381,6 +377,17 @@ def terminate_as_exit() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def ignoring_signals(*signums: int) -> Iterator[None]:
+    """Ignore ``signums`` inside the block: a second Ctrl-C must not interrupt a cleanup half-way."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_demo(

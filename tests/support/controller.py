@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.kube.controlplane import ControlPlane, KubeError, free_port
+from tests.support.controlplane import ControlPlane, KubeError, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"

@@ -5,7 +5,7 @@ three nodes running ``ironlb speaker``, a client and an FRR router; ``ironlb con
 Services get their IPs as in a cluster. There is no kubelet: this module creates the Node objects, the speaker
 Pods (their status says where they run, for membership discovery) and the EndpointSlices.
 
-The nodes reach the apiserver through :mod:`ironlb.lab.unixbridge`: one forwarder on the host listens on a Unix
+The nodes reach the apiserver through :mod:`tests.support.unixbridge`: one forwarder on the host listens on a Unix
 socket, and one per node namespace listens on that namespace's ``127.0.0.1:<apiserver port>``, so the control
 plane's own kubeconfig works unchanged inside every namespace and nothing is added to the host namespace.
 Everything made here carries the lab's unique prefix and is removed by :meth:`SpeakerEnv.close` (processes by
@@ -29,13 +29,14 @@ from typing import IO, Any, TypeVar
 
 from ironlb.lab.cluster import parse_arping
 from ironlb.lab.frr import FRRInstance
-from ironlb.lab.jsonlines import JsonLineReader
 from ironlb.lab.lan import Lan, build_lan
 from ironlb.lab.netns import NetnsLab
-from tests.controller.helpers import ControllerProcess
-from tests.kube.controlplane import ControlPlane, KubeError
+from tests.support.controller import ControllerProcess
+from tests.support.controlplane import ControlPlane, KubeError
+from tests.support.jsonlines import JsonLineReader
 
 REPO = Path(__file__).resolve().parents[2]
+UNIXBRIDGE = Path(__file__).resolve().parent / "unixbridge.py"
 ROUTER_IP = "192.168.1.1"
 ROUTER_ASN = 64512
 NODE_ASN = 64513
@@ -132,7 +133,7 @@ class SpeakerEnv:
         """The host side of the bridge: the Unix socket, forwarded to the apiserver's port on 127.0.0.1."""
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         host = subprocess.Popen(
-            [sys.executable, "-m", "ironlb.lab.unixbridge", "--listen", f"unix:{self.socket}",
+            [sys.executable, str(UNIXBRIDGE), "--listen", f"unix:{self.socket}",
              "--connect", f"tcp:127.0.0.1:{self.cp.port}"],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )  # fmt: skip
@@ -152,7 +153,7 @@ class SpeakerEnv:
         for node in self.nodes:
             proc = self.lab.popen(
                 node,
-                [sys.executable, "-m", "ironlb.lab.unixbridge", "--listen", f"tcp:127.0.0.1:{self.cp.port}",
+                [sys.executable, str(UNIXBRIDGE), "--listen", f"tcp:127.0.0.1:{self.cp.port}",
                  "--connect", f"unix:{self.socket}"],
                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
@@ -393,10 +394,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class ArpSniffer:
-    """The client's ARP sniffer for one IP (``ironlb.lab.cluster probe``): every ARP packet with a timestamp."""
+    """The client's ARP sniffer for one IP (``ironlb.lab.probe probe``): every ARP packet with a timestamp."""
 
     def __init__(self, env: SpeakerEnv, ip: str) -> None:
-        cmd = [sys.executable, "-m", "ironlb.lab.cluster", "probe", ip, "--port", "9", "--interval", "60",
+        cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", ip, "--port", "9", "--interval", "60",
                "--timeout", "0.1"]  # fmt: skip
         self.env = env
         self.proc = env.lab.popen(env.client_ns, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
