@@ -162,6 +162,38 @@ def test_pinned_pools_by_priority_then_fallback() -> None:
         b.assign("red/x", svc("x", namespace="red"), [ip("10.5.0.0")], TCP80, NO_SHARE)
 
 
+def test_pinned_pool_order_is_metallbs_sort_pools() -> None:
+    """MetalLB's pinnedPoolsForService + sortPools: its comparator says "less" for two unset priorities, so Go's
+    insertion sort (up to 12 pools) ends with the unset ones in reverse input order; equal set priorities keep
+    the input order, namespace-pinned pools before selector-pinned ones (ByServiceSelector is name-sorted)."""
+    web = {"app": "web"}
+
+    def order(*pools: object) -> list[str]:
+        a = Allocator(config(*pools))  # type: ignore[arg-type]
+        return [p.name for p in a.pinned_pools(svc("x", namespace="red", labels=web))]
+
+    # Two selector-pinned pools, no priority: b before a.
+    assert order(pool("a", "10.0.0.0/32", allocation=pinned(selectors=web)),
+                 pool("b", "10.0.1.0/32", allocation=pinned(selectors=web))) == ["b", "a"]
+    # Equal set priority: the namespace-pinned pool first, whatever the names.
+    assert order(pool("a-sel", "10.0.0.0/32", allocation=pinned(5, selectors=web)),
+                 pool("z-ns", "10.0.1.0/32", allocation=pinned(5, namespaces=["red"]))) == ["z-ns", "a-sel"]
+    # Set priorities ascending, then the unset ones reversed: selector-pinned (reverse name) before
+    # namespace-pinned; a pool pinned both ways counts at its selector place.
+    assert order(
+        pool("n1", "10.0.0.0/32", allocation=pinned(namespaces=["red"])),
+        pool("n2", "10.0.1.0/32", allocation=pinned(namespaces=["red"])),
+        pool("s1", "10.0.2.0/32", allocation=pinned(selectors=web)),
+        pool("s2", "10.0.3.0/32", allocation=pinned(7, selectors=web)),
+        pool("s3", "10.0.4.0/32", allocation=pinned(2, selectors=web)),
+        pool("both", "10.0.5.0/32", allocation=pinned(namespaces=["red"], selectors=web)),
+    ) == ["s3", "s2", "s1", "both", "n2", "n1"]
+    # The allocation follows: with no priority, pool b's address is handed out first.
+    a = Allocator(config(pool("a", "10.0.0.0/32", allocation=pinned(selectors=web)),
+                         pool("b", "10.0.1.0/32", allocation=pinned(selectors=web))))
+    assert str(a.allocate("n/x", svc("x", labels=web), "ipv4", TCP80, NO_SHARE)[0]) == "10.0.1.0"
+
+
 def test_unpinned_pools_in_name_order() -> None:
     a = Allocator(config(pool("b", "10.0.1.0/32"), pool("a", "10.0.0.0/32"), pool("c", "10.0.2.0/32")))
     got = [str(a.allocate(f"n/{i}", svc(str(i)), "ipv4", TCP80, NO_SHARE)[0]) for i in range(3)]
@@ -177,6 +209,12 @@ def test_allocate_from_pool_ignores_auto_assign() -> None:
         a.allocate_from_pool("n/y", svc("y"), "ipv4", "nope", TCP80, NO_SHARE)
     with pytest.raises(AllocationError, match="^no available IPs in pool manual for ipv6 IPFamily$"):
         a.allocate_from_pool("n/y", svc("y"), "ipv6", "manual", TCP80, NO_SHARE)
+    assert str(a.allocate_from_pool("n/y", svc("y"), "ipv4", "manual", TCP80, NO_SHARE)[0]) == "10.4.0.1"
+    # MetalLB's getFreeIPsFromPool: no free address in any family of the pool.
+    with pytest.raises(AllocationError, match="^no available IPs in pool manual$"):
+        a.allocate_from_pool("n/z", svc("z"), "ipv4", "manual", TCP80, NO_SHARE)
+    with pytest.raises(AllocationError, match="^no available IPs in pool manual$"):
+        a.allocate_from_pool("n/z", svc("z"), "ipv6", "manual", TCP80, NO_SHARE)
 
 
 def test_dual_stack_needs_both_families_in_one_pool() -> None:

@@ -189,3 +189,13 @@ def test_load_balancer_class_filter() -> None:
     assert not handles_class(svc("a", lb_class="foo"), "")
     assert handles_class(svc("a", lb_class="foo"), "foo")
     assert not handles_class(svc("a"), "foo")
+
+
+def test_full_pool_text() -> None:
+    """MetalLB's getFreeIPsFromPool says exactly this for a full pool (since v0.16.0)."""
+    a = Allocator(config(pool("p", "10.0.0.0/32")))
+    assert converge(a, svc("x")).ingress == ("10.0.0.0",)
+    c = converge(a, svc("y", annotations={"metallb.io/address-pool": "p"}))
+    assert [(e.type, e.reason, e.message) for e in c.events] == [
+        ("Warning", "AllocationFailed", 'Failed to allocate IP for "default/y": no available IPs in pool p')
+    ]

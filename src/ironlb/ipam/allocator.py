@@ -89,7 +89,8 @@ class Allocator:
     def __init__(self, config: Config | None = None) -> None:
         self._pools: Mapping[str, Pool] = {}
         self._unpinned: tuple[Pool, ...] = ()
-        self._pinned: tuple[Pool, ...] = ()
+        self._pinned: tuple[Pool, ...] = ()  # pinned to namespaces
+        self._by_selector: tuple[Pool, ...] = ()  # pinned by service selectors
         self._index: dict[int, tuple[list[int], list[tuple[int, Pool]]]] = {4: ([], []), 6: ([], [])}
         self._capacity: dict[str, tuple[int, int]] = {}
         self._config = Config()
@@ -116,13 +117,11 @@ class Allocator:
         self._pools = dict(config.pools_by_name)
         self._unpinned = tuple(p for p in config.pools if p.auto_assign and p.service_allocation is None)
 
-        def priority(p: Pool) -> tuple[int, int, str]:
-            prio = p.service_allocation.priority if p.service_allocation else 0
-            return (0, prio, p.name) if prio > 0 else (1, 0, p.name)
-
-        # Candidates for pinning, by priority (1 before 20, unset last), then name: MetalLB's sort is unstable.
-        self._pinned = tuple(
-            sorted((p for p in config.pools if p.auto_assign and p.service_allocation is not None), key=priority)
+        # MetalLB's Pools.ByNamespace (Go map order, random: ironlb takes name order) and ByServiceSelector (sorted).
+        pinnable = [p for p in config.pools if p.auto_assign and p.service_allocation is not None]
+        self._pinned = tuple(p for p in pinnable if p.service_allocation and p.service_allocation.namespaces)
+        self._by_selector = tuple(
+            p for p in pinnable if p.service_allocation and p.service_allocation.service_selectors
         )
         self._capacity = {p.name: pool_capacity(p) for p in config.pools}
         index: dict[int, list[tuple[int, int, Pool]]] = {4: [], 6: []}
@@ -371,6 +370,20 @@ class Allocator:
                 found[version] = n
         return found
 
+    def _check_not_full(
+        self, pool: Pool, found: Mapping[int, int], svc_key: str, ports: Sequence[ServicePort], key: AllocKey
+    ) -> None:
+        """MetalLB's getFreeIPsFromPool text when the pool has no free address in any family.
+
+        A pool with free addresses only in the other family gets ``_select``'s text instead, where MetalLB
+        would go on with a nil IP (``["<nil>"] is not allowed in config``).
+        """
+        if found:
+            return
+        others = tuple(v for v in (4, 6) if v in pool.families)
+        if not self._free_ips_from_pool(pool, others, svc_key, ports, key):
+            raise AllocationError(f"no available IPs in pool {pool.name}")
+
     @staticmethod
     def _select(found: Mapping[int, int], family: str, policy: str, pool_name: str) -> list[IPAddress]:
         """MetalLB's selectIPsForFamilyAndPolicy; dual-stack results are ordered [IPv4, IPv6]."""
@@ -439,13 +452,10 @@ class Allocator:
         return ips
 
     def pinned_pools(self, svc: Service) -> list[Pool]:
-        """Pools pinned to the service's namespace or labels (MetalLB's ByNamespace + ByServiceSelector)."""
-        return [
-            p for p in self._pinned
-            if p.service_allocation is not None
-            and (svc.namespace in p.service_allocation.namespaces or p.service_allocation.service_selectors)
-            and self.is_compatible(p, svc)
-        ]
+        """Pools pinned to the service's namespace or labels, in MetalLB's pinnedPoolsForService order."""
+        candidates = [p for p in self._pinned if svc.namespace in _namespaces(p)]
+        candidates += self._by_selector
+        return sort_pools([p for p in candidates if self.is_compatible(p, svc)])
 
     def allocate(
         self, svc_key: str, svc: Service, family: str, ports: Sequence[ServicePort], key: AllocKey
@@ -456,7 +466,7 @@ class Allocator:
             self.assign(svc_key, svc, current.ips, ports, key)
             return list(current.ips)
         ips = None
-        if self._pinned:
+        if self._pinned or self._by_selector:
             ips = self._allocate_from_pools(self.pinned_pools(svc), svc_key, svc, family, ports, key)
         if ips is None:
             ips = self._allocate_from_pools(self._unpinned, svc_key, svc, family, ports, key)
@@ -481,6 +491,7 @@ class Allocator:
         if pool is None:
             raise AllocationError(f'unknown pool "{pool_name}"')
         found = self._free_ips_from_pool(pool, self._versions_needed(family), svc_key, ports, key)
+        self._check_not_full(pool, found, svc_key, ports, key)
         ips = self._select(found, family, svc.ip_family_policy, pool_name)
         self.assign(svc_key, svc, ips, ports, key)
         return ips
@@ -495,9 +506,31 @@ class Allocator:
         if pool is None:
             raise AllocationError(f'unknown pool "{pool_name}"')
         found = self._free_ips_from_pool(pool, (version,), svc_key, ports, key)
+        self._check_not_full(pool, found, svc_key, ports, key)
         extra = self._select(found, _FAMILY_OF[version], "SingleStack", pool_name)[0]
         self.assign(svc_key, svc, [existing, extra], ports, key)
         return extra
+
+
+def _namespaces(pool: Pool) -> frozenset[str]:
+    return pool.service_allocation.namespaces if pool.service_allocation else frozenset()
+
+
+def _priority(pool: Pool) -> int:
+    return pool.service_allocation.priority if pool.service_allocation else 0
+
+
+def sort_pools(pools: Sequence[Pool]) -> list[Pool]:
+    """The order MetalLB's sortPools leaves pinned pools in (namespace-pinned first in the input).
+
+    Its comparator says "less" for two unset priorities, and Go's sort.Slice sorts up to 12 elements by
+    insertion, so: set priorities ascending, equal ones in input order (namespace-pinned before
+    selector-pinned), then the unset ones in reverse input order. A pool pinned both ways is in the input twice;
+    only its first place in the result counts. Beyond 12 pools Go switches to pdqsort and its order among
+    equals is an artefact of the algorithm; ironlb keeps the same rule there.
+    """
+    ranked = sorted((p for p in pools if _priority(p) > 0), key=_priority)
+    return list(dict.fromkeys(ranked + [p for p in reversed(pools) if _priority(p) <= 0]))
 
 
 def sharing_error(existing: AllocKey, new: AllocKey) -> str | None:
