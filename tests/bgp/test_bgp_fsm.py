@@ -14,6 +14,7 @@ from ironlb.bgp.fsm import (
     Established,
     NotificationReceived,
     RouteRefreshReceived,
+    RoutesUnsendable,
     Session,
     SessionDown,
     State,
@@ -328,6 +329,17 @@ def test_identical_attributes_share_updates_different_ones_do_not() -> None:
     by_len = sorted(msgs, key=lambda m: len(m.nlri))
     assert by_len[0].large_communities == ((64512, 1, 2),) and not by_len[0].communities
     assert by_len[1].communities == (1,) and not by_len[1].large_communities
+
+
+def test_attributes_too_large_are_reported_as_an_event_not_sent() -> None:
+    pair = established_pair()
+    huge = Attributes(communities=tuple(range(1100)))  # 4400 bytes of COMMUNITIES: no UPDATE can carry them
+    fits, too_big = v4_hosts(2)
+    events = pair.a.fsm.set_routes({fits: Attributes(), too_big: huge})
+    assert events == [RoutesUnsendable((too_big,))]
+    pair.pump()
+    assert announced(updates(pair.a.messages())) == [fits]
+    assert pair.a.fsm.set_routes({fits: Attributes()}) == []
 
 
 def test_withdrawals_are_packed_and_diffed() -> None:

@@ -11,7 +11,6 @@ must still reset the session, RFC 4271 section 6.3) and then dropped.
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,8 +52,6 @@ from .wire import (
     shutdown_communication,
     split_messages,
 )
-
-log = logging.getLogger(__name__)
 
 RouteTable = Mapping[Network, Attributes] | Mapping[IPv4Network, Attributes] | Mapping[IPv6Network, Attributes]
 """What :meth:`Session.set_routes` takes; the union because Mapping keys are invariant."""
@@ -129,7 +126,14 @@ class EndOfRibReceived:
     family: Family
 
 
-Event = Established | SessionDown | NotificationReceived | RouteRefreshReceived | EndOfRibReceived
+@dataclass(frozen=True)
+class RoutesUnsendable:
+    """Prefixes whose path attributes do not fit any UPDATE: held back until :meth:`Session.set_routes` again."""
+
+    prefixes: tuple[Network, ...]
+
+
+Event = Established | SessionDown | NotificationReceived | RouteRefreshReceived | EndOfRibReceived | RoutesUnsendable
 
 
 @dataclass
@@ -315,12 +319,13 @@ class Session:
             self._send_keepalive(now)
         return events
 
-    def set_routes(self, desired: RouteTable) -> None:
+    def set_routes(self, desired: RouteTable) -> list[Event]:
         """Replace the whole desired Adj-RIB-Out; UPDATEs for the difference go out if Established."""
         self._desired = dict(desired.items())
         self._unsendable.clear()
         if self.state is State.ESTABLISHED:
-            self._sync()
+            return self._sync()
+        return []
 
     # ------------------------------------------------------------------ internals
 
@@ -390,7 +395,6 @@ class Session:
         self._keepalive_deadline = None
         self._sent.clear()
         self._in.clear()
-        log.info("BGP session to %s down: %s", self.config.label, reason)
         return SessionDown(reason, was, sent, received)
 
     def _notify_and_down(self, err: BGPError) -> SessionDown:
@@ -523,7 +527,6 @@ class Session:
         assert neg is not None
         self.state = State.ESTABLISHED
         self.counters.established_transitions += 1
-        log.info("BGP session to %s established (peer AS %d, hold %ds)", self.config.label, neg.peer_asn, neg.hold_time)
         event = Established(
             peer_asn=neg.peer_asn,
             peer_router_id=neg.peer_router_id,
@@ -534,12 +537,12 @@ class Session:
             four_octet_as=neg.four_octet_as,
             route_refresh=neg.route_refresh,
         )
-        self._sync()
+        events: list[Event] = [event, *self._sync()]
         if neg.graceful_restart:
             for family in sorted(neg.families):
                 self._send(encode_end_of_rib(family))
                 self.counters.updates_sent += 1
-        return [event]
+        return events
 
     def _announceable(self) -> dict[Network, Attributes]:
         neg, ctx = self.negotiated, self._ctx
@@ -551,7 +554,7 @@ class Session:
                 out[prefix] = attrs
         return out
 
-    def _sync(self) -> None:
+    def _sync(self) -> list[Event]:
         ctx = self._ctx
         assert ctx is not None
         target = self._announceable()
@@ -562,20 +565,19 @@ class Session:
             self.counters.updates_sent += 1
         for p in gone:
             del self._sent[p]
-        self._announce(changed, ctx)
+        return self._announce(changed, ctx)
 
-    def _announce(self, routes: Mapping[Network, Attributes], ctx: PathContext) -> None:
+    def _announce(self, routes: Mapping[Network, Attributes], ctx: PathContext) -> list[Event]:
         messages, failed = build_announcements(routes, ctx)
         for data in messages:
             self._send(data)
             self.counters.updates_sent += 1
         bad = set(failed)
-        if bad:
-            log.warning("BGP %s: %d prefixes have attributes too large to send", self.config.label, len(bad))
-            self._unsendable |= bad
+        self._unsendable |= bad
         for p, a in routes.items():
             if p not in bad:
                 self._sent[p] = a
+        return [RoutesUnsendable(tuple(failed))] if bad else []
 
     def _handle_route_refresh(self, msg: RouteRefreshMessage) -> list[Event]:
         neg, ctx = self.negotiated, self._ctx
@@ -584,11 +586,11 @@ class Session:
         # Subtypes 1/2 are the peer's own BoRR/EoRR (RFC 7313): nothing to do.
         if msg.subtype != 0 or family not in neg.families:
             return []
-        self._announce({p: a for p, a in self._sent.items() if family_of(p) == family}, ctx)
+        events = self._announce({p: a for p, a in self._sent.items() if family_of(p) == family}, ctx)
         if neg.graceful_restart:
             self._send(encode_end_of_rib(family))
             self.counters.updates_sent += 1
-        return [RouteRefreshReceived(family)]
+        return [*events, RouteRefreshReceived(family)]
 
 
 def _unmap(addr: Address) -> Address:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import PeerConfig
 from .errors import CeaseSubcode
-from .fsm import Counters, Event, RouteTable, Session, SessionDown, State
+from .fsm import Counters, Established, Event, RoutesUnsendable, RouteTable, Session, SessionDown, State
 from .wire import Address
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,9 @@ class BGPSession:
 
     def set_routes(self, routes: RouteTable) -> None:
         """Replace the desired Adj-RIB-Out; changes go out at once when Established."""
-        self.fsm.set_routes(routes)
+        events = self.fsm.set_routes(routes)
         self._flush()
+        self._dispatch(events)
 
     async def wait_established(self, timeout: float | None = None) -> None:
         """Wait until Established (raises TimeoutError)."""
@@ -334,6 +335,7 @@ class BGPSession:
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
+            self._log(event)
             if isinstance(event, SessionDown):
                 self._established.clear()
                 if self._transport is not None:
@@ -346,6 +348,16 @@ class BGPSession:
                     self._on_event(event)
                 except Exception:
                     log.exception("BGP event handler failed for %s", self.config.label)
+
+    def _log(self, event: Event) -> None:
+        """The FSM reports, the shell logs (the sans-I/O core has no logger)."""
+        label = self.config.label
+        if isinstance(event, Established):
+            log.info("BGP session to %s established (peer AS %d, hold %ds)", label, event.peer_asn, event.hold_time)
+        elif isinstance(event, SessionDown):
+            log.info("BGP session to %s down: %s", label, event.reason)
+        elif isinstance(event, RoutesUnsendable):
+            log.warning("BGP %s: %d prefixes have attributes too large to send", label, len(event.prefixes))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
