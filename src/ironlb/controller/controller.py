@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from ironlb.cluster.annotations import IP_ALLOCATED_FROM_POOL, PREFIX
@@ -374,7 +375,7 @@ class Controller:
     def desired_state(self) -> dict[str, Any]:
         """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
         current = self.states.store.get(f"{self.options.namespace}/{STATE_NAME}")
-        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"))
+        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"), datetime.now(UTC))
 
     async def _write_configuration_state(self) -> None:
         if not self.config_evaluated:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -520,7 +521,7 @@ class Speaker:
     def desired_state(self) -> dict[str, Any]:
         """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
         current = self.states.store.get(f"{self.options.namespace}/{self.state_name}")
-        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"))
+        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"), datetime.now(UTC))
 
     async def _write_configuration_state(self) -> None:
         if not self.config_evaluated:

@@ -1,23 +1,26 @@
 """``ConfigurationState.status``: MetalLB's one condition per reconciler, ``result`` and ``errorSummary``.
 
-Pure: the controller (condition ``poolReconcilerValid``) and every speaker (``configReconcilerValid``) compute the
-status they want from their last config evaluation and write it only when it differs from what is stored.
+Pure (the caller passes the time): the controller (condition ``poolReconcilerValid``) and every speaker
+(``configReconcilerValid``) compute the status they want from their last config evaluation and write it only when it
+differs from what is stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 
-def desired_status(condition_type: str, config_error: str | None, current: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The status for the latest evaluation; ``lastTransitionTime`` is kept while the condition holds."""
+def desired_status(
+    condition_type: str, config_error: str | None, current: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """The status for the latest evaluation; ``lastTransitionTime`` is ``now`` (UTC) unless the condition holds."""
     if config_error is None:
         status, reason, message = "True", "Reconciled", ""
     else:
         status, reason, message = "False", "ConfigurationError", f"configuration error: {config_error}"
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     for cond in (current or {}).get("conditions") or []:
         if cond.get("type") == condition_type and cond.get("status") == status and cond.get("lastTransitionTime"):
             since = cond["lastTransitionTime"]
