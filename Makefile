@@ -10,6 +10,7 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # kube-apiserver and etcd for tests/kube, built from the Go module proxy into ~/.cache/ironlb (reused when there).
 k8s-binaries:
@@ -34,4 +35,4 @@ bench: setup k8s-binaries
 	$(PY) -m bench.speaker
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
