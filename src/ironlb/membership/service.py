@@ -1,12 +1,17 @@
 """Asyncio shell around the sans-I/O ``Membership`` core.
 
-One UDP socket, one task. The task calls ``Membership.tick`` and then sleeps
-until ``next_deadline()``; an incoming datagram that makes something due
-earlier (an immediate reply, say) wakes it. No threads. Events go to an
-optional ``on_event`` callback and an optional ``asyncio.Queue``; ``on_change``
-is called once per batch with the new alive set and quorum flag, which is what
-a speaker needs to recompute which IPs it announces. Callback exceptions are
-logged and swallowed: a buggy consumer must not stop liveness.
+One UDP socket, one task, one event loop: in ``ironlb run`` and ``ironlb speaker`` that loop is the fast path
+(``ironlb.fastpath``), which nothing heavy shares. The task calls ``Membership.tick`` and then sleeps until
+``next_deadline()``; an incoming datagram that makes something due earlier (an immediate reply, say) wakes it.
+Events go to an optional ``on_event`` callback and an optional ``asyncio.Queue``; ``on_change`` is called once
+per batch with the new alive set and quorum flag (and once more when the core settles), which is what a speaker
+needs to recompute which IPs it announces. Callback exceptions are logged and swallowed: a buggy consumer must not
+stop liveness. :attr:`MembershipService.view` is an immutable snapshot other threads may read.
+
+Hostile input: the socket's receive buffer is sized for bursts (:data:`RECEIVE_BUFFER`, what the kernel granted
+is logged and kept in ``receive_buffer``) so a flood does not crowd out real heartbeats, the socket is drained in
+batches (no event-loop round trip per datagram), and a datagram whose size no valid message has is dropped and
+counted before any parsing or HMAC work (``rejected``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import contextlib
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
 
 from ironlb.membership.fsm import (
     DEFAULT_PORT,
@@ -26,30 +32,42 @@ from ironlb.membership.fsm import (
     Event,
     Membership,
 )
+from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM
 
-__all__ = ["MembershipService"]
+__all__ = ["RECEIVE_BUFFER", "MembershipService", "MembershipView"]
 
 log = logging.getLogger(__name__)
 
 OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
 
+RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of socket receive buffer asked for: a burst of junk must not push real heartbeats out."""
+MAX_READS_PER_WAKEUP = 256
+"""Datagrams read per readiness event before the loop gets a turn (ARP answers share it)."""
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, service: MembershipService) -> None:
-        self._service = service
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self._service._on_datagram(data, addr)
+@dataclass(frozen=True)
+class MembershipView:
+    """What the rest of the process needs from the membership, as one immutable value (any thread may read it)."""
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP unreachable from a dead peer and the like: expected, not fatal.
-        log.debug("membership socket error: %s", exc)
+    alive: frozenset[str]
+    has_quorum: bool
+    settled: bool
+    members: Mapping[str, Address]
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
+
+def set_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> int:
+    """Ask for ``size`` bytes of receive buffer (past ``rmem_max`` when privileged); return what was granted."""
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            break
+        except OSError:
+            continue
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return granted
 
 
 class MembershipService:
@@ -70,20 +88,28 @@ class MembershipService:
         on_change: OnChange | None = None,
         queue: asyncio.Queue[Event] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        receive_buffer: int = RECEIVE_BUFFER,
     ) -> None:
         self._core = membership
         self._bind = bind or membership.own_address or ("0.0.0.0", DEFAULT_PORT)
-        self._sock = sock
+        self._given_sock = sock
+        self._sock: socket.socket | None = None
         self._on_event = on_event
         self._on_change = on_change
         self._queue = queue
         self._clock = clock
-        self._transport: asyncio.DatagramTransport | None = None
-        self._proto: _Protocol | None = None
+        self._receive_buffer_wanted = receive_buffer
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._sleep_until = 0.0
-        self._reported: tuple[frozenset[str], bool] = (membership.alive(), membership.has_quorum())
+        self._reported: tuple[frozenset[str], bool, bool] = self._state()
+        self.view = self._make_view()
+        """The latest :class:`MembershipView`; replaced (never mutated) on every change."""
+        self.rejected: Counter[str] = Counter()
+        """Datagrams dropped here before the core saw them, by reason (the core counts its own)."""
+        self.receive_buffer = 0
+        """Receive buffer bytes the kernel granted (0 until started)."""
 
     @property
     def membership(self) -> Membership:
@@ -92,9 +118,9 @@ class MembershipService:
     @property
     def local_address(self) -> Address | None:
         """The bound (host, port), once started."""
-        if self._transport is None:
+        if self._sock is None:
             return None
-        name = self._transport.get_extra_info("sockname")
+        name = self._sock.getsockname()
         return (str(name[0]), int(name[1]))
 
     def alive(self) -> frozenset[str]:
@@ -103,16 +129,32 @@ class MembershipService:
     def has_quorum(self) -> bool:
         return self._core.has_quorum()
 
+    def rejections(self) -> Counter[str]:
+        """Every dropped datagram by reason: cheap drops here plus the core's."""
+        return self.rejected + self._core.rejected
+
     async def start(self) -> None:
         """Open the socket and start heartbeating."""
         if self._task is not None:
             raise RuntimeError("already started")
         loop = asyncio.get_running_loop()
-        if self._sock is not None:
-            transport, proto = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=self._sock)
-        else:
-            transport, proto = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=self._bind)
-        self._transport, self._proto = transport, proto
+        sock = self._given_sock
+        if sock is None:
+            family = socket.AF_INET6 if ":" in self._bind[0] else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind(self._bind)
+            except OSError:
+                sock.close()
+                raise
+        sock.setblocking(False)
+        self.receive_buffer = set_receive_buffer(sock, self._receive_buffer_wanted)
+        log.info(
+            "membership %s: receive buffer %d bytes (asked for %d)",
+            self._core.node, self.receive_buffer, self._receive_buffer_wanted,
+        )  # fmt: skip
+        self._sock, self._loop = sock, loop
+        loop.add_reader(sock.fileno(), self._on_readable)
         self._task = asyncio.create_task(self._run(), name=f"membership-{self._core.node}")
 
     async def stop(self, *, leave: bool = True) -> None:
@@ -126,15 +168,15 @@ class MembershipService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        transport, self._transport = self._transport, None
-        if transport is None:
+        sock, self._sock = self._sock, None
+        if sock is None:
             return
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
         if leave:
-            self._send(transport, self._core.leave(self._clock()))
-        transport.close()  # flushes what is still buffered
-        if self._proto is not None:
-            await self._proto.closed  # the port is free again when stop() returns
-            self._proto = None
+            self._send(sock, self._core.leave(self._clock()))
+        sock.close()  # the port is free again when stop() returns
 
     async def __aenter__(self) -> MembershipService:
         await self.start()
@@ -145,20 +187,28 @@ class MembershipService:
 
     def set_members(self, members: Mapping[str, tuple[str, int]]) -> None:
         """Change the member list at run time; new members are greeted at once."""
-        self._dispatch(self._core.set_members(members))
+        self._dispatch(self._core.set_members(members), force=True)
         self._wake.set()
 
     # --------------------------------------------------------------- internals
 
+    def _state(self) -> tuple[frozenset[str], bool, bool]:
+        return (self._core.alive(), self._core.has_quorum(), self._core.settled())
+
+    def _make_view(self) -> MembershipView:
+        alive, quorum, settled = self._reported
+        return MembershipView(alive, quorum, settled, dict(self._core.members()))
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            transport = self._transport
-            if transport is None:
+            sock = self._sock
+            if sock is None:
                 return
+            was_settled = self._reported[2]
             datagrams, events = self._core.tick(self._clock())
-            self._send(transport, datagrams)
-            self._dispatch(events)
+            self._send(sock, datagrams)
+            self._dispatch(events, force=was_settled != self._core.settled())
             self._sleep_until = self._core.next_deadline()
             delay = self._sleep_until - self._clock()
             if delay > 0:
@@ -166,22 +216,44 @@ class MembershipService:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
 
-    def _on_datagram(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def _on_readable(self) -> None:
+        """Drain a batch of datagrams; sizes no message can have are dropped before the core sees them."""
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(MAX_READS_PER_WAKEUP):
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP unreachable from a dead peer and the like: expected, not fatal
+                log.debug("membership socket error: %s", exc)
+                continue
+            size = len(data)
+            if size > MAX_DATAGRAM:
+                self.rejected["oversized"] += 1
+                continue
+            if size < MIN_DATAGRAM:
+                self.rejected["undersized"] += 1
+                continue
+            self._on_datagram(data, addr)
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        was_settled = self._reported[2]
         events = self._core.datagram_received(data, addr, self._clock())
-        self._dispatch(events)
+        self._dispatch(events, force=was_settled != self._core.settled())
         if self._core.next_deadline() < self._sleep_until:
             self._wake.set()
 
-    @staticmethod
-    def _send(transport: asyncio.DatagramTransport, datagrams: list[Datagram]) -> None:
+    def _send(self, sock: socket.socket, datagrams: list[Datagram]) -> None:
         for d in datagrams:
             try:
-                transport.sendto(d.data, d.addr)
-            except OSError as exc:  # e.g. no route; the peer will simply time out
+                sock.sendto(d.data, d.addr)
+            except OSError as exc:  # e.g. no route, or a full send buffer; the peer will simply time out
                 log.debug("membership send to %s %s failed: %s", d.dest, d.addr, exc)
 
-    def _dispatch(self, events: list[Event]) -> None:
-        if not events:
+    def _dispatch(self, events: list[Event], *, force: bool = False) -> None:
+        if not events and not force:
             return
         for event in events:
             log.info("membership %s: %s", self._core.node, event)
@@ -192,11 +264,14 @@ class MembershipService:
                     self._on_event(event)
                 except Exception:
                     log.exception("membership on_event callback failed")
-        state = (self._core.alive(), self._core.has_quorum())
-        if state != self._reported:
-            self._reported = state
-            if self._on_change is not None:
-                try:
-                    self._on_change(*state)
-                except Exception:
-                    log.exception("membership on_change callback failed")
+        state = self._state()
+        members_changed = self.view.members != self._core.members()
+        if state == self._reported and not members_changed:
+            return
+        self._reported = state
+        self.view = self._make_view()
+        if self._on_change is not None:
+            try:
+                self._on_change(state[0], state[1])
+            except Exception:
+                log.exception("membership on_change callback failed")

@@ -1,0 +1,64 @@
+"""The membership socket under hostile input: a large receive buffer, junk dropped before parsing, and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+from ironlb.membership import Membership, MembershipService
+from ironlb.membership.wire import MAX_DATAGRAM
+
+SECRET = b"socket-test-secret-0123456789abcd"
+
+
+def _pair() -> tuple[socket.socket, socket.socket, dict[str, tuple[str, int]]]:
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    members = {"a": socks[0].getsockname(), "b": socks[1].getsockname()}
+    return socks[0], socks[1], members
+
+
+async def test_receive_buffer_is_enlarged_and_reported() -> None:
+    sa, _sb, members = _pair()
+    svc = MembershipService(Membership("a", SECRET, members), sock=sa)
+    async with svc:
+        default = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            assert svc.receive_buffer > default.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            default.close()
+        if os.geteuid() == 0:  # SO_RCVBUFFORCE: the whole 4 MiB (the kernel reports twice what it books)
+            assert svc.receive_buffer >= 4 * 1024 * 1024
+    _sb.close()
+
+
+async def test_junk_is_dropped_counted_and_heartbeats_still_count() -> None:
+    sa, sb, members = _pair()
+    a = MembershipService(Membership("a", SECRET, members), sock=sa)
+    b = MembershipService(Membership("b", SECRET, members), sock=sb)
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    async with a, b:
+        target = members["a"]
+        for _ in range(200):
+            junk.sendto(b"x" * (MAX_DATAGRAM + 100), target)
+            junk.sendto(b"y", target)
+            junk.sendto(b"IL\x01" + os.urandom(120), target)  # right size and magic, wrong MAC
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            counts = a.rejections()
+            if counts["oversized"] >= 200 and counts["undersized"] >= 200 and counts["bad_mac"] >= 200:
+                break
+            await asyncio.sleep(0.02)
+        counts = a.rejections()
+        assert counts["oversized"] >= 200 and counts["undersized"] >= 200, counts
+        assert counts["bad_mac"] >= 200, counts
+        while a.alive() != {"a", "b"}:
+            assert time.monotonic() < deadline, a.alive()
+            await asyncio.sleep(0.02)
+        assert a.view.alive == {"a", "b"} and a.view.has_quorum
+    junk.close()
