@@ -108,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         gratuitous_interval=args.gratuitous_interval,
         gratuitous_duration=args.gratuitous_duration,
         metrics_address=parse_address(args.metrics_address, 9120),
+        test_stall=args.test_stall_on_sigusr1,
     )
     from ironlb.runtime import tune_gc
 
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", default=":9120", metavar="[HOST]:PORT",
                    help="serve /metrics, /healthz, /readyz over HTTP (default %(default)s; empty disables)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
+    # Test hook (hidden): SIGUSR1 keeps the main loop busy this long, to show the fast path does not wait on it.
+    p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

@@ -5,6 +5,10 @@
 from; what a node does with it must be identical, so both hand an :class:`ironlb.decide.Announcement` to one
 :class:`Announcer`. Applying never waits on anything remote: the responders and the metric change at once, BGP
 route changes become UPDATEs on sessions that keep running on their own.
+
+The responders and BFD run on the fast path (:class:`ironlb.fastpath.FastPath`, given by the caller, else one on
+the caller's loop); the BGP sessions stay on the caller's (main) loop. Decisions cross over through the fast
+path's ``call``; a BFD failure comes back through ``to_main``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Callable, Mapping
 
 from ironlb.bfd.metrics import bfd_metrics
 from ironlb.bfd.service import BFDManager
-from ironlb.bfd.speaker import SpeakerBFD
+from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
 from ironlb.bgp.fsm import Event
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.decide import BGP, LAYER2, Announcement
+from ironlb.fastpath import FastPath
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.metrics.speaker import AnnouncedMetric, announced_metric
@@ -43,8 +48,10 @@ class Announcer:
         gratuitous_duration: float = 5.0,
         on_bgp_event: Callable[[str, Event], None] | None = None,
         metric: AnnouncedMetric | None = None,
+        fastpath: FastPath | None = None,
     ) -> None:
         self.node = node
+        self.fastpath = fastpath or FastPath(threaded=False)
         self.responder = responder or Responder(
             exclude=exclude_interfaces,
             rescan_interval=rescan_interval,
@@ -55,26 +62,31 @@ class Announcer:
         self.bfd: BFDManager | None = None
         if bfd_factory is None and bgp is None:
             self.bfd = BFDManager(metrics=bfd_metrics())
-            bfd_factory = SpeakerBFD(self.bfd)
+            bfd_factory = FastPathBFD(SpeakerBFD(self.bfd), self.fastpath)
         self.bgp = bgp or BGPSpeaker(node, bfd_factory=bfd_factory, on_event=on_bgp_event)
         self.metric = metric or announced_metric()
         self.current = Announcement()
 
     async def start(self) -> None:
-        await self.responder.start()
+        """Start the responders and BFD on the fast path (started here if the caller did not)."""
+        if not self.fastpath.running:
+            await self.fastpath.start()
+        await self.fastpath.call(self.responder.start())
         if self.bfd is not None:
-            await self.bfd.start()
+            await self.fastpath.call(self.bfd.start())
 
     def missing_interfaces(self, interfaces: tuple[str, ...]) -> bool:
         """Whether none of ``interfaces`` has a responder here (MetalLB's ``announceFailed``); () means all."""
         if not interfaces:
             return False
-        present = {i.name for i in self.responder.interfaces}
-        return not present.intersection(interfaces)
+        return not self.responder.interface_names.intersection(interfaces)
 
     async def apply(self, announcement: Announcement) -> None:
         """Answer ARP/NDP for exactly ``layer2``, give each BGP session its routes, publish the series."""
-        self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in announcement.layer2.items()})
+        layer2 = announcement.layer2
+        await self.fastpath.call(
+            lambda: self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in layer2.items()})
+        )
         plan = announcement.bgp
         await self.bgp.update(
             plan.peers if plan is not None else (),
@@ -88,11 +100,12 @@ class Announcer:
 
     async def close(self, *, graceful_restart: bool = True) -> None:
         """Stop answering, close the sessions (keeping routes at GR peers) and drop the series."""
-        self.responder.set_announced({})
-        await self.responder.close()
+        if self.fastpath.running:
+            await self.fastpath.call(lambda: self.responder.set_announced({}))
+            await self.fastpath.call(self.responder.close())
         await self.bgp.close(graceful_restart=graceful_restart)
-        if self.bfd is not None:
-            self.bfd.close()
+        if self.bfd is not None and self.fastpath.running:
+            await self.fastpath.call(self.bfd.close)
         self.metric.set(())
         self.current = Announcement()
 

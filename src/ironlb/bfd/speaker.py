@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
@@ -28,6 +29,9 @@ from ironlb.config.types import BFDProfile
 from .fsm import BFDConfigError
 from .service import BFDManager, BFDPeerHandle
 from .wire import Diag
+
+if TYPE_CHECKING:
+    from ironlb.fastpath import FastPath
 
 log = logging.getLogger(__name__)
 
@@ -106,4 +110,63 @@ class SpeakerBFD:
         return SpeakerBFDHandle(self.manager, handle)
 
 
-__all__ = ["SpeakerBFD", "SpeakerBFDHandle", "SpeakerRequest", "down_reason"]
+@dataclass(frozen=True)
+class _RelayedRequest:
+    """A request whose ``on_down`` hops back to the main loop (the BGP session lives there)."""
+
+    profile: BFDProfile
+    config: PeerConfig
+    multihop: bool
+    on_down: Callable[[str], None]
+
+
+class FastPathBFDHandle:
+    """The speaker's handle for a BFD session that lives on the fast path."""
+
+    def __init__(self, fastpath: FastPath) -> None:
+        self._fastpath = fastpath
+        self.inner: SpeakerBFDHandle | None = None  # set on the fast loop
+
+    async def close(self) -> None:
+        async def close_inner() -> None:
+            # Queued after the add (call_soon_threadsafe keeps order), so ``inner`` is set by now.
+            if self.inner is not None:
+                await self.inner.close()
+                self.inner = None
+
+        if self._fastpath.running:
+            await self._fastpath.call(close_inner())
+
+
+class FastPathBFD:
+    """A ``bfd_factory`` for a ``BGPSpeaker`` on the main loop whose :class:`BFDManager` runs on the fast path.
+
+    Sessions are added and removed on the fast loop (their timers and sockets must not wait on BGP decoding);
+    a failure is handed back to the main loop, where the BGP session is dropped.
+    """
+
+    def __init__(self, inner: SpeakerBFD, fastpath: FastPath) -> None:
+        self.inner = inner
+        self.fastpath = fastpath
+
+    def __call__(self, request: SpeakerRequest) -> FastPathBFDHandle:
+        relayed = _RelayedRequest(
+            request.profile, request.config, request.multihop, self.fastpath.to_main(request.on_down)
+        )
+        handle = FastPathBFDHandle(self.fastpath)
+
+        def add() -> None:
+            handle.inner = self.inner(relayed)
+
+        self.fastpath.post(add)
+        return handle
+
+
+__all__ = [
+    "FastPathBFD",
+    "FastPathBFDHandle",
+    "SpeakerBFD",
+    "SpeakerBFDHandle",
+    "SpeakerRequest",
+    "down_reason",
+]

@@ -248,7 +248,9 @@ class Responder:
     """Answers ARP/NDP for announced IPs and announces takeovers.
 
     Drive it with :meth:`set_announced` (the full desired state) or
-    :meth:`announce` / :meth:`withdraw`. It must be created and used on one event loop.
+    :meth:`announce` / :meth:`withdraw`. It must be used on one event loop (in ``ironlb run`` and
+    ``ironlb speaker``, the fast path's: ``ironlb.fastpath``); only :attr:`interface_names` may be read from
+    another thread.
     A takeover is announced at once, then every ``gratuitous_interval`` seconds until
     ``gratuitous_duration`` seconds after the latest trigger; a duration of 0 disables
     takeover announcements (clients then keep the old MAC until their cache expires).
@@ -284,6 +286,8 @@ class Responder:
         self._rescan_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.interface_names: frozenset[str] = frozenset()
+        """Names of the interfaces with responders: an immutable snapshot, safe to read from any thread."""
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -309,6 +313,7 @@ class Responder:
             link.close()
         self._links.clear()
         self._joined.clear()
+        self.interface_names = frozenset()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -408,6 +413,7 @@ class Responder:
                 continue
             log.info("layer2 responder on %s (%s) arp=%s ndp=%s", name, mac_to_str(iface.mac), iface.arp, iface.ndp)
             added.append(self._links[name])
+        self.interface_names = frozenset(self._links)
         self._sync_all_links()
         for ip, sel in self._announced.items():
             new_links = [link for link in added if self._covers(sel, link.iface, ip)]

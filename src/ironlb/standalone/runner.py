@@ -7,6 +7,11 @@ BGP: the BGPPeers of the state directory that select this node get one session e
 with ``decide``'s per-peer route tables on every recompute, whatever the membership quorum (see ``decide``). On
 SIGTERM, sessions that negotiated graceful restart are closed without NOTIFICATION so the routers keep the
 routes while ironlb restarts; the others get a cease.
+
+Threads: membership, the ARP/NDP responders and BFD run on the fast path (:class:`ironlb.fastpath.FastPath`,
+their own thread and loop); reading the state directory, validating, ``decide``, BGP and the status file run on
+the main loop. The main loop hands the fast path the announced set; membership changes come back as
+``_on_membership`` calls on the main loop. See ``docs/fastpath.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from ironlb.announce.announcer import Announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
+from ironlb.fastpath import FastPath
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
@@ -59,6 +65,8 @@ class RunOptions:
     gratuitous_duration: float = 5.0
     rescan_interval: float = 10.0
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
+    fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
+    test_stall: float = 0.0  # test hook: SIGUSR1 makes the main loop busy for this many seconds (0: off)
 
 
 def write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -88,6 +96,7 @@ class Runner:
         bfd_factory: BFDFactory | None = None,
     ) -> None:
         self.options = options
+        self.fastpath = FastPath(threaded=options.fastpath_thread)
         self.announcer = Announcer(
             options.node,
             responder=responder,
@@ -98,6 +107,7 @@ class Runner:
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
             on_bgp_event=self._on_bgp_event,
+            fastpath=self.fastpath,
         )
         self.responder = self.announcer.responder
         self.bgp = self.announcer.bgp
@@ -122,9 +132,10 @@ class Runner:
         Until every member has been heard from (or the dead timeout has passed since start), a node does not
         announce: it would otherwise take over IPs from members whose heartbeats simply have not arrived yet.
         """
-        if self.membership is None or self._core is None:
+        if self.membership is None:
             return frozenset({self.options.node}), True
-        return self.membership.alive(), self.membership.has_quorum() and self._core.settled()
+        view = self.membership.view  # an immutable snapshot published by the fast path
+        return view.alive, view.has_quorum and view.settled
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,7 +146,10 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        if opts.test_stall > 0:
+            loop.add_signal_handler(signal.SIGUSR1, self._stall, opts.test_stall)
         self._load()
+        await self.fastpath.start()
         await self.announcer.start()
         if opts.metrics_address is not None:
             http = HealthServer(*opts.metrics_address, ready=lambda: self.decision is not None)
@@ -150,10 +164,8 @@ class Runner:
                 log.warning("no --secret-file: membership packets are signed with a well-known key")
                 secret = INSECURE_SECRET
             self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
-            self.membership = MembershipService(self._core, on_change=self._on_membership)
-            await self.membership.start()
-            # Settling is not an event of its own: look again once the dead timeout has surely passed.
-            loop.call_later(opts.membership.dead_timeout * 1.5, self._on_membership_settled)
+            self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
+            await self.fastpath.call(self.membership.start())
         watcher = loop.create_task(self._watch_bgp_states())
         try:
             await self._recompute("start")
@@ -165,16 +177,22 @@ class Runner:
     async def _shutdown(self) -> None:
         """Withdraw: tell the others at once (LEAVE), stop answering, and say so in the status file."""
         if self.membership is not None:
-            await self.membership.stop(leave=True)
+            await self.fastpath.call(self.membership.stop(leave=True))
         await self.announcer.close(graceful_restart=True)
+        await self.fastpath.stop()
         if self.http is not None:
             await self.http.close()
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
         log.info("stopped; all announcements withdrawn")
 
-    def _on_membership_settled(self) -> None:
-        self._on_membership(*self._alive())
+    def _stall(self, seconds: float) -> None:
+        """Test hook: keep the main loop (and the GIL, in bursts) busy, as a huge manifest would."""
+        log.warning("test hook: stalling the main loop for %.1f s", seconds)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sum(range(1000))
+        log.warning("test hook: main loop stall over")
 
     def _on_membership(self, alive: frozenset[str], has_quorum: bool) -> None:
         log.info("members alive: %s (quorum: %s)", ",".join(sorted(alive)), has_quorum)

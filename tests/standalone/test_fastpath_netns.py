@@ -1,0 +1,58 @@
+"""The fast path holds while the main loop is busy: ARP answers and heartbeats go on, nobody is declared dead.
+
+``--test-stall-on-sigusr1 S`` (a hidden test hook) makes SIGUSR1 keep a node's main loop busy for S seconds in
+pure Python, holding the GIL in bursts as a huge manifest or a BGP full table would. Without the fast path the
+node would answer no ARP and send no heartbeat for those seconds, and the others would declare it dead after
+350 ms.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ironlb.lab.lan import Lan, wait_for
+
+from .conftest import SEED, SERVICE, Cluster
+
+pytestmark = pytest.mark.netns
+
+STALL = 6.0
+STARTED = "test hook: stalling the main loop"
+OVER = "test hook: main loop stall over"
+
+
+def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp_path: Path) -> None:
+    c = Cluster(lan, tmp_path)
+    c.extra_args = ("--test-stall-on-sigusr1", str(STALL))
+    (c.state / "config.yaml").write_text(SEED)
+    (c.state / "service.yaml").write_text(SERVICE)
+    nodes = ("node1", "node2", "node3")
+    for node in nodes:
+        c.start(node)
+    assert wait_for(lambda: c.converged() and len(c.announcers()) == 1, 15), [c.log(n) for n in nodes]
+    announcer = c.announcers()[0]
+    mac = lan.node(announcer).mac
+    assert c.arping_macs() == {mac}
+
+    for node in nodes:
+        c.procs[node].send_signal(signal.SIGUSR1)
+    assert wait_for(lambda: all(STARTED in c.log(n) for n in nodes), 5), [c.log(n)[-2000:] for n in nodes]
+
+    # While every main loop is busy, the announcer's fast path still answers ARP.
+    answered = c.arping_macs(count=1)
+    assert not any(OVER in c.log(n) for n in nodes), "the stall ended before arping returned: it proves nothing"
+    assert answered == {mac}
+
+    # The stall ends; no member was ever declared down, on any node, and the announcer did not change.
+    assert wait_for(lambda: all(OVER in c.log(n) for n in nodes), STALL + 10)
+    time.sleep(0.5)  # a membership change queued during the stall is applied by now
+    for node in nodes:
+        log = c.log(node)
+        assert "MemberDown" not in log, log[-3000:]
+        assert c.running(node)
+    assert wait_for(lambda: c.announcers() == [announcer], 5)
+    assert c.arping_macs() == {mac}
