@@ -5,6 +5,11 @@ DSCP), the dial with its timeout and bounded exponential backoff, and the
 single timer handle derived from :meth:`Session.next_deadline`.  It runs on
 the caller's event loop, no threads; every wait has a timeout or is
 cancellable through :meth:`BGPSession.close`.
+
+A burst (a peer sending a full table) is decoded :data:`FEED_BYTES` at a time with a
+turn of the event loop in between, so one peer cannot stall the other sessions or
+anything else on the loop; past :data:`PAUSE_BACKLOG` undecoded bytes the socket
+stops reading and TCP flow control pushes back on the peer.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ _TCP_MD5SIG_MAXKEYLEN = 80
 _IPTOS_PREC_INTERNETCONTROL = 0xC0
 TTL_MULTIHOP = 255
 TTL_SINGLE_HOP = 1
+FEED_BYTES = 16 * 1024
+"""Received bytes handed to the FSM between two turns of the loop: four max-size UPDATEs, a few ms of decoding."""
+PAUSE_BACKLOG = 1024 * 1024
+"""Undecoded bytes past which the socket stops reading until half of them are decoded."""
 
 
 def tcp_md5sig(peer: Address, key: bytes) -> bytes:
@@ -132,6 +141,9 @@ class BGPSession:
         self._stop = asyncio.Event()
         self._established = asyncio.Event()
         self._closed_fut: asyncio.Future[str] | None = None
+        self._backlog = bytearray()
+        self._drain: asyncio.Task[None] | None = None
+        self._paused = False
         self.connect_attempts = 0
 
     # ------------------------------------------------------------------ public API
@@ -289,10 +301,17 @@ class BGPSession:
                 self._flush()
                 transport.close()
             reason = await closed
+            if self._drain is not None:  # what arrived before the close is decoded first (a NOTIFICATION, say)
+                await asyncio.wait({self._drain})
             self._dispatch(self.fsm.connection_lost(reason))
         except OSError as exc:
             self._dispatch(self.fsm.connection_lost(f"socket error: {exc}"))
         finally:
+            if self._drain is not None:
+                self._drain.cancel()
+                self._drain = None
+            self._backlog.clear()
+            self._paused = False
             self._cancel_timer()
             self._transport = None
             self._closed_fut = None
@@ -302,6 +321,34 @@ class BGPSession:
     # ------------------------------------------------------------------ callbacks
 
     def _on_data(self, data: bytes) -> None:
+        """Small reads are decoded at once; a burst goes to the backlog, decoded in slices by :meth:`_drain_backlog`."""
+        if not self._backlog and self._drain is None and len(data) <= FEED_BYTES:
+            self._feed(data)
+            return
+        self._backlog += data
+        if len(self._backlog) > PAUSE_BACKLOG and self._transport is not None and not self._paused:
+            self._transport.pause_reading()
+            self._paused = True
+        if self._drain is None:
+            loop = asyncio.get_running_loop()
+            self._drain = loop.create_task(self._drain_backlog(), name=f"bgp-rx-{self.config.label}")
+
+    async def _drain_backlog(self) -> None:
+        try:
+            while self._backlog:
+                chunk = bytes(self._backlog[:FEED_BYTES])
+                del self._backlog[:FEED_BYTES]
+                self._feed(chunk)
+                await asyncio.sleep(0)  # the loop's turn: timers, other peers, the fast path's reports
+                if self._paused and len(self._backlog) <= PAUSE_BACKLOG // 2:
+                    self._paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+        finally:
+            if self._drain is asyncio.current_task():
+                self._drain = None
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self.fsm.data_received(data, asyncio.get_running_loop().time())
         except Exception:
