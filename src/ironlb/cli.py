@@ -11,6 +11,7 @@ from ironlb import __version__
 from ironlb.config import ConfigError
 
 DEFAULT_NAMESPACE = "metallb-system"
+OFFLINE = ("validate", "convert", "plan")  # commands that only read files: every failure is an error message
 
 
 def _errors(err: ConfigError) -> int:
@@ -71,6 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
+    from ironlb.config.reading import ReadLimits, parse_size
     from ironlb.membership import MembershipConfig, parse_members
     from ironlb.membership.wire import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
@@ -81,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         members = parse_members(args.members) if args.members else {}
         secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
         ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout, quorum=args.quorum)
+        limits = ReadLimits(parse_size(args.max_file_size), parse_size(args.max_total_size))
     except (OSError, ValueError) as err:
         print(f"ironlb run: {err}", file=sys.stderr)
         return 2
@@ -109,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         gratuitous_duration=args.gratuitous_duration,
         metrics_address=parse_address(args.metrics_address, 9120),
         test_stall=args.test_stall_on_sigusr1,
+        read_limits=limits,
     )
     from ironlb.runtime import tune_gc
 
@@ -220,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
     p.add_argument("--metrics-address", default=":9120", metavar="[HOST]:PORT",
                    help="serve /metrics, /healthz, /readyz over HTTP (default %(default)s; empty disables)")
+    p.add_argument("--max-file-size", default="8Mi", metavar="SIZE",
+                   help="largest state directory file read, e.g. 8Mi (default %(default)s)")
+    p.add_argument("--max-total-size", default="64Mi", metavar="SIZE",
+                   help="most bytes read from the state directory in all (default %(default)s)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     # Test hook (hidden): SIGUSR1 keeps the main loop busy this long, to show the fast path does not wait on it.
     p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)
@@ -313,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except BrokenPipeError:  # e.g. `ironlb plan ... | head`
         sys.stderr.close()
+        return 1
+    except Exception as err:
+        if args.command not in OFFLINE:
+            raise
+        # Hostile input is a configuration error, even when it trips something no check foresaw: no traceback.
+        print(f"ironlb {args.command}: cannot process the input: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     return code
 

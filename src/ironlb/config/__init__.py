@@ -60,10 +60,9 @@ def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
     from ironlb.config import yamlio
 
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from None
+    from ironlb.config.reading import read_text
+
+    text = read_text(path)
     try:
         docs = [d for d in yamlio.load_all(text) if d is not None]
     except Exception as err:  # yaml.YAMLError

@@ -32,6 +32,7 @@ from ironlb.config.models import (
     ResourceError,
     parse_resource,
 )
+from ironlb.config.reading import DEFAULT_LIMITS, ReadLimits, read_texts
 
 BGP_EXTRAS_CONFIGMAP = "bgpextras"
 
@@ -207,9 +208,9 @@ _FIELDS = {
 }
 
 
-def _documents(text: str, source: str) -> list[tuple[Any, str]]:
+def _documents(text: str, source: str, budget: yamlio.Budget) -> list[tuple[Any, str]]:
     try:
-        docs = list(yamlio.load_all(text))
+        docs = yamlio.load_all(text, budget)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: invalid YAML: {err}") from None
     out = []
@@ -234,28 +235,32 @@ def load_objects(objects: Iterable[Any], *, default_namespace: str = "metallb-sy
 
 
 def load_texts(texts: Iterable[tuple[str, str]], *, default_namespace: str = "metallb-system") -> Resources:
-    """Build Resources from ``(source name, YAML text)`` pairs; all errors are reported together."""
+    """Build Resources from ``(source name, YAML text)`` pairs; all errors are reported together.
+
+    The texts share one alias budget (:class:`yamlio.Budget`), and an unexpected exception while reading one
+    object is reported against that object rather than escaping: every problem is a ConfigError.
+    """
     builder = _Builder(default_namespace)
+    budget = yamlio.Budget()
     for source, text in texts:
         try:
-            docs = _documents(text, source)
+            docs = _documents(text, source, budget)
         except ConfigError as err:
             builder.errors.extend(err.messages)
             continue
         for doc, where in docs:
-            builder.add(doc, where)
+            try:
+                builder.add(doc, where)
+            except Exception as err:  # a shape no validator foresaw: report it, never crash the caller
+                builder.errors.append(f"{where}: cannot read this object: {type(err).__name__}: {err}")
     return builder.result()
 
 
-def load_files(paths: Iterable[str | Path], *, default_namespace: str = "metallb-system") -> Resources:
-    """Read YAML files (``-`` is not special); ConfigError names the file and document of each problem."""
-    texts = []
-    errors = []
-    for p in paths:
-        try:
-            texts.append((str(p), Path(p).read_text(encoding="utf-8")))
-        except OSError as err:
-            errors.append(f"{p}: cannot read: {err.strerror or err}")
-    if errors:
-        raise ConfigError(errors)
-    return load_texts(texts, default_namespace=default_namespace)
+def load_files(
+    paths: Iterable[str | Path], *, default_namespace: str = "metallb-system", limits: ReadLimits = DEFAULT_LIMITS
+) -> Resources:
+    """Read YAML files (``-`` is not special); ConfigError names the file and document of each problem.
+
+    Only regular files of bounded size are read (:mod:`ironlb.config.reading`).
+    """
+    return load_texts(read_texts(paths, limits), default_namespace=default_namespace)

@@ -33,6 +33,7 @@ from typing import Any
 from ironlb.announce.announcer import Announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError
+from ironlb.config.reading import ReadLimits
 from ironlb.fastpath import FastPath
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
@@ -67,6 +68,16 @@ class RunOptions:
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
     fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
     test_stall: float = 0.0  # test hook: SIGUSR1 makes the main loop busy for this many seconds (0: off)
+    read_limits: ReadLimits = field(default_factory=ReadLimits)  # state directory file sizes
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What one read of the state directory gave: a snapshot to use (if any), warnings, the error (if any)."""
+
+    snapshot: Snapshot | None
+    warnings: tuple[str, ...]
+    error: ConfigError | None
 
 
 def write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -148,7 +159,7 @@ class Runner:
                 loop.add_signal_handler(sig, self.stop)
         if opts.test_stall > 0:
             loop.add_signal_handler(signal.SIGUSR1, self._stall, opts.test_stall)
-        self._load()
+        await self._load()
         await self.fastpath.start()
         await self.announcer.start()
         if opts.metrics_address is not None:
@@ -201,36 +212,45 @@ class Runner:
         task.add_done_callback(self._tasks.discard)
 
     async def _on_state_change(self) -> None:
-        self._load()
+        await self._load()
         await self._recompute("state")
 
-    def _load(self) -> None:
+    async def _load(self) -> None:
         """Read the state directory; on invalid config keep the last good one and report the error.
 
         Services, Nodes and EndpointSlices are always taken from the directory: only the configuration falls
-        back to its last valid version. A file that is not even YAML leaves everything as it was.
+        back to its last valid version. A file that is not even YAML (or is refused: not a regular file, too big,
+        not UTF-8) leaves everything as it was. Reading and validating run in a worker thread, and whatever they
+        raise is a configuration error: nothing in the directory can stop or stall the node.
         """
+        previous = self.snapshot
+        try:
+            loaded = await asyncio.to_thread(self._read_state, previous)
+        except Exception as err:  # the contract: a bad input is reported, never fatal
+            log.debug("loading the state directory failed", exc_info=True)
+            loaded = _Loaded(None, (), ConfigError(f"{self.options.state_dir}: {type(err).__name__}: {err}"))
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        if loaded.snapshot is not None:
+            self.snapshot = loaded.snapshot
+        if loaded.error is None:
+            self.config_error = None
+        else:
+            self.config_error = str(loaded.error)
+            log.error("invalid configuration, keeping the last valid one:\n%s", loaded.error)
+
+    def _read_state(self, previous: Snapshot | None) -> _Loaded:
+        """Blocking (a worker thread): the new snapshot, or the error and what of the directory still applies."""
         opts = self.options
         try:
-            resources = statedir.load(opts.state_dir, opts.namespace)
+            resources = statedir.load(opts.state_dir, opts.namespace, opts.read_limits)
         except ConfigError as err:
-            self._config_failed(err)
-            return
+            return _Loaded(None, (), err)
         try:
             snapshot, warnings = snapshot_from(resources, namespace=opts.namespace)
         except ConfigError as err:
-            self._config_failed(err)
-            if self.snapshot is not None:
-                self.snapshot = with_objects(self.snapshot.config, resources)
-            return
-        for warning in warnings:
-            log.warning("%s", warning)
-        self.snapshot = snapshot
-        self.config_error = None
-
-    def _config_failed(self, err: ConfigError) -> None:
-        self.config_error = str(err)
-        log.error("invalid configuration, keeping the last valid one:\n%s", err)
+            return _Loaded(with_objects(previous.config, resources) if previous is not None else None, (), err)
+        return _Loaded(snapshot, warnings, None)
 
     async def _recompute(self, why: str) -> None:
         async with self._lock:
@@ -240,15 +260,25 @@ class Runner:
                 return
             started = time.monotonic()
             alive, quorum = self._alive()
-            decision = decide(
-                self.snapshot,
-                node=self.options.node,
-                members=self.member_names,
-                alive=alive,
-                has_quorum=quorum,
-                lb_class=self.options.lb_class,
-                ignore_exclude_lb=self.options.ignore_exclude_lb,
-            )
+            try:
+                decision = decide(
+                    self.snapshot,
+                    node=self.options.node,
+                    members=self.member_names,
+                    alive=alive,
+                    has_quorum=quorum,
+                    lb_class=self.options.lb_class,
+                    ignore_exclude_lb=self.options.ignore_exclude_lb,
+                )
+            except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
+                log.debug("planning failed", exc_info=True)
+                self.config_error = f"{self.options.state_dir}: cannot plan: {type(err).__name__}: {err}"
+                log.error("%s; keeping the last decision", self.config_error)
+                if self.decision is not None:
+                    self._write_status(self.decision, self.decision.layer2, alive=alive, quorum=quorum)
+                else:
+                    self._write_error_status()
+                return
             await self.announcer.apply(decision.announcement)
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)

@@ -2,6 +2,10 @@
 
 It is polled rather than watched with inotify: a stat of a few files every 50 ms costs nothing, works on every
 filesystem (NFS, bind mounts, config-management rewrites by rename), and needs no dependency.
+
+Both the poll and the load run in a worker thread: a slow filesystem, a large manifest or a costly validation
+must not delay the event loop. What is read is bounded (:mod:`ironlb.config.reading`): regular files only, at most
+``ReadLimits`` bytes each and in total.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ironlb.config import Resources, load_files
+from ironlb.config.reading import DEFAULT_LIMITS, ReadLimits
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -40,21 +45,22 @@ def signature(root: Path) -> Signature:
     return tuple(sig)
 
 
-def load(root: Path, namespace: str) -> Resources:
-    return load_files(manifest_files(root), default_namespace=namespace)
+def load(root: Path, namespace: str, limits: ReadLimits = DEFAULT_LIMITS) -> Resources:
+    """Every manifest under ``root``; ConfigError naming each file refused or invalid. Blocking: run it in a thread."""
+    return load_files(manifest_files(root), default_namespace=namespace, limits=limits)
 
 
 async def watch(
     root: Path, on_change: Callable[[], Awaitable[None]], *, interval: float = 0.05, stop: asyncio.Event
 ) -> None:
     """Call ``on_change`` whenever the directory's signature changes, until ``stop`` is set."""
-    last = signature(root)
+    last = await asyncio.to_thread(signature, root)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if stop.is_set():
             return
-        current = signature(root)
+        current = await asyncio.to_thread(signature, root)
         if current != last:
             last = current
             await on_change()
