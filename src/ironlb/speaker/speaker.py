@@ -2,7 +2,8 @@
 
 Informers cache Services, EndpointSlices, Nodes and Namespaces cluster-wide, and the ``metallb.io`` resources,
 Secrets (BGP passwords), ConfigMaps (the legacy ``config`` and ``bgpextras``), the status CRs and this node's
-ConfigurationState in ironlb's namespace. Three loops, one event loop, no threads:
+ConfigurationState in ironlb's namespace. Three loops on the main event loop (membership, the ARP/NDP responders
+and BFD run on the fast path's own thread and loop, :mod:`ironlb.fastpath`):
 
 - **sync**: any relevant change marks the state dirty; the loop rebuilds the configuration when a config object
   (or a Node's labels) changed, elects and plans from the caches, and applies the result at once through the
@@ -35,6 +36,7 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.types import Config
 from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, pool_for
+from ironlb.fastpath import FastPath
 from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -125,16 +127,21 @@ class Speaker:
         announcer: Announcer | None = None,
         recorder: EventRecorder | None = None,
         counters: ClientCounters | None = None,
+        fastpath: FastPath | None = None,
     ) -> None:
         self.client = client
         self.options = options
         self.node = options.node
+        # Membership, the responders and BFD run on the fast path (their own thread and loop): informers,
+        # configuration, planning and BGP on this loop cannot delay a heartbeat or an ARP answer.
+        self.fastpath = fastpath or (announcer.fastpath if announcer is not None else FastPath())
         self.announcer = announcer or Announcer(
             options.node,
             exclude_interfaces=options.exclude_interfaces,
             rescan_interval=options.rescan_interval,
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
+            fastpath=self.fastpath,
         )
         self.recorder = recorder or EventRecorder(client, COMPONENT, host=options.node)
         self.counters = counters or ClientCounters()
@@ -261,6 +268,8 @@ class Speaker:
             for informer in self.informers:
                 tg.create_task(informer.run(), name=f"informer-{informer.name}")
             tg.create_task(self.recorder.run(), name="event-recorder")
+            if not self.fastpath.running:
+                await self.fastpath.start()
             await self.announcer.start()
             await self._start_membership()
             tg.create_task(self._discovery_loop(), name="discovery")
@@ -271,10 +280,11 @@ class Speaker:
 
     async def close(self) -> None:
         """Leave the membership (the others take over at once) and withdraw everything."""
-        if self.membership is not None:
-            await self.membership.stop(leave=True)
-            self.membership = None
+        if self.membership is not None and self.fastpath.running:
+            await self.fastpath.call(self.membership.stop(leave=True))
+        self.membership = None
         await self.announcer.close(graceful_restart=True)
+        await self.fastpath.stop()
         log.info("stopped; all announcements withdrawn")
 
     async def _wait_synced(self) -> None:
@@ -302,21 +312,21 @@ class Speaker:
             secret = INSECURE_SECRET
         own = (opts.ml_bind_addr, opts.ml_bind_port)
         self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
-        self.membership = MembershipService(self._core, bind=own, on_change=self._on_membership)
-        await self.membership.start()
+        self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))
+        await self.fastpath.call(self.membership.start())
 
     def _live(self) -> tuple[frozenset[str] | None, bool]:
         """Live speakers (None: every Node, memberlist not configured) and whether L2 may announce."""
-        if self.membership is None or self._core is None:
+        if self.membership is None:
             return None, True
-        return self.membership.alive(), self.membership.has_quorum() and self._core.settled()
+        view = self.membership.view  # an immutable snapshot published by the fast path
+        return view.alive, view.has_quorum and view.settled
 
     # ------------------------------------------------------------------------------------------------ discovery
     async def _discovery_loop(self) -> None:
         """List the speaker Pods (by label, as MetalLB) for member addresses and this node's Pod."""
         labels = self.options.ml_labels or DEFAULT_ML_LABELS
         backoff = Backoff(1.0, 30.0)
-        settle_check = False
         while True:
             self._discover_wake.clear()
             try:
@@ -327,16 +337,12 @@ class Speaker:
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            self._use_pods(pods)
-            if self.membership is not None and not settle_check:
-                settle_check = True
-                # Settling is not an event of its own: look again once the dead timeout has surely passed.
-                asyncio.get_running_loop().call_later(self.options.membership.dead_timeout * 1.5, self._mark)
+            await self._use_pods(pods)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._discover_wake.wait(), self.options.discovery_interval)
             await asyncio.sleep(0.2)  # coalesce a burst of Node events into one list
 
-    def _use_pods(self, pods: list[Obj]) -> None:
+    async def _use_pods(self, pods: list[Obj]) -> None:
         members: dict[str, tuple[str, int]] = {}
         for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")):
             meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
@@ -350,9 +356,10 @@ class Speaker:
         if self.membership is None:
             return
         members[self.node] = (self.options.ml_bind_addr, self.options.ml_bind_port)
-        if members != {self.node: members[self.node], **self.membership.membership.members()}:
+        membership = self.membership
+        if members != {self.node: members[self.node], **membership.view.members}:
             try:
-                self.membership.set_members(members)
+                await self.fastpath.call(lambda: membership.set_members(members))
             except ValueError as err:
                 log.warning("speaker pods: %s", err)
                 return
