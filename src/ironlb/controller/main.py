@@ -70,9 +70,17 @@ async def run(options: RunOptions) -> int:
     elector: LeaderElector | None = None
     if options.leader_elect:
         identity = options.pod_name or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-        elector = LeaderElector(client, options.namespace, options.lease_name, identity,
-                                lease_duration=options.lease_duration, renew_deadline=options.renew_deadline,
-                                retry_period=options.retry_period)
+        # The Lease is renewed from a thread and a client of its own: a long validation or reconcile on this loop
+        # (or a request queue behind the client's rate limit) never makes the leader miss its renew deadline.
+        elector = await LeaderElector.on_own_thread(
+            lambda: KubeClient.from_kubeconfig(options.kubeconfig, qps=options.qps, burst=options.burst),
+            options.namespace,
+            options.lease_name,
+            identity,
+            lease_duration=options.lease_duration,
+            renew_deadline=options.renew_deadline,
+            retry_period=options.retry_period,
+        )
 
     def ready() -> bool:
         if elector is not None and not elector.is_leader:
@@ -90,6 +98,8 @@ async def run(options: RunOptions) -> int:
     except OSError as err:
         log.error("cannot listen: %s", err)
         await client.close()
+        if elector is not None:
+            await elector.close()
         return 2
 
     stop = asyncio.Event()
@@ -162,6 +172,8 @@ async def run(options: RunOptions) -> int:
         for server in servers:
             await server.close()
         await client.close()
+        if elector is not None:
+            await elector.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return code

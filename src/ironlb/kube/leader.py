@@ -5,6 +5,10 @@ A candidate takes the Lease when it is free or when its holder has not renewed i
 *observed locally* (no trust in other clocks), renews every ``retry_period``, and gives up leadership if it
 could not renew within ``renew_deadline``. Writes are conditional on the Lease's resourceVersion, so two
 candidates can never both win. On a clean stop the leader releases the Lease so the other takes over at once.
+
+With a ``fastpath`` (:class:`ironlb.fastpath.FastPath`), every Lease request runs on that loop's thread, with the
+client given for it (create it there: :meth:`LeaderElector.on_own_thread`), while ``lead()`` runs on the caller's
+loop: a long validation or reconcile on the main loop never delays a renewal past ``renew_deadline``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from ironlb.fastpath import FastPath
 from ironlb.kube.client import LEASES, ApiError, KubeClient, KubeError, Obj
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ class LeaderElector:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        fastpath: FastPath | None = None,
     ) -> None:
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
@@ -51,16 +59,39 @@ class LeaderElector:
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self._lease: Obj | None = None
+        self.fastpath = fastpath
+
+    @classmethod
+    async def on_own_thread(
+        cls, make_client: Callable[[], KubeClient], namespace: str, name: str, identity: str, **timing: float
+    ) -> LeaderElector:
+        """An elector whose Lease requests run on a thread of their own, with a client made there."""
+        fastpath = FastPath(name="ironlb-lease")
+        await fastpath.start()
+        client = await fastpath.call(make_client)
+        return cls(client, namespace, name, identity, fastpath=fastpath, **timing)
+
+    async def _there(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine that talks to the apiserver on the elector's own loop (or here, without one)."""
+        if self.fastpath is None:
+            return await work
+        return await self.fastpath.call(work)
+
+    async def close(self) -> None:
+        """Close the client and stop the thread of an elector made by :meth:`on_own_thread`."""
+        if self.fastpath is not None and self.fastpath.running:
+            await self.fastpath.call(self.client.close())
+            await self.fastpath.stop()
 
     async def run(self, lead: Callable[[], Coroutine[None, None, None]]) -> None:
         """Wait to become leader, then run ``lead()`` while renewing. Raises LeadershipLost if renewal fails;
         returns when ``lead()`` returns (after releasing the Lease)."""
-        while not await self._try_acquire_or_renew():
+        while not await self._there(self._try_acquire_or_renew()):
             await asyncio.sleep(self.retry_period)
         self.is_leader = True
         log.info("leader election: %s is the leader of %s/%s", self.identity, self.namespace, self.name)
         task: asyncio.Task[None] = asyncio.create_task(lead(), name="leader-work")
-        renewer = asyncio.create_task(self._renew_loop(), name="leader-renew")
+        renewer = asyncio.create_task(self._there(self._renew_loop()), name="leader-renew")
         try:
             done, _ = await asyncio.wait({task, renewer}, return_when=asyncio.FIRST_COMPLETED)
             if renewer in done:
@@ -76,7 +107,7 @@ class LeaderElector:
                 await asyncio.gather(task, renewer, return_exceptions=True)
             if self.is_leader:
                 self.is_leader = False
-                await self.release()
+                await self._there(self.release())
 
     async def _renew_loop(self) -> None:
         while True:
