@@ -387,3 +387,23 @@ def test_run_refuses_bad_arguments_before_touching_the_network(tmp_path: Path) -
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_run_without_a_secret_refuses_unless_told_it_is_insecure(tmp_path: Path) -> None:
+    from ironlb.membership.wire import member_list_key
+    from ironlb.standalone.runner import Runner, RunOptions
+
+    state = tmp_path / "state"
+    state.mkdir()
+    r = ironlb("run", "--state", state, "--node", "n1", "--members", "n1=127.0.0.1:17946,n2=127.0.0.2:17946")
+    assert r.returncode == 2, r.stderr
+    assert "--secret-file is required with other --members" in r.stderr and "--insecure-no-secret" in r.stderr
+    assert "Traceback" not in r.stderr
+    members = {"n1": ("127.0.0.1", 17946), "n2": ("127.0.0.2", 17946)}
+    with pytest.raises(ValueError, match="needs a secret"):
+        Runner(RunOptions(state_dir=state, node="n1", members=members))
+    Runner(RunOptions(state_dir=state, node="n1", members=members, insecure_no_secret=True))
+    Runner(RunOptions(state_dir=state, node="n1"))  # alone: no membership, no secret needed
+    # The insecure key comes from the member list only: the same list gives the same key, another list another.
+    assert member_list_key(members) == member_list_key(dict(reversed(members.items())))
+    assert member_list_key(members) != member_list_key({**members, "n3": ("127.0.0.3", 17946)})

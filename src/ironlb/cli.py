@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from ironlb.config.reading import ReadLimits, parse_size
+    from ironlb.config.reading import ReadLimits, parse_size, read_bytes
     from ironlb.membership import MembershipConfig, parse_members
     from ironlb.membership.wire import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _logging(args.log_level)
     try:
         members = parse_members(args.members) if args.members else {}
-        secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
+        secret = read_bytes(args.secret_file, 64 * 1024).strip() if args.secret_file else None
         ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout, quorum=args.quorum)
         limits = ReadLimits(parse_size(args.max_file_size), parse_size(args.max_total_size))
     except (OSError, ValueError) as err:
@@ -89,6 +89,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if members and args.node not in members:
         print(f"ironlb run: --node {args.node} is not one of --members", file=sys.stderr)
+        return 2
+    if secret is None and set(members) - {args.node} and not args.insecure_no_secret:
+        print("ironlb run: --secret-file is required with other --members: membership heartbeats are signed with "
+              "it, so that nobody else on the network can declare nodes dead or alive and move the IPs. Create "
+              "one and copy it to every member (for example: head -c 32 /dev/urandom | base64 > FILE), or pass "
+              "--insecure-no-secret to accept forgeable heartbeats", file=sys.stderr)
         return 2
     if secret is not None and len(secret) < MIN_SECRET_LEN:
         print(f"ironlb run: --secret-file {args.secret_file}: the secret must be at least {MIN_SECRET_LEN} bytes "
@@ -103,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         node=args.node,
         members=members,
         secret=secret,
+        insecure_no_secret=args.insecure_no_secret,
         status_file=Path(args.status_file) if args.status_file else None,
         namespace=args.namespace,
         lb_class=args.lb_class,
@@ -211,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", required=True, metavar="DIR", help="directory of manifests (config and Services)")
     p.add_argument("--node", required=True, metavar="NAME", help="this node's name")
     p.add_argument("--members", default="", metavar="NAME=ADDR,...", help="all speakers, this one included")
-    p.add_argument("--secret-file", metavar="F", help="shared secret for the membership protocol (HMAC)")
+    p.add_argument("--secret-file", metavar="F",
+                   help="shared secret for the membership protocol (HMAC); required with other --members")
+    p.add_argument("--insecure-no-secret", action="store_true",
+                   help="run membership without --secret-file: packets are signed with a key derived from the "
+                   "member list, which anyone who knows it can forge (keeps two clusters apart, nothing more)")
     p.add_argument("--status-file", metavar="F", help="JSON status, rewritten on every change")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="ironlb's namespace (default %(default)s)")
     p.add_argument("--lb-class", default="", help="only handle Services of this loadBalancerClass")

@@ -33,7 +33,7 @@ import enum
 import hashlib
 import hmac
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "WireError",
     "decode",
     "encode",
+    "member_list_key",
 ]
 
 MAGIC = b"IL"
@@ -56,6 +57,17 @@ VERSION = 1
 MAC_LEN = 32
 MAX_NAME = 253  # a DNS name, which is what Kubernetes node names are
 MIN_SECRET_LEN = 16
+
+
+def member_list_key(members: Mapping[str, tuple[str, int]]) -> bytes:
+    """The HMAC key of ``ironlb run --insecure-no-secret``: SHA-256 of the member list. NOT a secret.
+
+    Anyone who knows the member list (every node's command line shows it) can sign packets with it, so it
+    authenticates nothing. It only keeps members that share no list apart, e.g. two clusters on one LAN, and
+    it is derived from nothing built into ironlb.
+    """
+    canonical = "\n".join(f"{name}={addr}:{port}" for name, (addr, port) in sorted(members.items()))
+    return hashlib.sha256(canonical.encode("utf-8")).digest()
 # Far above what a few hundred members need (the view is one bit per member) and
 # small enough that a flood of oversized junk is dropped before any HMAC work.
 MAX_DATAGRAM = 8192

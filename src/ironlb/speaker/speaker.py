@@ -67,6 +67,7 @@ from ironlb.kube.informer import MODIFIED, Backoff, Informer
 from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
 from ironlb.status.configuration import desired_status, same_status
 
@@ -304,12 +305,15 @@ class Speaker:
         if not opts.memberlist:
             log.info("not starting fast dead node detection (memberlist), need ml-bindaddr / ml-labels config")
             return
-        from ironlb.standalone.runner import INSECURE_SECRET
-
         secret = read_secret_key(opts.ml_secret_key_path)
-        if secret is None or len(secret) < 16:
-            log.warning("no memberlist secret key (ml-secret-key-path): membership packets use a well-known key")
-            secret = INSECURE_SECRET
+        if secret is None or len(secret) < MIN_SECRET_LEN:
+            # No key, no membership: heartbeats anyone can sign would let anyone on the LAN move the IPs.
+            log.error(
+                "not starting fast dead node detection (memberlist): no secret key of at least %d bytes in "
+                "ml-secret-key-path %r (the controller creates the memberlist Secret); node liveness follows "
+                "the Node objects", MIN_SECRET_LEN, opts.ml_secret_key_path,
+            )
+            return
         own = (opts.ml_bind_addr, opts.ml_bind_port)
         self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
         self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))

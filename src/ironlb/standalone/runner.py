@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from ironlb.fastpath import FastPath
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.wire import member_list_key
 from ironlb.metrics.server import HealthServer
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.standalone import statedir
@@ -46,7 +46,6 @@ from ironlb.standalone.decide import Decision, decide
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-INSECURE_SECRET = hashlib.sha256(b"ironlb: no --secret-file given, membership is unauthenticated").digest()
 
 
 @dataclass
@@ -54,7 +53,8 @@ class RunOptions:
     state_dir: Path
     node: str
     members: Mapping[str, Address] = field(default_factory=dict)
-    secret: bytes | None = None
+    secret: bytes | None = None  # membership HMAC key; required with other members unless insecure_no_secret
+    insecure_no_secret: bool = False  # without a secret: a key from the member list, authenticating nothing
     status_file: Path | None = None
     namespace: str = "metallb-system"
     lb_class: str = ""
@@ -106,6 +106,8 @@ class Runner:
         bgp: BGPSpeaker | None = None,
         bfd_factory: BFDFactory | None = None,
     ) -> None:
+        if options.secret is None and not options.insecure_no_secret and set(options.members) - {options.node}:
+            raise ValueError("membership with other members needs a secret (--secret-file) or --insecure-no-secret")
         self.options = options
         self.fastpath = FastPath(threaded=options.fastpath_thread)
         self.announcer = Announcer(
@@ -172,8 +174,11 @@ class Runner:
         if len(self.member_names) > 1:
             secret = opts.secret
             if secret is None:
-                log.warning("no --secret-file: membership packets are signed with a well-known key")
-                secret = INSECURE_SECRET
+                log.warning(
+                    "--insecure-no-secret: membership packets are signed with a key derived from the member list; "
+                    "anyone who knows the list can forge them and move the IPs"
+                )
+                secret = member_list_key(opts.members)
             self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
             self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
             await self.fastpath.call(self.membership.start())
