@@ -5,7 +5,7 @@ One UDP datagram carries one message. All integers are big-endian::
     off  size  field
     0    2     magic b"IL"
     2    1     version (1)
-    3    1     type (1 = HEARTBEAT, 2 = LEAVE)
+    3    1     type (1 = HEARTBEAT, 2 = LEAVE, 3 = NOTICE)
     4    8     incarnation: random non-zero id of the sender's process (boot id)
     12   8     seq: sender's sequence number, non-zero, strictly increasing per incarnation
     20   8     echo_incarnation: the receiver's incarnation as last seen by the sender (0 = none)
@@ -15,7 +15,8 @@ One UDP datagram carries one message. All integers are big-endian::
     ..   1     m = length of the destination name, 1..253
     ..   m     destination name, UTF-8
     ..   2     p = payload length
-    ..   p     payload (HEARTBEAT: the sender's view, see ``fsm``; LEAVE: empty)
+    ..   p     payload (HEARTBEAT: member-list digest, generation, table hash and
+                 optionally the sender's view; LEAVE and NOTICE: member entries; see ``fsm``)
     ..   32    HMAC-SHA256(secret, every byte before it)
 
 The MAC covers the whole datagram, so nothing unauthenticated is ever parsed
@@ -85,6 +86,7 @@ class MsgType(enum.IntEnum):
 
     HEARTBEAT = 1
     LEAVE = 2
+    NOTICE = 3
 
 
 class WireError(ValueError):
