@@ -8,14 +8,14 @@ import pytest
 
 from ironlb.bfd.fsm import (
     BFDConfigError,
+    BFDStateMachine,
     Event,
-    Session,
     SessionConfig,
     SessionDown,
     SessionUp,
     StateChanged,
 )
-from ironlb.bfd.wire import ControlPacket, Diag, State, decode
+from ironlb.bfd.wire import BFDState, ControlPacket, Diag, decode
 from ironlb.config.types import BFDProfile
 
 FAST = SessionConfig(transmit_interval=300, receive_interval=300, detect_multiplier=3)
@@ -23,7 +23,7 @@ FAST = SessionConfig(transmit_interval=300, receive_interval=300, detect_multipl
 
 @dataclass
 class Side:
-    session: Session
+    session: BFDStateMachine
     events: list[tuple[float, Event]] = field(default_factory=list)
     sent: list[tuple[float, ControlPacket]] = field(default_factory=list)
     silent: bool = False  # packets it sends are lost
@@ -36,8 +36,8 @@ class Wire:
     """Two sessions joined by a lossless zero-delay link (unless a side is silenced); time only moves in run()."""
 
     def __init__(self, a: SessionConfig = FAST, b: SessionConfig = FAST, jitter: float = 0.0) -> None:
-        self.a = Side(Session(a, 0x1111, jitter=lambda: jitter))
-        self.b = Side(Session(b, 0x2222, jitter=lambda: jitter))
+        self.a = Side(BFDStateMachine(a, 0x1111, jitter=lambda: jitter))
+        self.b = Side(BFDStateMachine(b, 0x2222, jitter=lambda: jitter))
         self.now = 0.0
 
     def other(self, side: Side) -> Side:
@@ -79,11 +79,11 @@ class Wire:
 def test_three_way_handshake_back_to_back() -> None:
     w = Wire()
     w.run(0.0)
-    assert w.a.session.state is State.UP and w.b.session.state is State.UP
+    assert w.a.session.state is BFDState.UP and w.b.session.state is BFDState.UP
     assert w.a.kinds() == [SessionUp] and w.b.kinds() == [SessionUp]
     # a hears b's Init while Down and goes straight Up; b went Down -> Init -> Up.
-    assert [e.new for _, e in w.a.events if isinstance(e, StateChanged)] == [State.UP]
-    assert [e.new for _, e in w.b.events if isinstance(e, StateChanged)] == [State.INIT, State.UP]
+    assert [e.new for _, e in w.a.events if isinstance(e, StateChanged)] == [BFDState.UP]
+    assert [e.new for _, e in w.b.events if isinstance(e, StateChanged)] == [BFDState.INIT, BFDState.UP]
     assert w.a.session.remote.discr == 0x2222 and w.b.session.remote.discr == 0x1111
     w.run(10.0)
     assert w.a.session.is_up and w.b.session.is_up
@@ -94,7 +94,7 @@ def test_handshake_when_one_side_starts_later() -> None:
     w = Wire()
     w.b.silent = True
     w.run(2.5)
-    assert w.a.session.state is State.DOWN  # b's packets are lost: no handshake
+    assert w.a.session.state is BFDState.DOWN  # b's packets are lost: no handshake
     w.b.silent = False
     w.run(4.0)
     assert w.a.session.is_up and w.b.session.is_up
@@ -110,7 +110,7 @@ def test_slow_start_then_configured_interval_with_poll() -> None:
     w.b.silent = False
     w.run(6.0)
     assert w.a.session.is_up
-    after_up = [(t, p) for t, p in w.a.sent if p.state is State.UP]
+    after_up = [(t, p) for t, p in w.a.sent if p.state is BFDState.UP]
     assert after_up[0][1].desired_min_tx == 300_000
     assert after_up[0][1].poll  # the end of slow start is a parameter change: Poll sequence
     assert any(p.final for _, p in w.b.sent)
@@ -131,7 +131,7 @@ def test_detection_after_multiplier_times_interval_of_silence() -> None:
     t_down, ev = downs[0]
     assert ev.diag == Diag.CONTROL_DETECTION_EXPIRED and not ev.remote_admin_down
     assert t_down == pytest.approx(last_rx + 0.9)
-    assert w.a.session.state is State.DOWN and w.a.session.remote.discr == 0
+    assert w.a.session.state is BFDState.DOWN and w.a.session.remote.discr == 0
     # a keeps talking: b hears Down (diag 1) and goes Down with "neighbor signaled down".
     b_downs = [e for _, e in w.b.events if isinstance(e, SessionDown)]
     assert b_downs == [SessionDown(Diag.NEIGHBOR_SIGNALED_DOWN)]
@@ -196,10 +196,10 @@ def test_poll_rx_decrease_waits_for_final() -> None:
 
 
 def test_poll_is_answered_with_final_at_once() -> None:
-    s = Session(FAST, 5, jitter=lambda: 0.0)
+    s = BFDStateMachine(FAST, 5, jitter=lambda: 0.0)
     s.timer(0.0)
     s.outgoing()
-    s.packet_received(ControlPacket(state=State.DOWN, my_discriminator=9, poll=True), 0.1)
+    s.packet_received(ControlPacket(state=BFDState.DOWN, my_discriminator=9, poll=True), 0.1)
     out = s.outgoing()
     finals = [p for p in out if p.final]
     assert len(finals) == 1 and not finals[0].poll and finals[0].your_discriminator == 9
@@ -230,15 +230,15 @@ def test_admin_down_both_ways() -> None:
     w = Wire()
     w.run(3.0)
     w.record(w.a, w.a.session.admin_down(w.now))
-    assert w.a.session.state is State.ADMIN_DOWN
+    assert w.a.session.state is BFDState.ADMIN_DOWN
     assert w.a.kinds()[-1] is SessionDown
-    assert w.b.session.state is State.DOWN
+    assert w.b.session.state is BFDState.DOWN
     b_down = [e for _, e in w.b.events if isinstance(e, SessionDown)]
     assert b_down == [SessionDown(Diag.NEIGHBOR_SIGNALED_DOWN, remote_admin_down=True)]
-    assert w.a.sent[-1][1].state is State.ADMIN_DOWN and w.a.sent[-1][1].diag == Diag.ADMINISTRATIVELY_DOWN
+    assert w.a.sent[-1][1].state is BFDState.ADMIN_DOWN and w.a.sent[-1][1].diag == Diag.ADMINISTRATIVELY_DOWN
     w.run(10.0)
     # AdminDown packets for about one detection time, then silence; b does not come up meanwhile.
-    admin_times = [t for t, p in w.a.sent if p.state is State.ADMIN_DOWN]
+    admin_times = [t for t, p in w.a.sent if p.state is BFDState.ADMIN_DOWN]
     assert admin_times == [3.0, 4.0, 5.0]
     assert not w.b.session.is_up
     w.record(w.a, w.a.session.admin_up(w.now))
@@ -249,7 +249,7 @@ def test_admin_down_both_ways() -> None:
 def test_peer_restart_with_new_discriminator() -> None:
     w = Wire()
     w.run(2.0)
-    w.b.session = Session(FAST, 0x3333, jitter=lambda: 0.0)  # b restarted: Down, your discriminator 0
+    w.b.session = BFDStateMachine(FAST, 0x3333, jitter=lambda: 0.0)  # b restarted: Down, your discriminator 0
     w.run(6.0)
     downs = [e for _, e in w.a.events if isinstance(e, SessionDown)]
     assert downs == [SessionDown(Diag.NEIGHBOR_SIGNALED_DOWN, remote_reset=True)]
@@ -262,45 +262,45 @@ def test_jitter_reduces_interval_by_up_to_25_percent() -> None:
     times = [t for t, p in w.a.sent if t > 2.0]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert all(0.3 * 0.75 - 1e-9 <= g < 0.3 * 0.76 for g in gaps)
-    s = Session(SessionConfig(detect_multiplier=1), 1, jitter=lambda: 0.0)
+    s = BFDStateMachine(SessionConfig(detect_multiplier=1), 1, jitter=lambda: 0.0)
     assert s._jittered(1_000_000) == pytest.approx(0.9)
-    s2 = Session(SessionConfig(detect_multiplier=1), 1, jitter=lambda: 0.99999)
+    s2 = BFDStateMachine(SessionConfig(detect_multiplier=1), 1, jitter=lambda: 0.99999)
     assert s2._jittered(1_000_000) == pytest.approx(0.75, abs=1e-4)
 
 
 def test_ttl_checks() -> None:
-    single = Session(FAST, 1)
-    down = ControlPacket(state=State.DOWN, my_discriminator=9)
+    single = BFDStateMachine(FAST, 1)
+    down = ControlPacket(state=BFDState.DOWN, my_discriminator=9)
     assert single.packet_received(down, 0.0, ttl=254) == []
     assert single.counters.dropped == 1 and single.remote.discr == 0
     single.packet_received(down, 0.0, ttl=255)
-    assert single.state is State.INIT
-    multi = Session(SessionConfig(multihop=True, minimum_ttl=250), 1)
+    assert single.state is BFDState.INIT
+    multi = BFDStateMachine(SessionConfig(multihop=True, minimum_ttl=250), 1)
     multi.packet_received(down, 0.0, ttl=249)
-    assert multi.state is State.DOWN and multi.counters.dropped == 1
+    assert multi.state is BFDState.DOWN and multi.counters.dropped == 1
     multi.packet_received(down, 0.0, ttl=250)
-    assert multi.state is State.INIT
+    assert multi.state is BFDState.INIT
 
 
 def test_wrong_your_discriminator_is_dropped() -> None:
-    s = Session(FAST, 1)
-    s.packet_received(ControlPacket(state=State.UP, my_discriminator=9, your_discriminator=2), 0.0)
-    assert s.state is State.DOWN and s.counters.dropped == 1
+    s = BFDStateMachine(FAST, 1)
+    s.packet_received(ControlPacket(state=BFDState.UP, my_discriminator=9, your_discriminator=2), 0.0)
+    assert s.state is BFDState.DOWN and s.counters.dropped == 1
 
 
 def test_no_periodic_tx_when_remote_min_rx_is_zero_or_demand() -> None:
-    s = Session(FAST, 1, jitter=lambda: 0.0)
-    s.packet_received(ControlPacket(state=State.DOWN, my_discriminator=9, required_min_rx=0), 0.0)
+    s = BFDStateMachine(FAST, 1, jitter=lambda: 0.0)
+    s.packet_received(ControlPacket(state=BFDState.DOWN, my_discriminator=9, required_min_rx=0), 0.0)
     s.outgoing()
     assert s.next_deadline() != 0.0
     s.timer(0.5)
     assert s.outgoing() == []
     # Demand mode on the remote, both Up: periodic transmission stops.
-    t = Session(FAST, 1, jitter=lambda: 0.0)
-    t.packet_received(ControlPacket(state=State.INIT, my_discriminator=9, your_discriminator=1), 0.0)
+    t = BFDStateMachine(FAST, 1, jitter=lambda: 0.0)
+    t.packet_received(ControlPacket(state=BFDState.INIT, my_discriminator=9, your_discriminator=1), 0.0)
     assert t.is_up
     t.packet_received(
-        ControlPacket(state=State.UP, my_discriminator=9, your_discriminator=1, demand=True, final=True), 0.1
+        ControlPacket(state=BFDState.UP, my_discriminator=9, your_discriminator=1, demand=True, final=True), 0.1
     )
     t.outgoing()
     t.timer(0.5)
@@ -327,21 +327,21 @@ def test_profile_conversion_and_echo_refused() -> None:
     with pytest.raises(BFDConfigError):
         SessionConfig(detect_multiplier=0)
     with pytest.raises(ValueError):
-        Session(FAST, 0)
+        BFDStateMachine(FAST, 0)
 
 
 def test_next_deadline_and_time_is_never_read() -> None:
-    s = Session(FAST, 1, jitter=lambda: 0.0)
+    s = BFDStateMachine(FAST, 1, jitter=lambda: 0.0)
     assert s.next_deadline() == 0.0
     s.timer(100.0)
-    assert [p.state for p in s.outgoing()] == [State.DOWN]
+    assert [p.state for p in s.outgoing()] == [BFDState.DOWN]
     assert s.next_deadline() == pytest.approx(101.0)
 
 
 def test_remote_reset_is_flagged_but_path_failures_are_not() -> None:
-    def up_session() -> Session:
-        s = Session(FAST, 1, jitter=lambda: 0.0)
-        s.packet_received(ControlPacket(state=State.INIT, my_discriminator=9, your_discriminator=1), 0.0)
+    def up_session() -> BFDStateMachine:
+        s = BFDStateMachine(FAST, 1, jitter=lambda: 0.0)
+        s.packet_received(ControlPacket(state=BFDState.INIT, my_discriminator=9, your_discriminator=1), 0.0)
         assert s.is_up
         return s
 
@@ -351,10 +351,10 @@ def test_remote_reset_is_flagged_but_path_failures_are_not() -> None:
         return evs[0]
 
     # FRR deleting its session: Down, diag 3, our discriminator.
-    assert down_event(ControlPacket(state=State.DOWN, my_discriminator=9, your_discriminator=1, diag=3)).remote_reset
+    assert down_event(ControlPacket(state=BFDState.DOWN, my_discriminator=9, your_discriminator=1, diag=3)).remote_reset
     # A new remote session: Down, your discriminator 0, new my discriminator.
-    assert down_event(ControlPacket(state=State.DOWN, my_discriminator=10)).remote_reset
+    assert down_event(ControlPacket(state=BFDState.DOWN, my_discriminator=10)).remote_reset
     # The peer's detection time expired (one-way failure): a real path failure.
-    ev = down_event(ControlPacket(state=State.DOWN, my_discriminator=9, your_discriminator=1, diag=1))
+    ev = down_event(ControlPacket(state=BFDState.DOWN, my_discriminator=9, your_discriminator=1, diag=1))
     assert not ev.remote_reset and not ev.remote_admin_down and ev.diag == Diag.NEIGHBOR_SIGNALED_DOWN
-    assert down_event(ControlPacket(state=State.ADMIN_DOWN, my_discriminator=9, diag=7)).remote_admin_down
+    assert down_event(ControlPacket(state=BFDState.ADMIN_DOWN, my_discriminator=9, diag=7)).remote_admin_down

@@ -21,7 +21,7 @@ from ironlb.bfd.metrics import (
     BFDMetrics,
 )
 from ironlb.bfd.service import SOURCE_PORT_MAX, SOURCE_PORT_MIN, BFDManager, received_ttl
-from ironlb.bfd.wire import ControlPacket, State
+from ironlb.bfd.wire import BFDState, ControlPacket
 from ironlb.config.types import BFDProfile
 
 A, B = "127.0.0.1", "127.0.0.2"
@@ -92,7 +92,7 @@ async def test_up_then_silent_peer_detected(multihop: bool) -> None:
         assert SOURCE_PORT_MIN <= sport <= SOURCE_PORT_MAX
         assert p.ha._sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 255
         info = p.a.sessions()[0]
-        assert info.state is State.UP and info.transmit_interval_ms == 30 and info.detection_time_ms == 90
+        assert info.state is BFDState.UP and info.transmit_interval_ms == 30 and info.detection_time_ms == 90
         await asyncio.sleep(0.3)  # past the Poll sequence that ends slow start
         # Silence b without telling a (a crashed process would do the same).
         p.b._flush = lambda handle: handle.session.outgoing() and None  # type: ignore[method-assign]
@@ -100,7 +100,7 @@ async def test_up_then_silent_peer_detected(multihop: bool) -> None:
         await wait_for(lambda: any(not up for _, up in p.changes_a), 2.0)
         elapsed = p.changes_a[-1][0] - t0
         assert 0.05 < elapsed < 0.2, elapsed  # 3 x 30 ms after the last packet
-        assert p.ha.state is State.DOWN
+        assert p.ha.state is BFDState.DOWN
         m = p.a.metrics
         assert m is not None
         assert m.value(SESSION_UP, B) == 0.0
@@ -117,8 +117,8 @@ async def test_remove_peer_sends_admin_down_without_failure_callback() -> None:
         await p.start()
         await wait_for(lambda: p.ha.is_up and p.hb.is_up, 3.0)
         p.b.remove_peer(p.hb)
-        await wait_for(lambda: p.ha.state is State.DOWN, 1.0)
-        assert p.ha.session.remote.state is State.ADMIN_DOWN
+        await wait_for(lambda: p.ha.state is BFDState.DOWN, 1.0)
+        assert p.ha.session.remote.state is BFDState.ADMIN_DOWN
         assert [up for _, up in p.changes_a] == [True]  # AdminDown is not a path failure (RFC 5882 §3.2)
         assert p.b.peers() == []
         assert p.b.metrics is not None and p.b.metrics.value(SESSION_UP, A) is None
@@ -176,16 +176,16 @@ async def test_bad_ttl_and_garbage_are_dropped() -> None:
     await m.start()
     try:
         h = m.add_peer(A, None, FAST)
-        pkt = ControlPacket(state=State.DOWN, my_discriminator=77).encode()
+        pkt = ControlPacket(state=BFDState.DOWN, my_discriminator=77).encode()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64)  # not 255: GTSM drops it
             s.sendto(pkt, (A, port))
             s.sendto(b"\x00garbage", (A, port))
             await asyncio.sleep(0.05)
-            assert h.session.counters.dropped == 1 and m.dropped == 1 and h.state is State.DOWN
+            assert h.session.counters.dropped == 1 and m.dropped == 1 and h.state is BFDState.DOWN
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
             s.sendto(pkt, (A, port))
-            await wait_for(lambda: h.state is State.INIT, 1.0)
+            await wait_for(lambda: h.state is BFDState.INIT, 1.0)
     finally:
         m.close()
 
@@ -208,7 +208,7 @@ async def test_remote_reset_waits_for_grace_then_reports() -> None:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
             s.sendto(
                 ControlPacket(
-                    state=State.INIT, my_discriminator=77, your_discriminator=h.session.local_discr, detect_mult=50
+                    state=BFDState.INIT, my_discriminator=77, your_discriminator=h.session.local_discr, detect_mult=50
                 ).encode(),
                 (A, pa),
             )
@@ -216,7 +216,7 @@ async def test_remote_reset_waits_for_grace_then_reports() -> None:
             # The peer deletes its session the FRR way (Down, diag 3): no failure reported at once...
             s.sendto(
                 ControlPacket(
-                    state=State.DOWN,
+                    state=BFDState.DOWN,
                     my_discriminator=77,
                     your_discriminator=h.session.local_discr,
                     diag=3,
@@ -225,7 +225,7 @@ async def test_remote_reset_waits_for_grace_then_reports() -> None:
                 ).encode(),
                 (A, pa),
             )
-            await wait_for(lambda: h.state is not State.UP, 1.0)
+            await wait_for(lambda: h.state is not BFDState.UP, 1.0)
             await asyncio.sleep(0.1)
             assert changes == [True]
             # ... but it never comes back: reported after the grace time.

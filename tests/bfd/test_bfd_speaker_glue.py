@@ -13,7 +13,7 @@ import pytest
 
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import SpeakerBFD
-from ironlb.bfd.wire import ControlPacket, State
+from ironlb.bfd.wire import BFDState, ControlPacket
 from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
 from tests.bfd.test_bfd_service import free_udp_ports, wait_for
@@ -45,7 +45,7 @@ async def test_failure_calls_on_down_and_close_removes_the_session() -> None:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
             s.sendto(
                 ControlPacket(
-                    state=State.INIT, my_discriminator=5, your_discriminator=discr, desired_min_tx=30_000
+                    state=BFDState.INIT, my_discriminator=5, your_discriminator=discr, desired_min_tx=30_000
                 ).encode(),
                 ("127.0.0.1", pa),
             )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironlb.bfd.wire import HEADER_LEN, BFDPacketError, ControlPacket, Diag, State, decode
+from ironlb.bfd.wire import HEADER_LEN, BFDPacketError, BFDState, ControlPacket, Diag, decode
 
 # Version 1, diag 0 / state Up, no flags, mult 3, length 24, discriminators 1 and 2, 300 ms, 300 ms, echo 50 ms.
 UP_PACKET = bytes.fromhex("20c003180000000100000002000493e0000493e00000c350")
@@ -17,7 +17,7 @@ UP_PACKET = bytes.fromhex("20c003180000000100000002000493e0000493e00000c350")
 def test_decode_known_bytes() -> None:
     pkt = decode(UP_PACKET)
     assert pkt == ControlPacket(
-        state=State.UP,
+        state=BFDState.UP,
         my_discriminator=1,
         your_discriminator=2,
         diag=Diag.NONE,
@@ -30,14 +30,14 @@ def test_decode_known_bytes() -> None:
 
 
 def test_flags_and_diag_encoding() -> None:
-    pkt = ControlPacket(state=State.DOWN, my_discriminator=7, diag=Diag.CONTROL_DETECTION_EXPIRED, poll=True)
+    pkt = ControlPacket(state=BFDState.DOWN, my_discriminator=7, diag=Diag.CONTROL_DETECTION_EXPIRED, poll=True)
     raw = pkt.encode()
     assert raw[0] == 0x21  # version 1, diag 1
     assert raw[1] == 0x40 | 0x20  # Down, P
-    final = ControlPacket(state=State.UP, my_discriminator=7, your_discriminator=9, final=True, demand=True)
+    final = ControlPacket(state=BFDState.UP, my_discriminator=7, your_discriminator=9, final=True, demand=True)
     assert final.encode()[1] == 0xC0 | 0x10 | 0x02
     assert decode(final.encode()) == final
-    cpi = ControlPacket(state=State.INIT, my_discriminator=7, your_discriminator=9, control_plane_independent=True)
+    cpi = ControlPacket(state=BFDState.INIT, my_discriminator=7, your_discriminator=9, control_plane_independent=True)
     assert decode(cpi.encode()).control_plane_independent
 
 
@@ -82,8 +82,8 @@ def test_rejections(raw: bytes, why: str) -> None:
 
 
 def test_your_discriminator_zero_allowed_when_down() -> None:
-    assert decode(_with(UP_PACKET, flags=0x40, your=0)).state is State.DOWN
-    assert decode(_with(UP_PACKET, flags=0x00, your=0)).state is State.ADMIN_DOWN
+    assert decode(_with(UP_PACKET, flags=0x40, your=0)).state is BFDState.DOWN
+    assert decode(_with(UP_PACKET, flags=0x00, your=0)).state is BFDState.ADMIN_DOWN
 
 
 def test_trailing_bytes_ignored_and_unknown_diag_kept() -> None:
@@ -94,13 +94,13 @@ def test_trailing_bytes_ignored_and_unknown_diag_kept() -> None:
 
 def test_encode_refuses_invalid() -> None:
     with pytest.raises(BFDPacketError):
-        ControlPacket(state=State.UP, my_discriminator=0).encode()
+        ControlPacket(state=BFDState.UP, my_discriminator=0).encode()
     with pytest.raises(BFDPacketError):
-        ControlPacket(state=State.UP, my_discriminator=1, poll=True, final=True).encode()
+        ControlPacket(state=BFDState.UP, my_discriminator=1, poll=True, final=True).encode()
     with pytest.raises(BFDPacketError):
-        ControlPacket(state=State.UP, my_discriminator=1, detect_mult=0).encode()
+        ControlPacket(state=BFDState.UP, my_discriminator=1, detect_mult=0).encode()
     with pytest.raises(BFDPacketError):
-        ControlPacket(state=State.UP, my_discriminator=1, desired_min_tx=1 << 32).encode()
+        ControlPacket(state=BFDState.UP, my_discriminator=1, desired_min_tx=1 << 32).encode()
 
 
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -108,8 +108,8 @@ u32 = st.integers(0, 0xFFFFFFFF)
 
 @st.composite
 def packets(draw: st.DrawFn) -> ControlPacket:
-    state = draw(st.sampled_from(State))
-    your = draw(u32) if state in (State.DOWN, State.ADMIN_DOWN) else draw(st.integers(1, 0xFFFFFFFF))
+    state = draw(st.sampled_from(BFDState))
+    your = draw(u32) if state in (BFDState.DOWN, BFDState.ADMIN_DOWN) else draw(st.integers(1, 0xFFFFFFFF))
     poll = draw(st.booleans())
     return ControlPacket(
         state=state,

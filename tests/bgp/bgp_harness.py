@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ironlb.bgp.config import PeerConfig
-from ironlb.bgp.fsm import Event, Session
+from ironlb.bgp.fsm import BGPStateMachine, Event
 from ironlb.bgp.wire import Message, decode_message, split_messages
 
 A_ADDR = ip_address("10.0.0.1")
@@ -25,7 +25,7 @@ def config(my_asn: int = 64512, peer_asn: Any = 64513, **kw: Any) -> PeerConfig:
 class Side:
     """One FSM plus everything it emitted."""
 
-    fsm: Session
+    fsm: BGPStateMachine
     events: list[Event] = field(default_factory=list)
     sent: list[bytes] = field(default_factory=list)
     """Every message this side wrote, as raw bytes."""
@@ -42,8 +42,8 @@ class Pair:
     """A (the speaker under test) and B (a peer, also our FSM) over a fake TCP link."""
 
     def __init__(self, a: PeerConfig, b: PeerConfig, now: float = 1000.0) -> None:
-        self.a = Side(Session(a))
-        self.b = Side(Session(b))
+        self.a = Side(BGPStateMachine(a))
+        self.b = Side(BGPStateMachine(b))
         self.now = now
         self._buf = {id(self.a): bytearray(), id(self.b): bytearray()}
 

@@ -10,7 +10,7 @@ import asyncio
 from ipaddress import IPv4Address, ip_address
 
 from ironlb.bgp.config import PeerConfig
-from ironlb.bgp.fsm import Session
+from ironlb.bgp.fsm import BGPStateMachine
 from ironlb.bgp.wire import MessageType, Network, UpdateMessage, decode_message, split_messages
 
 
@@ -47,7 +47,7 @@ class LoopbackPeer:
             hold_time=30,
             graceful_restart=self.graceful_restart,
         )
-        fsm = Session(cfg)
+        fsm = BGPStateMachine(cfg)
         fsm.connection_made(ip_address("127.0.0.1"), ip_address("127.0.0.1"), loop.time())
         writer.write(fsm.data_to_send())
         buf = bytearray()

@@ -1,4 +1,4 @@
-"""FSM tests: two Session instances back to back in memory, simulated time."""
+"""FSM tests: two BGPStateMachine instances back to back in memory, simulated time."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from ironlb.bgp.attributes import Attributes, parse_community
 from ironlb.bgp.config import DynamicASN, PeerConfig
 from ironlb.bgp.fsm import (
+    BGPState,
+    BGPStateMachine,
     EndOfRibReceived,
     Established,
     NotificationReceived,
     RouteRefreshReceived,
     RoutesUnsendable,
-    Session,
     SessionDown,
-    State,
 )
 from ironlb.bgp.wire import (
     AS_SEQUENCE,
@@ -66,14 +66,14 @@ def raw_open(asn: int, hold: int = 90, caps: Capabilities | None = None, bgp_id:
     return encode_open(OpenMessage.for_asn(asn, hold, IPv4Address(bgp_id), caps))
 
 
-def single(cfg: PeerConfig, now: float = 0.0) -> Session:
-    s = Session(cfg)
+def single(cfg: PeerConfig, now: float = 0.0) -> BGPStateMachine:
+    s = BGPStateMachine(cfg)
     s.connection_made(A_ADDR, B_ADDR, now)
     s.data_to_send()
     return s
 
 
-def sent_notification(s: Session) -> NotificationMessage:
+def sent_notification(s: BGPStateMachine) -> NotificationMessage:
     msgs = [decode_message(m) for m in split_messages(bytearray(s.data_to_send()))]
     notes = [m for m in msgs if isinstance(m, NotificationMessage)]
     assert len(notes) == 1, msgs
@@ -86,7 +86,7 @@ def sent_notification(s: Session) -> NotificationMessage:
 def test_establish_and_negotiate() -> None:
     pair = established_pair({"hold_time": 90}, {"hold_time": 30})
     for side in (pair.a, pair.b):
-        assert side.fsm.state is State.ESTABLISHED
+        assert side.fsm.state is BGPState.ESTABLISHED
         (ev,) = side.events_of(Established)
         assert ev.hold_time == 30 and ev.keepalive_time == 10
         assert ev.four_octet_as and ev.route_refresh
@@ -98,26 +98,26 @@ def test_establish_and_negotiate() -> None:
 
 
 def test_states_during_handshake() -> None:
-    s = Session(config())
-    assert s.state is State.IDLE
+    s = BGPStateMachine(config())
+    assert s.state is BGPState.IDLE
     s.connection_started()
-    assert s.state is State.CONNECT
+    assert s.state is BGPState.CONNECT
     s.connection_failed()
-    assert s.state is State.ACTIVE
+    assert s.state is BGPState.ACTIVE
     s.connection_made(A_ADDR, B_ADDR, 0.0)
-    assert s.state is State.OPEN_SENT
+    assert s.state is BGPState.OPEN_SENT
     op = decode_message(s.data_to_send())
     assert isinstance(op, OpenMessage) and op.hold_time == 90 and op.asn == 64512
     s.data_received(raw_open(64513), 1.0)
-    assert s.state is State.OPEN_CONFIRM
+    assert s.state is BGPState.OPEN_CONFIRM
     s.data_received(encode_keepalive(), 1.0)
-    assert s.state is State.ESTABLISHED
+    assert s.state is BGPState.ESTABLISHED
 
 
 def test_router_id_defaults() -> None:
     s = single(PeerConfig(my_asn=1, peer_asn=2, peer_address=ip_address("10.0.0.2")))
     assert s.router_id == A_ADDR
-    s6 = Session(PeerConfig(my_asn=1, peer_asn=2, peer_address=ip_address("fd00::2"), node_name="node-a"))
+    s6 = BGPStateMachine(PeerConfig(my_asn=1, peer_asn=2, peer_address=ip_address("fd00::2"), node_name="node-a"))
     s6.connection_made(ip_address("fd00::1"), ip_address("fd00::2"), 0)
     assert s6.router_id is not None and s6.router_id != IPv4Address("0.0.0.0")
 
@@ -132,7 +132,7 @@ def test_dynamic_asn() -> None:
     ):
         s = single(config(64512, mode))
         events = s.data_received(raw_open(peer), 1.0)
-        assert (s.state is State.OPEN_CONFIRM) is ok, (mode, peer, events)
+        assert (s.state is BGPState.OPEN_CONFIRM) is ok, (mode, peer, events)
 
 
 # --------------------------------------------------------------------------- OPEN errors
@@ -145,7 +145,7 @@ def test_bad_peer_asn_sends_2_2() -> None:
     assert "unexpected peer ASN 64999, want 64513" in ev.reason
     assert ev.notification_sent == NotificationMessage(2, 2, b"")
     assert sent_notification(s) == NotificationMessage(2, 2, b"")
-    assert s.state is State.IDLE
+    assert s.state is BGPState.IDLE
 
 
 def test_bad_peer_asn_between_two_fsms() -> None:
@@ -221,7 +221,7 @@ def test_notification_received_tears_down() -> None:
     note, down = pair.a.events[-2:]
     assert isinstance(note, NotificationReceived) and (note.code, note.subcode) == (6, 2)
     assert isinstance(down, SessionDown) and "bye" in down.reason and down.notification_sent is None
-    assert pair.a.fsm.state is State.IDLE
+    assert pair.a.fsm.state is BGPState.IDLE
 
 
 # --------------------------------------------------------------------------- timers
@@ -234,9 +234,9 @@ def test_keepalive_every_third_of_hold() -> None:
     before = pair.a.fsm.counters.keepalives_sent
     pair.advance(95)
     assert pair.a.fsm.counters.keepalives_sent - before == 3
-    assert pair.a.fsm.state is State.ESTABLISHED and pair.b.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED and pair.b.fsm.state is BGPState.ESTABLISHED
     pair.advance(3600)
-    assert pair.a.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED
 
 
 def test_configured_keepalive_time() -> None:
@@ -256,7 +256,7 @@ def test_hold_timer_expiry_sends_4_0() -> None:
     pair = established_pair({"hold_time": 9}, {"hold_time": 9})
     start = pair.now
     pair.advance(8.9, b_silent=True)
-    assert pair.a.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED
     pair.advance(0.2, b_silent=True)
     (down,) = pair.a.events_of(SessionDown)
     assert down.notification_sent == NotificationMessage(4, 0, b"")
@@ -270,14 +270,14 @@ def test_hold_timer_expiry_sends_4_0() -> None:
 def test_hold_timer_is_reset_by_updates_and_keepalives() -> None:
     pair = established_pair({"hold_time": 9}, {"hold_time": 9})
     pair.advance(60)
-    assert pair.a.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED
 
 
 def test_hold_time_zero_disables_timers() -> None:
     pair = established_pair({"hold_time": 0})
     assert pair.a.fsm.next_deadline() is None and pair.b.fsm.next_deadline() is None
     pair.advance(10_000)
-    assert pair.a.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED
 
 
 def test_open_sent_hold_timer() -> None:
@@ -425,7 +425,7 @@ def test_ipv4_over_ipv6_with_configured_next_hop() -> None:
         router_id=IPv4Address("1.1.1.1"),
         next_hop_ipv4=IPv4Address("192.0.2.254"),
     )
-    s = Session(cfg)
+    s = BGPStateMachine(cfg)
     s.connection_made(a6, b6, 0)
     s.set_routes({IPv4Network("192.0.2.1/32"): Attributes()})
     s.data_received(raw_open(64513), 0)
@@ -517,8 +517,8 @@ def test_graceful_close_sends_nothing_when_gr_negotiated() -> None:
 
 
 def test_byte_at_a_time_delivery() -> None:
-    a = Session(config())
-    b = Session(config(64513, 64512, peer_address=A_ADDR, router_id=IPv4Address("2.2.2.2")))
+    a = BGPStateMachine(config())
+    b = BGPStateMachine(config(64513, 64512, peer_address=A_ADDR, router_id=IPv4Address("2.2.2.2")))
     a.connection_made(A_ADDR, B_ADDR, 0)
     b.connection_made(B_ADDR, A_ADDR, 0)
     a.set_routes({IPv4Network("192.0.2.1/32"): Attributes()})

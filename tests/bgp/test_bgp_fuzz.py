@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ironlb.bgp.attributes import Attributes
 from ironlb.bgp.errors import BGPError
-from ironlb.bgp.fsm import SessionDown, State
+from ironlb.bgp.fsm import BGPState, SessionDown
 from ironlb.bgp.updates import PathContext, build_announcements
 from ironlb.bgp.wire import (
     AS_SEQUENCE,
@@ -184,8 +184,8 @@ def test_packing_roundtrip(routes: list[tuple[IPv4Network, list[int]]]) -> None:
 def test_fsm_survives_garbage_after_established(data: bytes) -> None:
     pair = Pair(config(), config(64513, 64512, router_id=IPv4Address("2.2.2.2")))
     pair.connect()
-    assert pair.a.fsm.state is State.ESTABLISHED
+    assert pair.a.fsm.state is BGPState.ESTABLISHED
     events = pair.a.fsm.data_received(data, pair.now)
-    if pair.a.fsm.state is State.IDLE:
+    if pair.a.fsm.state is BGPState.IDLE:
         assert isinstance(events[-1], SessionDown)
         assert events[-1].notification_sent is not None

@@ -12,7 +12,7 @@ import pytest
 
 from ironlb.bgp.attributes import Attributes
 from ironlb.bgp.config import PeerConfig
-from ironlb.bgp.fsm import Established, Event, NotificationReceived, Session, SessionDown, State
+from ironlb.bgp.fsm import BGPState, BGPStateMachine, Established, Event, NotificationReceived, SessionDown
 from ironlb.bgp.session import TCP_MD5SIG, BGPSession, backoff_delay, tcp_md5sig
 from ironlb.bgp.wire import UpdateMessage, decode_message, split_messages
 
@@ -24,7 +24,7 @@ class PeerProtocol(asyncio.Protocol):
 
     def __init__(self, peer: FakePeer) -> None:
         self.peer = peer
-        self.fsm = Session(peer.config)
+        self.fsm = BGPStateMachine(peer.config)
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
 
@@ -36,7 +36,7 @@ class PeerProtocol(asyncio.Protocol):
         transport.write(self.fsm.data_to_send())
 
     def data_received(self, data: bytes) -> None:
-        was_established = self.fsm.state is State.ESTABLISHED
+        was_established = self.fsm.state is BGPState.ESTABLISHED
         self.buf += data
         for raw in split_messages(self.buf):
             self.peer.received.append(decode_message(raw))
@@ -153,7 +153,7 @@ async def test_establish_advertise_and_close() -> None:
         await peer.stop()
     note = next(e for e in peer.events if isinstance(e, NotificationReceived))
     assert (note.code, note.subcode) == (6, 2)
-    assert s.state is State.IDLE
+    assert s.state is BGPState.IDLE
 
 
 async def test_retries_until_peer_listens_then_reconnects_after_drop() -> None:

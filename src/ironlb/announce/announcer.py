@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from ironlb.bfd.metrics import bfd_metrics
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
 from ironlb.bgp.fsm import Event
@@ -25,7 +24,7 @@ from ironlb.decide import BGP, LAYER2, Announcement
 from ironlb.fastpath import FastPath
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
-from ironlb.metrics.speaker import AnnouncedMetric, announced_metric
+from ironlb.metrics.speaker import SpeakerMetrics, speaker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +46,26 @@ class Announcer:
         gratuitous_interval: float = 1.1,
         gratuitous_duration: float = 5.0,
         on_bgp_event: Callable[[str, Event], None] | None = None,
-        metric: AnnouncedMetric | None = None,
+        metrics: SpeakerMetrics | None = None,
         fastpath: FastPath | None = None,
     ) -> None:
         self.node = node
         self.fastpath = fastpath or FastPath(threaded=False)
+        self.metrics = metrics or speaker_metrics()
         self.responder = responder or Responder(
             exclude=exclude_interfaces,
             rescan_interval=rescan_interval,
             gratuitous_interval=gratuitous_interval,
             gratuitous_duration=gratuitous_duration,
+            metrics=self.metrics.layer2,
         )
         # BFD for peers with a bfdProfile: its sockets open only when the first such peer appears.
         self.bfd: BFDManager | None = None
         if bfd_factory is None and bgp is None:
-            self.bfd = BFDManager(metrics=bfd_metrics())
+            self.bfd = BFDManager(metrics=self.metrics.bfd)
             bfd_factory = FastPathBFD(SpeakerBFD(self.bfd), self.fastpath)
-        self.bgp = bgp or BGPSpeaker(node, bfd_factory=bfd_factory, on_event=on_bgp_event)
-        self.metric = metric or announced_metric()
+        self.bgp = bgp or BGPSpeaker(node, metrics=self.metrics.bgp, bfd_factory=bfd_factory, on_event=on_bgp_event)
+        self.metric = self.metrics.announced
         self.current = Announcement()
 
     async def start(self) -> None:

@@ -9,7 +9,7 @@ The echo function is not implemented: a BFDProfile with ``echoMode: true`` is re
 with :class:`BFDConfigError`.
 """
 
-from .fsm import BFDConfigError, Session, SessionConfig, SessionDown, SessionUp, StateChanged
+from .fsm import BFDConfigError, BFDStateMachine, SessionConfig, SessionDown, SessionUp, StateChanged
 from .metrics import BFDMetrics
 from .service import (
     BFD_DOWN_CEASE_SUBCODE,
@@ -19,7 +19,7 @@ from .service import (
     BFDPeerHandle,
     SessionInfo,
 )
-from .wire import BFDPacketError, ControlPacket, Diag, State, decode
+from .wire import BFDPacketError, BFDState, ControlPacket, Diag, decode
 
 __all__ = [
     "BFD_DOWN_CEASE_SUBCODE",
@@ -30,14 +30,14 @@ __all__ = [
     "BFDMetrics",
     "BFDPacketError",
     "BFDPeerHandle",
+    "BFDState",
+    "BFDStateMachine",
     "ControlPacket",
     "Diag",
-    "Session",
     "SessionConfig",
     "SessionDown",
     "SessionInfo",
     "SessionUp",
-    "State",
     "StateChanged",
     "decode",
 ]

@@ -1,17 +1,17 @@
 """BFD session state machine (RFC 5880 §6.8), sans-I/O.
 
-One :class:`Session` per peer. It never reads a clock, opens a socket or
+One :class:`BFDStateMachine` per peer. It never reads a clock, opens a socket or
 sleeps: the caller passes the time in (seconds, any monotonic origin, e.g.
-``loop.time()``) and drains the packets to send with :meth:`Session.outgoing`.
+``loop.time()``) and drains the packets to send with :meth:`BFDStateMachine.outgoing`.
 
 Inputs
-    :meth:`Session.packet_received` (a decoded packet, plus the received TTL /
-    hop limit when the caller knows it), :meth:`Session.timer` (call it at or
-    after :meth:`Session.next_deadline`), :meth:`Session.admin_down`,
-    :meth:`Session.admin_up`, :meth:`Session.reconfigure`.
+    :meth:`BFDStateMachine.packet_received` (a decoded packet, plus the received TTL /
+    hop limit when the caller knows it), :meth:`BFDStateMachine.timer` (call it at or
+    after :meth:`BFDStateMachine.next_deadline`), :meth:`BFDStateMachine.admin_down`,
+    :meth:`BFDStateMachine.admin_up`, :meth:`BFDStateMachine.reconfigure`.
 Outputs
     a list of events (:class:`StateChanged`, :class:`SessionUp`,
-    :class:`SessionDown`) from every input, and :meth:`Session.outgoing`.
+    :class:`SessionDown`) from every input, and :meth:`BFDStateMachine.outgoing`.
 
 What is implemented, by RFC 5880 section:
 
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 from ironlb.config.types import BFDProfile
 
-from .wire import ControlPacket, Diag, State
+from .wire import BFDState, ControlPacket, Diag
 
 US_PER_S = 1_000_000
 SLOW_START_TX_US = 1_000_000
@@ -110,8 +110,8 @@ class SessionConfig:
 class StateChanged:
     """Any change of bfd.SessionState."""
 
-    old: State
-    new: State
+    old: BFDState
+    new: BFDState
     diag: int
 
 
@@ -160,7 +160,7 @@ def _ms(value: int) -> int:
 @dataclass
 class _Remote:
     discr: int = 0
-    state: State = State.DOWN
+    state: BFDState = BFDState.DOWN
     min_rx_us: int = 1  # bfd.RemoteMinRxInterval: initialised to 1 (§6.8.1)
     desired_min_tx_us: int = 0
     detect_mult: int = 0
@@ -168,7 +168,7 @@ class _Remote:
     diag: int = 0
 
 
-class Session:
+class BFDStateMachine:
     """One BFD session (RFC 5880 §6.8). ``jitter()`` returns a float in [0, 1) (default :func:`random.random`)."""
 
     def __init__(
@@ -183,7 +183,7 @@ class Session:
         self.config = config
         self.local_discr = local_discr
         self._jitter = jitter
-        self.state = State.DOWN
+        self.state = BFDState.DOWN
         self.local_diag: int = Diag.NONE
         self.remote = _Remote()
         self.counters = SessionCounters()
@@ -204,7 +204,7 @@ class Session:
 
     @property
     def is_up(self) -> bool:
-        return self.state is State.UP
+        return self.state is BFDState.UP
 
     def transmit_interval_us(self) -> int:
         """The negotiated TX interval before jitter: max(our Desired Min TX, remote Required Min RX)."""
@@ -249,25 +249,25 @@ class Session:
             self.poll_active = False
             self._eff_tx_us = self.desired_min_tx_us
             self._eff_rx_us = self.required_min_rx_us
-        if self.state is State.ADMIN_DOWN:
+        if self.state is BFDState.ADMIN_DOWN:
             return []
         # The packet is accepted: restart the detection timer before acting (§6.8.6, last step).
         self._detect_deadline = now + self.detection_time()
         events: list[Event] = []
-        if pkt.state is State.ADMIN_DOWN:
-            if self.state is not State.DOWN:
-                self._set_state(State.DOWN, Diag.NEIGHBOR_SIGNALED_DOWN, now, events, remote_admin_down=True)
-        elif self.state is State.DOWN:
-            if pkt.state is State.DOWN:
-                self._set_state(State.INIT, None, now, events)
-            elif pkt.state is State.INIT:
-                self._set_state(State.UP, None, now, events)
-        elif self.state is State.INIT:
-            if pkt.state in (State.INIT, State.UP):
-                self._set_state(State.UP, None, now, events)
-        elif pkt.state is State.DOWN:  # we are Up
+        if pkt.state is BFDState.ADMIN_DOWN:
+            if self.state is not BFDState.DOWN:
+                self._set_state(BFDState.DOWN, Diag.NEIGHBOR_SIGNALED_DOWN, now, events, remote_admin_down=True)
+        elif self.state is BFDState.DOWN:
+            if pkt.state is BFDState.DOWN:
+                self._set_state(BFDState.INIT, None, now, events)
+            elif pkt.state is BFDState.INIT:
+                self._set_state(BFDState.UP, None, now, events)
+        elif self.state is BFDState.INIT:
+            if pkt.state in (BFDState.INIT, BFDState.UP):
+                self._set_state(BFDState.UP, None, now, events)
+        elif pkt.state is BFDState.DOWN:  # we are Up
             reset = new_remote or pkt.diag in (Diag.NEIGHBOR_SIGNALED_DOWN, Diag.ADMINISTRATIVELY_DOWN)
-            self._set_state(State.DOWN, Diag.NEIGHBOR_SIGNALED_DOWN, now, events, remote_reset=reset)
+            self._set_state(BFDState.DOWN, Diag.NEIGHBOR_SIGNALED_DOWN, now, events, remote_reset=reset)
         if pkt.poll:
             self._send(now, final=True)
         self._tx_conditions_changed(now, old_interval)
@@ -280,8 +280,8 @@ class Session:
             self._detect_deadline = None
             old_interval = self.transmit_interval_us()
             self.remote = _Remote()  # bfd.RemoteDiscr MUST be reset when the detection time expires
-            if self.state in (State.INIT, State.UP):
-                self._set_state(State.DOWN, Diag.CONTROL_DETECTION_EXPIRED, now, events)
+            if self.state in (BFDState.INIT, BFDState.UP):
+                self._set_state(BFDState.DOWN, Diag.CONTROL_DETECTION_EXPIRED, now, events)
             self._tx_conditions_changed(now, old_interval)
         if self._next_tx is not None and now >= self._next_tx:
             if self._tx_allowed(now):
@@ -292,23 +292,23 @@ class Session:
 
     def admin_down(self, now: float) -> list[Event]:
         """Put the session in AdminDown (diag 7); AdminDown packets go out for about one detection time."""
-        if self.state is State.ADMIN_DOWN:
+        if self.state is BFDState.ADMIN_DOWN:
             return []
         events: list[Event] = []
         self._detect_deadline = None
         # Not Up any more, so the slow-start interval applies: send for about detect_mult such intervals.
         interval = max(_ms(self.config.transmit_interval), SLOW_START_TX_US, self.remote.min_rx_us) / US_PER_S
         self._admin_tx_until = now + (max(self.detect_mult, 3) - 0.5) * interval
-        self._set_state(State.ADMIN_DOWN, Diag.ADMINISTRATIVELY_DOWN, now, events)
+        self._set_state(BFDState.ADMIN_DOWN, Diag.ADMINISTRATIVELY_DOWN, now, events)
         return events
 
     def admin_up(self, now: float) -> list[Event]:
         """Leave AdminDown: back to Down, transmitting again (unless passive and the peer is unknown)."""
-        if self.state is not State.ADMIN_DOWN:
+        if self.state is not BFDState.ADMIN_DOWN:
             return []
         events: list[Event] = []
         self._admin_tx_until = None
-        self._set_state(State.DOWN, None, now, events)
+        self._set_state(BFDState.DOWN, None, now, events)
         self._next_tx = now if self._tx_allowed(now) else None
         return events
 
@@ -317,12 +317,12 @@ class Session:
         old_interval = self.transmit_interval_us()
         self.config = config
         tx = _ms(config.transmit_interval)
-        if self.state is not State.UP:
+        if self.state is not BFDState.UP:
             tx = max(tx, SLOW_START_TX_US)
         self._change_timers(tx, _ms(config.receive_interval), config.detect_multiplier)
         if self._detect_deadline is not None and not self.poll_active:
             self._detect_deadline = min(self._detect_deadline, now + self.detection_time())
-        if self.state is not State.ADMIN_DOWN:
+        if self.state is not BFDState.ADMIN_DOWN:
             self._tx_conditions_changed(now, old_interval)
         return []
 
@@ -338,7 +338,7 @@ class Session:
         self.desired_min_tx_us, self.required_min_rx_us, self.detect_mult = tx_us, rx_us, detect_mult
         if not changed:
             return
-        if self.state is State.UP:
+        if self.state is BFDState.UP:
             # A faster TX or a slower RX is safe at once; the reverse waits for the Final (§6.8.3).
             self._eff_tx_us = min(self._eff_tx_us, tx_us)
             self._eff_rx_us = max(self._eff_rx_us, rx_us)
@@ -349,7 +349,7 @@ class Session:
 
     def _set_state(
         self,
-        new: State,
+        new: BFDState,
         diag: int | None,
         now: float,
         events: list[Event],
@@ -361,15 +361,15 @@ class Session:
         self.state = new
         if diag is not None:
             self.local_diag = diag
-        elif new is State.UP:
+        elif new is BFDState.UP:
             self.local_diag = Diag.NONE
         events.append(StateChanged(old, new, self.local_diag))
-        if new is State.UP:
+        if new is BFDState.UP:
             self.counters.up_events += 1
             events.append(SessionUp())
             # End of slow start.
             self._change_timers(_ms(self.config.transmit_interval), self.required_min_rx_us, self.detect_mult)
-        elif old is State.UP:
+        elif old is BFDState.UP:
             self.counters.down_events += 1
             events.append(SessionDown(self.local_diag, remote_admin_down, remote_reset))
             self._change_timers(
@@ -380,13 +380,13 @@ class Session:
             self._send_periodic(now)
 
     def _tx_allowed(self, now: float) -> bool:
-        if self.state is State.ADMIN_DOWN and (self._admin_tx_until is None or now >= self._admin_tx_until):
+        if self.state is BFDState.ADMIN_DOWN and (self._admin_tx_until is None or now >= self._admin_tx_until):
             return False
         if self.config.passive and self.remote.discr == 0:
             return False
         if self.remote.min_rx_us == 0:
             return False
-        return not (self.remote.demand and self.state is State.UP and self.remote.state is State.UP)
+        return not (self.remote.demand and self.state is BFDState.UP and self.remote.state is BFDState.UP)
 
     def _tx_conditions_changed(self, now: float, old_interval_us: int) -> None:
         """After the remote parameters or ours changed: start, stop or pull in periodic transmission."""
@@ -430,8 +430,8 @@ __all__ = [
     "SINGLE_HOP_TTL",
     "SLOW_START_TX_US",
     "BFDConfigError",
+    "BFDStateMachine",
     "Event",
-    "Session",
     "SessionConfig",
     "SessionCounters",
     "SessionDown",

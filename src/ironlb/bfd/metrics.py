@@ -108,14 +108,3 @@ __all__ = [
     "ZEBRA_NOTIFICATIONS",
     "BFDMetrics",
 ]
-
-
-_default: BFDMetrics | None = None
-
-
-def bfd_metrics() -> BFDMetrics:
-    """The process's BFD metrics on the default registry (created once: a registry refuses duplicate names)."""
-    global _default
-    if _default is None:
-        _default = BFDMetrics()
-    return _default

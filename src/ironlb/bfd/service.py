@@ -1,4 +1,4 @@
-"""asyncio shell around the sans-I/O :class:`~ironlb.bfd.fsm.Session`: sockets, timers, demultiplexing.
+"""asyncio shell around the sans-I/O :class:`~ironlb.bfd.fsm.BFDStateMachine`: sockets, timers, demultiplexing.
 
 Sockets (RFC 5881 single hop, RFC 5883 multi-hop)
     * one listening UDP socket per address family and kind, opened on the first
@@ -16,7 +16,7 @@ session per (peer address, multihop); ``local_addr`` only selects the source.
 
 No threads: the listeners are driven by ``loop.add_reader`` (at most
 :data:`MAX_READS_PER_WAKEUP` datagrams per wakeup) and each session by one
-``loop.call_at`` timer derived from :meth:`Session.next_deadline`. Nothing
+``loop.call_at`` timer derived from :meth:`BFDStateMachine.next_deadline`. Nothing
 blocks; :meth:`BFDManager.close` is synchronous work bounded by the number of
 sessions.
 
@@ -73,7 +73,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ironlb.config.types import BFDProfile
 
-from .fsm import Event, Session, SessionConfig, SessionCounters, SessionDown, SessionUp
+from .fsm import BFDStateMachine, Event, SessionConfig, SessionCounters, SessionDown, SessionUp
 from .metrics import (
     CONTROL_PACKET_INPUT,
     CONTROL_PACKET_OUTPUT,
@@ -82,7 +82,7 @@ from .metrics import (
     ZEBRA_NOTIFICATIONS,
     BFDMetrics,
 )
-from .wire import BFDPacketError, Diag, State, decode
+from .wire import BFDPacketError, BFDState, Diag, decode
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class SessionInfo:
     peer: str
     local: str | None
     multihop: bool
-    state: State
-    remote_state: State
+    state: BFDState
+    remote_state: BFDState
     local_diag: int
     remote_diag: int
     local_discriminator: int
@@ -154,7 +154,7 @@ class BFDPeerHandle:
         peer: IPAddress,
         local: IPAddress | None,
         multihop: bool,
-        session: Session,
+        session: BFDStateMachine,
         sock: socket.socket,
         dest_port: int,
         on_change: Callable[[bool], None] | None,
@@ -176,7 +176,7 @@ class BFDPeerHandle:
         return str(self.peer)
 
     @property
-    def state(self) -> State:
+    def state(self) -> BFDState:
         return self.session.state
 
     @property
@@ -295,7 +295,7 @@ class BFDManager:
         self._ensure_listener(family, multihop)
         discr = self._new_discriminator()
         sock = self._open_tx_socket(family, local)
-        session = Session(config, discr, **({"jitter": self._jitter} if self._jitter is not None else {}))
+        session = BFDStateMachine(config, discr, **({"jitter": self._jitter} if self._jitter is not None else {}))
         # Keep the scope (e.g. fe80::1%eth0) for sending.
         handle = BFDPeerHandle(peer, local, multihop, session, sock, self._dest_ports[multihop], on_change)
         handle._dest = (str(peer_addr), self._dest_ports[multihop])
@@ -548,7 +548,8 @@ class BFDManager:
         """A bug must not leave a wedged session (or a hot timer loop): report it down and start it afresh."""
         log.exception("BFD session %s: internal error while %s; restarting the session", handle.peer, what)
         old = handle.session
-        handle.session = Session(old.config, old.local_discr, **({"jitter": self._jitter} if self._jitter else {}))
+        jitter = {"jitter": self._jitter} if self._jitter else {}
+        handle.session = BFDStateMachine(old.config, old.local_discr, **jitter)
         if self.metrics is not None and old.is_up:
             self.metrics.set_up(handle.label, False)
             self.metrics.inc(SESSION_DOWN_EVENTS, handle.label)

@@ -40,7 +40,7 @@ class BFDPacketError(ValueError):
     """A BFD control packet that must be discarded (RFC 5880 §6.8.6); the message says why."""
 
 
-class State(IntEnum):
+class BFDState(IntEnum):
     """bfd.SessionState values (RFC 5880 §4.1 "Sta")."""
 
     ADMIN_DOWN = 0
@@ -75,7 +75,7 @@ _F_MULTIPOINT = 0x01
 class ControlPacket:
     """One BFD control packet (no authentication section; see the module docstring)."""
 
-    state: State
+    state: BFDState
     my_discriminator: int
     your_discriminator: int = 0
     diag: int = Diag.NONE
@@ -145,8 +145,8 @@ def decode(data: bytes) -> ControlPacket:
         raise BFDPacketError("multipoint bit is set")
     if my_disc == 0:
         raise BFDPacketError("my discriminator is zero")
-    state = State(flags >> 6)
-    if your_disc == 0 and state not in (State.DOWN, State.ADMIN_DOWN):
+    state = BFDState(flags >> 6)
+    if your_disc == 0 and state not in (BFDState.DOWN, BFDState.ADMIN_DOWN):
         raise BFDPacketError(f"your discriminator is zero in state {state.name}")
     poll, final = bool(flags & _F_POLL), bool(flags & _F_FINAL)
     if poll and final:
@@ -169,4 +169,4 @@ def decode(data: bytes) -> ControlPacket:
     )
 
 
-__all__ = ["HEADER_LEN", "VERSION", "BFDPacketError", "ControlPacket", "Diag", "State", "decode"]
+__all__ = ["HEADER_LEN", "VERSION", "BFDPacketError", "BFDState", "ControlPacket", "Diag", "decode"]

@@ -14,6 +14,8 @@ from .attributes import Attributes, parse_community, parse_large_community
 from .config import DynamicASN, PeerConfig
 from .errors import BGPError
 from .fsm import (
+    BGPState,
+    BGPStateMachine,
     Counters,
     EndOfRibReceived,
     Established,
@@ -22,9 +24,7 @@ from .fsm import (
     RouteRefreshReceived,
     RoutesUnsendable,
     RouteTable,
-    Session,
     SessionDown,
-    State,
 )
 from .session import BGPSession
 from .wire import IPV4_UNICAST, IPV6_UNICAST, Family, Network
@@ -35,6 +35,8 @@ __all__ = [
     "Attributes",
     "BGPError",
     "BGPSession",
+    "BGPState",
+    "BGPStateMachine",
     "Counters",
     "DynamicASN",
     "EndOfRibReceived",
@@ -47,9 +49,7 @@ __all__ = [
     "RouteRefreshReceived",
     "RouteTable",
     "RoutesUnsendable",
-    "Session",
     "SessionDown",
-    "State",
     "parse_community",
     "parse_large_community",
 ]

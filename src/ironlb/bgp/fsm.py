@@ -1,8 +1,8 @@
 """The BGP finite-state machine of one session, sans-I/O (in the style of h11/h2).
 
 The caller owns sockets and clocks: it feeds bytes, connection events and the
-current time in, and takes bytes (:meth:`Session.data_to_send`), events and the
-next timer deadline (:meth:`Session.next_deadline`) out.  Nothing here blocks,
+current time in, and takes bytes (:meth:`BGPStateMachine.data_to_send`), events and the
+next timer deadline (:meth:`BGPStateMachine.next_deadline`) out.  Nothing here blocks,
 sleeps or reads a clock, so every timing rule is testable with fake time.
 
 ironlb only announces: received routes are validated (a malformed UPDATE
@@ -54,10 +54,10 @@ from .wire import (
 )
 
 RouteTable = Mapping[Network, Attributes] | Mapping[IPv4Network, Attributes] | Mapping[IPv6Network, Attributes]
-"""What :meth:`Session.set_routes` takes; the union because Mapping keys are invariant."""
+"""What :meth:`BGPStateMachine.set_routes` takes; the union because Mapping keys are invariant."""
 
 
-class State(Enum):
+class BGPState(Enum):
     """RFC 4271 section 8 states."""
 
     IDLE = "Idle"
@@ -128,7 +128,7 @@ class EndOfRibReceived:
 
 @dataclass(frozen=True)
 class RoutesUnsendable:
-    """Prefixes whose path attributes do not fit any UPDATE: held back until :meth:`Session.set_routes` again."""
+    """Prefixes whose path attributes fit no UPDATE: held back until the next :meth:`BGPStateMachine.set_routes`."""
 
     prefixes: tuple[Network, ...]
 
@@ -168,7 +168,7 @@ class Negotiated:
     peer_capabilities: Capabilities
 
 
-class Session:
+class BGPStateMachine:
     """One BGP session's protocol state; see the module docstring for the contract.
 
     Inputs: :meth:`connection_made`, :meth:`data_received`, :meth:`connection_lost`,
@@ -178,7 +178,7 @@ class Session:
 
     def __init__(self, config: PeerConfig) -> None:
         self.config = config
-        self.state = State.IDLE
+        self.state = BGPState.IDLE
         self.counters = Counters()
         self.negotiated: Negotiated | None = None
         self.local_address: Address | None = None
@@ -224,20 +224,20 @@ class Session:
 
     @property
     def is_established(self) -> bool:
-        """Shortcut for ``state is State.ESTABLISHED``."""
-        return self.state is State.ESTABLISHED
+        """Shortcut for ``state is BGPState.ESTABLISHED``."""
+        return self.state is BGPState.ESTABLISHED
 
     # ------------------------------------------------------------------ connection lifecycle
 
     def connection_started(self) -> None:
         """The shell is dialling (Idle/Active -> Connect)."""
-        if self.state in (State.IDLE, State.ACTIVE):
-            self.state = State.CONNECT
+        if self.state in (BGPState.IDLE, BGPState.ACTIVE):
+            self.state = BGPState.CONNECT
 
     def connection_failed(self) -> None:
         """The dial failed; the shell will retry after its backoff (Connect -> Active)."""
-        if self.state in (State.IDLE, State.CONNECT):
-            self.state = State.ACTIVE
+        if self.state in (BGPState.IDLE, BGPState.CONNECT):
+            self.state = BGPState.ACTIVE
 
     def connection_made(
         self, local_addr: Address, peer_addr: Address, now: float, *, beside: Address | None = None
@@ -247,7 +247,7 @@ class Session:
         ``beside``: an address of the other family on the interface holding ``local_addr``, the next hop for that
         family's prefixes on a dual-stack session (``dualStackAddressFamily``); looking it up is the shell's I/O.
         """
-        if self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+        if self.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
             raise RuntimeError(f"connection_made in state {self.state.value}")
         self._reset_connection()
         self.local_address = _unmap(local_addr)
@@ -256,15 +256,15 @@ class Session:
         self.router_id = self._pick_router_id()
         self._send(encode_open(self._our_open()))
         self.counters.opens_sent += 1
-        self.state = State.OPEN_SENT
+        self.state = BGPState.OPEN_SENT
         # RFC 4271 8.2.2: a large hold timer (4 min suggested) until the OPEN arrives.
         self._hold_deadline = now + self.config.open_hold_time
 
     def connection_lost(self, reason: str = "connection closed by peer") -> list[Event]:
         """TCP closed or failed under us."""
-        if self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+        if self.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
             return [self._down(reason)]
-        self.state = State.IDLE
+        self.state = BGPState.IDLE
         return []
 
     def close(
@@ -280,8 +280,8 @@ class Session:
         default).  With ``graceful_restart`` and GR negotiated it sends nothing, so
         the shell just drops TCP and the peer keeps our routes for the restart time.
         """
-        if self.state not in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
-            self.state = State.IDLE
+        if self.state not in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
+            self.state = BGPState.IDLE
             return []
         neg = self.negotiated
         if graceful_restart and neg is not None and neg.graceful_restart and self.is_established:
@@ -295,7 +295,7 @@ class Session:
 
     def data_received(self, data: bytes, now: float) -> list[Event]:
         """Bytes from the peer; returns what happened.  Stops at the first error."""
-        if self.state not in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED):
+        if self.state not in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
             return []
         self._in += data
         events: list[Event] = []
@@ -323,14 +323,14 @@ class Session:
         """Replace the whole desired Adj-RIB-Out; UPDATEs for the difference go out if Established."""
         self._desired = dict(desired.items())
         self._unsendable.clear()
-        if self.state is State.ESTABLISHED:
+        if self.state is BGPState.ESTABLISHED:
             return self._sync()
         return []
 
     # ------------------------------------------------------------------ internals
 
     def _connected(self) -> bool:
-        return self.state in (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
+        return self.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED)
 
     def _reset_connection(self) -> None:
         self._in.clear()
@@ -389,8 +389,8 @@ class Session:
     def _down(
         self, reason: str, *, sent: NotificationMessage | None = None, received: NotificationMessage | None = None
     ) -> SessionDown:
-        was = self.state is State.ESTABLISHED
-        self.state = State.IDLE
+        was = self.state is BGPState.ESTABLISHED
+        self.state = BGPState.IDLE
         self._hold_deadline = None
         self._keepalive_deadline = None
         self._sent.clear()
@@ -405,9 +405,9 @@ class Session:
 
     def _unexpected(self, msg_type: int) -> BGPError:
         sub = {
-            State.OPEN_SENT: FSMSubcode.UNEXPECTED_IN_OPENSENT,
-            State.OPEN_CONFIRM: FSMSubcode.UNEXPECTED_IN_OPENCONFIRM,
-            State.ESTABLISHED: FSMSubcode.UNEXPECTED_IN_ESTABLISHED,
+            BGPState.OPEN_SENT: FSMSubcode.UNEXPECTED_IN_OPENSENT,
+            BGPState.OPEN_CONFIRM: FSMSubcode.UNEXPECTED_IN_OPENCONFIRM,
+            BGPState.ESTABLISHED: FSMSubcode.UNEXPECTED_IN_ESTABLISHED,
         }.get(self.state, FSMSubcode.UNSPECIFIED)
         name = MessageType(msg_type).name
         return BGPError(ErrorCode.FSM, sub, bytes((msg_type,)), f"unexpected {name} in state {self.state.value}")
@@ -424,7 +424,7 @@ class Session:
                 NotificationReceived(note.code, note.subcode, note.data),
                 self._down(reason, received=note),
             ]
-        if self.state is State.OPEN_SENT:
+        if self.state is BGPState.OPEN_SENT:
             if msg_type != MessageType.OPEN:
                 raise self._unexpected(msg_type)
             msg = decode_message(raw)
@@ -438,7 +438,7 @@ class Session:
         assert neg is not None
         if neg.hold_time > 0:
             self._hold_deadline = now + neg.hold_time
-        if self.state is State.OPEN_CONFIRM:
+        if self.state is BGPState.OPEN_CONFIRM:
             if msg_type != MessageType.KEEPALIVE:
                 raise self._unexpected(msg_type)
             self.counters.keepalives_received += 1
@@ -518,14 +518,14 @@ class Session:
             next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address) or _v4(self._beside),
             next_hop_ipv6=cfg.next_hop_ipv6 or _global_v6(self.local_address) or _global_v6(self._beside),
         )
-        self.state = State.OPEN_CONFIRM
+        self.state = BGPState.OPEN_CONFIRM
         self._hold_deadline = now + hold if hold > 0 else None
         self._send_keepalive(now)
 
     def _become_established(self) -> list[Event]:
         neg = self.negotiated
         assert neg is not None
-        self.state = State.ESTABLISHED
+        self.state = BGPState.ESTABLISHED
         self.counters.established_transitions += 1
         event = Established(
             peer_asn=neg.peer_asn,
@@ -621,6 +621,8 @@ def _shutdown_text(note: NotificationMessage) -> str:
 
 
 __all__ = [
+    "BGPState",
+    "BGPStateMachine",
     "Counters",
     "EndOfRibReceived",
     "Established",
@@ -629,7 +631,5 @@ __all__ = [
     "NotificationReceived",
     "RouteRefreshReceived",
     "RouteTable",
-    "Session",
     "SessionDown",
-    "State",
 ]

@@ -101,17 +101,4 @@ class BGPMetrics(Collector):
         yield from (up, updates, announced, pending)
 
 
-_default: BGPMetrics | None = None
-_default_lock = threading.Lock()
-
-
-def default_metrics() -> BGPMetrics:
-    """The process-wide collector on prometheus_client's default registry, created once."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = BGPMetrics(REGISTRY)
-        return _default
-
-
-__all__ = ["ANNOUNCED", "PENDING", "SESSION_UP", "UPDATES_TOTAL", "BGPMetrics", "PeerSample", "default_metrics"]
+__all__ = ["ANNOUNCED", "PENDING", "SESSION_UP", "UPDATES_TOTAL", "BGPMetrics", "PeerSample"]

@@ -1,8 +1,8 @@
-"""asyncio shell around the sans-I/O :class:`~ironlb.bgp.fsm.Session`.
+"""asyncio shell around the sans-I/O :class:`~ironlb.bgp.fsm.BGPStateMachine`.
 
 It owns everything the FSM must not: the socket (TCP MD5, source bind, TTL,
 DSCP), the dial with its timeout and bounded exponential backoff, and the
-single timer handle derived from :meth:`Session.next_deadline`.  It runs on
+single timer handle derived from :meth:`BGPStateMachine.next_deadline`.  It runs on
 the caller's event loop, no threads; every wait has a timeout or is
 cancellable through :meth:`BGPSession.close`.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import PeerConfig
 from .errors import CeaseSubcode
-from .fsm import Counters, Established, Event, RoutesUnsendable, RouteTable, Session, SessionDown, State
+from .fsm import BGPState, BGPStateMachine, Counters, Established, Event, RoutesUnsendable, RouteTable, SessionDown
 from .wire import Address
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class BGPSession:
 
     def __init__(self, config: PeerConfig, *, on_event: Callable[[Event], None] | None = None) -> None:
         self.config = config
-        self.fsm = Session(config)
+        self.fsm = BGPStateMachine(config)
         self._on_event = on_event
         self._task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
@@ -149,7 +149,7 @@ class BGPSession:
     # ------------------------------------------------------------------ public API
 
     @property
-    def state(self) -> State:
+    def state(self) -> BGPState:
         """The FSM state."""
         return self.fsm.state
 

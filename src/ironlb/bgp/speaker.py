@@ -30,8 +30,8 @@ from ironlb.config.types import BFDProfile, Peer
 from .attributes import Attributes
 from .config import DynamicASN, PeerConfig
 from .errors import CeaseSubcode
-from .fsm import Event, State
-from .metrics import BGPMetrics, PeerSample, default_metrics
+from .fsm import BGPState, Event
+from .metrics import BGPMetrics, PeerSample
 from .session import BGPSession
 from .wire import IPV4_UNICAST, IPV6_UNICAST, Network, family_of
 
@@ -142,7 +142,7 @@ class BGPSpeaker:
         self._peers: dict[str, _Managed] = {}
         self._warned_bfd: set[str] = set()
         self.sessions_created = 0
-        self._metrics = metrics if metrics is not None else default_metrics()
+        self._metrics = metrics if metrics is not None else BGPMetrics(None)
         self._metrics.add_source(self)
 
     # ------------------------------------------------------------------ inputs
@@ -285,7 +285,7 @@ class BGPSpeaker:
             out.append(
                 PeerSample(
                     peer=m.config.label,
-                    up=fsm.state is State.ESTABLISHED,
+                    up=fsm.state is BGPState.ESTABLISHED,
                     updates=fsm.counters.updates_sent,
                     announced=fsm.prefixes_announced if fsm.is_established else 0,
                     pending=fsm.prefixes_pending,

@@ -77,16 +77,3 @@ class Layer2Metrics(Collector):
             for ip, value in sorted(snapshot[name].items()):
                 family.add_sample(name, {"ip": ip}, value)
             yield family
-
-
-_default: Layer2Metrics | None = None
-_default_lock = threading.Lock()
-
-
-def default_metrics() -> Layer2Metrics:
-    """The process-wide instance on prometheus_client's default registry, created once."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Layer2Metrics(REGISTRY)
-        return _default

@@ -28,7 +28,7 @@ from ironlb.layer2.interfaces import (
     read_interfaces,
     select_interfaces,
 )
-from ironlb.layer2.metrics import Layer2Metrics, default_metrics
+from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.layer2.wire.arp import build_gratuitous, parse_arp
 from ironlb.layer2.wire.ethernet import ETH_P_ARP, ETH_P_IPV6, FrameError, mac_to_str
 from ironlb.layer2.wire.ndp import (
@@ -273,7 +273,7 @@ class Responder:
         self._rescan_interval = rescan_interval
         self._gratuitous_interval = gratuitous_interval
         self._gratuitous_duration = gratuitous_duration
-        self._metrics = metrics if metrics is not None else default_metrics()
+        self._metrics = metrics if metrics is not None else Layer2Metrics(None)
         self._reader = interface_reader
         self._link_factory: LinkFactory = link_factory or (lambda iface, handler: PacketLink(iface, handler))
         self._announced: dict[IPAddress, InterfaceSelector] = {}

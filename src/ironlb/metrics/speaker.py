@@ -1,10 +1,18 @@
-"""``metallb_speaker_announced``: one series per announced (service, protocol, node, ip), removed on withdraw."""
+"""The speaker's metrics, in one place: ``metallb_speaker_announced`` (one series per announced (service, protocol,
+node, ip), removed on withdraw) here, and the layer 2, BGP and BFD collectors of the protocol packages."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+
+from ironlb.bfd.metrics import BFDMetrics
+from ironlb.bgp.metrics import BGPMetrics
+from ironlb.layer2.metrics import Layer2Metrics
 
 Key = tuple[str, str, str, str]  # service ("ns/name"), protocol, node, ip
 
@@ -33,12 +41,30 @@ class AnnouncedMetric:
         return frozenset(self._current)
 
 
-_default: AnnouncedMetric | None = None
+@dataclass(frozen=True)
+class SpeakerMetrics:
+    """Every metric a speaker process exports (``ironlb speaker`` and ``ironlb run``), on one registry."""
+
+    announced: AnnouncedMetric
+    layer2: Layer2Metrics
+    bgp: BGPMetrics
+    bfd: BFDMetrics
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry | None) -> SpeakerMetrics:
+        """New collectors registered on ``registry`` (None: kept but not exported, for tests)."""
+        return cls(AnnouncedMetric(registry), Layer2Metrics(registry), BGPMetrics(registry), BFDMetrics(registry))
 
 
-def announced_metric() -> AnnouncedMetric:
-    """The process's metric on the default registry (created once: a registry refuses duplicate names)."""
-    global _default
-    if _default is None:
-        _default = AnnouncedMetric()
-    return _default
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SpeakerMetrics] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def speaker_metrics(registry: CollectorRegistry = REGISTRY) -> SpeakerMetrics:
+    """The speaker metrics of ``registry``, created on first use: a registry refuses a name twice, and a process
+    (or a test) may start several announcers that must all count into the one set it serves."""
+    with _lock:
+        metrics = _by_registry.get(registry)
+        if metrics is None:
+            metrics = _by_registry[registry] = SpeakerMetrics.on(registry)
+        return metrics
