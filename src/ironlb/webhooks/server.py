@@ -30,7 +30,7 @@ from typing import Any
 from ironlb.webhooks import certs
 from ironlb.webhooks.certs import CertBundle, RestApi
 from ironlb.webhooks.conversion import convert_review
-from ironlb.webhooks.validate import LISTED, PATHS, Decision, decide, kinds_to_list, parse_request, response
+from ironlb.webhooks.validate import LISTED, PATHS, Admission, decide, kinds_to_list, parse_request, response
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ class WebhookServer:
         try:
             req = parse_request(doc)
         except ValueError as err:
-            return response("", Decision(False, f"bad admission request: {err}"))
+            return response("", Admission(False, f"bad admission request: {err}"))
         if req.kind != kind:
-            return response(req.uid, Decision(False, f"this webhook validates {kind}, not {req.kind!r}"))
+            return response(req.uid, Admission(False, f"this webhook validates {kind}, not {req.kind!r}"))
         existing: dict[str, list[Obj]] = {}
         problems = []
         for k in kinds_to_list(kind, req.operation):
@@ -150,7 +150,7 @@ class WebhookServer:
                 problems.append(f"ironlb could not list the existing {k} objects, so it validated without them: {err}")
         decision = decide(req, existing, namespace=self.namespace)
         if problems:
-            decision = Decision(decision.allowed, decision.message, (*problems, *decision.warnings))
+            decision = Admission(decision.allowed, decision.message, (*problems, *decision.warnings))
         if not decision.allowed:
             log.info("webhook: denied %s %s %s/%s: %s", req.operation, kind, req.namespace, req.name,
                      decision.message)

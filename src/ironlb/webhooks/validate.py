@@ -80,7 +80,7 @@ LISTED: dict[str, tuple[str, str, bool]] = {
 
 
 @dataclass(frozen=True)
-class Decision:
+class Admission:
     """What the webhook answers: allowed or not, the message of a denial, and warnings."""
 
     allowed: bool
@@ -139,11 +139,11 @@ def review(
     try:
         req = parse_request(admission_review)
     except ValueError as err:
-        return response("", Decision(False, f"bad admission request: {err}"))
+        return response("", Admission(False, f"bad admission request: {err}"))
     return response(req.uid, decide(req, existing, namespace=namespace))
 
 
-def response(uid: str, decision: Decision) -> Obj:
+def response(uid: str, decision: Admission) -> Obj:
     """The ``admission.k8s.io/v1`` AdmissionReview carrying ``decision`` (a denial is 403 Forbidden, as
     controller-runtime answers)."""
     resp: Obj = {"uid": uid, "allowed": decision.allowed}
@@ -154,44 +154,44 @@ def response(uid: str, decision: Decision) -> Obj:
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
 
 
-def decide(req: AdmissionRequest, existing: Mapping[str, Sequence[Obj]], *, namespace: str) -> Decision:
+def decide(req: AdmissionRequest, existing: Mapping[str, Sequence[Obj]], *, namespace: str) -> Admission:
     """MetalLB's ValidateCreate / ValidateUpdate / ValidateDelete for ``req.kind`` (see the module docstring)."""
     if req.kind not in VALIDATED_WITH:
-        return Decision(False, f"ironlb does not validate kind {req.kind!r}")
+        return Admission(False, f"ironlb does not validate kind {req.kind!r}")
     if req.operation == "DELETE":
         return _delete(req, existing, namespace)
     if req.operation not in ("CREATE", "UPDATE") or req.obj is None:
-        return Decision(True)
+        return Admission(True)
     obj = req.obj
     obj_ns = str((obj.get("metadata") or {}).get("namespace") or req.namespace)
     if req.operation == "CREATE" and obj_ns != namespace:
-        return Decision(False, f"resource must be created in {namespace} namespace")
+        return Admission(False, f"resource must be created in {namespace} namespace")
     if req.operation == "UPDATE":
         if obj_ns != namespace:
-            return Decision(True)  # not part of ironlb's configuration; let it be fixed or cleaned up
+            return Admission(True)  # not part of ironlb's configuration; let it be fixed or cleaned up
         if req.old is not None and req.old.get("spec") == obj.get("spec"):
-            return Decision(True)
+            return Admission(True)
     if req.kind == "BGPPeer" and req.operation == "CREATE" and (obj.get("spec") or {}).get("disableMP"):
-        return Decision(True, warnings=(DISABLE_MP_WARNING,))  # MetalLB returns here, before any other check
+        return Admission(True, warnings=(DISABLE_MP_WARNING,))  # MetalLB returns here, before any other check
     return _validate_with_existing(req.kind, obj, existing, namespace)
 
 
-def _delete(req: AdmissionRequest, existing: Mapping[str, Sequence[Obj]], namespace: str) -> Decision:
+def _delete(req: AdmissionRequest, existing: Mapping[str, Sequence[Obj]], namespace: str) -> Admission:
     if req.kind != "BFDProfile" or req.namespace != namespace:
-        return Decision(True)
+        return Admission(True)
     for peer in sorted(existing.get("BGPPeer", ()), key=_name):
         if (peer.get("spec") or {}).get("bfdProfile") == req.name:
-            return Decision(False, f"failed to delete BFDProfile {req.name}, used by BGPPeer {_name(peer)}")
-    return Decision(True)
+            return Admission(False, f"failed to delete BFDProfile {req.name}, used by BGPPeer {_name(peer)}")
+    return Admission(True)
 
 
-def _validate_with_existing(kind: str, obj: Obj, existing: Mapping[str, Sequence[Obj]], namespace: str) -> Decision:
+def _validate_with_existing(kind: str, obj: Obj, existing: Mapping[str, Sequence[Obj]], namespace: str) -> Admission:
     """Validate the set with ``obj`` in it; deny only for problems the set without it did not already have."""
     new = _with_kind(obj, kind)
     try:
         parse_resource(reset_transient(new))
     except ResourceError as err:
-        return Decision(False, "\n".join(err.messages))
+        return Admission(False, "\n".join(err.messages))
     others: list[Obj] = []
     for k in VALIDATED_WITH[kind]:
         for item in existing.get(k, ()):
@@ -206,8 +206,8 @@ def _validate_with_existing(kind: str, obj: Obj, existing: Mapping[str, Sequence
     own_warnings = [w for w in warnings if w.startswith(ref)]
     old_problems = [f"the existing configuration is already invalid: {m}" for m in before]
     if added:
-        return Decision(False, "\n".join(added), tuple(old_problems))
-    return Decision(True, warnings=tuple(own_warnings + old_problems))
+        return Admission(False, "\n".join(added), tuple(old_problems))
+    return Admission(True, warnings=tuple(own_warnings + old_problems))
 
 
 def _problems(objects: list[Obj], namespace: str) -> tuple[list[str], tuple[str, ...]]:
@@ -266,8 +266,8 @@ __all__ = [
     "PATHS",
     "VALIDATED_WITH",
     "WEBHOOKS",
+    "Admission",
     "AdmissionRequest",
-    "Decision",
     "decide",
     "kinds_to_list",
     "parse_request",
