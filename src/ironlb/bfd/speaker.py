@@ -2,8 +2,8 @@
 
 ``ironlb.bgp.speaker.BGPSpeaker`` calls ``bfd_factory(request)`` for every BGP session whose peer names a
 ``bfdProfile`` and awaits ``handle.close()`` when the session (or only the profile) goes away. The request
-carries the profile, the session's :class:`~ironlb.bgp.config.PeerConfig` (peer and source address), whether
-the peer is multi-hop (``ebgpMultiHop``) and ``on_down(reason)``, which makes the speaker drop the TCP
+carries the profile, the session's addresses (a :class:`PeerAddresses`: ``ironlb.bgp.config.PeerConfig``),
+whether the peer is multi-hop (``ebgpMultiHop``) and ``on_down(reason)``, which makes the speaker drop the TCP
 connection at once (the session redials with its backoff). Usage::
 
     bfd = BFDManager(metrics=BFDMetrics())
@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
-from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
 
 from .fsm import BFDConfigError
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class PeerAddresses(Protocol):
+    """The addresses of the BGP session BFD watches (``ironlb.bgp.config.PeerConfig`` has them): BFD does not
+    depend on BGP, the glue is structural."""
+
+    @property
+    def peer_address(self) -> IPv4Address | IPv6Address: ...
+
+    @property
+    def source_address(self) -> IPv4Address | IPv6Address | None: ...
+
+
 class SpeakerRequest(Protocol):
     """The fields of ``ironlb.bgp.speaker.BFDRequest`` this module uses (structural, to avoid an import cycle)."""
 
@@ -43,7 +54,7 @@ class SpeakerRequest(Protocol):
     def profile(self) -> BFDProfile: ...
 
     @property
-    def config(self) -> PeerConfig: ...
+    def config(self) -> PeerAddresses: ...
 
     @property
     def multihop(self) -> bool: ...
@@ -115,7 +126,7 @@ class _RelayedRequest:
     """A request whose ``on_down`` hops back to the main loop (the BGP session lives there)."""
 
     profile: BFDProfile
-    config: PeerConfig
+    config: PeerAddresses
     multihop: bool
     on_down: Callable[[str], None]
 
