@@ -17,7 +17,7 @@ from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
 from ironlb.decide import NodeDecision, decide_cluster, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
-from ironlb.ipam.reprocess import Outcome, converge_all
+from ironlb.ipam.reprocess import Outcome, converge_all, pool_status
 from ironlb.layer2.election import L2Decision
 
 
@@ -50,21 +50,9 @@ def with_objects(config: Config, resources: Resources) -> Snapshot:
 
 
 def allocate(snapshot: Snapshot, *, lb_class: str = "") -> tuple[Allocator, dict[str, Outcome]]:
+    """Allocate as the controller would from start-up (:func:`ironlb.ipam.reprocess.converge_all`)."""
     allocator = Allocator(snapshot.config)
     return allocator, converge_all(allocator, snapshot.services, lb_class=lb_class)
-
-
-def pool_status(allocator: Allocator, config: Config) -> dict[str, dict[str, int]]:
-    out = {}
-    for pool in config.pools:
-        c = allocator.counters(pool.name)
-        out[pool.name] = {
-            "assignedIPv4": c.assigned_ipv4,
-            "assignedIPv6": c.assigned_ipv6,
-            "availableIPv4": c.available_ipv4,
-            "availableIPv6": c.available_ipv6,
-        }
-    return out
 
 
 def service_entry(outcome: Outcome) -> dict[str, Any]:

@@ -116,8 +116,9 @@ def test_deprecated_annotations_work_and_warn() -> None:
     # Stable wins over deprecated.
     c = converge(a, svc("y", annotations={"metallb.io/address-pool": "auto", "metallb.universe.tf/address-pool": "manual"}))
     assert c.pool == "auto"
-    # Not mutated: no warning.
-    c2 = converge(a, svc("x", ingress=("10.1.0.0",), annotations={"metallb.universe.tf/address-pool": "manual"}))
+    # Not mutated (the status and the pool annotation the controller wrote): no warning.
+    written = {"metallb.universe.tf/address-pool": "manual", "metallb.io/ip-allocated-from-pool": "manual"}
+    c2 = converge(a, svc("x", ingress=("10.1.0.0",), annotations=written))
     assert c2.events == ()
 
 

@@ -4,19 +4,22 @@ Informers cache Services and Namespaces cluster-wide, and the IPAddressPools, Co
 ``config`` and the ``controller`` ConfigurationState in ironlb's namespace. One worker drains one work queue, so
 the allocator is only ever touched by one coroutine (MetalLB's single mutex). Keys:
 
-- ``svc:<ns>/<name>`` converges one Service with :func:`ironlb.ipam.converge.converge` and writes its
-  ``status.loadBalancer.ingress`` plus the ``metallb.io/ip-allocated-from-pool`` annotation in one PATCH of the
-  status subresource (MetalLB's single UpdateStatus); a Service gone from the cache gives its IPs back.
+- ``svc:<ns>/<name>`` reconciles one Service through :class:`ironlb.ipam.reprocess.Reconciler` (MetalLB's
+  SetBalancer: :func:`ironlb.ipam.converge.converge` plus its "reprocess all" rules) and writes what changed,
+  ``status.loadBalancer.ingress`` plus the ``metallb.io/ip-allocated-from-pool`` annotation, in one PATCH of the
+  status subresource (MetalLB's single UpdateStatus). A write queues the key again, as the write's watch event
+  does in MetalLB. A Service gone from the cache gives its IPs back.
 - ``CONFIG`` rebuilds the config from the pools, communities, namespaces (and the legacy ConfigMap). An invalid one
   is kept out: the last good config stays in force, ``metallb_k8s_client_config_stale_bool`` goes to 1 and the
   ConfigurationState says why. A changed valid one goes to ``Allocator.set_pools`` and then ``REPROCESS_ALL``.
-- ``REPROCESS_ALL`` converges every Service, those holding IPs first (MetalLB's reprocessAll order), and drops
-  allocations of Services that no longer exist. Whenever a Service loses its IPs the key is queued again, so a
-  freed address reaches a Service that was waiting for one.
+- ``REPROCESS_ALL`` is one pass of the same Reconciler over every Service (those holding IPs first); a pass that
+  asks for another is retried with backoff. ``ironlb plan`` runs this very schedule, so it shows the controller's
+  IPs and events.
 - ``POOL_STATUS`` writes ``IPAddressPool.status`` counters; ``CONFIG_STATE`` the ConfigurationState.
 
-Restart safety: per-Service keys are ignored until the caches have synced, a valid config was loaded and the first
-``REPROCESS_ALL`` re-claimed the IPs already in Service status, so an IP never moves across a restart.
+Restart safety: per-Service keys are ignored until the caches have synced, a valid config was loaded and a
+``REPROCESS_ALL`` pass went through without asking for another (it re-claimed the IPs already in Service status
+first), so an IP never moves across a restart.
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ from ironlb.config import ConfigError, build, load_objects
 from ironlb.config.types import Config
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.capacity import clamp_int64
-from ironlb.ipam.converge import converge, handles_class
-from ironlb.ipam.reprocess import startup_order
+from ironlb.ipam.reprocess import Reconciler, Synced, SyncState, pool_status
 from ironlb.kube.client import (
     COMMUNITIES,
     CONFIG_MAPS,
@@ -80,6 +82,10 @@ class ControllerOptions:
     pod_name: str = ""  # owner of the ConfigurationState, when known
 
 
+class PassAgain(Exception):
+    """A reprocessAll pass asked for another: the worker re-queues it with backoff (MetalLB's errRetry)."""
+
+
 def _ingress_ips(obj: Mapping[str, Any]) -> tuple[str, ...]:
     ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return tuple(str(i["ip"]) for i in ingress if isinstance(i, Mapping) and i.get("ip"))
@@ -110,10 +116,10 @@ class Controller:
                                field_selector=f"metadata.name={STATE_NAME}")
         self.informers = [self.services, self.namespaces, self.pools, self.communities, self.config_maps, self.states]
         self.allocator: Allocator | None = None
+        self.reconciler: Reconciler | None = None  # MetalLB's schedule, shared with ``ironlb plan``
         self.config: Config | None = None  # the last valid config, in force
         self.config_error: str | None = None  # why the latest config was refused
         self.config_evaluated = False
-        self.initial_load_done = False
         self._owner: dict[str, Any] | None = None
 
         self.services.add_handler(self._on_service)
@@ -125,7 +131,7 @@ class Controller:
 
     @property
     def ready(self) -> bool:
-        return self.initial_load_done
+        return self.reconciler is not None and self.reconciler.initial_load_done
 
     # ------------------------------------------------------------------------------------------------ event handlers
     def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
@@ -179,6 +185,9 @@ class Controller:
                 return
             try:
                 await self.process(key)
+            except PassAgain as why:
+                log.info("reprocessing all services again: %s", why)
+                self.queue.add_rate_limited(key)
             except KubeError as err:
                 self.counters.update_errors += 1
                 log.warning("processing %s failed: %s; will retry", key.lstrip("\x00"), err)
@@ -241,6 +250,7 @@ class Controller:
         self.config = config
         if self.allocator is None:
             self.allocator = Allocator(config)
+            self.reconciler = Reconciler(self.allocator, self.options.lb_class)
         else:
             self.allocator.set_pools(config)
         self.queue.add(REPROCESS_ALL)
@@ -248,72 +258,70 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------------ services
     async def _process_service(self, key: str) -> None:
-        if not self.initial_load_done or self.allocator is None:
-            return  # the first REPROCESS_ALL covers it
+        reconciler, allocator = self.reconciler, self.allocator
+        if reconciler is None or allocator is None:
+            return  # no valid config yet: the first REPROCESS_ALL covers it
         obj = self.services.store.get(key)
         if obj is None:
-            if self.allocator.unassign(key):
+            if reconciler.delete(key) is SyncState.REPROCESS_ALL:
                 log.info("service %s deleted: its IPs are free, reprocessing all", key)
                 self.queue.add(REPROCESS_ALL)
                 self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
             return
-        if await self._sync(obj):
+        before = allocator.allocations().get(key)
+        synced = reconciler.reconcile(Service.from_dict(obj))
+        if synced is None:
+            return  # the initial load is pending, or another controller's class
+        if allocator.allocations().get(key) != before:
+            self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+        self._record(obj, synced)
+        if synced.state is SyncState.REPROCESS_ALL:
             self.queue.add(REPROCESS_ALL)
+        await self._write(obj, synced)
 
     async def _reprocess_all(self) -> None:
-        allocator = self.allocator
-        if allocator is None:
+        """One MetalLB reprocessAll pass; if it asks for another, the worker retries it with backoff."""
+        reconciler = self.reconciler
+        if reconciler is None:
             return
-        objs = {k: o for k, o in self.services.store.items()}
-        for key in list(allocator.allocations()):
-            if key not in objs:
-                allocator.unassign(key)
-        ordered = sorted(((Service.from_dict(o), o) for o in objs.values()), key=lambda p: startup_order(p[0]))
-        again = False
-        failed: list[str] = []
-        for svc, obj in ordered:
+        objs = dict(self.services.store.items())
+        done = reconciler.reprocess_all(Service.from_dict(o) for o in objs.values())
+        write_failed = False
+        for synced in done.results:
+            obj = objs[synced.service.key]
+            self._record(obj, synced)
             try:
-                again |= await self._sync(obj, svc)
+                await self._write(obj, synced)
             except KubeError as err:
                 self.counters.update_errors += 1
-                log.warning("service %s: %s; will retry", svc.key, err)
-                failed.append(svc.key)
-        if not self.initial_load_done:
-            self.initial_load_done = True
-            log.info("initial load done: %d allocation(s) for %d service(s)", len(allocator.allocations()), len(objs))
-        for key in failed:
-            self.queue.add_rate_limited(SVC + key)
-        if again:
-            self.queue.add(REPROCESS_ALL)
+                log.warning("service %s: %s; will retry", synced.service.key, err)
+                write_failed = True
         self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
+        initial = not reconciler.initial_load_done
+        if reconciler.finish(done, write_failed=write_failed):
+            raise PassAgain(f"{len(done.results)} service(s) processed, another pass is due")
+        if initial:
+            allocs = len(reconciler.allocator.allocations())
+            log.info("initial load done: %d allocation(s) for %d service(s)", allocs, len(objs))
 
-    async def _sync(self, obj: Obj, svc: Service | None = None) -> bool:
-        """Converge one Service and write its status; True when it gave IPs back (others may now fit)."""
-        allocator = self.allocator
-        assert allocator is not None
-        svc = svc or Service.from_dict(obj)
-        if not handles_class(svc, self.options.lb_class):
-            return False
-        key = svc.key
-        before = allocator.allocations().get(key)
-        result = converge(allocator, svc)
-        after = allocator.allocations().get(key)
-        for event in result.events:
+    def _record(self, obj: Obj, synced: Synced) -> None:
+        for event in synced.convergence.events:
             self.recorder.event(obj, event.type, event.reason, event.message)
-        if before != after:
-            self.queue.add_after(POOL_STATUS, POOL_STATUS_DELAY)
-        await self._write_service_status(obj, result.ingress, result.pool if result.ingress else None)
-        if before is None:
-            return False
-        if after is None or not set(before.ips) <= set(after.ips):
-            return True  # released
-        return before.key != after.key  # sharing or backend key changed: others may share now
 
-    async def _write_service_status(self, obj: Obj, ingress: tuple[str, ...], pool: str | None) -> None:
+    async def _write(self, obj: Obj, synced: Synced) -> None:
+        """Write what convergence changed; its watch event then reconciles the Service once more, as in MetalLB."""
+        if not synced.write:
+            return
+        c = synced.convergence
+        if await self._write_service_status(obj, c.ingress, c.pool if c.ingress else None):
+            self.queue.add(SVC + synced.service.key)
+
+    async def _write_service_status(self, obj: Obj, ingress: tuple[str, ...], pool: str | None) -> bool:
+        """PATCH the status and pool annotation when they differ; True when written."""
         meta = obj.get("metadata") or {}
         current_pool = (meta.get("annotations") or {}).get(POOL_ANNOTATION)
         if _ingress_ips(obj) == ingress and current_pool == pool:
-            return
+            return False
         patch = {
             "metadata": {"annotations": {POOL_ANNOTATION: pool}},
             "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress] if ingress else None}},
@@ -323,13 +331,14 @@ class Controller:
                                               subresource="status")
         except ApiError as err:
             if err.not_found:
-                return  # deleted meanwhile: the delete event frees the IPs
+                return False  # deleted meanwhile: the delete event frees the IPs
             if err.status in (400, 422):
                 self.counters.update_errors += 1
                 log.error("service %s: status refused: %s", object_key(obj), err)
-                return
+                return False
             raise
         self.services.put_local(written)
+        return True
 
     # ------------------------------------------------------------------------------------------------ pool status
     async def _write_pool_status(self) -> None:
@@ -337,17 +346,12 @@ class Controller:
         if allocator is None or config is None:
             return
         ns = self.options.namespace
+        counters = pool_status(allocator, config)
         for pool in config.pools:
             obj = self.pools.store.get(f"{ns}/{pool.name}")
             if obj is None:
                 continue  # from the legacy ConfigMap: there is no object to write
-            c = allocator.counters(pool.name)
-            want = {
-                "assignedIPv4": clamp_int64(c.assigned_ipv4),
-                "assignedIPv6": clamp_int64(c.assigned_ipv6),
-                "availableIPv4": clamp_int64(c.available_ipv4),
-                "availableIPv6": clamp_int64(c.available_ipv6),
-            }
+            want = {k: clamp_int64(v) for k, v in counters[pool.name].items()}
             status = obj.get("status") or {}
             if all(status.get(k) == v for k, v in want.items()):
                 continue

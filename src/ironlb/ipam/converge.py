@@ -48,12 +48,17 @@ class Event(NamedTuple):
 
 
 class Convergence(NamedTuple):
-    """The outcome for one Service: the status to write, the events to record, and success."""
+    """The outcome for one Service: the status to write, the events to record, and success.
+
+    ``changed``: the ingress or the ``ip-allocated-from-pool`` annotation differ from what the Service carries,
+    i.e. MetalLB would write the Service (its ``reflect.DeepEqual(svcRo, svc)`` is false).
+    """
 
     ingress: tuple[str, ...]
     pool: str | None
     events: tuple[Event, ...]
     ok: bool
+    changed: bool = False
 
 
 def annotation(svc: Service, name: str) -> str:
@@ -157,9 +162,31 @@ class _Run:
         return Convergence(self.svc.ingress, self.allocator.pool_of(self.key) or None, tuple(self.events), False)
 
 
+POOL_ANNOTATION = PREFIX + IP_ALLOCATED_FROM_POOL
+
+
 def converge(allocator: Allocator, svc: Service) -> Convergence:
-    """Bring one LoadBalancer Service to its allocation (MetalLB's convergeBalancer), recording events."""
+    """Bring one Service to its allocation (MetalLB's convergeBalancer), recording events.
+
+    When the result changes the Service, every deprecated annotation it carries gets a ``deprecatedAnnotation``
+    event after the others (MetalLB's SetBalancer warns only when there is something to write, clearing a stale
+    ingress included, to keep the noise down).
+    """
     run = _Run(allocator, svc)
+    c = _converge(allocator, svc, run)
+    if c.ok or run.cleared or not svc.ingress:
+        before = (svc.ingress, (svc.annotations or {}).get(POOL_ANNOTATION))
+        after = (c.ingress, c.pool if c.ingress else None)
+        if before != after:
+            deprecated = tuple(
+                Event(WARNING, "deprecatedAnnotation", f"Service uses deprecated annotation {name}")
+                for name in deprecated_annotations(svc)
+            )
+            c = c._replace(events=c.events + deprecated, changed=True)
+    return c  # a failure that cleared nothing leaves the Service untouched (its working IP stays)
+
+
+def _converge(allocator: Allocator, svc: Service, run: _Run) -> Convergence:
     key = svc.key
     if not svc.is_load_balancer:
         run.clear()
@@ -261,9 +288,6 @@ def converge(allocator: Allocator, svc: Service) -> Convergence:
         run.event(WARNING, "InternalError", "allocated an IP that has no pool")
         run.clear()
         return run.fail()
-    if run.events or ingress != svc.ingress:
-        for name in deprecated_annotations(svc):
-            run.event(WARNING, "deprecatedAnnotation", f"Service uses deprecated annotation {name}")
     return run.result(ingress, pool)
 
 
