@@ -149,7 +149,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
         lease_duration=args.leader_elect_lease_duration, renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period, qps=args.kube_api_qps, burst=args.kube_api_burst,
         verbose_http=args.log_level == "all", webhook_mode=args.webhook_mode, webhook_port=args.webhook_port,
-        ml_secret_name=args.ml_secret_name, disable_cert_rotation=args.disable_cert_rotation, cert_dir=args.cert_dir,
+        ml_secret_name=args.ml_secret_name, deployment=args.deployment,
+        disable_cert_rotation=args.disable_cert_rotation, cert_dir=args.cert_dir,
     )
     tune_gc()
     return asyncio.run(run(options))
@@ -270,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--health-probe-port", type=int, default=17472,
                    help="HTTP port for /healthz and /readyz (0 disables; default %(default)s)")
     p.add_argument("--metrics-host", default="0.0.0.0", help="address the HTTP ports bind to")
-    p.add_argument("--pod-name", default="",
-                   help="this pod, e.g. --pod-name=$(POD_NAME) (ConfigurationState owner, leader identity)")
+    p.add_argument("--pod-name", default=os.environ.get("METALLB_POD_NAME", ""),
+                   help="this pod (ConfigurationState owner, leader identity; $METALLB_POD_NAME)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     p.add_argument("--leader-elect", action="store_true", help="run as one of several replicas, leader via a Lease")
     p.add_argument("--leader-elect-lease-name", default="ironlb-controller", help="the Lease (default %(default)s)")
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the webhook certificate in --cert-dir instead of managing one")
     p.add_argument("--cert-dir", default="/tmp/k8s-webhook-server/serving-certs", help="with --disable-cert-rotation")
     p.add_argument("--deployment", default=os.environ.get("METALLB_DEPLOYMENT", ""),
-                   help="accepted for MetalLB compatibility; unused")
+                   help="the controller Deployment, owner of the memberlist Secret ($METALLB_DEPLOYMENT)")
     p.set_defaults(func=cmd_controller)
 
     env = os.environ.get

@@ -29,8 +29,12 @@ def controller(
     """A factory: ``controller(*extra_args, namespace=ns)`` starts ``ironlb controller`` and waits for /readyz."""
     started: list[ControllerProcess] = []
 
-    def start(*args: str, ns: str | None = None, wait: bool = True) -> ControllerProcess:
-        proc = ControllerProcess(control_plane, ns or namespace, tmp_path / f"controller-{len(started)}.log", args)
+    def start(
+        *args: str, ns: str | None = None, wait: bool = True, env: dict[str, str] | None = None
+    ) -> ControllerProcess:
+        proc = ControllerProcess(
+            control_plane, ns or namespace, tmp_path / f"controller-{len(started)}.log", args, env=env
+        )
         started.append(proc)
         proc.start(wait=wait)
         return proc

@@ -242,3 +242,36 @@ def test_leader_election_two_replicas(control_plane: ControlPlane, namespace: st
     assert ingress(cp, ns, "a") == ["10.90.0.0"]
     assert replicas[standby].stop() == 0  # a clean stop hands the lease back
     assert cp.get(lease_path)["spec"].get("holderIdentity", "") == ""
+
+
+def test_metallb_environment_names_the_owners(control_plane: ControlPlane, namespace: str, controller: Start) -> None:
+    """The install bundle sets only METALLB_POD_NAME / METALLB_DEPLOYMENT (MetalLB's controller/main.go flag
+    defaults): the pod owns the ConfigurationState and is the leader identity; the Deployment owns the memberlist
+    Secret (MetalLB's CreateMlSecret). A valid state has no errorSummary (omitempty)."""
+    cp, ns = control_plane, namespace
+    deploy = cp.create(f"/apis/apps/v1/namespaces/{ns}/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "controller"},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {
+            "metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "ironlb"}]}}},
+    })
+    pod = cp.create(f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "controller-abc"},
+        "spec": {"containers": [{"name": "c", "image": "ironlb"}]},
+    })
+    create_pool(cp, ns, ip_pool("p", "10.95.0.0/30"))
+    controller("--leader-elect", "--ml-secret-name", "memberlist",
+               env={"METALLB_POD_NAME": "controller-abc", "METALLB_DEPLOYMENT": "controller"})
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/ironlb-controller"
+    assert wait_for(lambda: cp.get(lease_path)["spec"].get("holderIdentity"), what="lease") == "controller-abc"
+    state_path = f"/apis/metallb.io/v1beta1/namespaces/{ns}/configurationstates/controller"
+    state = wait_for(lambda: (s := cp.get(state_path)).get("status", {}).get("result") == "Valid" and s,
+                     what="ConfigurationState")
+    assert "errorSummary" not in state["status"]
+    assert [(o["kind"], o["name"], o["uid"]) for o in state["metadata"]["ownerReferences"]] == [
+        ("Pod", "controller-abc", pod["metadata"]["uid"])
+    ]
+    secret = wait_for(lambda: cp.get(f"/api/v1/namespaces/{ns}/secrets", fieldSelector="metadata.name=memberlist")
+                      ["items"], what="memberlist Secret")[0]
+    assert [(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("apps/v1", "Deployment", "controller", deploy["metadata"]["uid"])
+    ]

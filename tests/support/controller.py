@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,17 +121,22 @@ def delete_test_services(cp: ControlPlane) -> None:
 class ControllerProcess:
     """``python -m ironlb controller`` against the test control plane, logging to a file."""
 
-    def __init__(self, cp: ControlPlane, namespace: str, log: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, cp: ControlPlane, namespace: str, log: Path, args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.cp = cp
         self.namespace = namespace
         self.log_path = log
         self.args = list(args)
+        self.env = dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         env.pop("KUBECONFIG", None)
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ironlb", "controller", "--kubeconfig", str(self.cp.kubeconfig),

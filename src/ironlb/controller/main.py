@@ -46,6 +46,7 @@ class RunOptions:
     webhook_mode: str = "enabled"  # enabled | disabled | onlywebhook (MetalLB's --webhook-mode)
     webhook_port: int = 9443
     ml_secret_name: str = "memberlist"
+    deployment: str = ""  # owner of the memberlist Secret (MetalLB's --deployment)
     disable_cert_rotation: bool = False
     cert_dir: str = ""
 
@@ -129,7 +130,9 @@ async def run(options: RunOptions) -> int:
         delay = 1.0
         while True:
             try:
-                if await ensure_memberlist_secret(client, namespace=options.namespace, name=options.ml_secret_name):
+                if await ensure_memberlist_secret(
+                    client, namespace=options.namespace, name=options.ml_secret_name, deployment=options.deployment
+                ):
                     log.info("created Secret %s/%s", options.namespace, options.ml_secret_name)
                 return
             except Exception as err:  # the apiserver may be unreachable for a while

@@ -27,12 +27,15 @@ def desired_status(
     condition = {
         "type": condition_type, "status": status, "reason": reason, "message": message, "lastTransitionTime": since,
     }
-    return {"conditions": [condition], "result": "Valid" if status == "True" else "Invalid", "errorSummary": message}
+    out: dict[str, Any] = {"conditions": [condition], "result": "Valid" if status == "True" else "Invalid"}
+    if message:
+        out["errorSummary"] = message  # `json:"errorSummary,omitempty"` in MetalLB's ConfigurationStateStatus
+    return out
 
 
 def same_status(current: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     """Whether writing ``want`` would change nothing a reader looks at."""
-    if current.get("result") != want["result"] or (current.get("errorSummary") or "") != want["errorSummary"]:
+    if current.get("result") != want["result"] or current.get("errorSummary") != want.get("errorSummary"):
         return False
     conds = {c.get("type"): c for c in current.get("conditions") or []}
     for cond in want["conditions"]:

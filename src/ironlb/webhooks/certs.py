@@ -376,15 +376,25 @@ async def inject_ca_bundle(
     return changed
 
 
-async def ensure_memberlist_secret(api: RestApi, *, namespace: str, name: str = MEMBERLIST_SECRET) -> bool:
+async def ensure_memberlist_secret(
+    api: RestApi, *, namespace: str, name: str = MEMBERLIST_SECRET, deployment: str = ""
+) -> bool:
     """MetalLB's ``CreateMlSecret``: the speakers' shared key (``secretkey``, 16 random bytes in unpadded base64),
-    created only when the Secret is absent; True when it was created."""
+    created only when the Secret is absent, owned by the controller Deployment when one is named (so it goes
+    away with the install); True when it was created. A named Deployment that cannot be read is an error."""
     path = f"/api/v1/namespaces/{namespace}/secrets"
     if await get_or_none(api, f"{path}/{name}") is not None:
         return False
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if deployment:
+        owner = await api.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
+        meta = owner.get("metadata") or {}
+        metadata["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta.get("name"), "uid": meta.get("uid")}
+        ]
     key = base64.b64encode(os.urandom(16)).rstrip(b"=")
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace}, "data": {"secretkey": _b64(key)}}
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "data": {"secretkey": _b64(key)}}
     try:
         await api.request("POST", path, body=body)
     except Exception as err:
