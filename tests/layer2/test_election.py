@@ -75,6 +75,20 @@ def test_node_selectors_restrict_candidates() -> None:
     assert d.candidates == ("iris3",)
 
 
+def test_advertisements_selecting_no_speaker_say_no_matching_advertisement() -> None:
+    """MetalLB's layer2Controller.ShouldAnnounce checks adsMatchNodeL2 for its own node before anything about
+    candidates: when the L2Advertisements select no node with a speaker, every speaker says
+    noMatchingAdvertisement (not notOwner)."""
+    nowhere = pool(L2Advertisement("ad", node_selectors=(sel(zone="mars"),)))
+    assert elect(service(), nowhere, NODES, ALL, slices("iris1")).reason == "noMatchingAdvertisement"
+    assert elect(service("Local"), nowhere, NODES, ALL, slices("iris1")).reason == "noMatchingAdvertisement"
+    # Only the dead iris3 is selected: the live speakers are not selected either.
+    edge = pool(L2Advertisement("ad", node_selectors=(sel(edge="true"),)))
+    assert elect(service(), edge, NODES, ["iris1", "iris2"], slices("iris1")).reason == "noMatchingAdvertisement"
+    # Selected but not eligible (ETP Local, no endpoint there): notOwner, as MetalLB's "no available nodes".
+    assert elect(service("Local"), edge, NODES, ALL, slices("iris1")).reason == "notOwner"
+
+
 def test_etp_local_only_nodes_with_endpoints() -> None:
     for node in ALL:
         assert elect(service("Local"), pool(L2Advertisement("ad")), NODES, ALL, slices(node)).node == node

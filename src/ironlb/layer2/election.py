@@ -121,6 +121,9 @@ def elect(
     if not ads:
         return L2Decision(None, NO_MATCHING_ADVERTISEMENT)
     by_name = {n.name: n for n in nodes}
+    speakers = [by_name[name] for name in live if name in by_name]
+    if speakers and not any(any_matches(ad.node_selectors, n.labels) for ad in ads for n in speakers):
+        return L2Decision(None, NO_MATCHING_ADVERTISEMENT)  # adsMatchNodeL2 fails on every speaker
     eligible = [
         by_name[name]
         for name in live
