@@ -105,8 +105,16 @@ spec: {communities: [{name: x, value: '1:2'}, {name: y, value: 'zz:1'}]}
     assert 'parsing community "y": invalid community value: invalid section "zz"' in err
 
 
+NODE_N1 = """
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {zone: a, rack: r1}}
+"""
+
+
 def test_local_pref_conflict() -> None:
-    base = pool("p", "10.0.0.0/24")
+    base = pool("p", "10.0.0.0/24") + NODE_N1
     err = error_of(base + bgp_ad("a", "localPref: 100") + bgp_ad("b", "localPref: 200"))
     assert (
         "invalid local preference 200: local preferernce 100 was already set for the same type of BGP update. "
@@ -121,6 +129,21 @@ def test_local_pref_conflict() -> None:
         + bgp_ad("b", "localPref: 200\nnodeSelectors: [{matchLabels: {zone: b}}]")
     )
     config_of(base + bgp_ad("a", "localPref: 100") + bgp_ad("b", "localPref: 200\nserviceSelectors: [{}]"))
+
+
+def test_local_pref_conflict_needs_a_common_node() -> None:
+    """MetalLB's BGPAdvertisementsHaveCompatibleLocalPref compares the advertisements' Nodes sets, computed from
+    the Nodes in the cluster: with no Node at all, or none selected by both, the two localPrefs never meet."""
+    ads = bgp_ad("a", "localPref: 100\nnodeSelectors: [{matchLabels: {zone: a}}]") + bgp_ad("b", "localPref: 200")
+    config_of(pool("p", "10.0.0.0/24") + ads)  # no Node: valid
+    other = """
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {zone: b}}
+"""
+    config_of(pool("p", "10.0.0.0/24") + ads + other)  # n2 is not in zone a: valid
+    assert "invalid local preference 200" in str(error_of(pool("p", "10.0.0.0/24") + ads + other + NODE_N1))
 
 
 def test_local_pref_uses_nodes_when_known() -> None:

@@ -158,13 +158,11 @@ class _Builder:
                 raise _Problem(f"{err}{JOIN}invalid label selector {sel}", field=f"{field}[{i}]") from None
         return tuple(out)
 
-    def nodes_may_overlap(self, a: tuple[LabelSelector, ...], b: tuple[LabelSelector, ...]) -> bool:
-        """Whether two node selections can share a node: against the Nodes given, else by satisfiability."""
-        if self.node_labels:
-            sa = {n for n, lbl in self.node_labels if _any(a, lbl)}
-            sb = {n for n, lbl in self.node_labels if _any(b, lbl)}
-            return bool(sa & sb)
-        return any(_jointly_satisfiable(x, y) for x in (a or (EVERYTHING,)) for y in (b or (EVERYTHING,)))
+    def nodes_share(self, a: tuple[LabelSelector, ...], b: tuple[LabelSelector, ...]) -> bool:
+        """Whether two node selections share one of the Nodes given (MetalLB's BGPAdvertisement.Nodes sets, which
+        are empty when no Node is known: then nothing is shared)."""
+        sa = {n for n, lbl in self.node_labels if _any(a, lbl)}
+        return any(n in sa for n, lbl in self.node_labels if _any(b, lbl))
 
     # ------------------------------------------------------------------------------ steps
     def run(self) -> t.Config:
@@ -716,6 +714,7 @@ class _Builder:
                 )
 
     def compatible_local_pref(self, new: t.BGPAdvertisement, old: t.BGPAdvertisement, info: _PoolInfo) -> bool:
+        """MetalLB's BGPAdvertisementsHaveCompatibleLocalPref: a conflict needs a Node both can apply to."""
         if new.local_pref == old.local_pref:
             return True
         families = {c.version for _, cidrs in info.cidrs_per_address for c in cidrs[:1]}
@@ -730,7 +729,7 @@ class _Builder:
             return True
         if new.peers and old.peers and not set(new.peers) & set(old.peers):
             return True
-        return not self.nodes_may_overlap(new.node_selectors, old.node_selectors)
+        return not self.nodes_share(new.node_selectors, old.node_selectors)
 
     def bfd_echo_ipv6(self, config: t.Config) -> None:
         """validateConfig: BFD echo cannot run for peers that advertise an IPv6 pool."""
@@ -810,34 +809,6 @@ def _no_duplicates(values: Sequence[str], kind: str, field: str, *, message: str
         if v in seen:
             raise _Problem(message or f"duplicate definition of {kind} {goq(v)}", field=f"{field}[{i}] {goq(v)}")
         seen.add(v)
-
-
-def _jointly_satisfiable(a: LabelSelector, b: LabelSelector) -> bool:
-    """Whether some label set matches both selectors (used when no Nodes are known)."""
-    reqs: list[tuple[str, str, tuple[str, ...]]] = [("In", k, (v,)) for k, v in (*a.match_labels, *b.match_labels)]
-    reqs += [(r.operator, r.key, r.values) for r in (*a.match_expressions, *b.match_expressions)]
-    keys = {k for _, k, _ in reqs}
-    for key in keys:
-        allowed: set[str] | None = None
-        excluded: set[str] = set()
-        must_exist = must_not = False
-        for op, k, values in reqs:
-            if k != key:
-                continue
-            if op == "In":
-                must_exist = True
-                allowed = set(values) if allowed is None else allowed & set(values)
-            elif op == "NotIn":
-                excluded |= set(values)
-            elif op == "Exists":
-                must_exist = True
-            else:
-                must_not = True
-        if must_not and must_exist:
-            return False
-        if allowed is not None and not (allowed - excluded):
-            return False
-    return True
 
 
 def _timers(ht: int | None, ka: int | None) -> tuple[int | None, int | None]:
