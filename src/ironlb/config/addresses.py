@@ -31,10 +31,11 @@ def parse_cidr(entry: str) -> list[IPNetwork]:
     """Parse one ``spec.addresses`` entry into CIDRs; raise AddressError with MetalLB's message."""
     if "-" not in entry:
         addr, sep, plen = entry.partition("/")
-        if not sep or parse_ip(addr) is None or not plen.isdigit() or (len(plen) > 1 and plen[0] == "0"):
+        ip = parse_ip(addr) if sep else None
+        if ip is None or not plen.isdigit() or (len(plen) > 1 and plen[0] == "0"):
             raise AddressError(f"invalid CIDR {goq(entry)}")
         try:
-            return [ipaddress.ip_network(entry, strict=False)]
+            return [ipaddress.ip_network((ip, int(plen)), strict=False)]  # the address is parsed once
         except ValueError:
             raise AddressError(f"invalid CIDR {goq(entry)}") from None
     first, _, second = entry.partition("-")

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from ironlb.cluster.labels import EVERYTHING, LabelSelector, SelectorError
 from ironlb.config import types as t
-from ironlb.config.addresses import AddressError, cidrs_overlap, lowest_mask, parse_cidr, parse_ip
+from ironlb.config.addresses import AddressError, lowest_mask, parse_cidr, parse_ip
 from ironlb.config.communities import CommunityError, parse_community
 from ironlb.config.durations import MILLISECOND, SECOND, format_duration
 from ironlb.config.errors import ConfigError, goq
@@ -56,6 +56,7 @@ from ironlb.config.models import (
     LabelSelectorModel,
     MetalLBResource,
 )
+from ironlb.config.overlap import OverlapIndex
 
 JOIN = "; "  # how MetalLB's errors.Join(a, b) is rendered on one line
 BASIC_AUTH = "kubernetes.io/basic-auth"
@@ -417,40 +418,44 @@ class _Builder:
 
     def pools(self, pools: list[IPAddressPool]) -> dict[str, _PoolInfo]:
         out: dict[str, _PoolInfo] = {}
-        all_cidrs: list[t.IPNetwork] = []
-        for p in pools:
-            try:
-                info = self.pool(p)
-            except _Problem as prob:
-                prob.message = f"parsing address pool {p.name}: {prob.message}"
-                self.fail(p, prob)
+        parsed = [(p, self.parsed_pool(p)) for p in pools]
+        index = OverlapIndex(c for _, info in parsed if isinstance(info, _PoolInfo) for c in info.pool.cidrs)
+        for p, parsed_info in parsed:
+            if isinstance(parsed_info, _Problem):
+                parsed_info.message = f"parsing address pool {p.name}: {parsed_info.message}"
+                self.fail(p, parsed_info)
                 continue
+            info = parsed_info
             if p.name in out:
                 self.fail(p, _Problem(f"duplicate definition of pool {goq(p.name)}", field="metadata.name"))
                 continue
             overlap = False
             for i, (entry, cidrs) in enumerate(info.cidrs_per_address):
                 for cidr in cidrs:
-                    for m in all_cidrs:
-                        if cidrs_overlap(cidr, m):
-                            self.fail(
-                                p,
-                                _Problem(
-                                    f"CIDR {goq(cidr)} in pool {goq(p.name)} overlaps with already defined CIDR "
-                                    f"{goq(m)}",
-                                    field=f"spec.addresses[{i}] {goq(entry)}",
-                                ),
-                            )
-                            overlap = True
-                            break
-                    if overlap:
+                    m = index.first_overlap(cidr)  # the first earlier CIDR it overlaps, as a scan would find
+                    if m is not None:
+                        self.fail(
+                            p,
+                            _Problem(
+                                f"CIDR {goq(cidr)} in pool {goq(p.name)} overlaps with already defined CIDR "
+                                f"{goq(m)}",
+                                field=f"spec.addresses[{i}] {goq(entry)}",
+                            ),
+                        )
+                        overlap = True
                         break
-                    all_cidrs.append(cidr)
+                    index.add(cidr)
                 if overlap:
                     break
             if not overlap:
                 out[p.name] = info
         return out
+
+    def parsed_pool(self, p: IPAddressPool) -> _PoolInfo | _Problem:
+        try:
+            return self.pool(p)
+        except _Problem as prob:
+            return prob
 
     def pool(self, p: IPAddressPool) -> _PoolInfo:
         s = p.spec
