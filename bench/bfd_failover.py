@@ -27,9 +27,9 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, kernel_route, router_conf
+from tests.support.waits import STARTING, wait_until
 
 from ironlb.lab.netns import NetnsLab, netns_available
 
@@ -47,19 +47,6 @@ def percentile(values: list[float], q: float) -> float:
     k = (len(s) - 1) * q / 100
     lo, hi = int(k), min(int(k) + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def wait(fn: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def start_speaker(lab: NetnsLab, ns: str) -> subprocess.Popen[str]:
@@ -81,8 +68,8 @@ def start_speaker(lab: NetnsLab, ns: str) -> subprocess.Popen[str]:
 
 def trial(lab: NetnsLab, node: str, rtr: str, frr: FRRInstance) -> dict[str, float | str]:
     proc = start_speaker(lab, node)
-    wait(lambda: kernel_route(lab, rtr, PREFIX), 30.0, "route at the router")
-    wait(lambda: frr.bfd_status(NODE) == "up", 10.0, "FRR BFD up")
+    wait_until(lambda: kernel_route(lab, rtr, PREFIX), 30.0, "route at the router", retry=STARTING)
+    wait_until(lambda: frr.bfd_status(NODE) == "up", 10.0, "FRR BFD up", retry=STARTING)
     time.sleep(2.0)
     if frr.bfd_status(NODE) != "up" or not kernel_route(lab, rtr, PREFIX):
         raise RuntimeError("not steady before the kill")

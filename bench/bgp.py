@@ -118,11 +118,11 @@ def neighbor(frr: Any, addr: str) -> dict[str, Any]:
 
 
 def wait(pred: Any, timeout: float, interval: float = 0.01) -> float:
+    """Seconds until ``pred`` holds (vtysh failing while FRR starts counts as not yet)."""
+    from tests.support.waits import STARTING, wait_until
+
     t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError
-        time.sleep(interval)
+    wait_until(pred, timeout, "the router's table", retry=STARTING, interval=interval)
     return time.monotonic() - t0
 
 

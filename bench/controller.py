@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.controlplane import ControlPlane, find_binaries, free_port
+from tests.support.waits import NOT_LISTENING, wait_until, wait_until_async
 
 from ironlb.kube.client import IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient
 
@@ -58,17 +59,13 @@ class Controller:
             conn.close()
 
     def wait_ready(self, timeout: float = 600) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError("controller exited")
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return time.monotonic() - self.started
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("controller not ready")
+            return self.get("/readyz")[0] == 200
+
+        wait_until(ready, timeout, "controller /readyz", retry=NOT_LISTENING)
+        return time.monotonic() - self.started
 
     def requests(self) -> dict[str, float]:
         out = {}
@@ -117,13 +114,14 @@ async def count_with_ip(client: KubeClient) -> tuple[int, int]:
 
 
 async def wait_all(client: KubeClient, n: int, timeout: float = 1200) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    got = 0
+
+    async def all_have_ips() -> bool:
+        nonlocal got
         got, _ = await count_with_ip(client)
-        if got >= n:
-            return
-        await asyncio.sleep(0.25)
-    raise RuntimeError(f"only {got} of {n} services got an IP")
+        return got >= n
+
+    await wait_until_async(all_have_ips, timeout, lambda: f"{n} services with an IP (only {got})", interval=0.25)
 
 
 async def delete_all(client: KubeClient) -> None:

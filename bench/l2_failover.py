@@ -32,11 +32,12 @@ from pathlib import Path
 from types import FrameType
 
 from tests.support.announce import AnnounceResult, measure_announce
+from tests.support.waits import WaitTimeout, wait_until
 
 from ironlb.lab.cluster import VIP, StandaloneCluster
 from ironlb.lab.demo import ignoring_signals
 from ironlb.lab.failover import FailoverResult, measure_failover, percentile, restore
-from ironlb.lab.lan import build_lan, start_http_servers, wait_for
+from ironlb.lab.lan import build_lan, start_http_servers
 from ironlb.lab.netns import NetnsLab, netns_available
 
 TARGETS = {"failover p50": 500.0, "failover p95": 1000.0, "announce p50": 200.0}
@@ -97,8 +98,10 @@ def announce_trials(cluster: StandaloneCluster, trials: int, ip: str, settle: fl
         shown = f"{r.arp_ms:6.1f}" if r.arp_ms is not None else "     -"
         print(f"  {trial:3d}: {shown} ms by {r.node or '?'}" + (f"  ERROR {r.error}" if r.error else ""), flush=True)
         cluster.remove_manifest(f"{name}.yaml")
-        if not wait_for(lambda: not cluster.announcers(ip), 5):
-            raise RuntimeError(f"{ip} still announced after its Service was removed")
+        try:
+            wait_until(lambda: not cluster.announcers(ip), 5, f"{ip} withdrawn", interval=0.02)
+        except WaitTimeout:
+            raise RuntimeError(f"{ip} still announced after its Service was removed") from None
         time.sleep(settle)
     return results
 

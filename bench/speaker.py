@@ -28,7 +28,8 @@ from pathlib import Path
 
 from tests.support.announce import arp_wait_command
 from tests.support.controlplane import ControlPlane, find_binaries
-from tests.support.speaker_env import SpeakerEnv, wait_for
+from tests.support.speaker_env import SpeakerEnv
+from tests.support.waits import VTYSH_NOT_READY, wait_until
 
 from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, KubeClient
 from ironlb.lab.failover import percentile
@@ -90,7 +91,7 @@ def bgp_trial(env: SpeakerEnv, i: int, ip: str) -> float | None:
         return None
     finally:
         env.delete_service(name)
-        wait_for(lambda: f"{ip}/32" not in env.router_routes(), 10, what=f"{ip} withdrawn")
+        wait_until(lambda: f"{ip}/32" not in env.router_routes(), 10, f"{ip} withdrawn", retry=VTYSH_NOT_READY)
 
 
 async def create_bulk(env: SpeakerEnv, n: int) -> None:
@@ -159,10 +160,9 @@ def main() -> int:
             items = cp.get(f"{mlb}/servicel2statuses", labelSelector="metallb.io/service-name")["items"]
             return sum(1 for s in items if s["metadata"]["labels"]["metallb.io/service-name"].startswith("bulk-"))
 
-        wait_for(lambda: l2_statuses() >= args.services, 900, interval=1.0, what="a ServiceL2Status per Service")
+        wait_until(lambda: l2_statuses() >= args.services, 900, "a ServiceL2Status per Service", interval=1.0)
         statuses_done = time.monotonic() - t0
-        wait_for(lambda: sum(1 for p in env.router_routes() if p.startswith("10.78.")) >= args.services, 300,
-                 interval=1.0, what="every bulk route at FRR")
+        wait_until(lambda: sum(1 for p in env.router_routes() if p.startswith("10.78.")) >= args.services, 300, "every bulk route at FRR", retry=VTYSH_NOT_READY, interval=1.0)
         routes_done = time.monotonic() - t0
         time.sleep(5)
         loaded = {n: rss_mb(env.speakers[n].pid) for n in env.nodes}

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from ironlb.lab.netns import NetnsLab
 from tests.support.bfd_frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
 from tests.support.jsonlines import JsonLinesChild
+from tests.support.waits import STARTING, wait_until
 
 NODE, RTR = "10.97.0.1", "10.97.0.2"
 NODE6, RTR6 = "fd00:97::1", "fd00:97::2"
@@ -46,19 +47,6 @@ class BFDProc(JsonLinesChild):
                 return dict(msg["info"])
 
 
-
-def poll(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # vtysh may not be ready yet
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
 
 
 def bfd_conf(peer: str, *, extra: str = "", local: str | None = None, multihop: bool = False) -> str:
@@ -93,7 +81,7 @@ def topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
 
 def both_up(frr: FRRInstance, ours: BFDProc, peer: str, timeout: float = 10.0) -> None:
     ours.wait_for("bfd", True, timeout)
-    poll(lambda: frr.bfd_status(peer) == "up", timeout, f"FRR sees {peer} up")
+    wait_until(lambda: frr.bfd_status(peer) == "up", timeout, f"FRR sees {peer} up", retry=STARTING, interval=0.02)
 
 
 @pytest.mark.netns
@@ -114,7 +102,7 @@ def test_up_then_silent_death_both_ways(topo: tuple[NetnsLab, str, str, FRRInsta
     # 1. We fall silent (nftables drop in our namespace): FRR must declare us down within ~1 s.
     nft_drop_bfd(lab, node)
     t0 = time.monotonic()
-    poll(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down")
+    wait_until(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down", retry=STARTING, interval=0.02)
     frr_detect = time.monotonic() - t0
     assert frr_detect < 1.1, frr_detect
     nft_clear(lab, node)
@@ -143,7 +131,7 @@ def test_killed_process_detected_by_frr(topo: tuple[NetnsLab, str, str, FRRInsta
     time.sleep(0.5)
     ours.proc.send_signal(signal.SIGKILL)
     t0 = time.monotonic()
-    poll(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down")
+    wait_until(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down", retry=STARTING, interval=0.02)
     assert time.monotonic() - t0 < 1.1
     entry = frr.bfd_peer(NODE)
     assert entry is not None and entry["diagnostic"] == "control detection time expired"
@@ -161,15 +149,15 @@ def test_ipv6_passive_and_admin_down(topo: tuple[NetnsLab, str, str, FRRInstance
     both_up(frr, ours, NODE6)
     # FRR shuts its peer down administratively: we go Down without reporting a failure.
     frr.configure(bfd_conf(NODE6, extra="  shutdown\n"))
-    poll(lambda: ours.info()["remote_state"] == "ADMIN_DOWN", 3.0, "AdminDown from FRR")
+    wait_until(lambda: ours.info()["remote_state"] == "ADMIN_DOWN", 3.0, "AdminDown from FRR", retry=STARTING, interval=0.02)
     assert ours.info()["state"] == "DOWN"
     assert [m["bfd"] for m in ours.lines if "bfd" in m] == [True]
     frr.configure(bfd_conf(NODE6, extra="  no shutdown\n"))
-    poll(lambda: frr.bfd_status(NODE6) == "up", 10.0, "back up")
+    wait_until(lambda: frr.bfd_status(NODE6) == "up", 10.0, "back up", retry=STARTING, interval=0.02)
     # Closing our side sends AdminDown: FRR reports the peer down with diag "administratively down".
     ours.send(cmd="close")
     ours.wait_for("closed", True, 5.0)
-    entry = poll(lambda: (e := frr.bfd_peer(NODE6)) and e["status"] == "down" and e, 3.0, "FRR sees AdminDown")
+    entry = wait_until(lambda: (e := frr.bfd_peer(NODE6)) and e["status"] == "down" and e, 3.0, "FRR sees AdminDown", retry=STARTING, interval=0.02)
     print(entry)
     assert entry["remote-diagnostic"] == "administratively down"
 
@@ -182,7 +170,7 @@ def test_multihop_with_frr(topo: tuple[NetnsLab, str, str, FRRInstance]) -> None
         lab, node, {"peer": RTR, "local": NODE, "multihop": True, "profile": {**PROFILE, "minimum_ttl": 254}}
     )
     ours.wait_for("bfd", True, 10.0)
-    poll(lambda: frr.bfd_status(NODE) == "up", 10.0, "FRR multihop up")
+    wait_until(lambda: frr.bfd_status(NODE) == "up", 10.0, "FRR multihop up", retry=STARTING, interval=0.02)
     entry = frr.bfd_peer(NODE)
     assert entry is not None and entry["multihop"] is True
 
@@ -223,25 +211,25 @@ def test_bfd_down_takes_bgp_down_both_ways(bgp_topo: tuple[NetnsLab, str, str, F
     # up, which its bgpd can see as a BFD Down and answer with Cease/BFD Down), so allow for a second round.
     ours.seen("bgp", "established", 15.0)
     ours.seen("bfd", True, 10.0)
-    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD up", 0.1)
+    wait_until(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD up", retry=STARTING, interval=0.1)
     time.sleep(1.0)
-    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still up", 0.1)
+    wait_until(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still up", retry=STARTING, interval=0.1)
 
     # Our BFD packets are dropped, BGP's TCP still flows: FRR's BFD takes its BGP session and our route down.
     mark = len(ours.lines)
     nft_drop_bfd(lab, node)
     t0 = time.monotonic()
-    poll(lambda: not kernel_route(lab, rtr, PREFIX), 3.0, "route withdrawn at the router", interval=0.01)
+    wait_until(lambda: not kernel_route(lab, rtr, PREFIX), 3.0, "route withdrawn at the router", retry=STARTING, interval=0.01)
     withdrawn = time.monotonic() - t0
     assert withdrawn < 1.2, withdrawn
     # FRR tears its BGP session down itself (Cease/BFD Down, over the TCP that still works). Its bfdd then
     # recreates its session (a Down with diag 3), which we do not report as a failure unless it stays down.
     ours.seen("bgp", "down", 5.0, since=mark)
     nft_clear(lab, node)
-    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD back", 0.1)
+    wait_until(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "route and BFD back", retry=STARTING, interval=0.1)
     time.sleep(1.0)
-    poll(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still back", 0.1)
-    poll(lambda: ours.info()["state"] == "UP", 5.0, "our BFD up")
+    wait_until(lambda: kernel_route(lab, rtr, PREFIX) and frr.bfd_status(NODE) == "up", 40.0, "still back", retry=STARTING, interval=0.1)
+    wait_until(lambda: ours.info()["state"] == "UP", 5.0, "our BFD up", retry=STARTING, interval=0.02)
 
     # FRR's BFD packets are dropped: our speaker drops its BGP connection at once (no waiting for the hold timer).
     n_lines = len(ours.lines)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.bgp.conftest import FRR, Speaker
 from tests.support.netns import NetnsLab
+from tests.support.waits import STARTING, wait_until
 
 NODE4, RTR4 = "10.98.0.1", "10.98.0.2"
 NODE6, RTR6 = "fd00:98::1", "fd00:98::2"
@@ -32,19 +31,6 @@ router bgp 64513
  exit-address-family
 """
 
-
-def poll(fn: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # vtysh may not be ready yet
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
 
 
 @pytest.mark.netns
@@ -89,7 +75,7 @@ def test_advertise_to_frr(netns_lab: NetnsLab) -> None:
             routes_ = frr.json("show bgp ipv4 unicast json").get("routes", {})
             return routes_ if len(routes_) == 3 else {}
 
-        got = poll(table4, 10, "3 IPv4 routes in FRR")
+        got = wait_until(table4, 10, "3 IPv4 routes in FRR", retry=STARTING, interval=0.2)
         for prefix in ("192.0.2.10/32", "192.0.2.11/32", "192.0.2.12/32"):
             (path,) = got[prefix]
             assert path["valid"] is True
@@ -107,7 +93,7 @@ def test_advertise_to_frr(netns_lab: NetnsLab) -> None:
             routes_: dict[str, Any] = frr.json("show bgp ipv6 unicast json").get("routes", {})
             return routes_
 
-        got6 = poll(table6, 10, "IPv6 route in FRR")
+        got6 = wait_until(table6, 10, "IPv6 route in FRR", retry=STARTING, interval=0.2)
         (path6,) = got6["2001:db8:98::10/128"]
         assert any(h["ip"] == NODE6 for h in path6["nexthops"])
 
@@ -118,20 +104,12 @@ def test_advertise_to_frr(netns_lab: NetnsLab) -> None:
         # Withdraw one prefix; FRR drops exactly it.
         del routes["192.0.2.11/32"]
         speaker.send(cmd="routes", routes=routes)
-        poll(
-            lambda: set(frr.json("show bgp ipv4 unicast json").get("routes", {})) == {"192.0.2.10/32", "192.0.2.12/32"},
-            10,
-            "withdrawal of 192.0.2.11/32",
-        )
+        wait_until(lambda: set(frr.json("show bgp ipv4 unicast json").get("routes", {})) == {"192.0.2.10/32", "192.0.2.12/32"}, 10, "withdrawal of 192.0.2.11/32", retry=STARTING, interval=0.2)
 
         # Administrative close: FRR sees our cease and drops the session.
         speaker.send(cmd="close")
         speaker.wait_for("closed", True, timeout=10)
-        poll(
-            lambda: frr.json(f"show bgp neighbor {NODE4} json")[NODE4]["bgpState"] != "Established",
-            10,
-            "FRR to notice the close",
-        )
+        wait_until(lambda: frr.json(f"show bgp neighbor {NODE4} json")[NODE4]["bgpState"] != "Established", 10, "FRR to notice the close", retry=STARTING, interval=0.2)
         last = frr.json(f"show bgp neighbor {NODE4} json")[NODE4]
         assert "Administrative Shutdown" in str(last.get("lastResetDueTo", "")) + str(last), last
     except Exception:

@@ -15,6 +15,8 @@ from ironlb.bgp.config import PeerConfig
 from ironlb.bgp.fsm import BGPState, BGPStateMachine, Established, Event, NotificationReceived, SessionDown
 from ironlb.bgp.session import TCP_MD5SIG, BGPSession, backoff_delay, tcp_md5sig
 from ironlb.bgp.wire import UpdateMessage, decode_message, split_messages
+from tests.support.clock import virtual_clock
+from tests.support.waits import wait_until_async
 
 LOOP = ip_address("127.0.0.1")
 
@@ -110,9 +112,7 @@ def speaker(port: int, **kw: Any) -> PeerConfig:
 
 
 async def until(cond: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
+    await wait_until_async(cond, timeout, "the session condition", interval=0.05)
 
 
 def test_backoff_schedule() -> None:
@@ -180,6 +180,7 @@ async def test_retries_until_peer_listens_then_reconnects_after_drop() -> None:
         await peer.stop()
 
 
+@virtual_clock  # the 3 s hold time passes on the loop's clock: exact, and no 3 s of real waiting
 async def test_hold_timer_expiry_closes_with_4_0_and_reconnects() -> None:
     peer = FakePeer(silent_after_open=True)
     port = await peer.start()

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, poll, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
+from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -93,14 +94,14 @@ def test_bird2(one_node: BgpLan) -> None:
 
     try:
         start_node(lan)
-        poll(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up")
-        out = poll(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD")
+        wait_until(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up", retry=STARTING, interval=0.1)
+        out = wait_until(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD", retry=STARTING, interval=0.1)
         assert f"BGP.next_hop: {lan.node_ip('node1')}" in out, out
         assert "BGP.as_path: 64512" in out, out
         assert "BGP.community: (64512,100)" in out, out
         assert "BGP.large_community: (64512, 7, 8)" in out, out
         lan.nodes["node1"].remove("svc.yaml")
-        poll(lambda: "10.50.0.10/32" not in show("show", "route", "all"), 5, "withdrawal in BIRD")
+        wait_until(lambda: "10.50.0.10/32" not in show("show", "route", "all"), 5, "withdrawal in BIRD", retry=STARTING, interval=0.1)
     finally:
         lan.stop_all()
         lan.lab.cleanup()
@@ -145,8 +146,8 @@ def test_gobgp(one_node: BgpLan) -> None:
             peers = json.loads(out or "[]") or []
             return any(p.get("state", {}).get("session_state") in (6, "established", "ESTABLISHED") for p in peers)
 
-        poll(neighbor_up, 20, "GoBGP session up")
-        rib = poll(lambda: with_prefix(gobgp_rib(lan)), 10, "route in GoBGP")
+        wait_until(neighbor_up, 20, "GoBGP session up", retry=STARTING, interval=0.1)
+        rib = wait_until(lambda: with_prefix(gobgp_rib(lan)), 10, "route in GoBGP", retry=STARTING, interval=0.1)
         (path,) = rib["10.50.0.10/32"]
         attrs = {a["type"]: a for a in path["attrs"]}
         assert attrs[3]["nexthop"] == lan.node_ip("node1")
@@ -154,7 +155,7 @@ def test_gobgp(one_node: BgpLan) -> None:
         (large,) = attrs[32]["value"]
         assert (large["ASN"], large["LocalData1"], large["LocalData2"]) == (64512, 7, 8)
         lan.nodes["node1"].remove("svc.yaml")
-        poll(lambda: "10.50.0.10/32" not in gobgp_rib(lan), 5, "withdrawal in GoBGP")
+        wait_until(lambda: "10.50.0.10/32" not in gobgp_rib(lan), 5, "withdrawal in GoBGP", retry=STARTING, interval=0.1)
     finally:
         lan.stop_all()
         lan.lab.cleanup()

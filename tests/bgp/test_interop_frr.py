@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.support.bgp_interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, poll, service_yaml, slice_yaml
+from tests.support.bgp_interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, service_yaml, slice_yaml
 from tests.support.netns import NetnsLab
+from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -129,12 +130,12 @@ def test_cluster_local_communities_localpref_aggregation_v4_v6_and_withdrawal(bg
         n.start()
 
     every4, every6 = set(v4.values()), set(v6.values())
-    poll(lambda: next_hops(frr, "10.50.0.10/32") == every4, 20, "ETP Cluster /32 from all nodes")
-    poll(lambda: next_hops(frr, "10.50.0.0/28") == every4, 5, "aggregated /28 from all nodes")
-    poll(lambda: next_hops(frr, "10.50.0.20/32") == {v4["node2"]}, 5, "ETP Local /32 only from node2")
-    poll(lambda: next_hops(frr, "10.50.0.16/28") == {v4["node2"]}, 5, "ETP Local /28 only from node2")
-    poll(lambda: next_hops(frr, "fd00:50::10/128") == every6, 10, "IPv6 /128 from all nodes")
-    poll(lambda: next_hops(frr, "fd00:50::10/124") == every6, 5, "IPv6 /124 from all nodes")
+    wait_until(lambda: next_hops(frr, "10.50.0.10/32") == every4, 20, "ETP Cluster /32 from all nodes", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "10.50.0.0/28") == every4, 5, "aggregated /28 from all nodes", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "10.50.0.20/32") == {v4["node2"]}, 5, "ETP Local /32 only from node2", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "10.50.0.16/28") == {v4["node2"]}, 5, "ETP Local /28 only from node2", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "fd00:50::10/128") == every6, 10, "IPv6 /128 from all nodes", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "fd00:50::10/124") == every6, 5, "IPv6 /124 from all nodes", retry=STARTING, interval=0.1)
 
     for path in detail(frr, "10.50.0.10/32"):
         assert sorted(path["community"]["string"].split()) == ["64512:100", "65000:1"]
@@ -157,14 +158,14 @@ def test_cluster_local_communities_localpref_aggregation_v4_v6_and_withdrawal(bg
             ("tor6", "fd00:50::10/128"): "advertised",
         }
 
-    poll(node1_status, 5, "node1 status")
+    wait_until(node1_status, 5, "node1 status", retry=STARTING, interval=0.1)
 
     # The endpoint goes unready: the service (and its now unused aggregate) is withdrawn everywhere.
     lan.write_all("web-eps.yaml", slice_yaml("web", ("10.1.0.5", "node1", False)))
-    poll(lambda: "10.50.0.10/32" not in rib(frr) and "10.50.0.0/28" not in rib(frr), 5, "withdrawal (no endpoints)")
+    wait_until(lambda: "10.50.0.10/32" not in rib(frr) and "10.50.0.0/28" not in rib(frr), 5, "withdrawal (no endpoints)", retry=STARTING, interval=0.1)
     # The Service goes away: withdrawn too; the other services are untouched.
     lan.remove_all("local.yaml")
-    poll(lambda: "10.50.0.20/32" not in rib(frr) and "10.50.0.16/28" not in rib(frr), 5, "withdrawal (deleted)")
+    wait_until(lambda: "10.50.0.20/32" not in rib(frr) and "10.50.0.16/28" not in rib(frr), 5, "withdrawal (deleted)", retry=STARTING, interval=0.1)
     assert next_hops(frr, "fd00:50::10/128") == every6
     # None of this reset a session.
     for addr in [*v4.values(), *v6.values()]:
@@ -230,7 +231,7 @@ def test_md5_wrong_password_multihop_and_4byte_asn(netns_lab: NetnsLab, tmp_path
         )
         node.write("config.yaml", pool + "---\n" + wrong)
         node.start()
-        poll(lambda: node.peer_state("r") in ("Connect", "Active"), 10, "session attempts")
+        wait_until(lambda: node.peer_state("r") in ("Connect", "Active"), 10, "session attempts", retry=STARTING, interval=0.1)
         time.sleep(3)
         assert not established(frr, "10.61.0.1")
         assert node.peer_state("r") != "Established"
@@ -245,7 +246,7 @@ def test_md5_wrong_password_multihop_and_4byte_asn(netns_lab: NetnsLab, tmp_path
             "r", MULTIHOP_ASN_NODE, MULTIHOP_ASN_ROUTER, ROUTER_LO, password="right-one", ebgpMultiHop=True
         )
         node.write("config.yaml", pool + "---\n" + right)
-        poll(lambda: next_hops(frr, "10.50.0.10/32") == {"10.61.0.1"}, 20, "route over MD5 multi-hop eBGP")
+        wait_until(lambda: next_hops(frr, "10.50.0.10/32") == {"10.61.0.1"}, 20, "route over MD5 multi-hop eBGP", retry=STARTING, interval=0.1)
         (path,) = detail(frr, "10.50.0.10/32")
         assert path["aspath"]["string"] == str(MULTIHOP_ASN_NODE)
         assert path["largeCommunity"]["string"] == "4200000002:1:2"
@@ -281,20 +282,20 @@ def test_hold_timer_expiry_when_the_router_goes_silent(bgp_lan: tuple[BgpLan, FR
     node.write("config.yaml", cfg + "---\n" + peer_yaml("r", 64513, 64512, ROUTER4, holdTime="3s", connectTime="1s"))
     node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
     node.start()
-    poll(lambda: next_hops(frr, "10.50.0.10/32") == {lan.node_ip("node1")}, 20, "route")
-    poll(lambda: node.peer_state("r") == "Established", 5, "Established in status")
+    wait_until(lambda: next_hops(frr, "10.50.0.10/32") == {lan.node_ip("node1")}, 20, "route", retry=STARTING, interval=0.1)
+    wait_until(lambda: node.peer_state("r") == "Established", 5, "Established in status", retry=STARTING, interval=0.1)
     # Silence the router towards the node (and the node towards the router): nothing but timers can notice.
     lan.lab.run(node.ns, ["nft", "add", "table", "inet", "ilbtest"])
     lan.lab.run(node.ns, ["nft", "add", "chain", "inet", "ilbtest", "in", "{ type filter hook input priority 0 ; }"])
     lan.lab.run(node.ns, ["nft", "add", "rule", "inet", "ilbtest", "in", "ip", "saddr", ROUTER4, "drop"])
     t0 = time.monotonic()
-    poll(lambda: node.peer_state("r") not in (None, "Established"), 8, "hold timer expiry", interval=0.05)
+    wait_until(lambda: node.peer_state("r") not in (None, "Established"), 8, "hold timer expiry", retry=STARTING, interval=0.05)
     took = time.monotonic() - t0
     assert 2.0 <= took <= 4.5, took
     assert "hold timer expired" in node.log().lower()
     # The path comes back: the session is re-established by itself.
     lan.lab.run(node.ns, ["nft", "delete", "table", "inet", "ilbtest"])
-    poll(lambda: node.peer_state("r") == "Established", 15, "re-established")
+    wait_until(lambda: node.peer_state("r") == "Established", 15, "re-established", retry=STARTING, interval=0.1)
 
 
 def test_graceful_restart_keeps_routes_across_a_speaker_restart(bgp_lan: tuple[BgpLan, FRR]) -> None:
@@ -328,14 +329,14 @@ def test_graceful_restart_keeps_routes_across_a_speaker_restart(bgp_lan: tuple[B
     gr.start()
     plain.start()
     n1, n2 = lan.node_ip("node1"), lan.node_ip("node2")
-    poll(lambda: next_hops(frr, "10.50.0.10/32") == {n1, n2}, 20, "route from both nodes")
+    wait_until(lambda: next_hops(frr, "10.50.0.10/32") == {n1, n2}, 20, "route from both nodes", retry=STARTING, interval=0.1)
     info = frr.json(f"show bgp neighbor {n1} json")[n1]
     assert info["gracefulRestartInfo"]["remoteGrMode"] == "Restart", info.get("gracefulRestartInfo")
 
     # SIGTERM both: the GR node closes TCP silently (FRR keeps its route as stale), the other sends a cease.
     assert gr.stop(signal.SIGTERM) == 0
     assert plain.stop(signal.SIGTERM) == 0
-    poll(lambda: next_hops(frr, "10.50.0.10/32") == {n1}, 5, "only node2's route withdrawn")
+    wait_until(lambda: next_hops(frr, "10.50.0.10/32") == {n1}, 5, "only node2's route withdrawn", retry=STARTING, interval=0.1)
     assert any(p.get("stale") for p in rib(frr)["10.50.0.10/32"]), rib(frr)["10.50.0.10/32"]
     # Restart the GR node: the route never went away, and is fresh again once re-established.
     gr.start()
@@ -380,8 +381,8 @@ def test_dual_stack_session_carries_the_other_family_with_a_next_hop_of_its_own(
     lan.write_all("web6.yaml", service_yaml("web6", "fd00:50::10"))
     for n in lan.nodes.values():
         n.start()
-    poll(lambda: all(established(frr, ip) for ip in v4.values()), 20, "sessions up")
-    poll(lambda: next_hops(frr, "10.50.0.10/32") == set(v4.values()), 10, "IPv4 /32 from all nodes")
-    poll(lambda: next_hops(frr, "fd00:50::10/128") == set(v6.values()), 10, "IPv6 /128 over the IPv4 sessions")
+    wait_until(lambda: all(established(frr, ip) for ip in v4.values()), 20, "sessions up", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "10.50.0.10/32") == set(v4.values()), 10, "IPv4 /32 from all nodes", retry=STARTING, interval=0.1)
+    wait_until(lambda: next_hops(frr, "fd00:50::10/128") == set(v6.values()), 10, "IPv6 /128 over the IPv4 sessions", retry=STARTING, interval=0.1)
     for n in lan.nodes.values():
         assert all(e["state"] == "advertised" for e in n.status()["announcing"]["bgp"]), n.status()["announcing"]

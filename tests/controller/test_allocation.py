@@ -19,10 +19,10 @@ from tests.support.controller import (
     pool_annotation,
     pool_path,
     wait_event,
-    wait_for,
     wait_ingress,
 )
 from tests.support.controlplane import ControlPlane
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.kube
 Start = Callable[..., ControllerProcess]
@@ -51,8 +51,8 @@ def test_lowest_free_ip_and_avoid_buggy_ips(control_plane: ControlPlane, namespa
     create_service(cp, ns, lb_service("s6"))
     wait_event(cp, ns, "s6", "AllocationFailed", _failed(ns, "s6") + "no available IPs")
     assert ingress(cp, ns, "s6") == []
-    wait_for(lambda: _pool_status(cp, ns, "b") == {"assignedIPv4": 2, "assignedIPv6": 0, "availableIPv4": 0,
-                                                    "availableIPv6": 0}, what="pool b status")
+    wait_until(lambda: _pool_status(cp, ns, "b") == {"assignedIPv4": 2, "assignedIPv6": 0, "availableIPv4": 0,
+                                                    "availableIPv6": 0}, 20, "pool b status")
     wait_event(cp, ns, "s0", "IPAllocated", 'Assigned IP ["10.81.3.0"]')
 
 
@@ -136,7 +136,7 @@ def test_sharing(control_plane: ControlPlane, namespace: str, controller: Start)
     create_service(cp, ns, lb_service("otherkey", annotations=other, ports=[8080]))
     wait_event(cp, ns, "otherkey", "AllocationFailed", "address also in use by")
     # three services on one IP count once
-    wait_for(lambda: _pool_status(cp, ns, "p").get("assignedIPv4") == 1, what="one IP in use")
+    wait_until(lambda: _pool_status(cp, ns, "p").get("assignedIPv4") == 1, 20, "one IP in use")
 
 
 def test_dual_stack(control_plane: ControlPlane, namespace: str, controller: Start) -> None:
@@ -150,8 +150,8 @@ def test_dual_stack(control_plane: ControlPlane, namespace: str, controller: Sta
     create_service(cp, ns, lb_service("v6", ipFamilies=["IPv6"]))
     assert wait_ingress(cp, ns, "v6") == ["fd00:86::2"]
     wait_event(cp, ns, "d1", "IPAllocated", 'Assigned IP ["10.86.0.0" "fd00:86::"]')
-    wait_for(lambda: _pool_status(cp, ns, "dual") == {"assignedIPv4": 2, "assignedIPv6": 3, "availableIPv4": 2,
-                                                       "availableIPv6": 1}, what="dual pool status")
+    wait_until(lambda: _pool_status(cp, ns, "dual") == {"assignedIPv4": 2, "assignedIPv6": 3, "availableIPv4": 2,
+                                                       "availableIPv6": 1}, 20, "dual pool status")
 
 
 def test_load_balancer_class(control_plane: ControlPlane, namespace: str, controller: Start) -> None:
@@ -178,6 +178,6 @@ def test_pool_status_edits_are_reverted(control_plane: ControlPlane, namespace: 
     create_service(cp, ns, lb_service("a"))
     wait_ingress(cp, ns, "a")
     want = {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 3, "availableIPv6": 0}
-    wait_for(lambda: _pool_status(cp, ns, "p") == want, what="pool status")
+    wait_until(lambda: _pool_status(cp, ns, "p") == want, 20, "pool status")
     cp.patch(pool_path(ns, "p") + "/status", {"status": {"availableIPv4": 1000}})
-    wait_for(lambda: _pool_status(cp, ns, "p") == want, what="pool status reverted")
+    wait_until(lambda: _pool_status(cp, ns, "p") == want, 20, "pool status reverted")

@@ -24,10 +24,10 @@ from tests.support.controller import (
     pool_path,
     svc_path,
     wait_event,
-    wait_for,
     wait_ingress,
 )
 from tests.support.controlplane import ControlPlane
+from tests.support.waits import KUBE_NOT_YET, only_404, wait_until
 
 pytestmark = pytest.mark.kube
 
@@ -74,8 +74,8 @@ def test_seed_example(control_plane: ControlPlane, namespace: str, controller: S
     state = cp.get(f"/apis/metallb.io/v1beta1/namespaces/{ns}/configurationstates/controller")
     assert state["status"]["result"] == "Valid"
     assert state["metadata"]["labels"]["metallb.io/component-type"] == "controller"
-    metrics = wait_for(lambda: (m := ctl.metrics()).get('metallb_allocator_addresses_in_use_total{pool="default"}')
-                       and m)
+    metrics = wait_until(lambda: (m := ctl.metrics()).get('metallb_allocator_addresses_in_use_total{pool="default"}')
+                         and m, 20, "the allocator metrics")
     assert metrics['metallb_allocator_addresses_total{pool="default"}'] == 11
     assert metrics['metallb_allocator_ipv4_addresses_total{pool="default"}'] == 11
     assert metrics['metallb_allocator_ipv6_addresses_in_use_total{pool="default"}'] == 0
@@ -84,8 +84,8 @@ def test_seed_example(control_plane: ControlPlane, namespace: str, controller: S
     assert metrics["metallb_k8s_client_updates_total"] > 0
     assert "metallb_k8s_client_update_errors_total" in metrics
     if config == "crds.yaml":
-        status = wait_for(lambda: cp.get(pool_path(ns, "default")).get("status", {}).get("assignedIPv4") == 1
-                          and cp.get(pool_path(ns, "default"))["status"])
+        status = wait_until(lambda: cp.get(pool_path(ns, "default")).get("status", {}).get("assignedIPv4") == 1
+                            and cp.get(pool_path(ns, "default"))["status"], 20, "the pool status")
         assert status == {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 10, "availableIPv6": 0}
 
 
@@ -123,7 +123,7 @@ def test_ips_kept_across_ten_restarts_with_exhausted_pool(
     for name in names:
         create_service(cp, ns, lb_service(name))
         time.sleep(0.05)  # distinct creation order
-    wait_for(lambda: sum(bool(ingress(cp, ns, n)) for n in names) == 4, what="4 services with IPs")
+    wait_until(lambda: sum(bool(ingress(cp, ns, n)) for n in names) == 4, 20, "4 services with IPs")
     before = {n: ingress(cp, ns, n) for n in names}
     waiting = [n for n, ips in before.items() if not ips]
     assert len(waiting) == 2
@@ -148,10 +148,10 @@ def test_pool_deletion_releases_ips(control_plane: ControlPlane, namespace: str,
     create_pool(cp, ns, ip_pool("pool2", "10.40.2.0/30"))
     cp.delete(pool_path(ns, "pool1"))
     assert wait_ingress(cp, ns, "a", ["10.40.2.0"]) == ["10.40.2.0"]
-    wait_for(lambda: pool_annotation(cp, ns, "a") == "pool2", what="annotation pool2")
+    wait_until(lambda: pool_annotation(cp, ns, "a") == "pool2", 20, "annotation pool2")
     wait_event(cp, ns, "a", "IPAllocated", 'Assigned IP ["10.40.2.0"]')
     cp.delete(pool_path(ns, "pool2"))  # no pool at all: the status is cleared
-    wait_for(lambda: ingress(cp, ns, "a") == [] and pool_annotation(cp, ns, "a") is None, what="cleared status")
+    wait_until(lambda: ingress(cp, ns, "a") == [] and pool_annotation(cp, ns, "a") is None, 20, "cleared status")
 
 
 def test_invalid_config_is_kept_out(control_plane: ControlPlane, namespace: str, controller: Start) -> None:
@@ -163,22 +163,26 @@ def test_invalid_config_is_kept_out(control_plane: ControlPlane, namespace: str,
     # overlaps "good": the whole new config is refused, the old one stays in force
     create_pool(cp, ns, ip_pool("bad", "10.50.0.2/31"))
     state_path = f"/apis/metallb.io/v1beta1/namespaces/{ns}/configurationstates/controller"
-    state = wait_for(lambda: (s := cp.get(state_path))["status"].get("result") == "Invalid" and s)
+    # The ConfigurationState is created before its status is written: 404 and a missing "status" mean not yet.
+    state = wait_until(lambda: (s := cp.get(state_path))["status"].get("result") == "Invalid" and s, 20,
+                       "ConfigurationState Invalid", retry=KUBE_NOT_YET, retry_if=only_404)
     assert "overlaps with already defined CIDR" in state["status"]["errorSummary"]
     assert state["status"]["errorSummary"].startswith("configuration error: ")
     (cond,) = state["status"]["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == ("poolReconcilerValid", "False", "ConfigurationError")
-    wait_for(lambda: ctl.metrics()["metallb_k8s_client_config_stale_bool"] == 1, what="stale metric")
+    wait_until(lambda: ctl.metrics()["metallb_k8s_client_config_stale_bool"] == 1, 20, "stale metric", retry=(KeyError,))
     create_service(cp, ns, lb_service("b"))
     assert wait_ingress(cp, ns, "b") == ["10.50.0.1"]  # allocated from the old config
     assert ingress(cp, ns, "a") == ["10.50.0.0"]
     # a deleted ConfigurationState comes back
     cp.delete(state_path)
-    wait_for(lambda: cp.request("GET", state_path, raw=True).status == 200, what="ConfigurationState recreated")
+    wait_until(lambda: cp.request("GET", state_path, raw=True).status == 200, 20, "ConfigurationState recreated")
     cp.delete(pool_path(ns, "bad"))
-    wait_for(lambda: cp.get(state_path)["status"].get("result") == "Valid", what="Valid again")
+    wait_until(lambda: cp.get(state_path)["status"].get("result") == "Valid", 20, "Valid again", retry=KUBE_NOT_YET,
+               retry_if=only_404)
     assert "errorSummary" not in cp.get(state_path)["status"]  # omitempty: the old summary is removed
-    wait_for(lambda: ctl.metrics()["metallb_k8s_client_config_stale_bool"] == 0, what="stale metric cleared")
+    wait_until(lambda: ctl.metrics()["metallb_k8s_client_config_stale_bool"] == 0, 20, "stale metric cleared",
+               retry=(KeyError,))
 
 
 # ---------------------------------------------------------------------------------------------------- API faults
@@ -232,13 +236,16 @@ def test_leader_election_two_replicas(control_plane: ControlPlane, namespace: st
             "--leader-elect-retry-period", "0.5"]
     replicas = {name: controller(*fast, "--pod-name", name) for name in ("replica-a", "replica-b")}
     lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/ironlb-controller"
-    holder = wait_for(lambda: cp.get(lease_path)["spec"].get("holderIdentity"), what="a lease holder")
+    # Both replicas report ready as standbys before either has created the Lease: a 404 means not yet.
+    holder = wait_until(lambda: cp.get(lease_path)["spec"].get("holderIdentity"), 20, "a lease holder",
+                        retry=KUBE_NOT_YET, retry_if=only_404)
     create_service(cp, ns, lb_service("a"))
     assert wait_ingress(cp, ns, "a") == ["10.90.0.0"]
     standby = next(n for n in replicas if n != holder)
     assert "is the leader" not in replicas[standby].log()
     replicas[holder].kill()  # no release: the standby waits for the lease to expire
-    wait_for(lambda: cp.get(lease_path)["spec"].get("holderIdentity") == standby, timeout=15, what="takeover")
+    wait_until(lambda: cp.get(lease_path)["spec"].get("holderIdentity") == standby, 15, "takeover",
+               retry=KUBE_NOT_YET, retry_if=only_404)
     create_service(cp, ns, lb_service("b"))
     assert wait_ingress(cp, ns, "b") == ["10.90.0.1"]  # the new leader re-claimed a's IP first
     assert ingress(cp, ns, "a") == ["10.90.0.0"]

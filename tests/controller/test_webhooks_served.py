@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.controller import ControllerProcess, wait_for
+from tests.support.controller import ControllerProcess
 from tests.support.controlplane import ControlPlane, KubeError, free_port
+from tests.support.waits import NOT_LISTENING, wait_until
 
 pytestmark = pytest.mark.kube
 
@@ -44,10 +45,10 @@ def test_webhooks_and_memberlist_secret(
     cp, ns = control_plane, namespace
     port = free_port()
     controller("--webhook-mode", "enabled", "--webhook-port", str(port))
-    secret = wait_for(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/memberlist"), what="memberlist Secret")
+    secret = wait_until(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/memberlist"), 20, "memberlist Secret")
     key = base64.b64decode(secret["data"]["secretkey"])
     assert len(base64.b64decode(key + b"=" * (-len(key) % 4))) == 16  # 16 random bytes, unpadded base64 (MetalLB)
-    cert = wait_for(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/metallb-webhook-cert"), what="cert")
+    cert = wait_until(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/metallb-webhook-cert"), 20, "cert")
     ca = base64.b64decode(cert["data"]["ca.crt"])
     ctx = ssl.create_default_context(cadata=ca.decode())
     ctx.check_hostname = False  # the certificate names the in-cluster Service, not 127.0.0.1
@@ -63,7 +64,8 @@ def test_webhooks_and_memberlist_secret(
 
     bad = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
            "metadata": {"name": "bad", "namespace": ns}, "spec": {"addresses": ["10.9.0.9-10.9.0.1"]}}
-    answer = wait_for(lambda: ask(bad), what="webhook answer")
+    # The webhook server starts listening after the certificate Secret exists: refused means not yet.
+    answer = wait_until(lambda: ask(bad), 20, "webhook answer", retry=NOT_LISTENING)
     assert answer["allowed"] is False
     assert "is after the end IP" in json.dumps(answer)
     good = {**bad, "metadata": {"name": "good", "namespace": ns}, "spec": {"addresses": ["10.9.0.0/30"]}}

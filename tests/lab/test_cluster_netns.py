@@ -10,9 +10,10 @@ import pytest
 
 from ironlb.lab.cluster import VIP, StandaloneCluster
 from ironlb.lab.failover import measure_failover, restore
-from ironlb.lab.lan import build_lan, start_http_servers, wait_for
+from ironlb.lab.lan import build_lan, start_http_servers
 from ironlb.lab.netns import NetnsLab, netns_available
 from tests.support.announce import measure_announce
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -64,4 +65,4 @@ def test_failover_restore_and_announce(cluster: StandaloneCluster) -> None:
     assert announced.arp_ms is not None and announced.arp_ms < 1000
     assert announced.node is not None and cluster.announcers("192.168.1.245") == [announced.node]
     cluster.remove_manifest("extra.yaml")
-    assert wait_for(lambda: cluster.announcers("192.168.1.245") == [], 5)
+    wait_until(lambda: cluster.announcers("192.168.1.245") == [], 5, "cluster.announcers('192.168.1.245') == []")

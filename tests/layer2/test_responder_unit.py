@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
@@ -21,6 +22,8 @@ from ironlb.layer2.wire.ndp import (
     parse_ndp,
     solicited_node_address,
 )
+from tests.support.clock import virtual_clock
+from tests.support.waits import wait_until_async
 
 MAC0 = mac_from_str("02:00:00:00:00:a0")
 MAC1 = mac_from_str("02:00:00:00:00:a1")
@@ -88,130 +91,143 @@ class Harness:
         return self.links[name][-1]
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def running_harness() -> AsyncIterator[Harness]:
+    """Two links, eth0 and eth1, with the responder started on the test's loop (the virtual clock's)."""
     h = Harness([record("eth0", MAC0, 2), record("eth1", MAC1, 3)])
     await h.responder.start()
-    yield h
-    await h.responder.close()
+    try:
+        yield h
+    finally:
+        await h.responder.close()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
+@virtual_clock
+async def test_gratuitous_arp_burst_schedule() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ALL})
+        assert len(harness.link("eth0").sent) == 2, "first round must be sent at once"
+        await asyncio.sleep(0.5)
+        request, reply = build_gratuitous(VIP4, MAC0)
+        # Rounds at t = 0, .05, .10, .15, .20 (< 0.225), none after the deadline.
+        assert harness.link("eth0").sent == [(Kind.ARP, request), (Kind.ARP, reply)] * 5
+        assert len(harness.link("eth1").sent) == 10
+        assert harness.metrics.value(GRATUITOUS_SENT, "10.99.0.100") == 20
 
 
-async def test_gratuitous_arp_burst_schedule(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ALL})
-    assert len(harness.link("eth0").sent) == 2, "first round must be sent at once"
-    await asyncio.sleep(0.5)
-    request, reply = build_gratuitous(VIP4, MAC0)
-    # Rounds at t = 0, .05, .10, .15, .20 (< 0.225), none after the deadline.
-    assert harness.link("eth0").sent == [(Kind.ARP, request), (Kind.ARP, reply)] * 5
-    assert len(harness.link("eth1").sent) == 10
-    assert harness.metrics.value(GRATUITOUS_SENT, "10.99.0.100") == 20
+@virtual_clock
+async def test_unchanged_announcement_does_not_retrigger_but_refresh_does() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ALL})
+        await asyncio.sleep(0.4)
+        harness.responder.set_announced({VIP4: ALL})
+        await asyncio.sleep(0.1)
+        assert len(harness.link("eth0").sent) == 10
+        harness.responder.refresh(VIP4)
+        assert len(harness.link("eth0").sent) == 12
 
 
-async def test_unchanged_announcement_does_not_retrigger_but_refresh_does(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ALL})
-    await asyncio.sleep(0.4)
-    harness.responder.set_announced({VIP4: ALL})
-    await asyncio.sleep(0.1)
-    assert len(harness.link("eth0").sent) == 10
-    harness.responder.refresh(VIP4)
-    assert len(harness.link("eth0").sent) == 12
+@virtual_clock
+async def test_retrigger_extends_the_burst() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ["eth0"]})
+        await asyncio.sleep(0.125)  # rounds at 0, .05, .10
+        harness.responder.refresh("10.99.0.100")  # deadline moves to .125 + .225 = .35
+        assert len(harness.link("eth0").sent) == 6, "a running burst is extended, not doubled"
+        await asyncio.sleep(0.5)
+        rounds = len(harness.link("eth0").sent) // 2
+        assert rounds == 7  # .15, .20, .25, .30 more
+        assert harness.link("eth1").sent == []
 
 
-async def test_retrigger_extends_the_burst(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ["eth0"]})
-    await asyncio.sleep(0.125)  # rounds at 0, .05, .10
-    harness.responder.refresh("10.99.0.100")  # deadline moves to .125 + .225 = .35
-    assert len(harness.link("eth0").sent) == 6, "a running burst is extended, not doubled"
-    await asyncio.sleep(0.5)
-    rounds = len(harness.link("eth0").sent) // 2
-    assert rounds == 7  # .15, .20, .25, .30 more
-    assert harness.link("eth1").sent == []
+@virtual_clock
+async def test_withdraw_stops_the_burst() -> None:
+    async with running_harness() as harness:
+        harness.responder.announce(VIP4)
+        await asyncio.sleep(0.075)
+        harness.responder.withdraw(VIP4)
+        sent = len(harness.link("eth0").sent)
+        await asyncio.sleep(0.3)
+        assert len(harness.link("eth0").sent) == sent == 4
 
 
-async def test_withdraw_stops_the_burst(harness: Harness) -> None:
-    harness.responder.announce(VIP4)
-    await asyncio.sleep(0.075)
-    harness.responder.withdraw(VIP4)
-    sent = len(harness.link("eth0").sent)
-    await asyncio.sleep(0.3)
-    assert len(harness.link("eth0").sent) == sent == 4
+@virtual_clock
+async def test_unsolicited_na_and_memberships() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP6: ALL, VIP6_SAME_GROUP: ["eth0"]})
+        group = solicited_node_address(VIP6)
+        assert solicited_node_address(VIP6_SAME_GROUP) == group
+        assert harness.link("eth0").events == [("join", group)]
+        kind, frame = harness.link("eth0").sent[0]
+        na = parse_ndp(frame)
+        assert kind is Kind.NDP and isinstance(na, NeighborAdvertisement)
+        assert (na.dst, na.target, na.override, na.solicited, na.target_lladdr, na.hop_limit) == (
+            ALL_NODES,
+            VIP6,
+            True,
+            False,
+            MAC0,
+            255,
+        )
+        harness.responder.withdraw(VIP6)
+        assert harness.link("eth0").events == [("join", group)], "group still used by the other VIP"
+        assert harness.link("eth1").events == [("join", group), ("leave", group)]
+        harness.responder.set_announced({})
+        assert harness.link("eth0").groups == []
 
 
-async def test_unsolicited_na_and_memberships(harness: Harness) -> None:
-    harness.responder.set_announced({VIP6: ALL, VIP6_SAME_GROUP: ["eth0"]})
-    group = solicited_node_address(VIP6)
-    assert solicited_node_address(VIP6_SAME_GROUP) == group
-    assert harness.link("eth0").events == [("join", group)]
-    kind, frame = harness.link("eth0").sent[0]
-    na = parse_ndp(frame)
-    assert kind is Kind.NDP and isinstance(na, NeighborAdvertisement)
-    assert (na.dst, na.target, na.override, na.solicited, na.target_lladdr, na.hop_limit) == (
-        ALL_NODES,
-        VIP6,
-        True,
-        False,
-        MAC0,
-        255,
-    )
-    harness.responder.withdraw(VIP6)
-    assert harness.link("eth0").events == [("join", group)], "group still used by the other VIP"
-    assert harness.link("eth1").events == [("join", group), ("leave", group)]
-    harness.responder.set_announced({})
-    assert harness.link("eth0").groups == []
+@virtual_clock
+async def test_answers_only_on_the_announced_interface() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ["eth1"], VIP6: ["eth1"]})
+        await asyncio.sleep(0.3)
+        for name in ("eth0", "eth1"):
+            harness.link(name).sent.clear()
+            harness.link(name).deliver(Kind.ARP, build_request(CLIENT, IPv4Address("10.99.0.1"), VIP4))
+            harness.link(name).deliver(Kind.NDP, build_solicitation(CLIENT, IPv6Address("fd00:99::1"), VIP6))
+        assert harness.link("eth0").sent == []
+        (arp_kind, arp_frame), (ndp_kind, ndp_frame) = harness.link("eth1").sent
+        arp_reply = parse_arp(arp_frame)
+        assert arp_kind is Kind.ARP and arp_reply.op == ARP_REPLY and arp_reply.sender_mac == MAC1
+        na = parse_ndp(ndp_frame)
+        assert ndp_kind is Kind.NDP and isinstance(na, NeighborAdvertisement) and na.solicited
+        for ip in ("10.99.0.100", "fd00:99::100"):
+            assert harness.metrics.value(REQUESTS_RECEIVED, ip) == 1
+            assert harness.metrics.value(RESPONSES_SENT, ip) == 1
+        assert harness.responder.interfaces_for(VIP4) == ["eth1"]
 
 
-async def test_answers_only_on_the_announced_interface(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ["eth1"], VIP6: ["eth1"]})
-    await asyncio.sleep(0.3)
-    for name in ("eth0", "eth1"):
-        harness.link(name).sent.clear()
-        harness.link(name).deliver(Kind.ARP, build_request(CLIENT, IPv4Address("10.99.0.1"), VIP4))
-        harness.link(name).deliver(Kind.NDP, build_solicitation(CLIENT, IPv6Address("fd00:99::1"), VIP6))
-    assert harness.link("eth0").sent == []
-    (arp_kind, arp_frame), (ndp_kind, ndp_frame) = harness.link("eth1").sent
-    arp_reply = parse_arp(arp_frame)
-    assert arp_kind is Kind.ARP and arp_reply.op == ARP_REPLY and arp_reply.sender_mac == MAC1
-    na = parse_ndp(ndp_frame)
-    assert ndp_kind is Kind.NDP and isinstance(na, NeighborAdvertisement) and na.solicited
-    for ip in ("10.99.0.100", "fd00:99::100"):
-        assert harness.metrics.value(REQUESTS_RECEIVED, ip) == 1
-        assert harness.metrics.value(RESPONSES_SENT, ip) == 1
-    assert harness.responder.interfaces_for(VIP4) == ["eth1"]
+@virtual_clock
+async def test_junk_frames_are_dropped() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ALL})
+        harness.link("eth0").sent.clear()
+        harness.link("eth0").deliver(Kind.ARP, b"\x00" * 7)
+        harness.link("eth0").deliver(Kind.NDP, b"\xff" * 90)
+        assert harness.link("eth0").sent == []
 
 
-async def test_junk_frames_are_dropped(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ALL})
-    harness.link("eth0").sent.clear()
-    harness.link("eth0").deliver(Kind.ARP, b"\x00" * 7)
-    harness.link("eth0").deliver(Kind.NDP, b"\xff" * 90)
-    assert harness.link("eth0").sent == []
+@virtual_clock
+async def test_rescan_opens_closes_and_announces_on_new_links() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ALL, VIP6: ["eth2"]})
+        await asyncio.sleep(0.3)
+        eth0 = harness.link("eth0")
+        harness.records = [record("eth0", MAC0, 2), record("eth2", MAC1, 4)]
+        harness.responder.rescan()
+        assert harness.link("eth1").closed and not eth0.closed
+        assert [i.name for i in harness.responder.interfaces] == ["eth0", "eth2"]
+        eth2 = harness.link("eth2")
+        assert eth2.events == [("join", solicited_node_address(VIP6))]
+        assert {kind for kind, _ in eth2.sent} == {Kind.ARP, Kind.NDP}, "takeover burst on the new link"
+        # A changed MAC means new sockets and a new burst.
+        harness.records = [record("eth0", MAC1, 2)]
+        harness.responder.rescan()
+        assert eth0.closed and harness.link("eth0") is not eth0
+        assert parse_arp(harness.link("eth0").sent[0][1]).sender_mac == MAC1
 
 
-async def test_rescan_opens_closes_and_announces_on_new_links(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ALL, VIP6: ["eth2"]})
-    await asyncio.sleep(0.3)
-    eth0 = harness.link("eth0")
-    harness.records = [record("eth0", MAC0, 2), record("eth2", MAC1, 4)]
-    harness.responder.rescan()
-    assert harness.link("eth1").closed and not eth0.closed
-    assert [i.name for i in harness.responder.interfaces] == ["eth0", "eth2"]
-    eth2 = harness.link("eth2")
-    assert eth2.events == [("join", solicited_node_address(VIP6))]
-    assert {kind for kind, _ in eth2.sent} == {Kind.ARP, Kind.NDP}, "takeover burst on the new link"
-    # A changed MAC means new sockets and a new burst.
-    harness.records = [record("eth0", MAC1, 2)]
-    harness.responder.rescan()
-    assert eth0.closed and harness.link("eth0") is not eth0
-    assert parse_arp(harness.link("eth0").sent[0][1]).sender_mac == MAC1
-
-
+@virtual_clock
 async def test_periodic_rescan() -> None:
     h = Harness([record("eth0", MAC0, 2)])
     h.responder = Responder(
@@ -222,18 +238,20 @@ async def test_periodic_rescan() -> None:
     )
     async with h.responder:
         h.records.append(record("eth1", MAC1, 3))
-        await wait_for(lambda: "eth1" in h.links)
+        await wait_until_async(lambda: "eth1" in h.links, 2.0, "a link on eth1", interval=0.005)
     assert all(link.closed for links in h.links.values() for link in links)
 
 
-async def test_close_cancels_bursts_and_closes_links(harness: Harness) -> None:
-    harness.responder.set_announced({VIP4: ALL})
-    await harness.responder.close()
-    sent = len(harness.link("eth0").sent)
-    await asyncio.sleep(0.15)
-    assert len(harness.link("eth0").sent) == sent
-    assert harness.link("eth0").closed and harness.link("eth1").closed
-    assert harness.responder.interfaces == []
+@virtual_clock
+async def test_close_cancels_bursts_and_closes_links() -> None:
+    async with running_harness() as harness:
+        harness.responder.set_announced({VIP4: ALL})
+        await harness.responder.close()
+        sent = len(harness.link("eth0").sent)
+        await asyncio.sleep(0.15)
+        assert len(harness.link("eth0").sent) == sent
+        assert harness.link("eth0").closed and harness.link("eth1").closed
+        assert harness.responder.interfaces == []
 
 
 def test_metrics_exposition_uses_metallb_names() -> None:
@@ -255,6 +273,7 @@ def test_invalid_intervals_are_rejected() -> None:
         Responder(gratuitous_interval=0, metrics=Layer2Metrics(None))
 
 
+@virtual_clock
 async def test_zero_duration_disables_takeover_announcements() -> None:
     h = Harness([record("eth0", MAC0, 2)], duration=0)
     async with h.responder:

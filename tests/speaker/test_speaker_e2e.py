@@ -11,7 +11,8 @@ import time
 import pytest
 
 from ironlb.layer2.election import sort_candidates
-from tests.support.speaker_env import ROUTER_IP, SpeakerEnv, wait_for
+from tests.support.speaker_env import ROUTER_IP, SpeakerEnv
+from tests.support.waits import VTYSH_NOT_READY, wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.netns]
 
@@ -43,7 +44,7 @@ def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
     env.create_service("my-service", endpoints_on=env.nodes)
     assert env.wait_ingress("my-service") == [VIP]
     elected = sort_candidates(env.nodes, VIP)[0]
-    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what=f"ServiceL2Status on {elected}")
+    wait_until(lambda: _l2_nodes(env, "my-service") == [elected], 10, f"ServiceL2Status on {elected}")
     assert env.arping(VIP) == {elected}
 
     (status,) = env.statuses("l2", "my-service")
@@ -57,7 +58,7 @@ def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
     assert env.statuses("bgp", "my-service") == []  # the seed pool has no BGPAdvertisement
 
     event = ("Normal", "nodeAssigned", f'announcing from node "{elected}" with protocol "layer2"', elected)
-    wait_for(lambda: event in env.events("my-service"), 10, what="nodeAssigned event")
+    wait_until(lambda: event in env.events("my-service"), 10, "nodeAssigned event")
     assert all(e[3] == elected for e in env.events("my-service"))
 
     for node in env.nodes:
@@ -79,7 +80,7 @@ def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, cha
     assert env.ingress("my-service") == [VIP]
     order = sort_candidates(env.nodes, VIP)
     elected, successor = order[0], order[1]
-    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what="steady state")
+    wait_until(lambda: _l2_nodes(env, "my-service") == [elected], 10, "steady state")
 
     def set_(value: bool) -> None:
         if change == "NetworkUnavailable":
@@ -93,14 +94,14 @@ def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, cha
         moved = sniffer.wait_mac_of(successor, t0, timeout=5)
         assert moved is not None, env.logs()
         assert moved - t0 < 1.0, f"{change}: {successor} took over after {moved - t0:.3f}s"
-        wait_for(lambda: _l2_nodes(env, "my-service") == [successor], 10, what=f"ServiceL2Status moved to {successor}")
+        wait_until(lambda: _l2_nodes(env, "my-service") == [successor], 10, f"ServiceL2Status moved to {successor}")
         assert env.arping(VIP) == {successor}
 
         t1 = time.monotonic()
         set_(False)
         back = sniffer.wait_mac_of(elected, t1, timeout=5)
         assert back is not None and back - t1 < 1.0, f"{change} cleared: {elected} back after {back}"
-    wait_for(lambda: _l2_nodes(env, "my-service") == [elected], 10, what=f"ServiceL2Status back on {elected}")
+    wait_until(lambda: _l2_nodes(env, "my-service") == [elected], 10, f"ServiceL2Status back on {elected}")
     assert env.arping(VIP) == {elected}
 
 
@@ -114,7 +115,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
     try:
         for node in env.nodes:
             env.start_speaker(node)
-        wait_for(lambda: env.arping(VIP) == {elected}, 30, what="restarted speakers announce")
+        wait_until(lambda: env.arping(VIP) == {elected}, 30, "restarted speakers announce")
         env.set_excluded(elected, True)
         time.sleep(1.5)
         assert env.arping(VIP) == {elected}
@@ -126,7 +127,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
         env.speaker_args[:] = saved
         for node in env.nodes:
             env.start_speaker(node)
-    wait_for(lambda: env.arping(VIP) == {elected}, 20, what="speakers back")
+    wait_until(lambda: env.arping(VIP) == {elected}, 20, "speakers back")
 
 
 # ---------------------------------------------------------------------------------------------------- BGP
@@ -139,38 +140,37 @@ def test_bgp_routes_and_statuses_follow_traffic_policy_and_node_state(env: Speak
     (local_ip,) = env.wait_ingress("bgp-local")
 
     # ETP Cluster: every node advertises; ETP Local: only the node with the endpoint.
-    wait_for(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 20, what=f"{cluster_ip} via all nodes: {env.router_routes()}")
-    wait_for(lambda: env.next_hops(local_ip) == [n2], 20, what=f"{local_ip} via {n2}: {env.router_routes()}")
-    wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10,
-             what="a ServiceBGPStatus per node")
-    wait_for(lambda: _bgp_status(env, "bgp-local") == {n2: ["router"]}, 10, what=f"ServiceBGPStatus on {n2} only")
+    wait_until(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 20, lambda: f"{cluster_ip} via all nodes: {env.router_routes()}", retry=VTYSH_NOT_READY)
+    wait_until(lambda: env.next_hops(local_ip) == [n2], 20, lambda: f"{local_ip} via {n2}: {env.router_routes()}", retry=VTYSH_NOT_READY)
+    wait_until(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10, "a ServiceBGPStatus per node")
+    wait_until(lambda: _bgp_status(env, "bgp-local") == {n2: ["router"]}, 10, f"ServiceBGPStatus on {n2} only")
     status = env.statuses("bgp", "bgp-local")[0]
     assert status["metadata"]["generateName"] == "bgp-"
     assert status["status"] == {"node": n2, "serviceName": "bgp-local", "serviceNamespace": env.app,
                                 "peers": ["router"]}
     assert env.statuses("l2", "bgp-cluster") == []  # the bgp pool has no L2Advertisement
     event = ("Normal", "nodeAssigned", f'announcing from node "{n2}" with protocol "bgp"', n2)
-    wait_for(lambda: event in env.events("bgp-local"), 10, what="nodeAssigned bgp")
+    wait_until(lambda: event in env.events("bgp-local"), 10, "nodeAssigned bgp")
 
     # The endpoint moves: so does the ETP Local route and its status.
     env.set_endpoints("bgp-local", [n3])
-    wait_for(lambda: env.next_hops(local_ip) == [n3], 10, what=f"{local_ip} via {n3}")
-    wait_for(lambda: _bgp_status(env, "bgp-local") == {n3: ["router"]}, 10, what=f"status moved to {n3}")
+    wait_until(lambda: env.next_hops(local_ip) == [n3], 10, f"{local_ip} via {n3}", retry=VTYSH_NOT_READY)
+    wait_until(lambda: _bgp_status(env, "bgp-local") == {n3: ["router"]}, 10, f"status moved to {n3}")
 
     # NetworkUnavailable and the exclude label withdraw a node's routes and delete its statuses.
     env.set_network_unavailable(n1, True)
     env.set_excluded(n3, True)
     try:
-        wait_for(lambda: env.next_hops(cluster_ip) == [n2], 10, what=f"{cluster_ip} via {n2} only")
-        wait_for(lambda: local_ip not in str(env.router_routes()), 10, what=f"{local_ip} withdrawn")
-        wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n2: ["router"]}, 10, what="statuses of n1, n3 deleted")
-        wait_for(lambda: _bgp_status(env, "bgp-local") == {}, 10, what="bgp-local status deleted")
+        wait_until(lambda: env.next_hops(cluster_ip) == [n2], 10, f"{cluster_ip} via {n2} only", retry=VTYSH_NOT_READY)
+        wait_until(lambda: local_ip not in str(env.router_routes()), 10, f"{local_ip} withdrawn", retry=VTYSH_NOT_READY)
+        wait_until(lambda: _bgp_status(env, "bgp-cluster") == {n2: ["router"]}, 10, "statuses of n1, n3 deleted")
+        wait_until(lambda: _bgp_status(env, "bgp-local") == {}, 10, "bgp-local status deleted")
     finally:
         env.set_network_unavailable(n1, False)
         env.set_excluded(n3, False)
-    wait_for(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 10, what="all nodes back")
-    wait_for(lambda: env.next_hops(local_ip) == [n3], 10, what=f"{local_ip} back via {n3}")
-    wait_for(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10, what="statuses back")
+    wait_until(lambda: env.next_hops(cluster_ip) == [n1, n2, n3], 10, "all nodes back", retry=VTYSH_NOT_READY)
+    wait_until(lambda: env.next_hops(local_ip) == [n3], 10, f"{local_ip} back via {n3}", retry=VTYSH_NOT_READY)
+    wait_until(lambda: _bgp_status(env, "bgp-cluster") == {n: ["router"] for n in env.nodes}, 10, "statuses back")
     metrics = _metrics(env, n1)
     assert f'metallb_bgp_session_up{{peer="{ROUTER_IP}:179"}} 1.0' in metrics
     assert f'metallb_speaker_announced{{ip="{cluster_ip}",node="{n1}",protocol="bgp",service="{env.app}/bgp-cluster"}} 1.0' in metrics
@@ -191,8 +191,8 @@ def test_announcements_survive_an_unreachable_apiserver(env: SpeakerEnv) -> None
     env.create_service("after-outage", endpoints_on=env.nodes)
     ip = env.wait_ingress("after-outage")[0]
     winner = sort_candidates(env.nodes, ip)[0]
-    wait_for(lambda: _l2_nodes(env, "after-outage") == [winner], 60, what="speakers caught up after the outage")
-    wait_for(lambda: env.arping(ip) == {winner}, 10, what=f"{ip} answered by {winner}")
+    wait_until(lambda: _l2_nodes(env, "after-outage") == [winner], 60, "speakers caught up after the outage")
+    wait_until(lambda: env.arping(ip) == {winner}, 10, f"{ip} answered by {winner}")
 
 
 # ---------------------------------------------------------------------------------------------------- deletion
@@ -201,10 +201,8 @@ def test_deleting_services_removes_announcements_and_statuses(env: SpeakerEnv) -
     local_ip = env.ingress("bgp-local")[0]
     for name in ("my-service", "bgp-cluster", "bgp-local", "after-outage"):
         env.delete_service(name)
-    wait_for(lambda: not env.statuses("l2") and not env.statuses("bgp"), 10,
-             what=f"statuses deleted: {env.statuses('l2')} {env.statuses('bgp')}")
-    wait_for(lambda: not any(ip in p for p in env.router_routes() for ip in (cluster_ip, local_ip)), 10,
-             what=f"routes withdrawn: {env.router_routes()}")
+    wait_until(lambda: not env.statuses("l2") and not env.statuses("bgp"), 10, f"statuses deleted: {env.statuses('l2')} {env.statuses('bgp')}")
+    wait_until(lambda: not any(ip in p for p in env.router_routes() for ip in (cluster_ip, local_ip)), 10, lambda: f"routes withdrawn: {env.router_routes()}", retry=VTYSH_NOT_READY)
     assert env.arping(VIP, count=2) == set()
     for node in env.nodes:
         assert "metallb_speaker_announced{" not in _metrics(env, node)

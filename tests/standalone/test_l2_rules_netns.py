@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.lab.lan import Lan, wait_for
+from ironlb.lab.lan import Lan
 from ironlb.layer2.election import sort_candidates
+from tests.support.waits import WaitTimeout, wait_until
 
 from .conftest import VIP, Cluster
 
@@ -65,7 +66,10 @@ def start(c: Cluster, ad: str, *, etp: str = "Cluster", family: str = "IPv4", la
 
 
 def settle(c: Cluster, ip: str = VIP) -> str:
-    assert wait_for(lambda: c.converged() and len(c.announcers(ip)) == 1, 10), [c.log(n)[-2000:] for n in NODES]
+    try:
+        wait_until(lambda: c.converged() and len(c.announcers(ip)) == 1, 10, f"one announcer of {ip}")
+    except WaitTimeout as err:
+        raise AssertionError([c.log(n)[-2000:] for n in NODES]) from err
     return c.announcers(ip)[0]
 
 
@@ -94,11 +98,11 @@ def test_etp_local_follows_the_endpoints(lan: Lan, tmp_path: Path) -> None:
     # The endpoint moves: so does the announcement, and the client's traffic follows (gratuitous ARP).
     other = next(n for n in NODES if n != loser)
     (c.state / "slices.yaml").write_text(slice_yaml(other))
-    assert wait_for(lambda: c.announcers() == [other], 5)
+    wait_until(lambda: c.announcers() == [other], 5, "c.announcers() == [other]")
     assert c.arping_macs() == {lan.node(other).mac}
     # No serving endpoint at all: nobody answers, the IP stays allocated.
     (c.state / "slices.yaml").write_text(slice_yaml())
-    assert wait_for(lambda: c.announcers() == [], 5)
+    wait_until(lambda: c.announcers() == [], 5, "c.announcers() == []")
     assert c.arping_macs(count=1) == set()
     status = c.status("node1")
     assert status and status["services"]["default/web"]["ingress"] == [VIP]
@@ -111,13 +115,13 @@ def test_exclude_label_moves_the_announcement(lan: Lan, tmp_path: Path) -> None:
     winner = settle(c)
     assert winner == sort_candidates(NODES, VIP)[0]
     (c.state / "nodes.yaml").write_text(nodes_yaml({winner: {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}))
-    assert wait_for(lambda: len(c.announcers()) == 1 and c.announcers()[0] != winner, 5)
+    wait_until(lambda: len(c.announcers()) == 1 and c.announcers()[0] != winner, 5, "len(c.announcers()) == 1 and c.announcers()[0] != winner")
     moved = c.announcers()[0]
     assert moved == sort_candidates([n for n in NODES if n != winner], VIP)[0]
     assert c.arping_macs() == {lan.node(moved).mac}
     # Removing the label brings it back.
     (c.state / "nodes.yaml").write_text(nodes_yaml())
-    assert wait_for(lambda: c.announcers() == [winner], 5)
+    wait_until(lambda: c.announcers() == [winner], 5, "c.announcers() == [winner]")
 
 
 def test_preferred_nodes_win_over_the_hash(lan: Lan, tmp_path: Path) -> None:

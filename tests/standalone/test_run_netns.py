@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.lab.lan import Lan, wait_for
+from ironlb.lab.lan import Lan
+from tests.support.waits import WaitTimeout, wait_until
 
 from .conftest import SEED, SERVICE, VIP, Cluster
 
@@ -26,9 +27,13 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
         return {p["services"]["default/my-service"]["layer2"]["node"] for p in plans if p}
 
     # Every node computes the same plan, and exactly the elected node announces.
-    assert wait_for(lambda: c.converged() and len(c.announcers()) == 1 and agreed() == set(c.announcers()), 10), [
-        c.log(n) for n in c.procs
-    ]
+    try:
+        wait_until(
+            lambda: c.converged() and len(c.announcers()) == 1 and agreed() == set(c.announcers()), 10,
+            "every node's plan to elect the one announcer", retry=(KeyError, TypeError),
+        )
+    except WaitTimeout as err:
+        raise AssertionError([c.log(n) for n in c.procs]) from err
     first = c.announcers()[0]
     assert all((c.status(n) or {})["services"]["default/my-service"]["ingress"] == [VIP] for n in c.procs)
     assert c.arping_macs() == {lan.node(first).mac}
@@ -37,7 +42,7 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
     t0 = time.monotonic()
     c.procs[first].send_signal(signal.SIGKILL)
     lan.lab.run(lan.node(first).netns, ["ip", "link", "set", "eth0", "down"])
-    assert wait_for(lambda: any(n != first for n in c.announcers()), 5)
+    wait_until(lambda: any(n != first for n in c.announcers()), 5, "any(n != first for n in c.announcers())")
     took = time.monotonic() - t0
     second = next(n for n in c.announcers() if n != first)
     assert took < 2.0, took
@@ -46,7 +51,7 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
     # The dead node comes back: the election is per IP and stateless, so the IP returns to it.
     lan.lab.run(lan.node(first).netns, ["ip", "link", "set", "eth0", "up"])
     c.start(first)
-    assert wait_for(lambda: c.announcers() == [first], 5)
+    wait_until(lambda: c.announcers() == [first], 5, "c.announcers() == [first]")
     assert c.arping_macs() == {lan.node(first).mac}
 
     # A clean stop says goodbye (LEAVE): the next node takes over without waiting for the dead timeout.
@@ -54,7 +59,7 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
     c.procs[first].send_signal(signal.SIGTERM)
     c.procs[first].wait(timeout=5)
     assert c.procs[first].returncode == 0
-    assert wait_for(lambda: c.announcers() == [second], 2)
+    wait_until(lambda: c.announcers() == [second], 2, "c.announcers() == [second]")
     assert time.monotonic() - t0 < 1.0
     stopped = c.status(first)
     assert stopped and stopped.get("stopped") and stopped["announcing"]["layer2"] == []
@@ -62,7 +67,7 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
     # Quorum: with two of three members gone, the survivor may be the minority side of a partition: it withdraws.
     c.procs[second].send_signal(signal.SIGKILL)
     third = next(n for n in ("node1", "node2", "node3") if n not in (first, second))
-    assert wait_for(lambda: (c.status(third) or {}).get("members", {}).get("quorum") is False, 3)
+    wait_until(lambda: (c.status(third) or {}).get("members", {}).get("quorum") is False, 3, "(c.status(third) or {}).get('members', {}).get('quorum') is False")
     assert c.announcers() == []
     assert c.arping_macs(count=1) == set()
 
@@ -72,11 +77,11 @@ def test_state_changes_apply_fast_and_bad_config_keeps_the_last_good(lan: Lan, t
     (c.state / "config.yaml").write_text(SEED)
     for node in ("node1", "node2", "node3"):
         c.start(node)
-    assert wait_for(c.converged, 10)
+    wait_until(c.converged, 10, "the nodes to converge")
     assert c.announcers() == []
     t0 = time.monotonic()
     (c.state / "service.yaml").write_text(SERVICE)
-    assert wait_for(lambda: len(c.announcers()) == 1, 5)
+    wait_until(lambda: len(c.announcers()) == 1, 5, "len(c.announcers()) == 1")
     applied = time.monotonic() - t0
     assert applied < 1.0, applied
     owner = c.announcers()[0]
@@ -95,7 +100,7 @@ def test_state_changes_apply_fast_and_bad_config_keeps_the_last_good(lan: Lan, t
 
     # Invalid config: reported, and the last good config keeps announcing.
     (c.state / "config.yaml").write_text(SEED.replace("192.168.1.240-192.168.1.250", "192.168.1.250-192.168.1.240"))
-    assert wait_for(lambda: all((c.status(n) or {}).get("config", {}).get("valid") is False for n in c.procs), 5)
+    wait_until(lambda: all((c.status(n) or {}).get("config", {}).get("valid") is False for n in c.procs), 5, "all((c.status(n) or {}).get('config', {}).get('valid') is False for n in c.procs)")
     err = c.status(owner)["config"]["error"]  # type: ignore[index]
     assert "is after the end IP" in err
     assert c.announcers() == [owner]
@@ -103,5 +108,5 @@ def test_state_changes_apply_fast_and_bad_config_keeps_the_last_good(lan: Lan, t
 
     # Deleting the Service withdraws it.
     (c.state / "service.yaml").unlink()
-    assert wait_for(lambda: c.announcers() == [], 5)
+    wait_until(lambda: c.announcers() == [], 5, "c.announcers() == []")
     assert c.arping_macs(count=1) == set()

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ROUTER4 = "192.168.1.100"
 ROUTER6 = "fd00:1::64"
 
-
-def poll(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call ``fn`` until it returns something truthy; exceptions count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 
 def doc(text: str) -> str:

@@ -8,28 +8,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.support.controlplane import ControlPlane, KubeError, free_port
+from tests.support.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:
-    """Poll ``fn`` until it returns something truthy; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def svc_path(ns: str, name: str = "") -> str:
@@ -93,8 +83,8 @@ def events(cp: ControlPlane, ns: str, name: str) -> list[tuple[str, str, str]]:
 def wait_ingress(cp: ControlPlane, ns: str, name: str, want: list[str] | None = None, timeout: float = 20.0) -> list[str]:
     """Wait until the Service has ingress IPs (exactly ``want`` if given) and return them."""
     if want is None:
-        return wait_for(lambda: ingress(cp, ns, name), timeout, what=f"an IP for {ns}/{name}")
-    wait_for(lambda: ingress(cp, ns, name) == want, timeout, what=f"{ns}/{name} ingress == {want}")
+        return wait_until(lambda: ingress(cp, ns, name), timeout, f"an IP for {ns}/{name}")
+    wait_until(lambda: ingress(cp, ns, name) == want, timeout, f"{ns}/{name} ingress == {want}")
     return want
 
 
@@ -106,7 +96,7 @@ def wait_event(cp: ControlPlane, ns: str, name: str, reason: str, contains: str 
                 return ev
         return None
 
-    return wait_for(find, timeout, what=f"event {reason} {contains!r} on {ns}/{name} (have {events(cp, ns, name)})")
+    return wait_until(find, timeout, lambda: f"event {reason} {contains!r} on {ns}/{name} (have {events(cp, ns, name)})")
 
 
 def delete_test_services(cp: ControlPlane) -> None:
@@ -167,7 +157,7 @@ class ControllerProcess:
         return False
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        wait_for(self.ready, timeout, interval=0.1, what="controller /readyz")
+        wait_until(self.ready, timeout, "controller /readyz", interval=0.1)
 
     def metrics(self) -> dict[str, float]:
         """Sample name with labels (as printed) -> value."""

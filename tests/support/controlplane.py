@@ -34,12 +34,16 @@ from typing import Any
 
 import yaml
 
+from ironlb.lab.waits import WaitTimeout, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-k8s.sh"
 CRD_DIR = REPO / "config" / "crd"
 
 SERVICE_CIDR_V4 = "10.96.0.0/12"
 SERVICE_CIDR_V6 = "fd00:10:96::/112"
+# What etcd or kube-apiserver answer while they start: refused or cut connections, a half-written answer.
+STARTING_SERVER: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException, ValueError)
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of the primary service range
 
 
@@ -291,15 +295,17 @@ class ControlPlane:
     # ---- waiting ---------------------------------------------------------------------------------------------------
     @staticmethod
     def _wait(check: Any, proc: subprocess.Popen[bytes], timeout: float, what: str) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """True once ``check`` passes; False when ``proc`` exits (the caller retries on another port) or in time."""
+
+        def started() -> str | None:
             if proc.poll() is not None:
-                return False
-            with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
-                if check():
-                    return True
-            time.sleep(0.2)
-        return False
+                return "exited"
+            return "ready" if check() else None
+
+        try:
+            return wait_until(started, timeout, what, retry=STARTING_SERVER, interval=0.2) == "ready"
+        except WaitTimeout:
+            return False
 
     def _etcd_healthy(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.etcd_port, timeout=2)
@@ -503,10 +509,11 @@ class ControlPlane:
         """Wait until every installed custom resource list answers 200 (after a start, each one's storage
         initializes on its own and answers 429 until then)."""
         for path in self.crd_paths:
-            while self.request("GET", path, raw=True, retries=0).status != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{path} not served")
-                time.sleep(0.05)
+            try:
+                wait_until(lambda p=path: self.request("GET", p, raw=True, retries=0).status == 200,  # type: ignore[misc]
+                           max(0.0, deadline - time.monotonic()), f"{path} served", retry=STARTING_SERVER)
+            except WaitTimeout as err:
+                raise RuntimeError(f"{path} not served: {err}") from None
 
     def version(self) -> dict[str, Any]:
         return dict(self.get("/version"))

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -34,6 +34,7 @@ from ironlb.lab.netns import NetnsLab
 from tests.support.controller import ControllerProcess
 from tests.support.controlplane import ControlPlane, KubeError
 from tests.support.jsonlines import JsonLineReader
+from tests.support.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 UNIXBRIDGE = Path(__file__).resolve().parent / "unixbridge.py"
@@ -49,15 +50,6 @@ T = TypeVar("T")
 SEED_CONFIG = (REPO / "examples" / "metallb-config.yaml").read_text()
 
 
-def wait_for(fn: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def _now() -> str:
@@ -243,12 +235,12 @@ class SpeakerEnv:
     def wait_speakers_ready(self, timeout: float = 60.0) -> None:
         """Every speaker has written its ConfigurationState and sees all three members alive."""
         for node in self.nodes:
-            wait_for(lambda n=node: self.configuration_state(n), timeout,  # type: ignore[misc]
-                     what=f"ConfigurationState of {node}\n{self.logs()}")
+            wait_until(lambda n=node: self.configuration_state(n), timeout,  # type: ignore[misc]
+                       lambda n=node: f"ConfigurationState of {n}\n{self.logs()}", retry=(KeyError,))
         want = ",".join(sorted(self.nodes))
         for node in self.nodes:
-            wait_for(lambda n=node: f"members alive: {want}" in self.speaker_log(n), timeout,  # type: ignore[misc]
-                     what=f"{node} sees all members alive\n{self.logs()}")
+            wait_until(lambda n=node: f"members alive: {want}" in self.speaker_log(n), timeout,  # type: ignore[misc]
+                       lambda n=node: f"{n} sees all members alive\n{self.logs()}")
 
     # ------------------------------------------------------------------------------------------------ API helpers
     def set_network_unavailable(self, node: str, value: bool) -> None:
@@ -298,7 +290,7 @@ class SpeakerEnv:
         return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
 
     def wait_ingress(self, name: str, timeout: float = 20.0) -> list[str]:
-        return wait_for(lambda: self.ingress(name), timeout, what=f"an IP for {name}")
+        return wait_until(lambda: self.ingress(name), timeout, f"an IP for {name}")
 
     def statuses(self, kind: str, name: str | None = None) -> list[dict[str, Any]]:
         """ServiceL2Status (``l2``) or ServiceBGPStatus (``bgp``) objects, of Service ``name`` if given."""

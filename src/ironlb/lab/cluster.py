@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ironlb.lab.lan import Lan, new_secret, wait_for
+from ironlb.lab.lan import Lan, new_secret
+from ironlb.lab.waits import WaitTimeout, wait_until
 
 # The seed example, embedded so the demo works wherever ironlb is installed (same text as examples/).
 SEED_CONFIG = """\
@@ -216,13 +217,15 @@ class StandaloneCluster:
 
     def wait_single_announcer(self, ip: str = VIP, timeout: float = 10.0, exclude: Sequence[str] = ()) -> str | None:
         """Wait until exactly one running node (not in ``exclude``) announces ``ip``; its name, or None."""
-        found: list[str] = []
 
-        def one() -> bool:
-            found[:] = self.announcers(ip)
-            return len(found) == 1 and found[0] not in exclude
+        def one() -> str | None:
+            found = self.announcers(ip)
+            return found[0] if len(found) == 1 and found[0] not in exclude else None
 
-        return found[0] if wait_for(one, timeout, interval=0.005) else None
+        try:
+            return wait_until(one, timeout, f"one announcer of {ip}", interval=0.005)
+        except WaitTimeout:
+            return None
 
     def steady(self, ip: str = VIP, key: str = SEED_SERVICE_KEY) -> str | None:
         """The announcer of ``ip`` once the cluster is steady, else None.
@@ -244,14 +247,10 @@ class StandaloneCluster:
         return owners[0]
 
     def wait_steady(self, ip: str = VIP, timeout: float = 15.0, key: str = SEED_SERVICE_KEY) -> str | None:
-        found: list[str] = []
-
-        def check() -> bool:
-            owner = self.steady(ip, key)
-            found[:] = [owner] if owner else []
-            return bool(found)
-
-        return found[0] if wait_for(check, timeout, interval=0.01) else None
+        try:
+            return wait_until(lambda: self.steady(ip, key), timeout, f"a steady announcer of {ip}", interval=0.01)
+        except WaitTimeout:
+            return None
 
     def node_of_mac(self, mac: str) -> str | None:
         return next((n.name for n in self.lan.nodes if n.mac.lower() == mac.lower()), None)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -32,9 +32,10 @@ from ironlb.lab.cluster import (
     StandaloneCluster,
 )
 from ironlb.lab.failover import FailoverResult, measure_failover, percentile, restore
-from ironlb.lab.frr import FRRInstance, frr_missing
-from ironlb.lab.lan import Lan, build_lan, start_http_servers, wait_for
+from ironlb.lab.frr import VTYSH_NOT_READY, FRRInstance, frr_missing
+from ironlb.lab.lan import Lan, build_lan, start_http_servers
 from ironlb.lab.netns import NetnsLab, netns_available
+from ironlb.lab.waits import WaitTimeout, wait_until
 
 DEFAULT_PREFIX = "ilbdemo"
 # The namespaces the demo makes: <prefix>-<suffix> (build_lan's for three nodes, and the router).
@@ -194,16 +195,23 @@ class Demo:
         assert self.lan is not None
         everyone = sorted(n.ip for n in self.lan.nodes)
         t0 = time.monotonic()
-        if not wait_for(lambda: sorted(self.router_routes().get(prefix, [])) == everyone, 20):
+        if not self.router_waits(lambda: sorted(self.router_routes().get(prefix, [])) == everyone, 20, "routes"):
             raise DemoError(f"the router did not get {prefix} from all three nodes: {self.router_routes()}")
         self.item(f"all three sessions up and {prefix} installed in {(time.monotonic() - t0) * 1000:.0f} ms")
         self.show_routes(cluster)
         if "bfdd" in self.router.daemons if self.router else False:
-            if wait_for(lambda: len(self.bfd_up()) == len(everyone), 10):
+            if self.router_waits(lambda: len(self.bfd_up()) == len(everyone), 10, "BFD up with every node"):
                 self.item("router$ show bfd peers: " + ", ".join(f"{ip} up" for ip in self.bfd_up()))
             else:
                 self.item(f"router: BFD is not up with every node: {self.bfd_up()}")
         self.item("=> ECMP: the router spreads flows to the VIP over the three nodes")
+
+    def router_waits(self, check: Callable[[], bool], timeout: float, what: str) -> bool:
+        """Wait until ``check`` of the router holds; vtysh fails while FRR's daemons are starting: not yet."""
+        try:
+            return wait_until(check, timeout, f"the router: {what}", retry=VTYSH_NOT_READY)
+        except WaitTimeout:
+            return False
 
     def bfd_up(self) -> list[str]:
         assert self.router is not None
@@ -213,7 +221,7 @@ class Demo:
         assert self.lan is not None
         prefix = f"{VIP}/32"
         alive = sorted(n.ip for n in self.lan.nodes if n.name != dead)
-        if not wait_for(lambda: sorted(self.router_routes().get(prefix, [])) == alive, 15):
+        if not self.router_waits(lambda: sorted(self.router_routes().get(prefix, [])) == alive, 15, "routes"):
             raise DemoError(f"the router kept {dead} as a next hop: {self.router_routes()}")
         dead_ip = self.lan.node(dead).ip
         neighbor = self.router.json(f"show bgp neighbors {dead_ip} json").get(dead_ip, {}) if self.router else {}
@@ -234,8 +242,10 @@ class Demo:
             f"membership: heartbeat every {cluster.ml_interval * 1000:.0f} ms, "
             f"a node is dead after {cluster.ml_dead_timeout * 1000:.0f} ms of silence"
         )
-        if not wait_for(lambda: all(cluster.ingress(n) for n in cluster.node_names), 15):
-            raise DemoError("the nodes did not assign an IP to default/my-service within 15 s")
+        try:
+            wait_until(lambda: all(cluster.ingress(n) for n in cluster.node_names), 15, "an IP on every node")
+        except WaitTimeout:
+            raise DemoError("the nodes did not assign an IP to default/my-service within 15 s") from None
         for node in cluster.node_names:
             self.item(f"{node}: {SEED_SERVICE_KEY} -> {', '.join(cluster.ingress(node))}")
 

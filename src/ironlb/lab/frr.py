@@ -11,14 +11,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ironlb.lab.netns import NetnsLab
+from ironlb.lab.waits import WaitTimeout, wait_until
 
 FRR_DIR = Path("/usr/lib/frr")
+# What vtysh raises while a daemon is starting: it exits non-zero (not listening yet) or prints a partial document.
+VTYSH_NOT_READY: tuple[type[BaseException], ...] = (subprocess.CalledProcessError, ValueError)
 
 
 def frr_missing(daemons: Sequence[str] = ("zebra", "bgpd")) -> str | None:
@@ -56,11 +58,10 @@ class FRRInstance:
             self._wait_for(self.dir / f"{daemon}.vty")
 
     def _wait_for(self, path: Path, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{path} did not appear; logs: {self.logs()}")
-            time.sleep(0.02)
+        try:
+            wait_until(path.exists, timeout, f"{path} to appear", interval=0.02)
+        except WaitTimeout as err:
+            raise TimeoutError(f"{err}; logs: {self.logs()}") from None
 
     def vtysh(self, *commands: str) -> str:
         args = ["vtysh", "--vty_socket", str(self.dir), "--config_dir", str(self.dir)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,13 +104,3 @@ def new_secret(directory: Path) -> Path:
     path.write_text(secrets.token_hex(32) + "\n")
     path.chmod(0o600)
     return path
-
-
-def wait_for(predicate: object, timeout: float, interval: float = 0.02) -> bool:
-    """Poll a zero-argument callable until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return True
-        time.sleep(interval)
-    return False

@@ -14,9 +14,10 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from typing import Any
+
+from ironlb.lab.waits import wait_until
 
 # Sysctls from the lab notes: no DAD wait, keep static IPv6 addresses on link down.
 DEFAULT_SYSCTLS: dict[str, str] = {
@@ -110,14 +111,14 @@ class NetnsLab:
 
     def wait_link_local(self, ns: str, dev: str, timeout: float = 5.0) -> str:
         """Wait until ``dev`` has an IPv6 link-local address (needed for NDP responders)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def link_local() -> str | None:
             for info in self.link_json(ns, dev).get("addr_info", []):
                 if info.get("family") == "inet6" and str(info.get("local", "")).startswith("fe80:"):
                     return str(info["local"])
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no link-local address on {dev} in {ns}")
-            time.sleep(0.05)
+            return None
+
+        return wait_until(link_local, timeout, f"a link-local address on {dev} in {ns}")
 
     def neighbour(self, ns: str, dev: str, ip: str) -> dict[str, Any] | None:
         """The kernel neighbour entry for ``ip`` on ``dev`` in ``ns``, or None."""
