@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.lab.lan import Lan, wait_for
+from ironlb.lab.lan import Lan
+from tests.support.waits import WaitTimeout, wait_until
 
 from .conftest import SEED, SERVICE, Cluster
 
@@ -33,14 +34,20 @@ def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp
     nodes = ("node1", "node2", "node3")
     for node in nodes:
         c.start(node)
-    assert wait_for(lambda: c.converged() and len(c.announcers()) == 1, 15), [c.log(n) for n in nodes]
+    try:
+        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 15, "one announcer")
+    except WaitTimeout as err:
+        raise AssertionError([c.log(n) for n in nodes]) from err
     announcer = c.announcers()[0]
     mac = lan.node(announcer).mac
     assert c.arping_macs() == {mac}
 
     for node in nodes:
         c.procs[node].send_signal(signal.SIGUSR1)
-    assert wait_for(lambda: all(STARTED in c.log(n) for n in nodes), 5), [c.log(n)[-2000:] for n in nodes]
+    try:
+        wait_until(lambda: all(STARTED in c.log(n) for n in nodes), 5, "every main loop stalled")
+    except WaitTimeout as err:
+        raise AssertionError([c.log(n)[-2000:] for n in nodes]) from err
 
     # While every main loop is busy, the announcer's fast path still answers ARP.
     answered = c.arping_macs(count=1)
@@ -48,11 +55,11 @@ def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp
     assert answered == {mac}
 
     # The stall ends; no member was ever declared down, on any node, and the announcer did not change.
-    assert wait_for(lambda: all(OVER in c.log(n) for n in nodes), STALL + 10)
+    wait_until(lambda: all(OVER in c.log(n) for n in nodes), STALL + 10, "every stall over")
     time.sleep(0.5)  # a membership change queued during the stall is applied by now
     for node in nodes:
         log = c.log(node)
         assert "MemberDown" not in log, log[-3000:]
         assert c.running(node)
-    assert wait_for(lambda: c.announcers() == [announcer], 5)
+    wait_until(lambda: c.announcers() == [announcer], 5, f"{announcer} still the announcer")
     assert c.arping_macs() == {mac}
