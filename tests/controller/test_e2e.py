@@ -276,17 +276,16 @@ def test_metallb_environment_names_the_owners(control_plane: ControlPlane, names
         return resp.body if resp.status == 200 else {}
 
     lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/ironlb-controller"
-    holder = wait_for(lambda: body(lease_path).get("spec", {}).get("holderIdentity"), what="lease")
+    holder = wait_until(lambda: body(lease_path).get("spec", {}).get("holderIdentity"), 20, "lease")
     assert holder == "controller-abc"
     state_path = f"/apis/metallb.io/v1beta1/namespaces/{ns}/configurationstates/controller"
-    state = wait_for(lambda: (s := body(state_path)).get("status", {}).get("result") == "Valid" and s,
-                     what="ConfigurationState")
+    state = wait_until(lambda: (s := body(state_path)).get("status", {}).get("result") == "Valid" and s, 20, "ConfigurationState")
     assert "errorSummary" not in state["status"]
     assert [(o["kind"], o["name"], o["uid"]) for o in state["metadata"]["ownerReferences"]] == [
         ("Pod", "controller-abc", pod["metadata"]["uid"])
     ]
-    secret = wait_for(lambda: cp.get(f"/api/v1/namespaces/{ns}/secrets", fieldSelector="metadata.name=memberlist")
-                      ["items"], what="memberlist Secret")[0]
+    secret = wait_until(lambda: cp.get(f"/api/v1/namespaces/{ns}/secrets", fieldSelector="metadata.name=memberlist")
+                      ["items"], 20, "memberlist Secret")[0]
     assert [(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
         ("apps/v1", "Deployment", "controller", deploy["metadata"]["uid"])
     ]

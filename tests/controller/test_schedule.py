@@ -16,10 +16,10 @@ from tests.support.controller import (
     lb_service,
     svc_path,
     wait_event,
-    wait_for,
     wait_ingress,
 )
 from tests.support.controlplane import ControlPlane
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.kube
 Start = Callable[..., ControllerProcess]
@@ -49,7 +49,7 @@ def test_a_failing_service_reports_again_on_each_pass(control_plane: ControlPlan
     local = lb_service("local", annotations={"metallb.io/address-pool": "manual"}, externalTrafficPolicy="Local")
     create_service(cp, ns, local)
     assert wait_ingress(cp, ns, "local") == ["10.91.1.0"]
-    wait_for(lambda: event_count(cp, ns, "late", "AllocationFailed") == 2, what="a second AllocationFailed on late")
+    wait_until(lambda: event_count(cp, ns, "late", "AllocationFailed") == 2, 20, "a second AllocationFailed on late")
 
 
 def test_prefer_dual_stack_with_one_ip_reports_after_its_write(control_plane: ControlPlane, namespace: str,
@@ -84,5 +84,4 @@ def test_clearing_a_stale_ingress_warns_about_deprecated_annotations(control_pla
     wait_event(cp, ns, "old", "ClearAssignment", '"10.99.0.1"')
     wait_event(cp, ns, "old", "deprecatedAnnotation",
                "Service uses deprecated annotation metallb.universe.tf/allow-shared-ip")
-    wait_for(lambda: cp.get(svc_path(ns, "old")).get("status", {}).get("loadBalancer", {}).get("ingress") is None,
-             what="the stale ingress cleared")
+    wait_until(lambda: cp.get(svc_path(ns, "old")).get("status", {}).get("loadBalancer", {}).get("ingress") is None, 20, "the stale ingress cleared")
