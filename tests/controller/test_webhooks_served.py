@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import urllib.request
 from collections.abc import Callable
@@ -44,7 +45,9 @@ def test_webhooks_and_memberlist_secret(
 ) -> None:
     cp, ns = control_plane, namespace
     port = free_port()
-    controller("--webhook-mode", "enabled", "--webhook-port", str(port))
+    controller("--webhook-mode", "enabled", "--webhook-port", str(port))  # returns once /readyz says 200
+    # Ready means the webhooks it serves are listening: the apiserver may call them from now on.
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
     secret = wait_until(lambda: get_or_none(cp, f"/api/v1/namespaces/{ns}/secrets/memberlist"), 20, "memberlist Secret")
     key = base64.b64decode(secret["data"]["secretkey"])
     assert len(base64.b64decode(key + b"=" * (-len(key) % 4))) == 16  # 16 random bytes, unpadded base64 (MetalLB)

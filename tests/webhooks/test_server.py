@@ -184,7 +184,10 @@ async def test_rest_lister_pages_and_kinds() -> None:
 
 
 async def test_serve_webhooks_runs_until_cancelled(api: FakeApi) -> None:
-    task = asyncio.create_task(serve_webhooks(api, namespace=NS, host="127.0.0.1", port=0, check_interval=0.05))
+    listening = asyncio.Event()
+    task = asyncio.create_task(serve_webhooks(api, namespace=NS, host="127.0.0.1", port=0, check_interval=0.05,
+                                              listening=listening))
+    await asyncio.wait_for(listening.wait(), 10)  # set once the port is open (after the certificate exists)
     for _ in range(200):
         if "caBundle" in api.objects[VWC]["webhooks"][0]["clientConfig"]:
             break
@@ -201,6 +204,7 @@ async def test_serve_webhooks_runs_until_cancelled(api: FakeApi) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert not listening.is_set()
 
 
 async def test_start_waits_for_the_api() -> None:

@@ -83,7 +83,14 @@ async def run(options: RunOptions) -> int:
             retry_period=options.retry_period,
         )
 
+    serves_webhooks = options.webhook_mode in ("enabled", "onlywebhook") and bool(options.webhook_port)
+    webhooks_listening = asyncio.Event()
+
     def ready() -> bool:
+        if serves_webhooks and not webhooks_listening.is_set():
+            return False  # the webhook port opens once its certificate exists: not ready before
+        if options.webhook_mode == "onlywebhook":
+            return True
         if elector is not None and not elector.is_leader:
             return True  # a standby is healthy; it just waits for the lease
         return controller.ready
@@ -119,7 +126,7 @@ async def run(options: RunOptions) -> int:
         if options.disable_cert_rotation:
             opts.update(rotate=False, cert_dir=options.cert_dir)
         try:
-            await serve_webhooks(client, **opts)
+            await serve_webhooks(client, listening=webhooks_listening, **opts)
         except OSError as err:
             log.error("webhooks not served: %s", err)
 
@@ -141,7 +148,7 @@ async def run(options: RunOptions) -> int:
                 delay = min(delay * 2, 60.0)
 
     side: list[asyncio.Task[None]] = []
-    if options.webhook_mode in ("enabled", "onlywebhook") and options.webhook_port:
+    if serves_webhooks:
         side.append(asyncio.create_task(webhooks(), name="webhooks"))
     if options.ml_secret_name:
         side.append(asyncio.create_task(memberlist_secret(), name="memberlist-secret"))

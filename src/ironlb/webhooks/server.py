@@ -371,17 +371,22 @@ class Webhooks:
             shutil.rmtree(self.cert_dir, ignore_errors=True)
 
 
-async def serve_webhooks(api: RestApi, **options: Any) -> None:
+async def serve_webhooks(api: RestApi, *, listening: asyncio.Event | None = None, **options: Any) -> None:
     """Run ironlb's webhooks until cancelled (the controller's ``--webhook-mode enabled|onlywebhook``).
 
     ``api`` is any client with ``KubeClient.request``'s shape; ``options`` are :class:`Webhooks`' (namespace,
-    host, port, lister, rotate, cert_dir, ...). Raises OSError if the port cannot be bound.
+    host, port, lister, rotate, cert_dir, ...). ``listening`` is set while the port accepts connections (it opens
+    only once the certificate exists), for the controller's ``/readyz``. Raises OSError if the port cannot be bound.
     """
     webhooks = Webhooks(api, **options)
     try:
         await webhooks.start()
+        if listening is not None:
+            listening.set()
         await webhooks.run()
     finally:
+        if listening is not None:
+            listening.clear()
         await webhooks.close()
 
 
