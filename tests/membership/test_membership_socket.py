@@ -44,21 +44,25 @@ async def test_junk_is_dropped_counted_and_heartbeats_still_count() -> None:
     junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     async with a, b:
         target = members["a"]
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.2", 0))  # no member has this address
         for _ in range(200):
+            stranger.sendto(b"IL\x01" + os.urandom(120), target)
             junk.sendto(b"x" * (MAX_DATAGRAM + 100), target)
             junk.sendto(b"y", target)
             junk.sendto(b"IL\x01" + os.urandom(120), target)  # right size and magic, wrong MAC
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             counts = a.rejections()
-            if counts["oversized"] >= 200 and counts["undersized"] >= 200 and counts["bad_mac"] >= 200:
+            if min(counts["oversized"], counts["undersized"], counts["bad_mac"], counts["unknown_address"]) >= 200:
                 break
             await asyncio.sleep(0.02)
         counts = a.rejections()
         assert counts["oversized"] >= 200 and counts["undersized"] >= 200, counts
-        assert counts["bad_mac"] >= 200, counts
+        assert counts["bad_mac"] >= 200 and counts["unknown_address"] >= 200, counts
         while a.alive() != {"a", "b"}:
             assert time.monotonic() < deadline, a.alive()
             await asyncio.sleep(0.02)
         assert a.view.alive == {"a", "b"} and a.view.has_quorum
     junk.close()
+    stranger.close()

@@ -10,8 +10,10 @@ stop liveness. :attr:`MembershipService.view` is an immutable snapshot other thr
 
 Hostile input: the socket's receive buffer is sized for bursts (:data:`RECEIVE_BUFFER`, what the kernel granted
 is logged and kept in ``receive_buffer``) so a flood does not crowd out real heartbeats, the socket is drained in
-batches (no event-loop round trip per datagram), and a datagram whose size no valid message has is dropped and
-counted before any parsing or HMAC work (``rejected``).
+batches (no event-loop round trip per datagram), and a datagram whose size no valid message has, or that comes
+from an address no member has, is dropped and counted before any parsing or HMAC work (``rejected``). Members send
+from the address they bind, which is their configured one, so the address check costs a legitimate member nothing;
+a spoofed member address still meets the HMAC.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_address
 
 from ironlb.membership.fsm import (
     DEFAULT_PORT,
@@ -43,7 +46,7 @@ OnEvent = Callable[[Event], None]
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of socket receive buffer asked for: a burst of junk must not push real heartbeats out."""
-MAX_READS_PER_WAKEUP = 256
+MAX_READS_PER_WAKEUP = 64
 """Datagrams read per readiness event before the loop gets a turn (ARP answers share it)."""
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
@@ -110,6 +113,7 @@ class MembershipService:
         """Datagrams dropped here before the core saw them, by reason (the core counts its own)."""
         self.receive_buffer = 0
         """Receive buffer bytes the kernel granted (0 until started)."""
+        self._hosts = self._member_hosts()
 
     @property
     def membership(self) -> Membership:
@@ -187,10 +191,22 @@ class MembershipService:
 
     def set_members(self, members: Mapping[str, tuple[str, int]]) -> None:
         """Change the member list at run time; new members are greeted at once."""
-        self._dispatch(self._core.set_members(members), force=True)
+        events = self._core.set_members(members)
+        self._hosts = self._member_hosts()
+        self._dispatch(events, force=True)
         self._wake.set()
 
     # --------------------------------------------------------------- internals
+
+    def _member_hosts(self) -> frozenset[str]:
+        hosts = {_normal(host) for host, _port in self._core.members().values()}
+        own = self._core.own_address
+        if own is not None:
+            hosts.add(_normal(own[0]))
+        return frozenset(hosts)
+
+    def _known(self, host: str) -> bool:
+        return host in self._hosts or _normal(host) in self._hosts
 
     def _state(self) -> tuple[frozenset[str], bool, bool]:
         return (self._core.alive(), self._core.has_quorum(), self._core.settled())
@@ -236,6 +252,9 @@ class MembershipService:
             if size < MIN_DATAGRAM:
                 self.rejected["undersized"] += 1
                 continue
+            if not self._known(addr[0]):
+                self.rejected["unknown_address"] += 1
+                continue
             self._on_datagram(data, addr)
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -275,3 +294,13 @@ class MembershipService:
                 self._on_change(state[0], state[1])
             except Exception:
                 log.exception("membership on_change callback failed")
+
+
+def _normal(host: str) -> str:
+    """One spelling per address: no zone, IPv4-mapped IPv6 as IPv4, compressed IPv6."""
+    try:
+        addr = ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else addr)
