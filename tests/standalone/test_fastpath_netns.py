@@ -2,8 +2,10 @@
 
 ``--test-stall-on-sigusr1 S`` (a hidden test hook) makes SIGUSR1 keep a node's main loop busy for S seconds in
 pure Python, holding the GIL in bursts as a huge manifest or a BGP full table would. Without the fast path the
-node would answer no ARP and send no heartbeat for those seconds, and the others would declare it dead after
-350 ms.
+nodes would answer no ARP and send no heartbeat for those seconds, and the others would declare them dead after
+the dead timeout. The dead timeout here is 1 s (not the default 350 ms) and the stall 3 s: the functional
+difference stays stark, and a CI machine busy with other jobs does not make a heartbeat late by 350 ms
+(``bench/chaos.py`` measures the timings under load).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .conftest import SEED, SERVICE, Cluster
 
 pytestmark = pytest.mark.netns
 
-STALL = 6.0
+STALL = 5.0
+DEAD_TIMEOUT = 1.0
 STARTED = "test hook: stalling the main loop"
 OVER = "test hook: main loop stall over"
 
@@ -29,13 +32,14 @@ OVER = "test hook: main loop stall over"
 def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp_path: Path) -> None:
     c = Cluster(lan, tmp_path)
     c.extra_args = ("--test-stall-on-sigusr1", str(STALL))
+    c.ml_dead_timeout = DEAD_TIMEOUT
     (c.state / "config.yaml").write_text(SEED)
     (c.state / "service.yaml").write_text(SERVICE)
     nodes = ("node1", "node2", "node3")
     for node in nodes:
         c.start(node)
     try:
-        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 15, "one announcer")
+        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer")
     except WaitTimeout as err:
         raise AssertionError([c.log(n) for n in nodes]) from err
     announcer = c.announcers()[0]
@@ -45,14 +49,22 @@ def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp
     for node in nodes:
         c.procs[node].send_signal(signal.SIGUSR1)
     try:
-        wait_until(lambda: all(STARTED in c.log(n) for n in nodes), 5, "every main loop stalled")
+        wait_until(lambda: all(STARTED in c.log(n) for n in nodes), 20, "every main loop stalled")
     except WaitTimeout as err:
         raise AssertionError([c.log(n)[-2000:] for n in nodes]) from err
 
-    # While every main loop is busy, the announcer's fast path still answers ARP.
-    answered = c.arping_macs(count=1)
-    assert not any(OVER in c.log(n) for n in nodes), "the stall ended before arping returned: it proves nothing"
-    assert answered == {mac}
+    # While every main loop is busy, the announcer's fast path still answers ARP: every arping that both began
+    # and ended within the stall got the announcer's answer.
+    def stalled() -> bool:
+        return not any(OVER in c.log(n) for n in nodes)
+
+    during: list[set[str]] = []
+    while stalled():
+        answered = c.arping_macs(count=1)
+        if stalled():
+            during.append(answered)
+    assert during, "the stall ended before one arping could run: it proves nothing"
+    assert all(answered == {mac} for answered in during), during
 
     # The stall ends; no member was ever declared down, on any node, and the announcer did not change.
     wait_until(lambda: all(OVER in c.log(n) for n in nodes), STALL + 10, "every stall over")
