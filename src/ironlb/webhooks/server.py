@@ -10,20 +10,30 @@ as MetalLB does not without ``--webhook-http2``). The paths are MetalLB's:
 
 If the existing objects cannot be listed, the object is still validated on its own and the answer carries a
 warning: an apiserver the webhook cannot reach must not block the user (metallb#1540).
+
+The port is reachable by anyone who can reach the pod, and the controller's loop also runs its informers, so
+every input is bounded: bodies up to ``MAX_BODY`` (3 MiB, the apiserver's own request limit), ``MAX_CONNECTIONS``
+connections (an idle keep-alive connection gives its place to a new one), a request head within
+``HEADER_TIMEOUT`` of its first byte; malformed framing (a bad ``Content-Length`` or chunk size) gets a 400 and
+the connection is closed. JSON decoding, validation and conversion run on a worker thread, within
+``VALIDATION_DEADLINE``: past it the review is denied, and the loop never waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import ssl
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +50,21 @@ Lister = Callable[[str, str], Awaitable[list[Obj]]]
 
 CONVERT_PATH = "/convert"
 MAX_HEADER = 64 * 1024
-MAX_BODY = 16 * 1024 * 1024  # the apiserver's own request limit is 3 MiB
+MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request size limit: no AdmissionReview it sends is larger
+MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 120.0  # longer than the apiserver client's 90 s idle timeout: it closes first
+HEADER_TIMEOUT = 10.0  # from a request's first byte to the end of its head
 READ_TIMEOUT = 30.0
+VALIDATION_DEADLINE = 5.0  # well inside the apiserver's 10 s webhook timeout
+VALIDATION_WORKERS = 2
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-           503: "Service Unavailable"}
+           431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+class FramingError(ValueError):
+    """A request whose HTTP framing cannot be trusted: answered 400, then the connection is closed."""
 
 
 def rest_lister(api: RestApi, *, page_size: int = 500) -> Lister:
@@ -89,6 +109,10 @@ class WebhookServer:
         self.requests: Counter[str] = Counter()  # per path, for tests and debugging
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._idle: set[asyncio.Task[None]] = set()  # connections waiting for their next request
+        self.refused = 0  # connections closed at once because MAX_CONNECTIONS were busy
+        self._workers = concurrent.futures.ThreadPoolExecutor(VALIDATION_WORKERS, thread_name_prefix="webhook")
+        self._slots = asyncio.Semaphore(VALIDATION_WORKERS)
 
     @property
     def serving(self) -> bool:
@@ -111,6 +135,7 @@ class WebhookServer:
             await asyncio.wait(list(self._connections), timeout=5)
         await self._server.wait_closed()
         self._server = None
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------------------------------------- requests
     async def handle(self, method: str, path: str, body: bytes) -> tuple[int, Obj]:
@@ -124,14 +149,29 @@ class WebhookServer:
         if method != "POST":
             return 405, {"error": "webhooks take POST"}
         try:
-            doc = json.loads(body)
-        except ValueError as err:
-            return 400, {"error": f"body is not JSON: {err}"}
-        if not isinstance(doc, dict):
-            return 400, {"error": "body is not a JSON object"}
+            doc = await self._off_loop(_json_object, body)
+        except (ValueError, RecursionError) as err:
+            return 400, {"error": f"body is not a JSON object: {err}"}
+        except TimeoutError:
+            return 400, {"error": f"body not decoded within {VALIDATION_DEADLINE:g} s"}
         if path == CONVERT_PATH:
-            return 200, convert_review(doc)
+            return 200, await self._off_loop(convert_review, doc)
         return 200, await self.admit(PATHS[path][0], doc)
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker thread, at most VALIDATION_WORKERS at once; TimeoutError past the deadline.
+
+        A thread cannot be stopped: one past its deadline runs on, but holds its slot until done, so late work
+        never piles up beyond VALIDATION_WORKERS threads.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VALIDATION_DEADLINE
+        async with asyncio.timeout_at(deadline):
+            await self._slots.acquire()
+        future = loop.run_in_executor(self._workers, fn, *args)
+        future.add_done_callback(lambda _: self._slots.release())
+        async with asyncio.timeout_at(deadline):
+            return await asyncio.shield(future)
 
     async def admit(self, kind: str, doc: Obj) -> Obj:
         try:
@@ -148,7 +188,12 @@ class WebhookServer:
             except Exception as err:  # an API problem must not block the user: validate without them
                 log.warning("webhook: cannot list %s: %s", k, err)
                 problems.append(f"ironlb could not list the existing {k} objects, so it validated without them: {err}")
-        decision = decide(req, existing, namespace=self.namespace)
+        try:
+            decision = await self._off_loop(partial(decide, req, existing, namespace=self.namespace))
+        except TimeoutError:
+            log.warning("webhook: %s %s %s/%s not validated within %g s: denied", req.operation, kind,
+                        req.namespace, req.name, VALIDATION_DEADLINE)
+            decision = Admission(False, f"ironlb could not validate this {kind} within {VALIDATION_DEADLINE:g} s")
         if problems:
             decision = Admission(decision.allowed, decision.message, (*problems, *decision.warnings))
         if not decision.allowed:
@@ -160,46 +205,63 @@ class WebhookServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= MAX_CONNECTIONS and not self._evict_idle():
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warning("webhook: %d connections open, refused a new one (%d so far)", MAX_CONNECTIONS,
+                            self.refused)
+            writer.transport.abort()
+            return
         self._connections[task] = writer
         try:
-            while await self._one_request(reader, writer):
+            while await self._one_request(reader, writer, task):
                 pass
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError):
             pass
         finally:
+            self._idle.discard(task)
             self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
-    async def _one_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    def _evict_idle(self) -> bool:
+        """Close one connection that waits between requests, to make room; False if none does."""
+        for task in self._idle:
+            writer = self._connections.get(task)
+            if writer is not None:
+                self._idle.discard(task)
+                writer.transport.abort()
+                self._connections.pop(task, None)
+                return True
+        return False
+
+    async def _one_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None] | None = None
+    ) -> bool:
         """Serve one request; False when the connection should close."""
+        if task is not None:
+            self._idle.add(task)
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
+            first = await asyncio.wait_for(reader.readexactly(1), IDLE_TIMEOUT)
         except asyncio.IncompleteReadError:
             return False  # the client closed an idle connection
+        finally:
+            if task is not None:
+                self._idle.discard(task)
+        try:
+            head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEADER_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            return await self._send(writer, 431, {"error": "request head too large"}, False)
         if len(head) > MAX_HEADER:
-            return False
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3:
-            return False
-        method, path, version = parts
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await self._chunked(reader)
-            if body is None:
-                return await self._send(writer, 413, {"error": "body too large"}, False)
-        else:
-            length = int(headers.get("content-length") or 0)
-            if length > MAX_BODY:
-                return await self._send(writer, 413, {"error": "body too large"}, False)
-            body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT) if length else b""
+            return await self._send(writer, 431, {"error": "request head too large"}, False)
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):  # the whole body, however it is chunked
+                method, path, keep_alive, body = await self._request(head, reader)
+        except FramingError as err:
+            return await self._send(writer, 400, {"error": str(err)}, False)
+        if body is None:
+            return await self._send(writer, 413, {"error": f"body larger than {MAX_BODY} bytes"}, False)
         try:
             status, payload = await self.handle(method, path, body)
         except Exception:
@@ -207,12 +269,47 @@ class WebhookServer:
             status, payload = 503, {"error": "internal error"}
         return await self._send(writer, status, payload, keep_alive)
 
+    async def _request(self, head: bytes, reader: asyncio.StreamReader) -> tuple[str, str, bool, bytes | None]:
+        """(method, path, keep-alive, body or None when too large); FramingError when it cannot be parsed."""
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise FramingError("malformed request line")
+        method, path, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                key = name.strip().lower()
+                if key in ("content-length", "transfer-encoding") and key in headers:
+                    raise FramingError(f"repeated {name.strip()} header")
+                headers[key] = value.strip()
+        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        encoding = headers.get("transfer-encoding")
+        if encoding is not None:
+            if "content-length" in headers:
+                raise FramingError("both Transfer-Encoding and Content-Length")
+            if encoding.lower() != "chunked":
+                raise FramingError(f"unsupported Transfer-Encoding {encoding!r}")
+            return method, path, keep_alive, await self._chunked(reader)
+        raw = headers.get("content-length", "0")
+        if not _DIGITS.fullmatch(raw.encode("latin-1")):
+            raise FramingError(f"invalid Content-Length {raw!r}")
+        length = int(raw)
+        if length > MAX_BODY:
+            return method, path, False, None
+        body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT) if length else b""
+        return method, path, keep_alive, body
+
     @staticmethod
     async def _chunked(reader: asyncio.StreamReader) -> bytes | None:
         body = bytearray()
         while True:
             size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), READ_TIMEOUT)
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            size_text = size_line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(size_text):
+                raise FramingError(f"invalid chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 while (await asyncio.wait_for(reader.readuntil(b"\r\n"), READ_TIMEOUT)) != b"\r\n":
                     pass  # trailers
@@ -220,6 +317,8 @@ class WebhookServer:
             if len(body) + size > MAX_BODY:
                 return None
             body += await asyncio.wait_for(reader.readexactly(size + 2), READ_TIMEOUT)
+            if body[-2:] != b"\r\n":
+                raise FramingError("chunk not followed by CRLF")
             del body[-2:]
 
     @staticmethod
@@ -232,6 +331,14 @@ class WebhookServer:
         writer.write(head.encode("latin-1") + data)
         await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
         return keep_alive
+
+
+def _json_object(body: bytes) -> Obj:
+    """The body as a JSON object (on a worker thread); ValueError or RecursionError otherwise."""
+    doc = json.loads(body)
+    if not isinstance(doc, dict):
+        raise ValueError("not an object")
+    return doc
 
 
 def server_ssl_context(cert_file: Path, key_file: Path, *, min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3

@@ -160,8 +160,10 @@ def decide(req: AdmissionRequest, existing: Mapping[str, Sequence[Obj]], *, name
         return Admission(False, f"ironlb does not validate kind {req.kind!r}")
     if req.operation == "DELETE":
         return _delete(req, existing, namespace)
-    if req.operation not in ("CREATE", "UPDATE") or req.obj is None:
+    if req.operation not in ("CREATE", "UPDATE"):
         return Admission(True)
+    if req.obj is None:  # the apiserver always sends it: a review without one was not written by the apiserver
+        return Admission(False, f"bad admission request: {req.operation} without request.object")
     obj = req.obj
     obj_ns = str((obj.get("metadata") or {}).get("namespace") or req.namespace)
     if req.operation == "CREATE" and obj_ns != namespace:
