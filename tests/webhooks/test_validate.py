@@ -112,9 +112,9 @@ def test_pool_service_allocation_duplicates() -> None:
     msg = denied("CREATE", pool("p", "10.0.0.0/24", serviceAllocation={"namespaces": ["x", "x"]}))
     assert "duplicate definition in namespaces field" in msg
     msg = denied("CREATE", pool("p", "10.0.0.0/24", serviceAllocation={"namespaceSelectors": [sel, sel]}))
-    assert 'duplicate definition of namespaceSelectors "a=b"' in msg
+    assert 'duplicate definition of namespaceSelectors {map["a":"b"] []}' in msg
     msg = denied("CREATE", pool("p", "10.0.0.0/24", serviceAllocation={"serviceSelectors": [sel, sel]}))
-    assert 'duplicate definition of serviceSelectors "a=b"' in msg
+    assert 'duplicate definition of serviceSelectors {map["a":"b"] []}' in msg
 
 
 def test_pool_update_replaces_the_stored_version() -> None:
@@ -156,7 +156,7 @@ def test_l2_advertisement_rules() -> None:
         "CREATE", obj("L2Advertisement", "l2", {"ipAddressPools": ["p", "p"]}), pools)
     for fld in ("ipAddressPoolSelectors", "nodeSelectors", "serviceSelectors"):
         msg = denied("CREATE", obj("L2Advertisement", "l2", {fld: [sel, sel]}), pools)
-        assert f'duplicate definition of {fld} "a=b"' in msg
+        assert f'duplicate definition of {fld} {{map["a":"b"] []}}' in msg
     msg = denied("CREATE", obj("L2Advertisement", "l2", {"nodeSelectors": [
         {"matchExpressions": [{"key": "k", "operator": "In", "values": ["v", "v"]}]}]}), pools)
     assert "duplicate definition of match expression value in label selector" in msg
@@ -238,7 +238,7 @@ PEER = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"}
     ({"connectTime": "0s"}, "connect time should be between 1 seconds to 65535"),
     ({"connectTime": "1500ms"}, "connect time should contain a whole number of seconds"),
     ({"nodeSelectors": [{"matchLabels": {"a": "b"}}, {"matchLabels": {"a": "b"}}]},
-     'duplicate definition of nodeSelectors "a=b"'),
+     'duplicate definition of nodeSelectors {map["a":"b"] []}'),
     ({"vrf": "red"}, "VRF is not supported by ironlb"),
     ({"localASN": 65000}, "localASN is not supported by ironlb"),
 ])

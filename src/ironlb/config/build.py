@@ -50,9 +50,11 @@ from ironlb.config.loader import Resources, SecretData
 from ironlb.config.models import (
     BFDProfile,
     BGPAdvertisement,
+    BGPAdvertisementSpec,
     BGPPeer,
     IPAddressPool,
     L2Advertisement,
+    L2AdvertisementSpec,
     LabelSelectorModel,
     MetalLBResource,
 )
@@ -135,8 +137,17 @@ class _Builder:
             kept.append(obj)
         return sorted(kept, key=lambda o: o.name)
 
-    def selectors(self, sels: Sequence[LabelSelectorModel], kind: str, field: str) -> tuple[LabelSelector, ...]:
-        """validateLabelSelectorDuplicate + LabelSelectorAsSelector, with MetalLB's messages."""
+    def selectors(
+        self, sels: Sequence[LabelSelectorModel], kind: str, field: str,
+        invalid: Callable[[LabelSelectorModel, str], str] | None = None,
+    ) -> tuple[LabelSelector, ...]:
+        """validateLabelSelectorDuplicate, then LabelSelectorAsSelector with the caller's MetalLB message."""
+        self.no_duplicate_selectors(sels, kind, field)
+        return self.parse_selectors(sels, field, invalid)
+
+    @staticmethod
+    def no_duplicate_selectors(sels: Sequence[LabelSelectorModel], kind: str, field: str) -> None:
+        """validateLabelSelectorDuplicate: duplicate values, expressions, then selectors, in Go's %q text."""
         canon = [s.canonical() for s in sels]
         for i, sel in enumerate(sels):
             for e in sel.match_expressions:
@@ -145,18 +156,27 @@ class _Builder:
             for a in range(len(exprs)):
                 for b in range(a + 1, len(exprs)):
                     if exprs[a] == exprs[b]:
-                        e = sel.match_expressions[a]
-                        shown = f"{e.key} {e.operator} [{' '.join(sorted(e.values))}]".rstrip(" []")
-                        raise _Problem(f"duplicate definition of match expressions {goq(shown)}", field=f"{field}[{i}]")
+                        key, op, values = exprs[a]
+                        shown = "{" + f"{goq(key)} {goq(op)} [" + " ".join(map(goq, values)) + "]}"
+                        raise _Problem(f"duplicate definition of match expressions {shown}", field=f"{field}[{i}]")
             for j in range(i + 1, len(sels)):
                 if canon[i] == canon[j]:
-                    raise _Problem(f"duplicate definition of {kind} {goq(sel)}", field=field)
+                    raise _Problem(f"duplicate definition of {kind} {sel.go_q()}", field=field)
+
+    @staticmethod
+    def parse_selectors(
+        sels: Sequence[LabelSelectorModel], field: str,
+        invalid: Callable[[LabelSelectorModel, str], str] | None = None,
+    ) -> tuple[LabelSelector, ...]:
+        """LabelSelectorAsSelector on each; ``invalid(selector, apimachinery's error)`` is MetalLB's message
+        (filterWithLabelSelector's ``<error>; invalid label selector {...}`` unless the caller says otherwise)."""
         out = []
         for i, sel in enumerate(sels):
             try:
                 out.append(sel.to_selector())
             except SelectorError as err:
-                raise _Problem(f"{err}{JOIN}invalid label selector {sel}", field=f"{field}[{i}]") from None
+                message = invalid(sel, str(err)) if invalid else f"{err}{JOIN}invalid label selector {sel.go_v()}"
+                raise _Problem(message, field=f"{field}[{i}]") from None
         return tuple(out)
 
     def nodes_share(self, a: tuple[LabelSelector, ...], b: tuple[LabelSelector, ...]) -> bool:
@@ -313,7 +333,10 @@ class _Builder:
         address = _optional_ip(s.peer_address, "invalid BGPPeer address", "spec.peerAddress")
         router_id = _optional_ip(s.router_id, "invalid router ID", "spec.routerID")
         source = _optional_ip(s.source_address, "invalid source IP", "spec.sourceAddress")
-        node_selectors = self.selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors")
+        node_selectors = self.selectors(
+            s.node_selectors, "nodeSelectors", "spec.nodeSelectors",
+            lambda _, err: f"{err}{JOIN}failed to convert peer {p.name} node selector",
+        )
         port = 179 if s.peer_port in (None, 0) else s.peer_port
         if not 1 <= port <= 16384:
             raise _Problem(
@@ -493,10 +516,19 @@ class _Builder:
         namespaces = set(sa.namespaces)
         if not namespaces and not sa.namespace_selectors and not sa.service_selectors:
             return t.ServiceAllocation(priority=sa.priority, service_selectors=(EVERYTHING,))
-        ns_sels = self.selectors(
+        self.no_duplicate_selectors(
             sa.namespace_selectors, "namespaceSelectors", "spec.serviceAllocation.namespaceSelectors"
         )
-        svc_sels = self.selectors(sa.service_selectors, "serviceSelectors", "spec.serviceAllocation.serviceSelectors")
+        self.no_duplicate_selectors(sa.service_selectors, "serviceSelectors", "spec.serviceAllocation.serviceSelectors")
+        # addressPoolServiceAllocationsFromCR prints the namespace selector's pointer, the service selector's value.
+        ns_sels = self.parse_selectors(
+            sa.namespace_selectors, "spec.serviceAllocation.namespaceSelectors",
+            lambda sel, err: f"{err}{JOIN}invalid namespace label selector {sel.go_pointer()} in ip pool {p.name}",
+        )
+        svc_sels = self.parse_selectors(
+            sa.service_selectors, "spec.serviceAllocation.serviceSelectors",
+            lambda sel, err: f"{err}{JOIN}invalid service label selector {sel.go_v()} in ip pool {p.name}",
+        )
         for sel in ns_sels:
             for ns in self.res.namespaces:
                 if sel.matches(_labels(ns)):
@@ -542,15 +574,7 @@ class _Builder:
     def l2_advertisement(self, ad: L2Advertisement) -> tuple[t.L2Advertisement, tuple[LabelSelector, ...]]:
         s = ad.spec
         _no_duplicates(s.ip_address_pools, "ipAddressPools", "spec.ipAddressPools")
-        pool_sels = self.selectors(s.ip_address_pool_selectors, "ipAddressPoolSelectors", "spec.ipAddressPoolSelectors")
-        node_sels = self.with_context(
-            lambda: self.selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors"),
-            f"failed to parse node selector for {ad.name}",
-        )
-        svc_sels = self.with_context(
-            lambda: self.selectors(s.service_selectors, "serviceSelectors", "spec.serviceSelectors"),
-            f"failed to parse service selector for {ad.name}",
-        )
+        node_sels, svc_sels = self.advertisement_selectors(ad.name, s)
         preferred = []
         for i, pref in enumerate(s.preferred_node_selectors):
             fld = f"spec.preferredNodeSelectors[{i}].weight"
@@ -558,10 +582,10 @@ class _Builder:
                 bound = "greater than or equal to 1" if pref.weight < 1 else "less than or equal to 100"
                 raise _Problem(f"Invalid value: {pref.weight}: {fld} in body should be {bound}", field=fld)
             try:
-                sel = pref.preference.to_selector()
+                sel = pref.preference.to_selector(sort_values=False)
             except SelectorError as err:
                 raise _Problem(
-                    f"{err}{JOIN}invalid preferred node selector {pref.preference}{JOIN}"
+                    f"{err}{JOIN}invalid preferred node selector {pref.preference.go_v(sort_values=False)}{JOIN}"
                     f"failed to parse preferred node selectors for {ad.name}",
                     field=f"spec.preferredNodeSelectors[{i}].preference",
                 ) from None
@@ -573,17 +597,31 @@ class _Builder:
             service_selectors=tuple(sorted(svc_sels, key=str)),
             preferred_nodes=tuple(preferred),
         )
-        return parsed, pool_sels
+        return parsed, self.parse_selectors(s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors")
 
-    @staticmethod
-    def with_context(fn: Callable[[], tuple[LabelSelector, ...]], context: str) -> tuple[LabelSelector, ...]:
-        """Selector *parse* errors get MetalLB's "failed to parse ... for <name>" joined on."""
-        try:
-            return fn()
-        except _Problem as p:
-            if "duplicate definition" not in p.message:
-                p.message = f"{p.message}{JOIN}{context}"
-            raise
+    def no_duplicate_ad_selectors(self, s: L2AdvertisementSpec | BGPAdvertisementSpec) -> None:
+        pools = "ipAddressPoolSelectors"
+        self.no_duplicate_selectors(s.ip_address_pool_selectors, pools, f"spec.{pools}")
+        self.no_duplicate_selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors")
+        self.no_duplicate_selectors(s.service_selectors, "serviceSelectors", "spec.serviceSelectors")
+
+    def advertisement_selectors(
+        self, name: str, s: L2AdvertisementSpec | BGPAdvertisementSpec
+    ) -> tuple[tuple[LabelSelector, ...], tuple[LabelSelector, ...]]:
+        """l2/bgpAdvertisementFromCR: the three duplicate checks, then the node selectors
+        (filterWithLabelSelector) and the service selectors (parseSelectors), each with its context line."""
+        self.no_duplicate_ad_selectors(s)
+        node_sels = self.parse_selectors(
+            s.node_selectors, "spec.nodeSelectors",
+            lambda sel, err: f"{err}{JOIN}invalid label selector {sel.go_v()}{JOIN}"
+            f"failed to parse node selector for {name}",
+        )
+        svc_sels = self.parse_selectors(
+            s.service_selectors, "spec.serviceSelectors",
+            lambda sel, err: f"invalid service selector {sel.go_v()}: {err}{JOIN}"
+            f"failed to parse service selector for {name}",
+        )
+        return node_sels, svc_sels
 
     def duplicate_bgp_advertisements(self, ads: list[BGPAdvertisement]) -> list[BGPAdvertisement]:
         kept: list[BGPAdvertisement] = []
@@ -628,9 +666,7 @@ class _Builder:
         _no_duplicates(s.ip_address_pools, "ipAddressPools", "spec.ipAddressPools")
         _no_duplicates(s.communities, "community", "spec.communities")
         _no_duplicates(s.peers, "peers", "spec.peers")
-        pool_sels = self.selectors(s.ip_address_pool_selectors, "ipAddressPoolSelectors", "spec.ipAddressPoolSelectors")
-        self.selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors")
-        self.selectors(s.service_selectors, "serviceSelectors", "spec.serviceSelectors")
+        self.no_duplicate_ad_selectors(s)
         if s.service_selectors:
             if s.aggregation_length is not None and s.aggregation_length != 32:
                 raise _Problem(
@@ -671,14 +707,7 @@ class _Builder:
                     field=f"spec.communities[{i}]",
                     transient=err.is_format,
                 ) from None
-        node_sels = self.with_context(
-            lambda: self.selectors(s.node_selectors, "nodeSelectors", "spec.nodeSelectors"),
-            f"failed to parse node selector for {ad.name}",
-        )
-        svc_sels = self.with_context(
-            lambda: self.selectors(s.service_selectors, "serviceSelectors", "spec.serviceSelectors"),
-            f"failed to parse service selector for {ad.name}",
-        )
+        node_sels, svc_sels = self.advertisement_selectors(ad.name, s)
         parsed = t.BGPAdvertisement(
             name=ad.name,
             aggregation_length=agg,
@@ -689,7 +718,11 @@ class _Builder:
             peers=tuple(s.peers),
             service_selectors=tuple(sorted(svc_sels, key=str)),
         )
-        return parsed, pool_sels
+        # Native mode's poolSelectorsForBGP parses these before anything is sorted, and says only the second line.
+        return parsed, self.parse_selectors(
+            s.ip_address_pool_selectors, "spec.ipAddressPoolSelectors",
+            lambda sel, err: f"{err}{JOIN}invalid label selector {sel.go_v(sort_values=False)}",
+        )
 
     def check_bgp_per_pool(self, adv: t.BGPAdvertisement, info: _PoolInfo) -> None:
         """validateBGPAdvPerPool: aggregation vs each address entry, then the localPref conflict rule."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ironlb.cluster.gofmt import goq
+
+__all__ = ["ConfigError", "goq"]
+
 
 class ConfigError(ValueError):
     """An invalid configuration.
@@ -23,22 +27,3 @@ class ConfigError(ValueError):
     def __str__(self) -> str:
         return "\n".join(self.messages)
 
-
-def goq(value: object) -> str:
-    """Go's ``%q``: a double-quoted string with backslash escapes, so messages read exactly as MetalLB's."""
-    text = str(value)
-    out = []
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'

@@ -8,6 +8,7 @@ accepts but MetalLB rejects gets MetalLB's message, not pydantic's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -69,9 +70,40 @@ class LabelSelectorModel(_Model):
     match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
     match_expressions: list[LabelSelectorRequirementModel] = Field(default_factory=list, alias="matchExpressions")
 
-    def to_selector(self) -> LabelSelector:
-        """Convert to the evaluable selector; raises SelectorError like LabelSelectorAsSelector."""
-        return LabelSelector.from_dict(self.dump())
+    def to_selector(self, *, sort_values: bool = True) -> LabelSelector:
+        """Convert to the evaluable selector; raises SelectorError like LabelSelectorAsSelector (after MetalLB's
+        validateLabelSelectorDuplicate sorted the values, unless ``sort_values`` is off)."""
+        return LabelSelector.from_dict(self.dump(), sort_values=sort_values)
+
+    def _parts(self, quote: Callable[[str], str], sort_values: bool = True) -> str:
+        labels = " ".join(f"{quote(k)}:{quote(v)}" for k, v in sorted(self.match_labels.items()))
+        exprs = " ".join(
+            "{" + f"{quote(e.key)} {quote(e.operator)} ["
+            + " ".join(quote(v) for v in (sorted(e.values) if sort_values else e.values)) + "]}"
+            for e in self.match_expressions
+        )
+        return "{map[" + labels + "] [" + exprs + "]}"
+
+    def go_v(self, *, sort_values: bool = True) -> str:
+        """Go's ``%v`` of the struct value, as MetalLB prints a selector it cannot parse: ``{map[app:web] []}``
+        (values sorted where validateLabelSelectorDuplicate ran before)."""
+        return self._parts(str, sort_values)
+
+    def go_q(self) -> str:
+        """Go's ``%q`` of the struct value (MetalLB's duplicate message): ``{map["app":"web"] []}``."""
+        return self._parts(goq)
+
+    def go_pointer(self) -> str:
+        """``%v`` of a *LabelSelector: the generated String() (``&LabelSelector{MatchLabels:map[string]string{...``)."""
+        labels = "".join(f"{k}: {v}," for k, v in sorted(self.match_labels.items()))
+        exprs = "".join(
+            f"LabelSelectorRequirement{{Key:{e.key},Operator:{e.operator},Values:[{' '.join(sorted(e.values))}],}},"
+            for e in self.match_expressions
+        )
+        return (
+            f"&LabelSelector{{MatchLabels:map[string]string{{{labels}}},"
+            f"MatchExpressions:[]LabelSelectorRequirement{{{exprs}}},}}"
+        )
 
     def canonical(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, tuple[str, ...]], ...]]:
         """What MetalLB compares for "duplicate definition": labels, then expressions with sorted values."""
