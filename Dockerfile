@@ -4,6 +4,10 @@
 #
 #   docker build -t ironlb:0.1.0 .
 #
+# Without a registry or docker, scripts/build-images.py builds the same layout (/opt/ironlb venv, entry point
+# `ironlb`, user 65534, openssl and ip) from this machine's Debian python3.11 as a docker-archive tar, which
+# `ctr -n k8s.io images import` loads on a node (the cluster lab of src/ironlb/lab/kube_cluster.py does).
+#
 # The image runs as nobody (65534) and writes nothing outside /tmp, so it works with readOnlyRootFilesystem (the
 # byte code is compiled at build time). The speaker's DaemonSet runs it as root with only CAP_NET_RAW.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

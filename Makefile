@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean k8s-binaries
+.PHONY: setup test lint unit demo bench clean k8s-binaries k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,6 +15,20 @@ lint: setup
 # kube-apiserver and etcd for tests/kube, built from the Go module proxy into ~/.cache/ironlb (reused when there).
 k8s-binaries:
 	./scripts/build-k8s.sh >/dev/null
+
+# Everything the Kubernetes cluster lab needs (src/ironlb/lab/kube_cluster.py): kubelet, kube-proxy,
+# kube-controller-manager, kube-scheduler and kubectl beside the above, and the images (ironlb, pause, http-echo).
+k8s-cluster: setup
+	./scripts/build-k8s.sh --cluster >/dev/null
+	$(PY) scripts/build-images.py >/dev/null
+
+# The end-to-end tests on a real 3-node cluster (README: "The Kubernetes cluster lab"); not part of `make test` yet.
+test-cluster: setup k8s-cluster
+	$(PY) -m pytest -q -p no:cacheprovider -m cluster tests/cluster
+
+# The seed's workflow on that cluster, as a readable walkthrough, then teardown.
+demo-k8s: setup k8s-cluster
+	$(PY) -m ironlb.lab.kube_demo
 
 test: setup lint k8s-binaries
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -48,7 +48,8 @@ PY_LIB = "/usr/lib/python3.11"
 PY_EXCLUDE = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "distutils",
               "config-3.11-x86_64-linux-gnu", "site-packages", "dist-packages"}
 EXTRA_BINARIES = ["/usr/bin/openssl", "/usr/sbin/ip"]
-EXTRA_FILES = ["/etc/ssl/openssl.cnf"]
+# openssl reads its configuration at /usr/lib/ssl/openssl.cnf (a symlink to /etc/ssl/openssl.cnf).
+EXTRA_FILES = ["/usr/lib/ssl/openssl.cnf"]
 MTIME = 1_700_000_000  # fixed: the same inputs give the same layer digests
 
 

@@ -1,0 +1,713 @@
+"""A real multi-node Kubernetes cluster in network namespaces on one machine: what ``make demo-k8s`` and the
+cluster tests (``pytest -m cluster``) run ironlb on, installed with ``kubectl apply`` as a user installs it.
+
+Topology (only addresses inside the lab's namespaces and the host's loopback are used)::
+
+    <prefix>-sw      the LAN switch: a bridge, one port per host
+    <prefix>-cp      192.168.1.10   etcd, kube-apiserver (:6443), kube-controller-manager, kube-scheduler
+    <prefix>-node1   192.168.1.11   containerd, kubelet, kube-proxy (iptables); pods in 10.244.1.0/24 on cni0
+    <prefix>-node2   192.168.1.12   ... 10.244.2.0/24
+    <prefix>-node3   192.168.1.13   ... 10.244.3.0/24
+    <prefix>-client  192.168.1.100  where the tests' and the demo's curl runs
+
+Every node is a network namespace with its own containerd (own root, state and socket, ``restrict_oom_score_adj``
+because root here lacks CAP_SYS_RESOURCE, cgroupfs) and kubelet (``failCgroupV1: false``, no QoS cgroups so the
+three kubelets never manage each other's cgroups, own root, log and pod directories). containerd and kubelet
+enter only the node's *network* namespace (``nsenter --net``), not a private mount namespace, so the volumes the
+kubelet mounts are the ones containerd hands to runc. Pod networking is the Debian CNI bridge plugin with
+host-local IPAM on the node's subnet, and static routes between the nodes (and from the control plane, which
+calls the webhook at the controller pod's IP: ``--enable-aggregator-routing``). The host reaches the apiserver
+through :mod:`ironlb.lab.unixbridge` at ``127.0.0.1:<port>``, which the host kubeconfig names.
+
+Images come from ``scripts/build-images.py`` (docker-archive tars, ``ctr images import`` into each node), the
+binaries from ``scripts/build-k8s.sh --cluster``. :meth:`KubeCluster.stop` stops everything the lab started by
+PID (the containers by the PIDs under their shims, found by their containerd's socket), unmounts what they
+mounted, removes their cgroups and namespaces; it runs on failure and at exit too.
+
+    cluster = KubeCluster.start(bin_dir, images_dir, workdir)
+    cluster.kubectl("get", "nodes")
+    cluster.stop()
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import yaml
+
+from ironlb.lab.netns import NetnsLab
+
+LAN_PREFIX = "192.168.1"
+CP_IP = f"{LAN_PREFIX}.10"
+CLIENT_IP = f"{LAN_PREFIX}.100"
+ROUTER_IP = f"{LAN_PREFIX}.1"  # the nodes' default gateway (nothing answers there: the lab has no way out)
+POD_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/12"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+APISERVER_PORT = 6443
+CNI_BIN_DIR = "/usr/lib/cni"
+PAUSE_IMAGE = "ironlb.local/pause:1"
+IMAGE_TARS = ("pause.tar", "ironlb.tar", "http-echo.tar")
+CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy",
+                    "kubectl")
+HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "nsenter", "openssl")
+NETNS_DIR = Path("/run/netns")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+T = TypeVar("T")
+
+
+def log(msg: str) -> None:
+    print(f"kube-cluster: {msg}", file=sys.stderr, flush=True)
+
+
+def missing_requirements(bin_dir: Path | None, images_dir: Path | None) -> str | None:
+    """None when the cluster can start here, else what is missing (for a skip message or an error)."""
+    if os.geteuid() != 0:
+        return "the cluster lab needs root"
+    missing = [t for t in HOST_TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    if missing:
+        return f"missing host tools {missing} (scripts/setup.sh installs them)"
+    if not Path(CNI_BIN_DIR, "bridge").exists():
+        return f"no CNI plugins in {CNI_BIN_DIR} (Debian containernetworking-plugins)"
+    if bin_dir is None or any(not (bin_dir / b).is_file() for b in CLUSTER_BINARIES):
+        return "Kubernetes binaries not built: run scripts/build-k8s.sh --cluster"
+    if images_dir is None or any(not (images_dir / t).is_file() for t in IMAGE_TARS):
+        return "lab images not built: run scripts/build-images.py"
+    return None
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy; its exceptions count as "not yet" (a starting thing raises
+    them). TimeoutError names ``what`` and the last error."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError, RuntimeError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
+        time.sleep(interval)
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the lab's process dies, so a killed run leaves no daemon behind."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(d: Path) -> None:
+    """CA; the apiserver's serving certificate; the admin client (system:masters) that the host's kubectl and the
+    cluster's own components use; the service-account signing key pair."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "365",
+             "-subj", "/CN=ironlb-lab-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
+    sans = ",".join([
+        "IP:127.0.0.1", f"IP:{CP_IP}", f"IP:{KUBERNETES_SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
+        "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+    ])
+    for name, subj, ext in [
+        ("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth"),
+        ("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth"),
+    ]:
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", subj, cwd=d)
+        (d / f"{name}.ext").write_text(
+            f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n{ext}\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "365", "-extfile", f"{name}.ext", cwd=d)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Node:
+    name: str
+    index: int
+    netns: str
+    ip: str
+    pod_cidr: str
+    dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    dead: bool = False
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "containerd.sock"
+
+    @property
+    def pod_gateway(self) -> str:
+        return self.pod_cidr.replace(".0/24", ".1")
+
+
+@dataclass
+class KubeCluster:
+    bin_dir: Path
+    images_dir: Path
+    workdir: Path
+    node_count: int = 3
+    lab: NetnsLab = field(default_factory=NetnsLab)
+    nodes: list[Node] = field(default_factory=list)
+    switch: str = ""
+    cp: str = ""
+    client: str = ""
+    host_port: int = 0
+    cp_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    _stopped: bool = False
+
+    # ---- life cycle -------------------------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, bin_dir: Path, images_dir: Path, workdir: Path, *, nodes: int = 3, timeout: float = 300,
+              prefix: str | None = None) -> KubeCluster:
+        """Bring the whole cluster up and wait until every node is Ready; on any failure stop what started."""
+        problem = missing_requirements(bin_dir, images_dir)
+        if problem:
+            raise RuntimeError(problem)
+        cluster = cls(bin_dir=bin_dir, images_dir=images_dir, workdir=workdir, node_count=nodes,
+                      lab=NetnsLab(prefix))
+        atexit.register(cluster.stop)
+        t0 = time.monotonic()
+        try:
+            cluster._start(timeout)
+        except BaseException:
+            cluster.dump_logs()
+            cluster.stop()
+            raise
+        cluster.timings["up"] = time.monotonic() - t0
+        return cluster
+
+    def _start(self, timeout: float) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Shim sockets and the kubelet's paths must stay short; keep everything under one short directory.
+        self._topology()
+        make_pki(self.pki)
+        self._write_kubeconfigs()
+        self._start_control_plane()
+        for node in self.nodes:
+            self._start_containerd(node)
+        # Started above from this thread: PR_SET_PDEATHSIG fires when the *thread* that forked a child ends.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(self._import_images, self.nodes))
+        self.wait_api(timeout)
+        self._start_controllers()
+        for node in self.nodes:
+            self._start_kubelet(node)
+            self._start_kube_proxy(node)
+        self.wait_nodes_ready(timeout)
+        # Pods can be created once the service-account and root-CA controllers have done the default namespace.
+        wait_until(lambda: self.kubectl("-n", "default", "get", "serviceaccount/default", "configmap/kube-root-ca.crt",
+                                        check=False).returncode == 0, timeout, "default ServiceAccount")
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The host's kubeconfig (the apiserver at 127.0.0.1:<host_port>, admin)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def lan_kubeconfig(self) -> Path:
+        """The kubeconfig of the cluster's components, inside the lab's namespaces (https://192.168.1.10:6443)."""
+        return self.workdir / "lan.kubeconfig"
+
+    def _topology(self) -> None:
+        lab = self.lab
+        self.switch = lab.netns("sw")
+        ports: list[str] = []
+
+        def host(suffix: str, octet: int, sysctls: dict[str, str] | None = None) -> str:
+            ns = lab.netns(suffix, sysctls)
+            port = f"p{octet}"
+            lab.veth(ns, "eth0", self.switch, port, mac_a=f"02:00:00:00:{octet // 256:02x}:{octet % 256:02x}")
+            lab.addr(ns, "eth0", f"{LAN_PREFIX}.{octet}/24")
+            ports.append(port)
+            return ns
+
+        routing = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
+                   "net.ipv4.conf.default.rp_filter": "0"}
+        self.cp = host("cp", 10)
+        for i in range(1, self.node_count + 1):
+            d = self.workdir / f"node{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            ns = host(f"node{i}", 10 + i, routing)
+            self.nodes.append(Node(f"node{i}", i, ns, f"{LAN_PREFIX}.{10 + i}", f"10.244.{i}.0/24", d))
+        self.client = host("client", 100)
+        lab.bridge(self.switch, "br0", ports)
+        for node in self.nodes:
+            # A node needs a route for the Service range: its own processes (the hostNetwork speaker) reach the
+            # apiserver at 10.96.0.1, which kube-proxy's OUTPUT rule rewrites only after that route lookup.
+            lab.run(node.netns, ["ip", "route", "add", "default", "via", ROUTER_IP])
+            lab.run(self.cp, ["ip", "route", "add", node.pod_cidr, "via", node.ip])
+            for other in self.nodes:
+                if other is not node:
+                    lab.run(node.netns, ["ip", "route", "add", other.pod_cidr, "via", other.ip])
+
+    def _popen(self, ns: str, cmd: Sequence[str], log_name: str, *, net_only: bool = False) -> subprocess.Popen[bytes]:
+        """Start a daemon in a namespace, its output in workdir/logs/<log_name>.log. ``net_only`` enters only the
+        network namespace (``nsenter --net``) instead of ``ip netns exec``'s private mount namespace."""
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        prefix = ["nsenter", f"--net={NETNS_DIR / ns}"] if net_only else ["ip", "netns", "exec", ns]
+        with open(logs / f"{log_name}.log", "ab") as out:
+            return subprocess.Popen([*prefix, *cmd], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _write_kubeconfigs(self) -> None:
+        self.host_port = _free_port()
+        for path, server in [(self.kubeconfig, f"https://127.0.0.1:{self.host_port}"),
+                             (self.lan_kubeconfig, f"https://{CP_IP}:{APISERVER_PORT}")]:
+            cfg = {
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "ironlb-lab", "cluster": {
+                    "server": server, "certificate-authority": str(self.pki / "ca.crt")}}],
+                "users": [{"name": "admin", "user": {"client-certificate": str(self.pki / "admin.crt"),
+                                                     "client-key": str(self.pki / "admin.key")}}],
+                "contexts": [{"name": "ironlb-lab", "context": {"cluster": "ironlb-lab", "user": "admin"}}],
+                "current-context": "ironlb-lab",
+            }
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    # ---- control plane ----------------------------------------------------------------------------------------------
+    def _start_control_plane(self) -> None:
+        b, p, w = self.bin_dir, self.pki, self.workdir
+        self.cp_procs["etcd"] = self._popen(self.cp, [
+            str(b / "etcd"), "--name=lab", f"--data-dir={w / 'etcd'}",
+            "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=lab=http://127.0.0.1:2380", "--unsafe-no-fsync=true", "--log-level=warn",
+        ], "etcd")
+        self.cp_procs["kube-apiserver"] = self._popen(self.cp, [
+            str(b / "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
+            "--bind-address=0.0.0.0", f"--advertise-address={CP_IP}", f"--secure-port={APISERVER_PORT}",
+            f"--cert-dir={w / 'apiserver-certs'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+            f"--kubelet-client-certificate={p / 'admin.crt'}", f"--kubelet-client-key={p / 'admin.key'}",
+            # Webhooks are called at the Service's endpoint (the controller pod's IP), which the control plane's
+            # namespace routes to; there is no kube-proxy in it for ClusterIPs.
+            "--enable-aggregator-routing=true",
+            "--kubelet-preferred-address-types=InternalIP",  # `kubectl logs` reaches the kubelet at the node IP
+            "--profiling=false", "--v=1",
+        ], "kube-apiserver")
+        sock = self.workdir / "apiserver.sock"
+        py = sys.executable
+        self.cp_procs["bridge-cp"] = self._popen(self.cp, [
+            py, "-m", "ironlb.lab.unixbridge", "--listen", f"unix:{sock}",
+            "--connect", f"tcp:127.0.0.1:{APISERVER_PORT}"], "bridge-cp")
+        self.cp_procs["bridge-host"] = subprocess.Popen(
+            [py, "-m", "ironlb.lab.unixbridge", "--listen", f"tcp:127.0.0.1:{self.host_port}",
+             "--connect", f"unix:{sock}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent)
+
+    def wait_api(self, timeout: float) -> None:
+        def ready() -> bool:
+            for name, proc in self.cp_procs.items():
+                if proc.poll() is not None:
+                    raise SystemExit(f"{name} exited with {proc.returncode}; see {self.workdir / 'logs'}")
+            return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+
+        wait_until(ready, timeout, "kube-apiserver /readyz")
+
+    def _start_controllers(self) -> None:
+        b, p = self.bin_dir, self.pki
+        self.cp_procs["kube-controller-manager"] = self._popen(self.cp, [
+            str(b / "kube-controller-manager"), f"--kubeconfig={self.lan_kubeconfig}",
+            f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--leader-elect=false", "--bind-address=127.0.0.1",
+            "--controllers=*,-nodeipam", "--v=1",
+        ], "kube-controller-manager")
+        self.cp_procs["kube-scheduler"] = self._popen(self.cp, [
+            str(b / "kube-scheduler"), f"--kubeconfig={self.lan_kubeconfig}", "--leader-elect=false",
+            "--bind-address=127.0.0.1", "--v=1",
+        ], "kube-scheduler")
+
+    # ---- nodes ------------------------------------------------------------------------------------------------------
+    def _start_containerd(self, node: Node) -> None:
+        d = node.dir
+        (d / "cni").mkdir(parents=True, exist_ok=True)
+        (d / "cni" / "10-lab.conflist").write_text(json.dumps({
+            "cniVersion": "0.4.0", "name": "lab",
+            "plugins": [
+                {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": node.pod_cidr}]],
+                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }, indent=1))
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        (d / "containerd.toml").write_text(f"""\
+version = 2
+root = "{d / 'containerd'}"
+state = "{d / 'containerd-state'}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.tracing",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{node.socket}"
+[ttrpc]
+  address = "{node.socket}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[{cri}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [{cri}.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [{cri}.cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{d / 'cni'}"
+""")
+        node.procs["containerd"] = self._popen(node.netns, ["containerd", "--config", str(d / "containerd.toml")],
+                                               f"{node.name}-containerd", net_only=True)
+
+    def _import_images(self, node: Node) -> None:
+        wait_until(lambda: self._ctr(node, "version").returncode == 0, 60, f"{node.name} containerd")
+        for tar in IMAGE_TARS:
+            r = self._ctr(node, "-n", "k8s.io", "images", "import", str(self.images_dir / tar), timeout=300)
+            if r.returncode:
+                raise RuntimeError(f"{node.name}: importing {tar}: {r.stderr.strip()}")
+
+    def _ctr(self, node: Node, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ctr", "--address", str(node.socket), *args], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def _start_kubelet(self, node: Node) -> None:
+        d = node.dir
+        cfg = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "failCgroupV1": False, "cgroupDriver": "cgroupfs",
+            # No QoS cgroup tree: with one per kubelet under the same root, each would clean up the others' pods.
+            "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
+            "failSwapOn": False,
+            "containerRuntimeEndpoint": f"unix://{node.socket}",
+            "address": node.ip, "port": 10250, "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1", "healthzPort": 10248,
+            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
+                               "x509": {"clientCAFile": str(self.pki / "ca.crt")}},
+            "authorization": {"mode": "AlwaysAllow"},
+            "clusterDomain": "cluster.local", "resolvConf": "",
+            "podLogsDir": str(d / "pod-logs"),
+            "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%",
+                             "imagefs.available": "1%"},
+            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "serializeImagePulls": False, "maxPods": 30,
+            "nodeStatusUpdateFrequency": "4s",
+        }
+        (d / "kubelet.yaml").write_text(yaml.safe_dump(cfg))
+        node.procs["kubelet"] = self._popen(node.netns, [
+            str(self.bin_dir / "kubelet"), f"--config={d / 'kubelet.yaml'}", f"--kubeconfig={self.lan_kubeconfig}",
+            f"--root-dir={d / 'kubelet'}", f"--hostname-override={node.name}", f"--node-ip={node.ip}", "--v=1",
+        ], f"{node.name}-kubelet", net_only=True)
+
+    def _start_kube_proxy(self, node: Node) -> None:
+        cfg = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(self.lan_kubeconfig)},
+            "mode": "iptables", "clusterCIDR": POD_CIDR, "hostnameOverride": node.name,
+            "healthzBindAddress": f"{node.ip}:10256", "metricsBindAddress": "127.0.0.1:10249",
+            # A network namespace cannot set the machine-wide conntrack table size: leave conntrack alone.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+        }
+        (node.dir / "kube-proxy.yaml").write_text(yaml.safe_dump(cfg))
+        node.procs["kube-proxy"] = self._popen(node.netns, [
+            str(self.bin_dir / "kube-proxy"), f"--config={node.dir / 'kube-proxy.yaml'}", "--v=1",
+        ], f"{node.name}-kube-proxy")
+
+    def wait_nodes_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            for node in self.nodes:
+                for name, proc in node.procs.items():
+                    if proc.poll() is not None:
+                        raise SystemExit(f"{node.name} {name} exited with {proc.returncode}; see {self.workdir}/logs")
+            data = self.get_json("nodes")
+            ok = {n["metadata"]["name"] for n in data["items"]
+                  if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
+            return ok >= {n.name for n in self.nodes}
+
+        wait_until(ready, timeout, "all nodes Ready", interval=1)
+
+    # ---- using it ---------------------------------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``kubectl --kubeconfig <host kubeconfig> ARGS`` on the host; raises on failure when ``check``."""
+        r = subprocess.run([str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args], input=input,
+                           capture_output=True, text=True, timeout=timeout, check=False)
+        if check and r.returncode:
+            raise RuntimeError(f"kubectl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
+        return r
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def client_run(self, cmd: Sequence[str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """Run a command in the client namespace (outside the cluster, on the LAN)."""
+        return self.lab.run(self.client, cmd, check=False, timeout=timeout)
+
+    def client_get(self, url: str, timeout: float = 2) -> str | None:
+        """The body of an HTTP GET from the client, or None when it fails."""
+        r = self.client_run(["curl", "-sS", "--max-time", str(timeout), url], timeout=timeout + 5)
+        return r.stdout if r.returncode == 0 else None
+
+    def kill_node(self, name: str) -> None:
+        """The node dies as a machine does: its LAN link goes down, then its kubelet, kube-proxy, containerd and
+        every container (the speaker among them) are killed with SIGKILL."""
+        node = self.node(name)
+        self.lab.run(node.netns, ["ip", "link", "set", "eth0", "down"])
+        for proc in node.procs.values():
+            _kill(proc, signal.SIGKILL)
+        _kill_containers(node.socket, signal.SIGKILL)
+        node.dead = True
+
+    # ---- teardown ---------------------------------------------------------------------------------------------------
+    def dump_logs(self, lines: int = 15) -> None:
+        logs = self.workdir / "logs"
+        for f in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+            tail = f.read_text(errors="replace").splitlines()[-lines:]
+            log(f"--- {f.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+
+    def stop(self) -> None:
+        """Stop everything this lab started (by PID), unmount and remove what it made. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for node in self.nodes:
+            for name in ("kubelet", "kube-proxy"):
+                _stop(node.procs.get(name))
+        for node in self.nodes:
+            _stop(node.procs.get("containerd"))
+        netns_inodes: set[int] = set()
+        cgroups: set[str] = set()
+        for node in self.nodes:
+            inodes, groups = _kill_containers(node.socket, signal.SIGKILL)
+            netns_inodes |= inodes
+            cgroups |= groups
+        for name in ("kube-scheduler", "kube-controller-manager", "bridge-host", "bridge-cp", "kube-apiserver",
+                     "etcd"):
+            _stop(self.cp_procs.get(name))
+        _remove_netns_files(netns_inodes)
+        _unmount_under(self.workdir)
+        _remove_cgroups(cgroups)
+        self.lab.cleanup()
+
+
+# ---- process and mount helpers ---------------------------------------------------------------------------------
+def _kill(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """SIGTERM one process we started, SIGKILL if it does not exit in time, and reap it."""
+    if proc is None:
+        return
+    _kill(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, cmdline) of every process."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        table[int(entry)] = (ppid, cmd)
+    return table
+
+
+def _kill_containers(socket_path: Path, sig: int) -> tuple[set[int], set[str]]:
+    """Kill the containerd shims serving ``socket_path`` (found by their ``-address`` argument, which is unique to
+    one node of one lab) and every process under them. Returns the network-namespace inodes and cgroup paths those
+    processes had, so the caller can remove what runc and the CNI plugin would have."""
+    table = _proc_table()
+    shims = [pid for pid, (_, cmd) in table.items()
+             if "containerd-shim" in cmd and f"-address {socket_path} " in f"{cmd} "]
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    victims: list[int] = []
+    todo = list(shims)
+    while todo:
+        pid = todo.pop()
+        victims.append(pid)
+        todo.extend(children.get(pid, []))
+    inodes: set[int] = set()
+    cgroups: set[str] = set()
+    host_netns = os.stat("/proc/self/ns/net").st_ino
+    for pid in victims:
+        if pid in shims:
+            continue
+        with contextlib.suppress(OSError):
+            ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+            if ino != host_netns:
+                inodes.add(ino)
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                path = line.split(":", 2)[2]
+                if path not in ("/", ""):
+                    cgroups.add(path)
+    # Containers first (their shim would restart nothing, but it reaps them), then the shims.
+    for pid in [v for v in victims if v not in shims] + shims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in shims):
+        time.sleep(0.1)
+    return inodes, cgroups
+
+
+def _remove_netns_files(inodes: set[int]) -> None:
+    """Unmount and delete the /run/netns entries (CRI's ``cni-*``) of the given namespaces: only the lab's pods'."""
+    if not inodes or not NETNS_DIR.is_dir():
+        return
+    for entry in NETNS_DIR.iterdir():
+        try:
+            if entry.stat().st_ino not in inodes:
+                continue
+        except OSError:
+            continue
+        subprocess.run(["umount", "-l", str(entry)], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            entry.unlink()
+
+
+def _unmount_under(directory: Path) -> None:
+    """Lazily unmount every mount point under ``directory`` (kubelet volumes, container root filesystems), deepest
+    first."""
+    base = str(directory.resolve()) + "/"
+    points = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(base):
+                points.append(point)
+    for point in sorted(set(points), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def _remove_cgroups(paths: set[str]) -> None:
+    """rmdir the containers' cgroups (cgroup v1: in every hierarchy; deepest first), ignoring busy or absent ones."""
+    if not CGROUP_ROOT.is_dir():
+        return
+    # Their parents too (containerd's /k8s.io): rmdir removes only an empty cgroup, so a busy one stays.
+    paths = paths | {str(parent) for p in paths for parent in Path(p).parents if str(parent) != "/"}
+    for path in sorted(paths, key=len, reverse=True):
+        for hierarchy in CGROUP_ROOT.iterdir():
+            d = hierarchy / path.lstrip("/")
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+def default_bin_dir() -> Path | None:
+    env = os.environ.get("IRONLB_K8S_BIN")
+    if env:
+        return Path(env)
+    script = _repo_script("build-k8s.sh")
+    if script is None:
+        return None
+    out = subprocess.run([str(script), "--bin-dir"], capture_output=True, text=True, check=False).stdout.strip()
+    return Path(out.splitlines()[-1]) if out else None
+
+
+def default_images_dir() -> Path:
+    env = os.environ.get("IRONLB_IMAGES")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("IRONLB_CACHE", Path.home() / ".cache" / "ironlb")) / "images"
+
+
+def _repo_script(name: str) -> Path | None:
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "scripts" / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ironlb.lab.kube_cluster",
+                                     description="Bring the lab cluster up and keep it until Ctrl-C.")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ironlb-k8s."))
+    cluster = KubeCluster.start(default_bin_dir() or Path("."), default_images_dir(), workdir, nodes=args.nodes)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        print(f"cluster up in {cluster.timings['up']:.1f} s; KUBECONFIG={cluster.kubeconfig}", file=out, flush=True)
+        print(cluster.kubectl("get", "nodes", "-o", "wide").stdout, file=out, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

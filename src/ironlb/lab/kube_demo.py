@@ -1,0 +1,235 @@
+"""The seed's workflow on the real cluster lab (:mod:`ironlb.lab.kube_cluster`), shared by ``make demo-k8s`` and the
+cluster tests: install with ``kubectl apply``, the backend Deployment, the legacy ConfigMap and ``my-service``, the
+client's view of 192.168.1.240, and the Layer 2 failover when the announcing node dies.
+
+    python -m ironlb.lab.kube_demo [--no-failover]     # root; after scripts/build-k8s.sh --cluster and
+                                                       # scripts/build-images.py (make demo-k8s does all three)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
+from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements, wait_until
+
+REPO = Path(__file__).resolve().parents[3]
+BUNDLE = REPO / "config" / "manifests" / "ironlb.yaml"
+
+# The backend of the seed's Service: pods labelled app: my-app answering on 8080 with their name.
+BACKEND = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: my-app
+  namespace: default
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: my-app}
+  template:
+    metadata:
+      labels: {app: my-app}
+    spec:
+      terminationGracePeriodSeconds: 2
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: ScheduleAnyway
+        labelSelector:
+          matchLabels: {app: my-app}
+      containers:
+      - name: http
+        image: ironlb.local/http-echo:1
+        imagePullPolicy: Never
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 2
+"""
+
+
+def ready_pods(cluster: KubeCluster, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods matching ``selector`` that are Ready and not being deleted."""
+    pods: list[dict[str, Any]] = cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float = 300) -> str:
+    """``kubectl apply -f <bundle>`` as a user runs it, then wait until the controller and one speaker per node
+    are Ready. Returns kubectl's output; the time is in ``cluster.timings["install"]``."""
+    t0 = time.monotonic()
+    out = cluster.kubectl("apply", "-f", str(bundle), timeout=120).stdout
+
+    def ready() -> bool:
+        return (len(ready_pods(cluster, "metallb-system", "component=controller")) == 1
+                and len(ready_pods(cluster, "metallb-system", "component=speaker")) == len(cluster.nodes))
+
+    try:
+        wait_until(ready, timeout, "ironlb's controller and speakers Ready", interval=1)
+    except TimeoutError:
+        print(cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout, file=sys.stderr)
+        print(cluster.kubectl("describe", "pods", "-n", "metallb-system", check=False).stdout[-8000:],
+              file=sys.stderr)
+        raise
+    cluster.timings["install"] = time.monotonic() - t0
+    return out
+
+
+def external_ip(cluster: KubeCluster, name: str = "my-service", namespace: str = "default") -> str | None:
+    """The EXTERNAL-IP column of ``kubectl get svc`` (None while pending)."""
+    cols = cluster.kubectl("-n", namespace, "get", "svc", name, "--no-headers").stdout.split()
+    return cols[3] if len(cols) > 3 and cols[3] not in ("<pending>", "<none>") else None
+
+
+def node_of_mac(cluster: KubeCluster, mac: str) -> str | None:
+    for node in cluster.nodes:
+        if cluster.lab.mac(node.netns, "eth0").lower() == mac.lower():
+            return node.name
+    return None
+
+
+def announcer(cluster: KubeCluster, ip: str = VIP, timeout: float = 3) -> str | None:
+    """The node whose MAC answers the client's ARP request for ``ip`` (None if nobody does)."""
+    r = cluster.client_run([sys.executable, "-m", "ironlb.lab.cluster", "arp-wait", ip, "--interval", "0.05",
+                            "--timeout", str(timeout)], timeout=timeout + 10)
+    for line in r.stdout.splitlines():
+        event = json.loads(line)
+        if event.get("ev") == "arp":
+            return node_of_mac(cluster, str(event["mac"]))
+    return None
+
+
+@dataclass
+class Failover:
+    dead: str
+    new: str | None = None
+    arp_s: float | None = None  # kill -> the client sees another node's MAC for the IP
+    answer_s: float | None = None  # kill -> the client's first HTTP answer through it
+    failed: int = 0  # the client's failed attempts meanwhile
+
+
+def measure_failover(cluster: KubeCluster, ip: str = VIP, timeout: float = 90) -> Failover:
+    """Kill the node announcing ``ip`` (:meth:`KubeCluster.kill_node`) while the client sends an HTTP GET every
+    50 ms and sniffs ARP; time the move to another node."""
+    dead = announcer(cluster, ip)
+    if dead is None:
+        raise RuntimeError(f"nobody answers ARP for {ip}")
+    cmd = [sys.executable, "-m", "ironlb.lab.cluster", "probe", ip, "--interval", "0.05", "--timeout", "0.5"]
+    probe = cluster.lab.popen(cluster.client, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    result = Failover(dead)
+    try:
+        assert probe.stdout is not None
+        if json.loads(probe.stdout.readline() or "{}").get("ev") != "ready":
+            raise RuntimeError("the client's probe did not start")
+        dead_mac = cluster.lab.mac(cluster.node(dead).netns, "eth0").lower()
+        t0 = time.monotonic()
+        cluster.kill_node(dead)
+        new_mac: str | None = None
+        while time.monotonic() < t0 + timeout:
+            line = probe.stdout.readline()
+            if not line:
+                break
+            event = json.loads(line)
+            if event.get("ev") == "arp" and event["t"] > t0 and event["mac"] != dead_mac and new_mac is None:
+                new_mac = str(event["mac"])
+                result.arp_s = event["t"] - t0
+            elif event.get("ev") == "http" and event["t0"] > t0:
+                if event.get("ok") and new_mac is not None:
+                    result.answer_s = event["t1"] - t0
+                    break
+                if not event.get("ok"):
+                    result.failed += 1
+        result.new = node_of_mac(cluster, new_mac) if new_mac else None
+    finally:
+        probe.terminate()
+        probe.wait(5)
+    if result.answer_s is not None:
+        cluster.timings["l2_failover"] = result.answer_s
+    return result
+
+
+# ---- the walkthrough -----------------------------------------------------------------------------------------------
+def _show(out: IO[str], prompt: str, text: str) -> None:
+    print(f"\n{prompt}", file=out)
+    for line in text.rstrip().splitlines():
+        print(f"    {line}", file=out)
+    out.flush()
+
+
+def walkthrough(cluster: KubeCluster, out: IO[str], *, failover: bool = True) -> None:
+    c = cluster
+    _show(out, f"cluster up in {c.timings['up']:.0f} s. $ kubectl get nodes -o wide",
+          c.kubectl("get", "nodes", "-o", "wide").stdout)
+    _show(out, "$ kubectl apply -f config/manifests/ironlb.yaml", install_ironlb(c))
+    _show(out, f"ironlb Ready {c.timings['install']:.0f} s after the apply. "
+          "$ kubectl -n metallb-system get pods -o wide",
+          c.kubectl("-n", "metallb-system", "get", "pods", "-o", "wide").stdout)
+    _show(out, "$ kubectl apply -f my-app.yaml   # 3 pods of a small HTTP server on :8080, labelled app: my-app",
+          c.kubectl("apply", "-f", "-", input=BACKEND).stdout)
+    _show(out, "$ kubectl apply -f metallb-config.yaml   # the seed's legacy ConfigMap", SEED_CONFIG + "\n" +
+          c.kubectl("apply", "-f", "-", input=SEED_CONFIG).stdout)
+    t0 = time.monotonic()
+    _show(out, "$ kubectl apply -f my-service.yaml", SEED_SERVICE + "\n" +
+          c.kubectl("apply", "-f", "-", input=SEED_SERVICE).stdout)
+    wait_until(lambda: external_ip(c), 120, "EXTERNAL-IP of my-service")
+    _show(out, "$ kubectl get svc my-service", c.kubectl("get", "svc", "my-service").stdout)
+    wait_until(lambda: len(ready_pods(c, "default", "app=my-app")) == 3, 180, "my-app pods Ready", interval=1)
+    body = wait_until(lambda: c.client_get(f"http://{VIP}/"), 120, f"the client's GET http://{VIP}/")
+    c.timings["service_first_answer"] = time.monotonic() - t0
+    answers = [body.strip()] + [(c.client_get(f"http://{VIP}/") or "(failed)").strip() for _ in range(5)]
+    _show(out, f"client$ for i in 1..6; do curl http://{VIP}/; done   # the pod names, through kube-proxy",
+          "\n".join(answers))
+    _show(out, f"client$ arping {VIP}", f"answered by {announcer(c)}")
+    if failover:
+        f = measure_failover(c)
+        _show(out, f"{f.dead} dies (link down; kubelet, containerd, kube-proxy and its containers killed):",
+              f"{f.new} took {VIP} over; the client saw its ARP {f.arp_s or 0:.2f} s and got an answer "
+              f"{f.answer_s or 0:.2f} s after the kill ({f.failed} attempts failed meanwhile)")
+    _show(out, "figures", json.dumps({k: round(v, 2) for k, v in c.timings.items()}))
+
+
+def main(argv: list[str] | None = None, out: IO[str] = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ironlb.lab.kube_demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--no-failover", action="store_true", help="skip killing the announcing node")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep logs and configuration after the run")
+    args = parser.parse_args(argv)
+    bin_dir, images = default_bin_dir(), default_images_dir()
+    problem = missing_requirements(bin_dir, images)
+    if problem:
+        print(f"kube-demo: {problem}", file=sys.stderr)
+        return 2
+    assert bin_dir is not None
+    workdir = Path(tempfile.mkdtemp(prefix="ironlb-k8s."))
+    print(f"bringing up etcd, kube-apiserver, controller-manager, scheduler and 3 nodes (logs in {workdir}/logs)",
+          file=out, flush=True)
+    cluster: KubeCluster | None = None
+    try:
+        cluster = KubeCluster.start(bin_dir, images, workdir)
+        walkthrough(cluster, out, failover=not args.no_failover)
+    except KeyboardInterrupt:
+        print("interrupted", file=out)
+        return 130
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print("torn down: every process, namespace, mount and cgroup of the lab removed", file=out, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The end-to-end tests on a real Kubernetes cluster (src/ironlb/lab/kube_cluster.py): 3 kubelet nodes with
+containerd, kube-proxy and CNI pod networking in network namespaces, ironlb installed with ``kubectl apply -f
+config/manifests/ironlb.yaml``. One cluster per run (session fixtures); the tests run in file order and the last one
+kills a node.
+
+They run only when asked for (``pytest -m cluster``, ``make test-cluster``): other runs deselect them (see
+README, "The Kubernetes cluster lab", for why they are not in ``make test`` yet). They need root, the binaries of
+``scripts/build-k8s.sh --cluster`` and the images of ``scripts/build-images.py``; without them they skip, except
+in CI where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements
+from ironlb.lab.kube_demo import install_ironlb
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the cluster tests unless the -m expression names them (they take minutes and a whole cluster)."""
+    if "cluster" in (config.getoption("-m") or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("cluster") is None]
+    dropped = [i for i in items if i.get_closest_marker("cluster") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    bin_dir, images = default_bin_dir(), default_images_dir()
+    problem = missing_requirements(bin_dir, images)
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    assert bin_dir is not None
+    cluster = KubeCluster.start(bin_dir, images, tmp_path_factory.mktemp("k8s", numbered=True))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ironlb_installed(kube_cluster: KubeCluster) -> KubeCluster:
+    """``kubectl apply -f config/manifests/ironlb.yaml`` as a user runs it, then the controller and one speaker per
+    node Ready (the time it took is in ``kube_cluster.timings["install"]``)."""
+    install_ironlb(kube_cluster)
+    return kube_cluster

@@ -1,0 +1,66 @@
+"""The seed's workflow on a real cluster, verbatim: install with kubectl, the legacy ``config`` ConfigMap, the
+``my-service`` LoadBalancer Service, ``EXTERNAL-IP 192.168.1.240`` in ``kubectl get svc``, and the client outside
+the cluster reaching a backend pod at 192.168.1.240:80 through kube-proxy. Then Layer 2 failover when the
+announcing node dies, seen from the client. Runs in file order on one cluster (conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
+from ironlb.lab.kube_cluster import KubeCluster, wait_until
+from ironlb.lab.kube_demo import BACKEND, announcer, external_ip, measure_failover, ready_pods
+
+pytestmark = pytest.mark.cluster
+
+
+def test_install_runs_every_component(ironlb_installed: KubeCluster) -> None:
+    """The bundle's controller Deployment and speaker DaemonSet run for real: one speaker per node, each on its
+    node's network, the controller on the pod network, with their ServiceAccount tokens (they list and watch)."""
+    c = ironlb_installed
+    speakers = ready_pods(c, "metallb-system", "component=speaker")
+    assert sorted(p["spec"]["nodeName"] for p in speakers) == sorted(n.name for n in c.nodes)
+    for pod in speakers:
+        assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    (controller,) = ready_pods(c, "metallb-system", "component=controller")
+    assert controller["status"]["podIP"].startswith("10.244.")
+    # The controller made the memberlist Secret that the speakers mount.
+    c.kubectl("-n", "metallb-system", "get", "secret", "memberlist")
+
+
+def test_seed_workflow(ironlb_installed: KubeCluster) -> None:
+    """The seed's steps 2-4 as its user types them; the client reaches the pods at 192.168.1.240:80."""
+    c = ironlb_installed
+    c.kubectl("apply", "-f", "-", input=BACKEND)
+    c.kubectl("apply", "-f", "-", input=SEED_CONFIG)
+    t0 = time.monotonic()
+    c.kubectl("apply", "-f", "-", input=SEED_SERVICE)
+    assert wait_until(lambda: external_ip(c), 120, "EXTERNAL-IP of my-service") == VIP
+    header, row = c.kubectl("get", "svc", "my-service").stdout.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"]
+    assert row.split()[:2] == ["my-service", "LoadBalancer"]
+    assert row.split()[3] == VIP and row.split()[4].startswith("80:")
+
+    wait_until(lambda: len(ready_pods(c, "default", "app=my-app")) == 3, 180, "my-app pods Ready", interval=1)
+    pod_names = {p["metadata"]["name"] for p in ready_pods(c, "default", "app=my-app")}
+    body = wait_until(lambda: c.client_get(f"http://{VIP}/"), 120, f"the client's GET http://{VIP}/")
+    c.timings["service_first_answer"] = time.monotonic() - t0
+    assert body.strip() in pod_names
+    # Every answer comes from one of the pods, through the VIP's port 80 (kube-proxy balances between them).
+    answers = {(c.client_get(f"http://{VIP}/") or "").strip() for _ in range(10)}
+    assert answers <= pod_names
+    assert announcer(c) in {n.name for n in c.nodes}
+
+
+def test_layer2_failover_when_the_announcing_node_dies(ironlb_installed: KubeCluster) -> None:
+    """Kill the announcing node (link down; its kubelet, containerd, kube-proxy and containers killed): another
+    node's speaker takes the IP over and the client gets answers again. Stays the last test: a node dies."""
+    c = ironlb_installed
+    wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering before the failover")
+    result = measure_failover(c)
+    assert result.new is not None and result.new != result.dead, f"no other node announced {VIP}: {result}"
+    assert result.answer_s is not None, f"the client got no answer through {result.new}: {result}"
+    print(f"failover {result}; cluster timings {json.dumps({k: round(v, 2) for k, v in c.timings.items()})}")

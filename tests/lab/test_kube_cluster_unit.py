@@ -1,0 +1,46 @@
+"""The cluster lab's helpers that need no cluster: requirement checks, waiting, and the teardown's process search
+(which must never touch a process that is not under the lab's own containerd shims)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ironlb.lab import kube_cluster
+from ironlb.lab.kube_cluster import missing_requirements, wait_until
+
+
+def test_missing_binaries_are_named(tmp_path: Path) -> None:
+    problem = missing_requirements(tmp_path, tmp_path)
+    assert problem is not None
+    assert "root" in problem or "build-k8s.sh --cluster" in problem or "setup.sh" in problem or "CNI" in problem
+
+
+def test_wait_until_returns_the_value_and_names_what_timed_out() -> None:
+    calls = iter([None, ValueError("starting"), "ready"])
+
+    def check() -> str | None:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert wait_until(check, 5, "thing", interval=0.01) == "ready"
+    with pytest.raises(TimeoutError, match=r"the widget: not after 0 s \(last error: boom\)"):
+        wait_until(lambda: (_ for _ in ()).throw(RuntimeError("boom")), 0.05, "the widget", interval=0.01)
+
+
+def test_teardown_search_spares_processes_outside_the_lab(tmp_path: Path) -> None:
+    """A process whose command line merely mentions the socket path is not a shim of that containerd."""
+    sock = tmp_path / "containerd.sock"
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-address", str(sock)])
+    try:
+        inodes, cgroups = kube_cluster._kill_containers(sock, 9)
+        assert (inodes, cgroups) == (set(), set())
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
