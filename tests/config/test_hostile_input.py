@@ -213,3 +213,24 @@ def test_offline_commands_print_the_error_without_traceback(
         assert r.returncode == 1, (command, r.stderr)
         assert f"{path}: " in r.stderr and message in r.stderr, (command, r.stderr)
         assert "Traceback" not in r.stderr, (command, r.stderr)
+
+
+def test_an_exception_no_check_foresaw_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from ironlb.config import build, load_objects, loader
+
+    build_module = importlib.import_module("ironlb.config.build")  # the attribute is the function of that name
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    pool = yaml.safe_load(POOL)
+    monkeypatch.setattr(loader, "parse_resource", boom)
+    with pytest.raises(ConfigError, match=r"^object 1: cannot read this object: RecursionError"):
+        load_objects([pool])
+    monkeypatch.undo()
+    resources = load_objects([pool])
+    monkeypatch.setattr(build_module._Builder, "pools", boom)
+    with pytest.raises(ConfigError, match=r"cannot validate: RecursionError: maximum recursion depth exceeded"):
+        build(resources)

@@ -932,9 +932,16 @@ def _replace_pool(pool: t.Pool, l2: tuple[t.L2Advertisement, ...], bgp: tuple[t.
 
 # ---------------------------------------------------------------------------------------- API
 def build(resources: Resources, *, namespace: str = "metallb-system") -> BuildResult:
-    """Validate ``resources`` into a Config plus warnings; raise ConfigError listing every problem."""
+    """Validate ``resources`` into a Config plus warnings; raise ConfigError listing every problem.
+
+    An exception no check foresaw (an input shaped in a way nothing expected) is a ConfigError too: whoever
+    validates (``ironlb run``, the controller, the speaker) keeps its last valid configuration and reports it.
+    """
     builder = _Builder(resources, namespace)
-    config = builder.run()
+    try:
+        config = builder.run()
+    except Exception as err:
+        raise ConfigError([*builder.errors, f"cannot validate: {type(err).__name__}: {err}"]) from err
     if builder.errors:
         raise ConfigError(builder.errors, transient=all(builder.transient))
     return BuildResult(config, tuple(builder.warnings))

@@ -230,7 +230,10 @@ def load_objects(objects: Iterable[Any], *, default_namespace: str = "metallb-sy
     builder = _Builder(default_namespace)
     for i, obj in enumerate(objects, start=1):
         for item in _flatten(obj):
-            builder.add(item, f"object {i}")
+            try:
+                builder.add(item, f"object {i}")
+            except Exception as err:  # a shape no validator foresaw: report it, never crash the caller
+                builder.errors.append(f"object {i}: cannot read this object: {type(err).__name__}: {err}")
     return builder.result()
 
 
