@@ -1,11 +1,14 @@
-"""The asyncio shell on loopback: two managers talking to each other over real UDP sockets (no root needed)."""
+"""The asyncio shell on loopback: two managers talking to each other over real UDP sockets (no root needed).
+
+The tests run on a virtual loop clock (tests/support/clock.py): detection times and grace periods are asserted
+exactly, whatever the load of the machine."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import struct
-import time
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -23,6 +26,8 @@ from ironlb.bfd.metrics import (
 from ironlb.bfd.service import SOURCE_PORT_MAX, SOURCE_PORT_MIN, BFDManager, received_ttl
 from ironlb.bfd.wire import BFDState, ControlPacket
 from ironlb.config.types import BFDProfile
+from tests.support.clock import virtual_clock
+from tests.support.waits import wait_until_async
 
 A, B = "127.0.0.1", "127.0.0.2"
 # 200 ms x 3, not BFD's fastest: these tests check behaviour, and a loaded machine must not make a session flap.
@@ -65,11 +70,12 @@ class Pair:
     async def start(self, profile: BFDProfile = FAST, multihop: bool = False) -> None:
         await self.a.start()
         await self.b.start()
+        loop = asyncio.get_running_loop()
         self.ha = self.a.add_peer(
-            B, A, profile, multihop=multihop, on_change=lambda up: self.changes_a.append((time.monotonic(), up))
+            B, A, profile, multihop=multihop, on_change=lambda up: self.changes_a.append((loop.time(), up))
         )
         self.hb = self.b.add_peer(
-            A, B, profile, multihop=multihop, on_change=lambda up: self.changes_b.append((time.monotonic(), up))
+            A, B, profile, multihop=multihop, on_change=lambda up: self.changes_b.append((loop.time(), up))
         )
 
     def close(self) -> None:
@@ -77,13 +83,13 @@ class Pair:
         self.b.close()
 
 
-async def wait_for(cond: object, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # type: ignore[operator]
-            await asyncio.sleep(0.005)
+async def wait_for(cond: Callable[[], object], timeout: float) -> None:
+    """The loop-clock wait of these tests: polls every 5 ms of the (virtual) clock."""
+    await wait_until_async(cond, timeout, "the BFD condition", interval=0.005)
 
 
 @pytest.mark.parametrize("multihop", [False, True])
+@virtual_clock
 async def test_up_then_silent_peer_detected(multihop: bool) -> None:
     p = Pair()
     try:
@@ -98,7 +104,7 @@ async def test_up_then_silent_peer_detected(multihop: bool) -> None:
         await asyncio.sleep(1.5)  # past the Poll sequence that ends slow start
         # Silence b without telling a (a crashed process would do the same).
         p.b._flush = lambda handle: handle.session.outgoing() and None  # type: ignore[method-assign]
-        t0 = time.monotonic()
+        t0 = asyncio.get_running_loop().time()
         await wait_for(lambda: any(not up for _, up in p.changes_a), 10.0)
         elapsed = p.changes_a[-1][0] - t0
         assert 0 < elapsed < 5, elapsed  # detected after the silence began (3 x 200 ms after the last packet)
@@ -113,6 +119,7 @@ async def test_up_then_silent_peer_detected(multihop: bool) -> None:
         p.close()
 
 
+@virtual_clock
 async def test_remove_peer_sends_admin_down_without_failure_callback() -> None:
     p = Pair()
     try:
@@ -129,6 +136,7 @@ async def test_remove_peer_sends_admin_down_without_failure_callback() -> None:
         p.close()
 
 
+@virtual_clock
 async def test_metrics_exposition_names() -> None:
     p = Pair()
     try:
@@ -152,6 +160,7 @@ async def test_metrics_exposition_names() -> None:
         p.close()
 
 
+@virtual_clock
 async def test_api_errors() -> None:
     m = BFDManager(single_hop_port=free_udp_ports(1)[0])
     with pytest.raises(RuntimeError):
@@ -172,6 +181,7 @@ async def test_api_errors() -> None:
     assert m.peers() == []
 
 
+@virtual_clock
 async def test_bad_ttl_and_garbage_are_dropped() -> None:
     port = free_udp_ports(1)[0]
     m = BFDManager(single_hop_port=port, peer_single_hop_port=free_udp_ports(1)[0])
@@ -199,6 +209,7 @@ def test_received_ttl_parsing() -> None:
     assert received_ttl([]) is None
 
 
+@virtual_clock
 async def test_remote_reset_waits_for_grace_then_reports() -> None:
     pa, pb = free_udp_ports(2)
     m = BFDManager(single_hop_port=pa, peer_single_hop_port=pb, restart_grace=2.0)

@@ -17,6 +17,7 @@ from ironlb.bfd.wire import BFDState, ControlPacket
 from ironlb.bgp.config import PeerConfig
 from ironlb.config.types import BFDProfile
 from tests.bfd.test_bfd_service import free_udp_ports, wait_for
+from tests.support.clock import virtual_clock
 
 FAST = BFDProfile(name="fast", receive_interval=30, transmit_interval=30, detect_multiplier=3)
 
@@ -29,6 +30,7 @@ class Request:
     multihop: bool = False
 
 
+@virtual_clock
 async def test_failure_calls_on_down_and_close_removes_the_session() -> None:
     pa, pb = free_udp_ports(2)
     manager = BFDManager(single_hop_port=pa, peer_single_hop_port=pb)
@@ -60,6 +62,7 @@ async def test_failure_calls_on_down_and_close_removes_the_session() -> None:
         manager.close()
 
 
+@virtual_clock
 async def test_echo_profile_runs_bgp_without_bfd(caplog: pytest.LogCaptureFixture) -> None:
     manager = BFDManager(single_hop_port=free_udp_ports(1)[0])
     await manager.start()

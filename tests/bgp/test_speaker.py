@@ -18,6 +18,7 @@ from ironlb.bgp.wire import IPV4_UNICAST, IPV6_UNICAST
 from ironlb.cluster.labels import LabelSelector
 from ironlb.config.types import BFDProfile, Peer
 from tests.bgp.loopback_peer import LoopbackPeer
+from tests.support.waits import wait_until_async
 
 P1 = ip_network("192.0.2.1/32")
 P2 = ip_network("192.0.2.0/24")
@@ -76,9 +77,7 @@ def lo_peer(router: LoopbackPeer, name: str = "r1", **kw: object) -> Peer:
 
 
 async def until(cond: Callable[[], object], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
+    await wait_until_async(cond, timeout, "the speaker condition")
 
 
 async def test_routes_status_metrics_and_withdrawal(router: LoopbackPeer) -> None:

@@ -1,13 +1,16 @@
-"""Integration: three real UDP services on 127.0.0.1 with the default timings."""
+"""Integration: three real UDP services on 127.0.0.1 with the default timings, on a virtual loop clock
+(tests/support/clock.py): detection times are asserted on the services' own clock, whatever the machine's load."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.support.clock import virtual_clock
+from tests.support.waits import wait_until_async
 
 from ironlb.membership import (
     Event,
@@ -37,105 +40,121 @@ class Cluster:
         self.events: dict[str, list[tuple[float, Event]]] = {n: [] for n in NAMES}
         self.changes: dict[str, list[tuple[frozenset[str], bool]]] = {n: [] for n in NAMES}
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.clock = asyncio.get_running_loop().time
         self.services = {
             n: MembershipService(
                 Membership(n, SECRET, self.members, CFG),
                 sock=socks[n],
-                on_event=lambda e, n=n: self.events[n].append((time.monotonic(), e)),  # type: ignore[misc]
+                on_event=lambda e, n=n: self.events[n].append((self.clock(), e)),  # type: ignore[misc]
                 on_change=lambda alive, q, n=n: self.changes[n].append((alive, q)),  # type: ignore[misc]
                 queue=self.queue if n == "a" else None,
+                clock=self.clock,
             )
             for n in NAMES
         }
 
     async def wait_for(self, node: str, event: Event, since: float, timeout: float = 2.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, e in self.events[node]:
-                if t >= since and e == event:
-                    return t
-            await asyncio.sleep(0.002)
-        raise AssertionError(f"{node} never saw {event}: {self.events[node]}")
+        """The time ``node`` saw ``event`` (at or after ``since``)."""
+
+        def seen() -> float | None:
+            return next((t for t, e in self.events[node] if t >= since and e == event), None)
+
+        return await wait_until_async(seen, timeout, lambda: f"{node} to see {event}: {self.events[node]}",
+                                      interval=0.002)
 
 
-@pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def running_cluster() -> AsyncIterator[Cluster]:
+    """Three services started on the test's loop (the virtual clock's), converged."""
     c = Cluster()
     for s in c.services.values():
         await s.start()
-    t0 = time.monotonic()
-    while not all(s.alive() == set(NAMES) for s in c.services.values()):
-        assert time.monotonic() - t0 < 2.0, "cluster did not converge"
-        await asyncio.sleep(0.01)
-    yield c
-    for s in c.services.values():
-        await s.stop(leave=False)
+    try:
+        await wait_until_async(lambda: all(s.alive() == set(NAMES) for s in c.services.values()), 2.0,
+                               "the cluster to converge")
+        yield c
+    finally:
+        for s in c.services.values():
+            await s.stop(leave=False)
 
 
-async def test_converges_and_reports(cluster: Cluster) -> None:
-    a = cluster.services["a"]
-    assert a.has_quorum() and a.membership.settled()
-    assert a.local_address == cluster.members["a"]
-    assert cluster.changes["a"][-1] == (frozenset(NAMES), True)
-    queued = []
-    while not cluster.queue.empty():
-        queued.append(cluster.queue.get_nowait())
-    assert {e.name for e in queued if isinstance(e, MemberUp)} == {"b", "c"}
-    assert QuorumChanged(True, 2, 3) in queued
+@virtual_clock
+async def test_converges_and_reports() -> None:
+    async with running_cluster() as cluster:
+        a = cluster.services["a"]
+        assert a.has_quorum() and a.membership.settled()
+        assert a.local_address == cluster.members["a"]
+        assert cluster.changes["a"][-1] == (frozenset(NAMES), True)
+        queued = []
+        while not cluster.queue.empty():
+            queued.append(cluster.queue.get_nowait())
+        assert {e.name for e in queued if isinstance(e, MemberUp)} == {"b", "c"}
+        assert QuorumChanged(True, 2, 3) in queued
 
 
-async def test_crash_detected_within_dead_timeout(cluster: Cluster) -> None:
-    t0 = time.monotonic()
-    await cluster.services["c"].stop(leave=False)  # a crash: no LEAVE
-    for n in "ab":
-        t = await cluster.wait_for(n, MemberDown("c", "timeout"), t0)
-        assert CFG.dead_timeout - CFG.interval - 0.02 <= t - t0 <= CFG.dead_timeout + SLACK, t - t0
-        assert cluster.services[n].alive() == {"a", "b"}
-        assert cluster.services[n].has_quorum()
-        assert cluster.changes[n][-1] == (frozenset("ab"), True)
+@virtual_clock
+async def test_crash_detected_within_dead_timeout() -> None:
+    async with running_cluster() as cluster:
+        t0 = cluster.clock()
+        await cluster.services["c"].stop(leave=False)  # a crash: no LEAVE
+        for n in "ab":
+            t = await cluster.wait_for(n, MemberDown("c", "timeout"), t0)
+            assert CFG.dead_timeout - CFG.interval - 0.02 <= t - t0 <= CFG.dead_timeout + SLACK, t - t0
+            assert cluster.services[n].alive() == {"a", "b"}
+            assert cluster.services[n].has_quorum()
+            assert cluster.changes[n][-1] == (frozenset("ab"), True)
 
 
-async def test_clean_stop_is_immediate(cluster: Cluster) -> None:
-    t0 = time.monotonic()
-    await cluster.services["c"].stop()  # sends LEAVE
-    for n in "ab":
-        t = await cluster.wait_for(n, MemberDown("c", "left"), t0)
-        assert t - t0 < 0.05, t - t0
+@virtual_clock
+async def test_clean_stop_is_immediate() -> None:
+    async with running_cluster() as cluster:
+        t0 = cluster.clock()
+        await cluster.services["c"].stop()  # sends LEAVE
+        for n in "ab":
+            t = await cluster.wait_for(n, MemberDown("c", "left"), t0)
+            assert t - t0 < 0.05, t - t0
 
 
-async def test_lone_survivor_loses_quorum(cluster: Cluster) -> None:
-    t0 = time.monotonic()
-    await cluster.services["b"].stop(leave=False)
-    await cluster.services["c"].stop(leave=False)
-    t = await cluster.wait_for("a", QuorumChanged(False, 1, 3), t0)
-    assert t - t0 <= CFG.dead_timeout + SLACK
-    assert cluster.changes["a"][-1] == (frozenset("a"), False)
+@virtual_clock
+async def test_lone_survivor_loses_quorum() -> None:
+    async with running_cluster() as cluster:
+        t0 = cluster.clock()
+        await cluster.services["b"].stop(leave=False)
+        await cluster.services["c"].stop(leave=False)
+        t = await cluster.wait_for("a", QuorumChanged(False, 1, 3), t0)
+        assert t - t0 <= CFG.dead_timeout + SLACK
+        assert cluster.changes["a"][-1] == (frozenset("a"), False)
 
 
-async def test_restart_is_accepted(cluster: Cluster) -> None:
-    await cluster.services["c"].stop(leave=False)
-    t0 = time.monotonic()
-    new = Membership("c", SECRET, cluster.members, CFG)
-    svc = MembershipService(new)  # binds to its member address
-    cluster.services["c"] = svc
-    await svc.start()
-    t = await cluster.wait_for("a", MemberUp("c", new.incarnation), t0)
-    assert t - t0 < 0.3
-    while svc.alive() != set(NAMES):
-        assert time.monotonic() - t0 < 0.3, svc.alive()
-        await asyncio.sleep(0.002)
+@virtual_clock
+async def test_restart_is_accepted() -> None:
+    async with running_cluster() as cluster:
+        await cluster.services["c"].stop(leave=False)
+        t0 = cluster.clock()
+        new = Membership("c", SECRET, cluster.members, CFG)
+        svc = MembershipService(new, clock=cluster.clock)  # binds to its member address
+        cluster.services["c"] = svc
+        await svc.start()
+        t = await cluster.wait_for("a", MemberUp("c", new.incarnation), t0)
+        assert t - t0 < 0.3
+        while svc.alive() != set(NAMES):
+            assert cluster.clock() - t0 < 0.3, svc.alive()
+            await asyncio.sleep(0.002)
 
 
-async def test_set_members_at_run_time(cluster: Cluster) -> None:
-    a = cluster.services["a"]
-    a.set_members({n: cluster.members[n] for n in "ab"})
-    assert a.alive() == {"a", "b"}
-    assert cluster.events["a"][-1][1] == MemberDown("c", "removed")
-    t0 = time.monotonic()
-    a.set_members(cluster.members)
-    await cluster.wait_for("a", MemberUp("c", cluster.services["c"].membership.incarnation), t0)
+@virtual_clock
+async def test_set_members_at_run_time() -> None:
+    async with running_cluster() as cluster:
+        a = cluster.services["a"]
+        a.set_members({n: cluster.members[n] for n in "ab"})
+        assert a.alive() == {"a", "b"}
+        assert cluster.events["a"][-1][1] == MemberDown("c", "removed")
+        t0 = cluster.clock()
+        a.set_members(cluster.members)
+        await cluster.wait_for("a", MemberUp("c", cluster.services["c"].membership.incarnation), t0)
 
 
+@virtual_clock
 async def test_context_manager_and_double_start() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
