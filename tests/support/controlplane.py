@@ -487,13 +487,16 @@ class ControlPlane:
                 names.append(name)
         deadline = time.monotonic() + timeout
         for name in names:
-            while True:
+
+            def established(name: str = name) -> bool:
                 conds = self.get(f"{base}/{name}").get("status", {}).get("conditions", [])
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"CRD {name} not Established: {conds}")
-                time.sleep(0.1)
+                return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+            try:
+                wait_until(established, max(0.0, deadline - time.monotonic()), f"CRD {name} Established",
+                           interval=0.1)
+            except WaitTimeout as err:
+                raise RuntimeError(str(err)) from None
         # The REST endpoints follow Established within a moment; wait until each kind and version answers.
         for name in names:
             plural, group = name.split(".", 1)

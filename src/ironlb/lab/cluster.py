@@ -301,6 +301,10 @@ def parse_arping(out: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(0).strip()) for m in ARPING_LINE.finditer(out)]
 
 
+class ProbeExited(Exception):
+    """The probe program is gone: no event will come."""
+
+
 class ClientProbe:
     """The client's view: an HTTP GET every ``interval`` (each on a new connection) plus ARP sniffing, streamed."""
 
@@ -333,18 +337,23 @@ class ClientProbe:
             return list(self.events)
 
     def wait(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
-        """The first event (already seen or to come) for which ``predicate`` holds."""
-        deadline = time.monotonic() + timeout
+        """The first event (already seen or to come) for which ``predicate`` holds; None in time or if the probe
+        exited."""
         seen = 0
-        while True:
+
+        def first() -> dict[str, Any] | None:
+            nonlocal seen
             events = self.snapshot()
-            for event in events[seen:]:
-                if predicate(event):
-                    return event
+            found = next((e for e in events[seen:] if predicate(e)), None)
             seen = len(events)
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                return None
-            time.sleep(0.005)
+            if found is None and self.proc.poll() is not None:
+                raise ProbeExited(self.proc.returncode)
+            return found
+
+        try:
+            return wait_until(first, timeout, "a probe event", interval=0.005)
+        except (WaitTimeout, ProbeExited):
+            return None
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         return self.wait(lambda e: e.get("ev") == "ready", timeout) is not None
