@@ -29,7 +29,7 @@ def test_wait_until_returns_the_value_and_names_what_timed_out() -> None:
         return value
 
     assert wait_until(check, 5, "thing", interval=0.01) == "ready"
-    with pytest.raises(TimeoutError, match=r"the widget: not after 0 s \(last error: boom\)"):
+    with pytest.raises(TimeoutError, match=r"waiting for the widget; last error: RuntimeError\('boom'\)"):
         wait_until(lambda: (_ for _ in ()).throw(RuntimeError("boom")), 0.05, "the widget", interval=0.01)
 
 

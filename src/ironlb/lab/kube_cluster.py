@@ -51,6 +51,7 @@ from typing import IO, Any, TypeVar
 
 import yaml
 
+from ironlb.lab import waits
 from ironlb.lab.netns import NetnsLab
 
 LAN_PREFIX = "192.168.1"
@@ -93,21 +94,15 @@ def missing_requirements(bin_dir: Path | None, images_dir: Path | None) -> str |
     return None
 
 
+# What a starting part of the cluster raises meanwhile: kubectl or ctr failing, connection refused, half a JSON.
+CLUSTER_STARTING: tuple[type[BaseException], ...] = (
+    OSError, subprocess.SubprocessError, ValueError, KeyError, RuntimeError,
+)
+
+
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy; its exceptions count as "not yet" (a starting thing raises
-    them). TimeoutError names ``what`` and the last error."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError, RuntimeError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
-        time.sleep(interval)
+    """:func:`ironlb.lab.waits.wait_until` retrying :data:`CLUSTER_STARTING`, polling every half second."""
+    return waits.wait_until(check, timeout, what, retry=CLUSTER_STARTING, interval=interval)
 
 
 def _die_with_parent() -> None:
