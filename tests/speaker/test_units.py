@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ironlb.bgp.planner import ServiceInput
@@ -157,3 +158,15 @@ def test_lb_class_filter_is_the_controllers() -> None:
     assert handles_class(_svc("x", "1.1.1.1"), "")
     assert not handles_class(_svc("x", "1.1.1.1", lb_class="other"), "")
     assert handles_class(_svc("x", "1.1.1.1", lb_class="mine"), "mine")
+
+
+async def test_no_memberlist_key_means_no_membership_rather_than_a_known_key(tmp_path: Path) -> None:
+    from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+    options = SpeakerOptions(node="n1", ml_bind_addr="127.0.0.1", ml_labels="app=x", ml_secret_key_path=str(tmp_path))
+    speaker = Speaker(object(), options)  # type: ignore[arg-type] # no API call is made
+    await speaker._start_membership()
+    assert speaker.membership is None
+    (tmp_path / "secretkey").write_text("short\n")
+    await speaker._start_membership()
+    assert speaker.membership is None
