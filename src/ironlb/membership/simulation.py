@@ -76,6 +76,7 @@ class SimNet:
         self._seq = 0
         self._wake: dict[str, float] = {}
         self._inc = 1000
+        self._boot_at: dict[str, float] = {}
         for name in self.names:
             self._boot(name, self.rng.uniform(0, self.start_spread))
 
@@ -84,6 +85,7 @@ class SimNet:
     def _boot(self, name: str, at: float) -> None:
         self._inc += 1
         self.nodes[name] = Membership(name, self.secret, self.members, self.config, incarnation=self._inc)
+        self._boot_at[name] = self.now + at  # its socket does not exist before then
         self._wake.pop(name, None)
         self._schedule_tick(name, self.now + at)
 
@@ -155,7 +157,7 @@ class SimNet:
         while heap and heap[0][0] <= end:
             at, _seq, kind, name, data, src = heapq.heappop(heap)
             self.now = max(self.now, at)
-            if name in self.crashed:
+            if name in self.crashed or (kind == 1 and self._boot_at[name] > at):
                 continue
             node = self.nodes[name]
             timed = self._measured(name)
@@ -163,17 +165,17 @@ class SimNet:
                 if self._wake.get(name) != at:
                     continue  # superseded by an earlier wake-up
                 del self._wake[name]
-                t0 = time.perf_counter() if timed else 0.0
+                t0 = time.thread_time() if timed else 0.0
                 out, events = node.tick(self.now)
                 if timed:
-                    self.stats[name].cpu += time.perf_counter() - t0
+                    self.stats[name].cpu += time.thread_time() - t0
             else:
                 self.stats[name].received += 1
-                t0 = time.perf_counter() if timed else 0.0
+                t0 = time.thread_time() if timed else 0.0
                 events = node.datagram_received(data, self.members[src], self.now)
                 out = []
                 if timed:
-                    self.stats[name].cpu += time.perf_counter() - t0
+                    self.stats[name].cpu += time.thread_time() - t0
             if events:
                 self.events += [(self.now, name, e) for e in events]
             if out:
