@@ -47,6 +47,7 @@ bench: setup k8s-binaries
 	$(PY) -m bench.bfd_failover --trials 15 --no-results
 	$(PY) -m bench.controller
 	$(PY) -m bench.speaker
+	$(PY) -m bench.validate --runs 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

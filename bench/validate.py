@@ -1,7 +1,7 @@
 """How long ``ironlb validate`` (load + build) takes for many IPAddressPools: the overlap and duplicate checks
 must stay O(n log n) (issue 9: 10,000 pools in under 1 s).
 
-Usage: ``.venv/bin/python bench/validate.py [--pools 1000,3000,10000] [--runs 3]``. Pure CPU, no root. The pools
+Usage: ``.venv/bin/python -m bench.validate [--pools 1000,3000,10000] [--runs 3]``. Pure CPU, no root. The pools
 are /28s of 10.0.0.0/8 in shuffled order, plus one IPv6 /124 each (so both families are indexed), one
 L2Advertisement and one BGPAdvertisement selecting all of them; a last pool overlaps the first, so the error path
 is measured too. Prints the best CPU time of ``--runs`` for reading the objects (``load_objects``) and for
