@@ -28,7 +28,6 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from ironlb.cluster.annotations import IP_ALLOCATED_FROM_POOL, PREFIX
@@ -51,12 +50,12 @@ from ironlb.kube.client import (
     Obj,
     object_key,
 )
+from ironlb.kube.configstate import ConfigurationStateWriter, pod_owner
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.informer import DELETED, MODIFIED, Informer
 from ironlb.kube.slim import slim_service
 from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
 from ironlb.metrics.client import ClientCounters
-from ironlb.status.configuration import desired_status, same_status
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +113,16 @@ class Controller:
                                     field_selector=f"metadata.name={LEGACY_CONFIGMAP}")
         self.states = Informer(client, CONFIGURATION_STATES, namespace=ns,
                                field_selector=f"metadata.name={STATE_NAME}")
+        self.state_writer = ConfigurationStateWriter(
+            client, self.states, namespace=ns, name=STATE_NAME, labels={"metallb.io/component-type": "controller"},
+            condition_type=CONDITION_TYPE, field_manager=FIELD_MANAGER, create_manager="ironlb-controller",
+        )
         self.informers = [self.services, self.namespaces, self.pools, self.communities, self.config_maps, self.states]
         self.allocator: Allocator | None = None
         self.reconciler: Reconciler | None = None  # MetalLB's schedule, shared with ``ironlb plan``
         self.config: Config | None = None  # the last valid config, in force
         self.config_error: str | None = None  # why the latest config was refused
         self.config_evaluated = False
-        self._owner: dict[str, Any] | None = None
 
         self.services.add_handler(self._on_service)
         self.namespaces.add_handler(self._on_namespace)
@@ -162,7 +164,7 @@ class Controller:
             tg.create_task(self.recorder.run(), name="event-recorder")
             await self._wait_synced()
             if self.options.pod_name:
-                await self._load_owner()
+                self.state_writer.owner = await pod_owner(self.client, self.options.pod_name, self.options.namespace)
             self.queue.add(CONFIG)
             await self._worker()
 
@@ -365,42 +367,10 @@ class Controller:
             self.pools.put_local(written)
 
     # ----------------------------------------------------------------------------------------- ConfigurationState
-    async def _load_owner(self) -> None:
-        from ironlb.kube.client import PODS
-
-        try:
-            pod = await self.client.get(PODS, self.options.pod_name, self.options.namespace)
-        except KubeError as err:
-            log.warning("cannot read pod %s for the ConfigurationState owner: %s", self.options.pod_name, err)
-            return
-        meta = pod.get("metadata") or {}
-        self._owner = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
-
     def desired_state(self) -> dict[str, Any]:
         """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
-        current = self.states.store.get(f"{self.options.namespace}/{STATE_NAME}")
-        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"), datetime.now(UTC))
+        return self.state_writer.desired(self.config_error)
 
     async def _write_configuration_state(self) -> None:
-        if not self.config_evaluated:
-            return
-        ns = self.options.namespace
-        current = self.states.store.get(f"{ns}/{STATE_NAME}")
-        want = self.desired_state()
-        if current is not None and same_status((current.get("status") or {}), want):
-            return
-        meta: dict[str, Any] = {
-            "name": STATE_NAME, "namespace": ns, "labels": {"metallb.io/component-type": "controller"}
-        }
-        if self._owner:
-            meta["ownerReferences"] = [self._owner]
-        if current is None:
-            created = await self.client.apply(
-                CONFIGURATION_STATES, {"metadata": meta}, field_manager="ironlb-controller"
-            )
-            self.states.put_local(created)
-        written = await self.client.apply(
-            CONFIGURATION_STATES, {"metadata": {"name": STATE_NAME, "namespace": ns}, "status": want},
-            field_manager=FIELD_MANAGER, subresource="status",
-        )
-        self.states.put_local(written)
+        if self.config_evaluated:
+            await self.state_writer.write(self.config_error)

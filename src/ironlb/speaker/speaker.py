@@ -27,7 +27,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,7 @@ from ironlb.kube.client import (
     Resource,
     object_key,
 )
+from ironlb.kube.configstate import ConfigurationStateWriter, owner_reference
 from ironlb.kube.events import NORMAL, WARNING, EventRecorder
 from ironlb.kube.informer import MODIFIED, Backoff, Informer
 from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
@@ -69,7 +69,6 @@ from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
-from ironlb.status.configuration import desired_status, same_status
 
 from . import status as st
 from .decide import speaker_config
@@ -170,6 +169,11 @@ class Speaker:
         self.bgp_statuses = inf(SERVICE_BGP_STATUSES, ns, transform=slim_status,
                                 label_selector=f"{st.NODE_LABEL}={options.node}")
         self.states = inf(CONFIGURATION_STATES, ns, field_selector=f"metadata.name={self.state_name}")
+        self.state_writer = ConfigurationStateWriter(
+            client, self.states, namespace=ns, name=self.state_name,
+            labels={"metallb.io/component-type": "speaker", "metallb.io/node-name": options.node},
+            condition_type=CONDITION_TYPE, field_manager=FIELD_MANAGER, create_manager="ironlb-speaker",
+        )
         self.informers = [
             self.services, self.slices, self.nodes, self.namespaces, *self.config_informers,
             self.l2_statuses, self.bgp_statuses, self.states,
@@ -182,7 +186,6 @@ class Speaker:
         self.synced = False
         self.membership: MembershipService | None = None
         self._core: Membership | None = None
-        self.owner: dict[str, Any] | None = None  # this node's speaker Pod
         self.syncs = 0
 
         self._dirty = asyncio.Event()
@@ -203,6 +206,11 @@ class Speaker:
             informer.add_handler(self._on_config)
         for informer in (self.l2_statuses, self.bgp_statuses, self.states):
             informer.add_handler(self._on_status)
+
+    @property
+    def owner(self) -> dict[str, Any] | None:
+        """This node's speaker Pod, owner of the objects this speaker creates."""
+        return self.state_writer.owner
 
     @property
     def state_name(self) -> str:
@@ -354,7 +362,7 @@ class Speaker:
             if not node or meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
                 continue
             if node == self.node:
-                self.owner = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
+                self.state_writer.owner = owner_reference(pod)
             if ip:
                 members[str(node)] = (str(ip), self.options.ml_bind_port)
         if self.membership is None:
@@ -531,35 +539,11 @@ class Speaker:
 
     def desired_state(self) -> dict[str, Any]:
         """The ConfigurationState status for the latest config evaluation (MetalLB's condition and summary)."""
-        current = self.states.store.get(f"{self.options.namespace}/{self.state_name}")
-        return desired_status(CONDITION_TYPE, self.config_error, (current or {}).get("status"), datetime.now(UTC))
+        return self.state_writer.desired(self.config_error)
 
     async def _write_configuration_state(self) -> None:
-        if not self.config_evaluated:
-            return
-        ns = self.options.namespace
-        current = self.states.store.get(f"{ns}/{self.state_name}")
-        want = self.desired_state()
-        if current is not None and same_status(current.get("status") or {}, want):
-            return
-        if current is None:
-            meta: dict[str, Any] = {
-                "name": self.state_name,
-                "namespace": ns,
-                "labels": {"metallb.io/component-type": "speaker", "metallb.io/node-name": self.node},
-            }
-            if self.owner:
-                meta["ownerReferences"] = [self.owner]
-            created = await self.client.apply(CONFIGURATION_STATES, {"metadata": meta}, field_manager="ironlb-speaker")
-            self.states.put_local(created)
-        self.counters.updates += 1
-        written = await self.client.apply(
-            CONFIGURATION_STATES,
-            {"metadata": {"name": self.state_name, "namespace": ns}, "status": want},
-            field_manager=FIELD_MANAGER,
-            subresource="status",
-        )
-        self.states.put_local(written)
+        if self.config_evaluated and await self.state_writer.write(self.config_error):
+            self.counters.updates += 1
 
 
 __all__ = ["COMPONENT", "Speaker", "SpeakerOptions", "read_secret_key"]
