@@ -19,6 +19,7 @@ write succeeds. So the plan's IPs and events are the controller's by constructio
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -166,7 +167,13 @@ def converge_all(allocator: Allocator, services: Iterable[Service], *, lb_class:
     reconciler = Reconciler(allocator, lb_class)
     events: dict[str, list[Event]] = {}
     last: dict[str, Convergence] = {}
-    queue: dict[str, None] = {RELOAD: None}  # insertion-ordered set
+    queue: deque[str] = deque([RELOAD])
+    queued = {RELOAD}  # a key waits in the queue at most once
+
+    def enqueue(item: str) -> None:
+        if item not in queued:
+            queued.add(item)
+            queue.append(item)
     budget = MAX_PASSES * (len(listed) + 1)  # per-Service reconciles: a write that keeps changing is cut short
 
     def record(synced: Synced) -> bool:
@@ -178,15 +185,15 @@ def converge_all(allocator: Allocator, services: Iterable[Service], *, lb_class:
         return synced.write
 
     while queue:
-        item = next(iter(queue))
-        del queue[item]
+        item = queue.popleft()
+        queued.discard(item)
         if item == RELOAD:
             done = reconciler.reprocess_all(current.values())
             for synced in done.results:
                 if record(synced):
-                    queue[synced.service.key] = None
+                    enqueue(synced.service.key)
             if reconciler.finish(done) and reconciler.passes < MAX_PASSES:
-                queue[RELOAD] = None
+                enqueue(RELOAD)
             continue
         if budget <= 0:
             continue
@@ -195,9 +202,9 @@ def converge_all(allocator: Allocator, services: Iterable[Service], *, lb_class:
         if result is None:
             continue
         if result.state is SyncState.REPROCESS_ALL:
-            queue[RELOAD] = None
+            enqueue(RELOAD)
         if record(result):
-            queue[item] = None
+            enqueue(item)
     return _outcomes(listed, current, events, last, lb_class)
 
 
