@@ -173,3 +173,37 @@ def test_class_filter_and_unchanged_services() -> None:
     written = out["default/mine"].service
     again = set_balancer(a, written)
     assert not again.write and again.convergence.events == () and again.state is SyncState.SUCCESS
+
+
+PLAN_STATE = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: one, namespace: metallb-system}
+spec: {addresses: ["10.0.0.0/32"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: a, creationTimestamp: "2024-01-01T00:00:00Z",
+           annotations: {metallb.universe.tf/allow-shared-ip: k}}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: x}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: late, namespace: a, creationTimestamp: "2024-02-01T00:00:00Z",
+           annotations: {metallb.universe.tf/address-pool: one}}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"""
+
+
+def test_plan_shows_the_events_of_every_pass() -> None:
+    """``ironlb plan`` runs the controller's schedule: ``local`` gets an allocation key (ETP Local and a sharing
+    key), so a second pass repeats ``late``'s failure; ``local``'s write warns about its deprecated annotation,
+    ``late`` (nothing written) does not."""
+    from ironlb.config import load_texts
+    from ironlb.plan import plan_snapshot, snapshot_from
+
+    snapshot, _ = snapshot_from(load_texts([("state.yaml", PLAN_STATE)]))
+    services = plan_snapshot(snapshot)["services"]
+    assert [e["reason"] for e in services["a/local"]["events"]] == ["IPAllocated", "deprecatedAnnotation"]
+    assert [e["reason"] for e in services["a/late"]["events"]] == ["AllocationFailed", "AllocationFailed"]
+    assert services["a/late"]["events"][0]["message"] == 'Failed to allocate IP for "a/late": no available IPs in pool one'
