@@ -357,9 +357,33 @@ async def test_recorder_retries_and_never_blocks() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert len(fake.created) == 1
-    for i in range(1500):  # the queue is bounded: beyond it events are dropped, the caller never waits
+    for i in range(1500):  # the queue is bounded: beyond it events wait in the backlog, the caller never waits
         rec.event(SERVICE, "Normal", "IPAllocated", f"{i}")
-    assert rec.stats.queue_dropped == 500
+    assert rec.stats.queue_dropped == 0 and rec.stats.backlogged == 500 and rec.pending() == 1500
+
+
+async def test_recorder_burst_loses_no_event_and_folds_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10x the queue at once, one event per object (10,000 Services), some objects twice: all written, repeats as counts."""
+    fake = FakeEvents()
+    rec = EventRecorder(fake, "metallb-controller")
+    services = [{"kind": "Service", "apiVersion": "v1",
+                 "metadata": {"name": f"svc-{i:05d}", "namespace": "default", "uid": f"u{i}"}} for i in range(10_000)]
+    for svc in services:
+        rec.event(svc, "Normal", "IPAllocated", 'Assigned IP ["10.0.0.1"]')
+    for svc in services[-3:]:  # repeats that arrive while their first copy is still in the backlog
+        rec.event(svc, "Normal", "IPAllocated", 'Assigned IP ["10.0.0.1"]')
+    assert rec.stats.queue_dropped == 0 and rec.pending() == 10_000
+    await drain(rec)
+    assert len(fake.created) == 10_000 and not fake.patches
+    assert {ev["involvedObject"]["name"] for ev in fake.created} == {f"svc-{i:05d}" for i in range(10_000)}
+    assert [ev["count"] for ev in fake.created[-3:]] == [2, 2, 2]
+    assert sum(ev["count"] for ev in fake.created) == rec.stats.queued == 10_003
+    # Memory stays bounded: past BACKLOG_SIZE distinct backlogged events, new ones are dropped and counted.
+    monkeypatch.setattr("ironlb.kube.events.BACKLOG_SIZE", 5)
+    small = EventRecorder(FakeEvents(), "metallb-controller")
+    for svc in services[:1010]:
+        small.event(svc, "Normal", "IPAllocated", "x")
+    assert small.pending() == 1005 and small.stats.queue_dropped == 5
 
 
 # ---------------------------------------------------------------------------------------------------- leases

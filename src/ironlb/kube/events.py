@@ -1,8 +1,11 @@
 """Kubernetes Events the way client-go's recorder writes them (``tools/record``), so ``kubectl describe`` reads
 the same as with MetalLB.
 
-- **Never blocks the caller**: :meth:`EventRecorder.event` only queues (up to 1000 pending; beyond that events
-  are dropped, as client-go's broadcaster does), a background task writes.
+- **Never blocks the caller, loses no event**: :meth:`EventRecorder.event` only queues, a background task writes.
+  Up to 1000 events wait in order; beyond that (a burst faster than the API accepts writes) events are folded into
+  a backlog keyed by (object, type, reason, message), where a repeat only raises a count, and written, count
+  included, as the queue drains. client-go's broadcaster drops events here; ironlb drops only past
+  ``BACKLOG_SIZE`` distinct backlogged events (memory bounded at a few MB), and counts them.
 - **Spam filter**: per (source, object, type, reason, message) a token bucket of 25, refilled one per 5 minutes.
 - **Aggregation**: the 10th event of the same (source, object, type, reason) with different messages within
   10 minutes becomes ``(combined from similar events): <message>``.
@@ -35,6 +38,7 @@ AGGREGATE_MAX = 10
 AGGREGATE_WINDOW = 600.0
 CACHE_SIZE = 4096
 QUEUE_SIZE = 1000
+BACKLOG_SIZE = 50_000
 WRITE_ATTEMPTS = 4
 
 
@@ -65,6 +69,23 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _object_key(ref: Mapping[str, str]) -> tuple[str, str, str, str, str]:
+    return (ref.get("kind", ""), ref.get("namespace", ""), ref.get("name", ""), ref.get("uid", ""),
+            ref.get("apiVersion", ""))
+
+
+@dataclass(slots=True)
+class _Item:
+    """One event waiting to be written; ``count`` > 1 when repeats were folded into it in the backlog."""
+
+    ref: dict[str, str]
+    type: str
+    reason: str
+    message: str
+    stamp: float
+    count: int = 1
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -85,6 +106,7 @@ class RecorderStats:
     created: int = 0
     patched: int = 0
     spam_dropped: int = 0
+    backlogged: int = 0
     queue_dropped: int = 0
     failed: int = 0
 
@@ -97,7 +119,9 @@ class EventRecorder:
         self.component = component
         self.host = host
         self.stats = RecorderStats()
-        self._queue: asyncio.Queue[tuple[dict[str, str], str, str, str, float]] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(QUEUE_SIZE)
+        # Events that did not fit in the queue: key -> [ref, type, reason, message, first stamp, count].
+        self._backlog: OrderedDict[tuple[str, ...], _Item] = OrderedDict()
         self._spam: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
         self._similar: OrderedDict[tuple[str, ...], tuple[set[str], float]] = OrderedDict()
         self._written: OrderedDict[tuple[str, ...], _Written] = OrderedDict()
@@ -106,28 +130,52 @@ class EventRecorder:
     def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Queue an event about ``obj`` (a full object or an ``involvedObject`` reference)."""
         ref = object_reference(obj) if "metadata" in obj else {str(k): str(v) for k, v in obj.items()}
-        try:
-            self._queue.put_nowait((ref, type_, reason, message, time.monotonic()))
-            self.stats.queued += 1
-        except asyncio.QueueFull:
+        self.stats.queued += 1
+        if not self._backlog:
+            try:
+                self._queue.put_nowait(_Item(ref, type_, reason, message, time.monotonic()))
+                return
+            except asyncio.QueueFull:
+                pass
+        key = (*_object_key(ref), type_, reason, message)
+        pending = self._backlog.get(key)
+        if pending is not None:
+            pending.count += 1
+        elif len(self._backlog) < BACKLOG_SIZE:
+            self._backlog[key] = _Item(ref, type_, reason, message, time.monotonic())
+        else:
+            self.stats.queued -= 1
             self.stats.queue_dropped += 1
+            return
+        self.stats.backlogged += 1
+
+    def pending(self) -> int:
+        """Events queued or backlogged and not written yet (distinct backlogged ones count once)."""
+        return self._queue.qsize() + len(self._backlog)
+
+    def _refill(self) -> None:
+        """Move backlogged events into the queue, oldest first, as space allows (order kept)."""
+        while self._backlog and not self._queue.full():
+            _key, item = self._backlog.popitem(last=False)
+            self._queue.put_nowait(item)
 
     async def run(self) -> None:
         """Write queued events until cancelled."""
         while True:
-            ref, type_, reason, message, stamp = await self._queue.get()
+            self._refill()
+            item = await self._queue.get()
             try:
-                await self._record(ref, type_, reason, message, stamp)
+                await self._record(item.ref, item.type, item.reason, item.message, item.stamp, item.count)
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let one event stop the recorder
                 self.stats.failed += 1
-                log.exception("event recorder: dropping %s %s", reason, message)
+                log.exception("event recorder: dropping %s %s", item.reason, item.message)
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Wait until the queue is empty (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while (not self._queue.empty() or self._backlog) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     # ------------------------------------------------------------------------------------------------ correlator
@@ -159,9 +207,10 @@ class EventRecorder:
             return f"(combined from similar events): {message}", True
         return message, False
 
-    async def _record(self, ref: dict[str, str], type_: str, reason: str, message: str, stamp: float) -> None:
-        obj_key = (ref.get("kind", ""), ref.get("namespace", ""), ref.get("name", ""), ref.get("uid", ""),
-                   ref.get("apiVersion", ""))
+    async def _record(
+        self, ref: dict[str, str], type_: str, reason: str, message: str, stamp: float, count: int = 1
+    ) -> None:
+        obj_key = _object_key(ref)
         source = (self.component, self.host)
         if not self._allowed((*source, *obj_key, type_, reason, message), stamp):
             self.stats.spam_dropped += 1
@@ -177,10 +226,10 @@ class EventRecorder:
                     try:
                         await self.client.patch(
                             EVENTS, written.name,
-                            {"count": written.count + 1, "lastTimestamp": now, "message": message},
+                            {"count": written.count + count, "lastTimestamp": now, "message": message},
                             written.namespace, patch_type="strategic",
                         )
-                        written.count += 1
+                        written.count += count
                         self._written.move_to_end(dedup)
                         self.stats.patched += 1
                         return
@@ -198,12 +247,12 @@ class EventRecorder:
                     "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                     "firstTimestamp": now,
                     "lastTimestamp": now,
-                    "count": 1,
+                    "count": count,
                     "reportingComponent": self.component,
                     "reportingInstance": self.host,
                 }
                 await self.client.create(EVENTS, body, namespace)
-                self._written[dedup] = _Written(name, namespace, 1, now)
+                self._written[dedup] = _Written(name, namespace, count, now)
                 if len(self._written) > CACHE_SIZE:
                     self._written.popitem(last=False)
                 self.stats.created += 1
