@@ -16,7 +16,7 @@ import pytest
 from tests.bgp.conftest import FRR
 from tests.support.bgp_interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, service_yaml, slice_yaml
 from tests.support.netns import NetnsLab
-from tests.support.waits import STARTING, wait_until
+from tests.support.waits import STARTING, VTYSH_NOT_READY, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -340,14 +340,13 @@ def test_graceful_restart_keeps_routes_across_a_speaker_restart(bgp_lan: tuple[B
     assert any(p.get("stale") for p in rib(frr)["10.50.0.10/32"]), rib(frr)["10.50.0.10/32"]
     # Restart the GR node: the route never went away, and is fresh again once re-established.
     gr.start()
-    deadline = time.monotonic() + 20
-    while True:
+
+    def fresh_again() -> bool:
         paths = rib(frr).get("10.50.0.10/32", [])
         assert paths, "the GR route disappeared during the restart"
-        if established(frr, n1) and not any(p.get("stale") for p in paths):
-            break
-        assert time.monotonic() < deadline, paths
-        time.sleep(0.1)
+        return established(frr, n1) and not any(p.get("stale") for p in paths)
+
+    wait_until(fresh_again, 20, "the GR route fresh again", retry=VTYSH_NOT_READY, interval=0.1)
 
 
 def test_dual_stack_session_carries_the_other_family_with_a_next_hop_of_its_own(bgp_lan: tuple[BgpLan, FRR]) -> None:

@@ -5,11 +5,11 @@ Needs root, iproute2, arping and ndisc6 (Debian packages ``iproute2 arping ndisc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -151,11 +151,15 @@ def test_kernel_nud_probe_makes_the_entry_reachable(l2lab: L2Lab) -> None:
     lab.run(l2lab.client, ["ip", "-6", "neigh", "replace", VIP6, "lladdr", l2lab.macs["a"], "dev", DEV, "nud", "stale"])
     before = node_a.metric(REQUESTS_RECEIVED, VIP6)
     l2lab.client_send_udp(VIP6)
-    deadline = time.monotonic() + 4.0
-    entry = lab.neighbour(l2lab.client, DEV, VIP6)
-    while time.monotonic() < deadline and not (entry and "REACHABLE" in entry.get("state", [])):
-        time.sleep(0.05)
-        entry = lab.neighbour(l2lab.client, DEV, VIP6)
+    seen: list[dict[str, Any] | None] = [None]
+
+    def reachable() -> bool:
+        seen[0] = lab.neighbour(l2lab.client, DEV, VIP6)
+        return bool(seen[0] and "REACHABLE" in seen[0].get("state", []))
+
+    with contextlib.suppress(WaitTimeout):  # the assertions below say what was seen
+        wait_until(reachable, 4.0, f"{VIP6} REACHABLE at the client", interval=0.05)
+    entry = seen[0]
     assert entry is not None and "REACHABLE" in entry["state"], entry
     assert entry["lladdr"] == l2lab.macs["a"]
     assert node_a.metric(REQUESTS_RECEIVED, VIP6) > before

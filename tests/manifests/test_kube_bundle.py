@@ -8,7 +8,6 @@ accepted, not run.)"""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import time
@@ -20,6 +19,7 @@ from ironlb.webhooks import certs
 from ironlb.webhooks.server import Webhooks, rest_lister
 from ironlb.webhooks.validate import LISTED
 from tests.support.controlplane import ControlPlane
+from tests.support.waits import wait_until_async
 from tests.webhooks.asyncapi import AsyncApi
 
 from .conftest import documents, find, render_module
@@ -74,12 +74,14 @@ async def apply_bundle(api: AsyncApi, docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         if doc["kind"] != "CustomResourceDefinition":
             continue
-        while True:
+
+        async def established(doc: dict[str, Any] = doc) -> bool:
             crd = await api.request("GET", object_path(doc))
-            if any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"].get("conditions", [])):
-                break
-            assert time.monotonic() < deadline, f"{doc['metadata']['name']} not Established"
-            await asyncio.sleep(0.1)
+            return any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"].get("conditions", []))
+
+        # A CRD just created may have no status yet (KeyError): not yet.
+        await wait_until_async(established, max(0.0, deadline - time.monotonic()),
+                               f"{doc['metadata']['name']} Established", retry=(KeyError,), interval=0.1)
 
 
 async def test_bundle_installs_cleanly(bare_control_plane: ControlPlane) -> None:
