@@ -55,6 +55,76 @@ def test_seed_workflow(ironlb_installed: KubeCluster) -> None:
     assert announcer(c) in {n.name for n in c.nodes}
 
 
+CRD_CONFIG = """\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: crd-pool
+  namespace: metallb-system
+spec:
+  addresses:
+  - 192.168.1.230-192.168.1.235
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata:
+  name: crd-l2
+  namespace: metallb-system
+spec:
+  ipAddressPools:
+  - crd-pool
+"""
+
+CRD_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: crd-service
+  namespace: default
+  annotations:
+    metallb.io/address-pool: crd-pool
+spec:
+  type: LoadBalancer
+  selector:
+    app: my-app
+  ports:
+  - name: http
+    protocol: TCP
+    port: 80
+    targetPort: 8080
+"""
+
+
+def test_crd_equivalent(ironlb_installed: KubeCluster) -> None:
+    """The seed's configuration written as IPAddressPool + L2Advertisement (beside the legacy ConfigMap): a Service
+    from that pool gets its first address and the client reaches the pods there."""
+    c = ironlb_installed
+    c.kubectl("apply", "-f", "-", input=CRD_CONFIG)
+    c.kubectl("apply", "-f", "-", input=CRD_SERVICE)
+    assert wait_until(lambda: external_ip(c, "crd-service"), 120, "EXTERNAL-IP of crd-service") == "192.168.1.230"
+    pod_names = {p["metadata"]["name"] for p in ready_pods(c, "default", "app=my-app")}
+    body = wait_until(lambda: c.client_get("http://192.168.1.230/"), 120, "the client's GET http://192.168.1.230/")
+    assert body.strip() in pod_names
+    c.kubectl("delete", "svc", "crd-service")
+
+
+def test_webhook_served_by_the_controller_pod_rejects_an_overlapping_pool(ironlb_installed: KubeCluster) -> None:
+    """The apiserver calls the controller's webhook (its Service, its injected CA): a pool overlapping another,
+    which no CRD schema can see, is denied. With ``failurePolicy: Ignore`` it would be admitted if the call failed."""
+    c = ironlb_installed
+    c.kubectl("apply", "-f", "-", input=CRD_CONFIG)
+    # The controller has crd-pool in its configuration once it wrote the pool's status.
+    wait_until(lambda: c.get_json("-n", "metallb-system", "ipaddresspool", "crd-pool").get("status", {})
+               .get("availableIPv4") is not None, 60, "crd-pool's status from the controller")
+    bad = CRD_CONFIG.split("---")[0].replace("name: crd-pool", "name: overlapping").replace(
+        "192.168.1.230-192.168.1.235", "192.168.1.232/32")
+    r = c.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0, r.stdout
+    assert 'admission webhook "ipaddresspoolvalidationwebhook.metallb.io" denied the request' in r.stderr
+    assert "overlapping" in r.stderr or "overlap" in r.stderr
+    assert c.kubectl("-n", "metallb-system", "get", "ipaddresspool", "overlapping", check=False).returncode != 0
+
+
 def test_layer2_failover_when_the_announcing_node_dies(ironlb_installed: KubeCluster) -> None:
     """Kill the announcing node (link down; its kubelet, containerd, kube-proxy and containers killed): another
     node's speaker takes the IP over and the client gets answers again. Stays the last test: a node dies."""

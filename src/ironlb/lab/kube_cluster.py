@@ -16,8 +16,9 @@ three kubelets never manage each other's cgroups, own root, log and pod director
 enter only the node's *network* namespace (``nsenter --net``), not a private mount namespace, so the volumes the
 kubelet mounts are the ones containerd hands to runc. Pod networking is the Debian CNI bridge plugin with
 host-local IPAM on the node's subnet, and static routes between the nodes (and from the control plane, which
-calls the webhook at the controller pod's IP: ``--enable-aggregator-routing``). The host reaches the apiserver
-through :mod:`ironlb.lab.unixbridge` at ``127.0.0.1:<port>``, which the host kubeconfig names.
+calls the webhook at the controller pod's IP: ``--enable-aggregator-routing``). ``kubectl`` runs in the control
+plane's namespace (``ip netns exec <prefix>-cp kubectl --kubeconfig <workdir>/kubeconfig ...``): the host's own
+namespace is never given an address or route.
 
 Images come from ``scripts/build-images.py`` (docker-archive tars, ``ctr images import`` into each node), the
 binaries from ``scripts/build-k8s.sh --cluster``. :meth:`KubeCluster.stop` stops everything the lab started by
@@ -105,6 +106,10 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
     return waits.wait_until(check, timeout, what, retry=CLUSTER_STARTING, interval=interval)
 
 
+class ClusterFailed(Exception):
+    """A part of the cluster exited while the lab waited for it (not retried, unlike the errors of a starting one)."""
+
+
 def _die_with_parent() -> None:
     """In a child before exec: SIGKILL when the lab's process dies, so a killed run leaves no daemon behind."""
     with contextlib.suppress(Exception):
@@ -140,14 +145,6 @@ def make_pki(d: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Node:
     name: str
@@ -179,7 +176,6 @@ class KubeCluster:
     switch: str = ""
     cp: str = ""
     client: str = ""
-    host_port: int = 0
     cp_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _stopped: bool = False
@@ -233,13 +229,9 @@ class KubeCluster:
 
     @property
     def kubeconfig(self) -> Path:
-        """The host's kubeconfig (the apiserver at 127.0.0.1:<host_port>, admin)."""
+        """The admin kubeconfig (https://192.168.1.10:6443), for kubectl in the control plane's namespace and for
+        the cluster's own components in theirs."""
         return self.workdir / "kubeconfig"
-
-    @property
-    def lan_kubeconfig(self) -> Path:
-        """The kubeconfig of the cluster's components, inside the lab's namespaces (https://192.168.1.10:6443)."""
-        return self.workdir / "lan.kubeconfig"
 
     def _topology(self) -> None:
         lab = self.lab
@@ -284,9 +276,7 @@ class KubeCluster:
                                     start_new_session=True, preexec_fn=_die_with_parent)
 
     def _write_kubeconfigs(self) -> None:
-        self.host_port = _free_port()
-        for path, server in [(self.kubeconfig, f"https://127.0.0.1:{self.host_port}"),
-                             (self.lan_kubeconfig, f"https://{CP_IP}:{APISERVER_PORT}")]:
+        for path, server in [(self.kubeconfig, f"https://{CP_IP}:{APISERVER_PORT}")]:
             cfg = {
                 "apiVersion": "v1", "kind": "Config",
                 "clusters": [{"name": "ironlb-lab", "cluster": {
@@ -323,22 +313,12 @@ class KubeCluster:
             "--kubelet-preferred-address-types=InternalIP",  # `kubectl logs` reaches the kubelet at the node IP
             "--profiling=false", "--v=1",
         ], "kube-apiserver")
-        sock = self.workdir / "apiserver.sock"
-        py = sys.executable
-        self.cp_procs["bridge-cp"] = self._popen(self.cp, [
-            py, "-m", "ironlb.lab.unixbridge", "--listen", f"unix:{sock}",
-            "--connect", f"tcp:127.0.0.1:{APISERVER_PORT}"], "bridge-cp")
-        self.cp_procs["bridge-host"] = subprocess.Popen(
-            [py, "-m", "ironlb.lab.unixbridge", "--listen", f"tcp:127.0.0.1:{self.host_port}",
-             "--connect", f"unix:{sock}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent)
 
     def wait_api(self, timeout: float) -> None:
         def ready() -> bool:
             for name, proc in self.cp_procs.items():
                 if proc.poll() is not None:
-                    raise SystemExit(f"{name} exited with {proc.returncode}; see {self.workdir / 'logs'}")
+                    raise ClusterFailed(f"{name} exited with {proc.returncode}; see {self.workdir / 'logs'}")
             return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
 
         wait_until(ready, timeout, "kube-apiserver /readyz")
@@ -346,13 +326,13 @@ class KubeCluster:
     def _start_controllers(self) -> None:
         b, p = self.bin_dir, self.pki
         self.cp_procs["kube-controller-manager"] = self._popen(self.cp, [
-            str(b / "kube-controller-manager"), f"--kubeconfig={self.lan_kubeconfig}",
+            str(b / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}",
             f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--leader-elect=false", "--bind-address=127.0.0.1",
             "--controllers=*,-nodeipam", "--v=1",
         ], "kube-controller-manager")
         self.cp_procs["kube-scheduler"] = self._popen(self.cp, [
-            str(b / "kube-scheduler"), f"--kubeconfig={self.lan_kubeconfig}", "--leader-elect=false",
+            str(b / "kube-scheduler"), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
             "--bind-address=127.0.0.1", "--v=1",
         ], "kube-scheduler")
 
@@ -438,14 +418,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         }
         (d / "kubelet.yaml").write_text(yaml.safe_dump(cfg))
         node.procs["kubelet"] = self._popen(node.netns, [
-            str(self.bin_dir / "kubelet"), f"--config={d / 'kubelet.yaml'}", f"--kubeconfig={self.lan_kubeconfig}",
+            str(self.bin_dir / "kubelet"), f"--config={d / 'kubelet.yaml'}", f"--kubeconfig={self.kubeconfig}",
             f"--root-dir={d / 'kubelet'}", f"--hostname-override={node.name}", f"--node-ip={node.ip}", "--v=1",
         ], f"{node.name}-kubelet", net_only=True)
 
     def _start_kube_proxy(self, node: Node) -> None:
         cfg = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(self.lan_kubeconfig)},
+            "clientConnection": {"kubeconfig": str(self.kubeconfig)},
             "mode": "iptables", "clusterCIDR": POD_CIDR, "hostnameOverride": node.name,
             "healthzBindAddress": f"{node.ip}:10256", "metricsBindAddress": "127.0.0.1:10249",
             # A network namespace cannot set the machine-wide conntrack table size: leave conntrack alone.
@@ -461,7 +441,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             for node in self.nodes:
                 for name, proc in node.procs.items():
                     if proc.poll() is not None:
-                        raise SystemExit(f"{node.name} {name} exited with {proc.returncode}; see {self.workdir}/logs")
+                        raise ClusterFailed(f"{node.name} {name} exited ({proc.returncode}); see {self.workdir}/logs")
             data = self.get_json("nodes")
             ok = {n["metadata"]["name"] for n in data["items"]
                   if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
@@ -472,8 +452,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     # ---- using it ---------------------------------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``kubectl --kubeconfig <host kubeconfig> ARGS`` on the host; raises on failure when ``check``."""
-        r = subprocess.run([str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args], input=input,
+        """``kubectl --kubeconfig <kubeconfig> ARGS`` in the control plane's namespace; raises on failure when
+        ``check``."""
+        r = subprocess.run(["ip", "netns", "exec", self.cp, str(self.bin_dir / "kubectl"),
+                            f"--kubeconfig={self.kubeconfig}", *args], input=input,
                            capture_output=True, text=True, timeout=timeout, check=False)
         if check and r.returncode:
             raise RuntimeError(f"kubectl {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
@@ -501,8 +483,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self.lab.run(node.netns, ["ip", "link", "set", "eth0", "down"])
         for proc in node.procs.values():
             _kill(proc, signal.SIGKILL)
-        _kill_containers(node.socket, signal.SIGKILL)
+        for proc in node.procs.values():
+            proc.wait()
+        inodes, cgroups = _kill_containers(node.socket, signal.SIGKILL)
         node.dead = True
+        # What a reboot clears (/run and the kernel's state): the pods' mounts, namespaces and cgroups, and
+        # containerd's state directory. Its root (images, container records) and the kubelet's directory stay.
+        _remove_netns_files(inodes)
+        _unmount_under(node.dir)
+        _remove_cgroups(cgroups)
+        shutil.rmtree(node.dir / "containerd-state", ignore_errors=True)
+
+    def revive_node(self, name: str, timeout: float = 180) -> None:
+        """Boot a node killed by :meth:`kill_node` again: link up, containerd, kubelet and kube-proxy started; waits
+        until the node is Ready (its pods then come back as after a reboot)."""
+        node = self.node(name)
+        booted = time.time()
+        self.lab.run(node.netns, ["ip", "link", "set", "eth0", "up"])
+        self._start_containerd(node)
+        wait_until(lambda: self._ctr(node, "version").returncode == 0, 60, f"{node.name} containerd")
+        self._start_kubelet(node)
+        self._start_kube_proxy(node)
+        node.dead = False
+
+        def ready() -> bool:
+            # Ready as reported by the new kubelet (the node controller may not have noticed the death yet).
+            conds = self.get_json("node", node.name)["status"].get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True"
+                       and _epoch(c["lastHeartbeatTime"]) >= int(booted) + 1 for c in conds)
+
+        wait_until(ready, timeout, f"{node.name} Ready again", interval=1)
 
     # ---- teardown ---------------------------------------------------------------------------------------------------
     def dump_logs(self, lines: int = 15) -> None:
@@ -527,13 +537,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             inodes, groups = _kill_containers(node.socket, signal.SIGKILL)
             netns_inodes |= inodes
             cgroups |= groups
-        for name in ("kube-scheduler", "kube-controller-manager", "bridge-host", "bridge-cp", "kube-apiserver",
+        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver",
                      "etcd"):
             _stop(self.cp_procs.get(name))
         _remove_netns_files(netns_inodes)
         _unmount_under(self.workdir)
         _remove_cgroups(cgroups)
         self.lab.cleanup()
+
+
+def _epoch(timestamp: str) -> float:
+    """An API timestamp (RFC 3339, UTC, ``2026-12-07T05:03:22Z``) as seconds since the epoch."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 # ---- process and mount helpers ---------------------------------------------------------------------------------
@@ -691,7 +708,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] = sys.stdout) -> int:
     cluster = KubeCluster.start(default_bin_dir() or Path("."), default_images_dir(), workdir, nodes=args.nodes)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        print(f"cluster up in {cluster.timings['up']:.1f} s; KUBECONFIG={cluster.kubeconfig}", file=out, flush=True)
+        print(f"cluster up in {cluster.timings['up']:.1f} s; kubectl: ip netns exec {cluster.cp} "
+              f"{cluster.bin_dir / 'kubectl'} --kubeconfig {cluster.kubeconfig}", file=out, flush=True)
         print(cluster.kubectl("get", "nodes", "-o", "wide").stdout, file=out, flush=True)
         while True:
             time.sleep(3600)

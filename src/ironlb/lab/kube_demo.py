@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
+from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP, parse_arping
 from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -100,15 +100,11 @@ def node_of_mac(cluster: KubeCluster, mac: str) -> str | None:
     return None
 
 
-def announcer(cluster: KubeCluster, ip: str = VIP, timeout: float = 3) -> str | None:
-    """The node whose MAC answers the client's ARP request for ``ip`` (None if nobody does)."""
-    r = cluster.client_run([sys.executable, "-m", "ironlb.lab.cluster", "arp-wait", ip, "--interval", "0.05",
-                            "--timeout", str(timeout)], timeout=timeout + 10)
-    for line in r.stdout.splitlines():
-        event = json.loads(line)
-        if event.get("ev") == "arp":
-            return node_of_mac(cluster, str(event["mac"]))
-    return None
+def announcer(cluster: KubeCluster, ip: str = VIP) -> str | None:
+    """The node whose MAC answers the client's ``arping`` for ``ip`` (None if nobody does)."""
+    r = cluster.client_run(["arping", "-c", "2", "-i", "eth0", ip], timeout=15)
+    replies = parse_arping(r.stdout)
+    return node_of_mac(cluster, replies[-1][0]) if replies else None
 
 
 @dataclass
@@ -126,7 +122,7 @@ def measure_failover(cluster: KubeCluster, ip: str = VIP, timeout: float = 90) -
     dead = announcer(cluster, ip)
     if dead is None:
         raise RuntimeError(f"nobody answers ARP for {ip}")
-    cmd = [sys.executable, "-m", "ironlb.lab.cluster", "probe", ip, "--interval", "0.05", "--timeout", "0.5"]
+    cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", ip, "--interval", "0.05", "--timeout", "0.5"]
     probe = cluster.lab.popen(cluster.client, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
     result = Failover(dead)

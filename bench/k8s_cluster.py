@@ -1,0 +1,141 @@
+"""Benchmark of ironlb on the real Kubernetes cluster lab (src/ironlb/lab/kube_cluster.py): 3 kubelet nodes with
+containerd and kube-proxy in network namespaces, ironlb installed with ``kubectl apply``.
+
+- cluster up: namespaces, etcd, apiserver, controller-manager, scheduler, 3 nodes (images imported) -> all Ready;
+- install: ``kubectl apply -f config/manifests/ironlb.yaml`` -> the controller and the 3 speakers Ready;
+- service -> answer: ``kubectl apply`` of a LoadBalancer Service (the seed's, pinned to a fresh IP each time) ->
+  the client's first HTTP answer at that IP through kube-proxy (the Service is deleted between trials);
+- L2 failover: the announcing node dies (link down; kubelet, containerd, kube-proxy and its containers killed) ->
+  the client's first answer through the new announcer; the node is booted again between trials;
+- memory: VmRSS of the speaker and controller processes.
+
+Needs root and ``make k8s-cluster``. Run from the repository root:
+``python -m bench.k8s_cluster [--answer-trials 20] [--failover-trials 10] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ironlb.lab.cluster import SEED_CONFIG, VIP
+from ironlb.lab.kube_cluster import (
+    KubeCluster,
+    _proc_table,
+    default_bin_dir,
+    default_images_dir,
+    missing_requirements,
+    wait_until,
+)
+from ironlb.lab.kube_demo import BACKEND, announcer, install_ironlb, measure_failover, ready_pods
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def service(name: str, ip: str) -> str:
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    metallb.io/loadBalancerIPs: {ip}
+spec:
+  type: LoadBalancer
+  selector:
+    app: my-app
+  ports:
+  - name: http
+    protocol: TCP
+    port: 80
+    targetPort: 8080
+"""
+
+
+def rss_mib(pattern: str) -> list[float]:
+    """VmRSS (MiB) of every process whose command line contains ``pattern``."""
+    out = []
+    for pid, (_, cmd) in _proc_table().items():
+        if pattern in cmd and "python" in cmd:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        out.append(int(line.split()[1]) / 1024)
+            except OSError:
+                continue
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--answer-trials", type=int, default=20)
+    parser.add_argument("--failover-trials", type=int, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    bin_dir, images = default_bin_dir(), default_images_dir()
+    problem = missing_requirements(bin_dir, images)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    assert bin_dir is not None
+    workdir = Path(tempfile.mkdtemp(prefix="ironlb-k8s-bench."))
+    results: dict[str, object] = {}
+    cluster = KubeCluster.start(bin_dir, images, workdir)
+    try:
+        results["up_s"] = round(cluster.timings["up"], 1)
+        install_ironlb(cluster)
+        results["install_s"] = round(cluster.timings["install"], 1)
+        cluster.kubectl("apply", "-f", "-", input=BACKEND)
+        cluster.kubectl("apply", "-f", "-", input=SEED_CONFIG)
+        wait_until(lambda: len(ready_pods(cluster, "default", "app=my-app")) == 3, 180, "my-app Ready", interval=1)
+        answers = []
+        for i in range(args.answer_trials):
+            ip = f"192.168.1.{241 + i % 9}"
+            t0 = time.monotonic()
+            cluster.kubectl("apply", "-f", "-", input=service(f"bench-{i}", ip))
+            wait_until(lambda ip=ip: cluster.client_get(f"http://{ip}/", timeout=0.5), 60,  # type: ignore[misc]
+                       f"answer at {ip}", interval=0.02)
+            answers.append(time.monotonic() - t0)
+            cluster.kubectl("delete", "svc", f"bench-{i}", "--wait=true")
+            print(f"service -> answer #{i + 1}: {answers[-1]:.2f} s", file=sys.stderr)
+        results["service_answer_s"] = {"n": len(answers), "p50": round(percentile(answers, 50), 2),
+                                       "p95": round(percentile(answers, 95), 2)}
+        results["speaker_rss_mib"] = [round(v, 1) for v in rss_mib("ironlb speaker")]
+        results["controller_rss_mib"] = [round(v, 1) for v in rss_mib("ironlb controller")]
+        cluster.kubectl("apply", "-f", "-", input=service("my-service", VIP))
+        failovers = []
+        for i in range(args.failover_trials):
+            wait_until(lambda: cluster.client_get(f"http://{VIP}/", timeout=0.5) and announcer(cluster), 180,
+                       "steady state", interval=0.5)
+            f = measure_failover(cluster)
+            print(f"failover #{i + 1}: {f}", file=sys.stderr)
+            if f.answer_s is not None:
+                failovers.append(f.answer_s)
+            cluster.revive_node(f.dead)
+        if failovers:
+            results["l2_failover_s"] = {"n": len(failovers), "p50": round(percentile(failovers, 50), 2),
+                                        "p95": round(percentile(failovers, 95), 2), "max": round(max(failovers), 2)}
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
