@@ -3,8 +3,9 @@
 1. 1,000 LoadBalancer Services created at once (32 concurrent creates): time until every one has an IP, and the
    API requests the controller sent (its ``ironlb_k8s_client_requests_total``), with the default client-side limit
    of 50 requests/s (burst 100) and without one.
-2. 10,000 Services: the controller's RSS once all have IPs (target under 150 MB), and how long a restarted
-   controller takes to re-claim all of them (/readyz).
+2. 10,000 Services: the controller's RSS once all have IPs (target under 150 MB), how long until every one of
+   them has its ``IPAllocated`` Event in the API (none may be lost to the burst; events are written at 50/s), and
+   how long a restarted controller takes to re-claim all of them (/readyz).
 
     .venv/bin/python -m bench.controller [--services 1000] [--total 10000]
 """
@@ -26,7 +27,7 @@ from typing import Any
 from tests.support.controlplane import ControlPlane, find_binaries, free_port
 from tests.support.waits import NOT_LISTENING, wait_until, wait_until_async
 
-from ironlb.kube.client import IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient
+from ironlb.kube.client import EVENTS, IP_ADDRESS_POOLS, NAMESPACES, SERVICES, KubeClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,13 @@ async def wait_all(client: KubeClient, n: int, timeout: float = 1200) -> None:
     await wait_until_async(all_have_ips, timeout, lambda: f"{n} services with an IP (only {got})", interval=0.25)
 
 
+async def allocated_events(client: KubeClient) -> tuple[int, int]:
+    """(Services with an ``IPAllocated`` Event, sum of those Events' counts) in the bench namespace."""
+    items, _ = await client.list_all(EVENTS, APP_NS)
+    mine = [e for e in items if e.get("reason") == "IPAllocated"]
+    return len({e["involvedObject"]["name"] for e in mine}), sum(int(e.get("count") or 1) for e in mine)
+
+
 async def delete_all(client: KubeClient) -> None:
     items, _ = await client.list_all(SERVICES, APP_NS)
     names = [s["metadata"]["name"] for s in items]
@@ -192,6 +200,18 @@ async def main() -> None:
                 fill = time.monotonic() - start
                 await asyncio.sleep(2.0)
                 rss = ctl.rss_mb()
+                events = (0, 0)
+                last_change, last = time.monotonic(), (0, 0)
+                while time.monotonic() - last_change < 30:  # until all are there, or no progress for 30 s
+                    events = await allocated_events(client)
+                    if events[0] >= args.total:
+                        break
+                    if events != last:
+                        last_change, last = time.monotonic(), events
+                    await asyncio.sleep(2.0)
+                events_s = time.monotonic() - start
+                print(f"{args.total} services at once: {events[0]} have their IPAllocated Event "
+                      f"(counts sum {events[1]}) {events_s:.0f} s after the first create")
                 ctl.stop()
                 ctl = Controller(kubeconfig, workdir / "controller-restart.log")
                 ready = ctl.wait_ready()
