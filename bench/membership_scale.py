@@ -61,6 +61,43 @@ def syscall_cost(size: int = 140, rounds: int = 20000) -> float:
     return spent / rounds / 2
 
 
+def per_datagram(n: int, steps: int = 400) -> tuple[float, float]:
+    """(datagrams/s, CPU seconds per datagram) of one node exchanging heartbeats with its neighbours only.
+
+    No cold start of N cores, so it runs at any N: it shows whether the work per datagram grows with the member
+    count (the full mesh's did). The node's table knows only its neighbours, so it also sends table syncs.
+    """
+    from ironlb.membership import Membership
+
+    names = [f"node-{i:04d}" for i in range(n)]
+    members = {m: (f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 7946) for i, m in enumerate(names)}
+    me = Membership(names[0], SECRET, members, incarnation=1)
+    nodes = {
+        names[0]: me,
+        **{m: Membership(m, SECRET, members, incarnation=2 + i) for i, m in enumerate(me.neighbours())},
+    }
+    now, cpu, count = 0.0, 0.0, 0
+    for _ in range(steps):
+        now += 0.025
+        for node in nodes.values():
+            t = time.thread_time()
+            out, _events = node.tick(now)
+            if node is me:
+                cpu += time.thread_time() - t
+                count += len(out)
+            for d in out:
+                dest = nodes.get(d.dest)
+                if dest is None:
+                    continue
+                t = time.thread_time()
+                dest.datagram_received(d.data, None, now + 0.0005)
+                dest.next_deadline()
+                if dest is me:
+                    cpu += time.thread_time() - t
+                    count += 1
+    return count / (steps * 0.025), cpu / max(1, count)
+
+
 def run(n: int, per_dg: float, rng: random.Random, quick: bool = False) -> None:
     cfg = MembershipConfig()
     names = [f"node-{i:04d}" for i in range(n)]
@@ -69,6 +106,8 @@ def run(n: int, per_dg: float, rng: random.Random, quick: bool = False) -> None:
     everyone = frozenset(names)
     startup = sim.run_until(lambda: sim.agree(expected=everyone), 20.0, step=0.05)
     print(f"\n== N={n}  (mode: {'full mesh' if n <= cfg.full_mesh_max else f'{cfg.rings} rings'})")
+    rate, cost = per_datagram(n)
+    print(f"one node with its neighbours only: {rate:.0f} datagrams/s, {1e6 * cost:.1f} us of core CPU per datagram")
     print(f"startup: every node agrees on all {n} after {startup:.2f} s simulated (starts spread over 0.2 s)")
 
     # Steady state.
