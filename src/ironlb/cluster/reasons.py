@@ -17,3 +17,5 @@ NODE_NETWORK_UNAVAILABLE = "nodeNetworkUnavailable"
 NODE_LABELED_EXCLUDE_BALANCERS = "nodeLabeledExcludeBalancers"
 NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
 NO_ENDPOINTS = "noEndpoints"
+# ironlb's own, for `ironlb explain`: no live speaker on the node (none runs there, or membership sees it dead)
+SPEAKER_NOT_LIVE = "speakerNotLive"

@@ -19,10 +19,14 @@ from ironlb.cluster.labels import any_matches
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.cluster.reasons import (
     NO_IP_ALLOCATED,
+    NO_LOCAL_ENDPOINTS,
     NO_MATCHING_ADVERTISEMENT,
+    NODE_LABELED_EXCLUDE_BALANCERS,
+    NODE_NETWORK_UNAVAILABLE,
     NOT_LOAD_BALANCER,
     NOT_OWNER,
     SHARED_IP_WITH_SERVICE_SELECTOR,
+    SPEAKER_NOT_LIVE,
 )
 from ironlb.config.types import L2Advertisement, Pool
 
@@ -67,10 +71,6 @@ def ads_for_service(pool: Pool, svc: Service) -> list[L2Advertisement]:
     return [ad for ad in pool.l2_advertisements if any_matches(ad.service_selectors, svc.labels)]
 
 
-def node_usable(node: Node, ignore_exclude_lb: bool) -> bool:
-    return not node.network_unavailable and (ignore_exclude_lb or not node.excluded_from_lb)
-
-
 def preferred_scores(ads: Sequence[L2Advertisement], nodes: Iterable[Node]) -> dict[str, int]:
     """Sum of the weights of the preferences a node matches, over the ads that select it."""
     scores: dict[str, int] = {}
@@ -93,6 +93,32 @@ def interfaces_for(ads: Sequence[L2Advertisement], node: Node) -> tuple[str, ...
     if any(ad.all_interfaces for ad in mine):
         return ()
     return tuple(sorted({i for ad in mine for i in ad.interfaces}))
+
+
+def candidate_reason(
+    node: Node,
+    ads: Sequence[L2Advertisement],
+    local: Collection[str] | None,
+    *,
+    ignore_exclude_lb: bool = False,
+    live: bool = True,
+) -> str | None:
+    """Why a node is not a candidate for a Service's IPs (None: it is): the filters :func:`elect` applies.
+
+    ``ads``: the Service's L2Advertisements (:func:`ads_for_service`); ``local``: for ``externalTrafficPolicy:
+    Local``, the nodes with a serving endpoint, else None. ``ironlb explain`` reports these reasons per node.
+    """
+    if not live:
+        return SPEAKER_NOT_LIVE
+    if node.network_unavailable:
+        return NODE_NETWORK_UNAVAILABLE
+    if not ignore_exclude_lb and node.excluded_from_lb:
+        return NODE_LABELED_EXCLUDE_BALANCERS
+    if not any(any_matches(ad.node_selectors, node.labels) for ad in ads):
+        return NO_MATCHING_ADVERTISEMENT
+    if local is not None and node.name not in local:
+        return NO_LOCAL_ENDPOINTS
+    return None
 
 
 def elect(
@@ -124,16 +150,12 @@ def elect(
     speakers = [by_name[name] for name in live if name in by_name]
     if speakers and not any(any_matches(ad.node_selectors, n.labels) for ad in ads for n in speakers):
         return L2Decision(None, NO_MATCHING_ADVERTISEMENT)  # adsMatchNodeL2 fails on every speaker
+    local = nodes_with_serving_endpoint(slices) if svc.external_traffic_policy == "Local" else None
     eligible = [
         by_name[name]
         for name in live
-        if name in by_name
-        and node_usable(by_name[name], ignore_exclude_lb)
-        and any(any_matches(ad.node_selectors, by_name[name].labels) for ad in ads)
+        if name in by_name and candidate_reason(by_name[name], ads, local, ignore_exclude_lb=ignore_exclude_lb) is None
     ]
-    if svc.external_traffic_policy == "Local":
-        local = nodes_with_serving_endpoint(slices)
-        eligible = [n for n in eligible if n.name in local]
     if not eligible:
         return L2Decision(None, NOT_OWNER)
     order = sort_candidates([n.name for n in eligible], svc.ingress[0], preferred_scores(ads, eligible))
