@@ -11,7 +11,8 @@ from ironlb import __version__
 from ironlb.config import ConfigError
 
 DEFAULT_NAMESPACE = "metallb-system"
-OFFLINE = ("validate", "convert", "plan")  # commands that only read files: every failure is an error message
+OFFLINE = ("validate", "convert", "plan", "explain")  # commands that only read: every failure is an error message
+EXIT_PROBLEMS = 3  # `ironlb explain`: the explanation lists problems (scripts can tell "explained" from "broken")
 
 
 def _errors(err: ConfigError) -> int:
@@ -126,6 +127,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     tune_gc()
     asyncio.run(Runner(options).run())
     return 0
+
+
+def _explain_keys(args: argparse.Namespace) -> list[str] | None:
+    if not args.service:
+        return None
+    name = args.service
+    if "/" in name:
+        return [name]
+    return [f"{args.service_namespace or 'default'}/{name}"]
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ironlb.config import load_files
+    from ironlb.explain.core import explain, what_if
+    from ironlb.explain.render import render, render_what_if
+
+    keys = _explain_keys(args)
+    try:
+        if args.state:
+            from ironlb.explain.standalone import load_view, status_paths, what_if_config
+
+            files = status_paths(Path(args.status_dir) if args.status_dir else None, [Path(f) for f in args.status])
+            view, resources = load_view(Path(args.state), files, namespace=args.namespace, lb_class=args.lb_class,
+                                        ignore_exclude_lb=args.ignore_exclude_lb)  # fmt: skip
+            new_config = None
+            if args.what_if:
+                change = load_files([args.what_if], default_namespace=args.namespace)
+                new_config = what_if_config(resources, change, args.namespace)
+        else:
+            import asyncio
+
+            from ironlb.explain.kube import read_view
+
+            view, new_config = asyncio.run(read_view(
+                args.kubeconfig, args.namespace, lb_class=args.lb_class, ignore_exclude_lb=args.ignore_exclude_lb,
+                what_if=args.what_if,
+            ))  # fmt: skip
+    except ConfigError as err:
+        return _errors(err)
+    except OSError as err:
+        print(f"ironlb explain: {err}", file=sys.stderr)
+        return 2
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    if new_config is not None:
+        result = what_if(view, new_config)
+        if keys is not None:
+            result["services"] = {k: v for k, v in result["services"].items() if k in keys}
+        if args.output == "json":
+            json.dump(result, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_what_if(result, colour=colour))
+        return 0
+    result = explain(view, only=keys)
+    if args.output == "json":
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(result, colour=colour, details=keys is not None or args.details))
+    return EXIT_PROBLEMS if result["problems"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -245,6 +308,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
+    import os
+
+    p = sub.add_parser(
+        "explain",
+        help="why a Service has its IP (or none), who announces it, who could; --what-if a configuration change",
+        description="Against a cluster (kubeconfig), or with --state against `ironlb run`'s state directory and "
+        "status files. Exit 0, or 3 when problems were found (configuration errors, a Service announced by "
+        "nobody or by the wrong node, membership disagreement, a full pool).",
+    )
+    p.add_argument("service", nargs="?", metavar="[NAMESPACE/]NAME", help="one Service (default: all)")
+    p.add_argument("-n", dest="service_namespace", metavar="NS", help="the Service's namespace (default: default)")
+    p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="ironlb's namespace (default %(default)s)")
+    p.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG") or None,
+        help="kubeconfig file (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)",
+    )
+    p.add_argument("--state", metavar="DIR", help="explain `ironlb run` nodes from their state directory")
+    p.add_argument("--status-dir", metavar="D", help="with --state: a directory of the nodes' status files (*.json)")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --state: a node's status file (repeat for each node)",
+    )
+    p.add_argument(
+        "--what-if",
+        metavar="FILE",
+        help="show what this configuration change (objects replacing those of the same kind and name) "
+        "would do to every Service",
+    )
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("--details", action="store_true", help="every Service in full (the default for one Service)")
+    p.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto")
+    p.add_argument("--lb-class", default="", help="the loadBalancerClass ironlb handles")
+    p.add_argument("--ignore-exclude-lb", action="store_true", help="the speakers run with --ignore-exclude-lb")
+    p.set_defaults(func=cmd_explain)
+
     p = sub.add_parser(
         "demo",
         help="the seed example on a LAN of 3 nodes in network namespaces, failover included",
@@ -257,8 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="go on with the next trial when one fails")
     p.add_argument("--prefix", default=None, help="namespace name prefix (default: ilbdemo + random hex)")
     p.set_defaults(func=cmd_demo)
-
-    import os
 
     p = sub.add_parser("controller", help="assign IPs to LoadBalancer Services in a Kubernetes cluster")
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None,
@@ -341,6 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ironlb {args.command}: cannot process the input: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     return code
+
+
+def kubectl_main() -> int:
+    """``kubectl ironlb ...``: kubectl runs ``kubectl-ironlb`` from the PATH with the words after ``ironlb``."""
+    return main()
 
 
 if __name__ == "__main__":
