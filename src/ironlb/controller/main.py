@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ironlb.controller.controller import COMPONENT, Controller, ControllerOptions
 from ironlb.controller.metrics import ClientCounters, ControllerCollector, registry_for
-from ironlb.kube.client import KubeClient, KubeError
+from ironlb.kube.client import KubeClient
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.leader import LeaderElector, LeadershipLost
+from ironlb.kube.process import connect, run_until_stopped
 from ironlb.metrics.server import HealthServer
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,9 @@ class RunOptions:
 
 async def run(options: RunOptions) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or lost leadership (exit 1)."""
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG or not options.verbose_http:
-        for name in ("httpx2", "httpcore2"):
-            logging.getLogger(name).setLevel(logging.WARNING)  # one line per request otherwise
-    try:
-        client = KubeClient.from_kubeconfig(options.kubeconfig, qps=options.qps, burst=options.burst)
-    except KubeError as err:
-        log.error("%s", err)
+    verbose = options.verbose_http and logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    client = connect(options.kubeconfig, qps=options.qps, burst=options.burst, verbose_http=verbose)
+    if client is None:
         return 2
     counters = ClientCounters()
     controller = Controller(
@@ -96,27 +92,11 @@ async def run(options: RunOptions) -> int:
         return controller.ready
 
     registry = registry_for(ControllerCollector(lambda: controller.allocator, counters, lambda: client.stats))
-    servers = []
-    for host, port in ((options.metrics_host, options.port), (options.health_host, options.health_probe_port)):
-        if port:
-            servers.append(HealthServer(host, port, registry=registry, ready=ready))
-    try:
-        for server in servers:
-            await server.start()
-    except OSError as err:
-        log.error("cannot listen: %s", err)
-        await client.close()
-        if elector is not None:
-            await elector.close()
-        return 2
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    async def lead() -> None:
-        await controller.run()
+    servers = [
+        HealthServer(host, port, registry=registry, ready=ready)
+        for host, port in ((options.metrics_host, options.port), (options.health_host, options.health_probe_port))
+        if port
+    ]
 
     async def webhooks() -> None:
         """Stateless, so every replica serves them (outside leader election); failures never stop allocation."""
@@ -147,46 +127,24 @@ async def run(options: RunOptions) -> int:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
-    side: list[asyncio.Task[None]] = []
+    side: list[Callable[[], Awaitable[None]]] = []
     if serves_webhooks:
-        side.append(asyncio.create_task(webhooks(), name="webhooks"))
+        side.append(webhooks)
     if options.ml_secret_name:
-        side.append(asyncio.create_task(memberlist_secret(), name="memberlist-secret"))
-    async def nothing() -> None:
-        await stop.wait()
+        side.append(memberlist_secret)
 
-    if options.webhook_mode == "onlywebhook":
-        work = asyncio.create_task(nothing(), name="webhooks-only")
-    else:
-        work = asyncio.create_task(elector.run(lead) if elector else lead(), name="controller")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    code = 0
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            try:
-                work.result()
-            except LeadershipLost as err:
-                log.error("%s: exiting", err)
-                code = 1
-            except Exception:
-                log.exception("controller failed")
-                code = 1
+    async def work() -> None:
+        if options.webhook_mode == "onlywebhook":
+            await asyncio.Event().wait()  # the webhooks only, until stopped
+        elif elector is not None:
+            await elector.run(controller.run)
         else:
-            log.info("stopping")
-    finally:
-        for task in (work, stopper, *side):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.gather(work, stopper, *side, return_exceptions=True), 10)
-        for server in servers:
-            await server.close()
-        await client.close()
-        if elector is not None:
-            await elector.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    return code
+            await controller.run()
+
+    return await run_until_stopped(
+        "controller", client, servers, work, side=side, close=elector.close if elector else None,
+        expected=(LeadershipLost,),
+    )
 
 
 def env_namespace() -> str:

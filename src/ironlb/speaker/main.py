@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY
 
-from ironlb.kube.client import KubeClient, KubeError, in_cluster_namespace
+from ironlb.kube.client import in_cluster_namespace
 from ironlb.kube.events import EventRecorder
+from ironlb.kube.process import connect, run_until_stopped
 from ironlb.metrics.client import ClientCounters
 from ironlb.metrics.server import HealthServer
 
@@ -38,13 +36,8 @@ class RunOptions:
 
 async def run(options: RunOptions) -> int:
     """Run until SIGTERM/SIGINT (exit 0); 2 when the client cannot be configured or a port cannot be bound."""
-    if not options.verbose_http:
-        for name in ("httpx2", "httpcore2"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        client = KubeClient.from_kubeconfig(options.kubeconfig, qps=options.qps, burst=options.burst)
-    except KubeError as err:
-        log.error("%s", err)
+    client = connect(options.kubeconfig, qps=options.qps, burst=options.burst, verbose_http=options.verbose_http)
+    if client is None:
         return 2
     counters = ClientCounters()
     opts = options.speaker
@@ -56,49 +49,15 @@ async def run(options: RunOptions) -> int:
     )
     collector = SpeakerCollector(counters, lambda: client.stats)
     REGISTRY.register(collector)
-    servers = []
-    for host, port in ((options.metrics_host, options.port), ("127.0.0.1", options.health_probe_port)):
-        if port:
-            servers.append(HealthServer(host, port, ready=lambda: speaker.ready))
+    servers = [
+        HealthServer(host, port, ready=lambda: speaker.ready)
+        for host, port in ((options.metrics_host, options.port), ("127.0.0.1", options.health_probe_port))
+        if port
+    ]
     try:
-        for server in servers:
-            await server.start()
-    except OSError as err:
-        log.error("cannot listen: %s", err)
-        for server in servers:
-            await server.close()
-        await client.close()
-        REGISTRY.unregister(collector)
-        return 2
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    work = asyncio.create_task(speaker.run(), name="speaker")
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    code = 0
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done() and not work.cancelled() and work.exception() is not None:
-            log.error("speaker failed", exc_info=work.exception())
-            code = 1
-        else:
-            log.info("stopping")
+        return await run_until_stopped("speaker", client, servers, speaker.run, close=speaker.close)
     finally:
-        for task in (work, stopper):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.gather(work, stopper, return_exceptions=True), 10)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(speaker.close(), 10)
-        for server in servers:
-            await server.close()
-        await client.close()
         REGISTRY.unregister(collector)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    return code
 
 
 def env_namespace() -> str:
