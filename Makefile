@@ -48,6 +48,7 @@ bench: setup k8s-binaries
 	$(PY) -m bench.controller
 	$(PY) -m bench.speaker
 	$(PY) -m bench.validate --runs 3
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -1,0 +1,684 @@
+"""Chaos benchmark: does the fast path hold while a node is loaded or attacked?
+
+Three nodes of ``ironlb run`` and a client on a LAN in network namespaces (``ironlb.lab``, as ``bench/l2_failover``).
+For each load, run for ``--duration`` seconds (30 by default):
+
+- ``baseline``: nothing, for reference;
+- ``bgp``: a BGP peer (on a host of its own on the LAN, the "attacker") sends every node a full table, over and over, as fast as the node decodes it
+  (``--bgp-updates`` UPDATEs of 800 IPv4 /32s each; 1250 is one million prefixes);
+- ``manifest``: a manifest of ``--manifest-mb`` MB (ClusterIP Services) rewritten in the state directory every 2 s
+  (the nodes run with ``--max-file-size 64Mi`` so that it is parsed, not refused);
+- ``junk``: ``--junk-rate`` junk datagrams per second to the membership port of the three nodes, from the client
+  from the attacker host (60 % right size and magic with a wrong MAC, 30 % too short, 10 % too long); only to the
+  lab's own addresses;
+- ``all``: the three at once.
+
+Measured during the load, before any kill:
+
+- **false failovers**: ``MemberDown`` lines in the node logs and changes of the VIP's announcer (must be 0);
+- **heartbeat inter-arrival**: a sniffer in every node's namespace (classic BPF: UDP to 7946 from a member) records
+  when each member's datagrams arrive; p99 / max of the gaps, per receiver and sender (heartbeat every 100 ms);
+- **ARP answer latency**: the client sends an ARP request for the VIP every 10 ms; request -> reply time (p50, p99,
+  max) and requests without a reply within 1 s.
+
+Then, with the load still running, ``--failovers`` times: kill the VIP's announcer (link down, kill -9) and time
+the client's first HTTP answer from the new node (``ironlb.lab.failover``), and count MemberDown lines about any
+node but the killed one (false failovers).
+
+Root only. Run from the repository root: ``python -m bench.chaos [--loads baseline,bgp,manifest,junk,all]``.
+The webhook load of issue 9 (AdmissionReviews of 3 MiB) needs a controller and an apiserver, which this LAN does
+not have; it is not run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMBERSHIP_PORT = 7946
+PEER_ASN, NODE_ASN = 64512, 64513
+PREFIXES_PER_UPDATE = 800
+TARGETS = {"heartbeat gap p99": 150.0, "arp p99": 20.0, "failover p95": 1000.0}
+
+
+# =============================================================================================== helpers in namespaces
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _bpf(program: list[tuple[int, int, int, int]]) -> bytes:
+    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+
+
+def _attach(sock: socket.socket, program: bytes) -> None:
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HP", len(program) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+
+
+def membership_filter(members: Sequence[str]) -> bytes:
+    """Accept unfragmented IPv4 UDP from one of ``members`` to the membership port; drop everything else."""
+    ips = [int(IPv4Address(m)) for m in members]
+    n = len(ips)
+    port_at = 7 + n  # index of "ldh [36]"
+    accept, drop = port_at + 2, port_at + 3
+    prog: list[tuple[int, int, int, int]] = [
+        (0x28, 0, 0, 12),  # 0 ldh [12] ethertype
+        (0x15, 0, drop - 2, 0x0800),  # 1 IPv4?
+        (0x30, 0, 0, 23),  # 2 ldb [23] protocol
+        (0x15, 0, drop - 4, 17),  # 3 UDP?
+        (0x28, 0, 0, 20),  # 4 ldh [20] flags + fragment offset
+        (0x45, drop - 6, 0, 0x1FFF),  # 5 jset: a later fragment -> drop
+        (0x20, 0, 0, 26),  # 6 ld [26] source address
+    ]
+    for i, ip in enumerate(ips):
+        at = 7 + i
+        prog.append((0x15, port_at - at - 1, (drop - at - 1) if i == n - 1 else 0, ip))
+    prog += [
+        (0x28, 0, 0, 36),  # ldh [36] UDP destination port (IHL 5)
+        (0x15, 0, 1, MEMBERSHIP_PORT),
+        (0x06, 0, 0, 0x40000),  # accept
+        (0x06, 0, 0, 0),  # drop
+    ]
+    assert len(prog) == accept + 2 and prog[accept][0] == 0x06
+    return _bpf(prog)
+
+
+def sniff_main(args: argparse.Namespace) -> int:
+    """Record when each member's membership datagrams arrive on ``--iface``; print the gaps as JSON at the end."""
+    members = args.members.split(",")
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    _attach(sock, membership_filter(members))
+    sock.bind((args.iface, 0x0003))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.settimeout(0.2)
+    last: dict[str, float] = {}
+    gaps: dict[str, list[float]] = {}
+    _emit({"ev": "ready"})
+    end = time.monotonic() + args.duration
+    while time.monotonic() < end:
+        try:
+            frame = sock.recv(2048)
+        except TimeoutError:
+            continue
+        now = time.monotonic()
+        src = socket.inet_ntoa(frame[26:30])
+        if src in last:
+            gaps.setdefault(src, []).append((now - last[src]) * 1000)
+        last[src] = now
+    _emit({"ev": "gaps", "gaps": gaps})
+    return 0
+
+
+def _iface_info(iface: str) -> tuple[bytes, bytes]:
+    import fcntl
+
+    mac = bytes.fromhex(Path(f"/sys/class/net/{iface}/address").read_text().strip().replace(":", ""))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", iface.encode()[:15]))  # SIOCGIFADDR
+    return mac, packed[20:24]
+
+
+def arpping_main(args: argparse.Namespace) -> int:
+    """ARP request for ``ip`` every ``--interval``; print request -> reply times (ms) and the unanswered count."""
+    import select
+
+    src_mac, src_ip = _iface_info(args.iface)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+    sock.bind((args.iface, 0x0806))
+    sock.setblocking(False)
+    target = socket.inet_aton(args.ip)
+    request = (
+        b"\xff" * 6 + src_mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+        + src_mac + src_ip + b"\x00" * 6 + target
+    )  # fmt: skip
+    pending: list[float] = []
+    rtts: list[float] = []
+    lost = 0
+    _emit({"ev": "ready"})
+    end = time.monotonic() + args.duration
+    next_send = time.monotonic()
+    while (now := time.monotonic()) < end:
+        if now >= next_send:
+            sock.send(request)
+            pending.append(now)
+            next_send += args.interval
+        while pending and now - pending[0] > 1.0:
+            pending.pop(0)
+            lost += 1
+        readable, _, _ = select.select([sock], [], [], max(0.0, next_send - time.monotonic()))
+        if not readable:
+            continue
+        while True:
+            try:
+                frame = sock.recv(2048)
+            except BlockingIOError:
+                break
+            got = time.monotonic()
+            if len(frame) >= 42 and frame[20:22] == b"\x00\x02" and frame[28:32] == target and pending:
+                rtts.append((got - pending.pop(0)) * 1000)
+    lost += len(pending)
+    _emit({"ev": "arp", "rtts": rtts, "lost": lost})
+    return 0
+
+
+def flood_main(args: argparse.Namespace) -> int:
+    """Junk to the membership port of ``--targets`` at ``--rate`` datagrams/s for ``--duration`` s (bounded)."""
+    targets = [(t, MEMBERSHIP_PORT) for t in args.targets.split(",")]
+    rng = random.Random(1)
+    kinds = [b"IL\x01\x01" + rng.randbytes(116) for _ in range(64)]  # right size and magic, wrong MAC
+    short = [rng.randbytes(rng.randint(1, 20)) for _ in range(16)]
+    long_ = [rng.randbytes(8300) for _ in range(4)]
+    mix = kinds * 6 + short * 12 + long_ * 16  # ~ 60 / 30 / 10 %
+    rng.shuffle(mix)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sent = 0
+    start = time.monotonic()
+    end = start + args.duration
+    batch = max(1, args.rate // 200)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    _emit({"ev": "ready"})
+    i = 0
+    while (now := time.monotonic()) < end and not stopped.is_set():
+        due = int((now - start) * args.rate)
+        for _ in range(min(batch, due - sent)):  # behind schedule: send flat out, never more than the rate
+            with contextlib.suppress(OSError):
+                sock.sendto(mix[i % len(mix)], targets[i % len(targets)])
+            i += 1
+            sent += 1
+        if sent >= due:
+            time.sleep(0.002)
+    _emit({"ev": "flood", "sent": sent, "seconds": time.monotonic() - start})
+    return 0
+
+
+def full_table(messages: int, next_hop: str) -> bytes:
+    from ironlb.bgp.wire import UpdateMessage, encode_update
+
+    out = bytearray()
+    hop = IPv4Address(next_hop)
+    for m in range(messages):
+        base = (20 << 24) + m * PREFIXES_PER_UPDATE
+        nlri = tuple(IPv4Network((base + i, 32)) for i in range(PREFIXES_PER_UPDATE))
+        out += encode_update(
+            UpdateMessage(nlri=nlri, origin=0, as_path=((2, (PEER_ASN,)),), next_hop=hop), four_octet_as=True
+        )
+    return bytes(out)
+
+
+def bgppeer_main(args: argparse.Namespace) -> int:
+    """A passive BGP peer on ``--address``:179 that sends each node the full table over and over."""
+    return asyncio.run(_bgppeer(args))
+
+
+async def _bgppeer(args: argparse.Namespace) -> int:
+    from ironlb.bgp.config import PeerConfig
+    from ironlb.bgp.fsm import BGPStateMachine
+
+    table = full_table(args.updates, args.address)
+    sent: dict[str, int] = {}
+    end = time.monotonic() + args.duration
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_ip = writer.get_extra_info("peername")[0]
+        loop = asyncio.get_running_loop()
+        fsm = BGPStateMachine(
+            PeerConfig(
+                my_asn=PEER_ASN, peer_asn=NODE_ASN, peer_address=IPv4Address(peer_ip),
+                router_id=IPv4Address(args.address), hold_time=90,
+            )
+        )  # fmt: skip
+        fsm.connection_made(IPv4Address(args.address), IPv4Address(peer_ip), loop.time())
+        writer.write(fsm.data_to_send())
+
+        async def pump() -> None:
+            while time.monotonic() < end:
+                writer.write(table)
+                await writer.drain()
+                sent[peer_ip] = sent.get(peer_ip, 0) + args.updates
+
+        pumping: asyncio.Task[None] | None = None
+        try:
+            while time.monotonic() < end:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), 1.0)
+                except TimeoutError:
+                    data = b""
+                else:
+                    if not data:
+                        break
+                    fsm.data_received(data, loop.time())
+                fsm.timer(loop.time())
+                out = fsm.data_to_send()
+                if out:
+                    writer.write(out)
+                if fsm.is_established and pumping is None:
+                    pumping = asyncio.create_task(pump())
+        finally:
+            if pumping is not None:
+                pumping.cancel()
+            writer.close()
+
+    server = await asyncio.start_server(handle, args.address, 179)
+    stopped = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
+    _emit({"ev": "ready", "bytes": len(table)})
+    async with server:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), max(0.0, end - time.monotonic()))
+    _emit({"ev": "bgp", "updates_sent": sent})
+    return 0
+
+
+# ======================================================================================================= orchestrator
+ATTACKER_IP = "192.168.1.200"
+BGP_PEER_FILE = "chaos-bgppeer.yaml"
+MANIFEST_FILE = "chaos-manifest.yaml"
+MEMBER_DOWN = re.compile(r"MemberDown\(name='([^']+)'")
+
+
+def bgp_peer_manifest(address: str) -> str:
+    return f"""\
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata:
+  name: chaos-peer
+  namespace: metallb-system
+spec:
+  myASN: {NODE_ASN}
+  peerASN: {PEER_ASN}
+  peerAddress: {address}
+  holdTime: 90s
+"""
+
+
+def big_manifest(megabytes: float) -> str:
+    """ClusterIP Services (ignored by the allocator, but parsed and validated) adding up to ``megabytes``."""
+    one = """\
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: chaos-{i}
+  namespace: chaos
+  labels: {{app: chaos-{i}, tier: backend, team: platform}}
+  annotations: {{note: "filler service {i} for the chaos benchmark, parsed on every change"}}
+spec:
+  type: ClusterIP
+  clusterIP: 10.{a}.{b}.{c}
+  ports:
+  - {{name: http, protocol: TCP, port: 80, targetPort: 8080}}
+  - {{name: https, protocol: TCP, port: 443, targetPort: 8443}}
+"""
+    parts: list[str] = []
+    size, i = 0, 0
+    while size < megabytes * 1_000_000:
+        text = one.format(i=i, a=(i >> 16) & 255, b=(i >> 8) & 255, c=i & 255)
+        parts.append(text)
+        size += len(text)
+        i += 1
+    return "".join(parts)
+
+
+class Cmd:
+    """A helper of this module started in a namespace, read as JSON lines."""
+
+    def __init__(self, lab: Any, ns: str, argv: Sequence[str]) -> None:
+        self.proc = lab.popen(
+            ns, [sys.executable, "-m", "bench.chaos", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if '"ready"' not in line:
+            raise RuntimeError(f"{argv[0]} did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        out, err = self.proc.communicate(timeout=timeout)
+        for line in reversed(out.splitlines()):
+            with contextlib.suppress(ValueError):
+                data: dict[str, Any] = json.loads(line)
+                return data
+        raise RuntimeError(f"no result: {err[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values)}
+
+
+@contextlib.contextmanager
+def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any]) -> Iterator[None]:
+    """Start the load(s) of ``name``; stop them on exit."""
+    lab, lan = cluster.lan.lab, cluster.lan
+    attacker = args.attacker_ns
+    nodes_ips = ",".join(n.ip for n in lan.nodes)
+    helpers: list[Cmd] = []
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    parts = {"bgp", "manifest", "junk"} if name == "all" else {name} - {"baseline"}
+    span = args.duration + args.failovers * 12 + 30
+    try:
+        if "bgp" in parts:
+            peer = Cmd(lab, attacker, ["_bgppeer", "--address", ATTACKER_IP, "--updates", str(args.bgp_updates),
+                                       "--duration", str(span)])  # fmt: skip
+            helpers.append(peer)
+            cluster.write_manifest(BGP_PEER_FILE, bgp_peer_manifest(ATTACKER_IP))
+            notes["bgp_prefixes"] = args.bgp_updates * PREFIXES_PER_UPDATE
+        if "manifest" in parts:
+            text = big_manifest(args.manifest_mb)
+            notes["manifest_bytes"] = len(text)
+
+            def rewrite() -> None:
+                n = 0
+                while not stop.is_set():
+                    cluster.write_manifest(MANIFEST_FILE, f"# rewrite {n}\n" + text)
+                    n += 1
+                    stop.wait(2.0)
+
+            threads.append(threading.Thread(target=rewrite, daemon=True))
+        if "junk" in parts:
+            flood = Cmd(lab, attacker, ["_flood", "--targets", nodes_ips, "--rate", str(args.junk_rate),
+                                        "--duration", str(span)])  # fmt: skip
+            helpers.append(flood)
+        for t in threads:
+            t.start()
+        time.sleep(args.warmup)
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for h in helpers:
+            h.stop()
+            with contextlib.suppress(Exception):
+                out = h.proc.stdout.read() if h.proc.stdout else ""
+                for line in out.splitlines():
+                    event = json.loads(line)
+                    if event.get("ev") == "flood":
+                        notes["junk_sent"] = event["sent"]
+                        notes["junk_rate"] = round(event["sent"] / max(event["seconds"], 1e-9))
+                    if event.get("ev") == "bgp":
+                        notes["bgp_updates_sent"] = event["updates_sent"]
+        cluster.remove_manifest(BGP_PEER_FILE)
+        cluster.remove_manifest(MANIFEST_FILE)
+
+
+def add_attacker(lan: Any) -> str:
+    """One more host on the LAN's switch, for the BGP peer and the junk: the client's own link stays quiet."""
+    lab = lan.lab
+    ns = lab.netns("atk")
+    lab.veth(ns, "eth0", lan.switch, "p200", mac_a="02:00:00:00:00:c8")
+    lab.run(lan.switch, ["ip", "link", "set", "p200", "master", "br0"])
+    lab.run(lan.switch, ["ip", "link", "set", "p200", "up"])
+    lab.addr(ns, "eth0", f"{ATTACKER_IP}/24")
+    return str(ns)
+
+
+def member_downs(cluster: Any, offsets: dict[str, int]) -> list[tuple[str, str]]:
+    """(observer, member) for every MemberDown logged since ``offsets``."""
+    out: list[tuple[str, str]] = []
+    for node in cluster.node_names:
+        text = cluster.log(node)[offsets.get(node, 0):]
+        out += [(node, m) for m in MEMBER_DOWN.findall(text)]
+    return out
+
+
+def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from ironlb.lab.cluster import VIP
+    from ironlb.lab.failover import measure_failover, restore
+
+    lan = cluster.lan
+    lab = lan.lab
+    result: dict[str, Any] = {"load": name, "notes": {}}
+    owner = cluster.wait_steady(VIP, timeout=30)
+    if owner is None:
+        raise RuntimeError(f"no steady state before {name}: {cluster.announcers(VIP)}")
+    with load(name, cluster, args, result["notes"]):
+        offsets = {n: len(cluster.log(n)) for n in cluster.node_names}
+        members = ",".join(n.ip for n in lan.nodes)
+        sniffers = {n.name: Cmd(lab, n.netns, ["_sniff", "--members", members, "--duration", str(args.duration)])
+                    for n in lan.nodes}  # fmt: skip
+        pinger = Cmd(lab, lan.client.netns, ["_arpping", VIP, "--duration", str(args.duration)])
+        announcers: set[tuple[str, ...]] = set()
+        changes = 0
+        last: tuple[str, ...] | None = None
+        end = time.monotonic() + args.duration
+        while time.monotonic() < end:
+            now = tuple(cluster.announcers(VIP))
+            if last is not None and now != last:
+                changes += 1
+            last = now
+            announcers.add(now)
+            time.sleep(0.25)
+        gaps: list[float] = []
+        worst: dict[str, float] = {}
+        for receiver, sniffer in sniffers.items():
+            data = sniffer.result(timeout=30)
+            for src, values in data.get("gaps", {}).items():
+                gaps += values
+                if values:
+                    worst[f"{src}->{receiver}"] = round(max(values), 1)
+        arp = pinger.result(timeout=30)
+        downs = member_downs(cluster, offsets)
+        result.update(
+            false_member_down=len(downs),
+            member_down_lines=downs[:10],
+            announcer_changes=changes,
+            heartbeat_gap_ms=_stats(gaps),
+            worst_gap_ms=worst,
+            arp_ms=_stats(arp["rtts"]),
+            arp_lost=arp["lost"],
+        )
+        # Failovers with the load still running.
+        failovers: list[float] = []
+        errors: list[str] = []
+        false_during: list[tuple[str, str]] = []
+        with cluster.probe(VIP) as probe:
+            if not probe.wait_ready():
+                raise RuntimeError("client probe did not start")
+            for _ in range(args.failovers):
+                offsets = {n: len(cluster.log(n)) for n in cluster.node_names}
+                r = measure_failover(cluster, probe)
+                if r.total_ms is not None:
+                    failovers.append(r.total_ms)
+                if r.error:
+                    errors.append(r.error)
+                false_during += [(o, m) for o, m in member_downs(cluster, offsets) if m != r.dead and o != r.dead]
+                if r.dead != "?" and not restore(cluster, r.dead, probe, timeout=60):
+                    errors.append(f"{r.dead} did not take the VIP back")
+                    break
+                time.sleep(1.0)
+        result.update(
+            failover_ms=failovers,
+            failover_p95=percentile(failovers, 95) if failovers else None,
+            failover_errors=errors,
+            false_member_down_during_failovers=len(false_during),
+        )
+    return result
+
+
+def show(r: dict[str, Any]) -> None:
+    def s(d: dict[str, float]) -> str:
+        if not d.get("n"):
+            return "no data"
+        return f"p50 {d['p50']:.1f}  p99 {d['p99']:.1f}  max {d['max']:.1f} ms (n={d['n']:.0f})"
+
+    print(f"\n== load: {r['load']}  {json.dumps(r['notes'])}")
+    print(f"  false MemberDown: {r['false_member_down']}  announcer changes: {r['announcer_changes']}"
+          + (f"  {r['member_down_lines']}" if r["member_down_lines"] else ""))  # fmt: skip
+    print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
+    print(f"  ARP answer: {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
+    fo = ", ".join(f"{v:.0f}" for v in r["failover_ms"])
+    print(f"  failover under load (ms): {fo or '-'}  p95 {r['failover_p95'] or '-'}  "
+          f"false MemberDown meanwhile {r['false_member_down_during_failovers']}"
+          + (f"  errors {r['failover_errors']}" if r["failover_errors"] else ""))  # fmt: skip
+
+
+def verdict(results: list[dict[str, Any]]) -> bool:
+    ok = True
+    for r in results:
+        checks = {
+            "no false failover": r["false_member_down"] == 0 and r["announcer_changes"] == 0
+            and r["false_member_down_during_failovers"] == 0,
+            "heartbeat gap p99 < 150 ms": r["heartbeat_gap_ms"].get("p99", 1e9) < TARGETS["heartbeat gap p99"],
+            "ARP p99 < 20 ms": r["arp_ms"].get("p99", 1e9) < TARGETS["arp p99"] and r["arp_lost"] == 0,
+            "failover p95 < 1 s": r["failover_p95"] is not None and r["failover_p95"] < TARGETS["failover p95"]
+            and not r["failover_errors"],
+        }  # fmt: skip
+        missed = [k for k, v in checks.items() if not v]
+        ok = ok and not missed
+        print(f"  {r['load']:<9} {'all targets met' if not missed else 'MISSED: ' + ', '.join(missed)}")
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="helper")
+    p = sub.add_parser("_sniff")
+    p.add_argument("--members", required=True)
+    p.add_argument("--iface", default="eth0")
+    p.add_argument("--duration", type=float, default=30)
+    p.set_defaults(func=sniff_main)
+    p = sub.add_parser("_arpping")
+    p.add_argument("ip")
+    p.add_argument("--iface", default="eth0")
+    p.add_argument("--interval", type=float, default=0.01)
+    p.add_argument("--duration", type=float, default=30)
+    p.set_defaults(func=arpping_main)
+    p = sub.add_parser("_flood")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--rate", type=int, default=50_000)
+    p.add_argument("--duration", type=float, default=30)
+    p.set_defaults(func=flood_main)
+    p = sub.add_parser("_bgppeer")
+    p.add_argument("--address", required=True)
+    p.add_argument("--updates", type=int, default=1250)
+    p.add_argument("--duration", type=float, default=60)
+    p.set_defaults(func=bgppeer_main)
+    parser.add_argument("--loads", default="baseline,bgp,manifest,junk,all")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per measurement")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
+    parser.add_argument("--failovers", type=int, default=3, help="announcer kills per load, load running")
+    parser.add_argument("--bgp-updates", type=int, default=1250, help="UPDATEs per table (800 prefixes each)")
+    parser.add_argument("--manifest-mb", type=float, default=20.0)
+    parser.add_argument("--junk-rate", type=int, default=50_000, help="junk membership datagrams per second")
+    parser.add_argument("--nice", type=int, default=0, help="run the nodes' ironlb at this nice value")
+    parser.add_argument("--json", type=Path, help="also write all results here")
+    parser.add_argument("--prefix", default=None, help="namespace prefix (default ilbchaos + random hex)")
+    args = parser.parse_args(argv)
+    if args.helper:
+        code: int = args.func(args)
+        return code
+
+    from ironlb.lab.cluster import StandaloneCluster
+    from ironlb.lab.demo import ignoring_signals
+    from ironlb.lab.lan import build_lan, start_http_servers
+    from ironlb.lab.netns import NetnsLab, netns_available
+
+    reason = netns_available()
+    if reason:
+        print(f"chaos: {reason}", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    prefix = args.prefix or f"ilbchaos{secrets.token_hex(3)}"
+    lab = NetnsLab(prefix)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    cluster: StandaloneCluster | None = None
+    started = datetime.now(UTC)
+    print(f"ironlb chaos benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}")  # fmt: skip
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(f"loads {args.loads}: {args.duration:.0f} s each after {args.warmup:.0f} s of warm-up, then {args.failovers} "
+          f"failovers; BGP table {args.bgp_updates * PREFIXES_PER_UPDATE} prefixes, manifest {args.manifest_mb} MB, "
+          f"junk {args.junk_rate}/s" + (f"; nodes at nice {args.nice}" if args.nice else ""))  # fmt: skip
+    results: list[dict[str, Any]] = []
+    try:
+        lan = build_lan(lab)
+        args.attacker_ns = add_attacker(lan)
+        start_http_servers(lan)
+        cluster = StandaloneCluster(lan, workdir, extra_args=("--max-file-size", "64Mi", "--max-total-size", "128Mi"))
+        if args.nice:
+            command = cluster.command
+            cluster.command = lambda node: ["nice", "-n", str(args.nice), *command(node)]  # type: ignore[method-assign]
+        cluster.apply_seed()
+        cluster.start_all()
+        for name in args.loads.split(","):
+            r = run_load(name, cluster, args)
+            show(r)
+            results.append(r)
+    except BaseException:
+        if cluster is not None:
+            for node in cluster.node_names:
+                print(f"--- {node} log tail", file=sys.stderr)
+                print("\n".join(cluster.log(node).splitlines()[-15:]), file=sys.stderr)
+        raise
+    finally:
+        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
+            if cluster is not None:
+                cluster.close()
+            lab.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print("\nsummary")
+    ok = verdict(results)
+    if args.json:
+        args.json.write_text(json.dumps({"date": started.isoformat(), "results": results}, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except subprocess.CalledProcessError as err:
+        print(f"chaos: {err}: {err.stderr}", file=sys.stderr)
+        sys.exit(1)
+
