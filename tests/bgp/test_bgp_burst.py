@@ -26,9 +26,11 @@ def full_table(messages: int) -> bytes:
 
 
 async def test_a_burst_of_updates_is_decoded_with_turns_of_the_loop_between_slices() -> None:
+    messages = 300
+    burst = full_table(messages)  # built before the session exists: no hold timer runs meanwhile
     peer = FakePeer()
     port = await peer.start()
-    s = BGPSession(speaker(port, hold_time=9))
+    s = BGPSession(speaker(port, hold_time=90))
     s.start()
     seen: set[int] = set()  # UPDATE counts another task saw: one per turn of the loop it got
     stop = asyncio.Event()
@@ -39,16 +41,14 @@ async def test_a_burst_of_updates_is_decoded_with_turns_of_the_loop_between_slic
             await asyncio.sleep(0)
 
     try:
-        await s.wait_established(5)
-        messages = 300
-        burst = full_table(messages)
+        await s.wait_established(30)
         assert len(burst) > 64 * FEED_BYTES
         before = s.counters.updates_received
         tick = asyncio.get_running_loop().create_task(ticker())
         transport = peer.connections[-1].transport
         assert transport is not None
         transport.write(burst)
-        await until(lambda: s.counters.updates_received - before >= messages, 30)
+        await until(lambda: s.counters.updates_received - before >= messages, 120)
         stop.set()
         await tick
         # Other tasks ran between slices of FEED_BYTES (about 4 UPDATEs), not only between socket reads of up
