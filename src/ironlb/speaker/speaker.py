@@ -33,6 +33,7 @@ from typing import Any
 from ironlb.announce.announcer import Announcer
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
+from ironlb.config.reading import read_bytes
 from ironlb.config.types import Config
 from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, pool_for
 from ironlb.fastpath import FastPath
@@ -110,8 +111,8 @@ def read_secret_key(path: str) -> bytes | None:
     if not path:
         return None
     try:
-        return (Path(path) / "secretkey").read_bytes().strip() or None
-    except OSError as err:
+        return read_bytes(Path(path) / "secretkey", 64 * 1024).strip() or None  # a regular file, bounded
+    except ConfigError as err:
         log.warning("cannot read the memberlist secret key: %s", err)
         return None
 
