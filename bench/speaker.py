@@ -2,7 +2,7 @@
 
 The environment is the speaker end-to-end tests' (``tests/support/speaker_env.py``): etcd + kube-apiserver on loopback,
 ``ironlb controller`` on the host, three nodes running ``ironlb speaker`` in network namespaces (reaching the
-apiserver through ``tests/support/unixbridge.py``), a client and an FRR router on the same LAN.
+apiserver through ``ironlb.lab.unixbridge``), a client and an FRR router on the same LAN.
 
 1. Layer 2: a Service (with its EndpointSlice already there) is POSTed; the client sends an ARP request for its IP
    every 2 ms from before the POST, and the figure is the time to the first reply. The chain measured is the whole

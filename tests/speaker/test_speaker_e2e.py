@@ -113,8 +113,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
     saved = list(env.speaker_args)
     env.speaker_args.append("--ignore-exclude-lb")
     try:
-        for node in env.nodes:
-            env.start_speaker(node)
+        env.start_speakers()
         wait_until(lambda: env.arping(VIP) == {elected}, 30, "restarted speakers announce")
         env.set_excluded(elected, True)
         time.sleep(1.5)
@@ -125,8 +124,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
         for node in env.nodes:
             env.stop_speaker(node)
         env.speaker_args[:] = saved
-        for node in env.nodes:
-            env.start_speaker(node)
+        env.start_speakers()
     wait_until(lambda: env.arping(VIP) == {elected}, 20, "speakers back")
 
 

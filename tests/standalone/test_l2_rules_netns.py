@@ -67,7 +67,7 @@ def start(c: Cluster, ad: str, *, etp: str = "Cluster", family: str = "IPv4", la
 
 def settle(c: Cluster, ip: str = VIP) -> str:
     try:
-        wait_until(lambda: c.converged() and len(c.announcers(ip)) == 1, 10, f"one announcer of {ip}")
+        wait_until(lambda: c.converged() and len(c.announcers(ip)) == 1, 60, f"one announcer of {ip}")
     except WaitTimeout as err:
         raise AssertionError([c.log(n)[-2000:] for n in NODES]) from err
     return c.announcers(ip)[0]

@@ -123,7 +123,7 @@ class ControllerProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+    def start(self, wait: bool = True, timeout: float = 90.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         env.pop("KUBECONFIG", None)
         env.update(self.env)
@@ -156,7 +156,7 @@ class ControllerProcess:
             return self.http("/readyz")[0] == 200
         return False
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         wait_until(self.ready, timeout, "controller /readyz", interval=0.1)
 
     def metrics(self) -> dict[str, float]:

@@ -5,7 +5,7 @@ three nodes running ``ironlb speaker``, a client and an FRR router; ``ironlb con
 Services get their IPs as in a cluster. There is no kubelet: this module creates the Node objects, the speaker
 Pods (their status says where they run, for membership discovery) and the EndpointSlices.
 
-The nodes reach the apiserver through :mod:`tests.support.unixbridge`: one forwarder on the host listens on a Unix
+The nodes reach the apiserver through :mod:`ironlb.lab.unixbridge`: one forwarder on the host listens on a Unix
 socket, and one per node namespace listens on that namespace's ``127.0.0.1:<apiserver port>``, so the control
 plane's own kubeconfig works unchanged inside every namespace and nothing is added to the host namespace.
 Everything made here carries the lab's unique prefix and is removed by :meth:`SpeakerEnv.close` (processes by
@@ -37,7 +37,6 @@ from tests.support.jsonlines import JsonLineReader
 from tests.support.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-UNIXBRIDGE = Path(__file__).resolve().parent / "unixbridge.py"
 ROUTER_IP = "192.168.1.1"
 ROUTER_ASN = 64512
 NODE_ASN = 64513
@@ -125,7 +124,7 @@ class SpeakerEnv:
         """The host side of the bridge: the Unix socket, forwarded to the apiserver's port on 127.0.0.1."""
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         host = subprocess.Popen(
-            [sys.executable, str(UNIXBRIDGE), "--listen", f"unix:{self.socket}",
+            [sys.executable, "-m", "ironlb.lab.unixbridge", "--listen", f"unix:{self.socket}",
              "--connect", f"tcp:127.0.0.1:{self.cp.port}"],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )  # fmt: skip
@@ -145,7 +144,7 @@ class SpeakerEnv:
         for node in self.nodes:
             proc = self.lab.popen(
                 node,
-                [sys.executable, str(UNIXBRIDGE), "--listen", f"tcp:127.0.0.1:{self.cp.port}",
+                [sys.executable, "-m", "ironlb.lab.unixbridge", "--listen", f"tcp:127.0.0.1:{self.cp.port}",
                  "--connect", f"unix:{self.socket}"],
                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
@@ -215,6 +214,16 @@ class SpeakerEnv:
         self.speakers[node] = self.lab.popen(node, self.speaker_command(node), stdout=log,
                                              stderr=subprocess.STDOUT, env=env)
 
+    def start_speakers(self, timeout: float = 120.0) -> None:
+        """(Re)start every node's speaker and wait until each has synced its caches: on a loaded machine a
+        Python process takes many seconds to start, which no behaviour deadline of a test should include."""
+        marks = {node: len(self.speaker_log(node)) for node in self.nodes}
+        for node in self.nodes:
+            self.start_speaker(node)
+        for node in self.nodes:
+            wait_until(lambda n=node: "caches synced" in self.speaker_log(n)[marks[n]:], timeout,  # type: ignore[misc]
+                       lambda n=node: f"{n}'s speaker started\n{self.logs()}")
+
     def stop_speaker(self, node: str) -> None:
         proc = self.speakers.get(node)
         if proc is not None and proc.poll() is None:
@@ -232,7 +241,7 @@ class SpeakerEnv:
     def logs(self) -> str:
         return "\n".join(f"==== {n}\n{self.speaker_log(n)[-3000:]}" for n in self.nodes)
 
-    def wait_speakers_ready(self, timeout: float = 60.0) -> None:
+    def wait_speakers_ready(self, timeout: float = 120.0) -> None:
         """Every speaker has written its ConfigurationState and sees all three members alive."""
         for node in self.nodes:
             wait_until(lambda n=node: self.configuration_state(n), timeout,  # type: ignore[misc]

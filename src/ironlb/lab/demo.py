@@ -243,15 +243,16 @@ class Demo:
             f"a node is dead after {cluster.ml_dead_timeout * 1000:.0f} ms of silence"
         )
         try:
-            wait_until(lambda: all(cluster.ingress(n) for n in cluster.node_names), 15, "an IP on every node")
+            # 60 s: includes starting three Python processes, slow on a loaded machine
+            wait_until(lambda: all(cluster.ingress(n) for n in cluster.node_names), 60, "an IP on every node")
         except WaitTimeout:
-            raise DemoError("the nodes did not assign an IP to default/my-service within 15 s") from None
+            raise DemoError("the nodes did not assign an IP to default/my-service within 60 s") from None
         for node in cluster.node_names:
             self.item(f"{node}: {SEED_SERVICE_KEY} -> {', '.join(cluster.ingress(node))}")
 
     def who_answers(self, cluster: StandaloneCluster) -> str:
         self.step(f"Who answers for {VIP}")
-        owner = cluster.wait_steady(VIP, timeout=15)
+        owner = cluster.wait_steady(VIP, timeout=60)
         if owner is None:
             raise DemoError(f"the nodes did not agree on one announcer of {VIP}: {cluster.announcers(VIP)}")
         for node in cluster.node_names:

@@ -1,4 +1,5 @@
-"""A byte-for-byte TCP/Unix-socket forwarder, so lab nodes in network namespaces reach the host's loopback.
+"""A byte-for-byte TCP/Unix-socket forwarder, so lab nodes in network namespaces reach the host's loopback (the
+Kubernetes lab of ``make demo-k8s`` runs it; so do the speaker tests and benchmark).
 
 A network namespace cannot reach the host's 127.0.0.1, and the labs must not add interfaces to the host
 namespace; a Unix socket, however, lives in the filesystem and is shared by all namespaces. So the host side
@@ -6,8 +7,8 @@ listens on a Unix socket and forwards to ``127.0.0.1:<apiserver port>``, and eac
 own ``127.0.0.1:<same port>`` and forwards to that socket. TLS passes through untouched: the apiserver's serving
 certificate names 127.0.0.1, so one kubeconfig works in every namespace::
 
-    python tests/support/unixbridge.py --listen unix:/tmp/x/api.sock --connect tcp:127.0.0.1:6443      # host
-    ip netns exec NS python tests/support/unixbridge.py --listen tcp:127.0.0.1:6443 --connect unix:/tmp/x/api.sock
+    python -m ironlb.lab.unixbridge --listen unix:/tmp/x/api.sock --connect tcp:127.0.0.1:6443      # host
+    ip netns exec NS python -m ironlb.lab.unixbridge --listen tcp:127.0.0.1:6443 --connect unix:/tmp/x/api.sock
 
 It prints ``ready`` on stdout once listening, and runs until SIGTERM/SIGINT.
 """
@@ -121,7 +122,7 @@ async def _main(listen: str, connect: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unixbridge.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ironlb.lab.unixbridge", description=__doc__.split("\n")[0])
     parser.add_argument("--listen", required=True, help="tcp:HOST:PORT or unix:PATH")
     parser.add_argument("--connect", required=True, help="tcp:HOST:PORT or unix:PATH")
     args = parser.parse_args(argv)
