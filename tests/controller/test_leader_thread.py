@@ -44,7 +44,7 @@ async def test_renewals_go_on_while_the_main_loop_is_blocked() -> None:
     try:
         await asyncio.wait_for(blocked.wait(), 10)
         await asyncio.sleep(0.2)
-        assert renewals[0] >= 5, renewals  # ~30 at a 50 ms period; none if renewing needed this loop
+        assert renewals[0] >= 2, renewals  # ~30 at a 50 ms period; none if renewing needed this loop
         assert elector.is_leader and not task.done()
     finally:
         task.cancel()

@@ -113,4 +113,4 @@ async def test_the_fast_loop_runs_while_the_main_loop_is_blocked() -> None:
             sum(range(1000))
         during = len(ticks) - before
         fp.post(task.cancel)
-        assert during >= 10, during  # ~100 expected; 10 leaves room for a loaded machine
+        assert during >= 3, during  # ~100 expected; a blocked loop would give 0; 3 leaves room for a loaded machine
