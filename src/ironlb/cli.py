@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ironlb import __version__
 from ironlb.config import ConfigError
+
+if TYPE_CHECKING:
+    from ironlb.metrics.secure import SecureOptions
 
 DEFAULT_NAMESPACE = "metallb-system"
 OFFLINE = ("validate", "convert", "plan", "explain")  # commands that only read: every failure is an error message
@@ -214,6 +218,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         verbose_http=args.log_level == "all", webhook_mode=args.webhook_mode, webhook_port=args.webhook_port,
         ml_secret_name=args.ml_secret_name, deployment=args.deployment,
         disable_cert_rotation=args.disable_cert_rotation, cert_dir=args.cert_dir,
+        metrics_secure=_secure(args, args.metrics_host),
     )
     tune_gc()
     return asyncio.run(run(options))
@@ -244,6 +249,7 @@ def cmd_speaker(args: argparse.Namespace) -> int:
     options = RunOptions(
         speaker=speaker, kubeconfig=args.kubeconfig, metrics_host=args.metrics_host, port=args.port,
         health_probe_port=args.health_probe_port, verbose_http=args.log_level == "all",
+        metrics_secure=_secure(args, args.metrics_host),
     )
     tune_gc()
     return asyncio.run(run(options))
@@ -255,6 +261,25 @@ def _logging(level: str) -> None:
     levels = {"all": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
               "error": logging.ERROR, "none": logging.CRITICAL + 1}
     logging.basicConfig(level=levels[level], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _metrics_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-secure", action="store_true",
+                   help="serve /metrics over HTTPS, to bearer tokens allowed to get /metrics (TokenReview, "
+                   "SubjectAccessReview); the probe port then serves no metrics")
+    p.add_argument("--metrics-cert-dir", default="", metavar="D",
+                   help="with --metrics-secure: tls.crt and tls.key (default: a self-signed certificate)")
+    p.add_argument("--tls-min-version", default="VersionTLS12", choices=("VersionTLS12", "VersionTLS13"),
+                   help="with --metrics-secure: the lowest TLS version accepted (default %(default)s)")
+
+
+def _secure(args: argparse.Namespace, host: str) -> SecureOptions | None:
+    if not args.metrics_secure:
+        return None
+    from ironlb.metrics.secure import SecureOptions
+
+    names = ("localhost",) if host in ("0.0.0.0", "::", "127.0.0.1", "") else (host, "localhost")
+    return SecureOptions(args.metrics_cert_dir, args.tls_min_version, names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce only while a majority of members is reachable (auto: with 3 or more)")
     p.add_argument("--gratuitous-interval", type=float, default=1.1, help="seconds between takeover announcements")
     p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
-    p.add_argument("--metrics-address", default=":9120", metavar="[HOST]:PORT",
-                   help="serve /metrics, /healthz, /readyz over HTTP (default %(default)s; empty disables)")
+    p.add_argument("--metrics-address", default="127.0.0.1:9120", metavar="[HOST]:PORT",
+                   help="serve /metrics, /healthz, /readyz over plain HTTP, so loopback only by default "
+                   "(default %(default)s; :9120 for every address; empty disables)")
     p.add_argument("--max-file-size", default="8Mi", metavar="SIZE",
                    help="largest state directory file read, e.g. 8Mi (default %(default)s)")
     p.add_argument("--max-total-size", default="64Mi", metavar="SIZE",
@@ -392,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-dir", default="/tmp/k8s-webhook-server/serving-certs", help="with --disable-cert-rotation")
     p.add_argument("--deployment", default=os.environ.get("METALLB_DEPLOYMENT", ""),
                    help="the controller Deployment, owner of the memberlist Secret ($METALLB_DEPLOYMENT)")
+    _metrics_flags(p)
     p.set_defaults(func=cmd_controller)
 
     env = os.environ.get
@@ -423,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, default="", help="accepted for MetalLB compatibility; unused")
     p.add_argument("--frrk8s-secret-passthrough", action="store_true",
                    help="accepted for MetalLB compatibility; unused")
+    _metrics_flags(p)
     p.set_defaults(func=cmd_speaker)
     return parser
 

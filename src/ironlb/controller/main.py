@@ -16,7 +16,7 @@ from ironlb.kube.client import KubeClient
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.leader import LeaderElector, LeadershipLost
 from ironlb.kube.process import connect, run_until_stopped
-from ironlb.metrics.server import HealthServer
+from ironlb.metrics.secure import SecureOptions, metrics_servers
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class RunOptions:
     deployment: str = ""  # owner of the memberlist Secret (MetalLB's --deployment)
     disable_cert_rotation: bool = False
     cert_dir: str = ""
+    metrics_secure: SecureOptions | None = None  # HTTPS + TokenReview/SubjectAccessReview on the metrics port
 
 
 async def run(options: RunOptions) -> int:
@@ -92,11 +93,17 @@ async def run(options: RunOptions) -> int:
         return controller.ready
 
     registry = registry_for(ControllerCollector(lambda: controller.allocator, counters, lambda: client.stats))
-    servers = [
-        HealthServer(host, port, registry=registry, ready=ready)
-        for host, port in ((options.metrics_host, options.port), (options.health_host, options.health_probe_port))
-        if port
-    ]
+    try:
+        servers = await metrics_servers(
+            client, (options.metrics_host, options.port), (options.health_host, options.health_probe_port),
+            ready=ready, secure=options.metrics_secure, registry=registry,
+        )  # fmt: skip
+    except ValueError as err:
+        log.error("cannot serve metrics: %s", err)
+        if elector is not None:
+            await elector.close()
+        await client.close()
+        return 2
 
     async def webhooks() -> None:
         """Stateless, so every replica serves them (outside leader election); failures never stop allocation."""

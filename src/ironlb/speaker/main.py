@@ -12,7 +12,7 @@ from ironlb.kube.client import in_cluster_namespace
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.process import connect, run_until_stopped
 from ironlb.metrics.client import ClientCounters
-from ironlb.metrics.server import HealthServer
+from ironlb.metrics.secure import SecureOptions, metrics_servers
 
 from .metrics import SpeakerCollector
 from .speaker import COMPONENT, Speaker, SpeakerOptions
@@ -32,6 +32,7 @@ class RunOptions:
     event_qps: float = 20.0
     event_burst: int = 50
     verbose_http: bool = False
+    metrics_secure: SecureOptions | None = None  # HTTPS + TokenReview/SubjectAccessReview on the metrics port
 
 
 async def run(options: RunOptions) -> int:
@@ -49,11 +50,16 @@ async def run(options: RunOptions) -> int:
     )
     collector = SpeakerCollector(counters, lambda: client.stats)
     REGISTRY.register(collector)
-    servers = [
-        HealthServer(host, port, ready=lambda: speaker.ready)
-        for host, port in ((options.metrics_host, options.port), ("127.0.0.1", options.health_probe_port))
-        if port
-    ]
+    try:
+        servers = await metrics_servers(
+            client, (options.metrics_host, options.port), ("127.0.0.1", options.health_probe_port),
+            ready=lambda: speaker.ready, secure=options.metrics_secure,
+        )  # fmt: skip
+    except ValueError as err:
+        log.error("cannot serve metrics: %s", err)
+        REGISTRY.unregister(collector)
+        await client.close()
+        return 2
     try:
         return await run_until_stopped("speaker", client, servers, speaker.run, close=speaker.close)
     finally:
