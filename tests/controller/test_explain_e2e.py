@@ -97,6 +97,13 @@ def test_explain_a_live_cluster(
     assert result["pools"]["one"]["used"] == 1 and result["pools"]["one"]["size"] == 1
     assert code == 3 and "pool one is full" in result["problems"]
 
+    table = subprocess.run(
+        [sys.executable, "-m", "ironlb", "explain", "--kubeconfig", str(cp.kubeconfig), "--namespace", ns],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout  # fmt: skip
+    assert f"{ns}/first" in table and f"L2 {elected}" in table and "no available IPs" in table
+    assert "problem: pool one is full" in table
+
     _, result = explain(cp, ns, "-n", ns, "second")
     second = result["services"][f"{ns}/second"]
     assert second["ingress"] == [] and second["noIPReason"] == f'Failed to allocate IP for "{ns}/second": no available IPs'

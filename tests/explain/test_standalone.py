@@ -83,9 +83,11 @@ def test_all_members_agree(tmp_path: Path) -> None:
     assert result["membership"]["agree"] is True
     assert [c["name"] for c in result["configuration"]] == [f"node {n}" for n in MEMBERS]
     assert result["problems"] == []
-    # one Service, as a table: no colour when stdout is not a terminal
-    r = ironlb("explain", "--state", state, "--status-dir", statuses, "default/web")
-    assert r.returncode == 0 and "\x1b" not in r.stdout
+    # one Service, as a table, through the kubectl plugin's entry point: no colour when stdout is not a terminal
+    plugin = Path(sys.executable).parent / "kubectl-ironlb"
+    r = subprocess.run([str(plugin), "explain", "--state", str(state), "--status-dir", str(statuses), "default/web"],
+                       capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert r.returncode == 0 and "\x1b" not in r.stdout, r.stderr
     assert f"layer 2: elected {elected}" in r.stdout and f"announced by {elected}" in r.stdout
 
 
