@@ -1,6 +1,6 @@
 """An asyncio client for the test control plane, so that a test, the webhook server it runs and the apiserver
-calling that server can share one event loop (the fixture's own client blocks). It has ``KubeClient.request``'s
-shape, so it also serves as the webhooks' :class:`~ironlb.webhooks.certs.RestApi`; ``impersonate`` makes every call
+calling that server can share one event loop (the fixture's own client blocks). It is a ``KubeClient`` whose
+``request`` goes over its own connections, so the webhooks use it as their client; ``impersonate`` makes every call
 as a ServiceAccount, to run code with exactly the permissions the manifests grant."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from tests.support.controlplane import ControlPlane, KubeError, Response
+from ironlb.kube.client import ApiError
+from tests.support.controlplane import ControlPlane, Response
+from tests.support.requestclient import RequestClient
 
 
-class AsyncApi:
+class AsyncApi(RequestClient):
     def __init__(self, cp: ControlPlane, *, impersonate: str | None = None) -> None:
+        super().__init__()
         self.cp = cp
         self.headers: dict[str, str] = {}
         self.groups: list[str] = []
@@ -68,10 +71,11 @@ class AsyncApi:
         return Response(status, decoded, headers)
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None, body: Any = None,
-                      content_type: str = "application/json") -> Any:
+                      content_type: str = "application/json", verb: str | None = None,
+                      timeout: float | None = None) -> Any:
         resp = await self.call(method, path, params=params, body=body, content_type=content_type)
         if resp.status >= 400:
-            raise KubeError(method, path, resp.status, resp.body)
+            raise ApiError(method, path, resp.status, resp.body)
         return resp.body
 
 

@@ -9,6 +9,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ironlb.kube.client import ApiError
+from tests.support.requestclient import RequestClient
+
 NS = "metallb-system"
 VERSIONS = {"BGPPeer": "v1beta2"}
 
@@ -51,16 +54,16 @@ def admission(op: str, new: dict[str, Any] | None, old: dict[str, Any] | None = 
     }
 
 
-class FakeApiError(Exception):
+class FakeApiError(ApiError):
     def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
+        super().__init__("FAKE", "", status, {"message": message})
 
 
-class FakeApi:
+class FakeApi(RequestClient):
     """Objects by path, resourceVersion conflicts, JSON and merge patches: enough for the cert code."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.objects: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self._rv = itertools.count(1)
@@ -71,7 +74,8 @@ class FakeApi:
         self.objects[path] = o
 
     async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None, body: Any = None,
-                      content_type: str = "application/json") -> Any:
+                      content_type: str = "application/json", verb: str | None = None,
+                      timeout: float | None = None) -> Any:
         self.calls.append((method, path))
         if method == "GET":
             if path in self.objects:

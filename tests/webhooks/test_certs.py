@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from ironlb.kube.client import CUSTOM_RESOURCE_DEFINITIONS, VALIDATING_WEBHOOK_CONFIGURATIONS
 from ironlb.webhooks import certs
 from ironlb.webhooks.certs import CertBundle
 
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs t
 NS = "metallb-system"
 NAMES = certs.service_dns_names("metallb-webhook-service", NS)
 SECRET = f"/api/v1/namespaces/{NS}/secrets/metallb-webhook-cert"
-VWC = f"{certs.VWC_PATH}/metallb-webhook-configuration"
-CRD = f"{certs.CRD_PATH}/bgppeers.metallb.io"
+VWC = VALIDATING_WEBHOOK_CONFIGURATIONS.path(name="metallb-webhook-configuration")
+CRD = CUSTOM_RESOURCE_DEFINITIONS.path(name="bgppeers.metallb.io")
 
 
 def test_service_names() -> None:

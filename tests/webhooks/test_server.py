@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
+from ironlb.kube.client import VALIDATING_WEBHOOK_CONFIGURATIONS
 from ironlb.webhooks import certs, serve_webhooks
 from ironlb.webhooks.server import Webhooks, WebhookServer, rest_lister
+from tests.support.requestclient import RequestClient
 
 from .helpers import NS, FakeApi, FakeApiError, admission, node, obj, pool
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
-VWC = f"{certs.VWC_PATH}/metallb-webhook-configuration"
+VWC = VALIDATING_WEBHOOK_CONFIGURATIONS.path(name="metallb-webhook-configuration")
 POOLS = "/validate-metallb-io-v1beta1-ipaddresspool"
 
 
@@ -168,9 +170,10 @@ async def test_rest_lister_pages_and_kinds() -> None:
     }
     seen = []
 
-    class Api:
+    class Api(RequestClient):
         async def request(self, method: str, path: str, *, params: Any = None, body: Any = None,
-                          content_type: str = "application/json") -> Any:
+                          content_type: str = "application/json", verb: str | None = None,
+                          timeout: float | None = None) -> Any:
             seen.append((path, dict(params)))
             return pages[params.get("continue", "")]
 

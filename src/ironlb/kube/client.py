@@ -79,6 +79,14 @@ BGP_ADVERTISEMENTS = Resource("metallb.io", "v1beta1", "bgpadvertisements", "BGP
 BGP_PEERS = Resource("metallb.io", "v1beta2", "bgppeers", "BGPPeer")
 BFD_PROFILES = Resource("metallb.io", "v1beta1", "bfdprofiles", "BFDProfile")
 COMMUNITIES = Resource("metallb.io", "v1beta1", "communities", "Community")
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
+    "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+    namespaced=False,
+)
+CUSTOM_RESOURCE_DEFINITIONS = Resource(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
+)
 CONFIGURATION_STATES = Resource("metallb.io", "v1beta1", "configurationstates", "ConfigurationState")
 SERVICE_L2_STATUSES = Resource("metallb.io", "v1beta1", "servicel2statuses", "ServiceL2Status")
 SERVICE_BGP_STATUSES = Resource("metallb.io", "v1beta1", "servicebgpstatuses", "ServiceBGPStatus")

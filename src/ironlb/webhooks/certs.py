@@ -10,8 +10,7 @@ first, then the previous one for a while after a CA rotation, so requests keep w
 replica still serves), ``ca.key``, ``tls.crt`` and ``tls.key``. Writes are conditional on resourceVersion, so
 several controller replicas converge on one certificate.
 
-All API access goes through :class:`RestApi`, which ironlb's ``KubeClient`` satisfies; an error with an integer
-``status`` attribute is taken as that HTTP status.
+All API access goes through ironlb's ``KubeClient`` (typed resources, ``ApiError`` for refusals).
 """
 
 from __future__ import annotations
@@ -29,7 +28,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from ironlb.kube.client import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    DEPLOYMENTS,
+    SECRETS,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
+    ApiError,
+    KubeClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +52,10 @@ CERT_DAYS = 365
 LOOKAHEAD = 30 * 86400.0  # renew what expires within 30 days
 CA_NAME = "ironlb-webhook-ca"
 
-VWC_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
-CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-
-
-class RestApi(Protocol):
-    """The one call the webhooks need from a Kubernetes client (``KubeClient.request`` has this shape)."""
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> Any: ...
 
 
 class CertError(RuntimeError):
     """openssl failed, or the API refused to store a certificate."""
-
-
-def http_status(err: BaseException) -> int | None:
-    """The HTTP status of a client error (``ApiError.status``), or None for anything else."""
-    status = getattr(err, "status", None)
-    return status if isinstance(status, int) else None
 
 
 def service_dns_names(service: str, namespace: str) -> list[str]:
@@ -284,17 +270,8 @@ async def renew(
 
 
 # ------------------------------------------------------------------------------------------------ the API side
-async def get_or_none(api: RestApi, path: str) -> dict[str, Any] | None:
-    try:
-        return dict(await api.request("GET", path))
-    except Exception as err:
-        if http_status(err) == 404:
-            return None
-        raise
-
-
 async def ensure_certificates(
-    api: RestApi,
+    api: KubeClient,
     *,
     namespace: str,
     secret_name: str = SECRET_NAME,
@@ -307,10 +284,9 @@ async def ensure_certificates(
 
     A conflicting write (another replica rotated at the same time) re-reads and re-checks.
     """
-    path = f"/api/v1/namespaces/{namespace}/secrets"
     last: BaseException | None = None
     for _ in range(attempts):
-        secret = await get_or_none(api, f"{path}/{secret_name}")
+        secret = await api.get_or_none(SECRETS, secret_name, namespace)
         current = CertBundle.from_secret(secret)
         what = await rotation_needed(current, dns_names, ip_addresses, lookahead=lookahead)
         if not what:
@@ -320,17 +296,17 @@ async def ensure_certificates(
         new = await renew(current, what, dns_names, ip_addresses)
         try:
             if secret is None:
-                body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": {"name": secret_name, "namespace": namespace}, "data": new.secret_data()}
-                await api.request("POST", path, body=body)
+                body = {"type": "Opaque", "metadata": {"name": secret_name, "namespace": namespace},
+                        "data": new.secret_data()}
+                await api.create(SECRETS, body, namespace)
             else:
                 secret = dict(secret)
                 data = dict(secret.get("data") or {})
                 data.update(new.secret_data())
                 secret["data"] = data
-                await api.request("PUT", f"{path}/{secret_name}", body=secret)  # carries resourceVersion
-        except Exception as err:
-            if http_status(err) in (409, 404):  # someone else wrote (or deleted) it meanwhile: look again
+                await api.replace(SECRETS, secret)  # carries resourceVersion
+        except ApiError as err:
+            if err.conflict or err.not_found:  # someone else wrote (or deleted) it meanwhile: look again
                 last = err
                 continue
             raise
@@ -339,7 +315,7 @@ async def ensure_certificates(
 
 
 async def inject_ca_bundle(
-    api: RestApi,
+    api: KubeClient,
     ca_bundle: bytes,
     *,
     webhook_config: str = WEBHOOK_CONFIG_NAME,
@@ -350,7 +326,7 @@ async def inject_ca_bundle(
     webhooks can be left out of an install), and nothing is written when the bundle is already there."""
     want = _b64(ca_bundle)
     changed = []
-    vwc = await get_or_none(api, f"{VWC_PATH}/{webhook_config}")
+    vwc = await api.get_or_none(VALIDATING_WEBHOOK_CONFIGURATIONS, webhook_config)
     if vwc is not None:
         ops: list[dict[str, Any]] = []
         for i, hook in enumerate(vwc.get("webhooks") or []):
@@ -358,18 +334,17 @@ async def inject_ca_bundle(
                 ops.append({"op": "test", "path": f"/webhooks/{i}/name", "value": hook.get("name")})
                 ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": want})
         if ops:
-            await api.request("PATCH", f"{VWC_PATH}/{webhook_config}", body=ops,
-                              content_type="application/json-patch+json")
+            await api.patch(VALIDATING_WEBHOOK_CONFIGURATIONS, webhook_config, ops, patch_type="json")
             changed.append(f"ValidatingWebhookConfiguration/{webhook_config}")
     for name in crds:
-        crd = await get_or_none(api, f"{CRD_PATH}/{name}")
+        crd = await api.get_or_none(CUSTOM_RESOURCE_DEFINITIONS, name)
         conversion = ((crd or {}).get("spec") or {}).get("conversion") or {}
         if conversion.get("strategy") != "Webhook":
             continue
         if ((conversion.get("webhook") or {}).get("clientConfig") or {}).get("caBundle") == want:
             continue
         patch = {"spec": {"conversion": {"webhook": {"clientConfig": {"caBundle": want}}}}}
-        await api.request("PATCH", f"{CRD_PATH}/{name}", body=patch, content_type="application/merge-patch+json")
+        await api.patch(CUSTOM_RESOURCE_DEFINITIONS, name, patch)
         changed.append(f"CustomResourceDefinition/{name}")
     if changed:
         log.info("webhook CA bundle injected into %s", ", ".join(changed))
@@ -377,28 +352,26 @@ async def inject_ca_bundle(
 
 
 async def ensure_memberlist_secret(
-    api: RestApi, *, namespace: str, name: str = MEMBERLIST_SECRET, deployment: str = ""
+    api: KubeClient, *, namespace: str, name: str = MEMBERLIST_SECRET, deployment: str = ""
 ) -> bool:
     """MetalLB's ``CreateMlSecret``: the speakers' shared key (``secretkey``, 16 random bytes in unpadded base64),
     created only when the Secret is absent, owned by the controller Deployment when one is named (so it goes
     away with the install); True when it was created. A named Deployment that cannot be read is an error."""
-    path = f"/api/v1/namespaces/{namespace}/secrets"
-    if await get_or_none(api, f"{path}/{name}") is not None:
+    if await api.get_or_none(SECRETS, name, namespace) is not None:
         return False
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if deployment:
-        owner = await api.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}")
+        owner = await api.get(DEPLOYMENTS, deployment, namespace)
         meta = owner.get("metadata") or {}
         metadata["ownerReferences"] = [
             {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta.get("name"), "uid": meta.get("uid")}
         ]
     key = base64.b64encode(os.urandom(16)).rstrip(b"=")
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
-            "data": {"secretkey": _b64(key)}}
+    body = {"type": "Opaque", "metadata": metadata, "data": {"secretkey": _b64(key)}}
     try:
-        await api.request("POST", path, body=body)
-    except Exception as err:
-        if http_status(err) == 409:
+        await api.create(SECRETS, body, namespace)
+    except ApiError as err:
+        if err.conflict:
             return False
         raise
     return True
@@ -416,12 +389,10 @@ __all__ = [
     "CertBundle",
     "CertError",
     "CertInfo",
-    "RestApi",
     "cert_info",
     "ensure_certificates",
     "ensure_memberlist_secret",
     "generate_ca",
-    "http_status",
     "inject_ca_bundle",
     "issue_serving_cert",
     "renew",

@@ -37,8 +37,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ironlb.kube.client import KubeClient, KubeError, Resource
 from ironlb.webhooks import certs
-from ironlb.webhooks.certs import CertBundle, RestApi
+from ironlb.webhooks.certs import CertBundle
 from ironlb.webhooks.conversion import convert_review
 from ironlb.webhooks.validate import LISTED, PATHS, Admission, decide, kinds_to_list, parse_request, response
 
@@ -67,25 +68,20 @@ class FramingError(ValueError):
     """A request whose HTTP framing cannot be trusted: answered 400, then the connection is closed."""
 
 
-def rest_lister(api: RestApi, *, page_size: int = 500) -> Lister:
-    """A :data:`Lister` over the REST API (paged lists, items given apiVersion and kind)."""
+def listed_resource(kind: str) -> Resource:
+    """The API resource of a kind the validation lists (Nodes and the metallb.io configuration)."""
+    api_version, plural, namespaced = LISTED[kind]
+    group, _, version = api_version.rpartition("/")
+    return Resource(group, version, plural, kind, namespaced=namespaced)
+
+
+def rest_lister(api: KubeClient, *, page_size: int = 500) -> Lister:
+    """A :data:`Lister` over the API (paged lists, items given apiVersion and kind)."""
 
     async def lister(kind: str, namespace: str) -> list[Obj]:
-        api_version, plural, namespaced = LISTED[kind]
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        path = f"{base}/namespaces/{namespace}/{plural}" if namespaced else f"{base}/{plural}"
-        items: list[Obj] = []
-        token = ""
-        while True:
-            params = {"limit": str(page_size)}
-            if token:
-                params["continue"] = token
-            page = await api.request("GET", path, params=params)
-            for item in page.get("items") or []:
-                items.append({"apiVersion": api_version, "kind": kind, **item})
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return items
+        res = listed_resource(kind)
+        items, _ = await api.list_all(res, namespace if res.namespaced else None, page_size=page_size)
+        return items
 
     return lister
 
@@ -363,7 +359,7 @@ class Webhooks:
 
     def __init__(
         self,
-        api: RestApi,
+        api: KubeClient,
         *,
         namespace: str = "metallb-system",
         host: str = "0.0.0.0",
@@ -415,9 +411,7 @@ class Webhooks:
                 break
             except (certs.CertError, OSError) as err:
                 log.warning("webhooks: no certificate yet: %s; retrying in %.0f s", err, delay)
-            except Exception as err:
-                if certs.http_status(err) is None and not _is_transport(err):
-                    raise
+            except (KubeError, TimeoutError) as err:  # refused, or no answer: the apiserver may come back
                 log.warning("webhooks: cannot get the certificate: %s; retrying in %.0f s", err, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_retry)
@@ -478,10 +472,10 @@ class Webhooks:
             shutil.rmtree(self.cert_dir, ignore_errors=True)
 
 
-async def serve_webhooks(api: RestApi, *, listening: asyncio.Event | None = None, **options: Any) -> None:
+async def serve_webhooks(api: KubeClient, *, listening: asyncio.Event | None = None, **options: Any) -> None:
     """Run ironlb's webhooks until cancelled (the controller's ``--webhook-mode enabled|onlywebhook``).
 
-    ``api`` is any client with ``KubeClient.request``'s shape; ``options`` are :class:`Webhooks`' (namespace,
+    ``api`` is the KubeClient; ``options`` are :class:`Webhooks`' (namespace,
     host, port, lister, rotate, cert_dir, ...). ``listening`` is set while the port accepts connections (it opens
     only once the certificate exists), for the controller's ``/readyz``. Raises OSError if the port cannot be bound.
     """
@@ -501,11 +495,6 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-
-
-def _is_transport(err: BaseException) -> bool:
-    """A client's "no answer" error (ironlb's TransportError, httpx's, or an OSError underneath)."""
-    return isinstance(err, OSError | TimeoutError) or "Transport" in type(err).__name__
 
 
 __all__ = ["Lister", "WebhookServer", "Webhooks", "rest_lister", "serve_webhooks", "server_ssl_context"]
