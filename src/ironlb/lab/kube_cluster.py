@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -215,6 +216,7 @@ class KubeCluster:
             list(pool.map(self._import_images, self.nodes))
         self.wait_api(timeout)
         self._start_controllers()
+        self._pods_cgroup()
         for node in self.nodes:
             self._start_kubelet(node)
             self._start_kube_proxy(node)
@@ -394,12 +396,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return subprocess.run(["ctr", "--address", str(node.socket), *args], capture_output=True, text=True,
                               timeout=timeout, check=False)
 
+    def _pods_cgroup(self) -> None:
+        """Give containerd's cgroup of CRI pods (``/k8s.io``, cgroup v1, shared by the nodes' containerds) the CPU
+        weight of the whole lab's nodes (2 CPUs each). Without QoS cgroups every pod container gets cpu.shares 2
+        under it, and ``/k8s.io`` itself only the weight of one process: on a busy machine all the pods together
+        would get a sliver of a CPU, and the speakers' Python would take minutes to start (seen: killed by their
+        liveness probes). Removed at stop once empty."""
+        cpu = CGROUP_ROOT / "cpu"
+        if (cpu / "cgroup.procs").exists():
+            (cpu / "k8s.io").mkdir(exist_ok=True)
+            (cpu / "k8s.io" / "cpu.shares").write_text(str(2048 * len(self.nodes)))
+
     def _start_kubelet(self, node: Node) -> None:
         d = node.dir
         cfg = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             "failCgroupV1": False, "cgroupDriver": "cgroupfs",
             # No QoS cgroup tree: with one per kubelet under the same root, each would clean up the others' pods.
+            # containerd puts the pods' cgroups under /k8s.io (see _pods_cgroup).
             "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
             "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{node.socket}",
@@ -526,6 +540,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if self._stopped:
             return
         self._stopped = True
+        # A second Ctrl-C must not cut the cleanup half-way (the signal is ignored meanwhile, main thread only).
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._stop()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+
+    def _stop(self) -> None:
         for node in self.nodes:
             for name in ("kubelet", "kube-proxy"):
                 _stop(node.procs.get(name))
@@ -542,7 +566,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             _stop(self.cp_procs.get(name))
         _remove_netns_files(netns_inodes)
         _unmount_under(self.workdir)
-        _remove_cgroups(cgroups)
+        _remove_cgroups(cgroups | {"/k8s.io"})
         self.lab.cleanup()
 
 

@@ -66,7 +66,7 @@ def ready_pods(cluster: KubeCluster, namespace: str, selector: str) -> list[dict
             and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
 
 
-def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float = 300) -> str:
+def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float = 600) -> str:
     """``kubectl apply -f <bundle>`` as a user runs it, then wait until the controller and one speaker per node
     are Ready. Returns kubectl's output; the time is in ``cluster.timings["install"]``."""
     t0 = time.monotonic()
