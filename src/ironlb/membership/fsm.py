@@ -111,6 +111,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import itertools
 import math
 import secrets
 import struct
@@ -419,6 +420,8 @@ class Membership:
         self._watched: list[str] = []  # our neighbours, sorted
         self._extra: set[str] = set()  # non-neighbours that heartbeat us (member lists differ)
         self._table: dict[str, _Entry] = {}
+        self._slots: list[tuple[_Peer | None, _Entry]] = []  # by index in _order; no peer for ourselves
+        self._changed: set[str] = set()  # entries changed since the last recompute (restarts)
         self._by_key: dict[bytes, str] = {}
         self._thash = 0
         self._digest = b""
@@ -761,6 +764,7 @@ class Membership:
             table[name] = entry if entry is not None else _Entry(_name_key(name))
         self._table = table
         self._by_key = {e.key: n for n, e in table.items()}
+        self._slots = [(peers.get(n), table[n]) for n in self._order]
         me = table[self._node]
         self._set_entry(me, self._inc, self._gen, 0)
         self._thash = 0
@@ -805,6 +809,7 @@ class Membership:
             entry.retired.append(entry.inc)
         self._set_entry(entry, inc, gen, flags)
         self._dirty = True
+        self._changed.add(name)
         return True
 
     def _notice_received(self, pkt: Packet, peer: _Peer, now: float) -> list[Event]:
@@ -914,15 +919,12 @@ class Membership:
             return
         order, adj, peers, table = self._order, self._adj, self._peers, self._table
         believed = bytearray(len(order))
-        for i, name in enumerate(order):
-            if name == self._node:
+        for i, (p, e) in enumerate(self._slots):
+            if p is None:
                 believed[i] = 1
-                continue
-            p = peers[name]
-            if p.watch:
+            elif p.watch:
                 believed[i] = p.alive
             else:
-                e = table[name]
                 believed[i] = p.alive or (e.inc != 0 and not e.flags & _DEAD)
         start = self._index[self._node]
         seen = bytearray(len(order))
@@ -937,13 +939,16 @@ class Membership:
                 if believed[j] and not seen[j]:
                     seen[j] = 1
                     stack.append(j)
-        new = {order[i] for i in range(len(order)) if seen[i]}
+        new = set(itertools.compress(order, seen))
         for name in self._watched:  # neighbours follow their own heartbeats, events included
             if peers[name].alive:
                 new.add(name)
             else:
                 new.discard(name)
         old = self._alive
+        changed, self._changed = self._changed, set()
+        if new == old and not changed:
+            return
         for name in sorted(old - new):
             if name == self._node or peers[name].watch:
                 continue
@@ -951,9 +956,9 @@ class Membership:
             reason: DownReason = "left" if e.flags & _LEFT else "timeout" if e.flags & _DEAD else "unreachable"
             events.append(MemberDown(name, reason))
             self._reported_inc.pop(name, None)
-        for name in sorted(new - {self._node}):
-            p = peers[name]
-            if p.watch:
+        for name in sorted((new - old) | (changed & new)):
+            p = peers.get(name)
+            if p is None or p.watch:
                 continue
             inc = p.inc if p.alive else table[name].inc
             if name not in old:
