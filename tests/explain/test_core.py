@@ -275,3 +275,11 @@ def test_candidate_reason_is_the_elections_filter() -> None:
         else:
             assert d.reason is not None
     assert list(itertools.islice(sort_candidates(ORDER, "10.0.0.1"), 3)) == ORDER
+
+
+def test_standalone_local_service_without_slices_is_served_everywhere() -> None:
+    """`ironlb run` counts a Service without EndpointSlices as served on every node: no node lacks a local endpoint."""
+    view = view_of(pool("p", "10.0.0.0/24") + l2ad("ad") + NODES + service("web", etp="Local"),
+                   allocate=True, served_without_slices=True)
+    rows = l2_rows(explain(view))
+    assert sorted(r["state"] for r in rows.values()) == ["elected", "standby", "standby", "standby"]

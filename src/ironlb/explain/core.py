@@ -138,6 +138,9 @@ class _Computed:
     layer2: Mapping[str, L2Decision]
     nodes: Mapping[str, NodeDecision]
     pool_counters: Mapping[str, Mapping[str, int]]
+    slices: Mapping[str, tuple[EndpointSlice, ...]]  # each Service's EndpointSlices, as the election saw them
+    by_name: Mapping[str, Node]
+    live: frozenset[str]
 
 
 def _node_names(view: View) -> list[str]:
@@ -182,6 +185,9 @@ def _compute(view: View) -> _Computed:
         layer2,
         nodes,
         pool_status(allocator, config),
+        {key: item.slices for key, item in inputs.items()},
+        {n.name: n for n in view.nodes},
+        frozenset(_live(view)),
     )
 
 
@@ -230,11 +236,9 @@ def _l2_nodes(
 ) -> list[dict[str, Any]]:
     """Every node's part in the election of one Service: elected, standby (its rank), or why not a candidate."""
     item_pool = c.pools.get(svc.key)
-    by_name = {n.name: n for n in view.nodes}
-    live = set(_live(view))
+    by_name, live = c.by_name, c.live
     ads = ads_for_service(item_pool, svc) if item_pool is not None else []
-    slices = [s for s in view.endpoint_slices if s.namespace == svc.namespace and s.service_name == svc.name]
-    local = nodes_with_serving_endpoint(slices) if svc.external_traffic_policy == "Local" else None
+    local = nodes_with_serving_endpoint(c.slices.get(svc.key, ())) if svc.external_traffic_policy == "Local" else None
     rows: list[dict[str, Any]] = []
     for name in names:
         row: dict[str, Any] = {"node": name}
