@@ -134,3 +134,46 @@ def test_legacy_invalid_config_rejected(tmp_path: Path) -> None:
     src.write_text("peers: [{my-asn: '1'}]\n")
     with pytest.raises(ConfigError, match="my-asn"):
         convert_legacy(src)
+
+
+def test_conversion_equals_configmaptocrs_output() -> None:
+    """The whole output of MetalLB's configmaptocrs for this input (run on it), document for document; MetalLB
+    also writes ``passwordSecret: {}`` on every peer (a Go struct without omitempty), which means nothing set."""
+    data = """
+bgp-communities:
+  no-advertise: 65535:65282
+peers:
+- {peer-address: 10.0.0.1, peer-asn: 64501, my-asn: 64500, hold-time: 9s}
+address-pools:
+- name: My_Pool.1
+  protocol: bgp
+  auto-assign: false
+  avoid-buggy-ips: true
+  addresses: [10.1.0.0/24, 10.2.0.0-10.2.0.15]
+  bgp-advertisements:
+  - {aggregation-length: 28, localpref: 100, communities: [no-advertise, "1234:5"]}
+  - {}
+- {name: l2pool, protocol: layer2, addresses: ["fd00::/120"]}
+"""
+    ns = "other-ns"
+
+    def doc(version: str, kind: str, name: str, spec: dict[str, object]) -> dict[str, object]:
+        return {"apiVersion": f"metallb.io/{version}", "kind": kind, "metadata": {"name": name, "namespace": ns},
+                "spec": spec}
+
+    expected = [
+        doc("v1beta2", "BGPPeer", "peer1", {"holdTime": "9s", "myASN": 64500, "peerASN": 64501,
+                                             "peerAddress": "10.0.0.1"}),
+        doc("v1beta1", "IPAddressPool", "my-pool.1", {"addresses": ["10.1.0.0/24", "10.2.0.0-10.2.0.15"],
+                                                      "autoAssign": False, "avoidBuggyIPs": True}),
+        doc("v1beta1", "IPAddressPool", "l2pool", {"addresses": ["fd00::/120"]}),
+        doc("v1beta1", "BGPAdvertisement", "bgpadvertisement1", {
+            "aggregationLength": 28, "communities": ["no-advertise", "1234:5"], "ipAddressPools": ["my-pool.1"],
+            "localPref": 100}),
+        doc("v1beta1", "BGPAdvertisement", "bgpadvertisement2", {"ipAddressPools": ["my-pool.1"]}),
+        doc("v1beta1", "L2Advertisement", "l2advertisement1", {"ipAddressPools": ["l2pool"]}),
+        doc("v1beta1", "Community", "communities", {"communities": [{"name": "no-advertise", "value": "65535:65282"}]}),
+    ]
+    got = convert(parse_legacy(data), ns).documents
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
