@@ -39,7 +39,7 @@ def cluster(tmp_path: Path) -> Iterator[StandaloneCluster]:
 
 
 def test_failover_restore_and_announce(cluster: StandaloneCluster) -> None:
-    owner = cluster.wait_steady(VIP, timeout=15)
+    owner = cluster.wait_steady(VIP, timeout=60)  # includes starting three ironlb run processes
     assert owner is not None
     assert cluster.http_get(VIP)["body"] == owner
     assert {mac for mac, _ in cluster.arping(VIP)} == {cluster.lan.node(owner).mac}

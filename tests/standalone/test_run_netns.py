@@ -51,7 +51,7 @@ def test_three_nodes_one_announcer_failover_and_leave(lan: Lan, tmp_path: Path) 
     # The dead node comes back: the election is per IP and stateless, so the IP returns to it.
     lan.lab.run(lan.node(first).netns, ["ip", "link", "set", "eth0", "up"])
     c.start(first)
-    wait_until(lambda: c.announcers() == [first], 5, "c.announcers() == [first]")
+    wait_until(lambda: c.announcers() == [first], 60, "c.announcers() == [first]")  # includes its start-up
     assert c.arping_macs() == {lan.node(first).mac}
 
     # A clean stop says goodbye (LEAVE): the next node takes over without waiting for the dead timeout.

@@ -64,8 +64,10 @@ def measure_failover(
     return result
 
 
-def restore(cluster: StandaloneCluster, node: str, probe: ClientProbe, ip: str = VIP, timeout: float = 10.0) -> bool:
-    """Revive ``node`` and wait for the steady state: it announces ``ip`` again and the client reaches it."""
+def restore(cluster: StandaloneCluster, node: str, probe: ClientProbe, ip: str = VIP, timeout: float = 60.0) -> bool:
+    """Revive ``node`` and wait for the steady state: it announces ``ip`` again and the client reaches it.
+
+    The deadline includes starting ``ironlb run``, which takes many seconds on a loaded machine."""
     cluster.revive(node)
     if cluster.wait_steady(ip, timeout) != node:
         return False
