@@ -122,3 +122,19 @@ def test_explain_a_live_cluster(
     assert result["services"][f"{ns}/first"]["change"] == "unchanged"
     assert result["services"][f"{ns}/second"]["change"] == "getsIP"
     assert result["services"][f"{ns}/second"]["after"]["ingress"] == ["10.30.0.9"]
+
+    # speakers are the nodes with a ready speaker pod (the Helm chart's label here): only the other candidate has one
+    other = next(n for n in nodes[:2] if n != elected)
+    pod = cp.create(f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "speaker-x", "labels": {"app.kubernetes.io/component": "speaker"}},
+        "spec": {"nodeName": other, "containers": [{"name": "speaker", "image": "ironlb:test"}]},
+    })  # fmt: skip
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    cp.replace(f"/api/v1/namespaces/{ns}/pods/speaker-x/status", pod)
+    code, result = explain(cp, ns, f"{ns}/first")
+    first = result["services"][f"{ns}/first"]
+    rows = {r["node"]: r for r in first["layer2"]["nodes"]}
+    assert first["layer2"]["node"] == other and result["live"] == [other]
+    assert rows[elected]["reason"] == "speakerNotLive" and rows[elected]["detail"] == "no speaker runs on this node"
+    assert code == 3 and any(f"announced by [{elected}], elected: [{other}]" in p for p in result["problems"])

@@ -2,7 +2,8 @@
 
 Read: Services, Nodes, EndpointSlices, Namespaces and Service Events cluster-wide; in ironlb's namespace the
 ``metallb.io`` configuration (and the legacy ConfigMap ``config``), the ConfigurationStates, ServiceL2Status and
-ServiceBGPStatus, and the speaker pods (label ``component=speaker``): a node with a ready speaker pod is a speaker.
+ServiceBGPStatus, and the speaker pods (label ``component`` or ``app.kubernetes.io/component`` ``speaker``): a
+node with a ready speaker pod is a speaker.
 Without any speaker pod (speakers run outside the cluster), every Node counts as one. The configuration in force is
 the one the objects build now; when they are invalid the controller keeps its last valid one, which is not
 readable from outside, so the explanation then has no configuration and the ConfigurationStates say why.
@@ -41,7 +42,7 @@ from ironlb.kube.client import (
     Resource,
 )
 
-SPEAKER_LABELS = "component=speaker"
+SPEAKER_LABELS = ("component", "app.kubernetes.io/component")  # the bundle's label, the Helm chart's
 LEGACY_CONFIGMAP = "config"
 MAX_EVENTS_PER_SERVICE = 20
 
@@ -98,7 +99,11 @@ def _events(events: list[Obj]) -> dict[str, tuple[EventRecord, ...]]:
 
 
 def _ready_node(pod: Mapping[str, Any]) -> str | None:
-    node = (pod.get("spec") or {}).get("nodeName")
+    """The node of a ready speaker pod, None for any other pod."""
+    labels = _dict(_meta(pod).get("labels"))
+    if not any(labels.get(key) == "speaker" for key in SPEAKER_LABELS):
+        return None
+    node = _dict(pod.get("spec")).get("nodeName")
     conditions = _status(pod).get("conditions") or []
     ready = any(isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return str(node) if node and ready else None
@@ -144,7 +149,7 @@ async def _read(
     lists = await asyncio.gather(
         *(client.list_all(r) for r in cluster),
         *(client.list_all(r, ns) for r in local),
-        client.list_all(PODS, ns, label_selector=SPEAKER_LABELS),
+        client.list_all(PODS, ns),
         client.list_all(EVENTS, field_selector="involvedObject.kind=Service"),
     )
     objs: dict[Resource, list[Obj]] = {r: items for r, (items, _) in zip((*cluster, *local), lists, strict=False)}
