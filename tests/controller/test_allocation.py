@@ -18,6 +18,7 @@ from tests.support.controller import (
     lb_service,
     pool_annotation,
     pool_path,
+    svc_path,
     wait_event,
     wait_ingress,
 )
@@ -181,3 +182,20 @@ def test_pool_status_edits_are_reverted(control_plane: ControlPlane, namespace: 
     wait_until(lambda: _pool_status(cp, ns, "p") == want, 20, "pool status")
     cp.patch(pool_path(ns, "p") + "/status", {"status": {"availableIPv4": 1000}})
     wait_until(lambda: _pool_status(cp, ns, "p") == want, 20, "pool status reverted")
+
+
+def test_invalid_request_keeps_the_working_ip(control_plane: ControlPlane, namespace: str, controller: Start) -> None:
+    """MetalLB's convergeBalancer returns after LoadBalancerFailed without clearing: the Service keeps its IP (and
+    nobody else gets it) until the request is fixed."""
+    cp, ns = control_plane, namespace
+    create_pool(cp, ns, ip_pool("p", "10.83.0.0/31"))
+    controller()
+    create_service(cp, ns, lb_service("a"))
+    assert wait_ingress(cp, ns, "a") == ["10.83.0.0"]
+    cp.patch(svc_path(ns, "a"), {"metadata": {"annotations": {"metallb.io/loadBalancerIPs": "10.83.0.1,bogus"}}})
+    wait_event(cp, ns, "a", "LoadBalancerFailed",
+               'invalid requested loadbalancer IPs: invalid metallb.io/loadBalancerIPs: "10.83.0.1,bogus"')
+    assert ingress(cp, ns, "a") == ["10.83.0.0"] and pool_annotation(cp, ns, "a") == "p"
+    create_service(cp, ns, lb_service("b"))
+    assert wait_ingress(cp, ns, "b") == ["10.83.0.1"]  # 10.83.0.0 is still a's
+    assert ingress(cp, ns, "a") == ["10.83.0.0"]
