@@ -18,7 +18,9 @@ Where ironlb differs, on purpose, so that a webhook never blocks more than it mu
 - a problem that the existing objects already had without this request does not deny it; it comes back as a
   warning (MetalLB denies every change of the kind until someone fixes the other object);
 - an UPDATE that leaves ``spec`` alone (labels, annotations, finalizers) is allowed without a look, and so is an
-  UPDATE of an object outside ironlb's namespace (ironlb ignores such objects: they can only be cleaned up).
+  UPDATE of an object outside ironlb's namespace (ironlb ignores such objects: they can only be cleaned up);
+- a BFDProfile CREATE goes through the same validation as the other kinds, where MetalLB's webhook checks only its
+  namespace (the CRD schema's ranges refuse the same values first, so in practice both accept the same profiles).
 """
 
 from __future__ import annotations
