@@ -152,15 +152,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     keys = _explain_keys(args)
     try:
         if args.state:
-            from ironlb.explain.standalone import load_view, status_paths, what_if_config
+            from ironlb.explain.core import changed_config
+            from ironlb.explain.standalone import load_view, status_paths
 
             files = status_paths(Path(args.status_dir) if args.status_dir else None, [Path(f) for f in args.status])
             view, resources = load_view(Path(args.state), files, namespace=args.namespace, lb_class=args.lb_class,
                                         ignore_exclude_lb=args.ignore_exclude_lb)  # fmt: skip
             new_config = None
-            if args.what_if:
-                change = load_files([args.what_if], default_namespace=args.namespace)
-                new_config = what_if_config(resources, change, args.namespace)
+            if args.what_if or args.what_if_delete:
+                change = load_files([args.what_if], default_namespace=args.namespace) if args.what_if else None
+                new_config = changed_config(resources, change, args.what_if_delete, args.namespace)
         else:
             import asyncio
 
@@ -168,7 +169,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
             view, new_config = asyncio.run(read_view(
                 args.kubeconfig, args.namespace, lb_class=args.lb_class, ignore_exclude_lb=args.ignore_exclude_lb,
-                what_if=args.what_if,
+                what_if=args.what_if, what_if_delete=args.what_if_delete,
             ))  # fmt: skip
     except ConfigError as err:
         return _errors(err)
@@ -366,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show what this configuration change (objects replacing those of the same kind and name) "
         "would do to every Service",
     )
+    p.add_argument("--what-if-delete", action="append", default=[], metavar="KIND/NAME",
+                   help="show what deleting this configuration object (e.g. IPAddressPool/old) would do; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--details", action="store_true", help="every Service in full (the default for one Service)")
     p.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto")

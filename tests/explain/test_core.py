@@ -11,8 +11,18 @@ import pytest
 
 from ironlb.cluster.labels import LabelSelector
 from ironlb.cluster.objects import EXCLUDE_LB_LABEL, Endpoint, EndpointSlice, Node, Service, ServicePort
+from ironlb.config import ConfigError, load_texts
 from ironlb.config.types import L2Advertisement, Pool
-from ironlb.explain.core import Announced, ComponentState, EventRecord, MemberView, explain, what_if
+from ironlb.explain.core import (
+    Announced,
+    ComponentState,
+    EventRecord,
+    MemberView,
+    changed_config,
+    explain,
+    merge_resources,
+    what_if,
+)
 from ironlb.explain.render import render, render_what_if
 from ironlb.layer2.election import candidate_reason, elect, sort_candidates
 from tests.explain.support import config_of, l2ad, node, pool, service, slice_, view_of
@@ -283,3 +293,19 @@ def test_standalone_local_service_without_slices_is_served_everywhere() -> None:
                    allocate=True, served_without_slices=True)
     rows = l2_rows(explain(view))
     assert sorted(r["state"] for r in rows.values()) == ["elected", "standby", "standby", "standby"]
+
+
+def test_what_if_a_deletion_and_a_bad_one() -> None:
+    current = load_texts([("c.yaml", pool("a", "10.0.0.0/30") + pool("b", "10.1.0.0/30") + l2ad("ad"))],
+                         default_namespace="metallb-system")  # fmt: skip
+    merged = merge_resources(current, None, ["IPAddressPool/a"])
+    assert [p.name for p in merged.pools] == ["b"] and [a.name for a in merged.l2_advertisements] == ["ad"]
+    with pytest.raises(ConfigError) as err:
+        merge_resources(current, None, ["IPAddressPool/nope", "Pool/a", "L2Advertisement"])
+    assert len(err.value.messages) == 3 and "no IPAddressPool named 'nope'" in err.value.messages[0]
+    view = view_of(pool("a", "10.0.0.0/30") + pool("b", "10.1.0.0/30") + l2ad("ad") + NODES
+                   + service("web", "10.0.0.1", annotations="{metallb.io/address-pool: a}"))
+    result = what_if(view, changed_config(current, None, ["IPAddressPool/a"], "metallb-system"))
+    web = result["services"]["default/web"]
+    assert web["change"] == "losesIP", web
+    assert web["reason"] == 'Failed to allocate IP for "default/web": unknown pool "a"'

@@ -126,6 +126,13 @@ def test_what_if_and_invalid_state(tmp_path: Path) -> None:
     assert result["services"]["default/web"]["after"]["ingress"] == ["192.168.1.245"]
     r = ironlb("explain", "--state", state, "--what-if", change)
     assert "moves" in r.stdout and "192.168.1.240" in r.stdout and "192.168.1.245" in r.stdout
+    # deleting the pool: the Service would lose its IP, and the reason is MetalLB's
+    r = ironlb("explain", "--state", state, "--what-if-delete", "IPAddressPool/default", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    web = json.loads(r.stdout)["services"]["default/web"]
+    assert web["change"] == "losesIP" and web["reason"] == "no IPAddressPool is configured"
+    r = ironlb("explain", "--state", state, "--what-if-delete", "IPAddressPool/nope")
+    assert r.returncode == 1 and "no IPAddressPool named 'nope'" in r.stderr
     # an invalid what-if is refused with the configuration's errors
     change.write_text("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: x}\nspec: {addresses: [nope]}\n")
     r = ironlb("explain", "--state", state, "--what-if", change)

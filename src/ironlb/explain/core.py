@@ -20,6 +20,8 @@ from typing import Any
 from ironlb.cluster.annotations import ADDRESS_POOL, LOAD_BALANCER_IPS, PREFIX
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.cluster.reasons import NOT_OWNER, SPEAKER_NOT_LIVE
+from ironlb.config import build
+from ironlb.config.errors import ConfigError
 from ironlb.config.loader import Resources
 from ironlb.config.types import Config, Pool
 from ironlb.decide import NodeDecision, bgp_peers_of, decide_cluster, pool_for, served_everywhere, service_inputs
@@ -405,34 +407,53 @@ def explain(view: View, *, only: Collection[str] | None = None) -> dict[str, Any
     }
 
 
-def merge_resources(current: Resources, change: Resources) -> Resources:
-    """``current`` with each configuration object of ``change`` replacing the one of its kind and name, or added.
+CONFIG_KINDS = ("IPAddressPool", "L2Advertisement", "BGPAdvertisement", "BGPPeer", "BFDProfile", "Community")
+_FIELDS = dict(zip(CONFIG_KINDS, ("pools", "l2_advertisements", "bgp_advertisements", "bgp_peers", "bfd_profiles",
+                                  "communities"), strict=True))  # fmt: skip
+
+
+def merge_resources(current: Resources, change: Resources | None, removed: Collection[str] = ()) -> Resources:
+    """``current`` with each configuration object of ``change`` replacing the one of its kind and name, or added,
+    and the ``Kind/name`` objects of ``removed`` deleted (ConfigError naming one that does not exist).
 
     Only the ``metallb.io`` configuration (and Namespaces) change: a what-if is about configuration.
     """
+    change = change or Resources()
+    out: dict[str, tuple[Any, ...]] = {}
+    problems: list[str] = []
+    gone: dict[str, set[str]] = {}
+    for item in removed:
+        kind, _, name = item.partition("/")
+        if kind not in _FIELDS or not name:
+            problems.append(f"--what-if-delete {item}: expected KIND/NAME, KIND one of {', '.join(CONFIG_KINDS)}")
+        elif not any(o.name == name for o in getattr(current, _FIELDS[kind])):
+            problems.append(f"--what-if-delete {item}: no {kind} named {name!r} in the current configuration")
+        gone.setdefault(kind, set()).add(name)
+    if problems:
+        raise ConfigError(problems)
+    for kind, attr in _FIELDS.items():
+        new = getattr(change, attr)
+        drop = {n.name for n in new} | gone.get(kind, set())
+        out[attr] = tuple(o for o in getattr(current, attr) if o.name not in drop) + tuple(new)
 
-    def merged(old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
-        names = {n.name for n in new}
-        return tuple(o for o in old if o.name not in names) + tuple(new)
-
-    def merged_ns(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
-        def name(o: Mapping[str, Any]) -> str:
-            return str((o.get("metadata") or {}).get("name") or "")
-
-        names = {name(n) for n in new}
-        kept = [o for o in old if o.get("kind") != "Namespace" or name(o) not in names]
-        return (*kept, *new)
-
+    new_ns = {_obj_name(n) for n in change.namespaces}
+    kept = tuple(o for o in current.others if o.get("kind") != "Namespace" or _obj_name(o) not in new_ns)
     return replace(
-        current,
-        pools=merged(current.pools, change.pools),
-        l2_advertisements=merged(current.l2_advertisements, change.l2_advertisements),
-        bgp_advertisements=merged(current.bgp_advertisements, change.bgp_advertisements),
-        bgp_peers=merged(current.bgp_peers, change.bgp_peers),
-        bfd_profiles=merged(current.bfd_profiles, change.bfd_profiles),
-        communities=merged(current.communities, change.communities),
-        others=merged_ns(current.others, change.namespaces),
-    )
+        current, pools=out["pools"], l2_advertisements=out["l2_advertisements"],
+        bgp_advertisements=out["bgp_advertisements"], bgp_peers=out["bgp_peers"], bfd_profiles=out["bfd_profiles"],
+        communities=out["communities"], others=kept + tuple(change.namespaces),
+    )  # fmt: skip
+
+
+def _obj_name(o: Mapping[str, Any]) -> str:
+    return str((o.get("metadata") or {}).get("name") or "")
+
+
+def changed_config(
+    current: Resources | None, change: Resources | None, removed: Collection[str], namespace: str
+) -> Config:
+    """The configuration a change would put in force over ``current``; ConfigError when it is invalid."""
+    return build(merge_resources(current or Resources(), change, removed), namespace=namespace).config
 
 
 def _state(c: _Computed, key: str) -> dict[str, Any]:
@@ -492,6 +513,7 @@ __all__ = [
     "MemberView",
     "View",
     "allocated_services",
+    "changed_config",
     "explain",
     "merge_resources",
     "no_ip_reason",

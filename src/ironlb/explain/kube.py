@@ -12,13 +12,13 @@ readable from outside, so the explanation then has no configuration and the Conf
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.config import ConfigError, Resources, build, load_files, load_objects
 from ironlb.config.types import Config
-from ironlb.explain.core import BGP, LAYER2, Announced, ComponentState, EventRecord, View, merge_resources
+from ironlb.explain.core import BGP, LAYER2, Announced, ComponentState, EventRecord, View, changed_config
 from ironlb.kube.client import (
     BFD_PROFILES,
     BGP_ADVERTISEMENTS,
@@ -124,6 +124,7 @@ async def read_view(
     lb_class: str = "",
     ignore_exclude_lb: bool = False,
     what_if: str | None = None,
+    what_if_delete: Sequence[str] = (),
 ) -> tuple[View, Config | None]:
     """The cluster's :class:`View` and, with ``what_if`` (a file), the configuration it would put in force.
 
@@ -135,13 +136,14 @@ async def read_view(
         raise ConfigError(f"kubeconfig: {type(err).__name__}: {err}") from None
     async with client:
         try:
-            return await _read(client, namespace, lb_class, ignore_exclude_lb, what_if)
+            return await _read(client, namespace, lb_class, ignore_exclude_lb, what_if, what_if_delete)
         except KubeError as err:
             raise ConfigError(f"reading the cluster: {err}") from None
 
 
 async def _read(
-    client: KubeClient, ns: str, lb_class: str, ignore_exclude_lb: bool, what_if: str | None
+    client: KubeClient, ns: str, lb_class: str, ignore_exclude_lb: bool, what_if: str | None,
+    what_if_delete: Sequence[str],
 ) -> tuple[View, Config | None]:
     cluster = (SERVICES, NODES, ENDPOINT_SLICES, NAMESPACES)
     local = (IP_ADDRESS_POOLS, L2_ADVERTISEMENTS, BGP_ADVERTISEMENTS, BGP_PEERS, BFD_PROFILES, COMMUNITIES,
@@ -187,8 +189,7 @@ async def _read(
         ignore_exclude_lb=ignore_exclude_lb,
     )  # fmt: skip
     new_config = None
-    if what_if is not None:
-        change = load_files([what_if], default_namespace=ns)
-        merged = merge_resources(resources, change) if resources is not None else change
-        new_config = build(merged, namespace=ns).config
+    if what_if is not None or what_if_delete:
+        change = load_files([what_if], default_namespace=ns) if what_if is not None else None
+        new_config = changed_config(resources, change, what_if_delete, ns)
     return view, new_config

@@ -28,7 +28,6 @@ from ironlb.explain.core import (
     MemberView,
     View,
     allocated_services,
-    merge_resources,
 )
 from ironlb.standalone import statedir
 
@@ -188,9 +187,3 @@ def load_view(
         state_error=state_error, bad_status=bad,
     )  # fmt: skip
     return view, resources
-
-
-def what_if_config(current: Resources | None, change: Resources, namespace: str) -> Config:
-    """The configuration ``change`` would put in force over ``current``; ConfigError when it is invalid."""
-    merged = merge_resources(current, change) if current is not None else change
-    return build(merged, namespace=namespace).config
