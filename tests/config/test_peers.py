@@ -178,3 +178,14 @@ def test_duration_type_errors() -> None:
     with pytest.raises(ConfigError) as info:
         load_texts([("t.yaml", peer("p", BASE + "\nholdTime: 90"))])
     assert "spec.holdTime" in str(info.value) and "duration" in str(info.value)
+
+
+def test_frr_only_cross_peer_rules_do_not_apply() -> None:
+    """ironlb validates as MetalLB's native mode: checkFRRPeersCompatible (one routerID and myASN per node) is
+    FRR-only, and ironlb runs each session itself. MetalLB's FRR mode would refuse this with "peer 2.2.2.2 has
+    RouterID different from 1.1.1.1, in FRR mode peers selecting the same node must all have the same RouterID"."""
+    cfg = config_of(
+        peer("a", "myASN: 64500\npeerASN: 64501\npeerAddress: 10.1.0.1\nrouterID: 1.1.1.1")
+        + peer("b", "myASN: 64510\npeerASN: 64501\npeerAddress: 10.1.0.2\nrouterID: 2.2.2.2")
+    )
+    assert sorted(p.my_asn for p in cfg.peers) == [64500, 64510]
