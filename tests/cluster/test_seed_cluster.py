@@ -125,6 +125,97 @@ def test_webhook_served_by_the_controller_pod_rejects_an_overlapping_pool(ironlb
     assert c.kubectl("-n", "metallb-system", "get", "ipaddresspool", "overlapping", check=False).returncode != 0
 
 
+def _service(name: str, annotations: dict[str, str], port: int = 80, extra_spec: str = "") -> str:
+    notes = "".join(f"\n    {k}: \"{v}\"" for k, v in annotations.items())
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+  annotations:{notes}
+spec:
+  type: LoadBalancer
+  selector:
+    app: my-app{extra_spec}
+  ports:
+  - name: http
+    protocol: TCP
+    port: {port}
+    targetPort: 8080
+"""
+
+
+def test_two_services_share_an_ip(ironlb_installed: KubeCluster) -> None:
+    """``metallb.io/allow-shared-ip`` with the same key and different ports: one IP, both Services reachable."""
+    c = ironlb_installed
+    shared = {"metallb.io/allow-shared-ip": "web", "metallb.io/loadBalancerIPs": "192.168.1.245"}
+    c.kubectl("apply", "-f", "-", input=_service("shared-a", shared, 80) + "---\n" + _service("shared-b", shared, 81))
+    for name in ("shared-a", "shared-b"):
+        assert wait_until(lambda name=name: external_ip(c, name), 120, f"EXTERNAL-IP of {name}") == "192.168.1.245"
+    for port in (80, 81):
+        assert wait_until(lambda port=port: c.client_get(f"http://192.168.1.245:{port}/"), 120, f"port {port}")
+    c.kubectl("delete", "svc", "shared-a", "shared-b")
+
+
+def test_l2advertisement_node_selector_picks_the_announcer(ironlb_installed: KubeCluster) -> None:
+    """An L2Advertisement whose nodeSelectors select node2 only: node2 answers ARP for that pool's IP."""
+    c = ironlb_installed
+    c.kubectl("apply", "-f", "-", input="""\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: only-node2, namespace: metallb-system}
+spec: {addresses: [192.168.1.220/32]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: only-node2, namespace: metallb-system}
+spec:
+  ipAddressPools: [only-node2]
+  nodeSelectors:
+  - matchLabels: {kubernetes.io/hostname: node2}
+""")
+    c.kubectl("apply", "-f", "-", input=_service("pinned-node2", {"metallb.io/address-pool": "only-node2"}))
+    assert wait_until(lambda: external_ip(c, "pinned-node2"), 120, "EXTERNAL-IP of pinned-node2") == "192.168.1.220"
+    assert wait_until(lambda: announcer(c, "192.168.1.220"), 60, "an ARP answer for 192.168.1.220") == "node2"
+    assert wait_until(lambda: c.client_get("http://192.168.1.220/"), 60, "the client's GET at 192.168.1.220")
+    c.kubectl("delete", "svc", "pinned-node2")
+
+
+def test_controller_pod_deleted_no_ip_moves(ironlb_installed: KubeCluster) -> None:
+    """The controller's pod is deleted: the Deployment starts another, which keeps every allocation."""
+    c = ironlb_installed
+    assert external_ip(c) == VIP
+    (old,) = ready_pods(c, "metallb-system", "component=controller")
+    c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+
+    def new_controller() -> bool:
+        pods = ready_pods(c, "metallb-system", "component=controller")
+        return len(pods) == 1 and pods[0]["metadata"]["name"] != old["metadata"]["name"]
+
+    wait_until(new_controller, 180, "a new controller pod Ready", interval=1)
+    assert external_ip(c) == VIP
+    assert [i["ip"] for i in c.get_json("svc", "my-service")["status"]["loadBalancer"]["ingress"]] == [VIP]
+    assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
+
+
+def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeCluster) -> None:
+    """The announcing node's speaker pod is deleted: the DaemonSet starts a new one there and the IP is announced
+    again (the client keeps or regains its answers)."""
+    c = ironlb_installed
+    node = wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}")
+    (old,) = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
+    c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+
+    def back() -> bool:
+        pods = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
+        return len(pods) == 1 and pods[0]["metadata"]["name"] != old["metadata"]["name"]
+
+    wait_until(back, 180, f"a new speaker pod Ready on {node}", interval=1)
+    assert wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}") in {n.name for n in c.nodes}
+    assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
+
+
 def test_layer2_failover_when_the_announcing_node_dies(ironlb_installed: KubeCluster) -> None:
     """Kill the announcing node (link down; its kubelet, containerd, kube-proxy and containers killed): another
     node's speaker takes the IP over and the client gets answers again. Stays the last test: a node dies."""
