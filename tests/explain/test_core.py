@@ -309,3 +309,12 @@ def test_what_if_a_deletion_and_a_bad_one() -> None:
     web = result["services"]["default/web"]
     assert web["change"] == "losesIP", web
     assert web["reason"] == 'Failed to allocate IP for "default/web": unknown pool "a"'
+
+
+def test_without_a_valid_configuration_services_are_not_blamed() -> None:
+    """An invalid configuration is one problem, not one per Service holding an IP."""
+    view = view_of(pool("p", "10.0.0.0/24") + l2ad("ad") + NODES + service("web", "10.0.0.1") + service("new"))
+    result = explain(replace(view, config=None, components=(ComponentState("controller", False, "bad pool"),)))
+    assert result["problems"] == ["controller: configuration error: bad pool", "no valid configuration is in force"]
+    assert result["services"]["default/web"]["poolReason"] == "unknown: no valid configuration is in force"
+    assert result["services"]["default/new"]["noIPReason"] == "no valid configuration is in force"

@@ -300,15 +300,18 @@ def _service(view: View, c: _Computed, svc: Service, names: Sequence[str]) -> di
     entry["ingress"] = list(ingress)
     entry["pool"] = pool.name if pool is not None else None
     problems: list[str] = []
+    known = view.config is not None  # without a valid configuration nothing can be computed against it
     if ingress:
-        if pool is None:
+        if not known:
+            entry["poolReason"] = "unknown: no valid configuration is in force"
+        elif pool is None:
             entry["poolReason"] = "its IPs are in no IPAddressPool: no speaker announces them (ipNotAllowed)"
             problems.append(f"{key}: holds {', '.join(ingress)}, in no pool of the configuration in force")
         else:
             entry["poolReason"] = pool_reason(svc, pool)
     else:
-        entry["noIPReason"] = no_ip_reason(svc, outcome, c.config)
-    if not view.allocate and tuple(outcome.service.ingress) != tuple(ingress):
+        entry["noIPReason"] = no_ip_reason(svc, outcome, c.config) if known else "no valid configuration is in force"
+    if known and not view.allocate and tuple(outcome.service.ingress) != tuple(ingress):
         entry["controllerWouldAssign"] = list(outcome.service.ingress)
         problems.append(
             f"{key}: status holds [{', '.join(ingress)}] but the controller's allocation gives "
