@@ -114,7 +114,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
     env.speaker_args.append("--ignore-exclude-lb")
     try:
         env.start_speakers()
-        wait_until(lambda: env.arping(VIP) == {elected}, 30, "restarted speakers announce")
+        wait_until(lambda: env.arping(VIP) == {elected}, 90, "restarted speakers announce")
         env.set_excluded(elected, True)
         time.sleep(1.5)
         assert env.arping(VIP) == {elected}
@@ -125,7 +125,7 @@ def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
             env.stop_speaker(node)
         env.speaker_args[:] = saved
         env.start_speakers()
-    wait_until(lambda: env.arping(VIP) == {elected}, 20, "speakers back")
+    wait_until(lambda: env.arping(VIP) == {elected}, 90, "speakers back")
 
 
 # ---------------------------------------------------------------------------------------------------- BGP
