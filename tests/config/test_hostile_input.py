@@ -234,3 +234,13 @@ def test_an_exception_no_check_foresaw_is_a_config_error(monkeypatch: pytest.Mon
     monkeypatch.setattr(build_module._Builder, "pools", boom)
     with pytest.raises(ConfigError, match=r"cannot validate: RecursionError: maximum recursion depth exceeded"):
         build(resources)
+
+
+def test_a_larger_file_limit_also_lifts_the_text_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(POOL + "#" * (yamlio.MAX_TEXT_CHARS + 10) + "\n")
+    with pytest.raises(ConfigError, match="over the limit of 8 MiB"):
+        load_files([big])
+    assert [p.name for p in load_files([big], limits=ReadLimits(file_bytes=16 << 20)).pools] == ["p"]
+    with pytest.raises(ConfigError, match="characters, over the limit"):
+        load_texts([("t.yaml", POOL + "#" * (yamlio.MAX_TEXT_CHARS + 10))])

@@ -237,14 +237,16 @@ def load_objects(objects: Iterable[Any], *, default_namespace: str = "metallb-sy
     return builder.result()
 
 
-def load_texts(texts: Iterable[tuple[str, str]], *, default_namespace: str = "metallb-system") -> Resources:
+def load_texts(
+    texts: Iterable[tuple[str, str]], *, default_namespace: str = "metallb-system", max_chars: int | None = None
+) -> Resources:
     """Build Resources from ``(source name, YAML text)`` pairs; all errors are reported together.
 
     The texts share one alias budget (:class:`yamlio.Budget`), and an unexpected exception while reading one
     object is reported against that object rather than escaping: every problem is a ConfigError.
     """
     builder = _Builder(default_namespace)
-    budget = yamlio.Budget()
+    budget = yamlio.Budget() if max_chars is None else yamlio.Budget(max_chars=max_chars)
     for source, text in texts:
         try:
             docs = _documents(text, source, budget)
@@ -266,4 +268,5 @@ def load_files(
 
     Only regular files of bounded size are read (:mod:`ironlb.config.reading`).
     """
-    return load_texts(read_texts(paths, limits), default_namespace=default_namespace)
+    texts = read_texts(paths, limits)
+    return load_texts(texts, default_namespace=default_namespace, max_chars=max(limits.file_bytes, 1))

@@ -70,9 +70,12 @@ class YAMLLimitError(yaml.YAMLError):
 class Budget:
     """How many nodes aliases may still add: one budget for all the texts of one load."""
 
-    def __init__(self, alias_nodes: int = MAX_ALIAS_NODES, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(
+        self, alias_nodes: int = MAX_ALIAS_NODES, max_depth: int = MAX_DEPTH, max_chars: int = MAX_TEXT_CHARS
+    ) -> None:
         self.alias_nodes = alias_nodes
         self.max_depth = max_depth
+        self.max_chars = max_chars  # per text; files are bounded in bytes before (ReadLimits), and this follows
 
 
 def _where(node: Node) -> str:
@@ -130,8 +133,8 @@ def check(root: Node, budget: Budget) -> None:
 def load_all(text: str, budget: Budget | None = None) -> list[Any]:
     """Every document of ``text``, checked before it is built; raises ``yaml.YAMLError`` (never anything else)."""
     budget = budget or Budget()
-    if len(text) > MAX_TEXT_CHARS:
-        raise YAMLLimitError(f"{len(text)} characters, over the limit of {MAX_TEXT_CHARS}")
+    if len(text) > budget.max_chars:
+        raise YAMLLimitError(f"{len(text)} characters, over the limit of {budget.max_chars}")
     loader = _Loader(text)
     docs = []
     try:
