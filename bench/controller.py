@@ -126,10 +126,15 @@ async def wait_all(client: KubeClient, n: int, timeout: float = 1200) -> None:
 
 
 async def allocated_events(client: KubeClient) -> tuple[int, int]:
-    """(Services with an ``IPAllocated`` Event, sum of those Events' counts) in the bench namespace."""
+    """(Services with an ``IPAllocated`` Event, sum of those Events' counts) in the bench namespace.
+
+    Matched by uid: the earlier bursts reused the first names, and their Events are still there.
+    """
+    services, _ = await client.list_all(SERVICES, APP_NS)
+    uids = {s["metadata"]["uid"] for s in services}
     items, _ = await client.list_all(EVENTS, APP_NS)
-    mine = [e for e in items if e.get("reason") == "IPAllocated"]
-    return len({e["involvedObject"]["name"] for e in mine}), sum(int(e.get("count") or 1) for e in mine)
+    mine = [e for e in items if e.get("reason") == "IPAllocated" and e["involvedObject"].get("uid") in uids]
+    return len({e["involvedObject"]["uid"] for e in mine}), sum(int(e.get("count") or 1) for e in mine)
 
 
 async def delete_all(client: KubeClient) -> None:
