@@ -658,6 +658,8 @@ def _remove_netns_files(inodes: set[int]) -> None:
     if not inodes or not NETNS_DIR.is_dir():
         return
     for entry in NETNS_DIR.iterdir():
+        if not entry.name.startswith("cni-"):  # hostNetwork pods share the node's own namespace: never that one
+            continue
         try:
             if entry.stat().st_ino not in inodes:
                 continue
