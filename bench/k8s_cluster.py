@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from ironlb.lab.cluster import SEED_CONFIG, VIP
 from ironlb.lab.kube_cluster import (
     KubeCluster,
+    _epoch,
     _proc_table,
     default_bin_dir,
     default_images_dir,
@@ -79,12 +81,22 @@ def rss_mib(pattern: str) -> list[float]:
     return out
 
 
+def _speaker_back(cluster: KubeCluster, node: str, since: float) -> bool:
+    for pod in ready_pods(cluster, "metallb-system", "component=speaker"):
+        if pod["spec"]["nodeName"] != node:
+            continue
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        return _epoch(ready["lastTransitionTime"]) >= int(since)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--answer-trials", type=int, default=20)
     parser.add_argument("--failover-trials", type=int, default=10)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cluster is stopped by the finally below
     bin_dir, images = default_bin_dir(), default_images_dir()
     problem = missing_requirements(bin_dir, images)
     if problem:
@@ -124,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failover #{i + 1}: {f}", file=sys.stderr)
             if f.answer_s is not None:
                 failovers.append(f.answer_s)
+            booted = time.time()
             cluster.revive_node(f.dead)
+            # Its speaker must be back before the next trial: with 2 of 3 members alive the survivors keep quorum,
+            # with 1 of 3 (the revived node's speaker still starting) nobody may announce (split-brain guard).
+            wait_until(lambda dead=f.dead, t=booted: _speaker_back(cluster, dead, t), 300,  # type: ignore[misc]
+                       f"the speaker of {f.dead} Ready again", interval=1)
         if failovers:
             results["l2_failover_s"] = {"n": len(failovers), "p50": round(percentile(failovers, 50), 2),
                                         "p95": round(percentile(failovers, 95), 2), "max": round(max(failovers), 2)}
