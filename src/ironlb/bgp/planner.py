@@ -33,6 +33,7 @@ from ironlb.cluster.reasons import (
     NODE_NETWORK_UNAVAILABLE,
     NOT_LOAD_BALANCER,
     NOT_OWNER,
+    node_state_reason,
 )
 from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool
 
@@ -238,10 +239,8 @@ def should_announce(
         return NO_MATCHING_ADVERTISEMENT
     if _conflicting(svc.ingress, ads):
         return CONFLICTING_ADVERTISEMENTS
-    if node.network_unavailable:
-        return NODE_NETWORK_UNAVAILABLE
-    if not ignore_exclude_lb and node.excluded_from_lb:
-        return NODE_LABELED_EXCLUDE_BALANCERS
+    if reason := node_state_reason(node, ignore_exclude_lb=ignore_exclude_lb):
+        return reason
     if svc.external_traffic_policy == "Local":
         if not has_healthy_endpoint(slices, node.name):
             return NO_LOCAL_ENDPOINTS

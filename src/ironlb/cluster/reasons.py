@@ -3,6 +3,10 @@
 The same strings appear in ``ironlb plan`` output and in the speaker's logs, whichever protocol decided.
 """
 
+from __future__ import annotations
+
+from ironlb.cluster.objects import Node
+
 NOT_LOAD_BALANCER = "notLoadBalancer"
 NO_IP_ALLOCATED = "noIPAllocated"
 NOT_OWNER = "notOwner"
@@ -19,3 +23,13 @@ NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
 NO_ENDPOINTS = "noEndpoints"
 # ironlb's own, for `ironlb explain`: no live speaker on the node (none runs there, or membership sees it dead)
 SPEAKER_NOT_LIVE = "speakerNotLive"
+
+
+def node_state_reason(node: Node, *, ignore_exclude_lb: bool = False) -> str | None:
+    """Why the node's own state keeps it from announcing anything (None: it may), checked in MetalLB's order by
+    both protocols: the NetworkUnavailable condition, then the exclusion label unless ``--ignore-exclude-lb``."""
+    if node.network_unavailable:
+        return NODE_NETWORK_UNAVAILABLE
+    if not ignore_exclude_lb and node.excluded_from_lb:
+        return NODE_LABELED_EXCLUDE_BALANCERS
+    return None

@@ -21,12 +21,11 @@ from ironlb.cluster.reasons import (
     NO_IP_ALLOCATED,
     NO_LOCAL_ENDPOINTS,
     NO_MATCHING_ADVERTISEMENT,
-    NODE_LABELED_EXCLUDE_BALANCERS,
-    NODE_NETWORK_UNAVAILABLE,
     NOT_LOAD_BALANCER,
     NOT_OWNER,
     SHARED_IP_WITH_SERVICE_SELECTOR,
     SPEAKER_NOT_LIVE,
+    node_state_reason,
 )
 from ironlb.config.types import L2Advertisement, Pool
 
@@ -110,10 +109,8 @@ def candidate_reason(
     """
     if not live:
         return SPEAKER_NOT_LIVE
-    if node.network_unavailable:
-        return NODE_NETWORK_UNAVAILABLE
-    if not ignore_exclude_lb and node.excluded_from_lb:
-        return NODE_LABELED_EXCLUDE_BALANCERS
+    if reason := node_state_reason(node, ignore_exclude_lb=ignore_exclude_lb):
+        return reason
     if not any(any_matches(ad.node_selectors, node.labels) for ad in ads):
         return NO_MATCHING_ADVERTISEMENT
     if local is not None and node.name not in local:
