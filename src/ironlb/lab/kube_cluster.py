@@ -259,13 +259,17 @@ class KubeCluster:
         self.client = host("client", 100)
         lab.bridge(self.switch, "br0", ports)
         for node in self.nodes:
-            # A node needs a route for the Service range: its own processes (the hostNetwork speaker) reach the
-            # apiserver at 10.96.0.1, which kube-proxy's OUTPUT rule rewrites only after that route lookup.
-            lab.run(node.netns, ["ip", "route", "add", "default", "via", ROUTER_IP])
             lab.run(self.cp, ["ip", "route", "add", node.pod_cidr, "via", node.ip])
-            for other in self.nodes:
-                if other is not node:
-                    lab.run(node.netns, ["ip", "route", "add", other.pod_cidr, "via", other.ip])
+            self._node_routes(node)
+
+    def _node_routes(self, node: Node) -> None:
+        """The node's routes on the LAN (gone with its link when it dies): the other nodes' pod subnets, and a
+        default route, which the Service range needs: the node's own processes (the hostNetwork speaker) reach
+        the apiserver at 10.96.0.1, which kube-proxy's OUTPUT rule rewrites only after that route lookup."""
+        self.lab.run(node.netns, ["ip", "route", "replace", "default", "via", ROUTER_IP])
+        for other in self.nodes:
+            if other is not node:
+                self.lab.run(node.netns, ["ip", "route", "replace", other.pod_cidr, "via", other.ip])
 
     def _popen(self, ns: str, cmd: Sequence[str], log_name: str, *, net_only: bool = False) -> subprocess.Popen[bytes]:
         """Start a daemon in a namespace, its output in workdir/logs/<log_name>.log. ``net_only`` enters only the
@@ -514,6 +518,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         node = self.node(name)
         booted = time.time()
         self.lab.run(node.netns, ["ip", "link", "set", "eth0", "up"])
+        self._node_routes(node)
         self._start_containerd(node)
         wait_until(lambda: self._ctr(node, "version").returncode == 0, 60, f"{node.name} containerd")
         self._start_kubelet(node)
