@@ -67,11 +67,11 @@ spec:
 """
 
 
-def rss_mib(pattern: str) -> list[float]:
-    """VmRSS (MiB) of every process whose command line contains ``pattern``."""
+def rss_mib(component: str) -> list[float]:
+    """VmRSS (MiB) of the image's ``ironlb <component>`` processes (the pods', not a test's ``python -m ironlb``)."""
     out = []
     for pid, (_, cmd) in _proc_table().items():
-        if pattern in cmd and "python" in cmd:
+        if f"/opt/ironlb/bin/ironlb {component}" in cmd:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"service -> answer #{i + 1}: {answers[-1]:.2f} s", file=sys.stderr)
         results["service_answer_s"] = {"n": len(answers), "p50": round(percentile(answers, 50), 2),
                                        "p95": round(percentile(answers, 95), 2)}
-        results["speaker_rss_mib"] = [round(v, 1) for v in rss_mib("ironlb speaker")]
-        results["controller_rss_mib"] = [round(v, 1) for v in rss_mib("ironlb controller")]
+        results["speaker_rss_mib"] = [round(v, 1) for v in rss_mib("speaker")]
+        results["controller_rss_mib"] = [round(v, 1) for v in rss_mib("controller")]
         cluster.kubectl("apply", "-f", "-", input=service("my-service", VIP))
         failovers = []
         for i in range(args.failover_trials):
