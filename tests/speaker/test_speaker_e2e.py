@@ -39,6 +39,15 @@ def _health(env: SpeakerEnv, node: str, path: str) -> str:
     return env.lab.run(node, [env.speaker_command(node)[0], "-c", fetch]).stdout.strip()
 
 
+def _seeded(env: SpeakerEnv) -> None:
+    """The layer-2 tests after the first reuse its my-service: alone (``pytest file::test``) they would only time
+    out waiting for an IP nobody has, so say why at once."""
+    names = [s["metadata"]["name"] for s in env.cp.get(f"/api/v1/namespaces/{env.app}/services")["items"]]
+    assert "my-service" in names, (
+        "my-service is created by test_seed_example_answered_by_the_elected_node; run the module's tests in order"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- layer 2
 def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
     env.create_service("my-service", endpoints_on=env.nodes)
@@ -77,6 +86,7 @@ def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
 
 @pytest.mark.parametrize("change", ["NetworkUnavailable", "exclude-label"])
 def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, change: str) -> None:
+    _seeded(env)
     assert env.ingress("my-service") == [VIP]
     order = sort_candidates(env.nodes, VIP)
     elected, successor = order[0], order[1]
@@ -107,6 +117,7 @@ def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, cha
 
 def test_ignore_exclude_lb_is_honoured(env: SpeakerEnv) -> None:
     """With --ignore-exclude-lb on every speaker the exclude label moves nothing (NetworkUnavailable still does)."""
+    _seeded(env)
     elected = sort_candidates(env.nodes, VIP)[0]
     for node in env.nodes:
         env.stop_speaker(node)
