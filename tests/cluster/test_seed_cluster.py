@@ -216,6 +216,77 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
     assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
 
 
+def _local_app(node: str) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: local-app
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: local-app}}
+  template:
+    metadata:
+      labels: {{app: local-app}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      nodeSelector: {{kubernetes.io/hostname: {node}}}
+      containers:
+      - name: http
+        image: ironlb.local/http-echo:1
+        imagePullPolicy: Never
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          httpGet: {{path: /, port: 8080}}
+          periodSeconds: 1
+"""
+
+
+LOCAL_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: local-service
+  namespace: default
+  annotations:
+    metallb.io/loadBalancerIPs: 192.168.1.246
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector:
+    app: local-app
+  ports:
+  - name: http
+    protocol: TCP
+    port: 80
+    targetPort: 8080
+"""
+
+
+def test_external_traffic_policy_local_follows_the_pod(ironlb_installed: KubeCluster) -> None:
+    """``externalTrafficPolicy: Local``: only the node with a ready pod announces, and the announcement moves
+    with the pod (here moved from node2 to node1 by its nodeSelector)."""
+    c = ironlb_installed
+    ip = "192.168.1.246"
+    c.kubectl("apply", "-f", "-", input=_local_app("node2"))
+    c.kubectl("apply", "-f", "-", input=LOCAL_SERVICE)
+    assert wait_until(lambda: external_ip(c, "local-service"), 120, "EXTERNAL-IP of local-service") == ip
+    wait_until(lambda: [p["spec"]["nodeName"] for p in ready_pods(c, "default", "app=local-app")] == ["node2"],
+               180, "local-app Ready on node2", interval=1)
+    assert wait_until(lambda: announcer(c, ip) == "node2", 60, f"node2 answering ARP for {ip}")
+    assert wait_until(lambda: c.client_get(f"http://{ip}/"), 60, f"the client's GET at {ip}")
+    c.kubectl("apply", "-f", "-", input=_local_app("node1"))
+    wait_until(lambda: [p["spec"]["nodeName"] for p in ready_pods(c, "default", "app=local-app")] == ["node1"],
+               180, "local-app Ready on node1 only", interval=1)
+    assert wait_until(lambda: announcer(c, ip) == "node1", 60, f"node1 answering ARP for {ip}")
+    assert wait_until(lambda: c.client_get(f"http://{ip}/"), 60, f"the client's GET at {ip} after the move")
+    c.kubectl("delete", "svc", "local-service")
+    c.kubectl("delete", "deployment", "local-app")
+
+
 def test_layer2_failover_when_the_announcing_node_dies(ironlb_installed: KubeCluster) -> None:
     """Kill the announcing node (link down; its kubelet, containerd, kube-proxy and containers killed): another
     node's speaker takes the IP over and the client gets answers again. Stays the last test: a node dies."""

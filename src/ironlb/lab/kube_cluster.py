@@ -72,6 +72,8 @@ CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-s
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "nsenter", "openssl")
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")  # every kubelet's, whatever --root-dir
+CONTAINER_LOG_LINKS = Path("/var/log/containers")  # the kubelets' symlinks to their pods' logs
 
 T = TypeVar("T")
 
@@ -220,6 +222,7 @@ class KubeCluster:
         for node in self.nodes:
             self._start_kubelet(node)
             self._start_kube_proxy(node)
+            self._wait_device_plugin_socket(node)
         self.wait_nodes_ready(timeout)
         # Pods can be created once the service-account and root-CA controllers have done the default namespace.
         wait_until(lambda: self.kubectl("-n", "default", "get", "serviceaccount/default", "configmap/kube-root-ca.crt",
@@ -440,6 +443,30 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             f"--root-dir={d / 'kubelet'}", f"--hostname-override={node.name}", f"--node-ip={node.ip}", "--v=1",
         ], f"{node.name}-kubelet", net_only=True)
 
+    def _wait_device_plugin_socket(self, node: Node, timeout: float = 60) -> None:
+        """Wait until this kubelet has bound its device-plugin registry socket. Its path is fixed
+        (/var/lib/kubelet/device-plugins/kubelet.sock, not under --root-dir) and the kubelets share the machine's
+        mount namespace: each removes the file and binds its own, so two starting at once can fail with "address
+        already in use" (seen). One at a time, each keeps its listener once the next replaces the file."""
+        before = self._socket_id()
+        proc = node.procs["kubelet"]
+
+        def bound() -> bool:
+            if proc.poll() is not None:
+                raise ClusterFailed(f"{node.name} kubelet exited ({proc.returncode}); see {self.workdir}/logs")
+            now = self._socket_id()
+            return now is not None and now != before
+
+        wait_until(bound, timeout, f"{node.name} kubelet's device-plugin socket", interval=0.2)
+
+    @staticmethod
+    def _socket_id() -> tuple[int, int] | None:
+        try:
+            st = os.stat(DEVICE_PLUGIN_SOCKET)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
     def _start_kube_proxy(self, node: Node) -> None:
         cfg = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
@@ -523,6 +550,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         wait_until(lambda: self._ctr(node, "version").returncode == 0, 60, f"{node.name} containerd")
         self._start_kubelet(node)
         self._start_kube_proxy(node)
+        self._wait_device_plugin_socket(node)
         node.dead = False
 
         def ready() -> bool:
@@ -572,6 +600,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         _remove_netns_files(netns_inodes)
         _unmount_under(self.workdir)
         _remove_cgroups(cgroups | {"/k8s.io"})
+        base = str(self.workdir.resolve()) + "/"
+        for link in CONTAINER_LOG_LINKS.glob("*.log") if CONTAINER_LOG_LINKS.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if os.readlink(link).startswith(base):
+                    link.unlink()
         self.lab.cleanup()
 
 
