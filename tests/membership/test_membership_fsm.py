@@ -687,3 +687,20 @@ def test_parse_members(spec: str, expected: dict[str, tuple[str, int]]) -> None:
 def test_parse_members_rejects(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_members(spec)
+
+
+def test_a_node_that_first_knew_only_itself_settles_again_when_it_learns_the_others() -> None:
+    # A speaker starts with itself only (settled at once: nobody to wait for), then discovery names the others:
+    # until they are heard from or dead_timeout passes, it must not count as settled, or it would announce alone.
+    m = Membership("a", SECRET, {"a": addr_of(0)})
+    m.tick(0.0)
+    assert m.settled()
+    m.set_members({"a": addr_of(0), "b": addr_of(1), "c": addr_of(2)})
+    assert not m.settled()
+    m.tick(CFG.dead_timeout - 0.05)
+    assert not m.settled()
+    m.tick(CFG.dead_timeout + 0.05)
+    assert m.settled()
+    # Later changes of an already populated list do not restart settling (that would withdraw every announcement).
+    m.set_members({"a": addr_of(0), "b": addr_of(1), "c": addr_of(2), "d": addr_of(3)})
+    assert m.settled()

@@ -705,7 +705,15 @@ class Membership:
         """
         events: list[Event] = []
         old_alive = set(self._alive)
+        was_alone = not self._peers
         self._apply_members(members)
+        if was_alone and self._peers and self._settled:
+            # Alone, a node had nobody to wait for and counted as settled at once. Now that it knows others (a
+            # speaker's first discovery), it settles again: until they are heard from or ``dead_timeout`` has
+            # passed, its alive set is incomplete, and announcing from it would answer beside the real owner.
+            self._settled = False
+            self._started = self._last_tick
+            self._check_settled()
         for name in sorted(old_alive - {self._node} - set(self._peers)):
             events.append(MemberDown(name, "removed"))
         self._recompute(self._last_tick if self._last_tick is not None else 0.0, events)

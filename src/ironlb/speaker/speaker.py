@@ -187,6 +187,7 @@ class Speaker:
         self.synced = False
         self.membership: MembershipService | None = None
         self._core: Membership | None = None
+        self._members_known = False  # the speaker pods were listed at least once (see _live)
         self.syncs = 0
 
         self._dirty = asyncio.Event()
@@ -333,7 +334,9 @@ class Speaker:
         if self.membership is None:
             return None, True
         view = self.membership.view  # an immutable snapshot published by the fast path
-        return view.alive, view.has_quorum and view.settled
+        # Until the first discovery of the speaker pods, membership knows only this node: it would win every
+        # election and answer beside the real owner. Layer 2 waits for the member list, then for it to settle.
+        return view.alive, view.has_quorum and view.settled and self._members_known
 
     # ------------------------------------------------------------------------------------------------ discovery
     async def _discovery_loop(self) -> None:
@@ -377,6 +380,9 @@ class Speaker:
                 log.warning("speaker pods: %s", err)
                 return
             log.info("members: %s", ", ".join(f"{n}={a}:{p}" for n, (a, p) in sorted(members.items())))
+            self._mark()
+        if not self._members_known:
+            self._members_known = True
             self._mark()
 
     # ------------------------------------------------------------------------------------------------ sync
