@@ -50,7 +50,7 @@ def test_failover_restore_and_announce(cluster: StandaloneCluster) -> None:
         result = measure_failover(cluster, probe)
         assert result.error is None, result
         assert result.dead == owner and result.new not in (None, owner)
-        assert result.total_ms is not None and 0 < result.total_ms < 2000
+        assert result.total_ms is not None and 0 < result.total_ms < 5000
         # The client moved because of the new node's gratuitous ARP, seen before its first answer.
         assert result.garp_ms is not None and result.garp_ms <= result.total_ms
         assert result.detect_ms is not None and result.detect_ms < result.total_ms + 50
@@ -62,7 +62,7 @@ def test_failover_restore_and_announce(cluster: StandaloneCluster) -> None:
 
     announced = measure_announce(cluster, "extra", "192.168.1.245")
     assert announced.error is None, announced
-    assert announced.arp_ms is not None and announced.arp_ms < 1000
+    assert announced.arp_ms is not None and announced.arp_ms < 5000
     assert announced.node is not None and cluster.announcers("192.168.1.245") == [announced.node]
     cluster.remove_manifest("extra.yaml")
     wait_until(lambda: cluster.announcers("192.168.1.245") == [], 5, "cluster.announcers('192.168.1.245') == []")
