@@ -56,7 +56,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -614,20 +613,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
 
-    from ironlb.lab.cluster import StandaloneCluster
-    from ironlb.lab.demo import ignoring_signals
-    from ironlb.lab.lan import build_lan, start_http_servers
-    from ironlb.lab.netns import NetnsLab, netns_available
+    from ironlb.lab.demo import terminate_as_exit
+    from ironlb.lab.netns import netns_available
 
     reason = netns_available()
     if reason:
         print(f"chaos: {reason}", file=sys.stderr)
         return 2
+    with terminate_as_exit():  # SIGTERM runs the clean-up in measure()'s finally
+        return measure(args)
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, on_term)
+def measure(args: argparse.Namespace) -> int:
+    """Build the LAN and the three nodes, run every load, print the figures; 0 if every target was met."""
+    from ironlb.lab.cluster import StandaloneCluster
+    from ironlb.lab.demo import ignoring_signals
+    from ironlb.lab.lan import build_lan, start_http_servers
+    from ironlb.lab.netns import NetnsLab
+
     prefix = args.prefix or f"ilbchaos{secrets.token_hex(3)}"
     lab = NetnsLab(prefix)
     workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
