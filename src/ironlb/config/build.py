@@ -24,7 +24,8 @@ dynamicASN (internal|external)        accepted
 ebgpMultiHop                          accepted    refused on iBGP peers, as MetalLB
 dualStackAddressFamily                accepted
 disableMP                             accepted    deprecated, no effect: a warning
-vrf                                   REJECTED    "VRF is not supported by ironlb"
+vrf                                   REJECTED    "VRF is not supported by ironlb": untested, as the
+                                                  build machine's kernel has no ``vrf`` link type
 localASN                              REJECTED    "localASN is not supported by ironlb"
 interface (unnumbered BGP)            REJECTED    "... is not supported by ironlb"
 ConfigMap ``bgpextras``               REJECTED    raw FRR configuration has no meaning here
@@ -235,7 +236,10 @@ class _Builder:
             if s.vrf:
                 bad.append(
                     _Problem(
-                        f"VRF is not supported by ironlb (peer {addr} has vrf set on native bgp mode)",
+                        f"VRF is not supported by ironlb (peer {addr} has vrf set on native bgp mode): "
+                        "ironlb's BGP and BFD sessions run in the default routing table only; VRF support was not "
+                        "built because the kernel ironlb is tested on has no vrf link type, so it could not be "
+                        "tested; remove spec.vrf",
                         field=f"spec.vrf {goq(s.vrf)}",
                     )
                 )
