@@ -434,6 +434,33 @@ def test_ipv4_over_ipv6_with_configured_next_hop() -> None:
     assert msgs[0].next_hop == IPv4Address("192.0.2.254")
 
 
+def test_local_asn_replaces_my_asn_in_open_and_as_path() -> None:
+    """BGPPeer localASN: the OPEN and the AS_PATH carry it, never myASN (FRR ``local-as N no-prepend replace-as``)."""
+    pair = established_pair({"local_asn": 65010, "peer_asn": 64513}, {"my_asn": 64513, "peer_asn": 65010})
+    assert pair.a.fsm.is_established and pair.b.events_of(Established)[0].peer_asn == 65010
+    pair.a.fsm.set_routes({IPv4Network("10.9.0.1/32"): Attributes()})
+    pair.pump()
+    (upd,) = updates(pair.a.messages())
+    assert upd.as_path == ((AS_SEQUENCE, (65010,)),)
+
+
+def test_four_octet_local_asn_sends_as_trans_and_the_capability() -> None:
+    s = BGPStateMachine(config(64512, 64513, local_asn=4200000001))
+    s.connection_made(A_ADDR, B_ADDR, 0.0)
+    (msg,) = [decode_message(m) for m in split_messages(bytearray(s.data_to_send()))]
+    assert isinstance(msg, OpenMessage) and msg.asn == 4200000001
+    assert msg.my_as == 23456 and msg.capabilities.four_octet_asn == 4200000001
+
+
+def test_local_asn_decides_ibgp_and_dynamic_asn() -> None:
+    assert config(64512, 65010, local_asn=65010).static_ibgp is True
+    assert config(64512, 64512, local_asn=65010).static_ibgp is False
+    pair = established_pair({"local_asn": 65010, "peer_asn": DynamicASN.EXTERNAL}, {"my_asn": 65010, "peer_asn": 65010})
+    assert not pair.a.fsm.is_established  # the peer has localASN's AS: internal, not external
+    with pytest.raises(ValueError, match="invalid localASN"):
+        config(64512, 64513, local_asn=23456)
+
+
 def test_two_byte_peer_gets_two_byte_as_path() -> None:
     s = single(config(64512, 64513))
     s.set_routes({IPv4Network("192.0.2.1/32"): Attributes()})

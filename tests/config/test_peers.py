@@ -73,11 +73,36 @@ def test_dynamic_asn_accepted() -> None:
     ("spec", "message"),
     [
         ("vrf: red", "VRF is not supported by ironlb"),
-        ("localASN: 65000", "localASN is not supported by ironlb"),
     ],
 )
 def test_unsupported_features(spec: str, message: str) -> None:
     assert message in str(error_of(peer("p", BASE + "\n" + spec)))
+
+
+def test_local_asn_accepted_on_ebgp_peers() -> None:
+    assert config_of(peer("p", BASE + "\nlocalASN: 4200000000")).peers[0].local_asn == 4200000000
+    dyn = config_of(peer("p", "myASN: 1\ndynamicASN: external\npeerAddress: 10.0.0.1\nlocalASN: 7"))
+    assert dyn.peers[0].local_asn == 7
+
+
+def test_local_asn_equal_to_my_asn_is_a_warning_and_no_override() -> None:
+    result = result_of(peer("p", BASE + "\nlocalASN: 64500"))
+    assert result.config.peers[0].local_asn == 0
+    assert any("spec.localASN 64500: localASN equals myASN, it has no effect" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("myASN: 1\npeerASN: 1\npeerAddress: 10.0.0.1\nlocalASN: 5", "localASN is allowed only for eBGP peers"),
+        ("myASN: 1\ndynamicASN: internal\npeerAddress: 10.0.0.1\nlocalASN: 5", "localASN is allowed only for eBGP"),
+        (BASE + "\nlocalASN: 64501", "localASN equals peerASN 64501: the session would be iBGP"),
+        (BASE + "\nlocalASN: 23456", "invalid localASN 23456: AS_TRANS is reserved"),
+    ],
+)
+def test_local_asn_rules(spec: str, message: str) -> None:
+    err = str(error_of(peer("p", spec)))
+    assert message in err and 'BGPPeer "p": spec.localASN ' in err, err
 
 
 def test_interface_rejected() -> None:

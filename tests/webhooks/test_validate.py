@@ -240,12 +240,17 @@ PEER = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"}
     ({"nodeSelectors": [{"matchLabels": {"a": "b"}}, {"matchLabels": {"a": "b"}}]},
      'duplicate definition of nodeSelectors {map["a":"b"] []}'),
     ({"vrf": "red"}, "VRF is not supported by ironlb"),
-    ({"localASN": 65000}, "localASN is not supported by ironlb"),
+    ({"peerASN": 64500, "localASN": 65000}, "localASN is allowed only for eBGP peers"),
+    ({"localASN": 64501}, "localASN equals peerASN 64501"),
 ])
 def test_peer_rules(spec: dict[str, Any], message: str) -> None:
     msg = denied("CREATE", obj("BGPPeer", "peer1", {**PEER, **spec}))
     assert message in msg
     assert 'BGPPeer "peer1"' in msg
+
+
+def test_peer_local_asn_allowed_on_an_ebgp_peer() -> None:
+    assert allowed("CREATE", obj("BGPPeer", "peer1", {**PEER, "localASN": 65000})) == []
 
 
 def test_peer_transient_references_are_ignored() -> None:

@@ -34,8 +34,9 @@ class PeerConfig:
     """One BGP neighbor as seen from this node.
 
     ``hold_time`` 0 disables keepalives and the hold timer (RFC 4271 allows it).
-    ``keepalive_time`` None means hold/3.  ``connect_time`` caps the reconnect
-    backoff.  ``next_hop_ipv4``/``next_hop_ipv6`` override the default next hop
+    ``keepalive_time`` None means hold/3.  ``local_asn`` (BGPPeer ``localASN``) replaces ``my_asn`` on this
+    session only, as FRR's ``local-as N no-prepend replace-as``: in the OPEN and in AS_PATH.
+    ``connect_time`` caps the reconnect backoff.  ``next_hop_ipv4``/``next_hop_ipv6`` override the default next hop
     (the local address of the TCP connection), which is needed to announce a
     family other than the session's own transport family.
     """
@@ -58,6 +59,7 @@ class PeerConfig:
     ebgp_multihop: bool = False
     next_hop_ipv4: IPv4Address | None = None
     next_hop_ipv6: IPv6Address | None = None
+    local_asn: int | None = None
     node_name: str = ""
     name: str = ""
 
@@ -89,6 +91,13 @@ class PeerConfig:
             raise ValueError("TCP MD5 password longer than 80 bytes")
         if self.my_asn == AS_TRANS:
             raise ValueError("AS_TRANS (23456) cannot be used as local ASN")
+        if self.local_asn is not None and (not 1 <= self.local_asn <= _U32 or self.local_asn == AS_TRANS):
+            raise ValueError(f"invalid localASN {self.local_asn}")
+
+    @property
+    def session_asn(self) -> int:
+        """The ASN this session presents: ``local_asn`` when set, else ``my_asn``."""
+        return self.local_asn if self.local_asn is not None else self.my_asn
 
     @property
     def static_ibgp(self) -> bool | None:
@@ -97,7 +106,7 @@ class PeerConfig:
             if self.peer_asn == DynamicASN.ANY:
                 return None
             return self.peer_asn == DynamicASN.INTERNAL
-        return self.peer_asn == self.my_asn
+        return self.peer_asn == self.session_asn
 
     @property
     def label(self) -> str:

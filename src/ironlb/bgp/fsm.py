@@ -366,13 +366,14 @@ class BGPStateMachine:
         return Capabilities(
             multiprotocol=cfg.families,
             route_refresh=True,
-            four_octet_asn=cfg.my_asn,
+            four_octet_asn=cfg.session_asn,
             graceful_restart=gr,
         )
 
     def _our_open(self) -> OpenMessage:
         assert self.router_id is not None
-        return OpenMessage.for_asn(self.config.my_asn, self.config.hold_time, self.router_id, self._our_capabilities())
+        cfg = self.config
+        return OpenMessage.for_asn(cfg.session_asn, cfg.hold_time, self.router_id, self._our_capabilities())
 
     def _send(self, data: bytes) -> None:
         self._out += data
@@ -459,13 +460,14 @@ class BGPStateMachine:
         cfg = self.config
         caps = msg.capabilities
         peer_asn = msg.asn
+        mine = cfg.session_asn
         want = cfg.peer_asn
         ok = peer_asn != 0
         if isinstance(want, DynamicASN):
             if want == DynamicASN.INTERNAL:
-                ok = ok and peer_asn == cfg.my_asn
+                ok = ok and peer_asn == mine
             elif want == DynamicASN.EXTERNAL:
-                ok = ok and peer_asn != cfg.my_asn
+                ok = ok and peer_asn != mine
         else:
             ok = ok and peer_asn == want
         if not ok:
@@ -479,14 +481,14 @@ class BGPStateMachine:
                 b"",
                 f"unacceptable hold time {msg.hold_time}",
             )
-        ibgp = peer_asn == cfg.my_asn
+        ibgp = peer_asn == mine
         if int(msg.bgp_id) == 0 or (ibgp and msg.bgp_id == self.router_id):
             raise BGPError(
                 ErrorCode.OPEN_MESSAGE, OpenSubcode.BAD_BGP_IDENTIFIER, b"", f"bad BGP identifier {msg.bgp_id}"
             )
         four = caps.four_octet_asn is not None
-        if not four and cfg.my_asn > 0xFFFF:
-            tlv = struct.pack("!BBI", CapabilityCode.FOUR_OCTET_AS, 4, cfg.my_asn)
+        if not four and mine > 0xFFFF:
+            tlv = struct.pack("!BBI", CapabilityCode.FOUR_OCTET_AS, 4, mine)
             raise BGPError(
                 ErrorCode.OPEN_MESSAGE, OpenSubcode.UNSUPPORTED_CAPABILITY, tlv, "peer does not support 4-byte ASNs"
             )
@@ -512,7 +514,7 @@ class BGPStateMachine:
             peer_capabilities=caps,
         )
         self._ctx = PathContext(
-            local_asn=cfg.my_asn,
+            local_asn=mine,
             ibgp=ibgp,
             four_octet_as=four,
             next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address) or _v4(self._beside),

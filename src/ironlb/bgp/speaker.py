@@ -78,7 +78,7 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
 
     holdTime defaults to 90 s (MetalLB native); keepaliveTime None means hold/3. connectTime caps the redial
     backoff (default 2 min, as MetalLB native). The session only carries the peer address's family unless
-    ``dualStackAddressFamily`` is set, as MetalLB's FRR modes do.
+    ``dualStackAddressFamily`` is set, as MetalLB's FRR modes do. ``localASN`` replaces ``myASN`` on the session.
     """
     if not peer.address:
         raise ValueError(f"peer {peer.name}: unnumbered BGP (interface) is not supported")
@@ -104,6 +104,7 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
         source_address=ip_address(peer.source_address) if peer.source_address else None,
         password=peer.password or None,
         ebgp_multihop=peer.ebgp_multihop,
+        local_asn=peer.local_asn or None,
         node_name=node_name,
         name=peer.name,
     )

@@ -26,7 +26,9 @@ dualStackAddressFamily                accepted
 disableMP                             accepted    deprecated, no effect: a warning
 vrf                                   REJECTED    "VRF is not supported by ironlb": untested, as the
                                                   build machine's kernel has no ``vrf`` link type
-localASN                              REJECTED    "localASN is not supported by ironlb"
+localASN                              accepted    eBGP peers only and not equal to peerASN (FRR's rules for
+                                                  ``local-as``, which MetalLB renders it to); equal to myASN: a
+                                                  warning, no effect. MetalLB native mode refuses it
 interface (unnumbered BGP)            REJECTED    "... is not supported by ironlb"
 ConfigMap ``bgpextras``               REJECTED    raw FRR configuration has no meaning here
 FRR cross-peer checks (routerID ...)  not run     they constrain FRR's single "router bgp"
@@ -61,6 +63,7 @@ from ironlb.config.models import (
 )
 from ironlb.config.overlap import OverlapIndex
 
+AS_TRANS = 23456  # RFC 6793: the 2-octet stand-in for a 4-octet ASN, never an AS of its own
 JOIN = "; "  # how MetalLB's errors.Join(a, b) is rendered on one line
 BASIC_AUTH = "kubernetes.io/basic-auth"
 
@@ -243,13 +246,6 @@ class _Builder:
                         field=f"spec.vrf {goq(s.vrf)}",
                     )
                 )
-            if s.local_asn:
-                bad.append(
-                    _Problem(
-                        f"localASN is not supported by ironlb (peer {addr} has localASN set on native bgp mode)",
-                        field=f"spec.localASN {s.local_asn}",
-                    )
-                )
             if s.interface:
                 bad.append(
                     _Problem(
@@ -333,6 +329,7 @@ class _Builder:
             raise _Problem("peer has no Address or Interface specified", field="spec.peerAddress")
         if s.peer_address != "" and s.interface != "":
             raise _Problem("peer has both Address and Interface specified", field="spec.peerAddress, spec.interface")
+        local_asn = self.local_asn(p)
         hold, keepalive = _timers(s.hold_time, s.keepalive_time)
         address = _optional_ip(s.peer_address, "invalid BGPPeer address", "spec.peerAddress")
         router_id = _optional_ip(s.router_id, "invalid router ID", "spec.routerID")
@@ -395,10 +392,38 @@ class _Builder:
             bfd_profile=s.bfd_profile,
             ebgp_multihop=s.ebgp_multi_hop,
             enable_graceful_restart=s.enable_graceful_restart,
-            local_asn=s.local_asn,
+            local_asn=local_asn,
             vrf=s.vrf,
             dual_stack_address_family=s.dual_stack_address_family,
         )
+
+    def local_asn(self, p: BGPPeer) -> int:
+        """``localASN`` after FRR's ``local-as`` rules (MetalLB's FRR modes render it so; its Go code checks nothing).
+
+        FRR refuses ``local-as`` on an iBGP peer and equal to the router's ASN; ironlb refuses the first, and a
+        localASN equal to peerASN (the session would turn iBGP on the wire), and takes one equal to myASN as unset.
+        """
+        s = p.spec
+        local = s.local_asn
+        if not local:
+            return 0
+        fld = f"spec.localASN {local}"
+        if local == AS_TRANS:
+            raise _Problem(f"invalid localASN {local}: AS_TRANS is reserved for 2-octet speakers", field=fld)
+        if local == s.my_asn:
+            self.warnings.append(f"{p.ref}: {fld}: localASN equals myASN, it has no effect")
+            return 0
+        if s.dynamic_asn == "internal" or (s.peer_asn != 0 and s.peer_asn == s.my_asn):
+            raise _Problem(
+                "localASN is allowed only for eBGP peers (peerASN equal to myASN, or dynamicASN internal, is iBGP)",
+                field=fld,
+            )
+        if local == s.peer_asn:
+            raise _Problem(
+                f"localASN equals peerASN {s.peer_asn}: the session would be iBGP, and localASN is for eBGP peers",
+                field=fld,
+            )
+        return local
 
     def secret_password(self, p: BGPPeer, ns: str) -> str:
         """passwordFromSecretForPeer: the Secret must be in MetalLB's namespace, basic-auth, with "password"."""

@@ -1,0 +1,90 @@
+"""``ironlb run`` against FRR 8.4 in namespaces: per-peer ``localASN``, passive sessions and connection collisions.
+
+One LAN per test (``BgpLan``): nodes ``node1..`` running ``ironlb run`` and the router (FRR) at ``.100``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.bgp.conftest import FRR
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, peer_yaml, service_yaml
+from tests.support.netns import NetnsLab
+from tests.support.waits import STARTING, wait_until
+
+pytestmark = pytest.mark.netns
+
+CONFIG = doc(
+    """
+    apiVersion: metallb.io/v1beta1
+    kind: IPAddressPool
+    metadata: {name: bgp, namespace: metallb-system}
+    spec: {addresses: ["10.50.0.0/24"]}
+    ---
+    apiVersion: metallb.io/v1beta1
+    kind: BGPAdvertisement
+    metadata: {name: hosts, namespace: metallb-system}
+    spec: {ipAddressPools: [bgp]}
+    """
+)
+
+
+@pytest.fixture
+def bgp_lan(netns_lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[BgpLan, FRR]]:
+    lan = BgpLan(netns_lab, tmp_path, nodes=1)
+    frr = FRR(netns_lab, lan.router_ns)
+    try:
+        frr.start()
+        yield lan, frr
+    except Exception:
+        print(lan.logs())
+        print(frr.logs())
+        raise
+    finally:
+        lan.stop_all()
+        netns_lab.cleanup()
+        frr.cleanup()
+
+
+def frr_conf(asn: int, neighbor: str, remote_asn: int, *extra: str) -> str:
+    """``router bgp`` with one IPv4 neighbor and the given per-neighbor lines."""
+    lines = [f"router bgp {asn}", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy"]
+    lines += [" no bgp default ipv4-unicast", " no bgp network import-check"]
+    lines += [f" neighbor {neighbor} remote-as {remote_asn}"] + [f" neighbor {neighbor} {e}" for e in extra]
+    lines += [" address-family ipv4 unicast", f"  neighbor {neighbor} activate", " exit-address-family"]
+    return "\n".join(lines) + "\n"
+
+
+def neighbor(frr: FRR, addr: str) -> dict[str, Any]:
+    info: dict[str, Any] = frr.json(f"show bgp neighbor {addr} json").get(addr, {})
+    return info
+
+
+def paths(frr: FRR, prefix: str) -> list[dict[str, Any]]:
+    routes = frr.json("show bgp ipv4 unicast json").get("routes", {})
+    if prefix not in routes:
+        return []
+    found: list[dict[str, Any]] = frr.json(f"show bgp ipv4 unicast {prefix} json").get("paths", [])
+    return found
+
+
+def test_local_asn_is_the_session_asn_and_the_as_path(bgp_lan: tuple[BgpLan, FRR]) -> None:
+    """localASN 65010 on a node whose myASN is 64513: FRR peers with ``remote-as 65010`` and sees only 65010."""
+    lan, frr = bgp_lan
+    node = lan.nodes["node1"]
+    ip = lan.node_ip("node1")
+    frr.configure(frr_conf(64512, ip, 65010, "timers connect 1"))
+    peer = peer_yaml("r", 64513, 64512, ROUTER4, localASN=65010, connectTime="1s", holdTime="9s")
+    node.write("config.yaml", CONFIG + "---\n" + peer)
+    node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
+    node.start()
+    wait_until(lambda: neighbor(frr, ip).get("bgpState") == "Established", 20, "session", retry=STARTING, interval=0.1)
+    wait_until(lambda: paths(frr, "10.50.0.10/32"), 10, "route", retry=STARTING, interval=0.1)
+    (path,) = paths(frr, "10.50.0.10/32")
+    assert path["aspath"]["string"] == "65010", path["aspath"]
+    assert neighbor(frr, ip)["remoteAs"] == 65010
+    assert node.peer_state("r") == "Established"
