@@ -12,6 +12,8 @@ from ironlb import __version__
 from ironlb.config import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ironlb.metrics.secure import SecureOptions
 
 DEFAULT_NAMESPACE = "metallb-system"
@@ -88,7 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         members = parse_members(args.members) if args.members else {}
         secret = read_bytes(args.secret_file, 64 * 1024).strip() if args.secret_file else None
         ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout, quorum=args.quorum)
-        limits = ReadLimits(parse_size(args.max_file_size), parse_size(args.max_total_size))
+        limits = ReadLimits(parse_size(args.max_file_size), parse_size(args.max_total_size), args.max_files)
+        if args.max_files < 1:
+            raise ValueError(f"--max-files {args.max_files}: must be at least 1")
     except (OSError, ValueError) as err:
         print(f"ironlb run: {err}", file=sys.stderr)
         return 2
@@ -125,12 +129,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics_address=parse_address(args.metrics_address, 9120),
         test_stall=args.test_stall_on_sigusr1,
         read_limits=limits,
+        data_dir=_data_dir(args.data_dir, state, args.node),
     )
     from ironlb.runtime import tune_gc
 
     tune_gc()
     asyncio.run(Runner(options).run())
     return 0
+
+
+def _data_dir(given: str | None, state: Path, node: str) -> Path | None:
+    """``--data-dir``, else ``STATE/.ironlb/NODE`` (hidden: never read as a manifest); ``--data-dir ''``: none."""
+    if given is not None:
+        return type(state)(given) if given else None
+    return state / ".ironlb" / (node.replace("/", "_").lstrip(".") or "node")
 
 
 def _explain_keys(args: argparse.Namespace) -> list[str] | None:
@@ -330,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest state directory file read, e.g. 8Mi (default %(default)s)")
     p.add_argument("--max-total-size", default="64Mi", metavar="SIZE",
                    help="most bytes read from the state directory in all (default %(default)s)")
+    p.add_argument("--max-files", type=int, default=10_000, metavar="N",
+                   help="most entries the state directory may hold, subdirectories included (default %(default)s)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the node saves its last valid configuration, run again if it restarts while the "
+                   "state directory is invalid (default: STATE/.ironlb/NODE; empty: not saved)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     # Test hook (hidden): SIGUSR1 keeps the main loop busy this long, to show the fast path does not wait on it.
     p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)

@@ -64,3 +64,84 @@ def test_an_unexpected_exception_is_a_configuration_error(tmp_path: Path, monkey
     monkeypatch.setattr(runner_module.statedir, "load", broken)
     asyncio.run(r._load())
     assert r.config_error == f"{state}: RecursionError: maximum recursion depth exceeded"
+
+
+def test_a_restart_with_a_refused_file_runs_the_saved_configuration(tmp_path: Path) -> None:
+    state, data = tmp_path / "state", tmp_path / "data"
+    state.mkdir()
+    (state / "config.yaml").write_text((ROOT / "examples" / "metallb-config.yaml").read_text())
+    first = Runner(RunOptions(state_dir=state, node="n1", data_dir=data))
+    asyncio.run(first._load())
+    assert first.config_error is None and pools(first) == ["default"]
+    assert (data / "last-valid.json").stat().st_mode & 0o777 == 0o600
+    fifo = state / "fifo.yaml"
+    os.mkfifo(fifo)
+
+    restarted = Runner(RunOptions(state_dir=state, node="n1", data_dir=data))
+    asyncio.run(restarted._load())
+    assert pools(restarted) == ["default"]
+    error = restarted.config_error
+    assert error is not None and error.startswith(f"{fifo}: refused: a FIFO"), error
+    assert "running the last valid configuration, saved at " in error and str(data / "last-valid.json") in error
+
+    without_saved = Runner(RunOptions(state_dir=state, node="n1", data_dir=tmp_path / "empty"))
+    asyncio.run(without_saved._load())
+    assert without_saved.snapshot is None and without_saved.config_error is not None
+    assert without_saved.config_error.startswith(f"{fifo}: refused: a FIFO")
+
+    async def recover() -> None:
+        fifo.unlink()
+        await restarted._load()
+        assert restarted.config_error is None and pools(restarted) == ["default"]
+
+    asyncio.run(recover())
+
+
+def test_a_restart_with_an_invalid_configuration_keeps_the_current_services(tmp_path: Path) -> None:
+    state, data = tmp_path / "state", tmp_path / "data"
+    state.mkdir()
+    (state / "config.yaml").write_text((ROOT / "examples" / "metallb-config.yaml").read_text())
+    asyncio.run(Runner(RunOptions(state_dir=state, node="n1", data_dir=data))._load())
+    (state / "bad.yaml").write_text(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bad, namespace: metallb-system}\n"
+        "spec: {addresses: [not-an-address]}\n"
+    )
+    (state / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+        "spec: {type: LoadBalancer, ports: [{port: 80}]}\n"
+    )
+    restarted = Runner(RunOptions(state_dir=state, node="n1", data_dir=data))
+    asyncio.run(restarted._load())
+    assert pools(restarted) == ["default"]
+    assert restarted.snapshot is not None
+    assert [s.name for s in restarted.snapshot.services] == ["web"]
+    assert restarted.config_error is not None and restarted.config_error.startswith("IPAddressPool \"bad\"")
+
+
+def test_too_many_files_is_a_configuration_error_naming_the_limit(tmp_path: Path) -> None:
+    from ironlb.config.reading import ReadLimits
+    from ironlb.standalone import statedir
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "config.yaml").write_text((ROOT / "examples" / "metallb-config.yaml").read_text())
+    r = Runner(RunOptions(state_dir=state, node="n1", read_limits=ReadLimits(files=5)))
+
+    async def scenario() -> None:
+        await r._load()
+        assert r.config_error is None
+        sub = state / "flood"
+        sub.mkdir()
+        for i in range(5):
+            (sub / f"{i}.txt").write_text("")
+        before = statedir.signature(state, 5)
+        await r._load()
+        assert r.config_error == f"{state}: refused: more than 5 entries in the state directory (limit: --max-files 5)"
+        assert pools(r) == ["default"]
+        (sub / "0.txt").unlink()
+        (sub / "1.txt").unlink()  # 5 entries: config.yaml, flood and 3 in flood
+        assert statedir.signature(state, 5) != before
+        await r._load()
+        assert r.config_error is None
+
+    asyncio.run(scenario())

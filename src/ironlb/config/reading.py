@@ -20,6 +20,8 @@ from ironlb.config.errors import ConfigError
 MiB = 1024 * 1024
 MAX_FILE_BYTES = 8 * MiB
 MAX_TOTAL_BYTES = 64 * MiB
+MAX_FILES = 10_000
+"""Directory entries a state directory may hold (a real cluster's configuration and Services fit many times)."""
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -32,10 +34,11 @@ _KINDS = (
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Bytes one file, and all the files of one load together, may hold."""
+    """Bytes one file, and all the files of one load together, may hold; entries a state directory may hold."""
 
     file_bytes: int = MAX_FILE_BYTES
     total_bytes: int = MAX_TOTAL_BYTES
+    files: int = MAX_FILES
 
 
 DEFAULT_LIMITS = ReadLimits()

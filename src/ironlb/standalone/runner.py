@@ -31,7 +31,7 @@ from typing import Any
 
 from ironlb.announce.announcer import Announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
-from ironlb.config import ConfigError
+from ironlb.config import ConfigError, Resources, load_texts
 from ironlb.config.reading import ReadLimits
 from ironlb.fastpath import FastPath
 from ironlb.layer2 import Responder
@@ -40,7 +40,7 @@ from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import member_list_key
 from ironlb.metrics.server import HealthServer
 from ironlb.plan import Snapshot, snapshot_from, with_objects
-from ironlb.standalone import statedir
+from ironlb.standalone import lastvalid, statedir
 from ironlb.standalone.decide import Decision, decide
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class RunOptions:
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
     fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
     test_stall: float = 0.0  # test hook: SIGUSR1 makes the main loop busy for this many seconds (0: off)
-    read_limits: ReadLimits = field(default_factory=ReadLimits)  # state directory file sizes
+    read_limits: ReadLimits = field(default_factory=ReadLimits)  # state directory file sizes and count
+    data_dir: Path | None = None  # where the last valid configuration is saved for a restart; None: not saved
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class _Loaded:
     snapshot: Snapshot | None
     warnings: tuple[str, ...]
     error: ConfigError | None
+    restored: str | None = None  # the snapshot is the saved last valid configuration: from where, when
 
 
 def write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -130,6 +132,9 @@ class Runner:
         self.snapshot: Snapshot | None = None
         self.config_error: str | None = None
         self.decision: Decision | None = None
+        self._saved_digest: str | None = None
+        self._save_failed = False
+        self._running_saved: str | None = None  # what config_error adds while the saved configuration runs
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,7 +190,13 @@ class Runner:
         watcher = loop.create_task(self._watch_bgp_states())
         try:
             await self._recompute("start")
-            await statedir.watch(opts.state_dir, self._on_state_change, interval=opts.poll_interval, stop=self._stop)
+            await statedir.watch(
+                opts.state_dir,
+                self._on_state_change,
+                interval=opts.poll_interval,
+                stop=self._stop,
+                max_entries=opts.read_limits.files,
+            )
         finally:
             watcher.cancel()
             await self._shutdown()
@@ -238,8 +249,14 @@ class Runner:
             log.warning("%s", warning)
         if loaded.snapshot is not None:
             self.snapshot = loaded.snapshot
+        if loaded.restored is not None:
+            self._running_saved = loaded.restored
         if loaded.error is None:
             self.config_error = None
+            self._running_saved = None
+        elif self._running_saved is not None:
+            self.config_error = f"{loaded.error}\n{self._running_saved}"
+            log.error("invalid configuration:\n%s", self.config_error)
         else:
             self.config_error = str(loaded.error)
             log.error("invalid configuration, keeping the last valid one:\n%s", loaded.error)
@@ -247,15 +264,61 @@ class Runner:
     def _read_state(self, previous: Snapshot | None) -> _Loaded:
         """Blocking (a worker thread): the new snapshot, or the error and what of the directory still applies."""
         opts = self.options
+        texts: list[tuple[str, str]] = []
         try:
-            resources = statedir.load(opts.state_dir, opts.namespace, opts.read_limits)
+            resources = statedir.load(opts.state_dir, opts.namespace, opts.read_limits, texts)
         except ConfigError as err:
-            return _Loaded(None, (), err)
+            return self._restore(err, None) if previous is None else _Loaded(None, (), err)
         try:
             snapshot, warnings = snapshot_from(resources, namespace=opts.namespace)
         except ConfigError as err:
-            return _Loaded(with_objects(previous.config, resources) if previous is not None else None, (), err)
+            if previous is None:
+                return self._restore(err, resources)
+            return _Loaded(with_objects(previous.config, resources), (), err)
+        self._save(texts)
         return _Loaded(snapshot, warnings, None)
+
+    def _save(self, texts: list[tuple[str, str]]) -> None:
+        """Blocking: keep a valid read for a restart (``lastvalid``), unless it is what was saved already."""
+        directory = self.options.data_dir
+        if directory is None:
+            return
+        digest = lastvalid.digest(texts)
+        if digest == self._saved_digest:
+            return
+        try:
+            lastvalid.save(directory, texts, time.time())
+        except OSError as err:
+            if not self._save_failed:
+                log.warning("cannot save the last valid configuration in %s: %s", directory, err)
+            self._save_failed = True
+            return
+        self._saved_digest = digest
+        self._save_failed = False
+
+    def _restore(self, error: ConfigError, resources: Resources | None) -> _Loaded:
+        """Blocking: at start, with an unusable state directory, the configuration a previous run saved.
+
+        The Services, Nodes and EndpointSlices are the directory's own when it could be read (only its
+        configuration is invalid), else the saved ones. ``error`` stays the error (naming the refused file).
+        """
+        directory = self.options.data_dir
+        if directory is None:
+            return _Loaded(None, (), error)
+        try:
+            saved = lastvalid.load(directory, self.options.read_limits.total_bytes * 2 + 4096)
+            if saved is None:
+                return _Loaded(None, (), error)
+            old = load_texts(saved.texts, default_namespace=self.options.namespace,
+                             max_chars=max(self.options.read_limits.file_bytes, 1))  # fmt: skip
+            snapshot, _ = snapshot_from(old, namespace=self.options.namespace)
+        except ConfigError as err:
+            return _Loaded(None, (), ConfigError([*error.messages, f"and no saved configuration to run: {err}"]))
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(saved.saved_at))
+        self._saved_digest = lastvalid.digest(list(saved.texts))
+        if resources is not None:
+            snapshot = with_objects(snapshot.config, resources)
+        return _Loaded(snapshot, (), error, f"running the last valid configuration, saved at {when} in {saved.path}")
 
     async def _recompute(self, why: str) -> None:
         async with self._lock:
