@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean k8s-binaries k8s-cluster test-cluster demo-k8s
+.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,6 +16,10 @@ lint: setup
 k8s-binaries:
 	./scripts/build-k8s.sh >/dev/null
 
+# helm for tests/chart (lint, template) and scripts/render-manifests.py, built the same way (reused when there).
+helm-binary:
+	./scripts/build-helm.sh >/dev/null
+
 # Everything the Kubernetes cluster lab needs (src/ironlb/lab/kube_cluster.py): kubelet, kube-proxy,
 # kube-controller-manager, kube-scheduler and kubectl beside the above, and the images (ironlb, pause, http-echo).
 k8s-cluster: setup
@@ -30,7 +34,7 @@ test-cluster: setup k8s-cluster
 demo-k8s: setup k8s-cluster
 	$(PY) -m ironlb.lab.kube_demo
 
-test: setup lint k8s-binaries
+test: setup lint k8s-binaries helm-binary
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: setup

@@ -1,0 +1,25 @@
+"""The `helm` binary for the chart tests: scripts/build-helm.sh builds it into ~/.cache/ironlb (``make test`` runs
+it first). Without it the tests that need it skip, except under CI (CI=true), where a missing build is an error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.controlplane import REPO
+
+BUILD = REPO / "scripts" / "build-helm.sh"
+
+
+def helm_binary() -> str:
+    """The path of the built helm, or skip (fail in CI) saying how to build it."""
+    path = Path(subprocess.run([str(BUILD), "--path"], check=True, capture_output=True, text=True).stdout.strip())
+    if not os.access(path, os.X_OK):
+        missing = f"helm is not built ({path}): run scripts/build-helm.sh (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return str(path)
