@@ -26,6 +26,14 @@ def render_module() -> ModuleType:
     return module
 
 
+def render(**options: Any) -> str:
+    """A fresh render of the bundle (`helm template` of charts/ironlb, see scripts/render-manifests.py)."""
+    from tests.support.helm import helm_binary
+
+    text: str = render_module().render(helm_bin=helm_binary(), **options)
+    return text
+
+
 def documents(text: str | None = None) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(BUNDLE.read_text() if text is None else text) if d]
 

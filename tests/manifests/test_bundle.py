@@ -1,9 +1,10 @@
-"""config/manifests/ironlb.yaml without a cluster: it is a fresh render of config/crd plus the script's objects,
-uses MetalLB's names, and its workloads, RBAC and webhooks say what the issue asks; the Dockerfile builds from
-files that exist and runs `ironlb`."""
+"""config/manifests/ironlb.yaml without a cluster: it is a fresh render of the chart charts/ironlb (whose CRDs are
+config/crd), uses MetalLB's names, and its workloads, RBAC and webhooks say what the issue asks; the Dockerfile
+builds from files that exist and runs `ironlb`."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -15,15 +16,17 @@ import yaml
 
 from ironlb.webhooks.validate import PATHS, WEBHOOKS
 from tests.support.controlplane import CRD_DIR, REPO
+from tests.support.helm import helm_binary
 
-from .conftest import BUNDLE, SCRIPT, documents, find, render_module
+from .conftest import BUNDLE, SCRIPT, documents, find, render
 
 NS = "metallb-system"
 
 
 def test_bundle_is_a_fresh_render() -> None:
-    assert BUNDLE.read_text() == render_module().render(), "run scripts/render-manifests.py"
-    assert subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True).returncode == 0
+    assert BUNDLE.read_text() == render(), "run scripts/render-manifests.py"
+    env = {**os.environ, "IRONLB_HELM": helm_binary()}
+    assert subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, env=env).returncode == 0
 
 
 def test_crds_are_config_crd_verbatim() -> None:
@@ -72,7 +75,8 @@ def test_speaker_daemonset() -> None:
     assert ds["spec"]["selector"]["matchLabels"] == {"app": "metallb", "component": "speaker"}
     assert pod["spec"]["hostNetwork"] is True
     c = _container(ds)
-    assert c["args"] == ["speaker", "--node-name", "$(METALLB_NODE_NAME)"]
+    assert c["args"][:3] == ["speaker", "--node-name", "$(METALLB_NODE_NAME)"]
+    assert "--metrics-secure" in c["args"]  # HTTPS with Kubernetes authn/authz, as MetalLB v0.16
     sc = c["securityContext"]
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -95,7 +99,7 @@ def test_controller_deployment() -> None:
     pod = dep["spec"]["template"]
     assert pod["metadata"]["labels"] == {"app": "metallb", "component": "controller"}
     c = _container(dep)
-    assert c["args"][0] == "controller"
+    assert c["args"][0] == "controller" and "--metrics-secure" in c["args"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
@@ -126,7 +130,7 @@ def test_webhook_configuration_matches_the_server() -> None:
 
 
 def test_bgppeer_conversion_variant() -> None:
-    docs = documents(render_module().render(bgppeer_conversion="webhook"))
+    docs = documents(render(bgppeer_conversion="webhook"))
     crd = find(docs, "CustomResourceDefinition", "bgppeers.metallb.io")
     assert crd["spec"]["conversion"] == {"strategy": "Webhook", "webhook": {
         "conversionReviewVersions": ["v1"],
@@ -140,6 +144,9 @@ def test_rbac_least_privilege() -> None:
     rules = {(d["kind"], d["metadata"]["name"]): d["rules"] for d in docs if d["kind"] in ("Role", "ClusterRole")}
     for rs in rules.values():
         for r in rs:
+            if "nonResourceURLs" in r:  # the metrics-reader role: get /metrics, nothing else
+                assert r == {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}
+                continue
             assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
             assert "podsecuritypolicies" not in r["resources"]
     controller = rules[("ClusterRole", f"{NS}:controller")]

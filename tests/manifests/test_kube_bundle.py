@@ -2,7 +2,8 @@
 server-side dry run with strict field validation (the apiserver's own schemas are the validator: unknown or
 misplaced fields, wrong types and failed validation are errors), then the bundle applies cleanly, twice. Run as
 the controller's ServiceAccount, the webhook code fills the certificate Secret and injects the CA with exactly the
-permissions the bundle grants, and nothing more is allowed. The controller's pod passes the "restricted" Pod
+permissions the bundle grants, and nothing more is allowed; as either component, the secure metrics port's
+TokenReview and SubjectAccessReview work with those permissions. The controller's pod passes the "restricted" Pod
 Security level; the speaker's needs "privileged", which the namespace grants. (No kubelet runs: the workloads are
 accepted, not run.)"""
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ironlb.metrics.secure import KubeAuthorizer
 from ironlb.webhooks import certs
 from ironlb.webhooks.server import Webhooks, rest_lister
 from ironlb.webhooks.validate import LISTED
@@ -22,7 +24,7 @@ from tests.support.controlplane import ControlPlane
 from tests.support.waits import wait_until_async
 from tests.webhooks.asyncapi import AsyncApi
 
-from .conftest import documents, find, render_module
+from .conftest import documents, find, render
 
 pytestmark = pytest.mark.kube
 
@@ -148,8 +150,27 @@ async def test_bundle_installs_cleanly(bare_control_plane: ControlPlane) -> None
                  f"/apis/metallb.io/v1beta1/namespaces/{NS}/servicel2statuses"):
         await as_speaker.request("GET", path)
 
+    # ---- secure metrics (--metrics-secure) with the bundle's RBAC: each component may ask who a token is and
+    # whether it may get /metrics; a token bound to the bundle's metrics-reader ClusterRole may, another may not.
+    tokens = {}
+    for account in ("scraper", "nobody"):
+        await apply(admin, {"apiVersion": "v1", "kind": "ServiceAccount",
+                            "metadata": {"name": account, "namespace": NS}})
+        review = await admin.request("POST", f"/api/v1/namespaces/{NS}/serviceaccounts/{account}/token", body={
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}})
+        tokens[account] = review["status"]["token"]
+    await apply(admin, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "scraper-reads-metrics"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                    "name": f"{NS}:metrics-reader"},
+                        "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": NS}]})
+    for account in (CONTROLLER, SPEAKER):
+        authorize = KubeAuthorizer(AsyncApi(bare_control_plane, impersonate=account))
+        decisions = [await authorize(t) for t in (None, "not-a-token", tokens["nobody"], tokens["scraper"])]
+        assert decisions == [401, 401, 403, 200], account
+
     # ---- the BGPPeer conversion variant: the controller injects the CA into the CRD too
-    variant = find(documents(render_module().render(bgppeer_conversion="webhook")), "CustomResourceDefinition",
+    variant = find(documents(render(bgppeer_conversion="webhook")), "CustomResourceDefinition",
                    "bgppeers.metallb.io")
     await apply(admin, variant)
     assert await certs.inject_ca_bundle(as_controller, hooks.bundle.ca_bundle) == [
