@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given
@@ -15,6 +15,7 @@ from ironlb.layer2.fsm import (
     REASON_NOT_ANNOUNCED,
     REASON_NOT_REQUEST,
     REASON_REPLY,
+    claimed,
     decide_arp,
 )
 from ironlb.layer2.wire.arp import (
@@ -156,3 +157,23 @@ def test_fuzz_decision_reply_is_well_formed(
         reply = parse_arp(decision.reply)
         assert reply.op == ARP_REPLY and reply.sender_mac == our_mac and reply.sender_ip in announced
         assert reply.eth_dst == packet.sender_mac
+
+
+def test_claimed_is_the_address_another_host_speaks_for() -> None:
+    from ironlb.layer2.wire.ndp import NeighborAdvertisement, NeighborSolicitation
+
+    ours, other = mac_from_str("02:00:00:00:00:01"), mac_from_str("02:00:00:00:00:02")
+    vip = IPv4Address("10.0.0.1")
+    request, reply = build_gratuitous(vip, other)
+    assert claimed(parse_arp(request), ours) == vip
+    assert claimed(parse_arp(reply), ours) == vip
+    assert claimed(parse_arp(request), other) is None  # our own
+    probe = ArpPacket(BROADCAST_MAC, other, ARP_REQUEST, other, IPv4Address("0.0.0.0"), ZERO_MAC, vip)
+    # an ARP probe (RFC 5227) claims nothing yet
+    assert claimed(probe, ours) is None
+    v6 = IPv6Address("fd00::1")
+    na = NeighborAdvertisement(BROADCAST_MAC, other, v6, v6, v6, target_lladdr=other, override=True)
+    assert claimed(na, ours) == v6
+    assert claimed(na, other) is None
+    ns = NeighborSolicitation(BROADCAST_MAC, other, v6, v6, v6, other)
+    assert claimed(ns, ours) is None

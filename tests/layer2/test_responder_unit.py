@@ -18,6 +18,7 @@ from ironlb.layer2.wire.ethernet import mac_from_str
 from ironlb.layer2.wire.ndp import (
     ALL_NODES,
     NeighborAdvertisement,
+    build_ndp,
     build_solicitation,
     parse_ndp,
     solicited_node_address,
@@ -282,3 +283,122 @@ async def test_zero_duration_disables_takeover_announcements() -> None:
         assert h.link("eth0").sent == []
         h.link("eth0").deliver(Kind.ARP, build_request(CLIENT, IPv4Address("10.99.0.1"), VIP4))
         assert len(h.link("eth0").sent) == 1, "still answers requests"
+
+
+# --------------------------------------------------------------------------------------------- hand-over
+OTHER = mac_from_str("02:00:00:00:00:b0")  # the next owner's MAC
+
+
+def arp_replies(link: FakeLink) -> int:
+    return sum(1 for kind, frame in link.sent if kind is Kind.ARP and parse_arp(frame).op == ARP_REPLY
+               and parse_arp(frame).target_mac == CLIENT)
+
+
+def ask(link: FakeLink) -> None:
+    link.deliver(Kind.ARP, build_request(CLIENT, IPv4Address("10.99.0.1"), VIP4))
+
+
+def handover_harness(timeout: float = 2.0) -> Harness:
+    h = Harness([record("eth0", MAC0, 2), record("eth1", MAC1, 3)])
+    h.responder = Responder(
+        gratuitous_interval=INTERVAL, gratuitous_duration=0.225, rescan_interval=3600, handover_timeout=timeout,
+        metrics=h.metrics, interface_reader=lambda: list(h.records), link_factory=h.make_link,
+    )  # fmt: skip
+    return h
+
+
+@virtual_clock
+async def test_release_answers_until_the_successor_claims_and_sends_no_more_announcements() -> None:
+    h = handover_harness()
+    async with h.responder:
+        h.responder.set_announced({VIP4: ALL, VIP6: ALL})
+        h.responder.release([VIP4, VIP6])
+        eth0 = h.link("eth0")
+        sent = len(eth0.sent)
+        await asyncio.sleep(0.5)  # the burst was running: it stops at once
+        assert len(eth0.sent) == sent
+        ask(eth0)
+        assert arp_replies(eth0) == 1, "still answered while nobody else has claimed it"
+        # Our own announcement heard on our other link is not the successor's.
+        h.link("eth1").deliver(Kind.ARP, build_gratuitous(VIP4, MAC0)[0])
+        ask(eth0)
+        assert arp_replies(eth0) == 2
+        waiter = asyncio.ensure_future(h.responder.released())
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])
+        ask(eth0)
+        assert arp_replies(eth0) == 2, "claimed by the successor: no longer ours to answer"
+        await asyncio.sleep(0)
+        assert not waiter.done(), "the IPv6 address is still being handed over"
+        na = NeighborAdvertisement(
+            eth_dst=mac_from_str("33:33:00:00:00:01"), eth_src=OTHER, src=VIP6, dst=ALL_NODES, target=VIP6,
+            target_lladdr=OTHER, override=True,
+        )  # fmt: skip
+        eth0.deliver(Kind.NDP, build_ndp(na))
+        await asyncio.wait_for(waiter, 0.01)
+        assert h.responder.releasing == frozenset()
+
+
+@virtual_clock
+async def test_release_gives_up_after_the_timeout_and_drops_the_rest_at_once() -> None:
+    h = handover_harness(timeout=0.3)
+    async with h.responder:
+        h.responder.set_announced({VIP4: ALL, VIP6: ALL})
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        h.responder.release([VIP4])  # VIP6 has no successor
+        assert h.responder.releasing == {VIP4}
+        await h.responder.released()
+        assert 0.3 <= loop.time() - t0 < 0.31
+        ask(h.link("eth0"))
+        assert arp_replies(h.link("eth0")) == 0
+
+
+@virtual_clock
+async def test_an_ip_moved_to_another_node_is_answered_until_that_node_claims_it() -> None:
+    h = handover_harness()
+    async with h.responder:
+        eth0 = h.link("eth0")
+        h.responder.set_announced({VIP4: ALL})
+        h.responder.set_announced({}, hand_over=[VIP4])
+        ask(eth0)
+        assert arp_replies(eth0) == 1
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[1])
+        ask(eth0)
+        assert arp_replies(eth0) == 1
+        # Not handed over (a Service deleted, quorum lost): silent at once.
+        h.responder.set_announced({VIP4: ALL})
+        h.responder.set_announced({})
+        ask(eth0)
+        assert arp_replies(eth0) == 1
+
+
+@virtual_clock
+async def test_a_claim_before_our_decision_ends_the_burst_and_the_hand_over_is_immediate() -> None:
+    """The restarted owner announces before this node has seen it alive: no fight, no lingering."""
+    h = handover_harness()
+    async with h.responder:
+        eth0 = h.link("eth0")
+        h.responder.set_announced({VIP4: ALL})
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])
+        sent = len(eth0.sent)
+        await asyncio.sleep(0.5)
+        assert len(eth0.sent) == sent, "no more announcements against the claimant"
+        ask(eth0)
+        assert arp_replies(eth0) == 1, "still answers while the election gives it to this node"
+        h.responder.set_announced({}, hand_over=[VIP4])
+        assert h.responder.releasing == frozenset()
+        ask(eth0)
+        assert arp_replies(eth0) == 1
+
+
+@virtual_clock
+async def test_taking_an_ip_back_while_handing_it_over_announces_it_again() -> None:
+    h = handover_harness()
+    async with h.responder:
+        eth0 = h.link("eth0")
+        h.responder.set_announced({VIP4: ALL})
+        h.responder.set_announced({}, hand_over=[VIP4])
+        sent = len(eth0.sent)
+        h.responder.set_announced({VIP4: ALL})
+        assert h.responder.releasing == frozenset()
+        assert len(eth0.sent) == sent + 2, "a gratuitous ARP (request and reply) at once"

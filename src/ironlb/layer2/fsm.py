@@ -73,6 +73,25 @@ def decide_arp(packet: ArpPacket, our_mac: bytes, announced: Collection[IPv4Addr
     return Verdict(build_reply(packet, our_mac), REASON_REPLY, ip)
 
 
+def claimed(message: ArpPacket | NdpMessage, our_mac: bytes) -> IPv4Address | IPv6Address | None:
+    """The address another host says is its own in ``message``, or None.
+
+    A gratuitous ARP, an ARP request or reply sent from an address, or a Neighbor Advertisement (solicited or
+    not) for a target, from a MAC that is not ``our_mac``. The responder uses it for hand-overs: a node giving an
+    IP away keeps answering until the new owner has spoken for it, so clients never ask into silence.
+    """
+    if isinstance(message, ArpPacket):
+        if message.sender_mac == our_mac or message.eth_src == our_mac or message.sender_ip.is_unspecified:
+            return None
+        return message.sender_ip
+    if not isinstance(message, NeighborAdvertisement) or message.target.is_multicast:
+        return None
+    lladdr = message.target_lladdr if message.target_lladdr is not None else message.eth_src
+    if lladdr == our_mac or message.eth_src == our_mac:
+        return None
+    return message.target
+
+
 def decide_ndp(
     message: NdpMessage,
     our_mac: bytes,

@@ -4,6 +4,11 @@ One :class:`PacketLink` per selected interface holds an AF_PACKET socket for ARP
 one for IPv6 (NDP), driven by ``loop.add_reader``: no threads. :class:`Responder`
 owns the announced set, answers requests through the pure :mod:`.fsm` functions,
 sends gratuitous ARP / unsolicited NA on takeover and rescans interfaces.
+
+Hand-over (make before break): an IP given to another node (:meth:`Responder.set_announced` with ``hand_over``,
+or :meth:`Responder.release` on a clean stop) is still answered, without gratuitous announcements, until another
+host claims it on the wire (its gratuitous ARP / unsolicited NA, :func:`.fsm.claimed`) or ``handover_timeout``
+passes. So the new owner has spoken before the old one falls silent, and a client asking in between is answered.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import ctypes
 import enum
 import logging
+import math
 import socket
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +26,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 from typing import Final, Literal, Protocol, Self
 
-from ironlb.layer2.fsm import Verdict, decide_arp, decide_ndp
+from ironlb.layer2.fsm import Verdict, claimed, decide_arp, decide_ndp
 from ironlb.layer2.interfaces import (
     DEFAULT_EXCLUDE_PATTERNS,
     InterfaceRecord,
@@ -92,18 +98,19 @@ LinkFactory = Callable[[SelectedInterface, FrameHandler], Link]
 
 
 def _ndp_filter() -> bytes:
-    """Classic BPF: accept only IPv6 ICMPv6 type 135 (NS) without extension headers.
+    """Classic BPF: accept only IPv6 ICMPv6 types 135 (NS) and 136 (NA, for hand-overs) without extension headers.
 
     This keeps ordinary IPv6 traffic out of Python; the codec still validates
     everything it is given, so the filter is an optimisation, not a check.
     """
     insns = [
         (0x28, 0, 0, 12),  # ldh [12]            ethertype
-        (0x15, 0, 5, ETH_P_IPV6),  # jeq IPv6 else drop
+        (0x15, 0, 6, ETH_P_IPV6),  # jeq IPv6 else drop
         (0x30, 0, 0, 20),  # ldb [20]            next header
-        (0x15, 0, 3, 58),  # jeq ICMPv6 else drop
+        (0x15, 0, 4, 58),  # jeq ICMPv6 else drop
         (0x30, 0, 0, 54),  # ldb [54]            ICMPv6 type
-        (0x15, 0, 1, 135),  # jeq NS else drop
+        (0x15, 1, 0, 135),  # jeq NS: accept
+        (0x15, 0, 1, 136),  # jeq NA: accept, else drop
         (0x06, 0, 0, 0x40000),  # ret accept
         (0x06, 0, 0, 0),  # ret drop
     ]
@@ -263,20 +270,30 @@ class Responder:
         rescan_interval: float = 10.0,
         gratuitous_interval: float = 1.1,
         gratuitous_duration: float = 5.0,
+        handover_timeout: float = 2.0,
         metrics: Layer2Metrics | None = None,
         interface_reader: Callable[[], list[InterfaceRecord]] = read_interfaces,
         link_factory: LinkFactory | None = None,
     ) -> None:
         if gratuitous_interval <= 0 or rescan_interval <= 0:
             raise ValueError("intervals must be positive")
+        if not 0 <= handover_timeout < math.inf:
+            raise ValueError(f"handover_timeout must be finite and not negative, not {handover_timeout!r}")
         self._exclude = tuple(exclude)
         self._rescan_interval = rescan_interval
         self._gratuitous_interval = gratuitous_interval
         self._gratuitous_duration = gratuitous_duration
+        self._handover_timeout = handover_timeout
         self._metrics = metrics if metrics is not None else Layer2Metrics(None)
         self._reader = interface_reader
         self._link_factory: LinkFactory = link_factory or (lambda iface, handler: PacketLink(iface, handler))
         self._announced: dict[IPAddress, InterfaceSelector] = {}
+        # Given away, still answered until claimed by another host or the deadline (loop time).
+        self._releasing: dict[IPAddress, tuple[InterfaceSelector, float]] = {}
+        self._claimed_at: dict[IPAddress, float] = {}  # another host claimed an IP we announce (loop time)
+        self._expiry: list[asyncio.TimerHandle] = []
+        self._released = asyncio.Event()
+        self._released.set()
         self._links: dict[str, Link] = {}
         self._joined: dict[str, set[IPv6Address]] = {}
         self._v4_by_link: dict[str, frozenset[IPv4Address]] = {}
@@ -309,6 +326,11 @@ class Responder:
                 await task
         self._spam_tasks.clear()
         self._rescan_task = None
+        for handle in self._expiry:
+            handle.cancel()
+        self._expiry.clear()
+        self._releasing.clear()
+        self._released.set()
         for link in self._links.values():
             link.close()
         self._links.clear()
@@ -335,26 +357,105 @@ class Responder:
         """Interfaces that currently have responders, by name."""
         return [self._links[name].iface for name in sorted(self._links)]
 
-    def set_announced(self, announced: Mapping[IPAddress | str, Iterable[str] | AllInterfaces]) -> None:
+    @property
+    def releasing(self) -> frozenset[IPAddress]:
+        """IPs given away but still answered until the new owner claims them."""
+        return frozenset(self._releasing)
+
+    def set_announced(
+        self,
+        announced: Mapping[IPAddress | str, Iterable[str] | AllInterfaces],
+        hand_over: Iterable[IPAddress | str] = (),
+    ) -> None:
         """Replace the announced set: ``ip -> interface names`` or ``ALL``.
 
         IPs that are new, or whose interfaces changed, are announced at once with
         gratuitous ARP / unsolicited NA, repeated until ``gratuitous_duration`` has
-        passed; withdrawn IPs are no longer answered (no goodbye packet, as MetalLB).
+        passed; withdrawn IPs are no longer answered (no goodbye packet, as MetalLB),
+        except those in ``hand_over`` (another live node now owns them): these are
+        still answered until the new owner claims them, or ``handover_timeout``.
         """
         wanted: dict[IPAddress, InterfaceSelector] = {}
         for raw_ip, interfaces in announced.items():
             wanted[_as_ip(raw_ip)] = _as_selector(interfaces)
-        self._apply(wanted)
+        self._apply(wanted, {_as_ip(ip) for ip in hand_over})
 
-    def _apply(self, wanted: dict[IPAddress, InterfaceSelector]) -> None:
+    def _apply(self, wanted: dict[IPAddress, InterfaceSelector], hand_over: set[IPAddress] | None = None) -> None:
         triggered = [ip for ip, sel in wanted.items() if self._announced.get(ip) != sel]
+        now = self._loop.time() if self._loop is not None else 0.0
+        if hand_over is not None:  # a full replacement: hand-overs no longer asked for stop now
+            for ip in [ip for ip in self._releasing if ip not in hand_over]:
+                del self._releasing[ip]
         for ip in set(self._announced) - set(wanted):
             self._stop_spam(ip)
+            claimed_at = self._claimed_at.pop(ip, None)
+            recently_claimed = claimed_at is not None and now - claimed_at < self._handover_timeout
+            if hand_over and ip in hand_over and not recently_claimed and self._handover_timeout > 0:
+                self._release(ip, self._announced[ip], now + self._handover_timeout)
+        for ip in wanted:
+            self._releasing.pop(ip, None)
+        for ip in triggered:
+            self._claimed_at.pop(ip, None)
         self._announced = wanted
         self._sync_all_links()
+        self._check_released()
         for ip in triggered:
             self.refresh(ip)
+
+    def release(self, hand_over: Iterable[IPAddress | str], timeout: float | None = None) -> None:
+        """Give everything away (a clean stop): the IPs in ``hand_over`` are still answered, without gratuitous
+        announcements, until another host claims them or ``timeout`` (default ``handover_timeout``) passes; the
+        others stop at once. Await :meth:`released` before closing."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        deadline = now + (self._handover_timeout if timeout is None else timeout)
+        keep = {_as_ip(ip) for ip in hand_over}
+        for ip, sel in self._announced.items():
+            self._stop_spam(ip)
+            if ip in keep and deadline > now:
+                self._release(ip, sel, deadline)
+        self._announced = {}
+        self._claimed_at.clear()
+        self._sync_all_links()
+        self._check_released()
+
+    async def released(self) -> None:
+        """Return once no IP is being handed over (every one claimed, or its deadline passed)."""
+        await self._released.wait()
+
+    def _release(self, ip: IPAddress, sel: InterfaceSelector, deadline: float) -> None:
+        self._releasing[ip] = (sel, deadline)
+        self._released.clear()
+        if self._loop is not None:
+            self._expiry.append(self._loop.call_at(deadline, self._expire))
+
+    def _expire(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._expiry = [h for h in self._expiry if not h.cancelled() and h.when() > now]
+        expired = [ip for ip, (_, deadline) in self._releasing.items() if deadline <= now]
+        for ip in expired:
+            log.info("hand-over of %s: nobody claimed it within %.1fs; no longer answering", ip, self._handover_timeout)
+            del self._releasing[ip]
+        if expired:
+            self._sync_all_links()
+        self._check_released()
+
+    def _check_released(self) -> None:
+        if not self._releasing:
+            self._released.set()
+
+    def _on_claim(self, ip: IPAddress, mac: bytes) -> None:
+        """Another host announced ``ip``: a hand-over is done; an IP we still own is no longer re-announced."""
+        if ip in self._releasing:
+            del self._releasing[ip]
+            log.info("hand-over of %s done: %s claimed it", ip, mac_to_str(mac))
+            self._sync_all_links()
+            self._check_released()
+        elif ip in self._announced and self._loop is not None:
+            # The election moves it to that host (a restarted owner coming back): do not fight its
+            # announcements with ours; go on answering until our own decision drops it.
+            self._claimed_at[ip] = self._loop.time()
+            self._stop_spam(ip)
 
     def announce(self, ip: IPAddress | str, interfaces: Iterable[str] | AllInterfaces = ALL) -> None:
         """Add or update one IP (see :meth:`set_announced`)."""
@@ -431,12 +532,14 @@ class Responder:
         return iface.arp if isinstance(ip, IPv4Address) else iface.ndp
 
     def _sync_all_links(self) -> None:
-        """Recompute per-link lookup sets and multicast memberships from the announced set."""
+        """Recompute per-link lookup sets and multicast memberships from the announced and releasing sets."""
         self._v4_by_link.clear()
         self._v6_by_link.clear()
+        answered = {ip: sel for ip, (sel, _) in self._releasing.items()}
+        answered.update(self._announced)
         for name, link in self._links.items():
             iface = link.iface
-            ips = [ip for ip, sel in self._announced.items() if self._covers(sel, iface, ip)]
+            ips = [ip for ip, sel in answered.items() if self._covers(sel, iface, ip)]
             v6 = frozenset(ip for ip in ips if isinstance(ip, IPv6Address))
             self._v4_by_link[name] = frozenset(ip for ip in ips if isinstance(ip, IPv4Address))
             self._v6_by_link[name] = v6
@@ -455,12 +558,20 @@ class Responder:
         decision: Verdict
         try:
             if kind is Kind.ARP:
-                decision = decide_arp(parse_arp(frame), iface.mac, self._v4_by_link.get(iface.name, frozenset()))
+                arp = parse_arp(frame)
+                decision = decide_arp(arp, iface.mac, self._v4_by_link.get(iface.name, frozenset()))
+                claim = claimed(arp, iface.mac)
+                sender = arp.sender_mac
             else:
-                decision = decide_ndp(parse_ndp(frame), iface.mac, self._v6_by_link.get(iface.name, frozenset()))
+                ndp = parse_ndp(frame)
+                decision = decide_ndp(ndp, iface.mac, self._v6_by_link.get(iface.name, frozenset()))
+                claim = claimed(ndp, iface.mac)
+                sender = ndp.eth_src
         except FrameError as exc:
             log.debug("dropped malformed %s frame on %s: %s", kind.value, iface.name, exc)
             return
+        if claim is not None and (claim in self._releasing or claim in self._announced) and not self._ours(sender):
+            self._on_claim(claim, sender)
         if decision.ip is not None:
             self._metrics.request_received(decision.ip)
         if decision.reply is None:
@@ -469,6 +580,10 @@ class Responder:
             return
         if link.send(kind, decision.reply) and decision.ip is not None:
             self._metrics.response_sent(decision.ip)
+
+    def _ours(self, mac: bytes) -> bool:
+        """One of this node's interfaces (our own announcement heard on another of our links is no claim)."""
+        return any(link.iface.mac == mac for link in self._links.values())
 
     def _stop_spam(self, ip: IPAddress) -> None:
         self._deadlines.pop(ip, None)
