@@ -381,6 +381,9 @@ def test_run_refuses_bad_arguments_before_touching_the_network(tmp_path: Path) -
         (("--state", tmp_path / "missing", "--node", "n1"), "is not a directory"),
         (("--state", state, "--node", "n1", "--members", "n1"), "NAME=ADDR"),
         (("--state", state, "--node", "n1", "--secret-file", tmp_path / "nope"), "No such file"),
+        (("--state", state, "--node", "n1", "--handover-timeout", "-1"), "between 0 and 60"),
+        (("--state", state, "--node", "n1", "--handover-timeout", "nan"), "between 0 and 60"),
+        (("--state", state, "--node", "n1", "--handover-timeout", "soon"), "not a number of seconds"),
     ]
     for args, message in cases:
         r = ironlb("run", *args)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 from ironlb.config import build, load_texts
-from ironlb.decide import decide_node, pool_for, served_everywhere, service_inputs
+from ironlb.decide import decide_node, handed_over, pool_for, served_everywhere, service_inputs
+from ironlb.layer2.election import L2Decision
 from ironlb.plan import Snapshot, allocate, node_decisions, with_objects
 from ironlb.standalone.decide import decide
 
@@ -134,3 +135,16 @@ def test_run_serves_a_service_without_slices_on_every_node_over_both_protocols()
     assert all(not d.announcement.series for d in planned.values())
     inputs = service_inputs(((o.service, None) for o in outcomes.values()), ())
     assert set(served_everywhere(inputs, NODES)) == set(inputs)
+
+
+def test_handed_over_names_the_ips_another_live_node_takes() -> None:
+
+    l2 = {
+        "a/mine": L2Decision("n1", None, (), ("n1", "n2")),
+        "a/alone": L2Decision("n1", None, (), ("n1",)),  # externalTrafficPolicy Local, one endpoint node
+        "a/theirs": L2Decision("n2", None, (), ("n2", "n1")),
+        "a/nobody": L2Decision(None, "notOwner"),
+    }
+    ingress = {"a/mine": ("10.0.0.1",), "a/alone": ("10.0.0.2",), "a/theirs": ("10.0.0.3", "fd00::3")}
+    assert handed_over("n1", l2, ingress) == {"10.0.0.3", "fd00::3"}
+    assert handed_over("n1", l2, ingress, leaving=True) == {"10.0.0.1"}

@@ -126,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         membership=ml,
         gratuitous_interval=args.gratuitous_interval,
         gratuitous_duration=args.gratuitous_duration,
+        handover_timeout=args.handover_timeout,
         metrics_address=parse_address(args.metrics_address, 9120),
         test_stall=args.test_stall_on_sigusr1,
         read_limits=limits,
@@ -268,6 +269,17 @@ def cmd_speaker(args: argparse.Namespace) -> int:
     return asyncio.run(run(options))
 
 
+def _handover_seconds(text: str) -> float:
+    """A hand-over timeout: finite, 0 (no hand-over) to 60 s (the stop waits for it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 60 s: {text!r}")
+    return value
+
+
 def _logging(level: str) -> None:
     import logging
 
@@ -335,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce only while a majority of members is reachable (auto: with 3 or more)")
     p.add_argument("--gratuitous-interval", type=float, default=1.1, help="seconds between takeover announcements")
     p.add_argument("--gratuitous-duration", type=float, default=5.0, help="how long takeover announcements last, s")
+    p.add_argument(
+        "--handover-timeout",
+        type=_handover_seconds,
+        default=2.0,
+        help="an IP given to another node (SIGTERM, or its owner back) is still answered until that node claims it "
+        "on the wire, at most this long, s",
+    )
     p.add_argument("--metrics-address", default="127.0.0.1:9120", metavar="[HOST]:PORT",
                    help="serve /metrics, /healthz, /readyz over plain HTTP, so loopback only by default "
                    "(default %(default)s; :9120 for every address; empty disables)")

@@ -128,6 +128,24 @@ def elect_all(
     return out
 
 
+def handed_over(
+    node: str, layer2: Mapping[str, L2Decision], ingress: Mapping[str, Sequence[str]], *, leaving: bool = False
+) -> frozenset[str]:
+    """IPs another live node answers for when this one lets them go (make before break).
+
+    ``leaving`` false: the IPs of Services elected to another node (if this node answered them, it keeps answering
+    until that node claims them). ``leaving`` true (a planned stop): the IPs of Services elected to this node that
+    have another candidate, which takes them once this node has left. ``ingress``: each Service's IPs.
+    """
+    out: set[str] = set()
+    for key, decision in layer2.items():
+        if decision.node is None:
+            continue
+        if (decision.node == node and len(decision.candidates) > 1) if leaving else decision.node != node:
+            out.update(ingress.get(key, ()))
+    return frozenset(out)
+
+
 def _all_available(interfaces: tuple[str, ...]) -> bool:
     return True
 
@@ -225,6 +243,7 @@ __all__ = [
     "decide_cluster",
     "decide_node",
     "elect_all",
+    "handed_over",
     "pool_for",
     "served_everywhere",
     "service_inputs",

@@ -14,7 +14,7 @@ path's ``call``; a BFD failure comes back through ``to_main``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
@@ -45,6 +45,7 @@ class Announcer:
         rescan_interval: float = 10.0,
         gratuitous_interval: float = 1.1,
         gratuitous_duration: float = 5.0,
+        handover_timeout: float = 2.0,
         on_bgp_event: Callable[[str, Event], None] | None = None,
         metrics: SpeakerMetrics | None = None,
         fastpath: FastPath | None = None,
@@ -57,6 +58,7 @@ class Announcer:
             rescan_interval=rescan_interval,
             gratuitous_interval=gratuitous_interval,
             gratuitous_duration=gratuitous_duration,
+            handover_timeout=handover_timeout,
             metrics=self.metrics.layer2,
         )
         # BFD for peers with a bfdProfile: its sockets open only when the first such peer appears.
@@ -82,11 +84,17 @@ class Announcer:
             return False
         return not self.responder.interface_names.intersection(interfaces)
 
-    async def apply(self, announcement: Announcement) -> None:
-        """Answer ARP/NDP for exactly ``layer2``, give each BGP session its routes, publish the series."""
+    async def apply(self, announcement: Announcement, hand_over: Collection[str] = ()) -> None:
+        """Answer ARP/NDP for exactly ``layer2``, give each BGP session its routes, publish the series.
+
+        ``hand_over``: IPs another live node now owns; if this node answered them, it goes on answering until the
+        new owner claims them on the wire (make before break, see :mod:`ironlb.layer2.responder`).
+        """
         layer2 = announcement.layer2
         await self.fastpath.call(
-            lambda: self.responder.set_announced({ip: (list(ifs) if ifs else ALL) for ip, ifs in layer2.items()})
+            lambda: self.responder.set_announced(
+                {ip: (list(ifs) if ifs else ALL) for ip, ifs in layer2.items()}, hand_over
+            )
         )
         plan = announcement.bgp
         await self.bgp.update(
@@ -99,10 +107,26 @@ class Announcer:
         self.metric.set(announcement.series)
         self.current = announcement
 
-    async def close(self, *, graceful_restart: bool = True) -> None:
-        """Stop answering, close the sessions (keeping routes at GR peers) and drop the series."""
+    async def close(
+        self,
+        *,
+        graceful_restart: bool = True,
+        hand_over: Collection[str] = (),
+        before_silence: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Stop answering, close the sessions (keeping routes at GR peers) and drop the series.
+
+        A planned stop hands over: the IPs in ``hand_over`` (those another live node will own) are still answered
+        while ``before_silence`` runs (the membership LEAVE that makes the others take over) and until the new
+        owners claim them on the wire, or the responder's ``handover_timeout``; then the responders close.
+        """
         if self.fastpath.running:
-            await self.fastpath.call(lambda: self.responder.set_announced({}))
+            await self.fastpath.call(lambda: self.responder.release(hand_over))
+        if before_silence is not None:
+            await before_silence()
+        if self.fastpath.running:
+            if hand_over:
+                await self.fastpath.call(self.responder.released())
             await self.fastpath.call(self.responder.close())
         await self.bgp.close(graceful_restart=graceful_restart)
         if self.bfd is not None and self.fastpath.running:

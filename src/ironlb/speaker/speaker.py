@@ -35,7 +35,7 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.reading import read_bytes
 from ironlb.config.types import Config
-from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, pool_for
+from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, handed_over, pool_for
 from ironlb.fastpath import FastPath
 from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
@@ -99,6 +99,7 @@ class SpeakerOptions:
     exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
     gratuitous_interval: float = 1.1
     gratuitous_duration: float = 5.0
+    handover_timeout: float = 2.0  # an IP given away is answered until the new owner claims it, at most this long
     rescan_interval: float = 10.0
 
     @property
@@ -142,6 +143,7 @@ class Speaker:
             rescan_interval=options.rescan_interval,
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
+            handover_timeout=options.handover_timeout,
             fastpath=self.fastpath,
         )
         self.recorder = recorder or EventRecorder(client, COMPONENT, host=options.node)
@@ -184,6 +186,7 @@ class Speaker:
         self.config_error: str | None = None
         self.config_evaluated = False
         self.decision: NodeDecision | None = None
+        self._ingress: dict[str, tuple[str, ...]] = {}  # each announced Service's IPs, for hand-overs
         self.synced = False
         self.membership: MembershipService | None = None
         self._core: Membership | None = None
@@ -290,11 +293,22 @@ class Speaker:
             await self._sync_loop()
 
     async def close(self) -> None:
-        """Leave the membership (the others take over at once) and withdraw everything."""
-        if self.membership is not None and self.fastpath.running:
-            await self.fastpath.call(self.membership.stop(leave=True))
+        """Leave the membership (the others take over at once) and withdraw everything.
+
+        Make before break: the IPs a successor will take are still answered after the LEAVE until it has claimed
+        them on the wire, or the hand-over timeout.
+        """
+        membership = self.membership
+        hand_over: frozenset[str] = frozenset()
+        if membership is not None and self.decision is not None and self._live()[1]:
+            hand_over = handed_over(self.node, self.decision.layer2, self._ingress, leaving=True)
+
+        async def leave() -> None:
+            if membership is not None and self.fastpath.running:
+                await self.fastpath.call(membership.stop(leave=True))
+
         self.membership = None
-        await self.announcer.close(graceful_restart=True)
+        await self.announcer.close(graceful_restart=True, hand_over=hand_over, before_silence=leave)
         await self.fastpath.stop()
         log.info("stopped; all announcements withdrawn")
 
@@ -452,17 +466,20 @@ class Speaker:
         if config is None:
             return
         live, may_l2 = self._live()
+        services = self._service_inputs(config)
+        self._ingress = {key: item.service.ingress for key, item in services.items()}
         decision = decide_node(
             config,
             self.node,
             [Node.from_dict(o) for o in self.nodes.store.values()],
-            self._service_inputs(config),
+            services,
             live=live,
             may_announce_l2=may_l2,
             ignore_exclude_lb=self.options.ignore_exclude_lb,
             interfaces_available=lambda ifs: not self.announcer.missing_interfaces(ifs),
         )
-        await self.announcer.apply(decision.announcement)
+        hand_over = handed_over(self.node, decision.layer2, self._ingress) if may_l2 and live is not None else ()
+        await self.announcer.apply(decision.announcement, hand_over)
         self.decision = decision
         self.syncs += 1
         self._record_events(decision)

@@ -33,6 +33,7 @@ from ironlb.announce.announcer import Announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
 from ironlb.config.reading import ReadLimits
+from ironlb.decide import handed_over
 from ironlb.fastpath import FastPath
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
@@ -64,6 +65,7 @@ class RunOptions:
     exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
     gratuitous_interval: float = 1.1
     gratuitous_duration: float = 5.0
+    handover_timeout: float = 2.0  # an IP given away is answered until the new owner claims it, at most this long
     rescan_interval: float = 10.0
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
     fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
@@ -121,6 +123,7 @@ class Runner:
             rescan_interval=options.rescan_interval,
             gratuitous_interval=options.gratuitous_interval,
             gratuitous_duration=options.gratuitous_duration,
+            handover_timeout=options.handover_timeout,
             on_bgp_event=self._on_bgp_event,
             fastpath=self.fastpath,
         )
@@ -202,10 +205,18 @@ class Runner:
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        """Withdraw: tell the others at once (LEAVE), stop answering, and say so in the status file."""
-        if self.membership is not None:
-            await self.fastpath.call(self.membership.stop(leave=True))
-        await self.announcer.close(graceful_restart=True)
+        """Withdraw: tell the others at once (LEAVE), stop answering, and say so in the status file.
+
+        Make before break: the IPs a successor will take are still answered after the LEAVE, until the successor
+        has claimed them on the wire (its gratuitous ARP / unsolicited NA) or ``handover_timeout`` has passed.
+        """
+        membership = self.membership
+
+        async def leave() -> None:
+            if membership is not None:
+                await self.fastpath.call(membership.stop(leave=True))
+
+        await self.announcer.close(graceful_restart=True, hand_over=self._hand_over(leaving=True), before_silence=leave)
         await self.fastpath.stop()
         if self.http is not None:
             await self.http.close()
@@ -347,10 +358,22 @@ class Runner:
                 else:
                     self._write_error_status()
                 return
-            await self.announcer.apply(decision.announcement)
+            await self.announcer.apply(decision.announcement, self._hand_over(decision, quorum=quorum))
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
+
+    def _hand_over(
+        self, decision: Decision | None = None, *, quorum: bool | None = None, leaving: bool = False
+    ) -> frozenset[str]:
+        """The IPs to hand over rather than drop (see ``handed_over``); none without quorum (withdraw at once)."""
+        decision = decision or self.decision
+        if quorum is None:
+            quorum = self._alive()[1]
+        if decision is None or not quorum or self.membership is None:
+            return frozenset()
+        ingress = {key: svc.get("ingress") or () for key, svc in decision.plan.get("services", {}).items()}
+        return handed_over(self.options.node, decision.layer2_by_service, ingress, leaving=leaving)
 
     def _on_bgp_event(self, peer: str, event: object) -> None:
         """A session changed state: rewrite the status soon (coalescing bursts of events)."""
