@@ -132,7 +132,24 @@ def test_conflicting_advertisements() -> None:
 def test_conflict_needs_the_same_prefix() -> None:
     a = ad("a", local_pref=100, aggregation_length=24)
     b = ad("b", local_pref=200)
-    assert should_announce(service(), pool(a, b), READY_ON_N1, N1) is None
+    assert should_announce(service(), pool(a, b, cidrs=("10.20.30.0/24",)), READY_ON_N1, N1) is None
+
+
+def test_conflict_compares_aggregation_lengths_per_pool_family_not_per_ip() -> None:
+    # MetalLB speaker/bgp_controller.go checkBGPAdvConflicts -> config.BGPAdvertisementsHaveCompatibleLocalPref
+    # (isAggrLengthDifferent): in a dual-stack pool two ads are told apart only if both their v4 and v6 lengths
+    # differ, whatever families the Service has; in a single-family pool that family's length is enough.
+    a = ad("a", local_pref=100, aggregation_length=30, service_selectors=(sel(app="web"),))
+    b = ad("b", local_pref=200)
+    v4 = service(app="web")
+    assert should_announce(v4, pool(a, b), READY_ON_N1, N1) == CONFLICTING_ADVERTISEMENTS
+    assert should_announce(v4, pool(a, b, cidrs=("10.20.30.0/24",)), READY_ON_N1, N1) is None
+    v6 = service(("fc00:20::1c",), app="web")
+    a6 = ad("a", local_pref=100, aggregation_length_v6=124, service_selectors=(sel(app="web"),))
+    assert should_announce(v6, pool(a6, b), READY_ON_N1, N1) == CONFLICTING_ADVERTISEMENTS
+    assert should_announce(v6, pool(a6, b, cidrs=("fc00:20::/120",)), READY_ON_N1, N1) is None
+    both = ad("a", local_pref=100, aggregation_length=30, aggregation_length_v6=124, service_selectors=(sel(app="web"),))
+    assert should_announce(v6, pool(both, b), READY_ON_N1, N1) is None
 
 
 def test_conflict_comes_before_node_conditions() -> None:
@@ -185,13 +202,18 @@ def test_serving_condition(ready: bool | None, serving: bool | None, can: bool) 
     assert has_healthy_endpoint(eps(ep("n1", ready=ready, serving=serving))) is can
 
 
-def test_an_address_not_serving_anywhere_wins() -> None:
+def test_an_address_serving_in_one_slice_counts_even_if_not_serving_in_another() -> None:
+    # MetalLB speaker/bgp_controller.go hasHealthyEndpoint since v0.16.0 (commit "Simplify hasHealthyEndpoint logic
+    # and fix edge cases with reused IPs"): any endpoint with an address that can serve; before, a not-serving
+    # copy of the address in another slice won. Checked against MetalLB's bgpController on random cases.
     both = (
         EndpointSlice("default", "a", "web", (ep("n1", "10.1.0.1"),)),
         EndpointSlice("default", "b", "web", (ep("n1", "10.1.0.1", ready=False),)),
     )
-    assert not has_healthy_endpoint(both)
-    assert has_healthy_endpoint((*both, EndpointSlice("default", "c", "web", (ep("n2", "10.1.0.2"),))))
+    assert has_healthy_endpoint(both)
+    assert has_healthy_endpoint(both, "n1") and not has_healthy_endpoint(both, "n2")
+    assert should_announce(service(etp="Local"), pool(ad()), both, N1) is None
+    assert not has_healthy_endpoint(both[1:])
 
 
 def test_implicit_slice_serves_everywhere() -> None:

@@ -35,7 +35,7 @@ from ironlb.cluster.reasons import (
     NOT_OWNER,
     node_state_reason,
 )
-from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool
+from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool, local_prefs_may_collide
 
 from .attributes import Attributes
 from .updates import sort_key
@@ -177,23 +177,17 @@ def matching_advertisements(pool: Pool, svc: Service, node: Node) -> list[BGPAdv
 
 
 def has_healthy_endpoint(slices: Iterable[EndpointSlice], node: str | None = None) -> bool:
-    """MetalLB's BGP ``hasHealthyEndpoint``: some endpoint *address* can serve (on ``node`` if given).
+    """MetalLB's BGP ``hasHealthyEndpoint``: some endpoint with an address can serve (on ``node`` if given).
 
-    Endpoints without addresses do not count, and an address that is not serving anywhere in the slices wins
-    over the same address serving elsewhere ("false takes precedence").
+    Endpoints without addresses do not count. Since MetalLB v0.16.0 each endpoint counts on its own: the same
+    address not serving in another slice (an IP reused by a new pod) no longer hides a serving endpoint.
     """
-    ready: dict[str, bool] = {}
-    for s in slices:
-        for ep in s.endpoints:
-            if node is not None and ep.node_name != node:
-                continue
-            serving = ep.can_serve
-            for addr in ep.addresses:
-                if not serving:
-                    ready[addr] = False
-                elif addr not in ready:
-                    ready[addr] = True
-    return any(ready.values())
+    return any(
+        ep.addresses and ep.can_serve
+        for s in slices
+        for ep in s.endpoints
+        if node is None or ep.node_name == node
+    )
 
 
 def _prefix(ip: str, ad: BGPAdvertisement) -> Network:
@@ -203,20 +197,14 @@ def _prefix(ip: str, ad: BGPAdvertisement) -> Network:
     return net
 
 
-def _conflicting(ips: Sequence[str], ads: Sequence[BGPAdvertisement]) -> bool:
-    """Two ads giving the same prefix to a common peer with different localPref (``checkBGPAdvConflicts``).
+def _conflicting(ads: Sequence[BGPAdvertisement], pool: Pool) -> bool:
+    """MetalLB's ``checkBGPAdvConflicts``: two of the service's ads on this node whose localPrefs may collide.
 
     Without serviceSelectors the config validation already refuses this; with them it can only be seen per
-    service, so the service is not announced at all rather than with an arbitrary preference.
+    service, so the service is not announced at all rather than with an arbitrary preference. As in MetalLB the
+    aggregation lengths are compared per family of the pool, not per IP of the service.
     """
-    for ip in ips:
-        for i, a in enumerate(ads):
-            for b in ads[i + 1 :]:
-                if a.local_pref == b.local_pref or _prefix(ip, a) != _prefix(ip, b):
-                    continue
-                if not a.peers or not b.peers or set(a.peers) & set(b.peers):
-                    return True
-    return False
+    return any(local_prefs_may_collide(a, b, pool.families) for i, a in enumerate(ads) for b in ads[i + 1 :])
 
 
 def should_announce(
@@ -237,7 +225,7 @@ def should_announce(
     ads = matching_advertisements(pool, svc, node)
     if not ads:
         return NO_MATCHING_ADVERTISEMENT
-    if _conflicting(svc.ingress, ads):
+    if _conflicting(ads, pool):
         return CONFLICTING_ADVERTISEMENTS
     if reason := node_state_reason(node, ignore_exclude_lb=ignore_exclude_lb):
         return reason

@@ -782,19 +782,8 @@ class _Builder:
 
     def compatible_local_pref(self, new: t.BGPAdvertisement, old: t.BGPAdvertisement, info: _PoolInfo) -> bool:
         """MetalLB's BGPAdvertisementsHaveCompatibleLocalPref: a conflict needs a Node both can apply to."""
-        if new.local_pref == old.local_pref:
-            return True
-        families = {c.version for _, cidrs in info.cidrs_per_address for c in cidrs[:1]}
-        has4, has6 = 4 in families, 6 in families
-        if not has4 and not has6:
-            return True
-        if old.aggregation_length != new.aggregation_length and not has6:
-            return True
-        if old.aggregation_length_v6 != new.aggregation_length_v6 and not has4:
-            return True
-        if old.aggregation_length != new.aggregation_length and old.aggregation_length_v6 != new.aggregation_length_v6:
-            return True
-        if new.peers and old.peers and not set(new.peers) & set(old.peers):
+        families = frozenset(c.version for _, cidrs in info.cidrs_per_address for c in cidrs[:1])
+        if not t.local_prefs_may_collide(new, old, families):
             return True
         return not self.nodes_share(new.node_selectors, old.node_selectors)
 

@@ -74,6 +74,23 @@ class BGPAdvertisement:
     service_selectors: tuple[LabelSelector, ...] = ()
 
 
+def local_prefs_may_collide(a: BGPAdvertisement, b: BGPAdvertisement, families: frozenset[int]) -> bool:
+    """Two advertisements of one pool could give one prefix two LOCAL_PREFs (MetalLB's
+    ``BGPAdvertisementsHaveCompatibleLocalPref`` before its node check): their localPrefs differ, the aggregation
+    lengths do not tell their prefixes apart, and they share a peer.
+
+    The lengths are compared per family the pool has (``families``), not per IP: in a dual-stack pool only
+    different v4 *and* v6 lengths keep two ads apart, even for a Service with one family.
+    """
+    if a.local_pref == b.local_pref or not families:
+        return False
+    v4_differs = a.aggregation_length != b.aggregation_length
+    v6_differs = a.aggregation_length_v6 != b.aggregation_length_v6
+    if (v4_differs and 6 not in families) or (v6_differs and 4 not in families) or (v4_differs and v6_differs):
+        return False
+    return not (a.peers and b.peers and not set(a.peers) & set(b.peers))
+
+
 @dataclass(frozen=True)
 class Pool:
     name: str

@@ -41,7 +41,7 @@ REASON_TEXT = {
     "notOwner": "not elected",
     "noMatchingAdvertisement": "no advertisement of its pool selects this node (nodeSelectors) or the Service",
     "sharedIPWithServiceSelector": "a shared IP cannot use L2Advertisements with serviceSelectors",
-    "conflictingAdvertisements": "advertisements give one prefix conflicting aggregation",
+    "conflictingAdvertisements": "two of its BGPAdvertisements on this node may give one prefix different localPrefs",
     "nodeNetworkUnavailable": "the node's NetworkUnavailable condition is True",
     "nodeLabeledExcludeBalancers": "the node has the label node.kubernetes.io/exclude-from-external-load-balancers",
     "noLocalEndpoints": "externalTrafficPolicy Local and no ready endpoint on this node",
