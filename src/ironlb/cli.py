@@ -263,7 +263,8 @@ def cmd_speaker(args: argparse.Namespace) -> int:
     options = RunOptions(
         speaker=speaker, kubeconfig=args.kubeconfig, metrics_host=args.metrics_host, port=args.port,
         health_probe_port=args.health_probe_port, verbose_http=args.log_level == "all",
-        metrics_secure=_secure(args, args.metrics_host),
+        metrics_secure=_secure(args, args.metrics_host), qps=args.kube_api_qps, burst=args.kube_api_burst,
+        status_qps=args.status_qps, status_burst=args.status_burst,
     )
     tune_gc()
     return asyncio.run(run(options))
@@ -482,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label selector of the speaker pods, e.g. app=metallb,component=speaker ($METALLB_ML_LABELS)")
     p.add_argument("--ml-secret-key-path", default=env("METALLB_ML_SECRET_KEY_PATH", ""),
                    help="directory with the membership key file `secretkey` ($METALLB_ML_SECRET_KEY_PATH)")
+    p.add_argument("--kube-api-qps", type=float, default=50.0,
+                   help="client-side request limit, requests/s (default %(default)s)")
+    p.add_argument("--kube-api-burst", type=int, default=100, help="client-side request burst (default %(default)s)")
+    p.add_argument("--status-qps", type=float, default=400.0,
+                   help="limit of the ServiceL2Status/ServiceBGPStatus writes, requests/s (default %(default)s)")
+    p.add_argument("--status-burst", type=int, default=400, help="burst of those writes (default %(default)s)")
     p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
     p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")

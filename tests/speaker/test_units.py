@@ -170,3 +170,57 @@ async def test_no_memberlist_key_means_no_membership_rather_than_a_known_key(tmp
     (tmp_path / "secretkey").write_text("short\n")
     await speaker._start_membership()
     assert speaker.membership is None
+
+
+class _StatusClient:
+    """Records the status writes; ``create`` of the services in ``refuse`` fails as an apiserver error would."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.created: list[str] = []
+        self.patched: list[str] = []
+
+    async def create(self, res: Any, obj: dict[str, Any], ns: str) -> dict[str, Any]:
+        import asyncio
+
+        from ironlb.kube.client import ApiError
+
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):  # a round trip: every other write gets to start meanwhile
+                await asyncio.sleep(0)
+            service = obj["metadata"]["labels"][st.SERVICE_NAME_LABEL]
+            if service in self.refuse:
+                raise ApiError("POST", "/servicel2statuses", 500, {"message": "etcd timeout"})
+            name = f"l2-{len(self.created)}"
+            self.created.append(service)
+            return {"metadata": {**obj["metadata"], "name": name}}
+        finally:
+            self.in_flight -= 1
+
+    async def patch(self, res: Any, name: str, body: dict[str, Any], ns: str, *, subresource: str) -> dict[str, Any]:
+        self.patched.append(body["status"]["serviceName"])
+        return {"metadata": {"name": name}, "status": body["status"]}
+
+
+async def test_status_writes_run_concurrently_bounded_and_one_refusal_cancels_none() -> None:
+    import pytest
+
+    from ironlb.decide import NodeDecision
+    from ironlb.kube.client import ApiError
+    from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+    client = _StatusClient(refuse={"svc-3"})
+    options = SpeakerOptions(node="n1", status_concurrency=8)
+    speaker = Speaker(object(), options, status_client=client)  # type: ignore[arg-type] # statuses only
+    services = [f"svc-{i}" for i in range(40)]
+    speaker.decision = NodeDecision(l2_status={f"app/{s}": ("eth0",) for s in services})
+    with pytest.raises(ApiError, match="etcd timeout"):
+        await speaker.write_statuses()
+    assert client.most_in_flight == 8  # concurrent, and never more than the bound
+    want = [s for s in services if s != "svc-3"]
+    assert sorted(client.created) == sorted(want)  # the refusal cancelled none of the other writes
+    assert sorted(client.patched) == sorted(want)

@@ -31,6 +31,12 @@ class RunOptions:
     burst: int = 100
     event_qps: float = 20.0
     event_burst: int = 50
+    # ServiceL2Status/ServiceBGPStatus writes. A create plus a status write per Service: 1,000 new Services on one
+    # node are 2,000 requests. MetalLB's controller-runtime clients send them unthrottled and leave fairness to the
+    # apiserver's API Priority and Fairness; ironlb keeps a client-side ceiling, high enough for 1,000 statuses in
+    # a few seconds, low enough that a confused speaker cannot flood the apiserver.
+    status_qps: float = 400.0
+    status_burst: int = 400
     verbose_http: bool = False
     metrics_secure: SecureOptions | None = None  # HTTPS + TokenReview/SubjectAccessReview on the metrics port
 
@@ -47,6 +53,7 @@ async def run(options: RunOptions) -> int:
         opts,
         recorder=EventRecorder(client.with_limiter(options.event_qps, options.event_burst), COMPONENT, host=opts.node),
         counters=counters,
+        status_client=client.with_limiter(options.status_qps, options.status_burst),
     )
     collector = SpeakerCollector(counters, lambda: client.stats)
     REGISTRY.register(collector)

@@ -101,6 +101,9 @@ class SpeakerOptions:
     gratuitous_duration: float = 5.0
     handover_timeout: float = 2.0  # an IP given away is answered until the new owner claims it, at most this long
     rescan_interval: float = 10.0
+    # Status CR writes in flight at once: each is a round trip to the apiserver, so one at a time bounds a speaker
+    # at ~1/RTT writes a second however high its request limit is.
+    status_concurrency: int = 16
 
     @property
     def memberlist(self) -> bool:
@@ -130,8 +133,12 @@ class Speaker:
         recorder: EventRecorder | None = None,
         counters: ClientCounters | None = None,
         fastpath: FastPath | None = None,
+        status_client: KubeClient | None = None,
     ) -> None:
         self.client = client
+        # ServiceL2Status/ServiceBGPStatus writes under their own token bucket (as the event recorder has one), so
+        # a burst of 1,000 new statuses neither waits behind nor delays informer lists and ConfigurationState.
+        self.status_client = status_client or client
         self.options = options
         self.node = options.node
         # Membership, the responders and BFD run on the fast path (their own thread and loop): informers,
@@ -532,29 +539,47 @@ class Speaker:
         decision = self.decision
         if decision is None:
             return
-        for kind, informer, desired in (
-            (st.L2, self.l2_statuses, decision.l2_status),
-            (st.BGP, self.bgp_statuses, decision.bgp_status),
-        ):
-            for action in st.plan_actions(kind, self.node, desired, informer.store.values()):
+        actions = [
+            (informer, action)
+            for kind, informer, desired in (
+                (st.L2, self.l2_statuses, decision.l2_status),
+                (st.BGP, self.bgp_statuses, decision.bgp_status),
+            )
+            for action in st.plan_actions(kind, self.node, desired, informer.store.values())
+        ]
+        if not actions:
+            return
+        # Independent objects (one per Service, or another node's leftover): written concurrently, bounded. Every
+        # action runs to its end before a failure is raised, so one refused write does not cancel the others
+        # half-way; the status loop plans again from the refreshed cache and redoes what is still missing.
+        gate = asyncio.Semaphore(max(1, self.options.status_concurrency))
+
+        async def one(informer: Informer, action: st.Action) -> None:
+            async with gate:
                 await self._execute(informer, action)
+
+        results = await asyncio.gather(*(one(i, a) for i, a in actions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _execute(self, informer: Informer, action: st.Action) -> None:
         ns = self.options.namespace
         res = STATUS_RESOURCES[action.kind]
+        client = self.status_client
         self.counters.updates += 1
         if isinstance(action, st.Delete):
-            await self.client.delete(res, action.name, ns)
+            await client.delete(res, action.name, ns)
             return
         if isinstance(action, st.Create):
-            created = await self.client.create(res, st.new_object(action.kind, self.node, action.service, ns,
-                                                                  self.owner), ns)
+            created = await client.create(res, st.new_object(action.kind, self.node, action.service, ns,
+                                                             self.owner), ns)
             informer.put_local(created)
             name = st.name_of(created)
         else:
             name = action.name
         try:
-            written = await self.client.patch(res, name, {"status": dict(action.status)}, ns, subresource="status")
+            written = await client.patch(res, name, {"status": dict(action.status)}, ns, subresource="status")
         except ApiError as err:
             if err.not_found:
                 return  # deleted meanwhile; the next plan recreates it if still wanted
