@@ -1,0 +1,194 @@
+"""Membership on the wire: N real ``ironlb run`` processes on one LAN in network namespaces (issue 15).
+
+The simulation (``bench/membership_scale.py``) prices the membership core; this run prices what a node really pays:
+N nodes of ``ironlb run`` (the seed example: one Layer 2 Service) on one bridge, each in its own namespace, with the
+default timings. Once every node sees all N alive with quorum, and after a warm-up, each node's kernel UDP counters
+(``/proc/PID/net/snmp`` of its process: its namespace's, and only ironlb sends UDP there) and the CPU time of its
+process tree (``/proc/PID/stat`` utime + stime, all threads, plus any child process) are read twice ``--seconds``
+apart. Then ``--trials`` failovers of the seed IP (the announcer's link down and ``kill -9``, as
+``bench/l2_failover.py``) give detection and take-over times at that size.
+
+    .venv/bin/python -m bench.membership_wire [--nodes 50] [--seconds 30] [--trials 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.support.waits import WaitTimeout, wait_until
+
+from bench.l2_failover import failover_trials, fmt, stats
+from ironlb.lab.cluster import StandaloneCluster
+from ironlb.lab.demo import ignoring_signals
+from ironlb.lab.lan import build_lan, start_http_servers
+from ironlb.lab.netns import NetnsLab, netns_available
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def udp_counters(pid: int) -> tuple[int, int]:
+    """(InDatagrams, OutDatagrams) of the network namespace ``pid`` lives in."""
+    lines = [line.split() for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    fields = dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
+    return fields["InDatagrams"], fields["OutDatagrams"]
+
+
+def children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        out.setdefault(ppid, []).append(int(entry.name))
+    return out
+
+
+def cpu_seconds(pid: int, tree: dict[int, list[int]]) -> float:
+    """utime + stime of ``pid`` (all its threads) and of its descendants."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK
+        stack.extend(tree.get(p, []))
+    return total
+
+
+def sample(cluster: StandaloneCluster) -> dict[str, tuple[int, int, float]]:
+    tree = children()
+    out = {}
+    for node in cluster.node_names:
+        pid = cluster.procs[node].pid
+        rx, tx = udp_counters(pid)
+        out[node] = (rx, tx, cpu_seconds(pid, tree))
+    return out
+
+
+def all_agree(cluster: StandaloneCluster) -> bool:
+    everyone = sorted(cluster.node_names)
+    for node in everyone:
+        st = cluster.status(node) or {}
+        members = st.get("members", {})
+        if members.get("alive") != everyone or not members.get("quorum"):
+            return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measurement window (default %(default)s)")
+    parser.add_argument("--warmup", type=float, default=10.0, help="steady time before measuring, s")
+    parser.add_argument("--trials", type=int, default=5, help="failovers of the seed IP (default %(default)s)")
+    args = parser.parse_args(argv)
+    if not 2 <= args.nodes <= 88:
+        parser.error("--nodes must be 2..88 (one /24: nodes .11 up, the client is .100)")
+    reason = netns_available()
+    if reason:
+        print(f"membership_wire: {reason}", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    prefix = f"ilbmw{secrets.token_hex(3)}"
+    lab = NetnsLab(prefix)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    cluster: StandaloneCluster | None = None
+    print(
+        f"ironlb membership on the wire, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}"
+    )
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    try:
+        lan = build_lan(lab, nodes=args.nodes)
+        start_http_servers(lan)
+        cluster = StandaloneCluster(lan, workdir)
+        cluster.apply_seed()
+        t0 = time.monotonic()
+        cluster.start_all()
+        try:
+            wait_until(lambda: all_agree(cluster), 600, f"all {args.nodes} nodes agree", interval=0.2)
+        except WaitTimeout:
+            bad = {n: (cluster.status(n) or {}).get("members") for n in cluster.node_names}
+            raise RuntimeError(f"membership did not converge: {bad}") from None
+        print(
+            f"{args.nodes} processes started; all agree on {args.nodes} alive with quorum after "
+            f"{time.monotonic() - t0:.1f} s (starting {args.nodes} Python processes on {os.cpu_count()} cores)"
+        )
+        time.sleep(args.warmup)
+        before = sample(cluster)
+        w0 = time.monotonic()
+        time.sleep(args.seconds)
+        after = sample(cluster)
+        window = time.monotonic() - w0
+        if not all_agree(cluster):
+            print("WARNING: a node's view changed during the window (a false death?)")
+        rates = []
+        cpus = []
+        for node in cluster.node_names:
+            rx = (after[node][0] - before[node][0]) / window
+            tx = (after[node][1] - before[node][1]) / window
+            rates.append((rx, tx))
+            cpus.append((after[node][2] - before[node][2]) / window * 100)
+        ins = [r[0] for r in rates]
+        outs = [r[1] for r in rates]
+        total = [a + b for a, b in rates]
+        print(f"steady state over {window:.1f} s, per node (kernel UDP counters of its namespace):")
+        print(f"  datagrams/s in  : mean {statistics.mean(ins):.0f}, max {max(ins):.0f}")
+        print(f"  datagrams/s out : mean {statistics.mean(outs):.0f}, max {max(outs):.0f}")
+        print(f"  datagrams/s in+out: mean {statistics.mean(total):.0f}, max {max(total):.0f}")
+        print(
+            f"  CPU (process tree, all threads): mean {statistics.mean(cpus):.2f} %, "
+            f"median {statistics.median(cpus):.2f} %, max {max(cpus):.2f} % of a core"
+        )
+        if args.trials:
+            results = failover_trials(cluster, args.trials, 1.0)
+            print("failover summary")
+            for key, values in (
+                ("detect", [r.detect_ms for r in results]),
+                ("announce", [r.announce_ms for r in results]),
+                ("total", [r.total_ms for r in results]),
+            ):
+                print(f"  {key:<9} {fmt(stats([v for v in values if v is not None]))}")
+            errors = [r.error for r in results if r.error]
+            if errors:
+                print(f"  {len(errors)} trial(s) failed: {errors}")
+    except BaseException:
+        if cluster is not None:
+            for node in cluster.node_names[:3]:
+                print(f"--- {node} log tail", file=sys.stderr)
+                print("\n".join(cluster.log(node).splitlines()[-15:]), file=sys.stderr)
+        raise
+    finally:
+        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
+            if cluster is not None:
+                cluster.close()
+            lab.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
