@@ -24,7 +24,7 @@ from tests.support.controlplane import ControlPlane
 from tests.support.waits import wait_until_async
 from tests.webhooks.asyncapi import AsyncApi
 
-from .conftest import documents, find, render
+from .conftest import documents, find, render, render_module
 
 pytestmark = pytest.mark.kube
 
@@ -46,6 +46,7 @@ RESOURCES = {  # kind -> (API prefix, plural, namespaced)
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
     "ValidatingWebhookConfiguration": ("/apis/admissionregistration.k8s.io/v1", "validatingwebhookconfigurations",
                                        False),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
 }
 VWC = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/metallb-webhook-configuration"
 
@@ -214,3 +215,28 @@ async def test_pod_security(bare_control_plane: ControlPlane) -> None:
     assert "hostNetwork" in resp.body["message"]
     resp = await dry_create(pod("speaker", "DaemonSet", NS))
     assert resp.status == 201, resp.body
+
+
+async def test_chart_options_pass_strict_validation(bare_control_plane: ControlPlane) -> None:
+    """The chart with its options on (network policies, service monitors' Services and token, user certificates,
+    MetalLB-style tolerations, plain metrics off): every object the apiserver knows passes a strict server-side dry
+    run (the Prometheus Operator's kinds are left out: no such CRDs here)."""
+    from tests.support.helm import helm_binary
+
+    admin = AsyncApi(bare_control_plane)
+    text = render_module().helm_template(
+        "namespace.create=true", "networkpolicies.enabled=true", "networkpolicies.defaultDeny=true",
+        "prometheus.serviceMonitor.enabled=true", "prometheus.serviceAccount=prometheus-k8s",
+        "prometheus.namespace=monitoring", "tls.speakerMetricsTLSSecret=speaker-tls",
+        "tls.controllerMetricsTLSSecret=controller-tls", "tls.minVersion=VersionTLS13",
+        "speaker.tolerations[0].key=edge", "speaker.tolerations[0].operator=Exists",
+        "controller.resources.limits.memory=200Mi", "loadBalancerClass=example.com/lb", helm_bin=helm_binary())
+    docs = documents(text)
+    await apply(admin, find(docs, "Namespace", NS))
+    checked: set[str] = set()
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue
+        await apply(admin, doc, dry_run=True)
+        checked.add(doc["kind"])
+    assert {"NetworkPolicy", "Service", "Secret", "ClusterRoleBinding", "DaemonSet", "Deployment"} <= checked
