@@ -1,9 +1,62 @@
-"""The speaker's ``metallb_k8s_client_*`` metrics (the announced, layer2 and BGP ones register themselves)."""
+"""The speaker's ``metallb_k8s_client_*`` metrics and ironlb's membership metrics (the announced, layer2 and BGP
+ones register themselves).
+
+The membership families are read at scrape time from the service's immutable view, and from its rejection
+counters, which the fast-path thread writes: they are copied (retried if that thread changed them meanwhile), never
+locked, so a scrape cannot stall the heartbeats. Without a membership (memberlist off) the families are absent.
+"""
 
 from __future__ import annotations
 
-from ironlb.metrics.client import ClientCollector
+from collections.abc import Callable, Iterator, Mapping
 
-SpeakerCollector = ClientCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
-__all__ = ["SpeakerCollector"]
+from ironlb.membership import MembershipService
+from ironlb.metrics.client import ClientCollector, ClientCounters
+
+
+class SpeakerCollector(ClientCollector):
+    """The client families, plus the membership's (``membership`` returns the running service or None)."""
+
+    def __init__(self, counters: ClientCounters, requests: Callable[[], Mapping[str, int]] | None = None,
+                 membership: Callable[[], MembershipService | None] | None = None) -> None:
+        super().__init__(counters, requests)
+        self._membership = membership
+
+    def collect(self) -> Iterator[Metric]:
+        yield from super().collect()
+        service = self._membership() if self._membership is not None else None
+        if service is not None:
+            yield from membership_families(service)
+
+
+def _rejections(service: MembershipService) -> dict[str, int]:
+    for _ in range(10):
+        try:
+            return dict(service.rejections())
+        except RuntimeError:  # changed size during the copy: the fast path counted one more
+            continue
+    return {}
+
+
+def membership_families(service: MembershipService) -> list[Metric]:
+    """``ironlb_membership_*``: members known, alive, quorum, and datagrams dropped by reason."""
+    view = service.view
+    members = GaugeMetricFamily("ironlb_membership_members", "Speakers in this speaker's member list (itself too).")
+    members.add_metric([], len(view.members) + 1)  # the view lists the peers only
+    alive = GaugeMetricFamily("ironlb_membership_alive_members",
+                              "Speakers this speaker sees alive (itself too).")
+    alive.add_metric([], len(view.alive))
+    quorum = GaugeMetricFamily("ironlb_membership_quorum_bool",
+                               "1 while this speaker sees a majority of the member list alive.")
+    quorum.add_metric([], 1.0 if view.has_quorum else 0.0)
+    rejected = CounterMetricFamily("ironlb_membership_rejected_datagrams_total",
+                                   "Membership datagrams dropped, by reason.", labels=["reason"])
+    for reason, n in sorted(_rejections(service).items()):
+        rejected.add_metric([reason], n)
+    return [members, alive, quorum, rejected]
+
+
+__all__ = ["SpeakerCollector", "membership_families"]
