@@ -6,6 +6,7 @@ refused with a message, never ignored."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,8 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     rules = {r["alert"]: r for r in group["rules"]}
     assert list(rules) == ["MetalLBStaleConfig", "MetalLBConfigNotLoaded", "MetalLBAddressPoolExhausted",
                            "MetalLBAddressPoolUsage75Percent", "MetalLBAddressPoolUsage85Percent",
-                           "MetalLBAddressPoolUsage95Percent", "MetalLBBGPSessionDown", "IronLBBFDSessionDown"]
+                           "MetalLBAddressPoolUsage95Percent", "MetalLBBGPSessionDown", "IronLBBFDSessionDown",
+                           "IronLBNoQuorum", "IronLBMembershipDisagreement"]
     sel = f'namespace="{NS}"'
     assert rules["MetalLBStaleConfig"]["expr"] == f"metallb_k8s_client_config_stale_bool{{{sel}}} == 1"
     assert rules["MetalLBConfigNotLoaded"]["expr"] == f"metallb_k8s_client_config_loaded_bool{{{sel}}} == 0"
@@ -222,15 +224,20 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
         " * 100 > 85")
     assert rules["MetalLBBGPSessionDown"]["expr"] == f"metallb_bgp_session_up{{{sel}}} == 0"
     assert rules["IronLBBFDSessionDown"]["expr"] == f"metallb_bfd_session_up{{{sel}}} == 0"
+    assert rules["IronLBNoQuorum"]["expr"] == f"ironlb_membership_quorum_bool{{{sel}}} == 0"
+    assert rules["IronLBMembershipDisagreement"]["expr"] == (
+        f"max(ironlb_membership_alive_members{{{sel}}}) != min(ironlb_membership_alive_members{{{sel}}})")
     severities = {name: r["labels"]["severity"] for name, r in rules.items()}
     assert severities == {"MetalLBStaleConfig": "warning", "MetalLBConfigNotLoaded": "warning",
                           "MetalLBAddressPoolExhausted": "critical", "MetalLBAddressPoolUsage75Percent": "warning",
                           "MetalLBAddressPoolUsage85Percent": "warning",
                           "MetalLBAddressPoolUsage95Percent": "critical", "MetalLBBGPSessionDown": "critical",
-                          "IronLBBFDSessionDown": "critical"}
-    for r in rules.values():
-        assert r["for"] == "1m"
-        assert "{{ $labels." in r["annotations"]["summary"]  # Prometheus's templating survives Helm's
+                          "IronLBBFDSessionDown": "critical", "IronLBNoQuorum": "critical",
+                          "IronLBMembershipDisagreement": "warning"}
+    for name, r in rules.items():
+        assert r["for"] == ("2m" if name == "IronLBMembershipDisagreement" else "1m")
+        if name != "IronLBMembershipDisagreement":  # per pod; Prometheus's templating survives Helm's
+            assert "{{ $labels." in r["annotations"]["summary"]
 
     # each can be turned off, and extra alerts are appended
     extra = {"alert": "Custom", "expr": "vector(1)"}
@@ -310,3 +317,12 @@ def test_args_are_ironlb_flags(tmp_path: Path, values: dict[str, Any] | None) ->
         args = build_parser().parse_args(container(docs, kind, name)["args"])
         assert args.command == name
         assert args.metrics_secure is (values is None or values["prometheus"].get("secureMetrics", True))
+
+
+def test_alerts_watch_exported_metrics(tmp_path: Path) -> None:
+    """Every metric an alert reads is one ironlb exports (listed in docs/metrics.md): no alert silent forever."""
+    docs = template(tmp_path, {"prometheus": {"prometheusRule": {"enabled": True}}})
+    [group] = find(docs, "PrometheusRule", "metallb")["spec"]["groups"]
+    exported = set(re.findall(r"`((?:metallb|ironlb)_[a-z0-9_]+)`", (REPO / "docs" / "metrics.md").read_text()))
+    used = {name for r in group["rules"] for name in re.findall(r"\b(?:metallb|ironlb)_[a-z0-9_]+", r["expr"])}
+    assert len(used) >= 7 and used <= exported, used - exported
