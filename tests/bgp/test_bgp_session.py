@@ -13,7 +13,7 @@ import pytest
 from ironlb.bgp.attributes import Attributes
 from ironlb.bgp.config import PeerConfig
 from ironlb.bgp.fsm import BGPState, BGPStateMachine, Established, Event, NotificationReceived, SessionDown
-from ironlb.bgp.session import TCP_MD5SIG, BGPSession, backoff_delay, tcp_md5sig
+from ironlb.bgp.session import STABLE_SESSION, TCP_MD5SIG, BGPSession, backoff_delay, tcp_md5sig
 from ironlb.bgp.wire import UpdateMessage, decode_message, split_messages
 from tests.support.clock import virtual_clock
 from tests.support.waits import wait_until_async
@@ -118,6 +118,40 @@ async def until(cond: Any, timeout: float = 5.0) -> None:
 def test_backoff_schedule() -> None:
     assert [backoff_delay(n, 120) for n in range(10)] == [0, 1, 2, 4, 8, 16, 32, 64, 120, 120]
     assert backoff_delay(10_000, 5) == 5
+
+
+def test_backoff_jitter_takes_a_fraction_off_and_never_delays_the_first_dial() -> None:
+    assert backoff_delay(0, 120, 0.4) == 0
+    assert backoff_delay(3, 120, 0.5) == 2.0
+    assert backoff_delay(20, 120, 0.25) == 90.0
+    assert 0 < backoff_delay(1, 120, 5.0) < 0.1 and backoff_delay(1, 120, -1.0) == 1.0  # out of range: clamped
+
+
+@virtual_clock  # the schedule on the loop's clock: the immediate redial tells apart from the >= 0.5 s backoff
+async def test_a_stable_session_that_drops_is_redialled_at_once_a_flapping_one_after_a_backoff() -> None:
+    peer = FakePeer()
+    port = await peer.start()
+    loop = asyncio.get_running_loop()
+    s = BGPSession(speaker(port))
+    s.start()
+    try:
+        await s.wait_established(5)
+        await asyncio.sleep(STABLE_SESSION + 1)
+        first = peer.connections[0].transport
+        assert first is not None
+        dropped = loop.time()
+        first.abort()  # the peer restarted (or froze us out): redial at once
+        await until(lambda: len(peer.connections) == 2 and s.is_established)
+        assert loop.time() - dropped < 0.5, loop.time() - dropped
+        second = peer.connections[1].transport
+        assert second is not None
+        dropped = loop.time()
+        second.abort()  # down again straight after coming up: a flap waits out the jittered backoff
+        await until(lambda: len(peer.connections) == 3)
+        assert loop.time() - dropped >= 0.5, loop.time() - dropped
+    finally:
+        await s.close()
+        await peer.stop()
 
 
 def test_md5sig_struct_layout() -> None:

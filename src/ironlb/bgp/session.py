@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import socket
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -60,11 +61,19 @@ def tcp_md5sig(peer: Address, key: bytes) -> bytes:
     return sa + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(_TCP_MD5SIG_MAXKEYLEN, b"\0")
 
 
-def backoff_delay(attempt: int, cap: float) -> float:
-    """MetalLB's reconnect schedule: 0, then 1 s doubling, never above ``cap``."""
+STABLE_SESSION = 1.0
+"""Seconds Established after which a drop is redialled at once; a session that drops sooner waits (no tight flap)."""
+
+
+def backoff_delay(attempt: int, cap: float, jitter: float = 0.0) -> float:
+    """MetalLB's reconnect schedule: 0, then 1 s doubling, never above ``cap``.
+
+    ``jitter`` in [0, 1) takes that fraction off the delay: the caller draws it at random so that speakers whose
+    sessions dropped together (a router reboot, a rollout) do not redial in lockstep.
+    """
     if attempt <= 0:
         return 0.0
-    return float(min(cap, 2.0 ** min(attempt - 1, 32)))
+    return float(min(cap, 2.0 ** min(attempt - 1, 32))) * (1.0 - min(max(jitter, 0.0), 0.99))
 
 
 def make_socket(config: PeerConfig) -> socket.socket:
@@ -145,6 +154,7 @@ class BGPSession:
         self._drain: asyncio.Task[None] | None = None
         self._paused = False
         self.connect_attempts = 0
+        self._established_at: float | None = None  # loop time of the latest Established
 
     # ------------------------------------------------------------------ public API
 
@@ -221,9 +231,10 @@ class BGPSession:
     # ------------------------------------------------------------------ supervisor
 
     async def _run(self) -> None:
+        """Dial, run the connection, redial: at once after a stable session dropped, else with jittered backoff."""
         attempt = 0
         while not self._stop.is_set():
-            delay = backoff_delay(attempt, self.config.connect_time)
+            delay = backoff_delay(attempt, self.config.connect_time, random.uniform(0.0, 0.5))
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -239,8 +250,11 @@ class BGPSession:
                 log.info("BGP connect to %s failed: %s", self.config.label, exc or type(exc).__name__)
                 attempt += 1
                 continue
-            was_established = await self._run_connection(sock)
-            attempt = 1 if was_established else attempt + 1
+            up_for = await self._run_connection(sock)
+            if up_for is None:
+                attempt += 1
+            else:  # a session that was up: redial at once (the peer restarted, we were frozen past the hold time)
+                attempt = 0 if up_for >= STABLE_SESSION else 1
 
     async def _connect(self) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -264,7 +278,8 @@ class BGPSession:
             return None
         return await address_beside(local, want)
 
-    async def _run_connection(self, sock: socket.socket) -> bool:
+    async def _run_connection(self, sock: socket.socket) -> float | None:
+        """Run one TCP connection to its end: how long it was Established (None: it never was)."""
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[str] = loop.create_future()
         # Any lookup happens before the transport exists: once it does, the peer's OPEN may arrive at any moment
@@ -277,7 +292,7 @@ class BGPSession:
             sock.close()
             self.fsm.connection_failed()
             log.info("BGP connection to %s failed: %s", self.config.label, exc)
-            return False
+            return None
         before = self.fsm.counters.established_transitions
 
         def made(transport: asyncio.Transport) -> None:
@@ -292,7 +307,7 @@ class BGPSession:
             sock.close()
             self.fsm.connection_failed()
             log.info("BGP connection to %s failed: %s", self.config.label, exc)
-            return False
+            return None
         assert isinstance(transport, asyncio.Transport)
         self._closed_fut = closed
         try:
@@ -316,7 +331,9 @@ class BGPSession:
             self._transport = None
             self._closed_fut = None
             transport.close()
-        return self.fsm.counters.established_transitions > before
+        if self.fsm.counters.established_transitions == before or self._established_at is None:
+            return None
+        return loop.time() - self._established_at
 
     # ------------------------------------------------------------------ callbacks
 
@@ -389,6 +406,8 @@ class BGPSession:
                     # close() still sends what is buffered, i.e. our NOTIFICATION.
                     self._transport.close()
             elif self.fsm.is_established:
+                if isinstance(event, Established):
+                    self._established_at = asyncio.get_running_loop().time()
                 self._established.set()
             if self._on_event is not None:
                 try:
