@@ -18,7 +18,7 @@ from ironlb.config.types import Config
 from ironlb.decide import NodeDecision, decide_cluster, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome, converge_all, pool_status
-from ironlb.layer2.election import L2Decision
+from ironlb.layer2.election import L2Decision, with_node_reasons
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ def node_decisions(
 ) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
     """The L2 election of every allocated Service and each speaker's decision (:func:`ironlb.decide.decide_node`).
 
+    Each election carries every speaker's part (:func:`ironlb.layer2.election.node_reason`) for the ``layer2``
+    ``nodes`` of the plan.
+
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
     has no endpoint and is not announced.
@@ -90,10 +93,17 @@ def node_decisions(
     names = [n.name for n in snapshot.nodes] if speakers is None else list(speakers)
     if served_without_slices:
         inputs = served_everywhere(inputs, names)
-    return decide_cluster(
+    layer2, nodes = decide_cluster(
         config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
         ignore_exclude_lb=ignore_exclude_lb,
     )  # fmt: skip
+    live_names = [n.name for n in snapshot.nodes] if live is None else live
+    for key, item in inputs.items():
+        layer2[key] = with_node_reasons(
+            layer2[key], names, item.service, item.pool, snapshot.nodes, live_names, item.slices,
+            ignore_exclude_lb=ignore_exclude_lb,
+        )  # fmt: skip
+    return layer2, nodes
 
 
 def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:
@@ -116,7 +126,8 @@ def render(
     l2: Mapping[str, L2Decision],
     bgp: Mapping[str, NodePlan] | None = None,
 ) -> dict[str, Any]:
-    """The plan JSON: per service its allocation, the ``layer2`` election and the ``bgp`` advertisements."""
+    """The plan JSON: per service its allocation, the ``layer2`` election and the ``bgp`` advertisements; then
+    ``nodeReasons``, each speaker's own decision (:func:`node_reasons`)."""
     services = {}
     for key, outcome in sorted(outcomes.items()):
         entry = service_entry(outcome)
@@ -125,7 +136,25 @@ def render(
         if bgp is not None:
             entry["bgp"] = bgp_entries(key, bgp)
         services[key] = entry
-    return {"services": services, "pools": pool_status(allocator, snapshot.config)}
+    out: dict[str, Any] = {"services": services, "pools": pool_status(allocator, snapshot.config)}
+    out["nodeReasons"] = node_reasons(l2, bgp)
+    return out
+
+
+def node_reasons(l2: Mapping[str, L2Decision], bgp: Mapping[str, NodePlan] | None) -> dict[str, Any]:
+    """Per Service, each speaker's own decision: MetalLB's reason not to announce (None: it announces).
+
+    ``layer2``: node -> ``{"reason", "detail", "rank"?}`` (:class:`ironlb.layer2.election.NodeReason`); ``bgp``:
+    node -> reason (:func:`ironlb.bgp.planner.should_announce`). A key of its own, beside ``services``, so that
+    the Service entries keep exactly their fields.
+    """
+    out: dict[str, Any] = {}
+    for key in sorted(l2):
+        entry: dict[str, Any] = {"layer2": l2[key].nodes_dict()}
+        if bgp is not None:
+            entry["bgp"] = {name: bgp[name].reasons.get(key) for name in sorted(bgp)}
+        out[key] = entry
+    return out
 
 
 def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:

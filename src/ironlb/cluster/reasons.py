@@ -23,6 +23,10 @@ NO_LOCAL_ENDPOINTS = "noLocalEndpoints"
 NO_ENDPOINTS = "noEndpoints"
 # ironlb's own, for `ironlb explain`: no live speaker on the node (none runs there, or membership sees it dead)
 SPEAKER_NOT_LIVE = "speakerNotLive"
+# ironlb's own, the detail of a layer 2 `notOwner` in `plan`: a candidate that lost the election, a speaker without
+# a Node object
+NOT_ELECTED = "notElected"
+NO_NODE_OBJECT = "noNodeObject"
 
 
 def node_state_reason(node: Node, *, ignore_exclude_lb: bool = False) -> str | None:

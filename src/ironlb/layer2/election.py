@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ironlb.cluster.annotations import ALLOW_SHARED_IP, DEPRECATED_PREFIX, PREFIX
 from ironlb.cluster.labels import any_matches
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.cluster.reasons import (
+    NO_ENDPOINTS,
     NO_IP_ALLOCATED,
     NO_LOCAL_ENDPOINTS,
     NO_MATCHING_ADVERTISEMENT,
+    NO_NODE_OBJECT,
+    NOT_ELECTED,
     NOT_LOAD_BALANCER,
     NOT_OWNER,
     SHARED_IP_WITH_SERVICE_SELECTOR,
@@ -38,9 +41,36 @@ class L2Decision:
     reason: str | None
     interfaces: tuple[str, ...] = ()  # empty: all interfaces
     candidates: tuple[str, ...] = ()  # in election order
+    # Filled by :func:`with_node_reasons` for ``ironlb plan`` only: every speaker's part (not part of equality).
+    nodes: tuple[NodeReason, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, object]:
         return {"node": self.node, "reason": self.reason, "interfaces": list(self.interfaces)}
+
+    def nodes_dict(self) -> dict[str, dict[str, object]]:
+        """``nodes`` by node name, for the plan's ``nodeReasons``."""
+        return {n.node: n.to_dict() for n in self.nodes}
+
+
+@dataclass(frozen=True)
+class NodeReason:
+    """One speaker's part in a Service's layer 2 decision.
+
+    ``reason``: what MetalLB's speaker on that node decides (its ``layer2Controller.ShouldAnnounce`` result; None:
+    it announces). ``detail``: why, where MetalLB's reason says less (``notOwner`` covers a lost election, a node
+    that is NetworkUnavailable or excluded, and no local endpoint). ``rank``: the place among the candidates.
+    """
+
+    node: str
+    reason: str | None
+    detail: str | None = None
+    rank: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"reason": self.reason, "detail": self.detail}
+        if self.rank is not None:
+            out["rank"] = self.rank
+        return out
 
 
 def sort_candidates(nodes: Iterable[str], ip: str, scores: Mapping[str, int] | None = None) -> list[str]:
@@ -158,6 +188,61 @@ def elect(
     order = sort_candidates([n.name for n in eligible], svc.ingress[0], preferred_scores(ads, eligible))
     winner = by_name[order[0]]
     return L2Decision(winner.name, None, interfaces_for(ads, winner) or (), tuple(order))
+
+
+def node_reason(
+    decision: L2Decision,
+    name: str,
+    svc: Service,
+    ads: Sequence[L2Advertisement],
+    by_name: Mapping[str, Node],
+    live: Collection[str],
+    slices: Sequence[EndpointSlice],
+    *,
+    ignore_exclude_lb: bool = False,
+) -> NodeReason:
+    """What the speaker on node ``name`` decides for the Service, in the order of MetalLB's ``SetBalancer`` and
+    ``layer2Controller.ShouldAnnounce``: the Service-wide reasons, no serving endpoint, shared IP with
+    serviceSelectors, then ``noMatchingAdvertisement`` when none of the Service's L2Advertisements (``ads``,
+    :func:`ads_for_service`) selects *this* node (``adsMatchNodeL2``), then the election among the candidates.
+    """
+    if decision.node is None and decision.reason not in (NOT_OWNER, NO_MATCHING_ADVERTISEMENT):
+        return NodeReason(name, decision.reason)
+    if not has_serving_endpoint(slices):
+        return NodeReason(name, NOT_OWNER, NO_ENDPOINTS)
+    node = by_name.get(name)
+    if node is None:  # MetalLB's ad.Nodes only holds the cluster's Node objects
+        return NodeReason(name, NO_MATCHING_ADVERTISEMENT, NO_NODE_OBJECT)
+    if not any(any_matches(ad.node_selectors, node.labels) for ad in ads):
+        return NodeReason(name, NO_MATCHING_ADVERTISEMENT)
+    if name in decision.candidates:
+        rank = decision.candidates.index(name)
+        return NodeReason(name, None, None, 0) if rank == 0 else NodeReason(name, NOT_OWNER, NOT_ELECTED, rank)
+    local = nodes_with_serving_endpoint(slices) if svc.external_traffic_policy == "Local" else None
+    why = candidate_reason(node, ads, local, ignore_exclude_lb=ignore_exclude_lb, live=name in live)
+    return NodeReason(name, NOT_OWNER, why)
+
+
+def with_node_reasons(
+    decision: L2Decision,
+    names: Iterable[str],
+    svc: Service,
+    pool: Pool | None,
+    nodes: Sequence[Node],
+    live: Collection[str],
+    slices: Sequence[EndpointSlice],
+    *,
+    ignore_exclude_lb: bool = False,
+) -> L2Decision:
+    """``decision`` with :func:`node_reason` for each speaker of ``names`` (``ironlb plan`` shows them)."""
+    by_name = {n.name: n for n in nodes}
+    live_set = frozenset(live)
+    ads = ads_for_service(pool, svc) if pool is not None else []
+    reasons = tuple(
+        node_reason(decision, name, svc, ads, by_name, live_set, slices, ignore_exclude_lb=ignore_exclude_lb)
+        for name in names
+    )
+    return replace(decision, nodes=reasons)
 
 
 def should_announce(decision: L2Decision, node: str) -> str | None:
