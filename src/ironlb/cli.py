@@ -80,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ironlb.config.reading import ReadLimits, parse_size, read_bytes
+    from ironlb.fastproc.guard import GuardConfig
     from ironlb.membership import MembershipConfig, parse_members
     from ironlb.membership.wire import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
@@ -91,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         secret = read_bytes(args.secret_file, 64 * 1024).strip() if args.secret_file else None
         ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout, quorum=args.quorum)
         limits = ReadLimits(parse_size(args.max_file_size), parse_size(args.max_total_size), args.max_files)
+        guard = GuardConfig(wedge_timeout=args.wedge_timeout)
         if args.max_files < 1:
             raise ValueError(f"--max-files {args.max_files}: must be at least 1")
     except (OSError, ValueError) as err:
@@ -131,12 +133,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         test_stall=args.test_stall_on_sigusr1,
         read_limits=limits,
         data_dir=_data_dir(args.data_dir, state, args.node),
+        fastpath_process=args.fastpath == "process",
+        guard=guard,
+        log_level=args.log_level,
     )
     from ironlb.runtime import tune_gc
 
     tune_gc()
-    asyncio.run(Runner(options).run())
-    return 0
+    runner = Runner(options)
+    asyncio.run(runner.run())
+    return runner.exit_code
 
 
 def _data_dir(given: str | None, state: Path, node: str) -> Path | None:
@@ -367,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the node saves its last valid configuration, run again if it restarts while the "
                    "state directory is invalid (default: STATE/.ironlb/NODE; empty: not saved)")
+    p.add_argument("--fastpath", choices=("process", "thread"), default="process",
+                   help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
+                   "or a thread of this one (shares the GIL with the heavy work)")
+    p.add_argument("--wedge-timeout", type=float, default=10.0, metavar="S",
+                   help="with --fastpath process: seconds without a word from the main process after which the "
+                   "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     # Test hook (hidden): SIGUSR1 keeps the main loop busy this long, to show the fast path does not wait on it.
     p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)

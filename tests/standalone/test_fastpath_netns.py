@@ -5,7 +5,8 @@ pure Python, holding the GIL in bursts as a huge manifest or a BGP full table wo
 nodes would answer no ARP and send no heartbeat for those seconds, and the others would declare them dead after
 the dead timeout. The dead timeout here is 1 s (not the default 350 ms) and the stall 3 s: the functional
 difference stays stark, and a CI machine busy with other jobs does not make a heartbeat late by 350 ms
-(``bench/chaos.py`` measures the timings under load).
+(``bench/chaos.py`` measures the timings under load). Both fast paths: a process of its own (the default) and a
+thread of the main process (``--fastpath thread``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ STARTED = "test hook: stalling the main loop"
 OVER = "test hook: main loop stall over"
 
 
-def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fastpath", ["process", "thread"])
+def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp_path: Path, fastpath: str) -> None:
     c = Cluster(lan, tmp_path)
-    c.extra_args = ("--test-stall-on-sigusr1", str(STALL))
+    c.extra_args = ("--test-stall-on-sigusr1", str(STALL), "--fastpath", fastpath)
     c.ml_dead_timeout = DEAD_TIMEOUT
     (c.state / "config.yaml").write_text(SEED)
     (c.state / "service.yaml").write_text(SERVICE)

@@ -14,7 +14,9 @@ path's ``call``; a BFD failure comes back through ``to_main``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from ipaddress import IPv4Address, IPv6Address
+from typing import Protocol
 
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
@@ -22,13 +24,35 @@ from ironlb.bgp.fsm import Event
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.decide import BGP, LAYER2, Announcement
 from ironlb.fastpath import FastPath
-from ironlb.layer2 import ALL, Responder
+from ironlb.layer2 import ALL, AllInterfaces, Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.metrics.speaker import SpeakerMetrics, speaker_metrics
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BGP", "LAYER2", "Announcement", "Announcer"]
+
+
+class LayerTwoResponder(Protocol):
+    """What the Announcer needs of a responder: :class:`ironlb.layer2.Responder` on a fast loop in this process,
+    or :class:`ironlb.fastproc.parent.RemoteResponder` for one in the fast process."""
+
+    @property
+    def interface_names(self) -> frozenset[str]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def set_announced(
+        self,
+        announced: Mapping[IPv4Address | IPv6Address | str, Iterable[str] | AllInterfaces],
+        hand_over: Iterable[IPv4Address | IPv6Address | str] = (),
+    ) -> None: ...
+
+    def release(self, hand_over: Iterable[IPv4Address | IPv6Address | str], timeout: float | None = None) -> None: ...
+
+    async def released(self) -> None: ...
 
 
 class Announcer:
@@ -38,7 +62,7 @@ class Announcer:
         self,
         node: str,
         *,
-        responder: Responder | None = None,
+        responder: LayerTwoResponder | None = None,
         bgp: BGPSpeaker | None = None,
         bfd_factory: BFDFactory | None = None,
         exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS,
@@ -53,7 +77,7 @@ class Announcer:
         self.node = node
         self.fastpath = fastpath or FastPath(threaded=False)
         self.metrics = metrics or speaker_metrics()
-        self.responder = responder or Responder(
+        self.responder: LayerTwoResponder = responder or Responder(
             exclude=exclude_interfaces,
             rescan_interval=rescan_interval,
             gratuitous_interval=gratuitous_interval,

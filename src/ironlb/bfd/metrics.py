@@ -83,6 +83,17 @@ class BFDMetrics(Collector):
         with self._lock:
             return self._values[name].get(peer)
 
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Every series, by metric name then label value: what the fast process hands to the heavy side."""
+        with self._lock:
+            return {name: dict(series) for name, series in self._values.items()}
+
+    def load(self, snapshot: dict[str, dict[str, float]]) -> None:
+        """Replace every series with ``snapshot`` (from :meth:`snapshot` in the fast process); unknown names ignored."""
+        with self._lock:
+            for name in self._values:
+                self._values[name] = {str(k): float(v) for k, v in snapshot.get(name, {}).items()}
+
     def describe(self) -> Iterator[Metric]:
         for name, doc in _HELP.items():
             yield Metric(name, doc, _TYPES[name])

@@ -63,6 +63,17 @@ class Layer2Metrics(Collector):
         with self._lock:
             return self._counts[name].get(ip, 0.0)
 
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Every series, by metric name then label value: what the fast process hands to the heavy side."""
+        with self._lock:
+            return {name: dict(series) for name, series in self._counts.items()}
+
+    def load(self, snapshot: dict[str, dict[str, float]]) -> None:
+        """Replace every series with ``snapshot`` (from :meth:`snapshot` in the fast process); unknown names ignored."""
+        with self._lock:
+            for name in self._counts:
+                self._counts[name] = {str(k): float(v) for k, v in snapshot.get(name, {}).items()}
+
     def describe(self) -> Iterator[Metric]:
         """Static description so registration does not need a collect() pass."""
         for name, doc in _HELP.items():

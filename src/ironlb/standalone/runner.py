@@ -29,17 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.announce.announcer import Announcer
+from ironlb.announce.announcer import Announcer, LayerTwoResponder
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
 from ironlb.config.reading import ReadLimits
 from ironlb.decide import handed_over
 from ironlb.fastpath import FastPath
+from ironlb.fastproc.guard import GuardConfig
+from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import member_list_key
 from ironlb.metrics.server import HealthServer
+from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.standalone import lastvalid, statedir
 from ironlb.standalone.decide import Decision, decide
@@ -69,6 +72,9 @@ class RunOptions:
     rescan_interval: float = 10.0
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
     fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
+    fastpath_process: bool = False  # True: they run in a process of their own (ironlb run's default)
+    guard: GuardConfig = field(default_factory=GuardConfig)  # the fast process's rules (wedge timeout, join grace)
+    log_level: str = "info"  # the fast process's
     test_stall: float = 0.0  # test hook: SIGUSR1 makes the main loop busy for this many seconds (0: off)
     read_limits: ReadLimits = field(default_factory=ReadLimits)  # state directory file sizes and count
     data_dir: Path | None = None  # where the last valid configuration is saved for a restart; None: not saved
@@ -113,10 +119,31 @@ class Runner:
         if options.secret is None and not options.insecure_no_secret and set(options.members) - {options.node}:
             raise ValueError("membership with other members needs a secret (--secret-file) or --insecure-no-secret")
         self.options = options
-        self.fastpath = FastPath(threaded=options.fastpath_thread)
+        self.fastproc: FastProcess | None = None
+        self.exit_code = 0
+        if options.fastpath_process:
+            self.fastproc = FastProcess(
+                FastProcessOptions(
+                    exclude_interfaces=options.exclude_interfaces,
+                    rescan_interval=options.rescan_interval,
+                    gratuitous_interval=options.gratuitous_interval,
+                    gratuitous_duration=options.gratuitous_duration,
+                    handover_timeout=options.handover_timeout,
+                    guard=options.guard,
+                    log_level=options.log_level,
+                ),
+                metrics=speaker_metrics(),
+                on_lost=self._on_fastpath_lost,
+            )
+            l2: LayerTwoResponder | None = responder or self.fastproc.responder
+            if bgp is None and bfd_factory is None:
+                bfd_factory = self.fastproc.bfd
+        else:
+            l2 = responder
+        self.fastpath = FastPath(threaded=options.fastpath_thread and self.fastproc is None)
         self.announcer = Announcer(
             options.node,
-            responder=responder,
+            responder=l2,
             bgp=bgp,
             bfd_factory=bfd_factory,
             exclude_interfaces=options.exclude_interfaces,
@@ -130,7 +157,7 @@ class Runner:
         self.responder = self.announcer.responder
         self.bgp = self.announcer.bgp
         self._bgp_status_pending = False
-        self.membership: MembershipService | None = None
+        self.membership: MembershipService | RemoteMembership | None = None
         self._core: Membership | None = None
         self.snapshot: Snapshot | None = None
         self.config_error: str | None = None
@@ -170,6 +197,8 @@ class Runner:
         if opts.test_stall > 0:
             loop.add_signal_handler(signal.SIGUSR1, self._stall, opts.test_stall)
         await self._load()
+        if self.fastproc is not None:
+            await self.fastproc.start()
         await self.fastpath.start()
         await self.announcer.start()
         if opts.metrics_address is not None:
@@ -187,9 +216,16 @@ class Runner:
                     "anyone who knows the list can forge them and move the IPs"
                 )
                 secret = member_list_key(opts.members)
-            self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
-            self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
-            await self.fastpath.call(self.membership.start())
+            if self.fastproc is not None:
+                self.membership = RemoteMembership(
+                    self.fastproc, opts.node, secret, dict(opts.members), opts.membership,
+                    on_change=self._on_membership,
+                )  # fmt: skip
+                await self.membership.start()
+            else:
+                self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
+                self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
+                await self.fastpath.call(self.membership.start())
         watcher = loop.create_task(self._watch_bgp_states())
         try:
             await self._recompute("start")
@@ -218,11 +254,19 @@ class Runner:
 
         await self.announcer.close(graceful_restart=True, hand_over=self._hand_over(leaving=True), before_silence=leave)
         await self.fastpath.stop()
+        if self.fastproc is not None:
+            await self.fastproc.stop(leave=True)
         if self.http is not None:
             await self.http.close()
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
         log.info("stopped; all announcements withdrawn")
+
+    def _on_fastpath_lost(self, why: str) -> None:
+        """Without its fast path a node neither answers nor detects failures: stop (the supervisor restarts it)."""
+        log.error("%s: stopping", why)
+        self.exit_code = 1
+        self.stop()
 
     def _stall(self, seconds: float) -> None:
         """Test hook: keep the main loop (and the GIL, in bursts) busy, as a huge manifest would."""
