@@ -12,7 +12,10 @@ For each load, run for ``--duration`` seconds (30 by default):
 - ``junk``: ``--junk-rate`` junk datagrams per second to the membership port of the three nodes, from the client
   from the attacker host (60 % right size and magic with a wrong MAC, 30 % too short, 10 % too long); only to the
   lab's own addresses;
-- ``all``: the three at once.
+- ``webhook``: the controller's webhook server (a process of its own, plain HTTP) on node1's host, sent
+  AdmissionReviews of 2.9 MB (just under the 3 MiB cap, so each is decoded and validated) from the attacker, 4 at
+  a time, 100 per round, for the whole run; the webhook's latencies and its loop lateness go in the notes;
+- ``all``: the four at once.
 
 Measured during the load, before any kill:
 
@@ -27,8 +30,7 @@ the client's first HTTP answer from the new node (``ironlb.lab.failover``), and 
 node but the killed one (false failovers).
 
 Root only. Run from the repository root: ``python -m bench.chaos [--loads baseline,bgp,manifest,junk,all]``.
-The webhook load of issue 9 (AdmissionReviews of 3 MiB) needs a controller and an apiserver, which this LAN does
-not have; it is not run here.
+``--fastpath thread`` runs the nodes with their fast path on a thread instead of a process of its own.
 """
 
 from __future__ import annotations
@@ -389,6 +391,84 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values)}
 
 
+WEBHOOK_PORT = 9443
+WEBHOOK_BODY = 2_900_000
+"""Bytes of each AdmissionReview of the webhook load: just under the 3 MiB body cap, so each is validated."""
+
+
+def webhook_server_main(args: argparse.Namespace) -> int:
+    """The controller's webhook server (plain HTTP) on ``--address``; prints its loop lateness at exit."""
+    return asyncio.run(_webhook_server(args))
+
+
+async def _webhook_server(args: argparse.Namespace) -> int:
+    from ironlb.webhooks.server import WebhookServer
+
+    async def no_objects(kind: str, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    server = WebhookServer(no_objects, host=args.address, port=WEBHOOK_PORT)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    lateness: list[float] = []
+    _emit({"ev": "ready"})
+    while not stop.is_set():
+        due = loop.time() + 0.01
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.01)
+        lateness.append(max(0.0, loop.time() - due) * 1000)
+    await server.close()
+    _emit({"ev": "webhook_server", "lateness_ms": _stats(lateness)})
+    return 0
+
+
+def webhook_client_main(args: argparse.Namespace) -> int:
+    """AdmissionReviews of :data:`WEBHOOK_BODY` bytes to ``--address``, ``--concurrency`` at once, rounds of
+    ``--requests`` until ``--duration`` is over; the latencies and statuses."""
+    return asyncio.run(_webhook_client(args))
+
+
+async def _webhook_client(args: argparse.Namespace) -> int:
+    from bench.webhook import POOLS, review
+
+    body = review(WEBHOOK_BODY)
+    head = f"POST {POOLS} HTTP/1.1\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.duration
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def one() -> None:
+        started = loop.time()
+        try:
+            reader, writer = await asyncio.open_connection(args.address, WEBHOOK_PORT)
+            writer.write(head + body)
+            await writer.drain()
+            status = (await reader.readuntil(b"\r\n")).split()[1].decode()
+            await reader.read()
+            writer.close()
+        except (OSError, asyncio.IncompleteReadError, IndexError) as err:
+            status = type(err).__name__
+        statuses[status] = statuses.get(status, 0) + 1
+        latencies.append((loop.time() - started) * 1000)
+
+    async def worker() -> None:
+        while loop.time() < end and not stop.is_set():
+            for _ in range(max(1, args.requests // args.concurrency)):
+                if loop.time() >= end or stop.is_set():
+                    return
+                await one()
+
+    _emit({"ev": "ready"})
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    _emit({"ev": "webhook", "requests": len(latencies), "statuses": statuses, "latency_ms": _stats(latencies)})
+    return 0
+
+
 @contextlib.contextmanager
 def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any]) -> Iterator[None]:
     """Start the load(s) of ``name``; stop them on exit."""
@@ -398,7 +478,7 @@ def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any
     helpers: list[Cmd] = []
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    parts = {"bgp", "manifest", "junk"} if name == "all" else {name} - {"baseline"}
+    parts = {"bgp", "manifest", "junk", "webhook"} if name == "all" else {name} - {"baseline"}
     span = args.duration + args.failovers * 12 + 30
     try:
         if "bgp" in parts:
@@ -423,6 +503,12 @@ def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any
             flood = Cmd(lab, attacker, ["_flood", "--targets", nodes_ips, "--rate", str(args.junk_rate),
                                         "--duration", str(span)])  # fmt: skip
             helpers.append(flood)
+        if "webhook" in parts:
+            # The controller's webhook server on node1's host (where its pod would run), fed from the attacker.
+            host = lan.nodes[0]
+            helpers.append(Cmd(lab, host.netns, ["_webhook_server", "--address", host.ip]))
+            helpers.append(Cmd(lab, attacker, ["_webhook_client", "--address", host.ip, "--requests", "100",
+                                               "--concurrency", "4", "--duration", str(span)]))  # fmt: skip
         for t in threads:
             t.start()
         time.sleep(args.warmup)
@@ -442,6 +528,12 @@ def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any
                         notes["junk_rate"] = round(event["sent"] / max(event["seconds"], 1e-9))
                     if event.get("ev") == "bgp":
                         notes["bgp_updates_sent"] = event["updates_sent"]
+                    if event.get("ev") == "webhook":
+                        notes["webhook_requests"] = event["requests"]
+                        notes["webhook_statuses"] = event["statuses"]
+                        notes["webhook_latency_ms"] = event["latency_ms"]
+                    if event.get("ev") == "webhook_server":
+                        notes["webhook_loop_lateness_ms"] = event["lateness_ms"]
         cluster.remove_manifest(BGP_PEER_FILE)
         cluster.remove_manifest(MANIFEST_FILE)
 
@@ -593,12 +685,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=50_000)
     p.add_argument("--duration", type=float, default=30)
     p.set_defaults(func=flood_main)
+    p = sub.add_parser("_webhook_server")
+    p.add_argument("--address", required=True)
+    p.set_defaults(func=webhook_server_main)
+    p = sub.add_parser("_webhook_client")
+    p.add_argument("--address", required=True)
+    p.add_argument("--requests", type=int, default=100)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--duration", type=float, default=30)
+    p.set_defaults(func=webhook_client_main)
     p = sub.add_parser("_bgppeer")
     p.add_argument("--address", required=True)
     p.add_argument("--updates", type=int, default=1250)
     p.add_argument("--duration", type=float, default=60)
     p.set_defaults(func=bgppeer_main)
-    parser.add_argument("--loads", default="baseline,bgp,manifest,junk,all")
+    parser.add_argument("--loads", default="baseline,bgp,manifest,junk,webhook,all")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per measurement")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     parser.add_argument("--failovers", type=int, default=3, help="announcer kills per load, load running")
@@ -606,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest-mb", type=float, default=20.0)
     parser.add_argument("--junk-rate", type=int, default=50_000, help="junk membership datagrams per second")
     parser.add_argument("--nice", type=int, default=0, help="run the nodes' ironlb at this nice value")
+    parser.add_argument("--fastpath", choices=("process", "thread"), default="process",
+                        help="the nodes' --fastpath: membership, ARP/NDP and BFD in a process of their own, or a thread")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write all results here")
     parser.add_argument("--prefix", default=None, help="namespace prefix (default ilbchaos + random hex)")
     args = parser.parse_args(argv)
@@ -641,13 +744,17 @@ def measure(args: argparse.Namespace) -> int:
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"loads {args.loads}: {args.duration:.0f} s each after {args.warmup:.0f} s of warm-up, then {args.failovers} "
           f"failovers; BGP table {args.bgp_updates * PREFIXES_PER_UPDATE} prefixes, manifest {args.manifest_mb} MB, "
-          f"junk {args.junk_rate}/s" + (f"; nodes at nice {args.nice}" if args.nice else ""))  # fmt: skip
+          f"junk {args.junk_rate}/s; fast path in a {args.fastpath}"
+          + (f"; nodes at nice {args.nice}" if args.nice else ""))  # fmt: skip
     results: list[dict[str, Any]] = []
     try:
         lan = build_lan(lab)
         args.attacker_ns = add_attacker(lan)
         start_http_servers(lan)
-        cluster = StandaloneCluster(lan, workdir, extra_args=("--max-file-size", "64Mi", "--max-total-size", "128Mi"))
+        cluster = StandaloneCluster(
+            lan, workdir,
+            extra_args=("--max-file-size", "64Mi", "--max-total-size", "128Mi", "--fastpath", args.fastpath),
+        )  # fmt: skip
         if args.nice:
             command = cluster.command
             cluster.command = lambda node: ["nice", "-n", str(args.nice), *command(node)]  # type: ignore[method-assign]
