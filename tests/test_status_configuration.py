@@ -20,3 +20,23 @@ def test_transition_time_is_now_then_kept_while_the_condition_holds() -> None:
     broken = desired_status("poolReconcilerValid", "bad pool", valid, T1)
     assert broken["result"] == "Invalid" and broken["errorSummary"] == "configuration error: bad pool"
     assert broken["conditions"][0]["lastTransitionTime"] == "2026-01-02T09:00:00Z" and not same_status(valid, broken)
+
+
+def test_each_later_pod_is_added_to_the_owners() -> None:
+    # MetalLB's ConfigurationStateReconciler: controllerutil.SetOwnerReference (upsertOwnerRef/referSameObject):
+    # the same API group, kind and name is the same owner (its reference is replaced: a new UID); else appended.
+    from ironlb.kube.configstate import upsert_owner
+
+    def pod(name: str, uid: str) -> dict[str, str]:
+        return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
+
+    owners = upsert_owner([], pod("c-1", "u1"))
+    assert owners == [pod("c-1", "u1")]
+    owners = upsert_owner(owners, pod("c-2", "u2"))
+    assert owners == [pod("c-1", "u1"), pod("c-2", "u2")]
+    assert upsert_owner(owners, pod("c-1", "u3")) == [pod("c-1", "u3"), pod("c-2", "u2")]
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "c-1", "uid": "d"}
+    assert upsert_owner([deploy], pod("c-1", "u1")) == [deploy, pod("c-1", "u1")]
+    assert upsert_owner([deploy], {**deploy, "apiVersion": "apps/v1beta2", "uid": "e"}) == [
+        {**deploy, "apiVersion": "apps/v1beta2", "uid": "e"}
+    ]

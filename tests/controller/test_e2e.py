@@ -289,3 +289,44 @@ def test_metallb_environment_names_the_owners(control_plane: ControlPlane, names
     assert [(o["apiVersion"], o["kind"], o["name"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
         ("apps/v1", "Deployment", "controller", deploy["metadata"]["uid"])
     ]
+
+
+def test_a_later_pod_adds_itself_to_the_configuration_state_owners(
+    control_plane: ControlPlane, namespace: str, controller: Start
+) -> None:
+    """MetalLB's ConfigurationStateReconciler runs controllerutil.SetOwnerReference on every pass: a later controller
+    Pod (a restart, a rollout) is appended beside the earlier ones (Kubernetes' garbage collector, absent here,
+    drops references to deleted Pods); a Pod recreated under the same name replaces its reference (new UID)."""
+    cp, ns = control_plane, namespace
+
+    def pod(name: str) -> Any:
+        return cp.create(f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "ironlb"}]},
+        })
+
+    state_path = f"/apis/metallb.io/v1beta1/namespaces/{ns}/configurationstates/controller"
+
+    def owners_become(want: list[tuple[str, str]]) -> None:
+        def owners() -> list[tuple[str, str]] | None:
+            resp = cp.request("GET", state_path, raw=True)  # 404 until the controller has written it
+            if resp.status != 200:
+                return None
+            got = [(o["name"], o["uid"]) for o in resp.body["metadata"].get("ownerReferences", [])]
+            return got if got == want else None
+        wait_until(owners, 20, f"ConfigurationState owners {want}")
+
+    create_pool(cp, ns, ip_pool("p", "10.96.0.0/30"))
+    first, second = pod("controller-1"), pod("controller-2")
+    ctl = controller(env={"METALLB_POD_NAME": "controller-1"})
+    owners_become([("controller-1", first["metadata"]["uid"])])
+    ctl.stop()
+    ctl = controller(env={"METALLB_POD_NAME": "controller-2"})
+    owners_become([("controller-1", first["metadata"]["uid"]), ("controller-2", second["metadata"]["uid"])])
+    ctl.stop()
+    cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/controller-1", query={"gracePeriodSeconds": 0}, raw=True)
+    wait_until(lambda: cp.request("GET", f"/api/v1/namespaces/{ns}/pods/controller-1", raw=True).status == 404, 20,
+               "pod deleted")
+    again = pod("controller-1")
+    controller(env={"METALLB_POD_NAME": "controller-1"})
+    owners_become([("controller-1", again["metadata"]["uid"]), ("controller-2", second["metadata"]["uid"])])

@@ -2,8 +2,9 @@
 ``configuration_state_controller.go`` serves both binaries the same way).
 
 Each component owns one object (``controller``, ``speaker-<node>``) with its labels, its condition type and its
-field manager; it is created once with its metadata (owned by the component's Pod when known), then its status is
-applied whenever the latest configuration evaluation changes what a reader sees. The status itself is computed by
+field manager; it is created with its metadata (owned by the component's Pod when known; each later Pod of the
+component adds its own reference, as MetalLB's ``SetOwnerReference`` does), then its status is applied whenever
+the latest configuration evaluation changes what a reader sees. The status itself is computed by
 the pure :mod:`ironlb.status.configuration`.
 """
 
@@ -36,6 +37,27 @@ async def pod_owner(client: KubeClient, name: str, namespace: str) -> Obj | None
 def owner_reference(pod: Mapping[str, Any]) -> Obj:
     meta = pod.get("metadata") or {}
     return {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
+
+
+def _same_object(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """controller-runtime's referSameObject: same API group, kind and name (the UID may differ)."""
+    group_a, group_b = (str(r.get("apiVersion") or "").rpartition("/")[0] for r in (a, b))
+    return group_a == group_b and a.get("kind") == b.get("kind") and a.get("name") == b.get("name")
+
+
+def upsert_owner(owners: list[Obj], owner: Obj) -> list[Obj]:
+    """MetalLB's ``controllerutil.SetOwnerReference``: replace the reference to the same object, else append.
+
+    So each later Pod of a component (a restart, a rollout) adds itself beside the earlier ones, which stay until
+    Kubernetes' garbage collector drops the references to deleted Pods; a Pod recreated under the same name
+    replaces its old reference (new UID).
+    """
+    out = [dict(o) for o in owners]
+    for i, o in enumerate(out):
+        if _same_object(o, owner):
+            out[i] = dict(owner)
+            return out
+    return [*out, dict(owner)]
 
 
 class ConfigurationStateWriter:
@@ -71,19 +93,37 @@ class ConfigurationStateWriter:
         current = self.current()
         return desired_status(self.condition_type, config_error, (current or {}).get("status"), datetime.now(UTC))
 
+    def _metadata(self, current: Obj | None) -> Obj | None:
+        """The metadata to apply: on creation, or when our labels or our Pod's ownerReference are missing.
+
+        MetalLB's reconciler sets both on every pass (CreateOrPatch), so a later Pod of the component adds its
+        reference to an existing object instead of leaving only its predecessor's.
+        """
+        meta = (current or {}).get("metadata") or {}
+        have: list[Obj] = [o for o in meta.get("ownerReferences") or [] if isinstance(o, dict)]
+        owners = upsert_owner(have, self.owner) if self.owner else have
+        labels = meta.get("labels") or {}
+        if current is not None and owners == have and all(labels.get(k) == v for k, v in self.labels.items()):
+            return None
+        out: Obj = {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)}
+        if owners:
+            out["ownerReferences"] = owners
+        return out
+
     async def write(self, config_error: str | None) -> bool:
-        """Create the object if missing, then apply the status if it changed; True when something was written."""
+        """Create the object if missing (or bring its labels and owner up to date), then apply the status if it
+        changed; True when something was written."""
         current = self.current()
         want = self.desired(config_error)
-        if current is not None and same_status(current.get("status") or {}, want):
-            return False
-        if current is None:
-            meta: Obj = {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)}
-            if self.owner:
-                meta["ownerReferences"] = [self.owner]
-            created = await self.client.apply(CONFIGURATION_STATES, {"metadata": meta},
+        wrote = False
+        meta = self._metadata(current)
+        if meta is not None:
+            applied = await self.client.apply(CONFIGURATION_STATES, {"metadata": meta},
                                               field_manager=self.create_manager)
-            self.informer.put_local(created)
+            self.informer.put_local(applied)
+            wrote = True
+        if current is not None and same_status(current.get("status") or {}, want):
+            return wrote
         written = await self.client.apply(
             CONFIGURATION_STATES, {"metadata": {"name": self.name, "namespace": self.namespace}, "status": want},
             field_manager=self.field_manager, subresource="status",
@@ -92,4 +132,4 @@ class ConfigurationStateWriter:
         return True
 
 
-__all__ = ["ConfigurationStateWriter", "owner_reference", "pod_owner"]
+__all__ = ["ConfigurationStateWriter", "owner_reference", "pod_owner", "upsert_owner"]

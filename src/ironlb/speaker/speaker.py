@@ -386,8 +386,9 @@ class Speaker:
             node, ip = spec.get("nodeName"), status.get("podIP")
             if not node or meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
                 continue
-            if node == self.node:
-                self.state_writer.owner = owner_reference(pod)
+            if node == self.node and (owner := owner_reference(pod)) != self.state_writer.owner:
+                self.state_writer.owner = owner
+                self._status_wake.set()  # add this Pod to the ConfigurationState's owners
             if ip:
                 members[str(node)] = (str(ip), self.options.ml_bind_port)
         if self.membership is None:
