@@ -36,9 +36,11 @@ class PeerConfig:
     ``hold_time`` 0 disables keepalives and the hold timer (RFC 4271 allows it).
     ``keepalive_time`` None means hold/3.  ``local_asn`` (BGPPeer ``localASN``) replaces ``my_asn`` on this
     session only, as FRR's ``local-as N no-prepend replace-as``: in the OPEN and in AS_PATH.
-    ``connect_time`` caps the reconnect backoff.  ``next_hop_ipv4``/``next_hop_ipv6`` override the default next hop
-    (the local address of the TCP connection), which is needed to announce a
-    family other than the session's own transport family.
+    ``connect_time`` caps the reconnect backoff.  ``passive``: never dial, only accept the peer's connection
+    (inbound connections from the peer are accepted either way); ``inbound_open_time`` bounds how long an
+    accepted connection may stay silent before its OPEN.  ``next_hop_ipv4``/``next_hop_ipv6`` override the
+    default next hop (the local address of the TCP connection), which is needed to announce a family other than
+    the session's own transport family.
     """
 
     my_asn: int
@@ -51,6 +53,7 @@ class PeerConfig:
     connect_time: float = 120.0
     connect_timeout: float = 10.0
     open_hold_time: float = 240.0
+    inbound_open_time: float = 30.0
     graceful_restart: bool = False
     restart_time: int = 120
     families: frozenset[Family] = field(default_factory=lambda: frozenset({IPV4_UNICAST, IPV6_UNICAST}))
@@ -60,6 +63,7 @@ class PeerConfig:
     next_hop_ipv4: IPv4Address | None = None
     next_hop_ipv6: IPv6Address | None = None
     local_asn: int | None = None
+    passive: bool = False
     node_name: str = ""
     name: str = ""
 
@@ -83,8 +87,8 @@ class PeerConfig:
             raise ValueError(f"invalid graceful restart time {self.restart_time}")
         if not 1 <= self.peer_port <= 0xFFFF:
             raise ValueError(f"invalid peer port {self.peer_port}")
-        if self.connect_time <= 0 or self.connect_timeout <= 0 or self.open_hold_time <= 0:
-            raise ValueError("connect_time, connect_timeout and open_hold_time must be positive")
+        if min(self.connect_time, self.connect_timeout, self.open_hold_time, self.inbound_open_time) <= 0:
+            raise ValueError("connect_time, connect_timeout, open_hold_time and inbound_open_time must be positive")
         if not self.families or not self.families <= {IPV4_UNICAST, IPV6_UNICAST}:
             raise ValueError(f"unsupported address families {sorted(self.families)}")
         if self.password is not None and len(self.password.encode()) > 80:

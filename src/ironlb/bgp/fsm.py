@@ -7,6 +7,10 @@ sleeps or reads a clock, so every timing rule is testable with fake time.
 
 ironlb only announces: received routes are validated (a malformed UPDATE
 must still reset the session, RFC 4271 section 6.3) and then dropped.
+
+One machine runs one TCP connection. When the peer connects to us while we connect to it (RFC 4271 section 6.8),
+the shell runs a machine per connection and asks :func:`resolve_collision` which one to close each time one of them
+reports :class:`OpenReceived`.
 """
 
 from __future__ import annotations
@@ -86,6 +90,14 @@ class Established:
 
 
 @dataclass(frozen=True)
+class OpenReceived:
+    """The peer's OPEN was accepted (-> OpenConfirm): the moment RFC 4271 section 6.8 checks for a collision."""
+
+    peer_router_id: IPv4Address
+    peer_asn: int
+
+
+@dataclass(frozen=True)
 class SessionDown:
     """The session left OpenSent/OpenConfirm/Established; the shell must close TCP.
 
@@ -133,7 +145,15 @@ class RoutesUnsendable:
     prefixes: tuple[Network, ...]
 
 
-Event = Established | SessionDown | NotificationReceived | RouteRefreshReceived | EndOfRibReceived | RoutesUnsendable
+Event = (
+    Established
+    | OpenReceived
+    | SessionDown
+    | NotificationReceived
+    | RouteRefreshReceived
+    | EndOfRibReceived
+    | RoutesUnsendable
+)
 
 
 @dataclass
@@ -184,6 +204,8 @@ class BGPStateMachine:
         self.local_address: Address | None = None
         self.peer_address: Address | None = None
         self.router_id: IPv4Address | None = None
+        self.inbound = False
+        """Whether the peer opened the current TCP connection (we accepted it) rather than us."""
         self._beside: Address | None = None
         self._desired: dict[Network, Attributes] = {}
         self._sent: dict[Network, Attributes] = {}
@@ -239,13 +261,26 @@ class BGPStateMachine:
         if self.state in (BGPState.IDLE, BGPState.CONNECT):
             self.state = BGPState.ACTIVE
 
+    def passive_open(self) -> None:
+        """A passive peer: wait for the peer to connect, never dial (Idle -> Active, RFC 4271 event 5)."""
+        if self.state is BGPState.IDLE:
+            self.state = BGPState.ACTIVE
+
     def connection_made(
-        self, local_addr: Address, peer_addr: Address, now: float, *, beside: Address | None = None
+        self,
+        local_addr: Address,
+        peer_addr: Address,
+        now: float,
+        *,
+        beside: Address | None = None,
+        inbound: bool = False,
     ) -> None:
         """TCP is up: send OPEN and wait for the peer's (-> OpenSent).
 
         ``beside``: an address of the other family on the interface holding ``local_addr``, the next hop for that
         family's prefixes on a dual-stack session (``dualStackAddressFamily``); looking it up is the shell's I/O.
+        ``inbound``: the peer connected to us; its OPEN must then come within ``config.inbound_open_time``, not the
+        4 minutes a connection we dialled gets, so a silent inbound connection does not sit on a slot.
         """
         if self.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
             raise RuntimeError(f"connection_made in state {self.state.value}")
@@ -253,12 +288,16 @@ class BGPStateMachine:
         self.local_address = _unmap(local_addr)
         self.peer_address = _unmap(peer_addr)
         self._beside = beside
+        self.inbound = inbound
         self.router_id = self._pick_router_id()
         self._send(encode_open(self._our_open()))
         self.counters.opens_sent += 1
         self.state = BGPState.OPEN_SENT
         # RFC 4271 8.2.2: a large hold timer (4 min suggested) until the OPEN arrives.
-        self._hold_deadline = now + self.config.open_hold_time
+        wait = self.config.open_hold_time
+        if inbound:
+            wait = min(wait, self.config.inbound_open_time)
+        self._hold_deadline = now + wait
 
     def connection_lost(self, reason: str = "connection closed by peer") -> list[Event]:
         """TCP closed or failed under us."""
@@ -432,7 +471,7 @@ class BGPStateMachine:
             assert isinstance(msg, OpenMessage)
             self.counters.opens_received += 1
             self._handle_open(msg, now)
-            return []
+            return [OpenReceived(msg.bgp_id, msg.asn)]
         if msg_type == MessageType.OPEN:
             raise self._unexpected(msg_type)
         neg = self.negotiated
@@ -595,6 +634,37 @@ class BGPStateMachine:
         return [*events, RouteRefreshReceived(family)]
 
 
+def collision_keeps_ours(local_id: IPv4Address, remote_id: IPv4Address, local_asn: int, remote_asn: int) -> bool:
+    """RFC 4271 section 6.8: True when the connection we initiated survives a collision, False for the peer's.
+
+    The connection initiated by the higher BGP identifier (compared as unsigned integers) is kept; with equal
+    identifiers (possible between ASes, RFC 6286 section 2.3) the one initiated by the higher AS number.
+    """
+    if local_id != remote_id:
+        return int(local_id) > int(remote_id)
+    return local_asn > remote_asn
+
+
+def resolve_collision(new: BGPStateMachine, other: BGPStateMachine) -> BGPStateMachine | None:
+    """Which of two connections to one peer to close, now that ``new`` has reported :class:`OpenReceived`.
+
+    None while there is no collision to settle: ``other`` has no OPEN yet (OpenSent: the peer's identifier is not
+    known), or is gone. An Established ``other`` keeps its place and ``new`` is closed (section 6.8: the
+    established connection wins). Otherwise both are in OpenConfirm and :func:`collision_keeps_ours` decides by
+    who initiated each. The caller closes the loser with :meth:`BGPStateMachine.close` and subcode 7.
+    """
+    neg = new.negotiated
+    if new.state is not BGPState.OPEN_CONFIRM or neg is None or new.router_id is None:
+        return None
+    if other.state is BGPState.ESTABLISHED:
+        return new
+    if other.state is not BGPState.OPEN_CONFIRM or new.inbound == other.inbound:
+        return None
+    keep_ours = collision_keeps_ours(new.router_id, neg.peer_router_id, new.config.session_asn, neg.peer_asn)
+    ours, theirs = (other, new) if new.inbound else (new, other)
+    return theirs if keep_ours else ours
+
+
 def _unmap(addr: Address) -> Address:
     if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
@@ -631,7 +701,10 @@ __all__ = [
     "Event",
     "Negotiated",
     "NotificationReceived",
+    "OpenReceived",
     "RouteRefreshReceived",
     "RouteTable",
     "SessionDown",
+    "collision_keeps_ours",
+    "resolve_collision",
 ]
