@@ -20,7 +20,7 @@ from ironlb.bgp.fsm import (
     collision_keeps_ours,
     resolve_collision,
 )
-from ironlb.bgp.wire import NotificationMessage, decode_message, split_messages
+from ironlb.bgp.wire import KeepaliveMessage, NotificationMessage, decode_message, split_messages
 from tests.bgp.bgp_harness import A_ADDR, B_ADDR, Pair, config
 
 ASN_A, ASN_B = 64512, 64513
@@ -89,15 +89,40 @@ def test_an_established_connection_wins_over_a_new_one() -> None:
     assert resolve_collision(c2.a.fsm, c1.a.fsm) is c2.a.fsm
 
 
-def test_no_decision_before_the_other_connection_has_the_peers_open() -> None:
+def test_the_first_open_settles_it_while_the_other_connection_waits_in_open_sent() -> None:
+    """Section 6.8 allows checking an OpenSent connection when the peer's identifier is known: it is, from the
+    OPEN just received from that peer. A (1.1.1.1) keeps B's (2.2.2.2) inbound connection, even still in OpenSent."""
     c1 = connection("1.1.1.1", "2.2.2.2", dialled_by_a=True)
     pending = BGPStateMachine(config(ASN_A, ASN_B, router_id=IPv4Address("1.1.1.1")))
     pending.connection_made(A_ADDR, B_ADDR, 0.0, inbound=True)
     assert pending.state is BGPState.OPEN_SENT
-    assert resolve_collision(c1.a.fsm, pending) is None
-    assert resolve_collision(pending, c1.a.fsm) is None  # the new one has no OPEN yet either
+    assert resolve_collision(c1.a.fsm, pending) is c1.a.fsm
+    assert resolve_collision(pending, c1.a.fsm) is None  # the new one has no OPEN yet
     idle = BGPStateMachine(config(ASN_A, ASN_B))
     assert resolve_collision(c1.a.fsm, idle) is None
+    same_side = BGPStateMachine(config(ASN_A, ASN_B, router_id=IPv4Address("1.1.1.1")))
+    same_side.connection_made(A_ADDR, B_ADDR, 0.0)  # also dialled by A: no collision between those two
+    assert resolve_collision(c1.a.fsm, same_side) is None
+
+
+def test_hold_open_waits_for_confirm_open_before_the_keepalive() -> None:
+    """With hold_open the OPEN's KEEPALIVE, and whatever followed the OPEN, wait for confirm_open."""
+    pair = Pair(config(ASN_A, ASN_B), config(ASN_B, ASN_A, peer_address=A_ADDR, router_id=IPv4Address("2.2.2.2")))
+    pair.a.fsm.hold_open = True
+    pair.a.fsm.connection_made(A_ADDR, B_ADDR, pair.now)
+    pair.b.fsm.connection_made(B_ADDR, A_ADDR, pair.now)
+    a_open = pair.a.fsm.data_to_send()
+    pair.b.fsm.data_received(a_open, pair.now)
+    b_bytes = pair.b.fsm.data_to_send()  # B's OPEN and KEEPALIVE in one read
+    events = pair.a.fsm.data_received(b_bytes, pair.now)
+    assert events == [OpenReceived(IPv4Address("2.2.2.2"), ASN_B)]
+    assert pair.a.fsm.state is BGPState.OPEN_CONFIRM and pair.a.fsm.data_to_send() == b""
+    assert pair.a.fsm.data_received(b"", pair.now) == []  # still waiting
+    events = pair.a.fsm.confirm_open(pair.now)
+    assert any(isinstance(e, Established) for e in events) and pair.a.fsm.is_established
+    first = decode_message(split_messages(bytearray(pair.a.fsm.data_to_send()))[0])
+    assert isinstance(first, KeepaliveMessage)
+    assert pair.a.fsm.confirm_open(pair.now) == []
 
 
 def test_an_inbound_connection_must_send_its_open_soon() -> None:

@@ -5,6 +5,7 @@ One LAN per test (``BgpLan``): nodes ``node1..`` running ``ironlb run`` and the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,62 @@ def test_local_asn_is_the_session_asn_and_the_as_path(bgp_lan: tuple[BgpLan, FRR
     assert path["aspath"]["string"] == "65010", path["aspath"]
     assert neighbor(frr, ip)["remoteAs"] == 65010
     assert node.peer_state("r") == "Established"
+
+
+def passive_peer(*args: Any, **spec: Any) -> str:
+    """:func:`peer_yaml` with ironlb's ``ironlb.io/passive: "true"`` annotation."""
+    obj = json.loads(peer_yaml(*args, **spec))
+    obj["metadata"]["annotations"] = {"ironlb.io/passive": "true"}
+    return json.dumps(obj) + "\n"
+
+
+def test_passive_peer_takes_the_routers_connection_with_md5(bgp_lan: tuple[BgpLan, FRR]) -> None:
+    """A passive peer never dials: FRR connects to the node's port 179 (TCP MD5 on the listening socket)."""
+    lan, frr = bgp_lan
+    node = lan.nodes["node1"]
+    ip = lan.node_ip("node1")
+    frr.configure(frr_conf(64512, ip, 64513, "timers connect 1", "password s3cret"))
+    peer = passive_peer("r", 64513, 64512, ROUTER4, connectTime="1s", holdTime="9s", password="s3cret")
+    node.write("config.yaml", CONFIG + "---\n" + peer)
+    node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
+    node.start()
+    wait_until(lambda: neighbor(frr, ip).get("bgpState") == "Established", 20, "session", retry=STARTING, interval=0.1)
+    wait_until(lambda: paths(frr, "10.50.0.10/32"), 10, "route", retry=STARTING, interval=0.1)
+    info = neighbor(frr, ip)
+    assert info["portForeign"] == 179, info  # FRR dialled the node
+    assert node.peer_state("r") == "Established"
+    assert "BGP connect to" not in node.log()  # the node never dialled
+
+
+def test_passive_peer_waits_for_a_router_that_does_not_dial(bgp_lan: tuple[BgpLan, FRR]) -> None:
+    """Both sides passive: no session, and the node reports Active (waiting), not a dial error."""
+    lan, frr = bgp_lan
+    node = lan.nodes["node1"]
+    ip = lan.node_ip("node1")
+    frr.configure(frr_conf(64512, ip, 64513, "passive"))
+    node.write("config.yaml", CONFIG + "---\n" + passive_peer("r", 64513, 64512, ROUTER4, holdTime="9s"))
+    node.start()
+    wait_until(lambda: node.peer_state("r") == "Active", 20, "passive session waiting", retry=STARTING, interval=0.1)
+    assert neighbor(frr, ip).get("bgpState") != "Established"
+    assert "BGP connect to" not in node.log()
+
+
+@pytest.mark.parametrize("router_id", ["192.168.1.1", "192.168.1.250"])
+def test_both_sides_dial_one_session_survives(bgp_lan: tuple[BgpLan, FRR], router_id: str) -> None:
+    """FRR and the node both dial (connect timers 1 s) and both accept: one session comes up, whichever side's
+    identifier is higher (the node's routerID below and above FRR's 192.168.1.100). Whether the two dials
+    actually cross depends on timing; ``test_bgp_listener`` makes them cross every time."""
+    lan, frr = bgp_lan
+    node = lan.nodes["node1"]
+    ip = lan.node_ip("node1")
+    frr.configure(frr_conf(64512, ip, 64513, "timers connect 1"))
+    peer = peer_yaml("r", 64513, 64512, ROUTER4, connectTime="1s", holdTime="9s", routerID=router_id)
+    node.write("config.yaml", CONFIG + "---\n" + peer)
+    node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
+    node.start()
+    wait_until(lambda: neighbor(frr, ip).get("bgpState") == "Established", 20, "session", retry=STARTING, interval=0.1)
+    wait_until(lambda: paths(frr, "10.50.0.10/32"), 10, "route", retry=STARTING, interval=0.1)
+    # Whichever connection won, it is the only one: a decision the two sides disagree on closes both.
+    info = neighbor(frr, ip)
+    assert info["bgpState"] == "Established" and node.peer_state("r") == "Established"
+    assert info.get("connectionsEstablished") == 1 and info.get("connectionsDropped", 0) == 0, info

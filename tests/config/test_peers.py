@@ -214,3 +214,18 @@ def test_frr_only_cross_peer_rules_do_not_apply() -> None:
         + peer("b", "myASN: 64510\npeerASN: 64501\npeerAddress: 10.1.0.2\nrouterID: 2.2.2.2")
     )
     assert sorted(p.my_asn for p in cfg.peers) == [64500, 64510]
+
+
+def annotated_peer(value: str) -> str:
+    """A BGPPeer with ironlb's ``ironlb.io/passive`` annotation set to the YAML scalar ``value``."""
+    text = peer("p", BASE)
+    return text.replace("metadata: {name: p}", f"metadata: {{name: p, annotations: {{ironlb.io/passive: {value}}}}}")
+
+
+def test_passive_annotation() -> None:
+    assert config_of(annotated_peer('"true"')).peers[0].passive
+    assert not config_of(annotated_peer('"false"')).peers[0].passive
+    assert not config_of(peer("p", BASE)).peers[0].passive
+    for bad in ("yes", "True", "1"):
+        err = str(error_of(annotated_peer(bad)))
+        assert "annotation ironlb.io/passive: must be" in err and 'BGPPeer "p": metadata.annotations' in err, err

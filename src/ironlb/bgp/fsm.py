@@ -206,6 +206,11 @@ class BGPStateMachine:
         self.router_id: IPv4Address | None = None
         self.inbound = False
         """Whether the peer opened the current TCP connection (we accepted it) rather than us."""
+        self.hold_open = False
+        """When True, an accepted OPEN waits for :meth:`confirm_open` before our KEEPALIVE goes out and anything
+        received after it is read: the shell settles a connection collision in between, so a connection it closes
+        never looked confirmed to the peer."""
+        self._confirm_pending = False
         self._beside: Address | None = None
         self._desired: dict[Network, Attributes] = {}
         self._sent: dict[Network, Attributes] = {}
@@ -238,6 +243,11 @@ class BGPStateMachine:
     def prefixes_pending(self) -> int:
         """Desired prefixes not (yet, or not at all) advertised with their current attributes."""
         return sum(1 for p, a in self._desired.items() if self._sent.get(p) != a)
+
+    @property
+    def desired(self) -> Mapping[Network, Attributes]:
+        """The routes last given to :meth:`set_routes` (read-only view); a second connection starts from them."""
+        return dict(self._desired)
 
     @property
     def advertised(self) -> Mapping[Network, Attributes]:
@@ -337,15 +347,30 @@ class BGPStateMachine:
         if self.state not in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
             return []
         self._in += data
+        if self._confirm_pending:
+            return []
         events: list[Event] = []
         try:
-            for raw in split_messages(self._in):
+            msgs = split_messages(self._in)
+            for k, raw in enumerate(msgs):
                 events.extend(self._handle_message(raw, now))
                 if not self._connected():
+                    break
+                if self._confirm_pending:  # the rest waits for confirm_open, in front of what comes next
+                    self._in[:0] = b"".join(msgs[k + 1 :])
                     break
         except BGPError as err:
             events.append(self._notify_and_down(err))
         return events
+
+    def confirm_open(self, now: float) -> list[Event]:
+        """With :attr:`hold_open`: the peer's OPEN stands (no collision closed this connection). Our KEEPALIVE
+        goes out and what arrived after the OPEN is processed; a no-op when no OPEN waits."""
+        if not self._confirm_pending:
+            return []
+        self._confirm_pending = False
+        self._send_keepalive(now)
+        return self.data_received(b"", now)
 
     def timer(self, now: float) -> list[Event]:
         """Fire every timer whose deadline is <= ``now``."""
@@ -372,6 +397,7 @@ class BGPStateMachine:
         return self.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED)
 
     def _reset_connection(self) -> None:
+        self._confirm_pending = False
         self._in.clear()
         self._out.clear()
         self._sent.clear()
@@ -561,7 +587,10 @@ class BGPStateMachine:
         )
         self.state = BGPState.OPEN_CONFIRM
         self._hold_deadline = now + hold if hold > 0 else None
-        self._send_keepalive(now)
+        if self.hold_open:
+            self._confirm_pending = True
+        else:
+            self._send_keepalive(now)
 
     def _become_established(self) -> list[Event]:
         neg = self.negotiated
@@ -648,17 +677,20 @@ def collision_keeps_ours(local_id: IPv4Address, remote_id: IPv4Address, local_as
 def resolve_collision(new: BGPStateMachine, other: BGPStateMachine) -> BGPStateMachine | None:
     """Which of two connections to one peer to close, now that ``new`` has reported :class:`OpenReceived`.
 
-    None while there is no collision to settle: ``other`` has no OPEN yet (OpenSent: the peer's identifier is not
-    known), or is gone. An Established ``other`` keeps its place and ``new`` is closed (section 6.8: the
-    established connection wins). Otherwise both are in OpenConfirm and :func:`collision_keeps_ours` decides by
-    who initiated each. The caller closes the loser with :meth:`BGPStateMachine.close` and subcode 7.
+    None while there is no collision to settle: ``other`` has no TCP connection (or is gone), or both were
+    initiated by the same side. An Established ``other`` keeps its place and ``new`` is closed (section 6.8: the
+    established connection wins). Otherwise ``other`` is in OpenConfirm, or in OpenSent, where section 6.8 allows
+    the check when the peer's identifier is known: it is, from the OPEN ``new`` just got from that same peer.
+    Deciding at the first OPEN means both speakers compare the same two identifiers before either sends a
+    KEEPALIVE, so they close the same connection. :func:`collision_keeps_ours` decides by who initiated each;
+    the caller closes the loser with :meth:`BGPStateMachine.close` and subcode 7.
     """
     neg = new.negotiated
     if new.state is not BGPState.OPEN_CONFIRM or neg is None or new.router_id is None:
         return None
     if other.state is BGPState.ESTABLISHED:
         return new
-    if other.state is not BGPState.OPEN_CONFIRM or new.inbound == other.inbound:
+    if other.state not in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM) or new.inbound == other.inbound:
         return None
     keep_ours = collision_keeps_ours(new.router_id, neg.peer_router_id, new.config.session_asn, neg.peer_asn)
     ours, theirs = (other, new) if new.inbound else (new, other)

@@ -21,13 +21,25 @@ import logging
 import random
 import socket
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import fields
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from .config import PeerConfig
 from .errors import CeaseSubcode
-from .fsm import BGPState, BGPStateMachine, Counters, Established, Event, RoutesUnsendable, RouteTable, SessionDown
+from .fsm import (
+    BGPState,
+    BGPStateMachine,
+    Counters,
+    Established,
+    Event,
+    OpenReceived,
+    RoutesUnsendable,
+    RouteTable,
+    SessionDown,
+    resolve_collision,
+)
 from .wire import Address
 
 log = logging.getLogger(__name__)
@@ -76,6 +88,26 @@ def backoff_delay(attempt: int, cap: float, jitter: float = 0.0) -> float:
     return float(min(cap, 2.0 ** min(attempt - 1, 32))) * (1.0 - min(max(jitter, 0.0), 0.99))
 
 
+def apply_options(sock: socket.socket, config: PeerConfig) -> None:
+    """TTL (1 for a single-hop eBGP peer, 255 for multihop) and DSCP CS6, on a dialled or an accepted socket."""
+    v6 = sock.family == socket.AF_INET6
+    ttl = None
+    if config.ebgp_multihop:
+        ttl = TTL_MULTIHOP
+    elif config.static_ibgp is False:
+        ttl = TTL_SINGLE_HOP
+    if v6:
+        if ttl is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _IPTOS_PREC_INTERNETCONTROL)
+    else:
+        if ttl is not None:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _IPTOS_PREC_INTERNETCONTROL)
+
+
 def make_socket(config: PeerConfig) -> socket.socket:
     """A non-blocking TCP socket with MD5, TTL, DSCP and source address applied before connect."""
     v6 = isinstance(config.peer_address, IPv6Address)
@@ -84,21 +116,7 @@ def make_socket(config: PeerConfig) -> socket.socket:
         sock.setblocking(False)
         if config.password:
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, tcp_md5sig(config.peer_address, config.password.encode()))
-        ttl = None
-        if config.ebgp_multihop:
-            ttl = TTL_MULTIHOP
-        elif config.static_ibgp is False:
-            ttl = TTL_SINGLE_HOP
-        if v6:
-            if ttl is not None:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, _IPTOS_PREC_INTERNETCONTROL)
-        else:
-            if ttl is not None:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _IPTOS_PREC_INTERNETCONTROL)
+        apply_options(sock, config)
         if config.source_address is not None:
             sock.bind((str(config.source_address), 0))
     except BaseException:
@@ -108,12 +126,10 @@ def make_socket(config: PeerConfig) -> socket.socket:
 
 
 class _Protocol(asyncio.Protocol):
-    """Forwards transport callbacks to the owning BGPSession."""
+    """Forwards transport callbacks to the owning :class:`_Link`."""
 
-    def __init__(self, owner: BGPSession, closed: asyncio.Future[str], on_made: Callable[[asyncio.Transport], None]
-                 ) -> None:
-        self._owner = owner
-        self._closed = closed
+    def __init__(self, link: _Link, on_made: Callable[[asyncio.Transport], None]) -> None:
+        self._link = link
         self._on_made = on_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,14 +138,188 @@ class _Protocol(asyncio.Protocol):
         self._on_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self._owner._on_data(data)
+        self._link.on_data(data)
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self._closed.done():
-            self._closed.set_result(f"connection lost: {exc}" if exc else "connection closed")
+        if not self._link.closed.done():
+            self._link.closed.set_result(f"connection lost: {exc}" if exc else "connection closed")
+
+
+class _Link:
+    """One TCP connection of a session and the FSM speaking on it.
+
+    A session has one, or two while a connection collision (RFC 4271 section 6.8) is being settled: the one it
+    runs (the primary) and a candidate the peer opened. Each decodes, times and writes for its own FSM.
+    """
+
+    def __init__(self, session: BGPSession, fsm: BGPStateMachine, *, inbound: bool) -> None:
+        self.session = session
+        self.fsm = fsm
+        fsm.hold_open = True  # our KEEPALIVE waits until a possible collision is settled
+        self.inbound = inbound
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+        self.established = False
+        self.established_at = 0.0
+        """Loop time of this connection's Established."""
+        self.shutting = False
+        self.held: list[Event] = []
+        """A candidate's events kept for the session until it becomes the primary (its Established, say)."""
+        self._backlog = bytearray()
+        self._drain: asyncio.Task[None] | None = None
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def label(self) -> str:
+        return self.session.config.label + (" (inbound)" if self.inbound else "")
+
+    async def run(self, sock: socket.socket) -> None:
+        """Open ``sock`` (the FSM sends its OPEN) and serve it until it closes."""
+        if await self._open(sock):
+            await self._serve()
+
+    async def _open(self, sock: socket.socket) -> bool:
+        loop = asyncio.get_running_loop()
+        # Any lookup happens before the transport exists: once it does, the peer's OPEN may arrive at any moment
+        # and must find the FSM past connection_made.
+        try:
+            local = ip_address(sock.getsockname()[0])
+            peer = ip_address(sock.getpeername()[0])
+            beside = await self.session._beside(local)
+        except OSError as exc:
+            sock.close()
+            self.fsm.connection_failed()
+            log.info("BGP connection to %s failed: %s", self.label, exc)
+            return False
+
+        def made(transport: asyncio.Transport) -> None:
+            self.transport = transport
+            if self.shutting:  # given up while the transport was being made (the other connection won)
+                transport.close()
+                return
+            self.fsm.connection_made(local, peer, loop.time(), beside=beside, inbound=self.inbound)
+            self.flush()
+            self._reschedule()
+
+        try:
+            await loop.create_connection(lambda: _Protocol(self, made), sock=sock)
+        except OSError as exc:
+            sock.close()
+            self.fsm.connection_failed()
+            log.info("BGP connection to %s failed: %s", self.label, exc)
+            return False
+        return True
+
+    async def _serve(self) -> None:
+        transport = self.transport
+        try:
+            reason = await self.closed
+            if self._drain is not None:  # what arrived before the close is decoded first (a NOTIFICATION, say)
+                await asyncio.wait({self._drain})
+            self.session._dispatch(self, self.fsm.connection_lost(reason))
+        finally:
+            if self._drain is not None:
+                self._drain.cancel()
+                self._drain = None
+            self._backlog.clear()
+            self._paused = False
+            self._cancel_timer()
+            self.transport = None
+            if transport is not None:
+                transport.close()
+
+    def shut(self, reason: str, *, subcode: int, graceful_restart: bool = False) -> None:
+        """Close on our initiative: the FSM's NOTIFICATION (if any) goes out, then TCP closes."""
+        self.shutting = True
+        events = self.fsm.close(reason, subcode=subcode, graceful_restart=graceful_restart)
+        self.flush()
+        self.session._dispatch(self, events)
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> bool:
+        """Drop TCP without a word; False when there was no open connection."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.abort()
+        return True
+
+    # ------------------------------------------------------------------ transport and timer callbacks
+
+    def on_data(self, data: bytes) -> None:
+        """Small reads are decoded at once; a burst goes to the backlog, decoded in slices by :meth:`_drain_backlog`."""
+        if not self._backlog and self._drain is None and len(data) <= FEED_BYTES:
+            self._feed(data)
+            return
+        self._backlog += data
+        if len(self._backlog) > PAUSE_BACKLOG and self.transport is not None and not self._paused:
+            self.transport.pause_reading()
+            self._paused = True
+        if self._drain is None:
+            loop = asyncio.get_running_loop()
+            self._drain = loop.create_task(self._drain_backlog(), name=f"bgp-rx-{self.label}")
+
+    async def _drain_backlog(self) -> None:
+        try:
+            while self._backlog:
+                chunk = bytes(self._backlog[:FEED_BYTES])
+                del self._backlog[:FEED_BYTES]
+                self._feed(chunk)
+                await asyncio.sleep(0)  # the loop's turn: timers, other peers, the fast path's reports
+                if self._paused and len(self._backlog) <= PAUSE_BACKLOG // 2:
+                    self._paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+        finally:
+            if self._drain is asyncio.current_task():
+                self._drain = None
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            events = self.fsm.data_received(data, asyncio.get_running_loop().time())
+        except Exception:
+            self._internal_error("processing received data")
+            return
+        self.flush()
+        self.session._dispatch(self, events)
+        self._reschedule()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            events = self.fsm.timer(asyncio.get_running_loop().time())
+        except Exception:
+            self._internal_error("running timers")
+            return
+        self.flush()
+        self.session._dispatch(self, events)
+        self._reschedule()
+
+    def _internal_error(self, what: str) -> None:
+        """A bug must not leave a half-working session: log it and drop the connection (it will redial)."""
+        log.exception("BGP session %s: internal error while %s", self.label, what)
+        self.abort()
+
+    def flush(self) -> None:
+        data = self.fsm.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _reschedule(self) -> None:
+        self._cancel_timer()
+        deadline = self.fsm.next_deadline()
+        if deadline is not None and self.transport is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
 
 
 class BGPSession:
@@ -138,23 +328,29 @@ class BGPSession:
     ``on_event`` is called synchronously with every FSM event (Established,
     SessionDown, ...); it must not block.  Routes set with :meth:`set_routes`
     survive reconnects: after each new Established they are all sent again.
+
+    Connections come from our dial (never for a ``passive`` peer) or from :meth:`accept` (the speaker's
+    listener hands over the peer's). An inbound connection that finds us without one is taken at once (a dial or
+    backoff in progress is dropped); one that finds a connection of ours runs beside it as a candidate until
+    :func:`~ironlb.bgp.fsm.resolve_collision` closes one of the two with cease 7, and a candidate left standing
+    becomes the session's connection. At most one candidate at a time: another inbound connection is closed.
     """
 
     def __init__(self, config: PeerConfig, *, on_event: Callable[[Event], None] | None = None) -> None:
         self.config = config
         self.fsm = BGPStateMachine(config)
+        """The FSM of the session's connection (replaced when a candidate connection takes over)."""
         self._on_event = on_event
         self._task: asyncio.Task[None] | None = None
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._link: _Link | None = None
+        self._candidate: _Link | None = None
+        self._inbound: socket.socket | None = None
+        self._inbound_ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._established = asyncio.Event()
-        self._closed_fut: asyncio.Future[str] | None = None
-        self._backlog = bytearray()
-        self._drain: asyncio.Task[None] | None = None
-        self._paused = False
         self.connect_attempts = 0
-        self._established_at: float | None = None  # loop time of the latest Established
+        self.inbound_connections = 0
+        self.collisions = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -174,21 +370,57 @@ class BGPSession:
         return self.fsm.is_established
 
     def start(self) -> None:
-        """Begin connecting in a background task (idempotent)."""
+        """Begin connecting (or, for a passive peer, waiting for the peer) in a background task (idempotent)."""
         if self._task is None or self._task.done():
             self._stop.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bgp-{self.config.label}")
 
     def set_routes(self, routes: RouteTable) -> None:
         """Replace the desired Adj-RIB-Out; changes go out at once when Established."""
+        for link in (self._link, self._candidate):
+            if link is not None and link.fsm is not self.fsm:
+                self._dispatch(link, link.fsm.set_routes(routes))
+                link.flush()
         events = self.fsm.set_routes(routes)
-        self._flush()
-        self._dispatch(events)
+        if self._link is not None:
+            self._link.flush()
+        self._dispatch(self._link, events)
 
     async def wait_established(self, timeout: float | None = None) -> None:
         """Wait until Established (raises TimeoutError)."""
         async with asyncio.timeout(timeout):
             await self._established.wait()
+
+    def accept(self, sock: socket.socket) -> None:
+        """Take over ``sock``, a TCP connection the peer opened to us (the caller matched its address).
+
+        Closed at once when the session is stopped or already settling a collision.
+        """
+        self.inbound_connections += 1
+        try:
+            sock.setblocking(False)
+            apply_options(sock, self.config)
+        except OSError as exc:
+            log.info("BGP %s: inbound connection refused: %s", self.config.label, exc)
+            sock.close()
+            return
+        if self._stop.is_set() or self._task is None or self._task.done() or self._candidate is not None:
+            log.info("BGP %s: inbound connection refused (%s)", self.config.label,
+                     "a collision is being settled" if self._candidate is not None else "session stopped")
+            sock.close()
+            return
+        if self._link is None:
+            if self._inbound is not None:
+                self._inbound.close()
+            self._inbound = sock
+            self._inbound_ready.set()
+            return
+        log.info("BGP %s: inbound connection while ours is %s: settling the collision",
+                 self.config.label, self.fsm.state.value)
+        link = _Link(self, BGPStateMachine(self.config), inbound=True)
+        link.fsm.set_routes(self.fsm.desired)
+        self._candidate = link
+        link.task = asyncio.get_running_loop().create_task(self._drive(link, sock), name=f"bgp-in-{link.label}")
 
     def drop_connection(self, reason: str = "connection dropped") -> None:
         """Abort the current TCP connection without a NOTIFICATION (e.g. BFD saw the path die); it redials.
@@ -196,9 +428,9 @@ class BGPSession:
         Nothing is sent because the peer is presumed unreachable; the supervisor sees the connection lost and
         goes through its usual backoff. A no-op while not connected.
         """
-        if self._transport is not None and not self._transport.is_closing():
-            log.info("BGP session %s: dropping connection: %s", self.config.label, reason)
-            self._transport.abort()
+        for link in (self._candidate, self._link):
+            if link is not None and link.abort():
+                log.info("BGP session %s: dropping connection: %s", link.label, reason)
 
     async def close(
         self,
@@ -210,51 +442,133 @@ class BGPSession:
     ) -> None:
         """Stop for good: NOTIFICATION cease (or, for a graceful restart, a bare TCP close)."""
         self._stop.set()
-        if self._transport is not None:
-            events = self.fsm.close(reason, subcode=subcode, graceful_restart=graceful_restart)
-            self._flush()
-            self._dispatch(events)
-            self._transport.close()
-        task = self._task
-        if task is not None and not task.done():
-            if self._transport is None:
-                # Backoff wait or dial in progress: nothing to flush, stop right away.
-                task.cancel()
+        if self._inbound is not None:
+            self._inbound.close()
+            self._inbound = None
+        candidate = self._candidate
+        if candidate is not None:
+            candidate.shut(reason, subcode=subcode)
+        if self._link is not None:
+            self._link.shut(reason, subcode=subcode, graceful_restart=graceful_restart)
+        tasks = {t for t in (self._task, candidate.task if candidate else None) if t is not None and not t.done()}
+        if tasks:
             try:
                 async with asyncio.timeout(timeout):
-                    await asyncio.wait({task})
+                    await asyncio.wait(tasks)
             except TimeoutError:
-                task.cancel()
-                await asyncio.wait({task})
-        self._cancel_timer()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.wait(tasks)
 
     # ------------------------------------------------------------------ supervisor
 
     async def _run(self) -> None:
-        """Dial, run the connection, redial: at once after a stable session dropped, else with jittered backoff."""
+        """Dial (or wait for the peer), run the connection, again: at once after a stable session dropped, else
+        with jittered backoff."""
         attempt = 0
         while not self._stop.is_set():
-            delay = backoff_delay(attempt, self.config.connect_time, random.uniform(0.0, 0.5))
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stop.wait()
-                if self._stop.is_set():
-                    break
-            self.fsm.connection_started()
-            self.connect_attempts += 1
+            link = self._candidate
+            if link is not None:
+                # The connection we ran is gone and the peer's is still up: it carries on as the session's.
+                self._candidate = None
+                self._adopt(link)
+            else:
+                sock, inbound = await self._next_socket(attempt)
+                if sock is None:
+                    attempt += 1
+                    continue
+                link = _Link(self, self.fsm, inbound=inbound)
+                self._link = link
+                link.task = asyncio.get_running_loop().create_task(self._drive(link, sock), name=f"bgp-{link.label}")
+                late = self._take_inbound()
+                if late is not None:  # came while our dial completed: it is the collision's other side
+                    self.accept(late)
+            assert link.task is not None
             try:
-                sock = await self._connect()
-            except (OSError, TimeoutError) as exc:
-                self.fsm.connection_failed()
-                log.info("BGP connect to %s failed: %s", self.config.label, exc or type(exc).__name__)
-                attempt += 1
-                continue
-            up_for = await self._run_connection(sock)
-            if up_for is None:
+                await asyncio.shield(link.task)
+            except asyncio.CancelledError:
+                link.task.cancel()
+                raise
+            finally:
+                self._link = None
+            if not link.established:
                 attempt += 1
             else:  # a session that was up: redial at once (the peer restarted, we were frozen past the hold time)
+                up_for = asyncio.get_running_loop().time() - link.established_at
                 attempt = 0 if up_for >= STABLE_SESSION else 1
+
+    async def _drive(self, link: _Link, sock: socket.socket) -> None:
+        try:
+            if self._stop.is_set():
+                link.shutting = True
+            await link.run(sock)
+        finally:
+            if self._candidate is link:
+                self._candidate = None
+
+    def _adopt(self, link: _Link) -> None:
+        """A candidate becomes the session's connection: its FSM (with the counters of both) is the session's."""
+        merged = Counters(**{f.name: getattr(self.fsm.counters, f.name) + getattr(link.fsm.counters, f.name)
+                             for f in fields(Counters)})
+        link.fsm.counters = merged
+        self.fsm = link.fsm
+        self._link = link
+        log.info("BGP %s: the peer's connection carries the session (%s)", self.config.label, link.fsm.state.value)
+        held, link.held = link.held, []
+        self._dispatch(link, held)
+
+    def _take_inbound(self) -> socket.socket | None:
+        sock, self._inbound = self._inbound, None
+        self._inbound_ready.clear()
+        return sock
+
+    async def _wait(self, timeout: float | None, *also: Awaitable[object]) -> set[asyncio.Future[object]]:
+        """Until stopped, an inbound connection waits, one of ``also`` is done, or ``timeout`` seconds passed."""
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait()),
+                                            asyncio.ensure_future(self._inbound_ready.wait())]
+        others = [asyncio.ensure_future(a) for a in also]
+        try:
+            done, _ = await asyncio.wait([*waits, *others], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return done
+
+    async def _next_socket(self, attempt: int) -> tuple[socket.socket | None, bool]:
+        """The next connection: the peer's as soon as it comes, else (unless passive) ours after the backoff."""
+        if self.config.passive:
+            self.fsm.passive_open()
+            while self._inbound is None and not self._stop.is_set():
+                await self._wait(None)
+            return self._take_inbound(), True
+        delay = backoff_delay(attempt, self.config.connect_time, random.uniform(0.0, 0.5))
+        if delay > 0 and self._inbound is None:
+            await self._wait(delay)
+        if self._stop.is_set():
+            return None, False
+        if self._inbound is not None:
+            return self._take_inbound(), True
+        self.fsm.connection_started()
+        self.connect_attempts += 1
+        dial = asyncio.ensure_future(self._connect())
+        try:
+            await self._wait(None, dial)
+        except asyncio.CancelledError:
+            dial.cancel()
+            raise
+        if not dial.done():
+            dial.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError, TimeoutError):
+                (await dial).close()
+            if self._stop.is_set():
+                return None, False
+            return self._take_inbound(), True
+        try:
+            return dial.result(), False
+        except (OSError, TimeoutError) as exc:
+            self.fsm.connection_failed()
+            log.info("BGP connect to %s failed: %s", self.config.label, exc or type(exc).__name__)
+            return None, False
 
     async def _connect(self) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -278,142 +592,62 @@ class BGPSession:
             return None
         return await address_beside(local, want)
 
-    async def _run_connection(self, sock: socket.socket) -> float | None:
-        """Run one TCP connection to its end: how long it was Established (None: it never was)."""
-        loop = asyncio.get_running_loop()
-        closed: asyncio.Future[str] = loop.create_future()
-        # Any lookup happens before the transport exists: once it does, the peer's OPEN may arrive at any moment
-        # and must find the FSM past connection_made.
-        try:
-            local = ip_address(sock.getsockname()[0])
-            peer = ip_address(sock.getpeername()[0])
-            beside = await self._beside(local)
-        except OSError as exc:
-            sock.close()
-            self.fsm.connection_failed()
-            log.info("BGP connection to %s failed: %s", self.config.label, exc)
-            return None
-        before = self.fsm.counters.established_transitions
+    # ------------------------------------------------------------------ events
 
-        def made(transport: asyncio.Transport) -> None:
-            self._transport = transport
-            self.fsm.connection_made(local, peer, loop.time(), beside=beside)
-            self._flush()
-            self._reschedule()
-
-        try:
-            transport, _proto = await loop.create_connection(lambda: _Protocol(self, closed, made), sock=sock)
-        except OSError as exc:
-            sock.close()
-            self.fsm.connection_failed()
-            log.info("BGP connection to %s failed: %s", self.config.label, exc)
-            return None
-        assert isinstance(transport, asyncio.Transport)
-        self._closed_fut = closed
-        try:
-            if self._stop.is_set():
-                self._dispatch(self.fsm.close("shutting down"))
-                self._flush()
-                transport.close()
-            reason = await closed
-            if self._drain is not None:  # what arrived before the close is decoded first (a NOTIFICATION, say)
-                await asyncio.wait({self._drain})
-            self._dispatch(self.fsm.connection_lost(reason))
-        except OSError as exc:
-            self._dispatch(self.fsm.connection_lost(f"socket error: {exc}"))
-        finally:
-            if self._drain is not None:
-                self._drain.cancel()
-                self._drain = None
-            self._backlog.clear()
-            self._paused = False
-            self._cancel_timer()
-            self._transport = None
-            self._closed_fut = None
-            transport.close()
-        if self.fsm.counters.established_transitions == before or self._established_at is None:
-            return None
-        return loop.time() - self._established_at
-
-    # ------------------------------------------------------------------ callbacks
-
-    def _on_data(self, data: bytes) -> None:
-        """Small reads are decoded at once; a burst goes to the backlog, decoded in slices by :meth:`_drain_backlog`."""
-        if not self._backlog and self._drain is None and len(data) <= FEED_BYTES:
-            self._feed(data)
-            return
-        self._backlog += data
-        if len(self._backlog) > PAUSE_BACKLOG and self._transport is not None and not self._paused:
-            self._transport.pause_reading()
-            self._paused = True
-        if self._drain is None:
-            loop = asyncio.get_running_loop()
-            self._drain = loop.create_task(self._drain_backlog(), name=f"bgp-rx-{self.config.label}")
-
-    async def _drain_backlog(self) -> None:
-        try:
-            while self._backlog:
-                chunk = bytes(self._backlog[:FEED_BYTES])
-                del self._backlog[:FEED_BYTES]
-                self._feed(chunk)
-                await asyncio.sleep(0)  # the loop's turn: timers, other peers, the fast path's reports
-                if self._paused and len(self._backlog) <= PAUSE_BACKLOG // 2:
-                    self._paused = False
-                    if self._transport is not None:
-                        self._transport.resume_reading()
-        finally:
-            if self._drain is asyncio.current_task():
-                self._drain = None
-
-    def _feed(self, data: bytes) -> None:
-        try:
-            events = self.fsm.data_received(data, asyncio.get_running_loop().time())
-        except Exception:
-            self._internal_error("processing received data")
-            return
-        self._flush()
-        self._dispatch(events)
-        self._reschedule()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            events = self.fsm.timer(asyncio.get_running_loop().time())
-        except Exception:
-            self._internal_error("running timers")
-            return
-        self._flush()
-        self._dispatch(events)
-        self._reschedule()
-
-    def _internal_error(self, what: str) -> None:
-        """A bug must not leave a half-working session: log it and drop the connection (it will redial)."""
-        log.exception("BGP session %s: internal error while %s", self.config.label, what)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _flush(self) -> None:
-        data = self.fsm.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-
-    def _dispatch(self, events: list[Event]) -> None:
+    def _dispatch(self, link: _Link | None, events: list[Event]) -> None:
         for event in events:
+            if link is not None and isinstance(event, Established):
+                link.established = True
+                link.established_at = asyncio.get_running_loop().time()
+            if link is not None and link is self._candidate:
+                self._candidate_event(link, event)
+                continue
             self._log(event)
             if isinstance(event, SessionDown):
                 self._established.clear()
-                if self._transport is not None:
+                if link is not None and link.transport is not None:
                     # close() still sends what is buffered, i.e. our NOTIFICATION.
-                    self._transport.close()
+                    link.transport.close()
             elif self.fsm.is_established:
-                if isinstance(event, Established):
-                    self._established_at = asyncio.get_running_loop().time()
                 self._established.set()
             if self._on_event is not None:
                 try:
                     self._on_event(event)
                 except Exception:
                     log.exception("BGP event handler failed for %s", self.config.label)
+            if isinstance(event, OpenReceived) and link is not None:
+                self._settle(link)
+
+    def _candidate_event(self, link: _Link, event: Event) -> None:
+        if isinstance(event, OpenReceived):
+            self._settle(link)
+        elif isinstance(event, SessionDown):
+            log.info("BGP %s: closed: %s", link.label, event.reason)
+            if link.transport is not None:
+                link.transport.close()
+        else:
+            link.held.append(event)
+            primary = self._link
+            if isinstance(event, Established) and primary is not None and not primary.fsm.is_established:
+                # Up before ours heard the peer's OPEN: the peer kept this one, ours gives way.
+                self.collisions += 1
+                primary.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION)
+
+    def _settle(self, new: _Link) -> None:
+        """RFC 4271 section 6.8, once ``new`` has the peer's OPEN: close the losing connection with cease 7, then
+        let ``new``, if it stands, send its KEEPALIVE and read on."""
+        other = self._candidate if new is self._link else self._link
+        loser_fsm = None if other is None or other is new else resolve_collision(new.fsm, other.fsm)
+        if other is not None and loser_fsm is not None:
+            loser = new if loser_fsm is new.fsm else other
+            self.collisions += 1
+            log.info("BGP %s: connection collision: closing the %s connection", self.config.label,
+                     "inbound" if loser.inbound else "outbound")
+            loser.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION)
+        if not new.shutting:
+            events = new.fsm.confirm_open(asyncio.get_running_loop().time())
+            new.flush()
+            self._dispatch(new, events)
 
     def _log(self, event: Event) -> None:
         """The FSM reports, the shell logs (the sans-I/O core has no logger)."""
@@ -425,19 +659,8 @@ class BGPSession:
         elif isinstance(event, RoutesUnsendable):
             log.warning("BGP %s: %d prefixes have attributes too large to send", label, len(event.prefixes))
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
-    def _reschedule(self) -> None:
-        self._cancel_timer()
-        deadline = self.fsm.next_deadline()
-        if deadline is not None and self._transport is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
-
-
-__all__ = ["BGPSession", "backoff_delay", "make_socket", "tcp_md5sig"]
+__all__ = ["BGPSession", "apply_options", "backoff_delay", "make_socket", "tcp_md5sig"]
 
 
 def address_beside_in(

@@ -31,9 +31,10 @@ from .attributes import Attributes
 from .config import DynamicASN, PeerConfig
 from .errors import CeaseSubcode
 from .fsm import BGPState, Event
+from .listener import BGP_PORT, BGPListener, peer_of
 from .metrics import BGPMetrics, PeerSample
 from .session import BGPSession
-from .wire import IPV4_UNICAST, IPV6_UNICAST, Network, family_of
+from .wire import IPV4_UNICAST, IPV6_UNICAST, Address, Network, family_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
     holdTime defaults to 90 s (MetalLB native); keepaliveTime None means hold/3. connectTime caps the redial
     backoff (default 2 min, as MetalLB native). The session only carries the peer address's family unless
     ``dualStackAddressFamily`` is set, as MetalLB's FRR modes do. ``localASN`` replaces ``myASN`` on the session.
+    A ``passive`` peer (ironlb's ``ironlb.io/passive`` annotation) is never dialled: the peer connects to us.
     """
     if not peer.address:
         raise ValueError(f"peer {peer.name}: unnumbered BGP (interface) is not supported")
@@ -105,6 +107,7 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
         password=peer.password or None,
         ebgp_multihop=peer.ebgp_multihop,
         local_asn=peer.local_asn or None,
+        passive=peer.passive,
         node_name=node_name,
         name=peer.name,
     )
@@ -125,6 +128,10 @@ class BGPSpeaker:
 
     Call :meth:`update` with the peers of this node (or all peers plus ``node_labels``) and the planner's route
     table per peer name; call :meth:`close` on shutdown. Runs on the caller's event loop.
+
+    While it has peers it listens on ``listen_port`` (179; None: never) and hands the peers' connections to
+    their sessions (passive peers, connection collisions). A port it cannot bind (another BGP daemon on the host)
+    is logged once and the sessions only dial.
     """
 
     def __init__(
@@ -135,8 +142,11 @@ class BGPSpeaker:
         bfd_factory: BFDFactory | None = None,
         session_factory: SessionFactory = _default_session_factory,
         on_event: Callable[[str, Event], None] | None = None,
+        listen_port: int | None = BGP_PORT,
     ) -> None:
         self.node_name = node_name
+        self._listener = None if listen_port is None else BGPListener(self._lookup, port=listen_port)
+        self._listen_errors: list[str] = []
         self._bfd_factory = bfd_factory
         self._session_factory = session_factory
         self._on_event = on_event
@@ -185,6 +195,21 @@ class BGPSpeaker:
             if table != managed.routes:
                 managed.routes = table
                 managed.session.set_routes(table)
+        self._listen()
+
+    def _listen(self) -> None:
+        """Listen while there are peers (bind errors logged when they change), with their MD5 keys."""
+        if self._listener is None or not self._peers:
+            return
+        self._listener.set_keys({m.config.peer_address: m.config.password or "" for m in self._peers.values()})
+        errors = self._listener.start()
+        if errors and errors != self._listen_errors:
+            log.warning("BGP: not accepting inbound connections on %s (passive peers cannot connect)",
+                        "; ".join(errors))
+        self._listen_errors = errors
+
+    def _lookup(self, peer: Address, local: Address) -> BGPSession | None:
+        return peer_of(self.sessions, peer, local)
 
     def _start(self, peer: Peer) -> _Managed:
         config = peer_config(peer, self.node_name)
@@ -240,6 +265,8 @@ class BGPSpeaker:
         """
         managed = list(self._peers.values())
         self._peers.clear()
+        if self._listener is not None:
+            await self._listener.close()
         await asyncio.gather(
             *(self._close_one(m, reason, graceful=graceful_restart and m.peer.enable_graceful_restart) for m in managed)
         )

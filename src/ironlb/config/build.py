@@ -30,6 +30,9 @@ localASN                              accepted    eBGP peers only and not equal 
                                                   ``local-as``, which MetalLB renders it to); equal to myASN: a
                                                   warning, no effect. MetalLB native mode refuses it
 interface (unnumbered BGP)            REJECTED    "... is not supported by ironlb"
+annotation ``ironlb.io/passive``      ironlb's    "true": never dial, the peer connects (ironlb always accepts
+                                                  a configured peer's connection on port 179); "false" or
+                                                  absent: dial. MetalLB ignores it
 ConfigMap ``bgpextras``               REJECTED    raw FRR configuration has no meaning here
 FRR cross-peer checks (routerID ...)  not run     they constrain FRR's single "router bgp"
 ====================================  ==========  ==============================================
@@ -330,6 +333,7 @@ class _Builder:
         if s.peer_address != "" and s.interface != "":
             raise _Problem("peer has both Address and Interface specified", field="spec.peerAddress, spec.interface")
         local_asn = self.local_asn(p)
+        passive = _passive_annotation(p)
         hold, keepalive = _timers(s.hold_time, s.keepalive_time)
         address = _optional_ip(s.peer_address, "invalid BGPPeer address", "spec.peerAddress")
         router_id = _optional_ip(s.router_id, "invalid router ID", "spec.routerID")
@@ -395,6 +399,7 @@ class _Builder:
             local_asn=local_asn,
             vrf=s.vrf,
             dual_stack_address_family=s.dual_stack_address_family,
+            passive=passive,
         )
 
     def local_asn(self, p: BGPPeer) -> int:
@@ -934,6 +939,20 @@ def _contains_l2(existing: list[t.L2Advertisement], new: t.L2Advertisement) -> b
         ):
             return True
     return False
+
+
+def _passive_annotation(p: BGPPeer) -> bool:
+    """ironlb's ``ironlb.io/passive`` annotation: absent, ``"true"`` or ``"false"`` (anything else is refused)."""
+    value = p.metadata.annotations.get(t.PASSIVE_ANNOTATION)
+    if value is None or value == "false":
+        return False
+    if value != "true":
+        raise _Problem(
+            f"invalid value {goq(str(value)[:64])} for annotation {t.PASSIVE_ANNOTATION}: "
+            'must be "true" or "false"',
+            field=f"metadata.annotations[{t.PASSIVE_ANNOTATION}]",
+        )
+    return True
 
 
 def _replace_pool(pool: t.Pool, l2: tuple[t.L2Advertisement, ...], bgp: tuple[t.BGPAdvertisement, ...]) -> t.Pool:

@@ -56,6 +56,8 @@ class ObjectMeta(_Model):
     name: str = ""
     namespace: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    # Any values: only ironlb's own keys are read (and checked) where they apply.
+    annotations: dict[str, Any] = Field(default_factory=dict)
 
 
 class LabelSelectorRequirementModel(_Model):

@@ -166,10 +166,16 @@ class Peer:
     local_asn: int = 0
     vrf: str = ""
     dual_stack_address_family: bool = False
+    # ironlb's extension (annotation PASSIVE_ANNOTATION): never dial, wait for the peer to connect. MetalLB ignores it.
+    passive: bool = False
 
     @property
     def is_ibgp(self) -> bool:
         return self.dynamic_asn == "internal" or (self.peer_asn != 0 and self.peer_asn == self.my_asn)
+
+
+# The BGPPeer annotation of ironlb's own that makes the session passive ("true" or "false").
+PASSIVE_ANNOTATION = "ironlb.io/passive"
 
 
 @dataclass(frozen=True)
