@@ -190,6 +190,18 @@ class _Link:
         try:
             local = ip_address(sock.getsockname()[0])
             peer = ip_address(sock.getpeername()[0])
+            if self.inbound:
+                # A single-hop eBGP peer must be on a connected network: our TTL-1 packets would die on the way
+                # back, leaving the peer with a half-open session that blocks its next ones (the peer's own
+                # collision check). Refused while the socket still has the default TTL, so the peer sees the close.
+                config = self.session.config
+                if config.static_ibgp is False and not config.ebgp_multihop and await on_link(peer) is False:
+                    log.info("BGP %s: refused: the peer is not on a connected network and ebgpMultiHop is off",
+                             self.label)
+                    sock.close()
+                    self.fsm.connection_failed()
+                    return False
+                apply_options(sock, config)
             beside = await self.session._beside(local)
         except OSError as exc:
             sock.close()
@@ -399,7 +411,6 @@ class BGPSession:
         self.inbound_connections += 1
         try:
             sock.setblocking(False)
-            apply_options(sock, self.config)
         except OSError as exc:
             log.info("BGP %s: inbound connection refused: %s", self.config.label, exc)
             sock.close()
@@ -687,6 +698,27 @@ def _same(text: object, address: IPv4Address | IPv6Address) -> bool:
         return ip_address(str(text).split("%")[0]) == address
     except ValueError:
         return False
+
+
+async def on_link(peer: IPv4Address | IPv6Address, timeout: float = 2.0) -> bool | None:
+    """Whether this host reaches ``peer`` without a gateway (``ip -j route get``); None when the lookup fails."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "-j", "route", "get", str(peer), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        routes = json.loads(out or b"[]")
+    except (OSError, TimeoutError, ValueError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return None
+    if not isinstance(routes, list) or not routes or not isinstance(routes[0], dict):
+        return None
+    return "gateway" not in routes[0]
 
 
 async def address_beside(local: IPv4Address | IPv6Address, version: int, timeout: float = 2.0
