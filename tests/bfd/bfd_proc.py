@@ -6,7 +6,7 @@ session through :meth:`BFDManager.add_peer`. With ``bgp`` (``{"my_asn", "peer_as
 "routes": [prefix, ...]}``) it runs :class:`~ironlb.bgp.speaker.BGPSpeaker` with one peer naming the profile, and
 BFD plugged in through :class:`~ironlb.bfd.speaker.SpeakerBFD`: the real speaker integration.
 
-Prints JSON lines: ``{"ready": true}``, ``{"bfd": true|false, "t": monotonic}``, ``{"bgp": "established"|"down",
+Prints JSON lines: ``{"ready": true}``, ``{"bfd": true|false, "t": monotonic, "diag": n, "remote_diag": n}``, ``{"bgp": "established"|"down",
 "t": ...}`` and, on ``{"cmd": "info"}``, ``{"info": {...}}``. ``{"cmd": "close"}`` or EOF on stdin stops it.
 """
 
@@ -44,8 +44,17 @@ def on_bgp_event(name: str, event: Event) -> None:
         emit({"bgp": "down", "reason": event.reason, "t": time.monotonic()})
 
 
+SESSIONS: list[BFDManager] = []
+
+
 def on_bfd(up: bool) -> None:
-    emit({"bfd": up, "t": time.monotonic()})
+    """The callback's value, with the session's diagnostics at that moment (the local one says why it went Down)."""
+    line: dict[str, Any] = {"bfd": up, "t": time.monotonic()}
+    handles = SESSIONS[0].peers() if SESSIONS else []
+    if handles:
+        line["diag"] = int(handles[0].session.local_diag)
+        line["remote_diag"] = handles[0].session.remote.diag
+    emit(line)
 
 
 async def main() -> None:
@@ -56,6 +65,7 @@ async def main() -> None:
     profile = BFDProfile(**cfg["profile"])
     manager = BFDManager(metrics=BFDMetrics(None))
     await manager.start()
+    SESSIONS.append(manager)
     speaker: BGPSpeaker | None = None
     if cfg.get("bgp"):
         b = cfg["bgp"]

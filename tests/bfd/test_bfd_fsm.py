@@ -307,7 +307,7 @@ def test_no_periodic_tx_when_remote_min_rx_is_zero_or_demand() -> None:
     assert t.outgoing() == []
 
 
-def test_profile_conversion_and_echo_refused() -> None:
+def test_profile_conversion() -> None:
     cfg = SessionConfig.from_profile(
         BFDProfile(
             name="p",
@@ -322,8 +322,15 @@ def test_profile_conversion_and_echo_refused() -> None:
     assert cfg == SessionConfig(
         transmit_interval=150, receive_interval=200, detect_multiplier=5, passive=True, multihop=True, minimum_ttl=250
     )
-    with pytest.raises(BFDConfigError, match="echo mode is not supported"):
-        SessionConfig.from_profile(BFDProfile(name="e", echo_mode=True), multihop=False)
+    echo = SessionConfig.from_profile(BFDProfile(name="e", echo_mode=True, echo_interval=40), multihop=False)
+    assert (echo.echo_mode, echo.echo_interval, echo.echo_receive_interval) == (True, 40, 40)
+    # Multi-hop: no echo either way (RFC 5883 section 3); the shell can turn either direction off.
+    multi = SessionConfig.from_profile(BFDProfile(name="e", echo_mode=True), multihop=True)
+    assert (multi.echo_mode, multi.echo_receive_interval) == (False, 0)
+    only_rx = SessionConfig.from_profile(BFDProfile(name="e", echo_mode=True), multihop=False, echo_transmit=False)
+    assert (only_rx.echo_mode, only_rx.echo_receive_interval) == (False, 50)
+    with pytest.raises(BFDConfigError, match="single hop only"):
+        SessionConfig(echo_mode=True, multihop=True)
     with pytest.raises(BFDConfigError):
         SessionConfig(detect_multiplier=0)
     with pytest.raises(ValueError):

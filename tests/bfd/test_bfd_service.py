@@ -167,8 +167,8 @@ async def test_api_errors() -> None:
         m.add_peer(B, None, FAST)
     await m.start()
     try:
-        with pytest.raises(BFDConfigError, match="echo mode"):
-            m.add_peer(B, None, BFDProfile(name="echo", echo_mode=True))
+        with pytest.raises(BFDConfigError, match="invalid detect multiplier"):
+            m.add_peer(B, None, BFDProfile(name="bad", detect_multiplier=0))
         h = m.add_peer(B, None, FAST)
         with pytest.raises(ValueError, match="already exists"):
             m.add_peer(B, A, FAST)

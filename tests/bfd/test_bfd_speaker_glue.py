@@ -63,15 +63,15 @@ async def test_failure_calls_on_down_and_close_removes_the_session() -> None:
 
 
 @virtual_clock
-async def test_echo_profile_runs_bgp_without_bfd(caplog: pytest.LogCaptureFixture) -> None:
+async def test_refused_profile_runs_bgp_without_bfd(caplog: pytest.LogCaptureFixture) -> None:
     manager = BFDManager(single_hop_port=free_udp_ports(1)[0])
     await manager.start()
     try:
         config = PeerConfig(my_asn=64512, peer_asn=64513, peer_address=ip_address("127.0.0.1"))
         with caplog.at_level(logging.ERROR):
-            handle = SpeakerBFD(manager)(Request(BFDProfile(name="e", echo_mode=True), config, lambda _r: None))
+            handle = SpeakerBFD(manager)(Request(BFDProfile(name="e", detect_multiplier=0), config, lambda _r: None))
         assert handle.handle is None and manager.peers() == []
-        assert "echo mode is not supported" in caplog.text
+        assert "invalid detect multiplier" in caplog.text
         await asyncio.wait_for(handle.close(), 1.0)
     finally:
         manager.close()

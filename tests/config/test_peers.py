@@ -167,13 +167,11 @@ spec: {receiveInterval: 5}
     err = error_of(bfd)
     assert "invalid value 5, must be in 10-60000 range" in str(err) and "invalid receive interval value" in str(err)
     ok = bfd.replace("receiveInterval: 5", "receiveInterval: 100, echoMode: true")
-    # A profile with echo mode is valid on its own; a peer that uses it is refused (ironlb has no echo mode).
+    # Echo mode is accepted, on its own and on a peer that uses it (IPv4 pools: see test_ipv6_bgp_and_bfd_echo).
     cfg = config_of(ok)
     assert cfg.bfd_profiles[0].receive_interval == 100 and cfg.bfd_profiles[0].echo_mode
-    err = error_of(ok + peer("p", BASE + "\nbfdProfile: b"))
-    assert 'BGPPeer "p": spec.bfdProfile "b": echoMode is not supported by ironlb' in str(err) and not err.transient
-    cfg = config_of(ok.replace(", echoMode: true", "") + peer("p", BASE + "\nbfdProfile: b"))
-    assert cfg.peers[0].bfd_profile == "b"
+    cfg = config_of(ok + peer("p", BASE + "\nbfdProfile: b"))
+    assert cfg.peers[0].bfd_profile == "b" and cfg.bfd_profiles[0].echo_interval == 50
     assert "found duplicate bfd profile name b" in str(error_of(ok + ok.replace("100", "200")))
 
 

@@ -40,11 +40,22 @@ What is implemented, by RFC 5880 section:
 - TTL: single hop (RFC 5881 §5, GTSM) accepts only TTL/hop limit 255;
   multi-hop (RFC 5883 §2) drops packets below ``minimum_ttl``.
 
+- §6.4 / §6.8.9 Echo function (single hop only, RFC 5883 §3): with
+  ``echo_mode`` the session sends echo packets (:meth:`BFDStateMachine.outgoing_echo`)
+  while it is Up and the peer's last Required Min Echo RX is nonzero, every
+  max(our echo interval, that value), jittered as control packets; each carries
+  our discriminator and a sequence number, and only a return of a sequence
+  number still outstanding is accepted (:meth:`BFDStateMachine.echo_received`:
+  a stale or replayed echo does not prove the path works). No return for Detect
+  Mult x the echo interval takes the session Down with diag 2 ("echo function
+  failed", §6.8.5). ``echo_receive_interval`` is what we advertise as Required
+  Min Echo RX (0: we do not loop the peer's echo packets back; looping is the
+  kernel's forwarding, not this machine's). Control packets keep their
+  configured rate: the §6.8.3 SHOULD (Required Min RX of 1 s while echo is
+  active) is left to the profile, as FRR's bfdd and MetalLB's docs do.
+
 Not implemented: authentication (see :mod:`ironlb.bfd.wire`), Demand mode on
-our side, and the Echo function: echo needs packets addressed to ourselves
-sent out through the peer's MAC (a raw socket per interface); a profile with
-``echo_mode`` is refused by :meth:`SessionConfig.from_profile`, and our packets
-carry Required Min Echo RX = 0 so the peer never sends us echo packets.
+our side.
 """
 
 from __future__ import annotations
@@ -55,16 +66,18 @@ from dataclasses import dataclass
 
 from ironlb.config.types import BFDProfile
 
-from .wire import BFDState, ControlPacket, Diag
+from .wire import BFDState, ControlPacket, Diag, EchoPacket
 
 US_PER_S = 1_000_000
 SLOW_START_TX_US = 1_000_000
 SINGLE_HOP_TTL = 255
 MAX_INTERVAL_MS = 3_600_000
+MAX_ECHO_OUTSTANDING = 256
+"""Echo sequence numbers remembered at most (older ones are forgotten: bounded memory whatever the rates)."""
 
 
 class BFDConfigError(ValueError):
-    """A BFD configuration ironlb refuses (out of range, or echo mode, which is not implemented)."""
+    """A BFD configuration ironlb refuses (a value out of range)."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +90,16 @@ class SessionConfig:
     passive: bool = False
     multihop: bool = False
     minimum_ttl: int = 254
+    echo_mode: bool = False
+    echo_interval: int = 50
+    echo_receive_interval: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("transmit_interval", "receive_interval"):
+        if self.echo_mode and self.multihop:
+            raise BFDConfigError("echo mode is single hop only (RFC 5883 section 3)")
+        if not 0 <= self.echo_receive_interval <= MAX_INTERVAL_MS:
+            raise BFDConfigError(f"invalid echo receive interval value {self.echo_receive_interval}")
+        for name in ("transmit_interval", "receive_interval", "echo_interval"):
             value = getattr(self, name)
             if not 1 <= value <= MAX_INTERVAL_MS:
                 raise BFDConfigError(f"invalid {name.replace('_', ' ')} value {value}, must be in 1-{MAX_INTERVAL_MS}")
@@ -89,13 +109,17 @@ class SessionConfig:
             raise BFDConfigError(f"invalid minimum ttl value {self.minimum_ttl}, must be in 1-255")
 
     @classmethod
-    def from_profile(cls, profile: BFDProfile, *, multihop: bool) -> SessionConfig:
-        """The session parameters of a BFDProfile. Raises :class:`BFDConfigError` when ``echo_mode`` is set."""
-        if profile.echo_mode:
-            raise BFDConfigError(
-                f"bfd profile {profile.name}: echo mode is not supported by ironlb "
-                "(control packets only; set echoMode: false)"
-            )
+    def from_profile(
+        cls, profile: BFDProfile, *, multihop: bool, echo_transmit: bool = True, echo_receive: bool = True
+    ) -> SessionConfig:
+        """The session parameters of a BFDProfile.
+
+        With ``echoMode`` the session sends echo packets every ``echoInterval`` and advertises that interval as
+        its Required Min Echo RX; never on a multi-hop session (RFC 5883 §3). The shell clears
+        ``echo_transmit`` when it cannot send echo packets on this path (IPv6, no packet socket) and
+        ``echo_receive`` when this machine does not forward the peer's echo packets back (IP forwarding off).
+        """
+        echo = profile.echo_mode and not multihop
         return cls(
             transmit_interval=profile.transmit_interval,
             receive_interval=profile.receive_interval,
@@ -103,6 +127,9 @@ class SessionConfig:
             passive=profile.passive_mode,
             multihop=multihop,
             minimum_ttl=profile.minimum_ttl,
+            echo_mode=echo and echo_transmit,
+            echo_interval=profile.echo_interval,
+            echo_receive_interval=profile.echo_interval if echo and echo_receive else 0,
         )
 
 
@@ -151,6 +178,9 @@ class SessionCounters:
     dropped: int = 0
     up_events: int = 0
     down_events: int = 0
+    echo_in: int = 0
+    echo_out: int = 0
+    echo_dropped: int = 0
 
 
 def _ms(value: int) -> int:
@@ -166,6 +196,7 @@ class _Remote:
     detect_mult: int = 0
     demand: bool = False
     diag: int = 0
+    min_echo_rx_us: int = 0
 
 
 class BFDStateMachine:
@@ -199,6 +230,13 @@ class BFDStateMachine:
         self._next_tx: float | None = None if config.passive else 0.0
         self._detect_deadline: float | None = None
         self._admin_tx_until: float | None = None
+        # Echo function (§6.8.9): next transmission, detection deadline, sequence numbers awaiting their return.
+        self._echo_out: list[EchoPacket] = []
+        self._next_echo: float | None = None
+        self._echo_deadline: float | None = None
+        self._echo_seq = 0
+        self._echo_pending: dict[int, float] = {}
+        self._echo_sched_us = 0
 
     # ------------------------------------------------------------------ queries
 
@@ -216,13 +254,32 @@ class BFDStateMachine:
 
     def next_deadline(self) -> float | None:
         """When :meth:`timer` must next be called (None: nothing pending)."""
-        deadlines = [d for d in (self._next_tx, self._detect_deadline) if d is not None]
+        pending = (self._next_tx, self._detect_deadline, self._next_echo, self._echo_deadline)
+        deadlines = [d for d in pending if d is not None]
         return min(deadlines) if deadlines else None
 
     def outgoing(self) -> list[ControlPacket]:
         """Packets to send now, in order; the queue is emptied."""
         out, self._out = self._out, []
         return out
+
+    def outgoing_echo(self) -> list[EchoPacket]:
+        """Echo packets to send now (their payloads; the shell addresses them); the queue is emptied."""
+        out, self._echo_out = self._echo_out, []
+        return out
+
+    @property
+    def echo_active(self) -> bool:
+        """True while we send echo packets: echo mode, Up, and the peer asks for them (§6.8.9)."""
+        return self.config.echo_mode and self.state is BFDState.UP and self.remote.min_echo_rx_us > 0
+
+    def echo_interval_us(self) -> int:
+        """Echo TX interval before jitter: max(our echo interval, the peer's Required Min Echo RX)."""
+        return max(_ms(self.config.echo_interval), self.remote.min_echo_rx_us)
+
+    def echo_detection_time(self) -> float:
+        """Seconds without a returned echo packet after which the session goes Down (diag 2)."""
+        return self.detect_mult * self.echo_interval_us() / US_PER_S
 
     # ------------------------------------------------------------------ inputs
 
@@ -245,6 +302,7 @@ class BFDStateMachine:
         r.desired_min_tx_us = pkt.desired_min_tx
         r.detect_mult = pkt.detect_mult
         r.diag = int(pkt.diag)
+        r.min_echo_rx_us = pkt.required_min_echo_rx
         if pkt.final and self.poll_active:
             self.poll_active = False
             self._eff_tx_us = self.desired_min_tx_us
@@ -271,7 +329,18 @@ class BFDStateMachine:
         if pkt.poll:
             self._send(now, final=True)
         self._tx_conditions_changed(now, old_interval)
+        self._echo_conditions_changed(now)
         return events
+
+    def echo_received(self, pkt: EchoPacket, now: float) -> list[Event]:
+        """One of our echo packets came back. Only a sequence number still outstanding counts (§6.8.9)."""
+        if pkt.discriminator != self.local_discr or self._echo_pending.pop(pkt.sequence, None) is None:
+            self.counters.echo_dropped += 1
+            return []
+        self.counters.echo_in += 1
+        if self.echo_active:
+            self._echo_deadline = now + self.echo_detection_time()
+        return []
 
     def timer(self, now: float) -> list[Event]:
         """Run what is due at ``now``: detection expiry, then periodic transmission."""
@@ -283,11 +352,18 @@ class BFDStateMachine:
             if self.state in (BFDState.INIT, BFDState.UP):
                 self._set_state(BFDState.DOWN, Diag.CONTROL_DETECTION_EXPIRED, now, events)
             self._tx_conditions_changed(now, old_interval)
+        if self._echo_deadline is not None and now >= self._echo_deadline:
+            self._echo_deadline = None
+            if self.state is BFDState.UP:
+                self._set_state(BFDState.DOWN, Diag.ECHO_FUNCTION_FAILED, now, events)
         if self._next_tx is not None and now >= self._next_tx:
             if self._tx_allowed(now):
                 self._send_periodic(now)
             else:
                 self._next_tx = None
+        if self._next_echo is not None and now >= self._next_echo:
+            self._send_echo(now)
+        self._echo_conditions_changed(now)
         return events
 
     def admin_down(self, now: float) -> list[Event]:
@@ -300,6 +376,7 @@ class BFDStateMachine:
         interval = max(_ms(self.config.transmit_interval), SLOW_START_TX_US, self.remote.min_rx_us) / US_PER_S
         self._admin_tx_until = now + (max(self.detect_mult, 3) - 0.5) * interval
         self._set_state(BFDState.ADMIN_DOWN, Diag.ADMINISTRATIVELY_DOWN, now, events)
+        self._echo_conditions_changed(now)
         return events
 
     def admin_up(self, now: float) -> list[Event]:
@@ -324,6 +401,7 @@ class BFDStateMachine:
             self._detect_deadline = min(self._detect_deadline, now + self.detection_time())
         if self.state is not BFDState.ADMIN_DOWN:
             self._tx_conditions_changed(now, old_interval)
+        self._echo_conditions_changed(now)
         return []
 
     # ------------------------------------------------------------------ internals
@@ -418,12 +496,38 @@ class BFDStateMachine:
                 your_discriminator=self.remote.discr,
                 desired_min_tx=self.desired_min_tx_us,
                 required_min_rx=self.required_min_rx_us,
-                required_min_echo_rx=0,
+                required_min_echo_rx=_ms(self.config.echo_receive_interval),
                 poll=self.poll_active and not final,
                 final=final,
             )
         )
         self.counters.control_out += 1
+
+    def _echo_conditions_changed(self, now: float) -> None:
+        """Start or stop the echo function after any input (§6.8.9: only while Up and asked for)."""
+        if not self.echo_active:
+            self._next_echo = self._echo_deadline = None
+            self._echo_pending.clear()
+            return
+        interval = self.echo_interval_us()
+        if self._next_echo is None:  # (re)starting: send at once, expect a return within the detection time
+            self._next_echo = now
+            self._echo_deadline = now + self.echo_detection_time()
+        elif interval < self._echo_sched_us:  # the peer lowered its Required Min Echo RX: no need to wait
+            self._next_echo = min(self._next_echo, now + self._jittered(interval))
+        self._echo_sched_us = interval
+
+    def _send_echo(self, now: float) -> None:
+        self._echo_seq = (self._echo_seq + 1) & 0xFFFFFFFF
+        self._echo_pending[self._echo_seq] = now
+        horizon = now - 2 * self.echo_detection_time()
+        while self._echo_pending and (
+            len(self._echo_pending) > MAX_ECHO_OUTSTANDING or next(iter(self._echo_pending.values())) < horizon
+        ):
+            del self._echo_pending[next(iter(self._echo_pending))]
+        self._echo_out.append(EchoPacket(self.local_discr, self._echo_seq))
+        self.counters.echo_out += 1
+        self._next_echo = now + self._jittered(self.echo_interval_us())
 
 
 __all__ = [

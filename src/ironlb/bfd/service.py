@@ -20,6 +20,13 @@ No threads: the listeners are driven by ``loop.add_reader`` (at most
 blocks; :meth:`BFDManager.close` is synchronous work bounded by the number of
 sessions.
 
+Echo function (BFDProfile ``echoMode``; IPv4 single hop only): see :mod:`ironlb.bfd.echo`. Echo packets
+go out through one AF_PACKET socket per interface, opened on first use, to the MAC of the peer's entry in the
+kernel's neighbour table (looked up when echo starts, and again after each Down); the returns are read from
+that socket and matched to a session by the discriminator in the payload, its source and destination (our
+address) and a TTL of at least 254. The peer's echo packets are the kernel's to forward back: Required Min Echo
+RX is advertised only when IPv4 forwarding is on.
+
 Hooking the BGP speaker (a BFD Down must take the BGP session down at once).
 The ready-made glue is :class:`ironlb.bfd.speaker.SpeakerBFD`, a ``bfd_factory``
 for ``ironlb.bgp.speaker.BGPSpeaker``, which calls ``BGPSession.drop_connection``
@@ -73,16 +80,19 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ironlb.config.types import BFDProfile
 
+from .echo import EchoLink, Neighbour, ipv4_forwarding, lookup_neighbour, source_address
 from .fsm import BFDStateMachine, Event, SessionConfig, SessionCounters, SessionDown, SessionUp
 from .metrics import (
     CONTROL_PACKET_INPUT,
     CONTROL_PACKET_OUTPUT,
+    ECHO_PACKET_INPUT,
+    ECHO_PACKET_OUTPUT,
     SESSION_DOWN_EVENTS,
     SESSION_UP_EVENTS,
     ZEBRA_NOTIFICATIONS,
     BFDMetrics,
 )
-from .wire import BFDPacketError, BFDState, Diag, decode
+from .wire import BFDPacketError, BFDState, Diag, decode, decode_echo, echo_ipv4_datagram, parse_echo_ipv4
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +179,10 @@ class BFDPeerHandle:
         self._reported: bool | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
+        # Echo function: our source address and the peer's interface + MAC, looked up when echo starts.
+        self.echo_source: IPv4Address | None = None
+        self.echo_neighbour: Neighbour | None = None
+        self._echo_ident = 0
 
     @property
     def label(self) -> str:
@@ -212,7 +226,8 @@ class BFDManager:
     ``peer_single_hop_port`` / ``peer_multi_hop_port`` the ones we send to (all
     default to the RFC ports; tests override them to run two managers on
     loopback). ``jitter`` is passed to every session (tests). ``metrics=None``
-    keeps no metrics. ``restart_grace``: see the module docstring.
+    keeps no metrics. ``restart_grace``: see the module docstring. ``forwarding()`` says whether this host
+    loops the peer's echo packets back (IPv4 forwarding on; tests override it).
     """
 
     def __init__(
@@ -225,8 +240,11 @@ class BFDManager:
         peer_multi_hop_port: int | None = None,
         jitter: Callable[[], float] | None = None,
         restart_grace: float = RESTART_GRACE,
+        forwarding: Callable[[], bool] = ipv4_forwarding,
     ) -> None:
         self.metrics = metrics
+        self._forwarding = forwarding
+        self._echo_links: dict[str, EchoLink] = {}
         self.restart_grace = restart_grace
         self._listen_ports = {False: single_hop_port, True: multi_hop_port}
         self._dest_ports = {
@@ -265,8 +283,23 @@ class BFDManager:
                 loop.remove_reader(sock.fileno())
             sock.close()
         self._listeners.clear()
+        for link in self._echo_links.values():
+            link.close(loop.remove_reader if loop is not None and not loop.is_closed() else lambda _fd: None)
+        self._echo_links.clear()
 
     # ------------------------------------------------------------------ peers
+
+    def _session_config(self, profile: BFDProfile, peer: IPAddress, multihop: bool) -> SessionConfig:
+        """The session's parameters; echo only on IPv4 single hop, and looped back only when we forward IPv4."""
+        ipv4 = peer.version == 4
+        if profile.echo_mode and not ipv4:
+            log.warning("BFD peer %s: echo mode is IPv4 only; control packets only on this session", peer)
+        return SessionConfig.from_profile(
+            profile,
+            multihop=multihop,
+            echo_transmit=ipv4,
+            echo_receive=ipv4 and profile.echo_mode and not multihop and self._forwarding(),
+        )
 
     def add_peer(
         self,
@@ -279,8 +312,7 @@ class BFDManager:
     ) -> BFDPeerHandle:
         """Start a session with ``peer_addr`` (active unless the profile is passive).
 
-        Raises :class:`~ironlb.bfd.fsm.BFDConfigError` for a profile with ``echo_mode``
-        (not implemented) or out-of-range values, ``ValueError`` when a session with the
+        Raises :class:`~ironlb.bfd.fsm.BFDConfigError` for out-of-range values, ``ValueError`` when a session with the
         same peer address and kind exists, ``OSError`` when a socket cannot be opened.
         """
         loop = self._require_loop()
@@ -288,7 +320,7 @@ class BFDManager:
         local = _unscoped(str(local_addr)) if local_addr is not None else None
         if local is not None and local.version != peer.version:
             raise ValueError(f"local address {local} and peer {peer} are of different families")
-        config = SessionConfig.from_profile(profile, multihop=multihop)
+        config = self._session_config(profile, peer, multihop)
         if (peer, multihop) in self._by_addr:
             raise ValueError(f"a {'multi-hop' if multihop else 'single-hop'} BFD session with {peer} already exists")
         family = socket.AF_INET6 if peer.version == 6 else socket.AF_INET
@@ -314,7 +346,7 @@ class BFDManager:
         if handle.closed:
             return
         now = self._require_loop().time()
-        config = SessionConfig.from_profile(profile, multihop=handle.multihop)
+        config = self._session_config(profile, handle.peer, handle.multihop)
         self._after_input(handle, handle.session.reconfigure(config, now), now)
 
     def remove_peer(self, handle: BFDPeerHandle) -> None:
@@ -469,6 +501,9 @@ class BFDManager:
         self._reschedule(handle)
 
     def _flush(self, handle: BFDPeerHandle) -> None:
+        echoes = handle.session.outgoing_echo()
+        if echoes:
+            self._send_echoes(handle, [e.encode() for e in echoes])
         for pkt in handle.session.outgoing():
             try:
                 handle._sock.sendto(pkt.encode(), handle._dest)
@@ -477,6 +512,70 @@ class BFDManager:
                 continue
             if self.metrics is not None:
                 self.metrics.inc(CONTROL_PACKET_OUTPUT, handle.label)
+
+    # ------------------------------------------------------------------ echo
+
+    def _send_echoes(self, handle: BFDPeerHandle, payloads: list[bytes]) -> None:
+        """Send echo packets through the peer's MAC. One that cannot be sent is lost, as on a broken path: the
+        session then goes Down with diag 2, and the neighbour is looked up again when echo restarts."""
+        if handle.echo_source is None:
+            local = handle.local if isinstance(handle.local, IPv4Address) else None
+            peer4 = handle.peer if isinstance(handle.peer, IPv4Address) else None
+            handle.echo_source = local or (source_address(peer4) if peer4 is not None else None)
+        if handle.echo_neighbour is None and isinstance(handle.peer, IPv4Address):
+            handle.echo_neighbour = lookup_neighbour(handle.peer)
+        source, neighbour = handle.echo_source, handle.echo_neighbour
+        if source is None or neighbour is None:
+            log.debug("BFD echo to %s not sent: no source address or neighbour entry", handle.peer)
+            return
+        link = self._echo_link(neighbour.ifname)
+        if link is None:
+            return
+        for payload in payloads:
+            handle._echo_ident = (handle._echo_ident + 1) & 0xFFFF
+            sent = link.send(echo_ipv4_datagram(source.packed, payload, ident=handle._echo_ident), neighbour.mac)
+            if sent and self.metrics is not None:
+                self.metrics.inc(ECHO_PACKET_OUTPUT, handle.label)
+
+    def _echo_link(self, ifname: str) -> EchoLink | None:
+        link = self._echo_links.get(ifname)
+        if link is None:
+            loop = self._require_loop()
+            try:
+                link = EchoLink(ifname, lambda data: self._echo_datagram(data, loop.time()), loop.add_reader)
+            except OSError as exc:
+                log.warning("BFD echo socket on %s cannot be opened (%s); echo packets are not sent", ifname, exc)
+                return None
+            self._echo_links[ifname] = link
+        return link
+
+    def _echo_datagram(self, data: bytes, now: float) -> None:
+        """A datagram to UDP 3785 with our payload length: one of our echo packets, back from the peer?"""
+        try:
+            datagram = parse_echo_ipv4(data)
+            pkt = decode_echo(datagram.payload)
+        except BFDPacketError as exc:
+            log.debug("BFD echo datagram dropped: %s", exc)
+            return
+        handle = self._by_discr.get(pkt.discriminator)
+        source = handle.echo_source if handle is not None else None
+        # Ours: from and to our address, and forwarded by one router at most (we send with TTL 255).
+        if (
+            handle is None
+            or source is None
+            or datagram.source != source.packed
+            or datagram.destination != source.packed
+            or datagram.ttl < TX_TTL - 1
+        ):
+            log.debug("BFD echo datagram for discriminator %d matches no session", pkt.discriminator)
+            return
+        before = handle.session.counters.echo_in
+        events = handle.session.echo_received(pkt, now)
+        if self.metrics is not None and handle.session.counters.echo_in > before:
+            self.metrics.inc(ECHO_PACKET_INPUT, handle.label)
+        self._after_input(handle, events, now)
+
+    # ------------------------------------------------------------------ events
 
     def _dispatch(self, handle: BFDPeerHandle, events: list[Event], *, admin: bool = False) -> None:
         for event in events:
@@ -487,6 +586,7 @@ class BFDManager:
                     self.metrics.inc(SESSION_UP_EVENTS, handle.label)
                 self._notify(handle, True)
             elif isinstance(event, SessionDown):
+                handle.echo_neighbour = None  # looked up again when echo restarts (the peer's MAC may change)
                 try:
                     reason = Diag(event.diag).name
                 except ValueError:

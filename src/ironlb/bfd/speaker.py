@@ -12,7 +12,7 @@ connection at once (the session redials with its backoff). Usage::
     ...
     await speaker.close(); bfd.close()
 
-A profile the BFD engine refuses (``echoMode: true``, out-of-range values) or a socket error is logged as an
+A profile the BFD engine refuses (out-of-range values) or a socket error is logged as an
 error and the BGP session runs without BFD, rather than failing the whole configuration update.
 """
 

@@ -169,4 +169,136 @@ def decode(data: bytes) -> ControlPacket:
     )
 
 
-__all__ = ["HEADER_LEN", "VERSION", "BFDPacketError", "BFDState", "ControlPacket", "Diag", "decode"]
+# ---------------------------------------------------------------------------------------------- echo
+#
+# RFC 5880 §6.4 / RFC 5881 §4: an echo packet is a UDP datagram to port 3785 that the peer's forwarding plane
+# sends back to us. Its payload is ours alone to define (the peer never parses it). For IPv4 it is addressed
+# from and to our own address and handed to the peer's MAC (a packet socket), so the peer's kernel routes it
+# straight back, its TTL lowered by one; FRR's bfdd does the same. Payload (12 bytes)::
+#
+#     | version (1) | length (12) | reserved (2) | my discriminator (4) | sequence number (4) |
+
+ECHO_PORT = 3785
+ECHO_LEN = 12
+ECHO_VERSION = 1
+_ECHO = struct.Struct("!BBHII")
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
+IPV4_HEADER_LEN = 20
+UDP_HEADER_LEN = 8
+IPPROTO_UDP = 17
+_TOS_CS6 = 0xC0
+
+
+@dataclass(frozen=True)
+class EchoPacket:
+    """Our echo payload: the session's discriminator and a sequence number (to match returns to what was sent)."""
+
+    discriminator: int
+    sequence: int
+
+    def encode(self) -> bytes:
+        if not 1 <= self.discriminator <= MAX_U32 or not 0 <= self.sequence <= MAX_U32:
+            raise BFDPacketError("echo discriminator must be nonzero and both fields 32-bit")
+        return _ECHO.pack(ECHO_VERSION, ECHO_LEN, 0, self.discriminator, self.sequence)
+
+
+def decode_echo(data: bytes) -> EchoPacket:
+    """Parse our echo payload; raises :class:`BFDPacketError` for anything we did not send."""
+    if len(data) < ECHO_LEN:
+        raise BFDPacketError(f"echo payload of {len(data)} bytes is shorter than {ECHO_LEN}")
+    version, length, _reserved, discr, seq = _ECHO.unpack_from(data)
+    if version != ECHO_VERSION or length != ECHO_LEN:
+        raise BFDPacketError(f"not an ironlb echo packet (version {version}, length {length})")
+    if discr == 0:
+        raise BFDPacketError("echo discriminator is zero")
+    return EchoPacket(discr, seq)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def echo_ipv4_datagram(address: bytes, payload: bytes, *, ident: int = 0, ttl: int = 255) -> bytes:
+    """The IPv4 datagram of one echo packet, from ``address`` (4 bytes) to itself, UDP 3785 -> 3785.
+
+    Sent through a packet socket to the peer's MAC (RFC 5881 §4: "the destination address MUST be chosen
+    in such a way as to cause the remote system to forward the packet back to the local system").
+    """
+    if len(address) != 4:
+        raise BFDPacketError("echo address must be 4 bytes (IPv4)")
+    udp_len = UDP_HEADER_LEN + len(payload)
+    pseudo = address + address + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
+    udp = _UDP.pack(ECHO_PORT, ECHO_PORT, udp_len, 0) + payload
+    udp_sum = _checksum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
+    total = IPV4_HEADER_LEN + udp_len
+    header = _IPV4.pack(0x45, _TOS_CS6, total, ident & 0xFFFF, 0, ttl, IPPROTO_UDP, 0, address, address)
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return header + udp
+
+
+@dataclass(frozen=True)
+class EchoDatagram:
+    """A received IPv4 echo datagram: addresses (4 bytes each), TTL and the UDP payload."""
+
+    source: bytes
+    destination: bytes
+    ttl: int
+    payload: bytes
+
+
+def parse_echo_ipv4(data: bytes) -> EchoDatagram:
+    """Parse an IPv4 datagram that should carry an echo packet (header and UDP checksums checked).
+
+    Raises :class:`BFDPacketError` for a truncated or corrupt datagram, a fragment, another protocol or a
+    destination port other than 3785.
+    """
+    if len(data) < IPV4_HEADER_LEN + UDP_HEADER_LEN:
+        raise BFDPacketError(f"datagram of {len(data)} bytes is too short for IPv4 + UDP")
+    vihl, _tos, total, _ident, frag, ttl, proto, _sum, src, dst = _IPV4.unpack_from(data)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < IPV4_HEADER_LEN:
+        raise BFDPacketError("not an IPv4 header")
+    if total > len(data) or total < ihl + UDP_HEADER_LEN:
+        raise BFDPacketError(f"IPv4 total length {total} does not fit the {len(data)} bytes received")
+    if frag & 0x3FFF:
+        raise BFDPacketError("fragment")
+    if proto != IPPROTO_UDP:
+        raise BFDPacketError(f"protocol {proto} is not UDP")
+    if _checksum(data[:ihl]) != 0:
+        raise BFDPacketError("bad IPv4 header checksum")
+    sport, dport, udp_len, udp_sum = _UDP.unpack_from(data, ihl)
+    if dport != ECHO_PORT:
+        raise BFDPacketError(f"UDP port {dport} is not the echo port")
+    if udp_len < UDP_HEADER_LEN or ihl + udp_len > total:
+        raise BFDPacketError(f"UDP length {udp_len} does not fit the datagram")
+    udp = data[ihl : ihl + udp_len]
+    if udp_sum:
+        pseudo = src + dst + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
+        if _checksum(pseudo + udp) != 0:
+            raise BFDPacketError("bad UDP checksum")
+    del sport
+    return EchoDatagram(src, dst, ttl, udp[UDP_HEADER_LEN:])
+
+
+__all__ = [
+    "ECHO_PORT",
+    "HEADER_LEN",
+    "VERSION",
+    "BFDPacketError",
+    "BFDState",
+    "ControlPacket",
+    "Diag",
+    "EchoDatagram",
+    "EchoPacket",
+    "decode",
+    "decode_echo",
+    "echo_ipv4_datagram",
+    "parse_echo_ipv4",
+]

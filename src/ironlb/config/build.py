@@ -17,7 +17,7 @@ feature                               ironlb      note
 ====================================  ==========  ==============================================
 IPv6 pools advertised over BGP        accepted
 large communities                     accepted
-BFDProfile / BGPPeer.bfdProfile       accepted    profile must exist; a peer using echoMode is REJECTED
+BFDProfile / BGPPeer.bfdProfile       accepted    profile must exist; echoMode: IPv4 single-hop sessions
 enableGracefulRestart                 accepted
 keepaliveTime / connectTime           accepted    connectTime: 1..65535 whole seconds (CEL)
 dynamicASN (internal|external)        accepted
@@ -221,7 +221,6 @@ class _Builder:
             communities=tuple(sorted(aliases)),
         )
         self.bfd_echo_ipv6(config)
-        self.bfd_echo_unsupported(config)
         return config
 
     def unsupported_features(self, peers: list[BGPPeer]) -> list[BGPPeer]:
@@ -817,24 +816,6 @@ class _Builder:
                         )
                         self.transient.append(False)
                         return
-
-
-    def bfd_echo_unsupported(self, config: t.Config) -> None:
-        """ironlb's BFD has no echo mode: a peer asking for it is refused rather than silently run without it.
-
-        Checked after MetalLB's own echo/IPv6 rule, so that rule's message is reported too where it applies. A
-        profile with echo that no peer uses is harmless and accepted.
-        """
-        profiles = {b.name: b for b in config.bfd_profiles}
-        for peer in config.peers:
-            prof = profiles.get(peer.bfd_profile)
-            if prof is not None and prof.echo_mode:
-                self.errors.append(
-                    f"BGPPeer {goq(peer.name)}: spec.bfdProfile {goq(prof.name)}: echoMode is not supported by ironlb "
-                    "(echo packets need a raw socket per interface); remove echoMode from the BFDProfile, or shorten "
-                    "its receiveInterval/transmitInterval for faster detection"
-                )
-                self.transient.append(False)
 
 
 # ---------------------------------------------------------------------------------------- helpers
