@@ -5,12 +5,15 @@ containerd and kube-proxy in network namespaces, ironlb installed with ``kubectl
 - install: ``kubectl apply -f config/manifests/ironlb.yaml`` -> the controller and the 3 speakers Ready;
 - service -> answer: ``kubectl apply`` of a LoadBalancer Service (the seed's, pinned to a fresh IP each time) ->
   the client's first HTTP answer at that IP through kube-proxy (the Service is deleted between trials);
+- rolling restart: ``kubectl rollout restart`` of the speaker DaemonSet, then of the controller Deployment, while the
+  client sends an HTTP GET to each of 4 Layer 2 Services every 10 ms -> per Service the longest run of failed
+  attempts, the nodes that sent ARP for its IP, and whether any EXTERNAL-IP changed;
 - L2 failover: the announcing node dies (link down; kubelet, containerd, kube-proxy and its containers killed) ->
   the client's first answer through the new announcer; the node is booted again between trials;
 - memory: VmRSS of the speaker and controller processes.
 
 Needs root and ``make k8s-cluster``. Run from the repository root:
-``python -m bench.k8s_cluster [--answer-trials 20] [--failover-trials 10] [--json FILE]``.
+``python -m bench.k8s_cluster [--answer-trials 20] [--rollouts 1] [--failover-trials 10] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,17 @@ from ironlb.lab.kube_cluster import (
     missing_requirements,
     wait_until,
 )
-from ironlb.lab.kube_demo import BACKEND, announcer, install_ironlb, measure_failover, ready_pods
+from ironlb.lab.kube_demo import (
+    BACKEND,
+    Rollout,
+    announcer,
+    external_ip,
+    install_ironlb,
+    measure_failover,
+    measure_rollout,
+    node_of_mac,
+    ready_pods,
+)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -90,9 +103,24 @@ def _speaker_back(cluster: KubeCluster, node: str, since: float) -> bool:
     return False
 
 
+ROLLOUT_SERVICES = {"my-service": VIP, "roll-1": "192.168.1.241", "roll-2": "192.168.1.242",
+                    "roll-3": "192.168.1.243"}
+
+
+def rollout_summary(cluster: KubeCluster, r: Rollout) -> dict[str, object]:
+    return {
+        "rollout_s": round(r.seconds, 1),
+        "ip_changes": r.ip_changes,
+        "services": {s.ip: {"worst_gap_ms": round(s.worst_gap_s * 1000), "failed": s.failed, "attempts": s.attempts,
+                            "recovered": s.recovered,
+                            "arp_from": [node_of_mac(cluster, m) or m for m in s.macs]} for s in r.services},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--answer-trials", type=int, default=20)
+    parser.add_argument("--rollouts", type=int, default=1, help="rolling restarts of each of speaker and controller")
     parser.add_argument("--failover-trials", type=int, default=10)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -127,7 +155,19 @@ def main(argv: list[str] | None = None) -> int:
                                        "p95": round(percentile(answers, 95), 2)}
         results["speaker_rss_mib"] = [round(v, 1) for v in rss_mib("speaker")]
         results["controller_rss_mib"] = [round(v, 1) for v in rss_mib("controller")]
-        cluster.kubectl("apply", "-f", "-", input=service("my-service", VIP))
+        for name, ip in ROLLOUT_SERVICES.items():
+            cluster.kubectl("apply", "-f", "-", input=service(name, ip))
+        for name, ip in ROLLOUT_SERVICES.items():
+            wait_until(lambda name=name, ip=ip: external_ip(cluster, name) == ip  # type: ignore[misc]
+                       and cluster.client_get(f"http://{ip}/", timeout=0.5), 120, f"{name} answering", interval=0.5)
+        rollouts: dict[str, list[dict[str, object]]] = {}
+        for i in range(args.rollouts):
+            for target in ("daemonset/speaker", "deployment/controller"):
+                r = measure_rollout(cluster, target, ROLLOUT_SERVICES)
+                rollouts.setdefault(target, []).append(rollout_summary(cluster, r))
+                print(f"rollout restart {target} #{i + 1}: {json.dumps(rollouts[target][-1])}", file=sys.stderr)
+        results["rollouts"] = rollouts
+        cluster.kubectl("delete", "svc", *[n for n in ROLLOUT_SERVICES if n != "my-service"])
         failovers = []
         for i in range(args.failover_trials):
             wait_until(lambda: cluster.client_get(f"http://{VIP}/", timeout=0.5) and announcer(cluster), 180,

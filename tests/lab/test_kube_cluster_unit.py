@@ -44,3 +44,23 @@ def test_teardown_search_spares_processes_outside_the_lab(tmp_path: Path) -> Non
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_reachability_takes_the_longest_run_of_failed_attempts() -> None:
+    """A rollout's per-Service figure: runs of failures measured from the first failed start to the next answered
+    start; overlapping attempts sorted by start; a run not followed by an answer counts to its end, unrecovered."""
+    from ironlb.lab.kube_demo import reachability
+
+    def http(t0: float, ok: bool, t1: float | None = None) -> dict[str, object]:
+        return {"ev": "http", "t0": t0, "t1": t0 + 0.005 if t1 is None else t1, "ok": ok}
+
+    events = [http(1.00, True), http(1.02, False, 2.02), http(1.01, False), http(1.03, True), {"ev": "ready", "t": 0},
+              {"ev": "arp", "t": 1.5, "mac": "02:00:00:00:00:0b"}, http(2.0, False), http(2.5, True),
+              {"ev": "arp", "t": 2.6, "mac": "02:00:00:00:00:0c"}, {"ev": "arp", "t": 2.7, "mac": "02:00:00:00:00:0b"}]
+    r = reachability("192.168.1.240", events)
+    assert (r.attempts, r.failed, r.recovered) == (6, 3, True)
+    assert r.worst_gap_s == pytest.approx(0.5)
+    assert r.macs == ["02:00:00:00:00:0b", "02:00:00:00:00:0c"]
+    assert reachability("x", [http(1, True)]).worst_gap_s == 0
+    r = reachability("x", [http(1, True), http(2, False, 3.0)])
+    assert not r.recovered and r.worst_gap_s == pytest.approx(1.0)

@@ -9,18 +9,26 @@ client's view of 192.168.1.240, and the Layer 2 failover when the announcing nod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP, parse_arping
-from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements, wait_until
+from ironlb.lab.kube_cluster import (
+    CLUSTER_STARTING,
+    KubeCluster,
+    default_bin_dir,
+    default_images_dir,
+    missing_requirements,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 BUNDLE = REPO / "config" / "manifests" / "ironlb.yaml"
@@ -155,6 +163,121 @@ def measure_failover(cluster: KubeCluster, ip: str = VIP, timeout: float = 90) -
     if result.answer_s is not None:
         cluster.timings["l2_failover"] = result.answer_s
     return result
+
+
+@dataclass
+class Reachability:
+    """What the client saw of one IP while something ran (a rollout): its HTTP attempts and the ARP senders."""
+
+    ip: str
+    attempts: int = 0
+    failed: int = 0
+    # The longest run of failed attempts: from the first one's start to the start of the next answered attempt
+    # (to the last failed attempt's end when none answered after it). 0 when every attempt was answered.
+    worst_gap_s: float = 0.0
+    recovered: bool = True
+    macs: list[str] = field(default_factory=list)  # each MAC that sent ARP for the IP, in order of first sight
+
+
+def reachability(ip: str, events: list[dict[str, Any]]) -> Reachability:
+    """Summarise a probe's JSON events (``ironlb.lab.probe probe``) for ``ip``."""
+    r = Reachability(ip)
+    for e in events:
+        if e.get("ev") == "arp" and e.get("mac") not in r.macs:
+            r.macs.append(str(e["mac"]))
+    first_fail: float | None = None
+    last_end = 0.0
+    for e in sorted((e for e in events if e.get("ev") == "http"), key=lambda e: float(e["t0"])):
+        r.attempts += 1
+        if e.get("ok"):
+            if first_fail is not None:
+                r.worst_gap_s = max(r.worst_gap_s, float(e["t0"]) - first_fail)
+                first_fail = None
+            continue
+        r.failed += 1
+        last_end = float(e["t1"])
+        if first_fail is None:
+            first_fail = float(e["t0"])
+    if first_fail is not None:
+        r.recovered = False
+        r.worst_gap_s = max(r.worst_gap_s, last_end - first_fail)
+    return r
+
+
+@dataclass
+class Rollout:
+    target: str  # e.g. "daemonset/speaker"
+    seconds: float  # `kubectl rollout restart` -> `kubectl rollout status` done
+    services: list[Reachability]
+    ip_changes: list[str]  # "<service>: <old> -> <new>" for every EXTERNAL-IP seen changing meanwhile
+
+
+def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str], *, interval: float = 0.01,
+                    attempt_timeout: float = 1.0, timeout: float = 600) -> Rollout:
+    """``kubectl -n metallb-system rollout restart <target>`` while the client sends an HTTP GET to every Service
+    (name -> IP) every ``interval``; wait for ``rollout status``, then a few seconds more. Every Service's
+    EXTERNAL-IP is read meanwhile, to see that none changed."""
+    outputs = {name: cluster.workdir / f"probe-{name}.jsonl" for name in services}
+    probes: list[subprocess.Popen[str]] = []
+    try:
+        for name, ip in services.items():
+            cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", ip, "--interval", str(interval),
+                   "--timeout", str(attempt_timeout)]
+            with open(outputs[name], "w") as out:
+                probes.append(cluster.lab.popen(cluster.client, cmd, stdin=subprocess.PIPE, stdout=out,
+                                                stderr=subprocess.DEVNULL))
+
+        def started() -> bool:
+            return all('"ready"' in f.read_text() for f in outputs.values())
+
+        wait_until(started, 60, "the client's probes started")
+        time.sleep(2)  # a baseline before the restart
+        changes: list[str] = []
+
+        def check_ips() -> None:
+            for name, ip in services.items():
+                now = external_ip(cluster, name)
+                if now != ip and f"{name}: {ip} -> {now}" not in changes:
+                    changes.append(f"{name}: {ip} -> {now}")
+
+        t0 = time.monotonic()
+        cluster.kubectl("-n", "metallb-system", "rollout", "restart", target)
+        status = subprocess.Popen(
+            ["ip", "netns", "exec", cluster.cp, str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
+             "-n", "metallb-system", "rollout", "status", target, f"--timeout={int(timeout)}s"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            while status.poll() is None:
+                with contextlib.suppress(*CLUSTER_STARTING):
+                    check_ips()
+                time.sleep(1)
+        finally:
+            if status.poll() is None:
+                status.kill()
+            _, err = status.communicate()
+        if status.returncode:
+            raise RuntimeError(f"kubectl rollout status {target}: exit {status.returncode}: {err.strip()[-500:]}")
+        seconds = time.monotonic() - t0
+        time.sleep(3)  # what the last restarted pod does once Ready (its first announcements) is seen too
+        check_ips()
+    finally:
+        for probe in probes:
+            if probe.poll() is None:
+                probe.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                probe.wait(5)
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+    seen = []
+    for name, ip in services.items():
+        events = []
+        for line in outputs[name].read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        seen.append(reachability(ip, [e for e in events if e.get("t0", e.get("t", 0)) >= t0]))
+        outputs[name].unlink()
+    return Rollout(target, seconds, seen, changes)
 
 
 # ---- the walkthrough -----------------------------------------------------------------------------------------------
