@@ -8,7 +8,8 @@ Topology (only addresses inside the lab's namespaces and the host's loopback are
     <prefix>-node1   192.168.1.11   containerd, kubelet, kube-proxy (iptables); pods in 10.244.1.0/24 on cni0
     <prefix>-node2   192.168.1.12   ... 10.244.2.0/24
     <prefix>-node3   192.168.1.13   ... 10.244.3.0/24
-    <prefix>-client  192.168.1.100  where the tests' and the demo's curl runs
+    <prefix>-client  192.168.1.100  where the tests' and the demo's curl runs; 10.77.0.0/16 routed via the router
+    <prefix>-router  192.168.1.1    FRR (zebra, bgpd, bfdd; AS 64512, ECMP), a BGP neighbour of every node (AS 64513)
 
 Every node is a network namespace with its own containerd (own root, state and socket, ``restrict_oom_score_adj``
 because root here lacks CAP_SYS_RESOURCE, cgroupfs) and kubelet (``failCgroupV1: false``, no QoS cgroups so the
@@ -54,12 +55,16 @@ from typing import IO, Any, TypeVar
 import yaml
 
 from ironlb.lab import waits
+from ironlb.lab.frr import FRRInstance, frr_missing
 from ironlb.lab.netns import NetnsLab
 
 LAN_PREFIX = "192.168.1"
 CP_IP = f"{LAN_PREFIX}.10"
 CLIENT_IP = f"{LAN_PREFIX}.100"
-ROUTER_IP = f"{LAN_PREFIX}.1"  # the nodes' default gateway (nothing answers there: the lab has no way out)
+ROUTER_IP = f"{LAN_PREFIX}.1"  # the nodes' default gateway: the FRR router (it routes only the BGP range back)
+ROUTER_ASN = 64512
+NODE_ASN = 64513
+BGP_RANGE = "10.77.0.0/16"  # the BGP tests' pools: the client reaches them through the router's BGP routes
 POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
@@ -104,7 +109,8 @@ CLUSTER_STARTING: tuple[type[BaseException], ...] = (
 )
 
 
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+def wait_until(check: Callable[[], T | None], timeout: float, what: str | Callable[[], str],
+               interval: float = 0.5) -> T:
     """:func:`ironlb.lab.waits.wait_until` retrying :data:`CLUSTER_STARTING`, polling every half second."""
     return waits.wait_until(check, timeout, what, retry=CLUSTER_STARTING, interval=interval)
 
@@ -148,6 +154,15 @@ def make_pki(d: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
 
+def router_config(node_ips: Sequence[str]) -> str:
+    """The lab router's FRR configuration: eBGP with every node (1 s connect retry), paths of different nodes
+    installed together (ECMP), graceful restart helper (FRR's default, written out)."""
+    neighbors = "".join(f" neighbor {ip} remote-as {NODE_ASN}\n neighbor {ip} timers connect 1\n" for ip in node_ips)
+    return (f"router bgp {ROUTER_ASN}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n"
+            f" bgp bestpath as-path multipath-relax\n bgp graceful-restart\n{neighbors}"
+            " address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n")
+
+
 @dataclass
 class Node:
     name: str
@@ -179,6 +194,8 @@ class KubeCluster:
     switch: str = ""
     cp: str = ""
     client: str = ""
+    router: str = ""
+    frr: FRRInstance | None = None  # the router's FRR (None when FRR is not installed: no BGP tests then)
     cp_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _stopped: bool = False
@@ -208,6 +225,7 @@ class KubeCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Shim sockets and the kubelet's paths must stay short; keep everything under one short directory.
         self._topology()
+        self._start_router()
         make_pki(self.pki)
         self._write_kubeconfigs()
         self._start_control_plane()
@@ -260,10 +278,20 @@ class KubeCluster:
             ns = host(f"node{i}", 10 + i, routing)
             self.nodes.append(Node(f"node{i}", i, ns, f"{LAN_PREFIX}.{10 + i}", f"10.244.{i}.0/24", d))
         self.client = host("client", 100)
+        self.router = host("router", 1, routing)
         lab.bridge(self.switch, "br0", ports)
+        lab.run(self.client, ["ip", "route", "add", BGP_RANGE, "via", ROUTER_IP])
         for node in self.nodes:
             lab.run(self.cp, ["ip", "route", "add", node.pod_cidr, "via", node.ip])
             self._node_routes(node)
+
+    def _start_router(self) -> None:
+        """FRR in the router namespace, a neighbour of every node (ECMP over them), when FRR is installed."""
+        if frr_missing(("zebra", "bgpd", "bfdd")) is not None:
+            return
+        self.frr = FRRInstance(self.lab, self.router, ("zebra", "bgpd", "bfdd"))
+        self.frr.start()
+        self.frr.configure(router_config([n.ip for n in self.nodes]))
 
     def _node_routes(self, node: Node) -> None:
         """The node's routes on the LAN (gone with its link when it dies): the other nodes' pod subnets, and a
@@ -600,6 +628,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         _remove_netns_files(netns_inodes)
         _unmount_under(self.workdir)
         _remove_cgroups(cgroups | {"/k8s.io"})
+        if self.frr is not None:
+            self.frr.cleanup()  # its directory (the lab's cleanup below stops its daemons by PID)
         base = str(self.workdir.resolve()) + "/"
         for link in CONTAINER_LOG_LINKS.glob("*.log") if CONTAINER_LOG_LINKS.is_dir() else []:
             with contextlib.suppress(OSError):

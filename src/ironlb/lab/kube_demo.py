@@ -23,6 +23,9 @@ from typing import IO, Any
 from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP, parse_arping
 from ironlb.lab.kube_cluster import (
     CLUSTER_STARTING,
+    NODE_ASN,
+    ROUTER_ASN,
+    ROUTER_IP,
     KubeCluster,
     default_bin_dir,
     default_images_dir,
@@ -67,11 +70,74 @@ spec:
 """
 
 
+BGP_POOL = ("10.77.0.10", "10.77.0.29")  # inside kube_cluster.BGP_RANGE, which the client routes via the router
+
+
+def bgp_config(*, graceful_restart: bool = False, community: str = "64512:300") -> str:
+    """ironlb's BGP configuration for the lab's router: a BFD profile, the BGPPeer (every node's speaker peers with
+    192.168.1.1), the pool ``bgp-pool`` and its BGPAdvertisement with a community."""
+    gr = ", enableGracefulRestart: true" if graceful_restart else ""
+    return f"""\
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {{name: lab-bfd, namespace: metallb-system}}
+spec: {{receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {{name: lab-router, namespace: metallb-system}}
+spec: {{myASN: {NODE_ASN}, peerASN: {ROUTER_ASN}, peerAddress: {ROUTER_IP}, bfdProfile: lab-bfd{gr}}}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {{name: bgp-pool, namespace: metallb-system}}
+spec: {{addresses: [{BGP_POOL[0]}-{BGP_POOL[1]}]}}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {{name: bgp-adv, namespace: metallb-system}}
+spec: {{ipAddressPools: [bgp-pool], communities: ["{community}"]}}
+"""
+
+
+def delete_bgp_config(cluster: KubeCluster) -> None:
+    """Remove :func:`bgp_config`'s objects, the peer first (the webhook refuses to delete a BFDProfile in use)."""
+    cluster.kubectl("-n", "metallb-system", "delete", "bgppeer", "lab-router", "--ignore-not-found")
+    cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=bgp_config())
+
+
+def lb_service(name: str, ip: str, *, pool: str | None = None, selector: str = "my-app",
+               policy: str = "Cluster") -> str:
+    """A LoadBalancer Service asking for ``ip`` (from ``pool`` when given), port 80 -> the pods' 8080."""
+    pool_note = f"metallb.io/address-pool: {pool}, " if pool else ""
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+  annotations: {{{pool_note}metallb.io/loadBalancerIPs: "{ip}"}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: {policy}
+  selector: {{app: {selector}}}
+  ports:
+  - {{name: http, protocol: TCP, port: 80, targetPort: 8080}}
+"""
+
+
 def ready_pods(cluster: KubeCluster, namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods matching ``selector`` that are Ready and not being deleted."""
     pods: list[dict[str, Any]] = cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]
     return [p for p in pods if p["metadata"].get("deletionTimestamp") is None
             and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+def pods_state(cluster: KubeCluster, namespace: str, selector: str) -> str:
+    """``kubectl get pods -o wide`` and the namespace's last events, for a wait's timeout message."""
+    pods = cluster.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "wide", check=False)
+    events = cluster.kubectl("-n", namespace, "get", "events", "--sort-by=.lastTimestamp", check=False)
+    return f"\n{pods.stdout}{pods.stderr}\n{events.stdout[-3000:]}"
 
 
 def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float = 600) -> str:
@@ -177,6 +243,7 @@ class Reachability:
     worst_gap_s: float = 0.0
     recovered: bool = True
     macs: list[str] = field(default_factory=list)  # each MAC that sent ARP for the IP, in order of first sight
+    errors: dict[str, int] = field(default_factory=dict)  # failed attempts by error ("timeout", "Connection refused")
 
 
 def reachability(ip: str, events: list[dict[str, Any]]) -> Reachability:
@@ -195,6 +262,8 @@ def reachability(ip: str, events: list[dict[str, Any]]) -> Reachability:
                 first_fail = None
             continue
         r.failed += 1
+        err = str(e.get("err", f"HTTP {e.get('status')}"))
+        r.errors[err] = r.errors.get(err, 0) + 1
         last_end = float(e["t1"])
         if first_fail is None:
             first_fail = float(e["t0"])
