@@ -7,7 +7,8 @@ containerd and kube-proxy in network namespaces, ironlb installed with ``kubectl
   the client's first HTTP answer at that IP through kube-proxy (the Service is deleted between trials);
 - rolling restart: ``kubectl rollout restart`` of the speaker DaemonSet, then of the controller Deployment, while the
   client sends an HTTP GET to each of 4 Layer 2 Services every 10 ms -> per Service the longest run of failed
-  attempts, the nodes that sent ARP for its IP, and whether any EXTERNAL-IP changed;
+  attempts, the nodes that sent ARP for its IP, and whether any EXTERNAL-IP changed; then the same for the speaker
+  DaemonSet with 4 BGP Services (the lab's FRR router, ECMP over the 3 nodes), without and with graceful restart;
 - L2 failover: the announcing node dies (link down; kubelet, containerd, kube-proxy and its containers killed) ->
   the client's first answer through the new announcer; the node is booted again between trials;
 - memory: VmRSS of the speaker and controller processes.
@@ -40,10 +41,14 @@ from ironlb.lab.kube_cluster import (
 )
 from ironlb.lab.kube_demo import (
     BACKEND,
+    BGP_POOL,
     Rollout,
     announcer,
+    bgp_config,
+    delete_bgp_config,
     external_ip,
     install_ironlb,
+    lb_service,
     measure_failover,
     measure_rollout,
     node_of_mac,
@@ -112,9 +117,35 @@ def rollout_summary(cluster: KubeCluster, r: Rollout) -> dict[str, object]:
         "rollout_s": round(r.seconds, 1),
         "ip_changes": r.ip_changes,
         "services": {s.ip: {"worst_gap_ms": round(s.worst_gap_s * 1000), "failed": s.failed, "attempts": s.attempts,
-                            "recovered": s.recovered,
+                            "recovered": s.recovered, "errors": s.errors,
                             "arp_from": [node_of_mac(cluster, m) or m for m in s.macs]} for s in r.services},
     }
+
+
+def bgp_rollouts(cluster: KubeCluster, count: int) -> dict[str, list[dict[str, object]]]:
+    """``rollout restart daemonset/speaker`` with 4 BGP Services, ``count`` times without graceful restart, then
+    ``count`` times with it (the BGPPeer's ``enableGracefulRestart``; the router is FRR with ``bgp
+    graceful-restart``)."""
+    base = BGP_POOL[0].rsplit(".", 1)
+    services = {f"bgp-roll-{i}": f"{base[0]}.{int(base[1]) + i}" for i in range(4)}
+    out: dict[str, list[dict[str, object]]] = {}
+    for gr in (False, True):
+        cluster.kubectl("apply", "-f", "-", input=bgp_config(graceful_restart=gr))
+        for name, ip in services.items():
+            cluster.kubectl("apply", "-f", "-", input=lb_service(name, ip, pool="bgp-pool"))
+        for name, ip in services.items():
+            wait_until(lambda name=name, ip=ip: external_ip(cluster, name) == ip  # type: ignore[misc]
+                       and cluster.client_get(f"http://{ip}/", timeout=0.5), 120, f"{name} answering", interval=0.5)
+        key = "daemonset/speaker, graceful restart" if gr else "daemonset/speaker"
+        for i in range(count):
+            # The sessions re-established after the previous restart (FRR's stale timers done) before the next one.
+            time.sleep(5)
+            r = measure_rollout(cluster, "daemonset/speaker", services)
+            out.setdefault(key, []).append(rollout_summary(cluster, r))
+            print(f"rollout restart {key} (BGP) #{i + 1}: {json.dumps(out[key][-1])}", file=sys.stderr)
+    cluster.kubectl("delete", "svc", *services)
+    delete_bgp_config(cluster)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 rollouts.setdefault(target, []).append(rollout_summary(cluster, r))
                 print(f"rollout restart {target} #{i + 1}: {json.dumps(rollouts[target][-1])}", file=sys.stderr)
         results["rollouts"] = rollouts
+        if cluster.frr is not None:
+            results["rollouts_bgp"] = bgp_rollouts(cluster, args.rollouts)
         cluster.kubectl("delete", "svc", *[n for n in ROLLOUT_SERVICES if n != "my-service"])
         failovers = []
         for i in range(args.failover_trials):
