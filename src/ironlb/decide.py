@@ -168,11 +168,12 @@ def decide_node(
     (no membership quorum yet, or lost) keeps the election results but announces nothing over Layer 2. A won
     Service whose advertisements name interfaces of which none exists here is not announced (``announce_failed``).
     ``layer2``: the election of :func:`elect_all` when already computed (it is the same for every node). A node
-    without a Node object still runs its BGP sessions, without labels.
+    without a Node object still runs its BGP sessions, without labels, but announces nothing (``notOwner``).
     """
     if layer2 is None:
         layer2 = elect_all(nodes, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
-    me = next((n for n in nodes if n.name == node), None) or Node(node)
+    known = next((n for n in nodes if n.name == node), None)
+    me = known or Node(node)
     announce: dict[str, tuple[str, ...]] = {}
     l2_status: dict[str, tuple[str, ...]] = {}
     failed: dict[str, tuple[str, ...]] = {}
@@ -190,7 +191,7 @@ def decide_node(
                 announce[ip] = decision.interfaces
             elif previous:
                 announce[ip] = tuple(sorted({*previous, *decision.interfaces}))
-    plan = plan_node(config, me, services, ignore_exclude_lb=ignore_exclude_lb)
+    plan = plan_node(config, me, services, ignore_exclude_lb=ignore_exclude_lb, node_known=known is not None)
     bgp_status = {key: peers for key in plan.by_service if (peers := bgp_peers_of(plan, key))}
     series = announced_series(
         node,

@@ -45,3 +45,16 @@ def test_bgp_routes_without_endpoint_slices_and_without_quorum() -> None:
         entries = d.plan["services"]["default/web"]["bgp"]
         assert {e["node"] for e in entries} == {"n1", "n2", "n3"}  # every member is a speaker
         assert d.layer2 == {}
+
+
+def test_a_member_without_its_node_object_runs_sessions_but_announces_nothing() -> None:
+    # MetalLB's speaker: syncPeers runs the sessions of peers without nodeSelectors (no labels), but
+    # poolMatchesNodeBGP finds the node in no BGPAdvertisement's Nodes (built from the cluster's Node objects).
+    state = STATE + "---\n{apiVersion: v1, kind: Node, metadata: {name: n2}}\n"
+    resources = load_texts([("state.yaml", state)])
+    snap = with_objects(build(resources).config, resources)
+    d = decide(snap, node="n1", members={"n1", "n2"}, alive={"n1", "n2"})
+    assert d.bgp is not None and [p.name for p in d.bgp.peers] == ["tor"]
+    assert d.bgp.reasons == {"default/web": "notOwner"} and d.bgp.routes == {"tor": {}}
+    assert {e["node"] for e in d.plan["services"]["default/web"]["bgp"]} == {"n2"}
+    assert d.plan["nodeReasons"]["default/web"]["bgp"] == {"n1": "notOwner", "n2": None}

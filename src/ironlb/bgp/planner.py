@@ -214,13 +214,18 @@ def should_announce(
     node: Node,
     *,
     ignore_exclude_lb: bool = False,
+    node_known: bool = True,
 ) -> str | None:
-    """MetalLB's BGP ``ShouldAnnounce`` for one node: None to announce, else the reason not to."""
+    """MetalLB's BGP ``ShouldAnnounce`` for one node: None to announce, else the reason not to.
+
+    ``node_known`` false: the cluster has no Node object of that name, so no advertisement selects it (MetalLB's
+    ``adv.Nodes`` holds only the cluster's Nodes): ``notOwner``.
+    """
     if not svc.is_load_balancer:
         return NOT_LOAD_BALANCER
     if not svc.ingress or pool is None:
         return NO_IP_ALLOCATED
-    if not node_advertisements(pool, node):
+    if not node_known or not node_advertisements(pool, node):
         return NOT_OWNER
     ads = matching_advertisements(pool, svc, node)
     if not ads:
@@ -286,13 +291,20 @@ def plan_node(
     services: Mapping[str, ServiceInput],
     *,
     ignore_exclude_lb: bool = False,
+    node_known: bool = True,
 ) -> NodePlan:
-    """The sessions and route tables of ``node`` for all ``services`` (keyed ``namespace/name``)."""
+    """The sessions and route tables of ``node`` for all ``services`` (keyed ``namespace/name``).
+
+    ``node_known`` false (no Node object of that name): the sessions still run (peers without nodeSelectors),
+    but nothing is announced, as in MetalLB.
+    """
     peers = peers_for_node(config, node)
     reasons: dict[str, str | None] = {}
     by_service: dict[str, tuple[Advertisement, ...]] = {}
     for key, item in services.items():
-        reason = should_announce(item.service, item.pool, item.slices, node, ignore_exclude_lb=ignore_exclude_lb)
+        reason = should_announce(
+            item.service, item.pool, item.slices, node, ignore_exclude_lb=ignore_exclude_lb, node_known=node_known
+        )
         reasons[key] = reason
         if reason is None and item.pool is not None:
             by_service[key] = advertisements(item.service, item.pool, node)

@@ -54,7 +54,7 @@ def decide(
 ) -> Decision:
     """Allocate, then :func:`ironlb.decide.decide_node` for every speaker; this node's part is announced.
 
-    Node objects given, but not this node's: it still runs its BGP sessions, without labels.
+    Node objects given, but not this node's: it still runs its BGP sessions, without labels, and announces nothing.
     """
     snapshot = with_member_nodes(snapshot, members)
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
