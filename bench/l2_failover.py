@@ -238,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20, help="failover trials (default %(default)s)")
     parser.add_argument("--announce-trials", type=int, default=20, help="announce trials (default %(default)s)")
     parser.add_argument("--handover-trials", type=int, default=10, help="planned hand-over trials (default %(default)s)")
+    parser.add_argument("--handover-timeout", type=float, default=None,
+                        help="passed to ironlb run (0: no hand-over, the baseline); default: ironlb's")
     parser.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat, s (ironlb's default)")
     parser.add_argument("--ml-dead-timeout", type=float, default=0.35, help="membership dead timeout, s (default)")
     parser.add_argument("--settle", type=float, default=1.0, help="pause between trials, s")
@@ -268,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lan = build_lan(lab)
         start_http_servers(lan)
-        cluster = StandaloneCluster(lan, workdir, ml_interval=args.ml_interval, ml_dead_timeout=args.ml_dead_timeout)
+        extra = ("--handover-timeout", str(args.handover_timeout)) if args.handover_timeout is not None else ()
+        cluster = StandaloneCluster(
+            lan, workdir, ml_interval=args.ml_interval, ml_dead_timeout=args.ml_dead_timeout, extra_args=extra
+        )
         cluster.apply_seed()
         cluster.start_all()
         fo = failover_trials(cluster, args.trials, args.settle)
