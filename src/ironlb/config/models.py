@@ -38,7 +38,7 @@ UInt32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
 class _Model(BaseModel):
     """Base: strict types, unknown fields ignored, immutable, ``null`` treated as absent."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
