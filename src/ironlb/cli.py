@@ -87,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ironlb.standalone.runner import Runner, RunOptions
 
     _logging(args.log_level)
+    _log_start("run")
     try:
         members = parse_members(args.members) if args.members else {}
         secret = read_bytes(args.secret_file, 64 * 1024).strip() if args.secret_file else None
@@ -256,6 +257,7 @@ def cmd_speaker(args: argparse.Namespace) -> int:
         print("ironlb speaker: --node-name (or METALLB_NODE_NAME) is required", file=sys.stderr)
         return 2
     _logging(args.log_level)
+    _log_start("speaker")
     try:
         ml = MembershipConfig(interval=args.ml_interval, dead_timeout=args.ml_dead_timeout)
     except ValueError as err:
@@ -293,6 +295,15 @@ def _logging(level: str) -> None:
     levels = {"all": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
               "error": logging.ERROR, "none": logging.CRITICAL + 1}
     logging.basicConfig(level=levels[level], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _log_start(command: str) -> None:
+    """The first log line, once the imports are done: how long the interpreter and the imports took."""
+    import logging
+
+    from ironlb.runtime import age_text
+
+    logging.getLogger("ironlb").info("ironlb %s %s starting (%s)", command, __version__, age_text())
 
 
 def _metrics_flags(p: argparse.ArgumentParser) -> None:

@@ -70,6 +70,7 @@ from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
+from ironlb.runtime import age_text
 
 from . import status as st
 from .decide import speaker_config
@@ -329,7 +330,9 @@ class Speaker:
             except TimeoutError:
                 log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
         self.synced = True
-        log.info("caches synced: %d services, %d nodes", len(self.services.store), len(self.nodes.store))
+        log.info(
+            "caches synced: %d services, %d nodes (%s)", len(self.services.store), len(self.nodes.store), age_text()
+        )
 
     async def _start_membership(self) -> None:
         opts = self.options
@@ -488,6 +491,9 @@ class Speaker:
         )
         hand_over = handed_over(self.node, decision.layer2, self._ingress) if may_l2 and live is not None else ()
         await self.announcer.apply(decision.announcement, hand_over)
+        if self.syncs == 0:
+            log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(decision.announcement.layer2),
+                     len(decision.announcement.bgp.peers) if decision.announcement.bgp else 0, age_text())  # fmt: skip
         self.decision = decision
         self.syncs += 1
         self._record_events(decision)

@@ -44,6 +44,7 @@ from ironlb.membership.wire import member_list_key
 from ironlb.metrics.server import HealthServer
 from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
+from ironlb.runtime import age_text
 from ironlb.standalone import lastvalid, statedir
 from ironlb.standalone.decide import Decision, decide
 
@@ -403,6 +404,9 @@ class Runner:
                     self._write_error_status()
                 return
             await self.announcer.apply(decision.announcement, self._hand_over(decision, quorum=quorum))
+            if self.decision is None:
+                log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(decision.announcement.layer2),
+                         len(decision.bgp.peers) if decision.bgp else 0, age_text())  # fmt: skip
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
