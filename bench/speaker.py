@@ -10,6 +10,11 @@ apiserver through ``ironlb.lab.unixbridge``), a client and an FRR router on the 
    ARP reply.
 2. BGP: the same for a Service of the BGP pool, until FRR has the /32 installed (polled with vtysh, ~25 ms apart).
 3. RSS of each speaker with 1,000 Services (and their EndpointSlices) in a pool advertised over both L2 and BGP.
+4. Restart (``--restarts N``, with the 1,000 Services there): the speaker of the node announcing one of them gets
+   SIGTERM and is started again; from the new process's start (its ``Popen``): its first log line (imports done),
+   "caches synced", its first announcement, its BGP session Established, and its first ARP packet for that IP at the
+   client (it takes the IP back once its membership has settled); with the CPU time the process reports on those
+   lines, which a loaded machine does not inflate as it does wall time. Log times have ms resolution.
 
     .venv/bin/python -m bench.speaker [--trials 20] [--services 1000]
 """
@@ -19,11 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from tests.support.announce import arp_wait_command
@@ -118,10 +126,66 @@ async def create_bulk(env: SpeakerEnv, n: int) -> None:
         await asyncio.gather(*(worker() for _ in range(32)))
 
 
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+_CPU = re.compile(r"([\d.]+) s of CPU")
+MARKS = ("starting (", "caches synced", "first announcement", "established")
+
+
+def log_marks(text: str, needles: Sequence[str]) -> dict[str, tuple[float, float | None]]:
+    """For each needle, the wall time of the first log line containing it and the CPU seconds it reports (if any)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    for line in text.splitlines():
+        m = _LOG_TIME.match(line)
+        if m is None:
+            continue
+        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for needle in needles:
+            if needle in line and needle not in out:
+                cpu = _CPU.search(line)
+                out[needle] = (t, float(cpu.group(1)) if cpu else None)
+    return out
+
+
+def restart_trials(env: SpeakerEnv, trials: int) -> None:
+    """Restart the speaker announcing a bulk Service's IP; where its start-up time goes (ms from its Popen)."""
+    status = next(s for s in env.statuses("l2") if s["metadata"]["labels"]["metallb.io/service-name"] == "bulk-0")
+    node = status["metadata"]["labels"]["metallb.io/node"]
+    ip = env.ingress("bulk-0")[0]
+    rows: list[dict[str, float]] = []
+    print(f"restart trials: {node}'s speaker (it announces {ip}); ms from the new process's start (CPU ms it had used)")
+    for i in range(trials):
+        with env.sniff_arp(ip) as sniffer:
+            env.stop_speaker(node)
+            time.sleep(2.0)  # the others have taken over and settled
+            mark = len(env.speaker_log(node))
+            t0_wall, t0 = time.time(), time.monotonic()
+            env.start_speaker(node)
+            back = sniffer.wait_mac_of(node, t0, timeout=120)
+
+        def up(since: int = mark) -> bool:
+            return "established" in env.speaker_log(node)[since:]
+
+        wait_until(up, 60, f"{node}'s BGP session")
+        row: dict[str, float] = {}
+        for key, (t, cpu) in log_marks(env.speaker_log(node)[mark:], MARKS).items():
+            row[key] = (t - t0_wall) * 1000
+            if cpu is not None:
+                row[f"{key} CPU"] = cpu * 1000
+        if back is not None:
+            row["ARP for its IP"] = (back - t0) * 1000
+        rows.append(row)
+        print(f"  {i + 1}: " + ", ".join(f"{k} {v:.0f}" for k, v in row.items()), flush=True)
+        time.sleep(2.0)
+    for key in sorted({k for r in rows for k in r}):
+        values = [r[key] for r in rows if key in r]
+        print(f"  {key}: p50 {percentile(values, 50):.0f} ms, min {min(values):.0f}, max {max(values):.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--restarts", type=int, default=0, help="speaker restart trials with the Services there")
     args = parser.parse_args()
     bin_dir = find_binaries()
     if bin_dir is None:
@@ -197,6 +261,8 @@ def main() -> int:
         )
         print("speaker RSS idle: " + ", ".join(f"{n}: {v:.0f} MB" for n, v in idle.items()))
         print(f"speaker RSS with {args.services} Services: " + ", ".join(f"{n}: {v:.0f} MB" for n, v in loaded.items()))
+        if args.restarts:
+            restart_trials(env, args.restarts)
     finally:
         env.close()
         cp.stop()
