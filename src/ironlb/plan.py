@@ -78,8 +78,8 @@ def node_decisions(
 ) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
     """The L2 election of every allocated Service and each speaker's decision (:func:`ironlb.decide.decide_node`).
 
-    Each election carries every speaker's part (:func:`ironlb.layer2.election.node_reason`) for the ``layer2``
-    ``nodes`` of the plan.
+    Each election carries every speaker's part (:func:`ironlb.layer2.election.node_reason`), for the plan's
+    ``nodeReasons``.
 
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
