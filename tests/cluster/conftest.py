@@ -31,8 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-@pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+def start_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """A fresh cluster (skipped, or failed in CI, when the lab's binaries or images are missing), stopped after."""
     bin_dir, images = default_bin_dir(), default_images_dir()
     problem = missing_requirements(bin_dir, images)
     if problem:
@@ -45,6 +45,11 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    yield from start_cluster(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

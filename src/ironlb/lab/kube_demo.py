@@ -145,6 +145,13 @@ def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float =
     are Ready. Returns kubectl's output; the time is in ``cluster.timings["install"]``."""
     t0 = time.monotonic()
     out = cluster.kubectl("apply", "-f", str(bundle), timeout=120).stdout
+    wait_ironlb_ready(cluster, timeout)
+    cluster.timings["install"] = time.monotonic() - t0
+    return out
+
+
+def wait_ironlb_ready(cluster: KubeCluster, timeout: float) -> None:
+    """Wait until ironlb's controller and one speaker per node are Ready (on timeout, the pods are printed)."""
 
     def ready() -> bool:
         return (len(ready_pods(cluster, "metallb-system", "component=controller")) == 1
@@ -157,8 +164,6 @@ def install_ironlb(cluster: KubeCluster, bundle: Path = BUNDLE, timeout: float =
         print(cluster.kubectl("describe", "pods", "-n", "metallb-system", check=False).stdout[-8000:],
               file=sys.stderr)
         raise
-    cluster.timings["install"] = time.monotonic() - t0
-    return out
 
 
 def external_ip(cluster: KubeCluster, name: str = "my-service", namespace: str = "default") -> str | None:

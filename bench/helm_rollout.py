@@ -1,0 +1,57 @@
+"""Benchmark: what a speaker rollout by ``helm upgrade`` costs a Service on the real cluster lab.
+
+ironlb is installed with ``helm install`` of charts/ironlb on a fresh 3-node cluster (src/ironlb/lab/kube_cluster.py),
+the seed's Service gets its IP, then each trial runs ``helm upgrade --reuse-values`` with a new speaker pod
+annotation (a pod-template change, as new tolerations are) while the client sends an HTTP GET to the IP every 50 ms
+(500 ms timeout); the DaemonSet replaces the 3 speakers one node at a time. Per trial: the rollout's duration,
+failed attempts, the time the client got no answer (first failure -> next answer, summed), the longest gap between
+two answers, and whether the IP stayed.
+
+Needs root, ``make k8s-cluster`` and scripts/build-helm.sh. From the repository root:
+``python -m bench.helm_rollout [--trials 3] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements
+from ironlb.lab.kube_helm import helm_install, measure_speaker_rollout, seed_service
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3, help="speaker rollouts to measure (default 3)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    bin_dir, images = default_bin_dir(), default_images_dir()
+    problem = missing_requirements(bin_dir, images)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    assert bin_dir is not None
+    cluster = KubeCluster.start(bin_dir, images, Path(tempfile.mkdtemp(prefix="ironlb-helm-bench-")))
+    try:
+        helm_install(cluster)
+        seed_service(cluster)
+        trials = []
+        for i in range(args.trials):
+            r = measure_speaker_rollout(cluster, f"speaker.podAnnotations.bench-rollout=t{i}")
+            trials.append(asdict(r))
+            print(json.dumps(trials[-1]), flush=True)
+        out = {"timings": {k: round(v, 2) for k, v in cluster.timings.items()}, "rollouts": trials}
+        print(json.dumps(out))
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

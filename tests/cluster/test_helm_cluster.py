@@ -1,0 +1,71 @@
+"""ironlb installed with ``helm install`` of charts/ironlb on the real cluster lab, on a cluster of its own (this
+module's; the other cluster tests install the bundle on theirs): the components run, the seed's Service gets its IP
+and answers, the metrics are HTTPS and answer only a token allowed to get /metrics, and ``helm upgrade`` to new
+speaker tolerations rolls the DaemonSet without moving the IP. The unreachable time the client saw during the
+rollout is printed (figures: bench/RESULTS.md), not asserted: it is a timing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+
+import pytest
+
+from ironlb.lab.cluster import VIP
+from ironlb.lab.kube_cluster import KubeCluster
+from ironlb.lab.kube_demo import ready_pods
+from ironlb.lab.kube_helm import NAMESPACE, helm, helm_install, measure_speaker_rollout, seed_service
+
+from .conftest import start_cluster
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def helm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    yield from start_cluster(tmp_path_factory)
+
+
+def metrics_status(c: KubeCluster, ip: str, token: str | None) -> tuple[int, str]:
+    """The client's HTTPS GET of https://IP:9120/metrics (self-signed: not verified); status and body."""
+    cmd = ["curl", "-sk", "--max-time", "5", "-w", "\n%{http_code}", f"https://{ip}:9120/metrics"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    r = c.client_run(cmd, timeout=15)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def test_helm_install_upgrade_and_secure_metrics(helm_cluster: KubeCluster) -> None:
+    c = helm_cluster
+    helm_install(c)
+    assert "STATUS: deployed" in helm(c, "status", "metallb", "--namespace", NAMESPACE)
+    speakers = ready_pods(c, NAMESPACE, "component=speaker")
+    assert sorted(p["spec"]["nodeName"] for p in speakers) == sorted(n.name for n in c.nodes)
+    seed_service(c)
+
+    # ---- /metrics: HTTPS only; no token 401, a token without get /metrics 403, one bound to metrics-reader 200
+    for account in ("scraper", "nobody"):
+        c.kubectl("-n", NAMESPACE, "create", "serviceaccount", account)
+    c.kubectl("create", "clusterrolebinding", "scraper-metrics", f"--clusterrole={NAMESPACE}:metrics-reader",
+              f"--serviceaccount={NAMESPACE}:scraper")
+    scraper, nobody = (c.kubectl("-n", NAMESPACE, "create", "token", a).stdout.strip() for a in ("scraper", "nobody"))
+    node_ip = c.nodes[0].ip
+    assert metrics_status(c, node_ip, None)[0] == 401
+    assert metrics_status(c, node_ip, nobody)[0] == 403
+    status, body = metrics_status(c, node_ip, scraper)
+    assert status == 200 and "metallb_k8s_client_config_loaded_bool 1.0" in body, body[-2000:]
+    assert "ironlb_membership_alive_members 3.0" in body and "ironlb_membership_quorum_bool 1.0" in body
+    plain = c.client_run(["curl", "-s", "--max-time", "5", f"http://{node_ip}:9120/metrics"], timeout=15)
+    assert "metallb_" not in plain.stdout  # no plain-HTTP metrics beside the HTTPS ones
+
+    # ---- helm upgrade: new speaker tolerations roll the DaemonSet; the IP stays where it is
+    rollout = measure_speaker_rollout(c, "speaker.tolerations[0].key=example.com/edge",
+                                      "speaker.tolerations[0].operator=Exists")
+    print(f"speaker rollout (helm upgrade): {json.dumps(asdict(rollout))}")
+    ds = c.get_json("daemonset", "speaker", "-n", NAMESPACE)
+    assert {"key": "example.com/edge", "operator": "Exists"} in ds["spec"]["template"]["spec"]["tolerations"]
+    assert rollout.ips_before == rollout.ips_after == [VIP]
+    assert rollout.attempts > 0
+    assert c.client_get(f"http://{VIP}/")
