@@ -123,8 +123,10 @@ def test_defaults_secure_metrics_and_hardening(tmp_path: Path) -> None:
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert pod_spec(docs, kind, name)["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert c["image"] == "ironlb:0.1.0"
-    # the speaker: only NET_RAW (ARP/NDP packet sockets); the controller: nothing, not root
-    assert container(docs, "DaemonSet", "speaker")["securityContext"]["capabilities"]["add"] == ["NET_RAW"]
+    # the speaker: only NET_RAW (ARP/NDP packet sockets) and NET_BIND_SERVICE (BGP's port 179); the controller:
+    # nothing, not root
+    assert container(docs, "DaemonSet", "speaker")["securityContext"]["capabilities"]["add"] == [
+        "NET_RAW", "NET_BIND_SERVICE"]
     assert "add" not in container(docs, "Deployment", "controller")["securityContext"]["capabilities"]
     assert pod_spec(docs, "Deployment", "controller")["securityContext"]["runAsNonRoot"] is True
     # secure metrics: both components may ask the apiserver who a token is and what it may do

@@ -78,7 +78,7 @@ def test_speaker_daemonset() -> None:
     assert c["args"][:3] == ["speaker", "--node-name", "$(METALLB_NODE_NAME)"]
     assert "--metrics-secure" in c["args"]  # HTTPS with Kubernetes authn/authz, as MetalLB v0.16
     sc = c["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW"]}
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_BIND_SERVICE"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     env = _env(c)
     assert env["METALLB_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
