@@ -2,10 +2,10 @@
 
 ironlb is installed with ``helm install`` of charts/ironlb on a fresh 3-node cluster (src/ironlb/lab/kube_cluster.py),
 the seed's Service gets its IP, then each trial runs ``helm upgrade --reuse-values`` with a new speaker pod
-annotation (a pod-template change, as new tolerations are) while the client sends an HTTP GET to the IP every 50 ms
-(500 ms timeout); the DaemonSet replaces the 3 speakers one node at a time. Per trial: the rollout's duration,
-failed attempts, the time the client got no answer (first failure -> next answer, summed), the longest gap between
-two answers, and whether the IP stayed.
+annotation (a pod-template change, as new tolerations are) while the client sends an HTTP GET to the IP every 10 ms
+(1 s timeout); the DaemonSet replaces the 3 speakers one node at a time. Per trial
+(:func:`ironlb.lab.kube_demo.measure_rollout`): the rollout's duration, attempts and failed ones, the longest run of
+failures (worst gap), the ARP senders, and any EXTERNAL-IP change.
 
 Needs root, ``make k8s-cluster`` and scripts/build-helm.sh. From the repository root:
 ``python -m bench.helm_rollout [--trials 3] [--json FILE]``.
@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements
-from ironlb.lab.kube_helm import helm_install, measure_speaker_rollout, seed_service
+from ironlb.lab.kube_helm import helm_install, helm_upgrade_rollout, seed_service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_service(cluster)
         trials = []
         for i in range(args.trials):
-            r = measure_speaker_rollout(cluster, f"speaker.podAnnotations.bench-rollout=t{i}")
+            r = helm_upgrade_rollout(cluster, f"speaker.podAnnotations.bench-rollout=t{i}")
             trials.append(asdict(r))
             print(json.dumps(trials[-1]), flush=True)
         out = {"timings": {k: round(v, 2) for k, v in cluster.timings.items()}, "rollouts": trials}

@@ -1,7 +1,8 @@
 """ironlb installed with ``helm install`` of charts/ironlb on the real cluster lab, on a cluster of its own (this
 module's; the other cluster tests install the bundle on theirs): the components run, the seed's Service gets its IP
 and answers, the metrics are HTTPS and answer only a token allowed to get /metrics, and ``helm upgrade`` to new
-speaker tolerations rolls the DaemonSet without moving the IP. The unreachable time the client saw during the
+speaker tolerations rolls the DaemonSet without moving the IP; with a BGP peer configured the speakers accept
+connections on port 179 (their NET_BIND_SERVICE capability). The unreachable time the client saw during the
 rollout is printed (figures: bench/RESULTS.md), not asserted: it is a timing."""
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import asdict
 import pytest
 
 from ironlb.lab.cluster import VIP
-from ironlb.lab.kube_cluster import KubeCluster
-from ironlb.lab.kube_demo import ready_pods
-from ironlb.lab.kube_helm import NAMESPACE, helm, helm_install, measure_speaker_rollout, seed_service
+from ironlb.lab.kube_cluster import KubeCluster, wait_until
+from ironlb.lab.kube_demo import external_ip, ready_pods
+from ironlb.lab.kube_helm import NAMESPACE, helm, helm_install, helm_upgrade_rollout, seed_service
 
 from .conftest import start_cluster
 
@@ -61,11 +62,30 @@ def test_helm_install_upgrade_and_secure_metrics(helm_cluster: KubeCluster) -> N
     assert "metallb_" not in plain.stdout  # no plain-HTTP metrics beside the HTTPS ones
 
     # ---- helm upgrade: new speaker tolerations roll the DaemonSet; the IP stays where it is
-    rollout = measure_speaker_rollout(c, "speaker.tolerations[0].key=example.com/edge",
-                                      "speaker.tolerations[0].operator=Exists")
+    old = {p["metadata"]["name"] for p in ready_pods(c, NAMESPACE, "component=speaker")}
+    rollout = helm_upgrade_rollout(c, "speaker.tolerations[0].key=example.com/edge",
+                                   "speaker.tolerations[0].operator=Exists")
     print(f"speaker rollout (helm upgrade): {json.dumps(asdict(rollout))}")
     ds = c.get_json("daemonset", "speaker", "-n", NAMESPACE)
     assert {"key": "example.com/edge", "operator": "Exists"} in ds["spec"]["template"]["spec"]["tolerations"]
-    assert rollout.ips_before == rollout.ips_after == [VIP]
-    assert rollout.attempts > 0
+    new = {p["metadata"]["name"] for p in ready_pods(c, NAMESPACE, "component=speaker")}
+    assert len(new) == len(c.nodes) and not new & old  # every speaker was replaced
+    assert rollout.ip_changes == [] and external_ip(c) == VIP
+    [seen] = rollout.services
+    assert seen.attempts > 0 and seen.recovered
     assert c.client_get(f"http://{VIP}/")
+
+    # ---- with a BGP peer configured, each speaker accepts connections on port 179 (NET_BIND_SERVICE)
+    c.kubectl("apply", "-f", "-", input=BGP_PEER)
+    for node in c.nodes:
+        wait_until(lambda ip=node.ip: c.client_run(["bash", "-c", f"exec 3<>/dev/tcp/{ip}/179"], timeout=10)
+                   .returncode == 0, 60, f"a TCP connection to {node.name}:179")
+    c.kubectl("delete", "-f", "-", input=BGP_PEER)
+
+
+BGP_PEER = """\
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: listen-check, namespace: metallb-system}
+spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.168.1.1}
+"""

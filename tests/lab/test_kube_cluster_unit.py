@@ -64,17 +64,3 @@ def test_reachability_takes_the_longest_run_of_failed_attempts() -> None:
     assert reachability("x", [http(1, True)]).worst_gap_s == 0
     r = reachability("x", [http(1, True), http(2, False, 3.0)])
     assert not r.recovered and r.worst_gap_s == pytest.approx(1.0)
-
-
-def test_rollout_outage_from_probe_events() -> None:
-    """bench/helm_rollout's figures: failed runs are summed from their first failure to the next answer."""
-    from ironlb.lab.kube_helm import outage
-
-    def ev(t0: float, ok: bool) -> dict[str, object]:
-        return {"ev": "http", "t0": t0, "t1": t0 + 0.01, "ok": ok}
-
-    events = [ev(0.0, True), ev(0.05, True), ev(0.10, False), ev(0.15, False), ev(0.20, True), ev(0.30, True)]
-    attempts, failed, unreachable_ms, max_gap_ms = outage(list(reversed(events)))
-    assert (attempts, failed) == (6, 2)
-    assert abs(unreachable_ms - 110) < 1e-6  # 0.10 -> 0.21
-    assert abs(max_gap_ms - 150) < 1e-6  # 0.06 -> 0.21

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -287,10 +288,12 @@ class Rollout:
 
 
 def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str], *, interval: float = 0.01,
-                    attempt_timeout: float = 1.0, timeout: float = 600) -> Rollout:
-    """``kubectl -n metallb-system rollout restart <target>`` while the client sends an HTTP GET to every Service
-    (name -> IP) every ``interval``; wait for ``rollout status``, then a few seconds more. Every Service's
-    EXTERNAL-IP is read meanwhile, to see that none changed."""
+                    attempt_timeout: float = 1.0, timeout: float = 600,
+                    start: Callable[[], object] | None = None) -> Rollout:
+    """``kubectl -n metallb-system rollout restart <target>`` (or ``start()``, e.g. a ``helm upgrade`` that changes
+    its pod template) while the client sends an HTTP GET to every Service (name -> IP) every ``interval``; wait for
+    ``rollout status``, then a few seconds more. Every Service's EXTERNAL-IP is read meanwhile, to see that none
+    changed."""
     outputs = {name: cluster.workdir / f"probe-{name}.jsonl" for name in services}
     probes: list[subprocess.Popen[str]] = []
     try:
@@ -315,7 +318,10 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
                     changes.append(f"{name}: {ip} -> {now}")
 
         t0 = time.monotonic()
-        cluster.kubectl("-n", "metallb-system", "rollout", "restart", target)
+        if start is None:
+            cluster.kubectl("-n", "metallb-system", "rollout", "restart", target)
+        else:
+            start()
         status = subprocess.Popen(
             ["ip", "netns", "exec", cluster.cp, str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
              "-n", "metallb-system", "rollout", "status", target, f"--timeout={int(timeout)}s"],

@@ -1,5 +1,5 @@
 """ironlb installed and upgraded with Helm on the real cluster lab (:mod:`ironlb.lab.kube_cluster`), and what a
-speaker rollout costs the Services: the client probes one IP every 50 ms while ``helm upgrade`` changes the speaker
+speaker rollout costs the Services: the client probes them every 10 ms while ``helm upgrade`` changes the speaker
 DaemonSet's pod template (new tolerations, say) and the DaemonSet replaces the speakers one node at a time. Used by
 tests/cluster/test_helm_cluster.py and bench/helm_rollout.py.
 
@@ -9,18 +9,14 @@ cluster's work directory.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
 from ironlb.lab.kube_cluster import KubeCluster, wait_until
-from ironlb.lab.kube_demo import BACKEND, external_ip, ready_pods, wait_ironlb_ready
+from ironlb.lab.kube_demo import BACKEND, Rollout, external_ip, measure_rollout, ready_pods, wait_ironlb_ready
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "ironlb"
@@ -61,81 +57,15 @@ def helm_install(cluster: KubeCluster, *sets: str, timeout: float = 600) -> str:
     return out
 
 
-@dataclass
-class Rollout:
-    """What the client saw while the speakers were replaced."""
-
-    seconds: float = 0.0  # helm upgrade -> every speaker replaced and Ready
-    attempts: int = 0
-    failed: int = 0
-    unreachable_ms: float = 0.0  # summed: first failed attempt of a run -> the next answer
-    max_gap_ms: float = 0.0  # longest time between two answers
-    ips_before: list[str] = field(default_factory=list)
-    ips_after: list[str] = field(default_factory=list)
-
-
-def ingress_ips(cluster: KubeCluster, name: str = "my-service") -> list[str]:
-    svc = cluster.get_json("svc", name)
-    return [i["ip"] for i in svc["status"].get("loadBalancer", {}).get("ingress", [])]
-
-
-def speaker_pods(cluster: KubeCluster) -> set[str]:
-    return {p["metadata"]["name"] for p in ready_pods(cluster, NAMESPACE, "component=speaker")}
-
-
-def measure_speaker_rollout(cluster: KubeCluster, *sets: str, ip: str = VIP, timeout: float = 600) -> Rollout:
-    """``helm upgrade --reuse-values --set SETS`` (a change to the speakers' pod template) while the client sends
-    an HTTP GET to ``ip`` every 50 ms; returns when every speaker pod was replaced and is Ready."""
-    result = Rollout(ips_before=ingress_ips(cluster))
-    old = speaker_pods(cluster)
-    cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", ip, "--interval", "0.05", "--timeout", "0.5"]
-    probe = cluster.lab.popen(cluster.client, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)
-    events: list[dict[str, Any]] = []
-    try:
-        assert probe.stdout is not None
-        if json.loads(probe.stdout.readline() or "{}").get("ev") != "ready":
-            raise RuntimeError("the client's probe did not start")
-        t0 = time.monotonic()
-        args = ["upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values"]
-        for s in sets:
-            args += ["--set", s]
-        helm(cluster, *args)
-
-        def replaced() -> bool:
-            now = speaker_pods(cluster)
-            return len(now) == len(cluster.nodes) and not now & old
-
-        wait_until(replaced, timeout, "every speaker pod replaced and Ready", interval=1)
-        result.seconds = time.monotonic() - t0
-        time.sleep(2)  # answers after the last replacement count too
-    finally:
-        out, _ = probe.communicate(timeout=10)  # closes its stdin: the probe stops
-        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    http = [e for e in events if e.get("ev") == "http" and e["t0"] >= t0]
-    result.attempts, result.failed, result.unreachable_ms, result.max_gap_ms = outage(http)
-    result.ips_after = ingress_ips(cluster)
-    return result
-
-
-def outage(http: list[dict[str, Any]]) -> tuple[int, int, float, float]:
-    """The probe's HTTP events (``t0``, ``t1``, ``ok``) -> attempts, failed, unreachable ms (first failure of a run
-    -> the next answer, summed) and the longest gap between two answers, ms."""
-    attempts = sorted(http, key=lambda e: float(e["t0"]))
-    unreachable = max_gap = 0.0
-    first_failed: float | None = None
-    last_ok: float | None = None
-    for e in attempts:
-        if not e["ok"]:
-            first_failed = e["t0"] if first_failed is None else first_failed
-            continue
-        if first_failed is not None:
-            unreachable += (e["t1"] - first_failed) * 1000
-            first_failed = None
-        if last_ok is not None:
-            max_gap = max(max_gap, (e["t1"] - last_ok) * 1000)
-        last_ok = e["t1"]
-    return len(attempts), sum(not e["ok"] for e in attempts), unreachable, max_gap
+def helm_upgrade_rollout(cluster: KubeCluster, *sets: str, services: dict[str, str] | None = None) -> Rollout:
+    """``helm upgrade --reuse-values --set SETS`` (a change to the speakers' pod template) while the client probes
+    every Service (name -> IP; default the seed's my-service) every 10 ms, until ``rollout status`` of the speaker
+    DaemonSet is done (:func:`ironlb.lab.kube_demo.measure_rollout`)."""
+    args = ["upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values"]
+    for s in sets:
+        args += ["--set", s]
+    return measure_rollout(cluster, "daemonset/speaker", services or {"my-service": VIP},
+                           start=lambda: helm(cluster, *args))
 
 
 def seed_service(cluster: KubeCluster) -> None:
