@@ -48,6 +48,7 @@ async def test_membership_metrics_follow_the_view() -> None:
         async with services["b"], services["c"]:
             await wait_until_async(lambda: value("ironlb_membership_alive_members") == 3, 10, "3 alive")
             assert value("ironlb_membership_members") == 3 and value("ironlb_membership_quorum_bool") == 1
+            assert value("ironlb_membership_stalls_total") == services["a"].membership.stalls
             junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             junk.sendto(b"y", members["a"])
             junk.close()

@@ -42,7 +42,7 @@ def _rejections(service: MembershipService) -> dict[str, int]:
 
 
 def membership_families(service: MembershipService) -> list[Metric]:
-    """``ironlb_membership_*``: members known, alive, quorum, and datagrams dropped by reason."""
+    """``ironlb_membership_*``: members known, alive, quorum, datagrams dropped by reason, local stalls."""
     view = service.view
     members = GaugeMetricFamily("ironlb_membership_members", "Speakers in this speaker's member list (itself too).")
     members.add_metric([], len(view.members) + 1)  # the view lists the peers only
@@ -56,7 +56,11 @@ def membership_families(service: MembershipService) -> list[Metric]:
                                    "Membership datagrams dropped, by reason.", labels=["reason"])
     for reason, n in sorted(_rejections(service).items()):
         rejected.add_metric([reason], n)
-    return [members, alive, quorum, rejected]
+    stalls = CounterMetricFamily("ironlb_membership_stalls_total",
+                                 "Late membership ticks treated as a local stall (alive members kept one more "
+                                 "dead timeout instead of being declared dead).")
+    stalls.add_metric([], service.membership.stalls)
+    return [members, alive, quorum, rejected, stalls]
 
 
 __all__ = ["SpeakerCollector", "membership_families"]
