@@ -328,3 +328,14 @@ def test_alerts_watch_exported_metrics(tmp_path: Path) -> None:
     exported = set(re.findall(r"`((?:metallb|ironlb)_[a-z0-9_]+)`", (REPO / "docs" / "metrics.md").read_text()))
     used = {name for r in group["rules"] for name in re.findall(r"\b(?:metallb|ironlb)_[a-z0-9_]+", r["expr"])}
     assert len(used) >= 7 and used <= exported, used - exported
+
+
+def test_packaged_chart_is_self_contained(tmp_path: Path) -> None:
+    """`helm package` copies the CRDs in (files/crd links to config/crd): the archive renders all nine alone."""
+    out = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    [archive] = tmp_path.glob("ironlb-*.tgz")
+    out = helm("template", "metallb", str(archive), "--namespace", NS)
+    assert out.returncode == 0, out.stderr
+    crds = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 9
