@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .wire.extcommunity import MAX_LINK_BANDWIDTH
+
+# Bandwidths are whole bytes per second; a merge never exceeds what the float32 on the wire can carry.
+MAX_LINK_BANDWIDTH_INT = int(MAX_LINK_BANDWIDTH)
+
 WELL_KNOWN_COMMUNITIES: dict[str, int] = {
     "graceful-shutdown": 0xFFFF0000,
     "accept-own": 0xFFFF0001,
@@ -89,15 +94,20 @@ class Attributes:
 
     ``local_pref`` is only sent to iBGP peers; ``None`` sends the RFC default of
     100 there (iBGP UPDATEs must carry LOCAL_PREF, RFC 4271 5.1.5).
+    ``link_bandwidth`` (bytes per second) goes out as the Link Bandwidth extended
+    community, so that a router with weighted ECMP splits traffic by it; None: none.
     """
 
     local_pref: int | None = None
     communities: tuple[int, ...] = field(default=())
     large_communities: tuple[LargeCommunity, ...] = field(default=())
+    link_bandwidth: int | None = None
 
     def __post_init__(self) -> None:
         if self.local_pref is not None and not 0 <= self.local_pref <= _U32:
             raise ValueError(f"local preference {self.local_pref} out of range")
+        if self.link_bandwidth is not None and not 0 <= self.link_bandwidth <= MAX_LINK_BANDWIDTH:
+            raise ValueError(f"link bandwidth {self.link_bandwidth} out of range")
         object.__setattr__(self, "communities", _norm_communities(self.communities))
         object.__setattr__(self, "large_communities", _norm_large(self.large_communities))
 
@@ -123,11 +133,14 @@ class Attributes:
     def merge(self, other: Attributes) -> Attributes:
         """Union of communities (MetalLB native merges identical prefixes this way).
 
-        The highest local preference wins, an arbitrary but deterministic choice.
+        The highest local preference wins, an arbitrary but deterministic choice. Link bandwidths add up: a
+        prefix shared by several services (an aggregate, a shared IP) weighs what they weigh together.
         """
         prefs = [p for p in (self.local_pref, other.local_pref) if p is not None]
+        bandwidths = [b for b in (self.link_bandwidth, other.link_bandwidth) if b is not None]
         return Attributes(
             max(prefs) if prefs else None,
             self.communities + other.communities,
             self.large_communities + other.large_communities,
+            min(sum(bandwidths), MAX_LINK_BANDWIDTH_INT) if bandwidths else None,
         )

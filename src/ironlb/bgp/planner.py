@@ -13,12 +13,15 @@ the same without any I/O so that ``ironlb plan``, ``ironlb run`` and the tests a
   what :class:`ironlb.bgp.speaker.BGPSpeaker` feeds to the sessions.
 
 Unlike Layer 2 there is no election: every eligible node announces, and the router's ECMP spreads the traffic.
+With ironlb's ``ironlb.io/link-bandwidth: ready-endpoints`` annotation on a BGPAdvertisement, the prefixes of
+``externalTrafficPolicy: Local`` services also carry the node's ready local endpoints as a Link Bandwidth
+extended community, so that a router with weighted ECMP spreads the traffic by pods rather than by nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from ironlb.cluster.labels import any_matches
@@ -37,11 +40,16 @@ from ironlb.cluster.reasons import (
 )
 from ironlb.config.types import BGPAdvertisement, Community, Config, Peer, Pool, local_prefs_may_collide
 
-from .attributes import Attributes
+from .attributes import MAX_LINK_BANDWIDTH_INT, Attributes
 from .updates import sort_key
 from .wire import Network
 
+# One ready endpoint weighs 1 Mbit/s: only the ratios matter to the router, and the unit keeps every sum FRR
+# makes within 32 bits up to thousands of endpoints.
+BYTES_PER_ENDPOINT = 125_000
+
 __all__ = [
+    "BYTES_PER_ENDPOINT",
     "CONFLICTING_ADVERTISEMENTS",
     "NODE_LABELED_EXCLUDE_BALANCERS",
     "NODE_NETWORK_UNAVAILABLE",
@@ -58,12 +66,14 @@ __all__ = [
     "attributes_of",
     "has_healthy_endpoint",
     "implicit_slice",
+    "link_bandwidth_of",
     "matching_advertisements",
     "node_advertisements",
     "peer_carries",
     "peer_matches_node",
     "peers_for_node",
     "plan_node",
+    "ready_endpoints",
     "routes_per_peer",
     "should_announce",
 ]
@@ -190,6 +200,20 @@ def has_healthy_endpoint(slices: Iterable[EndpointSlice], node: str | None = Non
     )
 
 
+def ready_endpoints(slices: Iterable[EndpointSlice], node: str) -> int:
+    """How many endpoints (pods) on ``node`` can serve, each judged as :func:`has_healthy_endpoint` does."""
+    return sum(1 for s in slices for ep in s.endpoints if ep.node_name == node and ep.addresses and ep.can_serve)
+
+
+def link_bandwidth_of(svc: Service, slices: Iterable[EndpointSlice], node: str) -> int | None:
+    """The Link Bandwidth a node gives a weighted advertisement of ``svc``: :data:`BYTES_PER_ENDPOINT` per ready
+    local endpoint with ``externalTrafficPolicy: Local``; None (no community) with ``Cluster``, where kube-proxy
+    spreads the traffic over every endpoint whichever node receives it."""
+    if svc.external_traffic_policy != "Local":
+        return None
+    return min(ready_endpoints(slices, node) * BYTES_PER_ENDPOINT, MAX_LINK_BANDWIDTH_INT)
+
+
 def _prefix(ip: str, ad: BGPAdvertisement) -> Network:
     addr = ip_address(ip)
     length = ad.aggregation_length if addr.version == 4 else ad.aggregation_length_v6
@@ -242,12 +266,23 @@ def should_announce(
     return None
 
 
-def advertisements(svc: Service, pool: Pool, node: Node) -> tuple[Advertisement, ...]:
-    """MetalLB's ``SetBalancer``: one advertisement per LB IP x advertisement of the node matching the service."""
+def advertisements(
+    svc: Service, pool: Pool, node: Node, slices: Sequence[EndpointSlice] = ()
+) -> tuple[Advertisement, ...]:
+    """MetalLB's ``SetBalancer``: one advertisement per LB IP x advertisement of the node matching the service.
+
+    An advertisement with ironlb's link-bandwidth annotation also carries :func:`link_bandwidth_of` ``slices``.
+    """
     ads = matching_advertisements(pool, svc, node)
-    return tuple(
-        Advertisement(_prefix(ip, ad), attributes_of(ad), frozenset(ad.peers)) for ip in svc.ingress for ad in ads
-    )
+    bandwidth = link_bandwidth_of(svc, slices, node.name)
+    out: list[Advertisement] = []
+    for ip in svc.ingress:
+        for ad in ads:
+            attrs = attributes_of(ad)
+            if ad.weight_by_endpoints and bandwidth is not None:
+                attrs = replace(attrs, link_bandwidth=bandwidth)
+            out.append(Advertisement(_prefix(ip, ad), attrs, frozenset(ad.peers)))
+    return tuple(out)
 
 
 def peer_carries(peer: Peer, prefix: Network) -> bool:
@@ -307,7 +342,7 @@ def plan_node(
         )
         reasons[key] = reason
         if reason is None and item.pool is not None:
-            by_service[key] = advertisements(item.service, item.pool, node)
+            by_service[key] = advertisements(item.service, item.pool, node, item.slices)
     all_ads = (ad for ads in by_service.values() for ad in ads)
     routes = routes_per_peer(all_ads, peers)
     return NodePlan(node.name, peers, reasons, by_service, routes)

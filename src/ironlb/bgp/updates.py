@@ -32,6 +32,7 @@ from .wire import (
     family_of,
     prefix_size,
 )
+from .wire.extcommunity import link_bandwidth
 
 DEFAULT_LOCAL_PREF = 100
 
@@ -68,6 +69,9 @@ def _template(family: Family, attrs: Attributes, ctx: PathContext) -> UpdateMess
         mp_reach = MPReach(AFI_IPV6, SAFI_UNICAST, (ctx.next_hop_ipv6,))
     else:
         next_hop = ctx.next_hop_ipv4
+    extended: tuple[int, ...] = ()
+    if attrs.link_bandwidth is not None:
+        extended = (link_bandwidth(ctx.local_asn, float(attrs.link_bandwidth)),)
     return UpdateMessage(
         origin=ORIGIN_IGP,
         as_path=as_path,
@@ -75,6 +79,7 @@ def _template(family: Family, attrs: Attributes, ctx: PathContext) -> UpdateMess
         local_pref=local_pref,
         communities=attrs.communities,
         large_communities=attrs.large_communities,
+        extended_communities=extended,
         mp_reach=mp_reach,
     )
 
@@ -118,6 +123,7 @@ def pack_announcements(family: Family, attrs: Attributes, prefixes: Iterable[Net
                 local_pref=tmpl.local_pref,
                 communities=tmpl.communities,
                 large_communities=tmpl.large_communities,
+                extended_communities=tmpl.extended_communities,
                 mp_reach=reach,
             )
         else:
@@ -129,6 +135,7 @@ def pack_announcements(family: Family, attrs: Attributes, prefixes: Iterable[Net
                 local_pref=tmpl.local_pref,
                 communities=tmpl.communities,
                 large_communities=tmpl.large_communities,
+                extended_communities=tmpl.extended_communities,
             )
         out.append(encode_update(msg, four_octet_as=ctx.four_octet_as))
     return out
@@ -163,7 +170,8 @@ def group_by_attributes(routes: Mapping[Network, Attributes]) -> dict[tuple[Fami
 def _group_order(key: tuple[Family, Attributes]) -> tuple[object, ...]:
     family, attrs = key
     lp = -1 if attrs.local_pref is None else attrs.local_pref
-    return (family, lp, attrs.communities, attrs.large_communities)
+    bw = -1 if attrs.link_bandwidth is None else attrs.link_bandwidth
+    return (family, lp, attrs.communities, attrs.large_communities, bw)
 
 
 def build_announcements(routes: Mapping[Network, Attributes], ctx: PathContext) -> tuple[list[bytes], list[Network]]:

@@ -740,6 +740,7 @@ class _Builder:
                     field=f"spec.communities[{i}]",
                     transient=err.is_format,
                 ) from None
+        weighted = _link_bandwidth_annotation(ad)
         node_sels, svc_sels = self.advertisement_selectors(ad.name, s)
         parsed = t.BGPAdvertisement(
             name=ad.name,
@@ -750,6 +751,7 @@ class _Builder:
             node_selectors=node_sels,
             peers=tuple(s.peers),
             service_selectors=tuple(sorted(svc_sels, key=str)),
+            weight_by_endpoints=weighted,
         )
         # Native mode's poolSelectorsForBGP parses these before anything is sorted, and says only the second line.
         return parsed, self.parse_selectors(
@@ -932,6 +934,20 @@ def _passive_annotation(p: BGPPeer) -> bool:
             f"invalid value {goq(str(value)[:64])} for annotation {t.PASSIVE_ANNOTATION}: "
             'must be "true" or "false"',
             field=f"metadata.annotations[{t.PASSIVE_ANNOTATION}]",
+        )
+    return True
+
+
+def _link_bandwidth_annotation(ad: BGPAdvertisement) -> bool:
+    """ironlb's ``ironlb.io/link-bandwidth`` annotation: absent, or ``ready-endpoints`` (anything else is refused)."""
+    value = ad.metadata.annotations.get(t.LINK_BANDWIDTH_ANNOTATION)
+    if value is None:
+        return False
+    if value != t.LINK_BANDWIDTH_READY_ENDPOINTS:
+        raise _Problem(
+            f"invalid value {goq(str(value)[:64])} for annotation {t.LINK_BANDWIDTH_ANNOTATION} in BGPAdvertisement "
+            f"{ad.name}: the only value is {goq(t.LINK_BANDWIDTH_READY_ENDPOINTS)}",
+            field=f"metadata.annotations[{t.LINK_BANDWIDTH_ANNOTATION}]",
         )
     return True
 

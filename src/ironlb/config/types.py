@@ -72,6 +72,14 @@ class BGPAdvertisement:
     node_selectors: tuple[LabelSelector, ...] = ()
     peers: tuple[str, ...] = ()  # BGPPeer names; empty: all peers
     service_selectors: tuple[LabelSelector, ...] = ()
+    # ironlb's extension (annotation LINK_BANDWIDTH_ANNOTATION): the Link Bandwidth extended community on the
+    # prefixes, proportional to the node's ready local endpoints. MetalLB ignores it.
+    weight_by_endpoints: bool = False
+
+
+# The BGPAdvertisement annotation of ironlb's own that turns on weighting by ready local endpoints.
+LINK_BANDWIDTH_ANNOTATION = "ironlb.io/link-bandwidth"
+LINK_BANDWIDTH_READY_ENDPOINTS = "ready-endpoints"
 
 
 def local_prefs_may_collide(a: BGPAdvertisement, b: BGPAdvertisement, families: frozenset[int]) -> bool:

@@ -1,5 +1,5 @@
 """UPDATE (RFC 4271 4.3, 6.3): path attributes, MP_REACH/MP_UNREACH (RFC 4760), AS4_PATH (RFC 6793),
-communities (RFC 1997, 8092) and the End-of-RIB marker (RFC 4724)."""
+communities (RFC 1997, 4360, 8092) and the End-of-RIB marker (RFC 4724)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from ironlb.bgp.errors import BGPError, UpdateSubcode
 
 from .common import AFI_IPV4, AS_TRANS, IPV4_UNICAST, IPV6_UNICAST, Address, Family, MessageType, Network, update_error
+from .extcommunity import decode_extended_communities, encode_extended_communities
 from .header import frame
 from .nlri import decode_prefixes, encode_prefix
 
@@ -118,6 +119,7 @@ class UpdateMessage:
     local_pref: int | None = None
     communities: tuple[int, ...] = ()
     large_communities: tuple[tuple[int, int, int], ...] = ()
+    extended_communities: tuple[int, ...] = ()
     mp_reach: MPReach | None = None
     mp_unreach: MPUnreach | None = None
     as4_path: tuple[AsPathSegment, ...] | None = None
@@ -135,6 +137,7 @@ class UpdateMessage:
             or self.local_pref is not None
             or self.communities
             or self.large_communities
+            or self.extended_communities
             or self.as4_path is not None
             or self.other
         )
@@ -211,6 +214,10 @@ def encode_path_attributes(msg: UpdateMessage, *, four_octet_as: bool) -> bytes:
         u = msg.mp_unreach
         value = struct.pack("!HB", u.afi, u.safi) + b"".join(encode_prefix(p) for p in u.withdrawn)
         attrs.append((AttrType.MP_UNREACH_NLRI, encode_attribute(FLAG_OPTIONAL, AttrType.MP_UNREACH_NLRI, value)))
+    if msg.extended_communities:
+        value = encode_extended_communities(msg.extended_communities)
+        flags = FLAG_OPTIONAL | FLAG_TRANSITIVE
+        attrs.append((AttrType.EXTENDED_COMMUNITIES, encode_attribute(flags, AttrType.EXTENDED_COMMUNITIES, value)))
     if msg.as4_path is not None:
         value = encode_as_path(msg.as4_path, True)
         flags = FLAG_OPTIONAL | FLAG_TRANSITIVE
@@ -399,6 +406,7 @@ def _decode_known(type_code: int, value: bytes, whole: bytes, four_octet_as: boo
     elif type_code == AttrType.EXTENDED_COMMUNITIES:
         if len(value) % 8:
             raise opt_err
+        fields["extended_communities"] = decode_extended_communities(value)
     elif type_code == AttrType.LARGE_COMMUNITIES:
         if len(value) % 12 or not value:
             raise opt_err
