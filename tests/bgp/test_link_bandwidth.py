@@ -9,7 +9,14 @@ from ipaddress import IPv4Address, ip_network
 import pytest
 
 from ironlb.bgp.attributes import Attributes
-from ironlb.bgp.planner import BYTES_PER_ENDPOINT, advertisements, link_bandwidth_of, ready_endpoints
+from ironlb.bgp.planner import (
+    BYTES_PER_ENDPOINT,
+    ServiceInput,
+    advertisements,
+    link_bandwidth_of,
+    plan_node,
+    ready_endpoints,
+)
 from ironlb.bgp.updates import PathContext, build_announcements
 from ironlb.bgp.wire import UpdateMessage, decode_message
 from ironlb.bgp.wire.extcommunity import (
@@ -20,6 +27,7 @@ from ironlb.bgp.wire.extcommunity import (
     link_bandwidth,
 )
 from ironlb.cluster.objects import Endpoint, EndpointSlice, Node
+from ironlb.config.types import Config, Peer
 from tests.bgp.test_planner import ad, pool, service
 from tests.config.helpers import config_of, error_of
 
@@ -101,3 +109,15 @@ def test_annotation() -> None:
     assert parsed.weight_by_endpoints
     err = str(error_of(annotated_ad("pods")))
     assert 'invalid value "pods" for annotation ironlb.io/link-bandwidth' in err and 'BGPAdvertisement "w"' in err
+
+
+def test_plan_shows_the_link_bandwidth_sent_to_the_peers() -> None:
+    p = pool(ad("w", weight_by_endpoints=True))
+    peer = Peer("r", 64513, 64512, "192.0.2.1")
+    eps = slices(("10.1.0.1", "n1", True), ("10.1.0.2", "n1", True), ("10.1.0.3", "n1", True))
+    plan = plan_node(Config(pools=(p,), peers=(peer,)), N1, {"default/web": ServiceInput(service(etp="Local"), p, eps)})
+    (entry,) = plan.entries("default/web")
+    assert entry["linkBandwidth"] == 3 * BYTES_PER_ENDPOINT and entry["peers"] == ["r"]
+    q = pool(ad("p"))
+    plain = plan_node(Config(pools=(q,), peers=(peer,)), N1, {"default/web": ServiceInput(service(etp="Local"), q, eps)})
+    assert "linkBandwidth" not in plain.entries("default/web")[0]

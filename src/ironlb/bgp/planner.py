@@ -124,7 +124,8 @@ class NodePlan:
 
         ``peers`` are the node's peers that receive the prefix; ``communities``/``localPref`` are what goes on
         the wire, i.e. merged with every other service and advertisement sharing the prefix (MetalLB merges
-        identical prefixes). If peers get different attributes, the union is shown.
+        identical prefixes). If peers get different attributes, the union is shown. ``linkBandwidth`` (bytes per
+        second) only when the advertisement weighs by ready pods.
         """
         out: list[dict[str, object]] = []
         prefixes = sorted({ad.prefix for ad in self.by_service.get(service_key, ())}, key=sort_key)
@@ -140,15 +141,16 @@ class NodePlan:
                     if other.prefix == prefix:
                         attrs = other.attributes if attrs is None else attrs.merge(other.attributes)
             assert attrs is not None
-            out.append(
-                {
-                    "node": self.node,
-                    "prefix": str(prefix),
-                    "peers": peers,
-                    "communities": community_strings(attrs),
-                    "localPref": attrs.local_pref,
-                }
-            )
+            entry: dict[str, object] = {
+                "node": self.node,
+                "prefix": str(prefix),
+                "peers": peers,
+                "communities": community_strings(attrs),
+                "localPref": attrs.local_pref,
+            }
+            if attrs.link_bandwidth is not None:  # ironlb's weighting by ready pods: bytes per second
+                entry["linkBandwidth"] = attrs.link_bandwidth
+            out.append(entry)
         return out
 
 
