@@ -58,9 +58,14 @@ def test_peer_config_defaults_and_conversion() -> None:
     assert peer_config(replace(full, hold_time=0.0, keepalive_time=0.0), "n1").hold_time == 0
 
 
-def test_unnumbered_peer_is_refused() -> None:
-    with pytest.raises(ValueError, match="unnumbered"):
-        peer_config(Peer("r1", my_asn=1, peer_asn=2, interface="eth0"), "n1")
+def test_unnumbered_peer_carries_both_families_over_the_interface() -> None:
+    cfg = peer_config(Peer("r1", my_asn=1, peer_asn=2, interface="eth0"), "n1")
+    assert cfg.interface == "eth0" and cfg.families == {IPV4_UNICAST, IPV6_UNICAST}
+    assert cfg.label == "eth0:179"
+    with pytest.raises(ValueError, match="longer than 15 bytes"):
+        peer_config(Peer("r1", my_asn=1, peer_asn=2, interface="x" * 16), "n1")
+    with pytest.raises(ValueError, match="neither peerAddress nor interface"):
+        peer_config(Peer("r1", my_asn=1, peer_asn=2), "n1")
 
 
 @pytest.fixture

@@ -105,9 +105,22 @@ def test_local_asn_rules(spec: str, message: str) -> None:
     assert message in err and 'BGPPeer "p": spec.localASN ' in err, err
 
 
-def test_interface_rejected() -> None:
-    err = str(error_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0")))
-    assert "unnumbered BGP (interface) is not supported by ironlb" in err
+def test_interface_peer_accepted_with_metallbs_rules() -> None:
+    """Unnumbered peering: ``interface`` instead of ``peerAddress`` (MetalLB's rules: one of the two, not both)."""
+    result = result_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0"))
+    (p,) = result.config.peers
+    assert (p.interface, p.address) == ("eth0", "") and not result.warnings
+    assert config_of(peer("p", "myASN: 1\ndynamicASN: external\ninterface: eth0")).peers[0].interface == "eth0"
+    both = str(error_of(peer("p", BASE + "\ninterface: eth0")))
+    assert "peer has both Address and Interface specified" in both and both.startswith('BGPPeer "p": ')
+
+
+def test_interface_peer_without_bfd_and_a_warning_for_a_name_linux_cannot_have() -> None:
+    err = str(error_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0\nbfdProfile: fast")))
+    assert "BFD on an unnumbered peer is not supported by ironlb" in err and "spec.bfdProfile" in err
+    result = result_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: a-very-long-interface-name"))
+    assert result.config.peers[0].interface == "a-very-long-interface-name"
+    assert any("no Linux interface can have this name (longer than 15 bytes)" in w for w in result.warnings)
 
 
 def test_disable_mp_warns() -> None:
@@ -227,3 +240,10 @@ def test_passive_annotation() -> None:
     for bad in ("yes", "True", "1"):
         err = str(error_of(annotated_peer(bad)))
         assert "annotation ironlb.io/passive: must be" in err and 'BGPPeer "p": metadata.annotations' in err, err
+
+
+def test_passive_unnumbered_peer_refused() -> None:
+    text = peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0")
+    text = text.replace("metadata: {name: p}", 'metadata: {name: p, annotations: {ironlb.io/passive: "true"}}')
+    err = str(error_of(text))
+    assert "a passive unnumbered peer is not supported by ironlb" in err and 'BGPPeer "p": spec.interface' in err, err

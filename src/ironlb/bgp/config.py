@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from ironlb.config.ifname import interface_name_problem
+
 from .wire import AS_TRANS, IPV4_UNICAST, IPV6_UNICAST, Address, Family
 
 _U32 = 0xFFFFFFFF
@@ -66,6 +68,10 @@ class PeerConfig:
     passive: bool = False
     node_name: str = ""
     name: str = ""
+    interface: str = ""
+    """Unnumbered peering (BGPPeer ``interface``): the peer is whoever advertises itself as a router on this
+    link, reached at its IPv6 link-local address; ``peer_address`` is then only a placeholder (``::``). The
+    session offers the RFC 8950 extended next hop so IPv4 prefixes can carry an IPv6 next hop."""
 
     def __post_init__(self) -> None:
         if isinstance(self.peer_address, str):
@@ -97,6 +103,10 @@ class PeerConfig:
             raise ValueError("AS_TRANS (23456) cannot be used as local ASN")
         if self.local_asn is not None and (not 1 <= self.local_asn <= _U32 or self.local_asn == AS_TRANS):
             raise ValueError(f"invalid localASN {self.local_asn}")
+        if self.interface:
+            problem = interface_name_problem(self.interface)
+            if problem:
+                raise ValueError(f"interface {self.interface!r}: {problem}")
 
     @property
     def session_asn(self) -> int:
@@ -114,6 +124,8 @@ class PeerConfig:
 
     @property
     def label(self) -> str:
-        """``addr:port`` as MetalLB's metric label ``peer``."""
+        """``addr:port`` as MetalLB's metric label ``peer`` (``interface:port`` for an unnumbered peer)."""
+        if self.interface:
+            return f"{self.interface}:{self.peer_port}"
         addr = f"[{self.peer_address}]" if self.peer_address.version == 6 else str(self.peer_address)
         return f"{addr}:{self.peer_port}"

@@ -34,6 +34,7 @@ from .errors import (
 from .updates import PathContext, build_announcements, pack_withdrawals
 from .wire import (
     HEADER_LEN,
+    IPV4_OVER_IPV6,
     IPV4_UNICAST,
     Address,
     Capabilities,
@@ -186,6 +187,8 @@ class Negotiated:
     route_refresh: bool
     ibgp: bool
     peer_capabilities: Capabilities
+    ipv4_over_ipv6: bool = False
+    """RFC 8950 extended next hop negotiated for IPv4 unicast (unnumbered sessions offer it)."""
 
 
 class BGPStateMachine:
@@ -433,6 +436,7 @@ class BGPStateMachine:
             route_refresh=True,
             four_octet_asn=cfg.session_asn,
             graceful_restart=gr,
+            extended_next_hop=frozenset({IPV4_OVER_IPV6} if cfg.interface and IPV4_UNICAST in cfg.families else ()),
         )
 
     def _our_open(self) -> OpenMessage:
@@ -562,6 +566,7 @@ class BGPStateMachine:
         if not families:
             ours = b"".join(encode_capabilities(Capabilities(multiprotocol=cfg.families)))
             raise BGPError(ErrorCode.OPEN_MESSAGE, OpenSubcode.UNSUPPORTED_CAPABILITY, ours, "no common address family")
+        enhe = IPV4_OVER_IPV6 in (self._our_capabilities().extended_next_hop & caps.extended_next_hop)
         hold = min(cfg.hold_time, msg.hold_time)
         keepalive = 0.0
         if hold > 0:
@@ -577,6 +582,7 @@ class BGPStateMachine:
             route_refresh=caps.route_refresh,
             ibgp=ibgp,
             peer_capabilities=caps,
+            ipv4_over_ipv6=enhe,
         )
         self._ctx = PathContext(
             local_asn=mine,
@@ -584,6 +590,8 @@ class BGPStateMachine:
             four_octet_as=four,
             next_hop_ipv4=cfg.next_hop_ipv4 or _v4(self.local_address) or _v4(self._beside),
             next_hop_ipv6=cfg.next_hop_ipv6 or _global_v6(self.local_address) or _global_v6(self._beside),
+            next_hop_ipv6_link_local=_link_local(self.local_address),
+            ipv4_over_ipv6=enhe,
         )
         self.state = BGPState.OPEN_CONFIRM
         self._hold_deadline = now + hold if hold > 0 else None
@@ -710,6 +718,13 @@ def _v4(addr: Address | None) -> IPv4Address | None:
 def _global_v6(addr: Address | None) -> IPv6Address | None:
     if isinstance(addr, IPv6Address) and not addr.is_link_local:
         return addr
+    return None
+
+
+def _link_local(addr: Address | None) -> IPv6Address | None:
+    """A link-local session address without its scope: the second next hop of RFC 2545."""
+    if isinstance(addr, IPv6Address) and addr.is_link_local:
+        return IPv6Address(addr.packed)
     return None
 
 

@@ -40,6 +40,7 @@ from .fsm import (
     SessionDown,
     resolve_collision,
 )
+from .unnumbered import LinkPeerFinder
 from .wire import Address
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,18 @@ def apply_options(sock: socket.socket, config: PeerConfig) -> None:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, _IPTOS_PREC_INTERNETCONTROL)
 
 
-def make_socket(config: PeerConfig) -> socket.socket:
-    """A non-blocking TCP socket with MD5, TTL, DSCP and source address applied before connect."""
-    v6 = isinstance(config.peer_address, IPv6Address)
+def make_socket(config: PeerConfig, peer: Address | None = None) -> socket.socket:
+    """A non-blocking TCP socket with MD5, TTL, DSCP and source address applied before connect.
+
+    ``peer``: the address to dial when it is not ``config.peer_address`` (an unnumbered peer's link-local one).
+    """
+    peer = config.peer_address if peer is None else peer
+    v6 = isinstance(peer, IPv6Address)
     sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         if config.password:
-            sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, tcp_md5sig(config.peer_address, config.password.encode()))
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, tcp_md5sig(peer, config.password.encode()))
         apply_options(sock, config)
         if config.source_address is not None:
             sock.bind((str(config.source_address), 0))
@@ -363,6 +368,8 @@ class BGPSession:
         self.connect_attempts = 0
         self.inbound_connections = 0
         self.collisions = 0
+        self.link_peer = LinkPeerFinder(config.interface) if config.interface else None
+        """Unnumbered peering: finds the neighbour on ``config.interface`` and advertises us there."""
 
     # ------------------------------------------------------------------ public API
 
@@ -385,6 +392,8 @@ class BGPSession:
         """Begin connecting (or, for a passive peer, waiting for the peer) in a background task (idempotent)."""
         if self._task is None or self._task.done():
             self._stop.clear()
+            if self.link_peer is not None:
+                self.link_peer.start()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bgp-{self.config.label}")
 
     def set_routes(self, routes: RouteTable) -> None:
@@ -470,6 +479,8 @@ class BGPSession:
                 for t in tasks:
                     t.cancel()
                 await asyncio.wait(tasks)
+        if self.link_peer is not None:
+            await self.link_peer.close()
 
     # ------------------------------------------------------------------ supervisor
 
@@ -583,10 +594,17 @@ class BGPSession:
 
     async def _connect(self) -> socket.socket:
         loop = asyncio.get_running_loop()
-        sock = make_socket(self.config)
+        cfg = self.config
+        peer: Address = cfg.peer_address
+        dest: tuple[str, int] | tuple[str, int, int, int] = (str(peer), cfg.peer_port)
+        if self.link_peer is not None:
+            link_local, ifindex = await self.link_peer.peer(cfg.connect_timeout)
+            peer = IPv6Address(f"{link_local}%{ifindex}")
+            dest = (str(link_local), cfg.peer_port, 0, ifindex)
+        sock = make_socket(cfg, peer)
         try:
-            async with asyncio.timeout(self.config.connect_timeout):
-                await loop.sock_connect(sock, (str(self.config.peer_address), self.config.peer_port))
+            async with asyncio.timeout(cfg.connect_timeout):
+                await loop.sock_connect(sock, dest)
         except BaseException:
             sock.close()
             raise
@@ -596,6 +614,10 @@ class BGPSession:
         """For a session that carries both families: the next hop of the family the connection is not in."""
         if len(self.config.families) < 2:
             return None
+        if self.config.interface:
+            # Unnumbered: the session runs over link-local addresses, IPv4 goes with an IPv6 next hop (RFC 8950),
+            # and the global IPv6 address of the interface, if any, is the first of the two next hops.
+            return None if self.config.next_hop_ipv6 is not None else await address_beside(local, 6)
         if isinstance(local, IPv6Address) and local.ipv4_mapped is not None:
             local = local.ipv4_mapped
         want = 6 if local.version == 4 else 4

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
 from ironlb.cluster.labels import any_matches
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOLD_TIME = 90
 DEFAULT_CONNECT_TIME = 120.0
+UNNUMBERED = IPv6Address("::")
+"""``PeerConfig.peer_address`` of an unnumbered peer: the real one is learned on the link."""
 
 ADVERTISED = "advertised"
 PENDING = "pending"
@@ -82,16 +84,18 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
     ``dualStackAddressFamily`` is set, as MetalLB's FRR modes do. ``localASN`` replaces ``myASN`` on the session.
     A ``passive`` peer (ironlb's ``ironlb.io/passive`` annotation) is never dialled: the peer connects to us.
     """
-    if not peer.address:
-        raise ValueError(f"peer {peer.name}: unnumbered BGP (interface) is not supported")
-    addr = ip_address(peer.address)
+    if not peer.address and not peer.interface:
+        raise ValueError(f"peer {peer.name}: neither peerAddress nor interface")
+    # Unnumbered (``interface``): the address is learned on the link; both families, as MetalLB's FRR mode.
+    addr = ip_address(peer.address) if peer.address else UNNUMBERED
     hold = DEFAULT_HOLD_TIME if peer.hold_time is None else round(peer.hold_time)
     keepalive = peer.keepalive_time
     if keepalive is not None and (keepalive <= 0 or hold == 0 or keepalive >= hold):
         keepalive = None  # MetalLB allows keepalive == hold; the FSM then uses hold/3
     peer_asn: int | DynamicASN = DynamicASN(peer.dynamic_asn) if peer.dynamic_asn else peer.peer_asn
     own = IPV4_UNICAST if addr.version == 4 else IPV6_UNICAST
-    families = frozenset({IPV4_UNICAST, IPV6_UNICAST}) if peer.dual_stack_address_family else frozenset({own})
+    both = peer.dual_stack_address_family or not peer.address
+    families = frozenset({IPV4_UNICAST, IPV6_UNICAST}) if both else frozenset({own})
     return PeerConfig(
         my_asn=peer.my_asn,
         peer_asn=peer_asn,
@@ -110,6 +114,7 @@ def peer_config(peer: Peer, node_name: str) -> PeerConfig:
         passive=peer.passive,
         node_name=node_name,
         name=peer.name,
+        interface=peer.interface if not peer.address else "",
     )
 
 
@@ -201,7 +206,9 @@ class BGPSpeaker:
         """Listen while there are peers (bind errors logged when they change), with their MD5 keys."""
         if self._listener is None or not self._peers:
             return
-        self._listener.set_keys({m.config.peer_address: m.config.password or "" for m in self._peers.values()})
+        # Unnumbered peers are dialled only: their address is learned on the link, not known here.
+        peers = [m.config for m in self._peers.values() if not m.config.interface]
+        self._listener.set_keys({c.peer_address: c.password or "" for c in peers})
         errors = self._listener.start()
         if errors and errors != self._listen_errors:
             log.warning("BGP: not accepting inbound connections on %s (passive peers cannot connect)",

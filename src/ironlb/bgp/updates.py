@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from .attributes import Attributes
 from .wire import (
+    AFI_IPV4,
     AFI_IPV6,
     AS_SEQUENCE,
     HEADER_LEN,
@@ -46,12 +47,21 @@ class PathContext:
     four_octet_as: bool
     next_hop_ipv4: IPv4Address | None
     next_hop_ipv6: IPv6Address | None
+    next_hop_ipv6_link_local: IPv6Address | None = None
+    """Sent after the global one (or alone) on a session over link-local addresses (RFC 2545 section 3)."""
+    ipv4_over_ipv6: bool = False
+    """RFC 8950 negotiated: IPv4 prefixes go in MP_REACH_NLRI with the IPv6 next hops (unnumbered peering)."""
+
+    @property
+    def ipv6_next_hops(self) -> tuple[IPv6Address, ...]:
+        """Global then link-local, whichever exist: a 16- or 32-byte MP_REACH next hop."""
+        return tuple(h for h in (self.next_hop_ipv6, self.next_hop_ipv6_link_local) if h is not None)
 
     def can_announce(self, family: Family) -> bool:
-        """A family is announceable only with a next hop of its own kind."""
+        """A family is announceable only with a next hop it can carry."""
         if family == IPV4_UNICAST:
-            return self.next_hop_ipv4 is not None
-        return self.next_hop_ipv6 is not None
+            return self.next_hop_ipv4 is not None or (self.ipv4_over_ipv6 and bool(self.ipv6_next_hops))
+        return bool(self.ipv6_next_hops)
 
 
 def sort_key(net: Network) -> tuple[int, int, int]:
@@ -65,8 +75,10 @@ def _template(family: Family, attrs: Attributes, ctx: PathContext) -> UpdateMess
     mp_reach = None
     next_hop = None
     if family == IPV6_UNICAST:
-        assert ctx.next_hop_ipv6 is not None
-        mp_reach = MPReach(AFI_IPV6, SAFI_UNICAST, (ctx.next_hop_ipv6,))
+        assert ctx.ipv6_next_hops
+        mp_reach = MPReach(AFI_IPV6, SAFI_UNICAST, ctx.ipv6_next_hops)
+    elif ctx.ipv4_over_ipv6 and ctx.ipv6_next_hops:
+        mp_reach = MPReach(AFI_IPV4, SAFI_UNICAST, ctx.ipv6_next_hops)
     else:
         next_hop = ctx.next_hop_ipv4
     extended: tuple[int, ...] = ()
@@ -109,13 +121,12 @@ def pack_announcements(family: Family, attrs: Attributes, prefixes: Iterable[Net
     tmpl = _template(family, attrs, ctx)
     base = len(encode_update(tmpl, four_octet_as=ctx.four_octet_as))
     # MP_REACH switches to the 4-byte extended attribute header once NLRI is added.
-    room = MAX_MESSAGE_LEN - base - (1 if family == IPV6_UNICAST else 0)
+    room = MAX_MESSAGE_LEN - base - (1 if tmpl.mp_reach is not None else 0)
     if room < 17:
         raise ValueError("path attributes too large to fit any prefix in a 4096-byte UPDATE")
     out: list[bytes] = []
     for chunk in _chunks(ordered, room):
-        if family == IPV6_UNICAST:
-            assert tmpl.mp_reach is not None
+        if tmpl.mp_reach is not None:
             reach = MPReach(tmpl.mp_reach.afi, tmpl.mp_reach.safi, tmpl.mp_reach.next_hops, tuple(chunk))
             msg = UpdateMessage(
                 origin=tmpl.origin,

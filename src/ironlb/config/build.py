@@ -29,7 +29,7 @@ vrf                                   REJECTED    "VRF is not supported by ironl
 localASN                              accepted    eBGP peers only and not equal to peerASN (FRR's rules for
                                                   ``local-as``, which MetalLB renders it to); equal to myASN: a
                                                   warning, no effect. MetalLB native mode refuses it
-interface (unnumbered BGP)            REJECTED    "... is not supported by ironlb"
+interface (unnumbered BGP)            accepted    IPv6 link-local session, IPv4 via RFC 8950; not with bfdProfile
 annotation ``ironlb.io/passive``      ironlb's    "true": never dial, the peer connects (ironlb always accepts
                                                   a configured peer's connection on port 179); "false" or
                                                   absent: dial. MetalLB ignores it
@@ -52,6 +52,7 @@ from ironlb.config.addresses import AddressError, lowest_mask, parse_cidr, parse
 from ironlb.config.communities import CommunityError, parse_community
 from ironlb.config.durations import MILLISECOND, SECOND, format_duration
 from ironlb.config.errors import ConfigError, goq
+from ironlb.config.ifname import interface_name_problem
 from ironlb.config.loader import Resources, SecretData
 from ironlb.config.models import (
     BFDProfile,
@@ -248,13 +249,26 @@ class _Builder:
                         field=f"spec.vrf {goq(s.vrf)}",
                     )
                 )
-            if s.interface:
+            if s.interface and s.bfd_profile:
                 bad.append(
                     _Problem(
-                        "unnumbered BGP (interface) is not supported by ironlb "
-                        f"(peer {addr} has interface set on native bgp mode)",
+                        "BFD on an unnumbered peer is not supported by ironlb (its BFD needs the peer's address, "
+                        f"which an interface peer learns only on the link); remove bfdProfile from peer {p.name}",
+                        field=f"spec.interface {goq(s.interface)}, spec.bfdProfile {goq(s.bfd_profile)}",
+                    )
+                )
+            if s.interface and p.metadata.annotations.get(t.PASSIVE_ANNOTATION) == "true":
+                bad.append(
+                    _Problem(
+                        "a passive unnumbered peer is not supported by ironlb: it dials unnumbered peers only (their "
+                        f"address is learned on the link); remove the ironlb.io/passive annotation from peer {p.name}",
                         field=f"spec.interface {goq(s.interface)}",
                     )
+                )
+            if s.interface and not s.peer_address and interface_name_problem(s.interface):
+                self.warnings.append(
+                    f"{p.ref}: spec.interface {goq(s.interface)}: no Linux interface can have this name "
+                    f"({interface_name_problem(s.interface)}): the session will never be established"
                 )
             for b in bad:
                 self.fail(p, b)

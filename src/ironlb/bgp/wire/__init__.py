@@ -1,4 +1,4 @@
-"""BGP-4 message codec (RFC 4271, 4760, 5492, 6793, 4724, 2918, 7313, 1997, 8092), one module per message.
+"""BGP-4 message codec (RFC 4271, 4760, 5492, 6793, 4724, 2918, 7313, 1997, 8092, 8950), one module per message.
 
 Pure functions on bytes, no I/O and no state: the FSM owns the state, this package only turns bytes into frozen
 dataclasses and back. Every decoder validates strictly and raises :class:`~ironlb.bgp.errors.BGPError` with the
@@ -55,8 +55,10 @@ from .notification import (
     shutdown_communication,
 )
 from .open import (
+    IPV4_OVER_IPV6,
     Capabilities,
     CapabilityCode,
+    ExtendedNextHop,
     GracefulRestart,
     OpenMessage,
     decode_open,
@@ -108,6 +110,7 @@ __all__ = [
     "FLAG_PARTIAL",
     "FLAG_TRANSITIVE",
     "HEADER_LEN",
+    "IPV4_OVER_IPV6",
     "IPV4_UNICAST",
     "IPV6_UNICAST",
     "MARKER",
@@ -121,6 +124,7 @@ __all__ = [
     "AttrType",
     "Capabilities",
     "CapabilityCode",
+    "ExtendedNextHop",
     "Family",
     "GracefulRestart",
     "KeepaliveMessage",

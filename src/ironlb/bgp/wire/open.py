@@ -1,4 +1,4 @@
-"""OPEN and its capabilities (RFC 4271 4.2, RFC 5492, 4760, 6793, 4724, 2918, 7313, 9072)."""
+"""OPEN and its capabilities (RFC 4271 4.2, RFC 5492, 4760, 6793, 4724, 2918, 7313, 8950, 9072)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ class GracefulRestart:
     """(AFI, SAFI, forwarding state preserved) per family."""
 
 
+ExtendedNextHop = tuple[int, int, int]
+"""(NLRI AFI, NLRI SAFI, next hop AFI) of the extended next hop capability (RFC 8950 section 3)."""
+
+IPV4_OVER_IPV6: ExtendedNextHop = (1, 1, 2)
+"""IPv4 unicast prefixes with an IPv6 next hop, what unnumbered peering needs."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """The capabilities of one OPEN, decoded into what the FSM needs."""
@@ -53,6 +60,8 @@ class Capabilities:
     graceful_restart: GracefulRestart | None = None
     other: tuple[tuple[int, bytes], ...] = ()
     """Capabilities we do not interpret, kept as (code, value)."""
+    extended_next_hop: frozenset[ExtendedNextHop] = frozenset()
+    """RFC 8950: the (NLRI AFI, NLRI SAFI, next hop AFI) triples the speaker accepts, e.g. IPv4 over IPv6."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,9 @@ def encode_capabilities(caps: Capabilities) -> list[bytes]:
         out.append(struct.pack("!BBHBB", CapabilityCode.MULTIPROTOCOL, 4, afi, 0, safi))
     if caps.route_refresh:
         out.append(bytes((CapabilityCode.ROUTE_REFRESH, 0)))
+    if caps.extended_next_hop:
+        value = b"".join(struct.pack("!HHH", *triple) for triple in sorted(caps.extended_next_hop))
+        out.append(bytes((CapabilityCode.EXTENDED_NEXT_HOP, len(value))) + value)
     if caps.enhanced_route_refresh:
         out.append(bytes((CapabilityCode.ENHANCED_ROUTE_REFRESH, 0)))
     gr = caps.graceful_restart
@@ -173,6 +185,7 @@ def _decode_capabilities(tlvs: Iterable[tuple[int, bytes]]) -> Capabilities:
     enhanced = False
     four: int | None = None
     gr: GracefulRestart | None = None
+    enhe: set[ExtendedNextHop] = set()
     other: list[tuple[int, bytes]] = []
     for code, value in tlvs:
         bad = open_error(OpenSubcode.UNSPECIFIC, b"", f"malformed capability {code}")
@@ -207,6 +220,10 @@ def _decode_capabilities(tlvs: Iterable[tuple[int, bytes]]) -> Capabilities:
                 notification=bool(flags_time & 0x4000),
                 families=fams,
             )
+        elif code == CapabilityCode.EXTENDED_NEXT_HOP:
+            if len(value) % 6:
+                raise bad
+            enhe.update(struct.unpack("!HHH", value[k : k + 6]) for k in range(0, len(value), 6))
         else:
             other.append((code, value))
-    return Capabilities(frozenset(mp), route_refresh, enhanced, four, gr, tuple(other))
+    return Capabilities(frozenset(mp), route_refresh, enhanced, four, gr, tuple(other), frozenset(enhe))
