@@ -165,3 +165,99 @@ def test_gobgp(one_node: BgpLan) -> None:
         lan.stop_all()
         lan.lab.cleanup()
         subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+PASSIVE_PEER = json.loads(peer_yaml("rtr", 64512, 64513, ROUTER4, holdTime="9s"))
+PASSIVE_PEER["metadata"]["annotations"] = {"ironlb.io/passive": "true"}
+PASSIVE_CONFIG = CONFIG.split("---\n{")[0] + "---\n" + json.dumps(PASSIVE_PEER) + "\n"
+
+
+def start_passive_node(lan: BgpLan) -> None:
+    node = lan.nodes["node1"]
+    node.write("config.yaml", PASSIVE_CONFIG)
+    node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
+    node.start()
+
+
+def assert_only_inbound(lan: BgpLan) -> None:
+    log = lan.nodes["node1"].log()
+    assert "BGP listener: connection from 192.168.1.100" in log and "BGP connect to" not in log, log
+
+
+def test_bird2_connects_to_a_passive_node(one_node: BgpLan) -> None:
+    """BIRD dials (its default), the node with ``ironlb.io/passive`` only accepts: the session comes up."""
+    if why := missing("bird", "birdc"):
+        pytest.skip(why)
+    lan = one_node
+    assert "ironlb.io/passive" in PASSIVE_CONFIG and "connectTime" not in PASSIVE_CONFIG
+    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-bird-"))
+    conf = d / "bird.conf"
+    conf.write_text(
+        doc(
+            f"""
+            router id {ROUTER4};
+            protocol device {{ }}
+            protocol bgp ironlb {{
+              local {ROUTER4} as 64513;
+              neighbor {lan.node_ip("node1")} as 64512;
+              hold time 9;
+              connect retry time 1;
+              ipv4 {{ import all; export none; }};
+            }}
+            """
+        )
+    )
+    sock = d / "bird.ctl"
+    lan.lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
+
+    def show(*cmd: str) -> str:
+        return subprocess.run(["birdc", "-s", str(sock), *cmd], capture_output=True, text=True, timeout=10).stdout
+
+    try:
+        start_passive_node(lan)
+        wait_until(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up", retry=STARTING, interval=0.1)
+        out = wait_until(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD", retry=STARTING, interval=0.1)
+        assert f"BGP.next_hop: {lan.node_ip('node1')}" in out, out
+        assert_only_inbound(lan)
+    finally:
+        lan.stop_all()
+        lan.lab.cleanup()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def test_gobgp_connects_to_a_passive_node(one_node: BgpLan) -> None:
+    """GoBGP dials, the passive node accepts: the session comes up and GoBGP has the route."""
+    if why := missing("gobgpd", "gobgp"):
+        pytest.skip(why)
+    lan = one_node
+    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-gobgp-"))
+    conf = d / "gobgpd.toml"
+    conf.write_text(
+        doc(
+            f"""
+            [global.config]
+              as = 64513
+              router-id = "{ROUTER4}"
+            [[neighbors]]
+              [neighbors.config]
+                neighbor-address = "{lan.node_ip("node1")}"
+                peer-as = 64512
+              [neighbors.timers.config]
+                connect-retry = 1
+                hold-time = 9
+                keepalive-interval = 3
+            """
+        )
+    )
+    cmd = ["gobgpd", "-f", str(conf), "-p", "--api-hosts", "127.0.0.1:50051", "-l", "warn"]
+    lan.lab.popen(lan.router_ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        start_passive_node(lan)
+        rib = wait_until(lambda: with_prefix(gobgp_rib(lan)), 30, "route in GoBGP", retry=STARTING, interval=0.1)
+        (path,) = rib["10.50.0.10/32"]
+        assert {a["type"]: a for a in path["attrs"]}[3]["nexthop"] == lan.node_ip("node1")
+        assert_only_inbound(lan)
+    finally:
+        lan.stop_all()
+        lan.lab.cleanup()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
