@@ -10,7 +10,9 @@ Each image is written as a docker-archive tar (manifest.json, the image config, 
   Layer 1 is this machine's Debian python3.11 (``/usr/bin/python3.11`` and ``/usr/lib/python3.11``), ``openssl``
   (the controller makes the webhook certificate with it) and ``ip`` (the speaker), with the shared libraries they
   and the stdlib's extension modules load (found with ``ldd``). Layer 2 is the venv ``/opt/ironlb`` with the
-  ironlb package of this work tree and its dependencies (pip, from PyPI or pip's cache), byte-compiled.
+  ironlb package of this work tree and its dependencies (pip, from PyPI or pip's cache), byte-compiled. The image
+  configuration (ENV, USER, WORKDIR, ENTRYPOINT, CMD) is read from the Dockerfile's last stage. The Dockerfile
+  itself cannot be built here: its base image comes from a registry this machine does not reach.
   It runs as nobody (65534); the speaker's DaemonSet runs it as root with only NET_RAW.
 - ``ironlb.local/pause:1``: the pod sandbox (containerd's ``sandbox_image``), and ``ironlb.local/http-echo:1``: the
   backend pods, answering with their pod name on :8080. Both are static Go programs from scripts/images.
@@ -29,6 +31,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,6 +39,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES_SRC = REPO / "scripts" / "images"
@@ -237,6 +241,40 @@ def write_archive(path: Path, ref: str, layers: list[bytes], config: dict[str, o
     log(f"{ref} -> {path} ({path.stat().st_size >> 20} MiB)")
 
 
+DOCKERFILE = REPO / "Dockerfile"
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # the python base image's PATH
+
+
+def dockerfile_config(path: Path = DOCKERFILE) -> dict[str, Any]:
+    """The image configuration that the Dockerfile's last stage sets (ENV, USER, WORKDIR, ENTRYPOINT, CMD), read
+    from the Dockerfile itself so that the image built here and a ``docker build`` run the same way."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    last = max(i for i, ln in enumerate(lines) if ln.upper().startswith("FROM "))
+    env: dict[str, str] = {"PATH": BASE_PATH}
+    config: dict[str, Any] = {"WorkingDir": "/"}
+    for line in lines[last + 1:]:
+        op, _, rest = line.partition(" ")
+        op = op.upper()
+        if op == "ENV":
+            for item in shlex.split(rest):
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"{path}: ENV {rest!r}: only the KEY=VALUE form is supported")
+                env[key] = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
+        elif op == "USER":
+            config["User"] = rest.strip()
+        elif op == "WORKDIR":
+            config["WorkingDir"] = rest.strip()
+        elif op in ("ENTRYPOINT", "CMD"):
+            value = json.loads(rest)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{path}: {op} must be the JSON (exec) form, got {rest!r}")
+            config["Entrypoint" if op == "ENTRYPOINT" else "Cmd"] = value
+    config["Env"] = [f"{k}={v}" for k, v in env.items()]
+    return config
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("IRONLB_CACHE", Path.home() / ".cache" / "ironlb"))
 
@@ -263,7 +301,7 @@ def main() -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    key = inputs_key(REPO / "src", REPO / "pyproject.toml", IMAGES_SRC)
+    key = inputs_key(REPO / "src", REPO / "pyproject.toml", IMAGES_SRC, DOCKERFILE)
     stamp = out / "inputs.sha256"
     targets = [out / n for n in ("ironlb.tar", "pause.tar", "http-echo.tar")]
     if not args.force and stamp.exists() and stamp.read_text().strip() == key and all(t.exists() for t in targets):
@@ -278,11 +316,8 @@ def main() -> int:
                       {"Entrypoint": ["/pause"], "User": "65534:65534"})
         write_archive(out / "http-echo.tar", ECHO_IMAGE, [single_binary_layer(bins / "http-echo", "http-echo")],
                       {"Entrypoint": ["/http-echo"], "User": "65534:65534", "ExposedPorts": {"8080/tcp": {}}})
-        write_archive(out / "ironlb.tar", IRONLB_IMAGE, [base_rootfs_layer(), ironlb_layer(work)], {
-            "Entrypoint": ["ironlb"], "Cmd": ["--help"], "User": "65534:65534", "WorkingDir": "/",
-            "Env": ["PATH=/opt/ironlb/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
-        })
+        write_archive(out / "ironlb.tar", IRONLB_IMAGE, [base_rootfs_layer(), ironlb_layer(work)],
+                      dockerfile_config())
     stamp.write_text(key + "\n")
     log(f"built in {time.monotonic() - start:.0f} s")
     print(out)

@@ -4,6 +4,7 @@ builds from files that exist and runs `ironlb`."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -176,6 +177,16 @@ def test_dockerfile() -> None:
     assert entry == 'ENTRYPOINT ["ironlb"]'
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert "ironlb" in scripts
+    # The lab's image (scripts/build-images.py) takes its configuration from this Dockerfile's last stage.
+    spec = importlib.util.spec_from_file_location("build_images", REPO / "scripts" / "build-images.py")
+    assert spec is not None and spec.loader is not None
+    build_images = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_images)
+    assert build_images.dockerfile_config() == {
+        "WorkingDir": "/", "User": "65534:65534", "Entrypoint": ["ironlb"], "Cmd": ["--help"],
+        "Env": ["PATH=/opt/ironlb/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
+    }
     # .dockerignore lets through what the build copies
     ignore = (REPO / ".dockerignore").read_text().split()
     for needed in ("pyproject.toml", "README.md", "src/"):
