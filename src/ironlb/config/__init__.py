@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ironlb.config.build import BuildResult, build, build_config
 from ironlb.config.errors import ConfigError
-from ironlb.config.legacy import Conversion, convert, convert_configmap, is_legacy_configmap, parse_legacy, render_yaml
 from ironlb.config.loader import Resources, SecretData, load_files, load_objects, load_texts
 from ironlb.config.types import Config
+
+if TYPE_CHECKING:
+    from ironlb.config.legacy import Conversion
 
 
 def summarize(result: BuildResult) -> str:
@@ -58,9 +61,10 @@ def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
     does (MetalLB's rules, without the feature check); raises ConfigError if it is invalid.
     """
     from ironlb.config import yamlio
+    from ironlb.config.legacy import convert, convert_configmap, is_legacy_configmap, parse_legacy, render_yaml
+    from ironlb.config.reading import read_text
 
     source = str(path)
-    from ironlb.config.reading import read_text
 
     text = read_text(path)
     try:
@@ -79,6 +83,15 @@ def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
     resources = load_objects(conversion.documents, default_namespace=conversion.namespace)
     build(resources, namespace=conversion.namespace)
     return render_yaml(conversion)
+
+
+def __getattr__(name: str) -> Any:
+    """The legacy ConfigMap converter is imported on first use: most processes never meet a ConfigMap."""
+    if name == "Conversion":
+        from ironlb.config.legacy import Conversion
+
+        return Conversion
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -12,13 +12,13 @@ import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 
 from ironlb.config import yamlio
 from ironlb.config.errors import ConfigError, goq
-from ironlb.config.legacy import convert_configmap, is_legacy_configmap
 from ironlb.config.models import (
     GROUP,
     IGNORED_KINDS,
@@ -113,6 +113,13 @@ class Resources:
         )
 
 
+def _legacy() -> ModuleType:
+    """:mod:`ironlb.config.legacy`, imported on first use: its models cost start-up time few processes need."""
+    from ironlb.config import legacy
+
+    return legacy
+
+
 def _secret(obj: Mapping[str, Any]) -> SecretData:
     meta = obj.get("metadata") or {}
     data: dict[str, str] = {}
@@ -173,9 +180,9 @@ class _Builder:
             self.typed[_FIELDS[obj.KIND]].append(obj)
             self.origins[id(obj)] = where
             return
-        if is_legacy_configmap(doc):
+        if doc.get("kind") == "ConfigMap" and _legacy().is_legacy_configmap(doc):
             try:
-                conversion = convert_configmap(doc, self.default_namespace)
+                conversion = _legacy().convert_configmap(doc, self.default_namespace)
             except ConfigError as err:
                 self.errors.extend(f"{where}: {m}" for m in err.messages)
                 return
