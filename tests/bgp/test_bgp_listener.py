@@ -1,5 +1,6 @@
 """Inbound connections over real loopback TCP: two ironlb sessions that dial each other (a connection collision,
-RFC 4271 section 6.8, every time), a passive session, a stranger, and an inbound connection that never speaks.
+RFC 4271 section 6.8, every time), a passive session, a stranger, and an inbound connection that never speaks,
+the last three through :class:`BGPListener`.
 
 Each side listens on its own loopback address (127.0.0.1 and 127.0.0.2) on one free port, as two nodes would on
 179, and dials the other's.
@@ -73,25 +74,41 @@ def surviving_connection(session: BGPSession) -> tuple[Any, Any]:
     return link.transport.get_extra_info("sockname"), link.transport.get_extra_info("peername")
 
 
+def accept_now(server: socket.socket) -> socket.socket:
+    server.setblocking(False)
+    conn, _ = server.accept()
+    return conn
+
+
 @pytest.mark.parametrize(("a_id", "b_id"), [("1.1.1.1", "2.2.2.2"), ("2.2.2.2", "1.1.1.1"), ("5.5.5.5", "5.5.5.5")])
 def test_crossing_dials_keep_the_connection_of_the_higher_identifier(a_id: str, b_id: str) -> None:
+    """Both dials complete before either side hands over the other's connection (the test plays the listener, so
+    the crossing happens every time, whatever the load): one connection is left, the same on both sides, the one
+    dialled by the higher identifier (equal: the higher AS), and it came up once."""
+
     async def main() -> None:
         port = shared_port()
-        async with side(side_config(A, B, port, a_id), port) as (a, _), side(
-            side_config(B, A, port, b_id), port
-        ) as (b, _):
-            a.start()
-            b.start()  # both dial before either accepts: both have their own and the other's connection
-            await until(lambda: a.is_established and b.is_established, "both sides established")
-            # The first side to decide closes the loser with cease 7; the other may learn it from that NOTIFICATION.
-            assert a.collisions + b.collisions >= 1
-            # One connection is left, the same on both sides, dialled by the higher identifier (equal: higher AS).
-            a_conn, b_conn = surviving_connection(a), surviving_connection(b)
-            assert a_conn == (b_conn[1], b_conn[0])
-            b_kept = IPv4Address(b_id) > IPv4Address(a_id) or (a_id == b_id and 64513 > 64512)
-            assert a.fsm.inbound is b_kept and b.fsm.inbound is not b_kept
-            assert a_conn[1 if b_kept else 0][1] != port  # the dialling side's end is an ephemeral port
-            assert a.counters.established_transitions == b.counters.established_transitions == 1
+        with socket.create_server((str(A), port)) as server_a, socket.create_server((str(B), port)) as server_b:
+            a = BGPSession(side_config(A, B, port, a_id))
+            b = BGPSession(side_config(B, A, port, b_id))
+            try:
+                a.start()
+                b.start()
+                await until(lambda: a._link is not None and b._link is not None, "both dials connected")
+                a.accept(accept_now(server_a))  # B's dial, beside A's own connection
+                b.accept(accept_now(server_b))
+                await until(lambda: a.is_established and b.is_established, "both sides established")
+                # The first side to decide closes the loser with cease 7; the other may learn it from that NOTIFICATION.
+                assert a.collisions + b.collisions >= 1
+                a_conn, b_conn = surviving_connection(a), surviving_connection(b)
+                assert a_conn == (b_conn[1], b_conn[0])
+                b_kept = IPv4Address(b_id) > IPv4Address(a_id) or (a_id == b_id and 64513 > 64512)
+                assert a.fsm.inbound is b_kept and b.fsm.inbound is not b_kept
+                assert a_conn[1 if b_kept else 0][1] != port  # the dialling side's end is an ephemeral port
+                assert a.counters.established_transitions == b.counters.established_transitions == 1
+            finally:
+                await a.close("test over")
+                await b.close("test over")
 
     asyncio.run(main())
 

@@ -144,7 +144,13 @@ def test_both_sides_dial_one_session_survives(bgp_lan: tuple[BgpLan, FRR], route
     node.start()
     wait_until(lambda: neighbor(frr, ip).get("bgpState") == "Established", 20, "session", retry=STARTING, interval=0.1)
     wait_until(lambda: paths(frr, "10.50.0.10/32"), 10, "route", retry=STARTING, interval=0.1)
-    # Whichever connection won, it is the only one: a decision the two sides disagree on closes both.
-    info = neighbor(frr, ip)
-    assert info["bgpState"] == "Established" and node.peer_state("r") == "Established"
-    assert info.get("connectionsEstablished") == 1 and info.get("connectionsDropped", 0) == 0, info
+    # Whichever connection won, it is the only one up on both sides. (RFC 4271 6.8 leaves a race: a peer that
+    # confirmed a connection before it saw the other may see it closed; a retry then settles it, so the count of
+    # sessions up, not of sessions ever established, is what is asserted.)
+
+    def one_session() -> bool:
+        info = neighbor(frr, ip)
+        up = info.get("connectionsEstablished", 0) - info.get("connectionsDropped", 0)
+        return info.get("bgpState") == "Established" and up == 1 and node.peer_state("r") == "Established"
+
+    wait_until(one_session, 20, lambda: f"one session: {neighbor(frr, ip)}", retry=STARTING, interval=0.1)
