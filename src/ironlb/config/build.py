@@ -33,6 +33,10 @@ interface (unnumbered BGP)            accepted    IPv6 link-local session, IPv4 
 annotation ``ironlb.io/passive``      ironlb's    "true": never dial, the peer connects (ironlb always accepts
                                                   a configured peer's connection on port 179); "false" or
                                                   absent: dial. MetalLB ignores it
+BGPAdvertisement annotation           ironlb's    ``ironlb.io/link-bandwidth: ready-endpoints``: ETP Local
+``ironlb.io/link-bandwidth``                      prefixes carry the Link Bandwidth extended community of the
+                                                  node's ready local endpoints; any other value is refused.
+                                                  MetalLB ignores it
 ConfigMap ``bgpextras``               REJECTED    raw FRR configuration has no meaning here
 FRR cross-peer checks (routerID ...)  not run     they constrain FRR's single "router bgp"
 ====================================  ==========  ==============================================
