@@ -402,3 +402,22 @@ async def test_taking_an_ip_back_while_handing_it_over_announces_it_again() -> N
         h.responder.set_announced({VIP4: ALL})
         assert h.responder.releasing == frozenset()
         assert len(eth0.sent) == sent + 2, "a gratuitous ARP (request and reply) at once"
+
+
+@virtual_clock
+async def test_a_large_hand_over_nobody_claims_ends_at_its_deadline_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = handover_harness(timeout=0.5)
+    ips = [IPv4Address("10.99.1.0") + i for i in range(300)]
+    async with h.responder:
+        h.responder.set_announced(dict.fromkeys(ips, ALL))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with caplog.at_level("INFO", logger="ironlb.layer2.responder"):
+            h.responder.release(ips)
+            await h.responder.released()
+        assert 0.5 <= loop.time() - t0 < 0.51
+        assert h.responder.releasing == frozenset()
+        lines = [r.getMessage() for r in caplog.records if "hand-over" in r.getMessage()]
+        assert len(lines) == 1 and "nobody claimed 300 IPs" in lines[0] and "and 295 more" in lines[0], lines

@@ -291,7 +291,7 @@ class Responder:
         # Given away, still answered until claimed by another host or the deadline (loop time).
         self._releasing: dict[IPAddress, tuple[InterfaceSelector, float]] = {}
         self._claimed_at: dict[IPAddress, float] = {}  # another host claimed an IP we announce (loop time)
-        self._expiry: list[asyncio.TimerHandle] = []
+        self._expiry: dict[float, asyncio.TimerHandle] = {}  # one timer per hand-over deadline
         self._released = asyncio.Event()
         self._released.set()
         self._links: dict[str, Link] = {}
@@ -326,7 +326,7 @@ class Responder:
                 await task
         self._spam_tasks.clear()
         self._rescan_task = None
-        for handle in self._expiry:
+        for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
         self._releasing.clear()
@@ -425,17 +425,21 @@ class Responder:
     def _release(self, ip: IPAddress, sel: InterfaceSelector, deadline: float) -> None:
         self._releasing[ip] = (sel, deadline)
         self._released.clear()
-        if self._loop is not None:
-            self._expiry.append(self._loop.call_at(deadline, self._expire))
+        if self._loop is not None and deadline not in self._expiry:  # a stop gives every IP the same deadline
+            self._expiry[deadline] = self._loop.call_at(deadline, self._expire, deadline)
 
-    def _expire(self) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
-        self._expiry = [h for h in self._expiry if not h.cancelled() and h.when() > now]
-        expired = [ip for ip, (_, deadline) in self._releasing.items() if deadline <= now]
+    def _expire(self, due: float) -> None:
+        """The timer of deadline ``due`` fired (asyncio may run it a hair before ``due``, so compare with it)."""
+        for deadline in [d for d in self._expiry if d <= due]:
+            del self._expiry[deadline]
+        expired = [ip for ip, (_, deadline) in self._releasing.items() if deadline <= due]
         for ip in expired:
-            log.info("hand-over of %s: nobody claimed it within %.1fs; no longer answering", ip, self._handover_timeout)
             del self._releasing[ip]
+        if expired:  # one line for a batch: a node handing over 1,000 IPs must not log 1,000 lines
+            shown = ", ".join(str(ip) for ip in sorted(expired, key=str)[:5])
+            more = f" and {len(expired) - 5} more" if len(expired) > 5 else ""
+            log.info("hand-over: nobody claimed %d IPs within %.1fs (%s%s); no longer answering them",
+                     len(expired), self._handover_timeout, shown, more)  # fmt: skip
         if expired:
             self._sync_all_links()
         self._check_released()
@@ -448,7 +452,7 @@ class Responder:
         """Another host announced ``ip``: a hand-over is done; an IP we still own is no longer re-announced."""
         if ip in self._releasing:
             del self._releasing[ip]
-            log.info("hand-over of %s done: %s claimed it", ip, mac_to_str(mac))
+            log.debug("hand-over of %s done: %s claimed it", ip, mac_to_str(mac))
             self._sync_all_links()
             self._check_released()
         elif ip in self._announced and self._loop is not None:
