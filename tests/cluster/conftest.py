@@ -21,8 +21,12 @@ from ironlb.lab.kube_demo import install_ironlb
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the cluster tests unless the -m expression names them (they take minutes and a whole cluster)."""
+    """Deselect the cluster tests unless the -m expression names them (they take minutes and a whole cluster).
+    Selected, the modules with a cluster of their own run first, so it is stopped before the shared one starts
+    (never two clusters at once on the machine)."""
     if "cluster" in (config.getoption("-m") or ""):
+        own = [i for i in items if "own_cluster" in getattr(i.module, "__dict__", {})]
+        items[:] = own + [i for i in items if i not in own]
         return
     keep = [i for i in items if i.get_closest_marker("cluster") is None]
     dropped = [i for i in items if i.get_closest_marker("cluster") is not None]

@@ -23,6 +23,9 @@ from .conftest import start_cluster
 pytestmark = pytest.mark.cluster
 
 
+own_cluster = True  # conftest runs this module before the modules sharing the session's cluster
+
+
 @pytest.fixture(scope="module")
 def helm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     yield from start_cluster(tmp_path_factory)
