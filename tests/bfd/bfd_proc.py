@@ -24,7 +24,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from ironlb.bfd import BFDManager, BFDMetrics, BFDPeerHandle
+from ironlb.bfd.fsm import BFDAuth
 from ironlb.bfd.speaker import SpeakerBFD
+from ironlb.bfd.wire import AuthType
 from ironlb.bgp.attributes import Attributes
 from ironlb.bgp.fsm import Established, Event, SessionDown
 from ironlb.bgp.metrics import BGPMetrics
@@ -90,7 +92,13 @@ async def main() -> None:
         routes = {ip_network(p): Attributes() for p in b.get("routes", [])}
         await speaker.update([peer], {peer.name: routes}, bfd_profiles=[profile])
     else:
-        manager.add_peer(cfg["peer"], cfg.get("local"), profile, multihop=cfg.get("multihop", False), on_change=on_bfd)
+        auth = None
+        if cfg.get("auth"):  # {"type": 4|5, "key_id": n, "key": hex}: the test makes the key up
+            a = cfg["auth"]
+            auth = BFDAuth(AuthType(a["type"]), a["key_id"], bytes.fromhex(a["key"]))
+        manager.add_peer(
+            cfg["peer"], cfg.get("local"), profile, multihop=cfg.get("multihop", False), on_change=on_bfd, auth=auth
+        )
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     emit({"ready": True})

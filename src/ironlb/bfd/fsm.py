@@ -54,19 +54,38 @@ What is implemented, by RFC 5880 section:
   configured rate: the §6.8.3 SHOULD (Required Min RX of 1 s while echo is
   active) is left to the profile, as FRR's bfdd and MetalLB's docs do.
 
-Not implemented: authentication (see :mod:`ironlb.bfd.wire`), Demand mode on
-our side.
+- §6.7.4 Keyed SHA1 / Meticulous Keyed SHA1 authentication with ``auth``
+  (:class:`BFDAuth`): every packet we send carries the next sequence number
+  (bfd.XmitAuthSeq, random at start, one more per packet) and its digest; a
+  received packet is discarded unless it carries the same type and key ID, the
+  right digest and, once a sequence number was accepted, one within
+  3 x its Detect Mult after the last (Keyed: the last itself included;
+  Meticulous: strictly after). bfd.AuthSeqKnown is forgotten after 2 detection
+  times without an accepted packet (§6.8.1). Without ``auth`` a packet with the
+  A bit is discarded, and with ``auth`` one without it.
+
+Not implemented: Demand mode on our side; simple password and MD5 authentication.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ironlb.config.types import BFDProfile
 
-from .wire import BFDState, ControlPacket, Diag, EchoPacket
+from .wire import (
+    MAX_SHA1_KEY_LEN,
+    AuthSection,
+    AuthType,
+    BFDState,
+    ControlPacket,
+    Diag,
+    EchoPacket,
+    sha1_digest_ok,
+    sign_sha1,
+)
 
 US_PER_S = 1_000_000
 SLOW_START_TX_US = 1_000_000
@@ -78,6 +97,21 @@ MAX_ECHO_OUTSTANDING = 256
 
 class BFDConfigError(ValueError):
     """A BFD configuration ironlb refuses (a value out of range)."""
+
+
+@dataclass(frozen=True)
+class BFDAuth:
+    """Keyed SHA1 authentication of a session: type, key ID and the secret key (never printed)."""
+
+    auth_type: AuthType
+    key_id: int
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_id <= 255:
+            raise BFDConfigError(f"invalid authentication key id {self.key_id}, must be in 0-255")
+        if not 1 <= len(self.key) <= MAX_SHA1_KEY_LEN:
+            raise BFDConfigError(f"a SHA1 authentication key must be 1-{MAX_SHA1_KEY_LEN} bytes")
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,7 @@ class SessionConfig:
     echo_mode: bool = False
     echo_interval: int = 50
     echo_receive_interval: int = 0
+    auth: BFDAuth | None = None
 
     def __post_init__(self) -> None:
         if self.echo_mode and self.multihop:
@@ -110,7 +145,13 @@ class SessionConfig:
 
     @classmethod
     def from_profile(
-        cls, profile: BFDProfile, *, multihop: bool, echo_transmit: bool = True, echo_receive: bool = True
+        cls,
+        profile: BFDProfile,
+        *,
+        multihop: bool,
+        echo_transmit: bool = True,
+        echo_receive: bool = True,
+        auth: BFDAuth | None = None,
     ) -> SessionConfig:
         """The session parameters of a BFDProfile.
 
@@ -130,6 +171,7 @@ class SessionConfig:
             echo_mode=echo and echo_transmit,
             echo_interval=profile.echo_interval,
             echo_receive_interval=profile.echo_interval if echo and echo_receive else 0,
+            auth=auth,
         )
 
 
@@ -181,6 +223,7 @@ class SessionCounters:
     echo_in: int = 0
     echo_out: int = 0
     echo_dropped: int = 0
+    auth_failed: int = 0
 
 
 def _ms(value: int) -> int:
@@ -200,7 +243,8 @@ class _Remote:
 
 
 class BFDStateMachine:
-    """One BFD session (RFC 5880 §6.8). ``jitter()`` returns a float in [0, 1) (default :func:`random.random`)."""
+    """One BFD session (RFC 5880 §6.8). ``jitter()`` returns a float in [0, 1) (default :func:`random.random`);
+    ``auth_seq`` is the first bfd.XmitAuthSeq (random by default, as §6.8.1 asks)."""
 
     def __init__(
         self,
@@ -208,6 +252,7 @@ class BFDStateMachine:
         local_discr: int,
         *,
         jitter: Callable[[], float] = random.random,
+        auth_seq: int | None = None,
     ) -> None:
         if not 1 <= local_discr <= 0xFFFFFFFF:
             raise ValueError("local discriminator must be a nonzero 32-bit value")
@@ -237,6 +282,11 @@ class BFDStateMachine:
         self._echo_seq = 0
         self._echo_pending: dict[int, float] = {}
         self._echo_sched_us = 0
+        # Authentication (§6.8.1): bfd.XmitAuthSeq, bfd.RcvAuthSeq, bfd.AuthSeqKnown, last accepted packet.
+        self._xmit_seq = random.getrandbits(32) if auth_seq is None else auth_seq & 0xFFFFFFFF
+        self._rcv_seq = 0
+        self._auth_seq_known = False
+        self._last_rx: float | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -290,6 +340,10 @@ class BFDStateMachine:
             return []
         if pkt.your_discriminator not in (0, self.local_discr):
             self.counters.dropped += 1
+            return []
+        if not self._authentic(pkt, now):
+            self.counters.dropped += 1
+            self.counters.auth_failed += 1
             return []
         self.counters.control_in += 1
         old_interval = self.transmit_interval_us()
@@ -406,6 +460,25 @@ class BFDStateMachine:
 
     # ------------------------------------------------------------------ internals
 
+    def _authentic(self, pkt: ControlPacket, now: float) -> bool:
+        """§6.7.4 receipt: type, key ID, sequence window and digest; updates bfd.RcvAuthSeq when it passes."""
+        auth, section = self.config.auth, pkt.auth
+        if auth is None or section is None:
+            return auth is None and section is None
+        if section.auth_type != auth.auth_type or section.key_id != auth.key_id:
+            return False
+        if self._auth_seq_known and self._last_rx is not None and now - self._last_rx >= 2 * self.detection_time():
+            self._auth_seq_known = False  # §6.8.1: no packet for twice the detection time
+        if self._auth_seq_known:
+            ahead = (section.sequence - self._rcv_seq) & 0xFFFFFFFF
+            lowest = 1 if auth.auth_type is AuthType.METICULOUS_KEYED_SHA1 else 0
+            if not lowest <= ahead <= 3 * pkt.detect_mult:
+                return False
+        if not sha1_digest_ok(pkt, auth.key):
+            return False
+        self._rcv_seq, self._auth_seq_known, self._last_rx = section.sequence, True, now
+        return True
+
     def _ttl_ok(self, ttl: int) -> bool:
         if self.config.multihop:
             return ttl >= self.config.minimum_ttl
@@ -487,20 +560,23 @@ class BFDStateMachine:
         self._next_tx = now + self._jittered(self.transmit_interval_us())
 
     def _send(self, now: float, *, final: bool) -> None:
-        self._out.append(
-            ControlPacket(
-                state=self.state,
-                diag=self.local_diag,
-                detect_mult=self.detect_mult,
-                my_discriminator=self.local_discr,
-                your_discriminator=self.remote.discr,
-                desired_min_tx=self.desired_min_tx_us,
-                required_min_rx=self.required_min_rx_us,
-                required_min_echo_rx=_ms(self.config.echo_receive_interval),
-                poll=self.poll_active and not final,
-                final=final,
-            )
+        pkt = ControlPacket(
+            state=self.state,
+            diag=self.local_diag,
+            detect_mult=self.detect_mult,
+            my_discriminator=self.local_discr,
+            your_discriminator=self.remote.discr,
+            desired_min_tx=self.desired_min_tx_us,
+            required_min_rx=self.required_min_rx_us,
+            required_min_echo_rx=_ms(self.config.echo_receive_interval),
+            poll=self.poll_active and not final,
+            final=final,
         )
+        auth = self.config.auth
+        if auth is not None:
+            self._xmit_seq = (self._xmit_seq + 1) & 0xFFFFFFFF
+            pkt = sign_sha1(replace(pkt, auth=AuthSection(auth.auth_type, auth.key_id, self._xmit_seq)), auth.key)
+        self._out.append(pkt)
         self.counters.control_out += 1
 
     def _echo_conditions_changed(self, now: float) -> None:
@@ -533,6 +609,7 @@ class BFDStateMachine:
 __all__ = [
     "SINGLE_HOP_TTL",
     "SLOW_START_TX_US",
+    "BFDAuth",
     "BFDConfigError",
     "BFDStateMachine",
     "Event",

@@ -81,7 +81,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from ironlb.config.types import BFDProfile
 
 from .echo import EchoLink, Neighbour, ipv4_forwarding, lookup_neighbour, source_address
-from .fsm import BFDStateMachine, Event, SessionConfig, SessionCounters, SessionDown, SessionUp
+from .fsm import BFDAuth, BFDStateMachine, Event, SessionConfig, SessionCounters, SessionDown, SessionUp
 from .metrics import (
     CONTROL_PACKET_INPUT,
     CONTROL_PACKET_OUTPUT,
@@ -289,7 +289,9 @@ class BFDManager:
 
     # ------------------------------------------------------------------ peers
 
-    def _session_config(self, profile: BFDProfile, peer: IPAddress, multihop: bool) -> SessionConfig:
+    def _session_config(
+        self, profile: BFDProfile, peer: IPAddress, multihop: bool, auth: BFDAuth | None
+    ) -> SessionConfig:
         """The session's parameters; echo only on IPv4 single hop, and looped back only when we forward IPv4."""
         ipv4 = peer.version == 4
         if profile.echo_mode and not ipv4:
@@ -299,6 +301,7 @@ class BFDManager:
             multihop=multihop,
             echo_transmit=ipv4,
             echo_receive=ipv4 and profile.echo_mode and not multihop and self._forwarding(),
+            auth=auth,
         )
 
     def add_peer(
@@ -309,9 +312,11 @@ class BFDManager:
         *,
         multihop: bool = False,
         on_change: Callable[[bool], None] | None = None,
+        auth: BFDAuth | None = None,
     ) -> BFDPeerHandle:
         """Start a session with ``peer_addr`` (active unless the profile is passive).
 
+        ``auth``: Keyed SHA1 authentication of the session (none by default).
         Raises :class:`~ironlb.bfd.fsm.BFDConfigError` for out-of-range values, ``ValueError`` when a session with the
         same peer address and kind exists, ``OSError`` when a socket cannot be opened.
         """
@@ -320,14 +325,14 @@ class BFDManager:
         local = _unscoped(str(local_addr)) if local_addr is not None else None
         if local is not None and local.version != peer.version:
             raise ValueError(f"local address {local} and peer {peer} are of different families")
-        config = self._session_config(profile, peer, multihop)
+        config = self._session_config(profile, peer, multihop, auth)
         if (peer, multihop) in self._by_addr:
             raise ValueError(f"a {'multi-hop' if multihop else 'single-hop'} BFD session with {peer} already exists")
         family = socket.AF_INET6 if peer.version == 6 else socket.AF_INET
         self._ensure_listener(family, multihop)
         discr = self._new_discriminator()
         sock = self._open_tx_socket(family, local)
-        session = BFDStateMachine(config, discr, **({"jitter": self._jitter} if self._jitter is not None else {}))
+        session = self._new_session(config, discr)
         # Keep the scope (e.g. fe80::1%eth0) for sending.
         handle = BFDPeerHandle(peer, local, multihop, session, sock, self._dest_ports[multihop], on_change)
         handle._dest = (str(peer_addr), self._dest_ports[multihop])
@@ -346,7 +351,7 @@ class BFDManager:
         if handle.closed:
             return
         now = self._require_loop().time()
-        config = self._session_config(profile, handle.peer, handle.multihop)
+        config = self._session_config(profile, handle.peer, handle.multihop, handle.session.config.auth)
         self._after_input(handle, handle.session.reconfigure(config, now), now)
 
     def remove_peer(self, handle: BFDPeerHandle) -> None:
@@ -391,6 +396,12 @@ class BFDManager:
         if self._loop is None:
             raise RuntimeError("BFDManager.start() was not awaited")
         return self._loop
+
+    def _new_session(self, config: SessionConfig, discr: int) -> BFDStateMachine:
+        seq = self._rng.getrandbits(32)  # bfd.XmitAuthSeq starts at random (RFC 5880 §6.8.1)
+        if self._jitter is not None:
+            return BFDStateMachine(config, discr, jitter=self._jitter, auth_seq=seq)
+        return BFDStateMachine(config, discr, auth_seq=seq)
 
     def _new_discriminator(self) -> int:
         for _ in range(1000):
@@ -648,8 +659,7 @@ class BFDManager:
         """A bug must not leave a wedged session (or a hot timer loop): report it down and start it afresh."""
         log.exception("BFD session %s: internal error while %s; restarting the session", handle.peer, what)
         old = handle.session
-        jitter = {"jitter": self._jitter} if self._jitter else {}
-        handle.session = BFDStateMachine(old.config, old.local_discr, **jitter)
+        handle.session = self._new_session(old.config, old.local_discr)
         if self.metrics is not None and old.is_up:
             self.metrics.set_up(handle.label, False)
             self.metrics.inc(SESSION_DOWN_EVENTS, handle.label)

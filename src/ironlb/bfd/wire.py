@@ -12,11 +12,13 @@ Mandatory section, 24 bytes, network byte order::
 
 Intervals are in microseconds on the wire and in this module.
 
-**No authentication.** ironlb implements no BFD authentication (MetalLB's
-BFDProfile has no field for it either), so a packet with the A bit set cannot
-be verified and is rejected, as §6.8.6 requires for a session without
-authentication ("If the A bit is set and no authentication is in use ... the
-packet MUST be discarded"). :func:`encode` never sets it.
+**Authentication** (§4.4, §6.7.4): Keyed SHA1 and Meticulous Keyed SHA1 only
+(the A bit and a 28-byte section after the mandatory one). :func:`decode` checks
+the section's shape and keeps it in :attr:`ControlPacket.auth`; whether the
+digest and sequence number are acceptable is the session's business
+(:func:`sha1_digest_ok` with its key). Simple password and MD5 are refused:
+SHA1 is the strongest the RFC defines and what BIRD offers. The key is never
+part of this module: it comes from the configuration.
 
 :func:`decode` applies every check of RFC 5880 §6.8.6 that needs only the
 packet itself and raises :class:`BFDPacketError` (and nothing else) for any
@@ -26,8 +28,10 @@ TTL) are done by the session and the service.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 VERSION = 1
@@ -63,6 +67,36 @@ class Diag(IntEnum):
     REVERSE_CONCATENATED_PATH_DOWN = 8
 
 
+class AuthType(IntEnum):
+    """The authentication types ironlb speaks (RFC 5880 §4.1 "Auth Type")."""
+
+    KEYED_SHA1 = 4
+    METICULOUS_KEYED_SHA1 = 5
+
+
+SHA1_AUTH_LEN = 28
+SHA1_DIGEST_LEN = 20
+MAX_SHA1_KEY_LEN = 20
+_AUTH = struct.Struct("!BBBBI")
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """A Keyed SHA1 section (§4.4): ``digest`` is the SHA1 of the packet with the key in its place."""
+
+    auth_type: AuthType
+    key_id: int
+    sequence: int
+    digest: bytes = bytes(SHA1_DIGEST_LEN)
+    reserved: int = 0
+
+    def encode(self) -> bytes:
+        if len(self.digest) != SHA1_DIGEST_LEN or not 0 <= self.key_id <= 255 or not 0 <= self.sequence <= MAX_U32:
+            raise BFDPacketError("SHA1 authentication section out of range")
+        head = _AUTH.pack(int(self.auth_type), SHA1_AUTH_LEN, self.key_id, self.reserved & 0xFF, self.sequence)
+        return head + self.digest
+
+
 _F_POLL = 0x20
 _F_FINAL = 0x10
 _F_CPI = 0x08
@@ -87,6 +121,7 @@ class ControlPacket:
     final: bool = False
     control_plane_independent: bool = False
     demand: bool = False
+    auth: AuthSection | None = None
 
     def encode(self) -> bytes:
         """Wire form. Raises :class:`BFDPacketError` for a packet we must never send."""
@@ -104,17 +139,43 @@ class ControlPacket:
                 raise BFDPacketError(f"{name} {value} does not fit in 32 bits")
         flags = (int(self.state) << 6) | (_F_POLL if self.poll else 0) | (_F_FINAL if self.final else 0)
         flags |= (_F_CPI if self.control_plane_independent else 0) | (_F_DEMAND if self.demand else 0)
-        return _HEADER.pack(
-            (VERSION << 5) | int(self.diag),
-            flags,
-            self.detect_mult,
-            HEADER_LEN,
-            self.my_discriminator,
-            self.your_discriminator,
-            self.desired_min_tx,
-            self.required_min_rx,
-            self.required_min_echo_rx,
+        auth = self.auth.encode() if self.auth is not None else b""
+        flags |= _F_AUTH if auth else 0
+        return (
+            _HEADER.pack(
+                (VERSION << 5) | int(self.diag),
+                flags,
+                self.detect_mult,
+                HEADER_LEN + len(auth),
+                self.my_discriminator,
+                self.your_discriminator,
+                self.desired_min_tx,
+                self.required_min_rx,
+                self.required_min_echo_rx,
+            )
+            + auth
         )
+
+
+def _sha1_over(pkt: ControlPacket, key: bytes) -> bytes:
+    """SHA1 of the packet with the key (zero-padded to 20 bytes) in the digest field (§6.7.4)."""
+    if pkt.auth is None or not 1 <= len(key) <= MAX_SHA1_KEY_LEN:
+        raise BFDPacketError("SHA1 authentication needs an auth section and a key of 1-20 bytes")
+    keyed = replace(pkt, auth=replace(pkt.auth, digest=key.ljust(SHA1_DIGEST_LEN, b"\0")))
+    return hashlib.sha1(keyed.encode()).digest()
+
+
+def sign_sha1(pkt: ControlPacket, key: bytes) -> ControlPacket:
+    """``pkt`` (with its auth section's type, key ID and sequence number) carrying the SHA1 digest."""
+    assert pkt.auth is not None
+    return replace(pkt, auth=replace(pkt.auth, digest=_sha1_over(pkt, key)))
+
+
+def sha1_digest_ok(pkt: ControlPacket, key: bytes) -> bool:
+    """True when the packet's digest is the SHA1 computed with ``key`` (constant-time comparison)."""
+    if pkt.auth is None:
+        return False
+    return hmac.compare_digest(pkt.auth.digest, _sha1_over(pkt, key))
 
 
 def decode(data: bytes) -> ControlPacket:
@@ -133,8 +194,6 @@ def decode(data: bytes) -> ControlPacket:
     version = vers_diag >> 5
     if version != VERSION:
         raise BFDPacketError(f"unsupported version {version}")
-    if flags & _F_AUTH:
-        raise BFDPacketError("authentication (A bit) is not supported")
     if length < HEADER_LEN:
         raise BFDPacketError(f"length field {length} below {HEADER_LEN}")
     if length > len(data):
@@ -153,6 +212,7 @@ def decode(data: bytes) -> ControlPacket:
         raise BFDPacketError("poll and final both set")
     diag_raw = vers_diag & 0x1F
     diag: int = Diag(diag_raw) if diag_raw <= max(Diag) else diag_raw
+    auth = _decode_auth(data, length) if flags & _F_AUTH else None
     return ControlPacket(
         state=state,
         my_discriminator=my_disc,
@@ -166,7 +226,21 @@ def decode(data: bytes) -> ControlPacket:
         final=final,
         control_plane_independent=bool(flags & _F_CPI),
         demand=bool(flags & _F_DEMAND),
+        auth=auth,
     )
+
+
+def _decode_auth(data: bytes, length: int) -> AuthSection:
+    if length < HEADER_LEN + 2:
+        raise BFDPacketError("authentication (A bit) without an authentication section")
+    auth_type, auth_len = data[HEADER_LEN], data[HEADER_LEN + 1]
+    if auth_type not in (AuthType.KEYED_SHA1, AuthType.METICULOUS_KEYED_SHA1):
+        raise BFDPacketError(f"authentication type {auth_type} is not supported (Keyed SHA1 only)")
+    if auth_len != SHA1_AUTH_LEN or length != HEADER_LEN + SHA1_AUTH_LEN:
+        raise BFDPacketError(f"SHA1 authentication section of {auth_len} bytes in a packet of length {length}")
+    _t, _l, key_id, reserved, seq = _AUTH.unpack_from(data, HEADER_LEN)
+    digest = bytes(data[HEADER_LEN + _AUTH.size : HEADER_LEN + SHA1_AUTH_LEN])
+    return AuthSection(AuthType(auth_type), key_id, seq, digest, reserved)
 
 
 # ---------------------------------------------------------------------------------------------- echo
@@ -291,6 +365,8 @@ __all__ = [
     "ECHO_PORT",
     "HEADER_LEN",
     "VERSION",
+    "AuthSection",
+    "AuthType",
     "BFDPacketError",
     "BFDState",
     "ControlPacket",
@@ -301,4 +377,6 @@ __all__ = [
     "decode_echo",
     "echo_ipv4_datagram",
     "parse_echo_ipv4",
+    "sha1_digest_ok",
+    "sign_sha1",
 ]
