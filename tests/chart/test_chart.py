@@ -303,6 +303,10 @@ def test_rbac_off_and_components_off(tmp_path: Path) -> None:
     ({"speaker": {"memberlist": {"enabled": False}, "nodeSelector": {"a": "b"}}}, "speaker.nodeSelector must be empty"),
     ({"prometheus": {"serviceMonitor": {"enabled": True}}}, "prometheus.serviceAccount is required"),
     ({"crds": {"bgppeerConversion": "sometimes"}}, "crds.bgppeerConversion must be none or webhook"),
+    # values.schema.json: wrong types and values are named by their path
+    ({"prometheus": {"metricsPort": "9120x"}}, "/prometheus/metricsPort"),
+    ({"controller": {"logLevel": "loud"}}, "/controller/logLevel"),
+    ({"speaker": {"memberlist": {"mlBindPort": 70000}}}, "/speaker/memberlist/mlBindPort"),
 ])
 def test_refused_values(tmp_path: Path, values: dict[str, Any], message: str) -> None:
     f = tmp_path / "values.yaml"
