@@ -517,7 +517,7 @@ def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        for h in helpers:
+        for h in reversed(helpers):  # the webhook client before its server
             h.stop()
             with contextlib.suppress(Exception):
                 out = h.proc.stdout.read() if h.proc.stdout else ""
@@ -565,7 +565,8 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
     lan = cluster.lan
     lab = lan.lab
     result: dict[str, Any] = {"load": name, "notes": {}}
-    owner = cluster.wait_steady(VIP, timeout=30)
+    # A node revived during the previous load may still be parsing that load's manifest at start-up: wait for it.
+    owner = cluster.wait_steady(VIP, timeout=240)
     if owner is None:
         raise RuntimeError(f"no steady state before {name}: {cluster.announcers(VIP)}")
     with load(name, cluster, args, result["notes"]):

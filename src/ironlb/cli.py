@@ -248,6 +248,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
 def cmd_speaker(args: argparse.Namespace) -> int:
     import asyncio
 
+    from ironlb.fastproc.guard import GuardConfig
     from ironlb.membership import MembershipConfig
     from ironlb.runtime import tune_gc
     from ironlb.speaker.main import RunOptions, env_namespace, run
@@ -267,6 +268,8 @@ def cmd_speaker(args: argparse.Namespace) -> int:
         node=args.node_name, namespace=args.namespace or env_namespace(), lb_class=args.lb_class,
         ignore_exclude_lb=args.ignore_exclude_lb, ml_bind_addr=args.ml_bindaddr, ml_bind_port=args.ml_bindport,
         ml_labels=args.ml_labels, ml_secret_key_path=args.ml_secret_key_path, membership=ml,
+        fastpath_process=args.fastpath == "process", guard=GuardConfig(wedge_timeout=args.wedge_timeout),
+        log_level=args.log_level,
     )
     options = RunOptions(
         speaker=speaker, kubeconfig=args.kubeconfig, metrics_host=args.metrics_host, port=args.port,
@@ -514,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-burst", type=int, default=400, help="burst of those writes (default %(default)s)")
     p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
     p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
+    p.add_argument("--fastpath", choices=("process", "thread"), default="process",
+                   help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
+                   "or a thread of this one (shares the GIL with the heavy work)")
+    p.add_argument("--wedge-timeout", type=float, default=10.0, metavar="S",
+                   help="with --fastpath process: seconds without a word from the main process after which the "
+                   "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     for flag in ("--ml-wan-config", "--frrk8s-namespace", "--bgp-debounce-timeout"):
         p.add_argument(flag, default="", help="accepted for MetalLB compatibility; unused")

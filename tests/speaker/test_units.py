@@ -172,6 +172,18 @@ async def test_no_memberlist_key_means_no_membership_rather_than_a_known_key(tmp
     assert speaker.membership is None
 
 
+def test_the_fast_process_carries_responders_bfd_and_membership() -> None:
+    from ironlb.fastproc.parent import RemoteBFD, RemoteResponder
+    from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+    speaker = Speaker(object(), SpeakerOptions(node="n1", fastpath_process=True))  # type: ignore[arg-type]
+    assert speaker.fastproc is not None and not speaker.fastpath.threaded
+    assert isinstance(speaker.announcer.responder, RemoteResponder)
+    assert isinstance(speaker.announcer.bgp._bfd_factory, RemoteBFD)
+    threaded = Speaker(object(), SpeakerOptions(node="n1"))  # type: ignore[arg-type]
+    assert threaded.fastproc is None and threaded.fastpath.threaded
+
+
 class _StatusClient:
     """Records the status writes; ``create`` of the services in ``refuse`` fails as an apiserver error would."""
 

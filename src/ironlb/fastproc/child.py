@@ -344,10 +344,12 @@ class FastChild:
             self._send("ifaces", {"t": "ifaces", "ifaces": sorted(names)})
 
     def _report_metrics(self) -> None:
-        rejected = dict(self.membership.rejections()) if self.membership is not None else {}
+        service = self.membership
+        rejected = dict(service.rejections()) if service is not None else {}
         self._send("metrics", {
             "t": "metrics", "layer2": self._l2metrics.snapshot(), "bfd": self._bfdmetrics.snapshot(),
-            "rejected": rejected, "answering": len(self._answering),
+            "rejected": rejected, "stalls": service.membership.stalls if service is not None else 0,
+            "answering": len(self._answering),
         })  # fmt: skip
 
     def _send(self, key: str, message: Message) -> None:

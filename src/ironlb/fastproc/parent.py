@@ -75,6 +75,7 @@ class FastProcess:
         self.bfd = RemoteBFD(self)
         self.view_seq = 0
         self.rejected: dict[str, int] = {}
+        self.stalls = 0  # the fast process's membership: late ticks treated as local stalls
         self.proc: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -206,6 +207,7 @@ class FastProcess:
             self.bfd.down(int(message["id"]), str(message["reason"]))
         elif kind == "metrics":
             self.rejected = {str(k): int(v) for k, v in message["rejected"].items()}
+            self.stalls = int(message.get("stalls", 0))
             if self.metrics is not None:
                 self.metrics.layer2.load(message["layer2"])
                 self.metrics.bfd.load(message["bfd"])
@@ -283,7 +285,8 @@ class RemoteMembership:
             "members": {k: list(v) for k, v in members.items()}, "config": asdict(config),
         }  # fmt: skip
         self._on_change = on_change
-        self.view = MembershipView(frozenset({node}), False, False, dict(members))
+        # As MembershipService's: the peers (this node is not listed), nobody alive yet but this node.
+        self.view = MembershipView(frozenset({node}), False, False, {k: v for k, v in members.items() if k != node})
         process.membership = self
 
     async def start(self) -> None:
@@ -297,6 +300,11 @@ class RemoteMembership:
 
     def rejections(self) -> dict[str, int]:
         return dict(self._process.rejected)
+
+    @property
+    def stalls(self) -> int:
+        """Late ticks the fast process's membership treated as local stalls (as ``Membership.stalls``)."""
+        return self._process.stalls
 
     def update(self, message: Message) -> None:
         members = {str(k): (str(v[0]), int(v[1])) for k, v in message["members"].items()}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from ironlb.fastproc.parent import RemoteMembership
 from ironlb.membership import MembershipService
 from ironlb.metrics.client import ClientCollector, ClientCounters
 
@@ -21,7 +22,7 @@ class SpeakerCollector(ClientCollector):
     """The client families, plus the membership's (``membership`` returns the running service or None)."""
 
     def __init__(self, counters: ClientCounters, requests: Callable[[], Mapping[str, int]] | None = None,
-                 membership: Callable[[], MembershipService | None] | None = None) -> None:
+                 membership: Callable[[], MembershipService | RemoteMembership | None] | None = None) -> None:
         super().__init__(counters, requests)
         self._membership = membership
 
@@ -32,7 +33,7 @@ class SpeakerCollector(ClientCollector):
             yield from membership_families(service)
 
 
-def _rejections(service: MembershipService) -> dict[str, int]:
+def _rejections(service: MembershipService | RemoteMembership) -> dict[str, int]:
     for _ in range(10):
         try:
             return dict(service.rejections())
@@ -41,7 +42,7 @@ def _rejections(service: MembershipService) -> dict[str, int]:
     return {}
 
 
-def membership_families(service: MembershipService) -> list[Metric]:
+def membership_families(service: MembershipService | RemoteMembership) -> list[Metric]:
     """``ironlb_membership_*``: members known, alive, quorum, datagrams dropped by reason, local stalls."""
     view = service.view
     members = GaugeMetricFamily("ironlb_membership_members", "Speakers in this speaker's member list (itself too).")
@@ -59,7 +60,7 @@ def membership_families(service: MembershipService) -> list[Metric]:
     stalls = CounterMetricFamily("ironlb_membership_stalls_total",
                                  "Late membership ticks treated as a local stall (alive members kept one more "
                                  "dead timeout instead of being declared dead).")
-    stalls.add_metric([], service.membership.stalls)
+    stalls.add_metric([], service.stalls if isinstance(service, RemoteMembership) else service.membership.stalls)
     return [members, alive, quorum, rejected, stalls]
 
 

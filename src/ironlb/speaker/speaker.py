@@ -3,7 +3,8 @@
 Informers cache Services, EndpointSlices, Nodes and Namespaces cluster-wide, and the ``metallb.io`` resources,
 Secrets (BGP passwords), ConfigMaps (the legacy ``config`` and ``bgpextras``), the status CRs and this node's
 ConfigurationState in ironlb's namespace. Three loops on the main event loop (membership, the ARP/NDP responders
-and BFD run on the fast path's own thread and loop, :mod:`ironlb.fastpath`):
+and BFD run on the fast path: a process of their own, :mod:`ironlb.fastproc`, or with ``fastpath_process`` off a
+thread and loop of their own, :mod:`ironlb.fastpath`):
 
 - **sync**: any relevant change marks the state dirty; the loop rebuilds the configuration when a config object
   (or a Node's labels) changed, elects and plans from the caches, and applies the result at once through the
@@ -30,13 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.announce.announcer import Announcer
+from ironlb.announce.announcer import Announcer, LayerTwoResponder
+from ironlb.bgp.speaker import BFDFactory
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.reading import read_bytes
 from ironlb.config.types import Config
 from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, handed_over, pool_for
 from ironlb.fastpath import FastPath
+from ironlb.fastproc.guard import GuardConfig
+from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
 from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -70,6 +74,7 @@ from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
+from ironlb.metrics.speaker import speaker_metrics
 from ironlb.runtime import age_text
 
 from . import status as st
@@ -105,6 +110,9 @@ class SpeakerOptions:
     # Status CR writes in flight at once: each is a round trip to the apiserver, so one at a time bounds a speaker
     # at ~1/RTT writes a second however high its request limit is.
     status_concurrency: int = 16
+    fastpath_process: bool = False  # membership, responders, BFD in a process of their own (ironlb speaker's default)
+    guard: GuardConfig = field(default_factory=GuardConfig)  # the fast process's rules (wedge timeout, join grace)
+    log_level: str = "info"  # the fast process's
 
     @property
     def memberlist(self) -> bool:
@@ -144,9 +152,34 @@ class Speaker:
         self.node = options.node
         # Membership, the responders and BFD run on the fast path (their own thread and loop): informers,
         # configuration, planning and BGP on this loop cannot delay a heartbeat or an ARP answer.
-        self.fastpath = fastpath or (announcer.fastpath if announcer is not None else FastPath())
+        # With fastpath_process, in a process of their own (ironlb.fastproc): not even the GIL is shared.
+        self.fastproc: FastProcess | None = None
+        self._lost: str | None = None
+        self._lost_event = asyncio.Event()
+        responder: LayerTwoResponder | None = None
+        bfd_factory: BFDFactory | None = None
+        if options.fastpath_process and announcer is None:
+            self.fastproc = FastProcess(
+                FastProcessOptions(
+                    exclude_interfaces=options.exclude_interfaces,
+                    rescan_interval=options.rescan_interval,
+                    gratuitous_interval=options.gratuitous_interval,
+                    gratuitous_duration=options.gratuitous_duration,
+                    handover_timeout=options.handover_timeout,
+                    guard=options.guard,
+                    log_level=options.log_level,
+                ),
+                metrics=speaker_metrics(),
+                on_lost=self._on_fastpath_lost,
+            )
+            responder, bfd_factory = self.fastproc.responder, self.fastproc.bfd
+        self.fastpath = fastpath or (
+            announcer.fastpath if announcer is not None else FastPath(threaded=self.fastproc is None)
+        )
         self.announcer = announcer or Announcer(
             options.node,
+            responder=responder,
+            bfd_factory=bfd_factory,
             exclude_interfaces=options.exclude_interfaces,
             rescan_interval=options.rescan_interval,
             gratuitous_interval=options.gratuitous_interval,
@@ -196,7 +229,7 @@ class Speaker:
         self.decision: NodeDecision | None = None
         self._ingress: dict[str, tuple[str, ...]] = {}  # each announced Service's IPs, for hand-overs
         self.synced = False
-        self.membership: MembershipService | None = None
+        self.membership: MembershipService | RemoteMembership | None = None
         self._core: Membership | None = None
         self._members_known = False  # the speaker pods were listed at least once (see _live)
         self.syncs = 0
@@ -290,6 +323,9 @@ class Speaker:
             for informer in self.informers:
                 tg.create_task(informer.run(), name=f"informer-{informer.name}")
             tg.create_task(self.recorder.run(), name="event-recorder")
+            if self.fastproc is not None:
+                await self.fastproc.start()
+                tg.create_task(self._watch_fastpath(), name="fastpath-watch")
             if not self.fastpath.running:
                 await self.fastpath.start()
             await self.announcer.start()
@@ -318,7 +354,18 @@ class Speaker:
         self.membership = None
         await self.announcer.close(graceful_restart=True, hand_over=hand_over, before_silence=leave)
         await self.fastpath.stop()
+        if self.fastproc is not None:
+            await self.fastproc.stop(leave=True)
         log.info("stopped; all announcements withdrawn")
+
+    def _on_fastpath_lost(self, why: str) -> None:
+        self._lost = why
+        self._lost_event.set()
+
+    async def _watch_fastpath(self) -> None:
+        """Without its fast process a speaker neither answers nor detects failures: fail (exit 1, restarted)."""
+        await self._lost_event.wait()
+        raise RuntimeError(self._lost or "the fast path process is gone")
 
     async def _wait_synced(self) -> None:
         while True:
@@ -349,6 +396,14 @@ class Speaker:
             )
             return
         own = (opts.ml_bind_addr, opts.ml_bind_port)
+        if self.fastproc is not None:
+            remote = RemoteMembership(
+                self.fastproc, self.node, secret, {self.node: own}, opts.membership, bind=own,
+                on_change=self._on_membership,
+            )  # fmt: skip
+            self.membership = remote
+            await remote.start()
+            return
         self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
         self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))
         await self.fastpath.call(self.membership.start())
