@@ -3,12 +3,18 @@
 Three nodes run ``ironlb run`` and peer over eBGP with FRR (multipath across ASes). With ironlb's
 ``ironlb.io/link-bandwidth: ready-endpoints`` annotation each node's path carries the Link Bandwidth extended
 community of its ready local endpoints, and FRR (weighted ECMP is its default when every path has one) installs
-the route with next-hop weights in that ratio, in its RIB and in the kernel.
+the route with next-hop weights in that ratio, in its RIB and in the kernel. BIRD 2, which has no weighted ECMP,
+is checked to receive the community intact.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -17,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, peer_yaml, service_yaml, slice_yaml
-from tests.support.netns import NetnsLab
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, service_yaml, slice_yaml
+from tests.support.netns import NetnsLab, netns_available
 from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
@@ -179,3 +185,48 @@ def test_etp_local_take_over(lan_frr: tuple[BgpLan, FRR]) -> None:
         lambda: proportional(kernel_weights(lan, PREFIX), {ip["node1"]: 1, ip["node2"]: 2, ip["node3"]: 1}),
         20, lambda: f"node2 back: {kernel_weights(lan, PREFIX)}", retry=STARTING, interval=0.1,
     )  # fmt: skip
+
+
+def test_bird_receives_the_link_bandwidth_community(tmp_path: Path) -> None:
+    """BIRD 2 has no weighted ECMP, but gets the community intact: type 0x00/0x04, our AS, 2 pods' float32."""
+    if why := netns_available() or missing("bird", "birdc"):
+        pytest.skip(why)
+    lab = NetnsLab()
+    lan = BgpLan(lab, tmp_path, nodes=1)
+    d = Path(tempfile.mkdtemp(prefix=f"{lab.prefix}-bird-"))
+    try:
+        conf = d / "bird.conf"
+        conf.write_text(
+            doc(
+                f"""
+                router id {ROUTER4};
+                protocol device {{ }}
+                protocol bgp ironlb {{
+                  local {ROUTER4} as {ROUTER_ASN};
+                  neighbor {lan.node_ip("node1")} as {NODE_ASN};
+                  hold time 9;
+                  ipv4 {{ import all; export none; }};
+                }}
+                """
+            )
+        )
+        sock = d / "bird.ctl"
+        lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
+        node = lan.nodes["node1"]
+        node.write("config.yaml", CONFIG + "---\n" + peer_yaml("tor", NODE_ASN, ROUTER_ASN, ROUTER4, connectTime="1s"))
+        node.write("svc.yaml", service_yaml("local", "10.50.0.20", etp="Local"))
+        node.write("eps.yaml", endpoints({"node1": 2}))
+        node.start()
+
+        def ext_community() -> re.Match[str] | None:
+            out = subprocess.run(["birdc", "-s", str(sock), "show", "route", "all"], capture_output=True, text=True,
+                                 timeout=10).stdout  # fmt: skip
+            return re.search(r"BGP\.ext_community: \(unknown 0x4, (\d+), (\d+)\)", out)
+
+        found = wait_until(ext_community, 20, "the route with its extended community in BIRD", retry=STARTING)
+        asn, raw = int(found.group(1)), int(found.group(2))
+        assert asn == NODE_ASN and struct.unpack("!f", raw.to_bytes(4, "big"))[0] == 2 * 125_000.0
+    finally:
+        lan.stop_all()
+        lab.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
