@@ -64,7 +64,7 @@ async def main() -> None:
     if cfg.get("log"):
         logging.basicConfig(filename=cfg["log"], level=logging.DEBUG, format="%(created).3f %(name)s %(message)s")
     loop = asyncio.get_running_loop()
-    profile = BFDProfile(**cfg["profile"])
+    profile = BFDProfile.from_dict(cfg["profile"])
     manager = BFDManager(metrics=BFDMetrics(None))
     await manager.start()
     SESSIONS.append(manager)

@@ -103,10 +103,13 @@ def test_sha1_authentication_with_bird(bird_link: tuple[NetnsLab, str, Bird], bi
     wrong.send(cmd="close")
     wrong.wait_for("closed", True, 5.0)
     # The right key: Up on both sides, and it stays Up (sequence numbers keep being accepted both ways).
-    ours_proc = BFDProc(
-        lab, node, {"peer": RTR, "local": NODE, "profile": PROFILE,
-                    "auth": {"type": int(ours), "key_id": 7, "key": key.encode().hex()}},
-    )  # fmt: skip
+    if ours is AuthType.KEYED_SHA1:  # through the BFDProfile, as the configuration gives it (ironlb's annotation)
+        auth = {"type": "keyed-sha1", "key_id": 7, "password": key}
+        cfg = {"peer": RTR, "local": NODE, "profile": {**PROFILE, "auth": auth}}
+    else:  # through add_peer(auth=...)
+        cfg = {"peer": RTR, "local": NODE, "profile": PROFILE,
+               "auth": {"type": int(ours), "key_id": 7, "key": key.encode().hex()}}  # fmt: skip
+    ours_proc = BFDProc(lab, node, cfg)
     ours_proc.wait_for("bfd", True, 15.0)
     wait_until(lambda: bird.state() == "Up", 10.0, "BIRD Up", retry=STARTING, interval=0.1)
     before = ours_proc.info()["counters"]
@@ -119,5 +122,4 @@ def test_sha1_authentication_with_bird(bird_link: tuple[NetnsLab, str, Bird], bi
     info = ours_proc.info()
     assert info["state"] == "UP" and info["counters"]["auth_failed"] == before["auth_failed"]
     assert bird.state() == "Up", bird.sessions()
-    print(bird.sessions())
     assert [m["bfd"] for m in ours_proc.lines if "bfd" in m] == [True]

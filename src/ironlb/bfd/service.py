@@ -92,7 +92,7 @@ from .metrics import (
     ZEBRA_NOTIFICATIONS,
     BFDMetrics,
 )
-from .wire import BFDPacketError, BFDState, Diag, decode, decode_echo, echo_ipv4_datagram, parse_echo_ipv4
+from .wire import AuthType, BFDPacketError, BFDState, Diag, decode, decode_echo, echo_ipv4_datagram, parse_echo_ipv4
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,15 @@ def received_ttl(ancdata: list[tuple[int, int, bytes]]) -> int | None:
             value: int = struct.unpack("=i", data[:4])[0]
             return value
     return None
+
+
+def profile_auth(profile: BFDProfile) -> BFDAuth | None:
+    """The session authentication of a BFDProfile (ironlb's ``ironlb.io/bfd-auth-secret`` annotation)."""
+    a = profile.auth
+    if a is None:
+        return None
+    kind = AuthType.KEYED_SHA1 if a.type == "keyed-sha1" else AuthType.METICULOUS_KEYED_SHA1
+    return BFDAuth(kind, a.key_id, a.password.encode())
 
 
 def _host(addr: IPAddress) -> str:
@@ -180,6 +189,8 @@ class BFDPeerHandle:
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         # Echo function: our source address and the peer's interface + MAC, looked up when echo starts.
+        self.auth: BFDAuth | None = None
+        """The authentication given to add_peer (else the profile's is used)."""
         self.echo_source: IPv4Address | None = None
         self.echo_neighbour: Neighbour | None = None
         self._echo_ident = 0
@@ -301,7 +312,7 @@ class BFDManager:
             multihop=multihop,
             echo_transmit=ipv4,
             echo_receive=ipv4 and profile.echo_mode and not multihop and self._forwarding(),
-            auth=auth,
+            auth=auth if auth is not None else profile_auth(profile),
         )
 
     def add_peer(
@@ -335,6 +346,7 @@ class BFDManager:
         session = self._new_session(config, discr)
         # Keep the scope (e.g. fe80::1%eth0) for sending.
         handle = BFDPeerHandle(peer, local, multihop, session, sock, self._dest_ports[multihop], on_change)
+        handle.auth = auth
         handle._dest = (str(peer_addr), self._dest_ports[multihop])
         self._by_discr[discr] = handle
         self._by_addr[(peer, multihop)] = handle
@@ -351,7 +363,7 @@ class BFDManager:
         if handle.closed:
             return
         now = self._require_loop().time()
-        config = self._session_config(profile, handle.peer, handle.multihop, handle.session.config.auth)
+        config = self._session_config(profile, handle.peer, handle.multihop, handle.auth)
         self._after_input(handle, handle.session.reconfigure(config, now), now)
 
     def remove_peer(self, handle: BFDPeerHandle) -> None:

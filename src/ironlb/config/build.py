@@ -18,6 +18,8 @@ feature                               ironlb      note
 IPv6 pools advertised over BGP        accepted
 large communities                     accepted
 BFDProfile / BGPPeer.bfdProfile       accepted    profile must exist; echoMode: IPv4 single-hop sessions
+BFDProfile annotation                 ironlb's    names a Secret (password, type, keyID): Keyed SHA1 BFD
+``ironlb.io/bfd-auth-secret``                     authentication (RFC 5880 6.7.4). MetalLB ignores it
 enableGracefulRestart                 accepted
 keepaliveTime / connectTime           accepted    connectTime: 1..65535 whole seconds (CEL)
 dynamicASN (internal|external)        accepted
@@ -47,7 +49,7 @@ A name in ``ipAddressPools`` that matches no pool is skipped, as MetalLB does; i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from ironlb.cluster.labels import EVERYTHING, LabelSelector, SelectorError
@@ -296,8 +298,44 @@ class _Builder:
             if b.name in out:
                 self.fail(b, _Problem(f"found duplicate bfd profile name {b.name}", field="metadata.name"))
                 continue
+            if t.BFD_AUTH_ANNOTATION in b.metadata.annotations:
+                try:
+                    parsed = replace(parsed, auth=self.bfd_auth(b))
+                except _Problem as p:
+                    self.fail(b, p)
+                    continue
             out[b.name] = parsed
         return out
+
+    def bfd_auth(self, b: BFDProfile) -> t.BFDAuthentication:
+        """ironlb's BFD authentication: the Secret named by the profile's annotation, in MetalLB's namespace."""
+        name = str(b.metadata.annotations.get(t.BFD_AUTH_ANNOTATION, ""))
+        fld = f"metadata.annotations[{t.BFD_AUTH_ANNOTATION}]"
+        secret: SecretData | None = None
+        for s in self.res.secrets:
+            if s.name == name and (s.namespace or self.namespace) == self.namespace:
+                secret = s
+        if secret is None:
+            raise _Problem(
+                f"secret {goq(name[:253])} for BFD authentication not found in namespace {goq(self.namespace)}",
+                field=fld,
+                transient=True,
+            )
+        where = f"secret {goq(secret.name)}"
+        auth_type = secret.data.get("type", "meticulous-keyed-sha1")
+        if auth_type not in t.BFD_AUTH_TYPES:
+            raise _Problem(
+                f"{where}: BFD authentication type {goq(auth_type[:64])} is not supported: "
+                f"one of {', '.join(t.BFD_AUTH_TYPES)} (simple password and MD5 are not)",
+                field=fld,
+            )
+        key_id_text = secret.data.get("keyID", "1")
+        if not key_id_text.isdigit() or not 0 <= int(key_id_text[:4]) <= 255:
+            raise _Problem(f"{where}: keyID {goq(key_id_text[:64])} must be a number in 0-255", field=fld)
+        password = secret.data.get("password", "")
+        if not 1 <= len(password.encode()) <= 20:
+            raise _Problem(f"{where}: password must be 1-20 bytes (a SHA1 authentication key)", field=fld)
+        return t.BFDAuthentication(auth_type, int(key_id_text), password)
 
     def peers(self, peers: list[BGPPeer], bfds: Mapping[str, t.BFDProfile]) -> dict[str, t.Peer]:
         out: dict[str, t.Peer] = {}

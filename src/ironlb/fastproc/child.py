@@ -299,7 +299,7 @@ class FastChild:
             self._send(f"bfd_down/{ident}", {"t": "bfd_down", "id": ident, "reason": reason})
 
         request = _BFDRequest(
-            BFDProfile(**message["profile"]),
+            BFDProfile.from_dict(message["profile"]),
             _Addresses(ip_address(message["peer"]), ip_address(source) if source else None),
             bool(message["multihop"]),
             on_down,
