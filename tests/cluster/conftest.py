@@ -3,10 +3,10 @@ containerd, kube-proxy and CNI pod networking in network namespaces, ironlb inst
 config/manifests/ironlb.yaml``. One cluster per run (session fixtures); the tests run in file order and the last one
 kills a node.
 
-They run only when asked for (``pytest -m cluster``, ``make test-cluster``): other runs deselect them (see
-README, "The Kubernetes cluster lab", for why they are not in ``make test`` yet). They need root, the binaries of
-``scripts/build-k8s.sh --cluster`` and the images of ``scripts/build-images.py``; without them they skip, except
-in CI where that fails.
+They run only when asked for (``pytest -m cluster``: ``make test-cluster``, and ``make test`` after the suite for
+the files of the Makefile's CLUSTER_CI_TESTS; README, "The Kubernetes cluster lab"): other runs deselect them.
+They need root, the binaries of ``scripts/build-k8s.sh --cluster`` and the images of ``scripts/build-images.py``;
+without them they skip, except in CI where that fails.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def test_bgp_ecmp_through_the_router(bgp_cluster: KubeCluster) -> None:
         for path in _paths(c, BGP_IP):
             assert COMMUNITY in path.get("community", {}).get("string", "").split(), path
         wait_until(lambda: _kernel_next_hops(c, BGP_IP) == all_nodes, 60, f"3 ECMP routes to {BGP_IP} installed")
-        wait_until(lambda: len(ready_pods(c, "default", "app=my-app")) == 3, 180,
+        wait_until(lambda: len(ready_pods(c, "default", "app=my-app")) == 3, 300,
                    lambda: f"my-app pods Ready: {pods_state(c, 'default', 'app=my-app')}", interval=1)
         pods = {p["metadata"]["name"] for p in ready_pods(c, "default", "app=my-app")}
         body = wait_until(lambda: c.client_get(f"http://{BGP_IP}/"), 60, f"the client's GET http://{BGP_IP}/")
