@@ -218,10 +218,11 @@ class Speaker:
             labels={"metallb.io/component-type": "speaker", "metallb.io/node-name": options.node},
             condition_type=CONDITION_TYPE, field_manager=FIELD_MANAGER, create_manager="ironlb-speaker",
         )
-        self.informers = [
-            self.services, self.slices, self.nodes, self.namespaces, *self.config_informers,
-            self.l2_statuses, self.bgp_statuses, self.states,
-        ]  # fmt: skip
+        # What a decision reads: the first announcement waits for these only. The status caches (every node's
+        # ServiceL2Status: one per Service) are needed before writing statuses, not before answering.
+        self.decision_informers = [self.services, self.slices, self.nodes, self.namespaces, *self.config_informers]
+        self.status_informers = [self.l2_statuses, self.bgp_statuses, self.states]
+        self.informers = [*self.decision_informers, *self.status_informers]
 
         self.config: Config | None = None  # the last valid configuration, in force
         self.config_error: str | None = None
@@ -331,7 +332,11 @@ class Speaker:
             await self.announcer.start()
             await self._start_membership()
             tg.create_task(self._discovery_loop(), name="discovery")
-            await self._wait_synced()
+            await self._wait_synced(self.decision_informers)
+            self.synced = True
+            log.info(
+                "caches synced: %d services, %d nodes (%s)", len(self.services.store), len(self.nodes.store), age_text()
+            )
             tg.create_task(self._status_loop(), name="status")
             self._mark(config=True)
             await self._sync_loop()
@@ -367,19 +372,15 @@ class Speaker:
         await self._lost_event.wait()
         raise RuntimeError(self._lost or "the fast path process is gone")
 
-    async def _wait_synced(self) -> None:
+    async def _wait_synced(self, informers: list[Informer]) -> None:
         while True:
-            pending = [i for i in self.informers if not i.synced.is_set()]
+            pending = [i for i in informers if not i.synced.is_set()]
             if not pending:
                 break
             try:
                 await asyncio.wait_for(pending[0].synced.wait(), 30)
             except TimeoutError:
                 log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
-        self.synced = True
-        log.info(
-            "caches synced: %d services, %d nodes (%s)", len(self.services.store), len(self.nodes.store), age_text()
-        )
 
     async def _start_membership(self) -> None:
         opts = self.options
@@ -581,6 +582,7 @@ class Speaker:
 
     # ------------------------------------------------------------------------------------------------ status
     async def _status_loop(self) -> None:
+        await self._wait_synced(self.status_informers)  # plan writes against what exists, never blind creates
         backoff = Backoff(0.5, 30.0)
         while True:
             await self._status_wake.wait()
