@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
+from tests.support.bfd_frr import nft_clear, nft_drop_bfd
 from tests.support.bgp_interop import IronNode, doc, service_yaml
 from tests.support.netns import NetnsLab
 from tests.support.waits import STARTING, VTYSH_NOT_READY, wait_until
@@ -74,7 +75,7 @@ def link(netns_lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[NetnsLab, str, s
     lab.wait_link_local(node, "eth0")
     lab.wait_link_local(rtr, "eth0")
     iron = IronNode(lab, node, "node1", tmp_path)
-    frr = FRR(lab, rtr)
+    frr = FRR(lab, rtr, ("zebra", "bfdd", "bgpd"))
     try:
         frr.start()
         yield lab, node, rtr, iron, frr
@@ -129,3 +130,50 @@ def test_unnumbered_session_carries_ipv4_over_ipv6_next_hop(link: tuple[NetnsLab
     iron.remove("web.yaml")
     wait_until(lambda: not kernel_route(lab, rtr, f"{V4}/32"), 20.0, "IPv4 route withdrawn", interval=0.2)
     assert kernel_route(lab, rtr, f"{V6}/128")
+
+
+BFD_CONFIG = CONFIG.replace('"connectTime": "1s"}', '"connectTime": "1s", "bfdProfile": "fast"}').replace(
+    '"holdTime": "9s"', '"holdTime": "90s"'
+) + doc(
+    """
+    ---
+    apiVersion: metallb.io/v1beta1
+    kind: BFDProfile
+    metadata: {name: fast, namespace: metallb-system}
+    spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
+    """
+)
+FRR_BFD_CONF = FRR_CONF.replace(
+    " neighbor eth0 timers connect 1\n",
+    " neighbor eth0 timers connect 1\n neighbor eth0 timers 30 90\n neighbor eth0 bfd\n neighbor eth0 bfd profile fast\n",
+).replace("router bgp", "bfd\n profile fast\n  receive-interval 300\n  transmit-interval 300\n !\n!\nrouter bgp", 1)
+
+
+def test_bfd_on_an_unnumbered_session(link: tuple[NetnsLab, str, str, IronNode, FRR]) -> None:
+    """BFD to the router found on the link (its link-local address): a BFD failure withdraws long before the 90 s
+    hold timer."""
+    lab, node, rtr, iron, frr = link
+    assert '"bfdProfile": "fast"' in BFD_CONFIG and "bfd profile fast" in FRR_BFD_CONF
+    frr.configure(FRR_BFD_CONF)
+    our_ll = lab.wait_link_local(node, "eth0")
+    iron.write("config.yaml", BFD_CONFIG)
+    iron.write("web.yaml", service_yaml("web", V4))
+    iron.start()
+
+    def bfd_up() -> bool:
+        peers = frr.json("show bfd peers json")
+        return any(p.get("peer") == our_ll and p.get("status") == "up" for p in peers)
+
+    wait_until(
+        lambda: kernel_route(lab, rtr, f"{V4}/32"),
+        40.0,
+        "route at the router",
+        retry=STARTING + VTYSH_NOT_READY,
+        interval=0.2,
+    )
+    wait_until(bfd_up, 20.0, "BFD up with our link-local address", retry=STARTING + VTYSH_NOT_READY, interval=0.2)
+    nft_drop_bfd(lab, node)
+    wait_until(lambda: not kernel_route(lab, rtr, f"{V4}/32"), 10.0, "route withdrawn by BFD", interval=0.05)
+    nft_clear(lab, node)
+    wait_until(lambda: kernel_route(lab, rtr, f"{V4}/32"), 60.0, "route back", interval=0.2)
+    wait_until(bfd_up, 20.0, "BFD up again", retry=STARTING + VTYSH_NOT_READY, interval=0.2)

@@ -115,9 +115,10 @@ def test_interface_peer_accepted_with_metallbs_rules() -> None:
     assert "peer has both Address and Interface specified" in both and both.startswith('BGPPeer "p": ')
 
 
-def test_interface_peer_without_bfd_and_a_warning_for_a_name_linux_cannot_have() -> None:
-    err = str(error_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0\nbfdProfile: fast")))
-    assert "BFD on an unnumbered peer is not supported by ironlb" in err and "spec.bfdProfile" in err
+def test_interface_peer_with_bfd_and_a_warning_for_a_name_linux_cannot_have() -> None:
+    bfd = "apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast, namespace: metallb-system}\n---\n"
+    cfg = config_of(bfd + peer("p", "myASN: 1\npeerASN: 2\ninterface: eth0\nbfdProfile: fast"))
+    assert (cfg.peers[0].interface, cfg.peers[0].bfd_profile) == ("eth0", "fast")
     result = result_of(peer("p", "myASN: 1\npeerASN: 2\ninterface: a-very-long-interface-name"))
     assert result.config.peers[0].interface == "a-very-long-interface-name"
     assert any("no Linux interface can have this name (longer than 15 bytes)" in w for w in result.warnings)

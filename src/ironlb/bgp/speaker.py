@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from ironlb.config.types import BFDProfile, Peer
 from .attributes import Attributes
 from .config import DynamicASN, PeerConfig
 from .errors import CeaseSubcode
-from .fsm import BGPState, Event
+from .fsm import BGPState, Established, Event
 from .listener import BGP_PORT, BGPListener, peer_of
 from .metrics import BGPMetrics, PeerSample
 from .session import BGPSession
@@ -126,6 +126,8 @@ class _Managed:
     routes: Mapping[Network, Attributes] = field(default_factory=dict)
     profile: BFDProfile | None = None
     bfd: BFDHandle | None = None
+    bfd_peer: IPv6Address | None = None
+    """Unnumbered peers: the (scoped) link-local address the BFD session watches."""
 
 
 class BGPSpeaker:
@@ -157,6 +159,7 @@ class BGPSpeaker:
         self._on_event = on_event
         self._peers: dict[str, _Managed] = {}
         self._warned_bfd: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.sessions_created = 0
         self._metrics = metrics if metrics is not None else BGPMetrics(None)
         self._metrics.add_source(self)
@@ -222,6 +225,8 @@ class BGPSpeaker:
         config = peer_config(peer, self.node_name)
 
         def on_event(event: Event, name: str = peer.name) -> None:
+            if isinstance(event, Established) and config.interface:
+                self._link_bfd(name)
             if self._on_event is not None:
                 self._on_event(name, event)
 
@@ -240,6 +245,9 @@ class BGPSpeaker:
         managed.profile = profile
         if profile is None:
             return
+        if managed.config.interface:
+            self._link_bfd(managed.peer.name)  # now if the router is known, else when the session is Established
+            return
         if self._bfd_factory is None:
             if managed.peer.name not in self._warned_bfd:
                 self._warned_bfd.add(managed.peer.name)
@@ -254,6 +262,34 @@ class BGPSpeaker:
             session.drop_connection(f"BFD down: {reason}")
 
         managed.bfd = self._bfd_factory(BFDRequest(managed.peer, profile, managed.config, session, on_down))
+
+    def _link_bfd(self, name: str) -> None:
+        """BFD for an unnumbered peer: with the router found on the link, at its link-local address (scoped to the
+        interface); moved when another router is found there."""
+        managed = self._peers.get(name)
+        finder = getattr(managed.session, "link_peer", None) if managed is not None else None
+        if managed is None or finder is None or managed.profile is None or self._bfd_factory is None:
+            return
+        router = finder.state.peer()
+        if router is None:
+            return
+        address = IPv6Address(f"{router}%{managed.config.interface}")
+        if managed.bfd is not None and managed.bfd_peer == address:
+            return
+        if managed.bfd is not None:
+            old = managed.bfd
+            task = asyncio.get_running_loop().create_task(old.close(), name=f"bfd-close-{name}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        session = managed.session
+
+        def on_down(reason: str) -> None:
+            log.info("BGP peer %s: BFD down (%s), dropping the session", name, reason)
+            session.drop_connection(f"BFD down: {reason}")
+
+        config = replace(managed.config, peer_address=address)
+        managed.bfd_peer = address
+        managed.bfd = self._bfd_factory(BFDRequest(managed.peer, managed.profile, config, session, on_down))
 
     async def _close_one(self, managed: _Managed, reason: str, *, graceful: bool) -> None:
         if managed.bfd is not None:

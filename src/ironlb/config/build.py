@@ -31,7 +31,7 @@ vrf                                   REJECTED    "VRF is not supported by ironl
 localASN                              accepted    eBGP peers only and not equal to peerASN (FRR's rules for
                                                   ``local-as``, which MetalLB renders it to); equal to myASN: a
                                                   warning, no effect. MetalLB native mode refuses it
-interface (unnumbered BGP)            accepted    IPv6 link-local session, IPv4 via RFC 8950; not with bfdProfile
+interface (unnumbered BGP)            accepted    IPv6 link-local session, IPv4 via RFC 8950; dialled only
 annotation ``ironlb.io/passive``      ironlb's    "true": never dial, the peer connects (ironlb always accepts
                                                   a configured peer's connection on port 179); "false" or
                                                   absent: dial. MetalLB ignores it
@@ -253,14 +253,6 @@ class _Builder:
                         "built because the kernel ironlb is tested on has no vrf link type, so it could not be "
                         "tested; remove spec.vrf",
                         field=f"spec.vrf {goq(s.vrf)}",
-                    )
-                )
-            if s.interface and s.bfd_profile:
-                bad.append(
-                    _Problem(
-                        "BFD on an unnumbered peer is not supported by ironlb (its BFD needs the peer's address, "
-                        f"which an interface peer learns only on the link); remove bfdProfile from peer {p.name}",
-                        field=f"spec.interface {goq(s.interface)}, spec.bfdProfile {goq(s.bfd_profile)}",
                     )
                 )
             if s.interface and p.metadata.annotations.get(t.PASSIVE_ANNOTATION) == "true":
