@@ -471,3 +471,20 @@ async def test_leader_gives_up_when_it_cannot_renew() -> None:
     with pytest.raises(LeadershipLost):
         await asyncio.wait_for(task, 20)
     assert cancelled.is_set() and not a.is_leader
+
+
+async def test_a_write_answered_after_the_deletion_does_not_bring_the_object_back() -> None:
+    # The controller PATCHes a pool's status (the apiserver stores it at rv 11), the user deletes the pool (rv 12),
+    # and the watch delivers both before the PATCH's answer is read: that answer must not resurrect the pool.
+    src = FakeSource()
+    src.lists = [([svc("a", 5)], "10")]
+    src.watches = [[{"type": "MODIFIED", "object": svc("a", 11)}, {"type": "DELETED", "object": svc("a", 12)}]]
+    inf = fast_informer(src)
+    seen = recording(inf)
+    await run_until(inf, src)
+    assert seen == [(ADDED, "a"), (MODIFIED, "a"), (DELETED, "a")]
+    inf.put_local(svc("a", 11, status={"mine": True}))
+    assert "default/a" not in inf.store
+    # Created again under the same name: newer than the deletion, so our own write of it is stored.
+    inf.put_local(svc("a", 13))
+    assert "default/a" in inf.store

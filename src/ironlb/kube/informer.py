@@ -26,6 +26,8 @@ from ironlb.kube.client import ApiError, KubeError, Obj, Resource, object_key
 log = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+MAX_TOMBSTONES = 4096
+"""Deletions remembered per informer, so a late answer to our own write cannot resurrect the object."""
 
 Handler = Callable[[str, Obj | None, Obj | None], None]
 Transform = Callable[[Obj], Obj]
@@ -160,6 +162,10 @@ class Informer:
         self.last_resource_version = ""
         self.stats = InformerStats()
         self._handlers: list[Handler] = []
+        # key -> resourceVersion of its DELETED event. A write of ours that raced with the deletion (the PATCH
+        # answered after the watch delivered the DELETED) must not bring the object back: the cache would keep a
+        # deleted pool or Service for good, until the next relist.
+        self._tombstones: dict[str, str] = {}
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -174,12 +180,23 @@ class Informer:
     def put_local(self, obj: Obj) -> None:
         """Store an object this process just wrote (the API's answer), unless the cache already has newer.
 
-        The watch event for the same write then matches and is not reported again.
+        The watch event for the same write then matches and is not reported again. An answer older than the
+        object's deletion, seen meanwhile on the watch, is dropped: the object is gone.
         """
         key = object_key(obj)
+        rv = resource_version(obj)
+        tomb = self._tombstones.get(key)
+        if tomb is not None and not (rv and rv != tomb and newer_or_equal(rv, tomb)):
+            return
         current = self.store._items.get(key)
-        if current is None or newer_or_equal(resource_version(obj), resource_version(current)):
+        if current is None or newer_or_equal(rv, resource_version(current)):
             self.store._items[key] = self._transform(obj)
+
+    def _bury(self, key: str, rv: str) -> None:
+        self._tombstones.pop(key, None)
+        self._tombstones[key] = rv
+        while len(self._tombstones) > MAX_TOMBSTONES:  # bounded: the oldest deletions go first
+            del self._tombstones[next(iter(self._tombstones))]
 
     def _transform(self, obj: Obj) -> Obj:
         obj.setdefault("apiVersion", self.resource.api_version)
@@ -221,6 +238,8 @@ class Informer:
         fresh: dict[str, Obj] = {object_key(obj): obj for obj in items}
         old = self.store._items
         self.store._items = fresh
+        for key in set(old) - set(fresh):
+            self._bury(key, rv)  # deleted in the gap: a write that answered before the list is older than rv
         self.last_resource_version = rv
         first = not self.synced.is_set()
         for key, obj in old.items():
@@ -282,8 +301,11 @@ class Informer:
         if kind == DELETED:
             if old is not None:
                 del self.store._items[key]
+            if rv:
+                self._bury(key, rv)
             self._emit(DELETED, old or obj, None)
             return
+        self._tombstones.pop(key, None)  # created again
         if old is not None and rv and (rv == resource_version(old) or not newer_or_equal(rv, resource_version(old))):
             return  # the version put_local stored (our own write), or older
         self.store._items[key] = obj
