@@ -72,7 +72,8 @@ def helm_template(*values: str, namespace: str = NAMESPACE, helm_bin: str | None
 
 def render(*, bgppeer_conversion: str = "none", helm_bin: str | None = None) -> str:
     """The bundle's text."""
-    text = helm_template("namespace.create=true", f"crds.bgppeerConversion={bgppeer_conversion}", helm_bin=helm_bin)
+    text = helm_template("namespace.create=true", f"crds.bgppeerConversion={bgppeer_conversion}", "crds.keep=false",
+                         helm_bin=helm_bin)
     return HEADER.format(image=image()) + text.removeprefix("---\n")
 
 

@@ -343,3 +343,12 @@ def test_packaged_chart_is_self_contained(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     crds = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "CustomResourceDefinition"]
     assert len(crds) == 9
+
+
+def test_crds_are_kept_on_uninstall_unless_told(tmp_path: Path) -> None:
+    """`helm uninstall` must not delete the CRDs: that would delete every pool, peer and advertisement with them."""
+    crds = [d for d in template(tmp_path) if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 9
+    assert all(d["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"} for d in crds)
+    crds = [d for d in template(tmp_path, None, "crds.keep=false") if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 9 and not any("annotations" in d["metadata"] for d in crds)
