@@ -60,7 +60,11 @@ def test_helm_install_upgrade_and_secure_metrics(helm_cluster: KubeCluster) -> N
     assert metrics_status(c, node_ip, nobody)[0] == 403
     status, body = metrics_status(c, node_ip, scraper)
     assert status == 200 and "metallb_k8s_client_config_loaded_bool 1.0" in body, body[-2000:]
-    assert "ironlb_membership_alive_members 3.0" in body and "ironlb_membership_quorum_bool 1.0" in body
+    # Membership converges after the pods are Ready (their fast processes heartbeat once the speaker pods are
+    # listed): a starting thing, waited for.
+    converged = ("ironlb_membership_alive_members 3.0", "ironlb_membership_quorum_bool 1.0")
+    wait_until(lambda: all(m in metrics_status(c, node_ip, scraper)[1] for m in converged), 60,
+               "the speakers' membership converged (3 alive, quorum)")
     plain = c.client_run(["curl", "-s", "--max-time", "5", f"http://{node_ip}:9120/metrics"], timeout=15)
     assert "metallb_" not in plain.stdout  # no plain-HTTP metrics beside the HTTPS ones
 
