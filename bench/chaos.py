@@ -608,15 +608,28 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         # Failovers with the load still running.
         failovers: list[float] = []
         errors: list[str] = []
+        details: list[dict[str, int | None]] = []
         false_during: list[tuple[str, str]] = []
         with cluster.probe(VIP) as probe:
             if not probe.wait_ready():
                 raise RuntimeError("client probe did not start")
             for _ in range(args.failovers):
                 offsets = {n: len(cluster.log(n)) for n in cluster.node_names}
+                wall0 = time.time()
                 r = measure_failover(cluster, probe)
                 if r.total_ms is not None:
                     failovers.append(r.total_ms)
+                if r.new is not None:
+                    # Where the time went: the new node's fast path logs the MemberDown, its main process the
+                    # new member set; then its status file, its gratuitous ARP, the client's first answer.
+                    down = cluster.log_time(r.new, rf"MemberDown\(name='{r.dead}'", wall0)
+                    details.append({
+                        "member_down_ms": round((down - wall0) * 1000) if down is not None else None,
+                        "main_sees_it_ms": round(r.detect_ms) if r.detect_ms is not None else None,
+                        "status_ms": round(r.announce_ms) if r.announce_ms is not None else None,
+                        "garp_ms": round(r.garp_ms) if r.garp_ms is not None else None,
+                        "answer_ms": round(r.total_ms) if r.total_ms is not None else None,
+                    })  # fmt: skip
                 if r.error:
                     errors.append(r.error)
                 false_during += [(o, m) for o, m in member_downs(cluster, offsets) if m != r.dead and o != r.dead]
@@ -626,6 +639,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
                 time.sleep(1.0)
         result.update(
             failover_ms=failovers,
+            failover_details=details,
             failover_p95=percentile(failovers, 95) if failovers else None,
             failover_errors=errors,
             false_member_down_during_failovers=len(false_during),
@@ -644,6 +658,8 @@ def show(r: dict[str, Any]) -> None:
           + (f"  {r['member_down_lines']}" if r["member_down_lines"] else ""))  # fmt: skip
     print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
     print(f"  ARP answer: {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
+    for d in r.get("failover_details", []):
+        print("    failover: " + ", ".join(f"{k} {v}" for k, v in d.items()))
     fo = ", ".join(f"{v:.0f}" for v in r["failover_ms"])
     print(f"  failover under load (ms): {fo or '-'}  p95 {r['failover_p95'] or '-'}  "
           f"false MemberDown meanwhile {r['false_member_down_during_failovers']}"
