@@ -14,6 +14,8 @@ import subprocess
 import time
 from typing import IO, Any
 
+from tests.support.waits import DEADLINE_SCALE
+
 
 class ChildExited(RuntimeError):
     """The child closed its output."""
@@ -46,7 +48,9 @@ class JsonLineReader:
 class JsonLinesChild:
     """A helper process that talks JSON lines both ways; every line it sent is kept in ``lines``.
 
-    Expects ``{"ready": true}`` as the first line.
+    Expects ``{"ready": true}`` as the first line. Every timeout here bounds a wait for a line that should come
+    (never the absence of one), so it is stretched by :data:`tests.support.waits.DEADLINE_SCALE` as the tests'
+    other waits are: a child starting on a loaded machine can take seconds to import.
     """
 
     def __init__(self, proc: subprocess.Popen[str], name: str, ready_timeout: float = 10.0) -> None:
@@ -61,7 +65,7 @@ class JsonLinesChild:
 
     def read(self, timeout: float) -> dict[str, Any]:
         try:
-            msg = self._reader.read(timeout)
+            msg = self._reader.read(timeout * DEADLINE_SCALE)
         except TimeoutError:
             raise TimeoutError(f"{self.name} did not answer; saw {self.lines}") from None
         except ChildExited:
@@ -72,12 +76,12 @@ class JsonLinesChild:
 
     def wait_for(self, key: str, value: Any, timeout: float) -> dict[str, Any]:
         """The next line with ``key == value``, reading (and keeping) the lines before it."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * DEADLINE_SCALE
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {key}={value} from {self.name}; saw {self.lines}")
-            msg = self.read(left)
+            msg = self.read(left / DEADLINE_SCALE)
             if msg.get(key) == value:
                 return msg
 
