@@ -77,7 +77,12 @@ class FastProcess:
         self.rejected: dict[str, int] = {}
         self.stalls = 0  # the fast process's membership: late ticks treated as local stalls
         self.proc: subprocess.Popen[bytes] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._decoder = Decoder()
+        self._outbuf = bytearray()
+        self._writing = False
+        self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: asyncio.Future[list[str]] | None = None
         self._stopping = False
@@ -97,10 +102,14 @@ class FastProcess:
             )  # fmt: skip
         finally:
             theirs.close()
-        reader, self._writer = await asyncio.open_connection(sock=ours)
+        # Raw non-blocking I/O on the loop rather than streams: a message from the fast process (a member died) is
+        # dispatched in the very loop iteration that sees it readable, not one or two iterations later (each of
+        # which can hold a slice of BGP decoding on a busy node).
+        ours.setblocking(False)
         loop = asyncio.get_running_loop()
+        self._sock, self._loop = ours, loop
         self._ready = loop.create_future()
-        self._tasks.append(loop.create_task(self._read(reader), name="fastproc-read"))
+        loop.add_reader(ours.fileno(), self._on_readable)
         o = self.options
         self.send({
             "t": "start", "guard": asdict(o.guard),
@@ -120,15 +129,49 @@ class FastProcess:
 
     def send(self, message: Message) -> None:
         """Queue a message for the fast process (never waits; a child that stops reading is killed)."""
-        writer = self._writer
-        if writer is None or writer.is_closing():
+        if self._sock is None or self._closed:
             return
-        writer.write(encode(message))
-        if writer.transport.get_write_buffer_size() > MAX_UNSENT:
+        self._outbuf += encode(message)
+        self._flush()
+        if len(self._outbuf) > MAX_UNSENT:
             log.error("the fast path process reads nothing any more: killing it")
-            writer.close()
+            self._close_channel()
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
+
+    def _flush(self) -> None:
+        sock, loop = self._sock, self._loop
+        if sock is None or loop is None or self._closed:
+            return
+        while self._outbuf:
+            try:
+                sent = sock.send(self._outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # the fast process is gone; the reader reports it
+                self._outbuf.clear()
+                break
+            del self._outbuf[:sent]
+        want = bool(self._outbuf)
+        if want != self._writing:
+            self._writing = want
+            if want:
+                loop.add_writer(sock.fileno(), self._flush)
+            else:
+                loop.remove_writer(sock.fileno())
+
+    def _close_channel(self) -> None:
+        sock, loop = self._sock, self._loop
+        if sock is None or loop is None or self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            loop.remove_reader(sock.fileno())
+        if self._writing:
+            with contextlib.suppress(Exception):
+                loop.remove_writer(sock.fileno())
+            self._writing = False
+        sock.close()
 
     async def stop(self, *, leave: bool = True, timeout: float = 5.0) -> None:
         """Ask the child to withdraw (and leave the membership) and wait for it to exit."""
@@ -148,8 +191,7 @@ class FastProcess:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._writer is not None:
-            self._writer.close()
+        self._close_channel()
 
     async def _kill(self) -> None:
         proc = self.proc
@@ -162,20 +204,33 @@ class FastProcess:
             self.send({"t": "keepalive"})
             await asyncio.sleep(KEEPALIVE)
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        decoder = Decoder()
-        reason = "closed the channel"
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None or self._closed:
+            return
+        reason: str | None = None
         try:
-            while True:
-                data = await reader.read(256 * 1024)
-                if not data:
-                    break
-                for message in decoder.feed(data):
-                    self._dispatch(message)
-        except ChannelError as err:
-            reason = f"sent a bad frame: {err}"
+            data = sock.recv(256 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError as err:
-            reason = f"channel error: {err}"
+            data, reason = b"", f"channel error: {err}"
+        if not data:
+            self._lost(reason or "closed the channel")
+            return
+        try:
+            messages = self._decoder.feed(data)
+        except ChannelError as err:
+            self._lost(f"sent a bad frame: {err}")
+            return
+        for message in messages:
+            try:
+                self._dispatch(message)
+            except Exception:  # a bug in a handler must not stop the channel
+                log.exception("fast path process: cannot handle %r", message.get("t"))
+
+    def _lost(self, reason: str) -> None:
+        self._close_channel()
         code = self.proc.poll() if self.proc is not None else None
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(RuntimeError(f"the fast path process {reason} before it was ready"))
