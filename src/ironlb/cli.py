@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fastpath", choices=("process", "thread"), default="process",
                    help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
                    "or a thread of this one (shares the GIL with the heavy work)")
-    p.add_argument("--wedge-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--wedge-timeout", type=float, default=30.0, metavar="S",
                    help="with --fastpath process: seconds without a word from the main process after which the "
                    "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fastpath", choices=("process", "thread"), default="process",
                    help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
                    "or a thread of this one (shares the GIL with the heavy work)")
-    p.add_argument("--wedge-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--wedge-timeout", type=float, default=30.0, metavar="S",
                    help="with --fastpath process: seconds without a word from the main process after which the "
                    "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
