@@ -159,6 +159,12 @@ def pct(values: list[float]) -> str:
     return f"p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms (n={len(ms)})"
 
 
+def tree_rss_mb(pid: int) -> tuple[float, float]:
+    """RSS of ``pid`` and of its children (the speaker's fast process), MB."""
+    kids = children().get(pid, [])
+    return rss_mb(pid), sum(rss_mb(k) for k in kids)
+
+
 def speakers_cpu(env: SpeakerEnv) -> dict[str, float]:
     tree = children()
     return {n: cpu_seconds(env.speakers[n].pid, tree) for n in env.nodes}
@@ -197,7 +203,7 @@ def main() -> int:
                 {"apiVersion": "metallb.io/v1beta1", "kind": kind, "metadata": {"name": name}, "spec": spec},
             )
         time.sleep(3)
-        idle_rss = {n: rss_mb(env.speakers[n].pid) for n in env.nodes}
+        idle_rss = {n: tree_rss_mb(env.speakers[n].pid) for n in env.nodes}
         arp = ArpReader(env)
         created: dict[str, float] = {}
         seen: dict[str, float] = {}
@@ -224,7 +230,7 @@ def main() -> int:
         cpu2 = speakers_cpu(env)
         time.sleep(10)
         cpu3 = speakers_cpu(env)
-        loaded_rss = {n: rss_mb(env.speakers[n].pid) for n in env.nodes}
+        loaded_rss = {n: tree_rss_mb(env.speakers[n].pid) for n in env.nodes}
         with arp.lock:
             answers = dict(arp.answers)
         ip_lat = [seen[n] - created[n] for n in created if n in seen]
@@ -255,7 +261,8 @@ def main() -> int:
             print(
                 f"  {n}: CPU {cpu1[n] - cpu0[n]:.1f} s over the {busy:.0f} s of creation+convergence; "
                 f"{(cpu2[n] - cpu1[n]) / 5 * 100:.1f} % the 5 s after, {(cpu3[n] - cpu2[n]) / 10 * 100:.1f} % "
-                f"idle the next 10 s; RSS {idle_rss[n]:.0f} MB idle -> {loaded_rss[n]:.0f} MB"
+                f"idle the next 10 s; RSS {idle_rss[n][0]:.0f} MB idle -> {loaded_rss[n][0]:.0f} MB "
+                f"(+ fast process {idle_rss[n][1]:.0f} -> {loaded_rss[n][1]:.0f} MB)"
             )
     finally:
         if arp is not None:
