@@ -54,6 +54,8 @@ bench: setup k8s-binaries
 	$(PY) -m bench.bfd_failover --trials 15 --no-results
 	$(PY) -m bench.controller
 	$(PY) -m bench.speaker
+	$(PY) -m bench.service_latency --services 1000
+	$(PY) -m bench.membership_wire --nodes 50
 	$(PY) -m bench.validate --runs 3
 	$(PY) -m bench.chaos
 
