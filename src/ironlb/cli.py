@@ -328,6 +328,16 @@ def _secure(args: argparse.Namespace, host: str) -> SecureOptions | None:
     return SecureOptions(args.metrics_cert_dir, args.tls_min_version, names)
 
 
+def _add_fastpath_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the latency-critical work runs: the same flags for ``ironlb run`` and ``ironlb speaker``."""
+    p.add_argument("--fastpath", choices=("process", "thread"), default="process",
+                   help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
+                   "or a thread of this one (shares the GIL with the heavy work)")
+    p.add_argument("--wedge-timeout", type=float, default=30.0, metavar="S",
+                   help="with --fastpath process: seconds without a word from the main process after which the "
+                   "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironlb", description="A MetalLB-compatible load balancer for bare metal.")
     parser.add_argument("--version", action="version", version=f"ironlb {__version__}")
@@ -387,12 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the node saves its last valid configuration, run again if it restarts while the "
                    "state directory is invalid (default: STATE/.ironlb/NODE; empty: not saved)")
-    p.add_argument("--fastpath", choices=("process", "thread"), default="process",
-                   help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
-                   "or a thread of this one (shares the GIL with the heavy work)")
-    p.add_argument("--wedge-timeout", type=float, default=30.0, metavar="S",
-                   help="with --fastpath process: seconds without a word from the main process after which the "
-                   "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
+    _add_fastpath_arguments(p)
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     # Test hook (hidden): SIGUSR1 keeps the main loop busy this long, to show the fast path does not wait on it.
     p.add_argument("--test-stall-on-sigusr1", type=float, default=0.0, metavar="S", help=argparse.SUPPRESS)
@@ -517,12 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-burst", type=int, default=400, help="burst of those writes (default %(default)s)")
     p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
     p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
-    p.add_argument("--fastpath", choices=("process", "thread"), default="process",
-                   help="where membership, the ARP/NDP responders and BFD run: a process of their own (default), "
-                   "or a thread of this one (shares the GIL with the heavy work)")
-    p.add_argument("--wedge-timeout", type=float, default=30.0, metavar="S",
-                   help="with --fastpath process: seconds without a word from the main process after which the "
-                   "fast path withdraws and leaves the membership until it speaks again (default %(default)s)")
+    _add_fastpath_arguments(p)
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     for flag in ("--ml-wan-config", "--frrk8s-namespace", "--bgp-debounce-timeout"):
         p.add_argument(flag, default="", help="accepted for MetalLB compatibility; unused")
