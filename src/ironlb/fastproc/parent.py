@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, Protocol
 
 from ironlb.config.types import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
@@ -46,6 +46,25 @@ MAX_UNSENT = 64 * 1024 * 1024
 __all__ = ["FastProcess", "FastProcessOptions", "RemoteBFD", "RemoteMembership", "RemoteResponder"]
 
 
+class FastPathSettings(Protocol):
+    """What ``SpeakerOptions`` and ``RunnerOptions`` both carry for the fast process."""
+
+    @property
+    def exclude_interfaces(self) -> tuple[str, ...]: ...
+    @property
+    def rescan_interval(self) -> float: ...
+    @property
+    def gratuitous_interval(self) -> float: ...
+    @property
+    def gratuitous_duration(self) -> float: ...
+    @property
+    def handover_timeout(self) -> float: ...
+    @property
+    def guard(self) -> GuardConfig: ...
+    @property
+    def log_level(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class FastProcessOptions:
     exclude_interfaces: tuple[str, ...] = DEFAULT_EXCLUDE_PATTERNS
@@ -55,6 +74,19 @@ class FastProcessOptions:
     handover_timeout: float = 2.0
     guard: GuardConfig = field(default_factory=GuardConfig)
     log_level: str = "info"
+
+    @classmethod
+    def of(cls, source: FastPathSettings) -> FastProcessOptions:
+        """The fast process's share of a speaker's or an ``ironlb run`` node's options (same field names)."""
+        return cls(
+            exclude_interfaces=source.exclude_interfaces,
+            rescan_interval=source.rescan_interval,
+            gratuitous_interval=source.gratuitous_interval,
+            gratuitous_duration=source.gratuitous_duration,
+            handover_timeout=source.handover_timeout,
+            guard=source.guard,
+            log_level=source.log_level,
+        )
 
 
 class FastProcess:

@@ -160,15 +160,7 @@ class Speaker:
         bfd_factory: BFDFactory | None = None
         if options.fastpath_process and announcer is None:
             self.fastproc = FastProcess(
-                FastProcessOptions(
-                    exclude_interfaces=options.exclude_interfaces,
-                    rescan_interval=options.rescan_interval,
-                    gratuitous_interval=options.gratuitous_interval,
-                    gratuitous_duration=options.gratuitous_duration,
-                    handover_timeout=options.handover_timeout,
-                    guard=options.guard,
-                    log_level=options.log_level,
-                ),
+                FastProcessOptions.of(options),
                 metrics=speaker_metrics(),
                 on_lost=self._on_fastpath_lost,
             )
