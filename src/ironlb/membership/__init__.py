@@ -1,8 +1,9 @@
 """Speaker membership: which speakers are alive, learned from each other over UDP.
 
 ``fsm`` is the sans-I/O core (``Membership``), ``wire`` the authenticated
-datagram codec and ``service`` the asyncio shell. See ``fsm``'s docstring
-and ``docs/membership.md`` for the design, the timings and partition behaviour.
+datagram codec and ``service`` the asyncio shell. ``fsm``'s docstring names the
+modules of the core, each documenting its part of the design; ``docs/membership.md``
+has the timings and partition behaviour.
 """
 
 from ironlb.membership.fsm import (

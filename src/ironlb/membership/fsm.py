@@ -1,4 +1,4 @@
-"""Sans-I/O core of the speaker membership protocol.
+"""Sans-I/O core of the speaker membership protocol: ``Membership``.
 
 Speakers learn which speakers are alive from each other. ``Membership`` is a
 pure state machine: the caller feeds it datagrams and the current time (a
@@ -7,95 +7,17 @@ a clock, never touches a socket and never raises on network input, so it can be
 tested with simulated time and driven by any event loop (``service`` is the
 asyncio shell).
 
-Direct liveness (watchers)
-    A node exchanges a HEARTBEAT with each of its *neighbours* every
-    ``interval`` (default 100 ms). A neighbour is alive while a *verified*
-    heartbeat from it arrived less than ``dead_timeout`` ago (default 350 ms,
-    so two lost heartbeats in a row are tolerated and a death is noticed
-    250-350 ms later). A node that stops cleanly sends a signed LEAVE to every
-    member and is down at once.
+The design is documented beside the code that does each part:
 
-    Up to ``full_mesh_max`` members (default 12) every member is a neighbour of
-    every other one: a full mesh, where each node decides everything from its
-    own heartbeats. Above that, the neighbours are the predecessor and the
-    successor on ``rings`` (default 4) rings, each a different hash ordering of
-    the member names, so each node is watched by at most ``2 * rings`` others
-    whatever the cluster size, and the union of the rings is a random regular
-    graph (an expander), not one long chain.
-
-Everyone else (large clusters)
-    Each node keeps a *table*: for every member its incarnation, a generation
-    number and whether it was declared dead (or left). A watcher that sees a
-    neighbour die marks its entry dead and sends a signed NOTICE with that entry
-    to every member at once. Entries are ordered (same incarnation: higher
-    generation wins, and at equal generation dead beats alive), so notices are
-    idempotent and a replayed one carries information that is already beaten. A
-    starting node announces its own entry to everyone; a node that receives an
-    entry declaring *itself* dead at its current generation refutes it by
-    raising its generation and announcing that. Heartbeats carry the sender's
-    generation and a hash of the sender's table; neighbours whose hashes stay
-    different for ``dead_timeout`` send each other their table (at most once
-    per ``sync_interval``), so a lost notice is repaired.
-
-    ``alive()`` is not simply "not declared dead": it is the connected
-    component of this node in the watch graph restricted to members it
-    believes alive (neighbours by direct heartbeats, others by the table). This
-    is what keeps the quorum guarantee without a full mesh: in a partition,
-    every watch edge that crosses it ends at a watcher on this side that
-    declares the other end dead within ``dead_timeout``, so no path leaves this
-    side and the count falls to the side's own size, whatever members on the
-    other side nobody here watches.
-
-Authentication and replay (why each field exists)
-    * HMAC-SHA256 with a shared secret over the whole datagram (``wire``):
-      forged or corrupted packets are dropped before parsing.
-    * Sender and destination names are in the MAC: a packet for one member can
-      not be replayed to another, and identity never comes from the source
-      address (which is ignored; replies go to the configured address only, so
-      nobody can use us as a reflector).
-    * Incarnation: a random 64-bit id per process start. Sequence numbers are
-      strictly increasing within an incarnation; anything not newer than the
-      last accepted packet is a replay. Incarnations we have moved away from
-      are retired and never accepted again.
-    * Freshness without clocks: each heartbeat echoes the receiver's
-      incarnation and the highest sequence number the sender has seen from it.
-      The receiver accepts a packet as proof of life only if the echo names its
-      *current* incarnation and a sequence number it sent within the last
-      ``dead_timeout``. This is a nonce exchange: a captured packet is useless
-      once that window has passed, and after the receiver restarts (new
-      incarnation, state lost) every old capture is useless at once, with no
-      dependence on synchronised wall clocks. A restarted *sender* is accepted
-      as soon as its packet echoes us correctly (one round trip). An on-path
-      attacker holding back a genuine packet can use it only within that
-      window, so a dead node stays alive at most ~``2 * dead_timeout``.
-    * Authentic packets without a fresh echo may only teach us which
-      (incarnation, seq) to echo back, under rules that a replay cannot use to
-      go backwards while the member is alive; they never change membership.
-    * NOTICEs cannot carry a fresh echo (the sender has usually never talked to
-      the receiver). They are protected by sequence numbers per sender
-      incarnation and, beyond that, by the entry order above: replaying one
-      can only repeat facts that newer entries already beat.
-
-    A side effect worth knowing: liveness is bidirectional. If packets get
-    through in one direction only, neither side can prove freshness and both
-    see each other as dead, so the two views stay symmetric.
-
-Partitions and the quorum safeguard (metallb#589, #2838)
-    Each side of a partition sees the other side die after ``dead_timeout`` and
-    would take over its IPs, so both sides answer ARP/NDP for the same IP. To
-    bound that, a node that sees fewer than a strict majority of the configured
-    members (itself included) has no quorum: ``has_quorum()`` turns false and a
-    ``QuorumChanged`` event is emitted, and the caller must stop announcing.
-    The majority side keeps quorum and takes over; the minority side withdraws
-    within the same ``dead_timeout``. The cost is availability: if a majority
-    *crashes*, the survivors withdraw too, and an even split (2/2) leaves
-    nobody announcing. ``quorum="auto"`` (the default) enables the safeguard
-    for three or more members only: with two members a majority means both, so
-    any single failure would take every IP down; a 2-node cluster therefore
-    keeps MetalLB's behaviour (both announce while split). ``"on"`` and
-    ``"off"`` force it. Non-transitive partitions (A sees B, B sees C, A does
-    not see C) still give nodes different views; heartbeats carry each
-    sender's alive set so ``views()`` can show the disagreement.
+* ``graph``: direct liveness (heartbeats between watchers), the watch graph
+  (full mesh, or hash rings above ``full_mesh_max`` members), and ``alive()``
+  as this node's component of it;
+* ``table``: the member table and its NOTICEs (death notices, refutation,
+  table syncs) that tell members nobody here watches;
+* ``replay``: authentication, freshness by echo, anti-replay;
+* ``quorum``: the partition safeguard (metallb#589, #2838);
+* ``heartbeat``: the heartbeat payload; ``config`` and ``events``: what goes in
+  and out.
 
 Local stalls
     If ``tick`` is called much later than due (the event loop was blocked),
@@ -108,18 +30,42 @@ Local stalls
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import ipaddress
 import itertools
 import math
-import secrets
-import struct
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
 
+from ironlb.membership.config import (
+    DEFAULT_PORT,
+    Address,
+    MembershipConfig,
+    QuorumMode,
+    check_address,
+    check_name,
+    new_incarnation,
+    parse_members,
+)
+from ironlb.membership.events import (
+    Datagram,
+    DownReason,
+    Event,
+    MemberDown,
+    MemberUp,
+    QuorumChanged,
+    TickResult,
+)
+from ironlb.membership.graph import reachable, watch_graph
+from ironlb.membership.heartbeat import (
+    decode_view,
+    encode_view,
+    heartbeat_head,
+    member_digest,
+    parse_heartbeat,
+)
+from ironlb.membership.peer import Peer
+from ironlb.membership.quorum import has_quorum
+from ironlb.membership.replay import SentLog, notice_record, notice_replayed
+from ironlb.membership.table import DEAD, ENTRY, LEFT, U32_MAX, Entry, Table, chunks, name_key
 from ironlb.membership.wire import MIN_SECRET_LEN, MsgType, Packet, WireError, decode, encode
 
 __all__ = [
@@ -140,245 +86,9 @@ __all__ = [
     "watch_graph",
 ]
 
-DEFAULT_PORT = 7946
-
-Address = tuple[str, int]
-QuorumMode = Literal["auto", "on", "off"]
-DownReason = Literal["timeout", "left", "removed", "restarted", "unreachable"]
-
-_VIEW_DIGEST_LEN = 8
-_RETIRED_KEEP = 8
-_NOTICE_INCS_KEEP = 4
-_NOTICE_WINDOW = 4096
-_WINDOW_MASK = (1 << _NOTICE_WINDOW) - 1
-# HEARTBEAT payload: member-list digest, sender generation, sender table hash, then the view bitmap.
-_HB_HEAD = struct.Struct("!8sIQ")
-# One table entry: name key, incarnation, generation, flags.
-_ENTRY = struct.Struct("!8sQIB")
-_DEAD = 1
-_LEFT = 2
-# Entries per NOTICE datagram: about 1.4 kB, so a table sync is not IP-fragmented.
-_ENTRIES_PER_DATAGRAM = 64
-_U32_MAX = (1 << 32) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class MembershipConfig:
-    """Timings and policy. The defaults aim at failover p50 < 500 ms including GARP.
-
-    ``interval``: heartbeat period. ``dead_timeout``: silence after which a
-    member is down; also the freshness window of the echo (see module doc).
-    ``quorum``: ``"auto"`` (on for 3+ members), ``"on"`` or ``"off"``.
-    ``leave_copies``: LEAVE datagrams per member on a clean stop (UDP may drop
-    one). ``carry_views``: put the sender's alive set in each heartbeat.
-    ``full_mesh_max``: up to this many members, everybody watches everybody.
-    ``rings``: above it, each node is watched by its two ring neighbours on
-    this many hash rings. ``sync_interval``: least time between two table
-    syncs with the same neighbour.
-    """
-
-    interval: float = 0.1
-    dead_timeout: float = 0.35
-    quorum: QuorumMode = "auto"
-    leave_copies: int = 2
-    carry_views: bool = True
-    full_mesh_max: int = 12
-    rings: int = 4
-    sync_interval: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.interval > 0 and math.isfinite(self.interval)):
-            raise ValueError(f"interval must be a positive number of seconds, got {self.interval}")
-        if not (self.dead_timeout >= 2 * self.interval and math.isfinite(self.dead_timeout)):
-            raise ValueError(
-                f"dead_timeout ({self.dead_timeout}) must be at least 2 * interval ({self.interval}) "
-                "so that a single lost heartbeat is not a failure"
-            )
-        if self.quorum not in ("auto", "on", "off"):
-            raise ValueError(f"quorum must be 'auto', 'on' or 'off', got {self.quorum!r}")
-        if self.leave_copies < 1:
-            raise ValueError("leave_copies must be at least 1")
-        if self.full_mesh_max < 1:
-            raise ValueError("full_mesh_max must be at least 1")
-        if not 2 <= self.rings <= 16:
-            raise ValueError(f"rings must be 2..16 (one ring is a chain that any two failures cut), got {self.rings}")
-        if not (self.sync_interval >= self.interval and math.isfinite(self.sync_interval)):
-            raise ValueError(f"sync_interval ({self.sync_interval}) must be at least interval ({self.interval})")
-
-
-@dataclass(frozen=True, slots=True)
-class MemberUp:
-    """``name`` became alive (first verified heartbeat, or again after a restart)."""
-
-    name: str
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class MemberDown:
-    """``name`` is no longer alive.
-
-    ``reason``: ``timeout`` (silent for ``dead_timeout``, seen by us or by its
-    watchers), ``left`` (signed LEAVE), ``removed`` (dropped from the member
-    list), ``restarted`` (a new incarnation replaced the old one; a
-    ``MemberUp`` follows at once) or ``unreachable`` (not declared dead, but
-    every watcher that could vouch for it is down: see the module doc).
-    """
-
-    name: str
-    reason: DownReason
-
-
-@dataclass(frozen=True, slots=True)
-class QuorumChanged:
-    """``has_quorum()`` flipped; ``alive`` of ``members`` configured ones are alive."""
-
-    has_quorum: bool
-    alive: int
-    members: int
-
-
-Event = MemberUp | MemberDown | QuorumChanged
-
-
-class Datagram(NamedTuple):
-    """A datagram to send: ``data`` to ``addr`` (member ``dest``)."""
-
-    data: bytes
-    addr: Address
-    dest: str
-
-
-class TickResult(NamedTuple):
-    """What ``tick`` produced: datagrams to send and events (timeouts, quorum)."""
-
-    datagrams: list[Datagram]
-    events: list[Event]
-
-
-@dataclass(slots=True, eq=False)
-class _Peer:
-    addr: Address
-    # Latest authentic (incarnation, seq) seen from the peer: what we echo back.
-    inc: int = 0
-    seq: int = 0
-    alive: bool = False
-    expires: float = 0.0
-    view: frozenset[str] | None = None  # unused: see view_bits (kept for introspection)
-    view_bits: bytes | None = None  # its alive set as last reported, decoded on demand
-    reply_due: bool = True  # new neighbours get a hello at once, not after an interval
-    last_sent: float = -math.inf
-    last_addr: object = None
-    retired: deque[int] = field(default_factory=lambda: deque(maxlen=_RETIRED_KEEP))
-    watch: bool = True  # a neighbour: we heartbeat it and decide its liveness ourselves
-    hb_gen: int = 0  # generation in its last verified heartbeat
-    notice_seqs: dict[int, tuple[int, int]] = field(default_factory=dict)  # incarnation -> replay window
-    mismatch_since: float | None = None
-    last_sync: float = -math.inf
-    sync_due: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Entry:
-    """What this node believes about one member (the table, see module doc)."""
-
-    key: bytes
-    inc: int = 0
-    gen: int = 0
-    flags: int = 0
-    retired: deque[int] = field(default_factory=lambda: deque(maxlen=_RETIRED_KEEP))
-    hash: int = 0
-    packed: bytes = b""
-
-    def __post_init__(self) -> None:
-        self.packed = _ENTRY.pack(self.key, 0, 0, 0)
-
-
-def new_incarnation() -> int:
-    """A random non-zero 64-bit boot id (randomness, not time: the core reads no clock)."""
-    return secrets.randbits(64) or 1
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"member name must be a str, got {type(name).__name__}")
-    size = len(name.encode("utf-8"))
-    if not 1 <= size <= 253:
-        raise ValueError(f"member name must be 1..253 bytes of UTF-8: {name!r}")
-    return name
-
-
-def _check_address(addr: tuple[str, int]) -> Address:
-    host, port = addr
-    # Literal IPs only: resolving a name would be blocking I/O in the send path.
-    ip = ipaddress.ip_address(host)
-    if not 1 <= int(port) <= 65535:
-        raise ValueError(f"port out of range: {port}")
-    return (str(ip), int(port))
-
-
-def _name_key(name: str) -> bytes:
-    return hashlib.blake2b(name.encode(), digest_size=8, person=b"ironlb-member").digest()
-
-
-def _entry_hash(packed: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big")
-
-
-@functools.lru_cache(maxsize=8)
-def watch_graph(order: tuple[str, ...], rings: int, full_mesh_max: int) -> tuple[tuple[int, ...], ...]:
-    """Neighbours (indices into ``order``) of each member: who watches whom.
-
-    Symmetric by construction. Full mesh up to ``full_mesh_max`` members,
-    else the predecessor and successor on ``rings`` hash orderings. Pure and
-    cached, because every node of a cluster computes the same graph.
-    """
-    n = len(order)
-    if n <= full_mesh_max:
-        return tuple(tuple(j for j in range(n) if j != i) for i in range(n))
-    adj: list[set[int]] = [set() for _ in range(n)]
-    for r in range(rings):
-        salt = f"ring-{r}:".encode()
-        ranked = sorted(range(n), key=lambda i: hashlib.blake2b(salt + order[i].encode(), digest_size=8).digest())
-        for pos, a in enumerate(ranked):
-            b = ranked[(pos + 1) % n]
-            adj[a].add(b)
-            adj[b].add(a)
-    return tuple(tuple(sorted(s)) for s in adj)
-
-
-def parse_members(spec: str, default_port: int = DEFAULT_PORT) -> dict[str, Address]:
-    """Parse ``NAME=ADDR[:PORT],...`` (IPv6 as ``[ADDR]:PORT`` or bare ``ADDR``).
-
-    This is the static form used by ``ironlb run --members``.
-    """
-    members: dict[str, Address] = {}
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        name, sep, where = item.partition("=")
-        name, where = name.strip(), where.strip()
-        if not sep or not name or not where:
-            raise ValueError(f"member must be NAME=ADDR[:PORT], got {item!r}")
-        if where.startswith("["):
-            host, bracket, rest = where[1:].partition("]")
-            if not bracket or (rest and not rest.startswith(":")):
-                raise ValueError(f"bad bracketed address in {item!r}")
-            port = int(rest[1:]) if rest else default_port
-        elif where.count(":") == 1:
-            host, _, port_s = where.partition(":")
-            port = int(port_s)
-        else:  # IPv4 without port, or bare IPv6
-            host, port = where, default_port
-        if name in members:
-            raise ValueError(f"duplicate member {name!r}")
-        members[_check_name(name)] = _check_address((host, port))
-    return members
-
 
 class Membership:
-    """Membership state of one node. See the module docstring for the protocol.
+    """Membership state of one node. See the module docstring (and the modules it names) for the protocol.
 
     ``members`` maps every configured speaker name to its UDP address and may
     include ``node`` itself (its entry is only informational). ``secret`` is
@@ -395,7 +105,7 @@ class Membership:
         *,
         incarnation: int | None = None,
     ) -> None:
-        self._node = _check_name(node)
+        self._node = check_name(node)
         keys = [secret] if isinstance(secret, bytes | bytearray) else list(secret)
         if not keys:
             raise ValueError("at least one secret is required")
@@ -410,8 +120,8 @@ class Membership:
         self._gen = 0
         self._seq = 0
         # (first seq of a burst, time sent): proves freshness of echoed seqs.
-        self._sent: deque[tuple[int, float]] = deque()
-        self._peers: dict[str, _Peer] = {}
+        self._sent = SentLog()
+        self._peers: dict[str, Peer] = {}
         self._own_addr: Address | None = None
         self._order: list[str] = []
         self._index: dict[str, int] = {}
@@ -419,11 +129,9 @@ class Membership:
         self._mesh = True
         self._watched: list[str] = []  # our neighbours, sorted
         self._extra: set[str] = set()  # non-neighbours that heartbeat us (member lists differ)
-        self._table: dict[str, _Entry] = {}
-        self._slots: list[tuple[_Peer | None, _Entry]] = []  # by index in _order; no peer for ourselves
+        self._table = Table()
+        self._slots: list[tuple[Peer | None, Entry]] = []  # by index in _order; no peer for ourselves
         self._changed: set[str] = set()  # entries changed since the last recompute (restarts)
-        self._by_key: dict[bytes, str] = {}
-        self._thash = 0
         self._digest = b""
         self._left = False
         self._started: float | None = None
@@ -496,11 +204,11 @@ class Membership:
 
     def table_hash(self) -> int:
         """Hash of the member table; equal on every node once views have converged."""
-        return self._thash
+        return self._table.hash
 
     def declared_dead(self) -> frozenset[str]:
         """Members whose table entry says dead or left (the notices received)."""
-        return frozenset(n for n, e in self._table.items() if e.flags & _DEAD)
+        return self._table.declared_dead()
 
     def has_quorum(self) -> bool:
         """Whether this node may announce: sees a strict majority, or quorum is off."""
@@ -519,7 +227,7 @@ class Membership:
         out: dict[str, frozenset[str]] = {}
         for n, p in self._peers.items():
             if p.alive and p.view_bits is not None:
-                view = self._decode_view(p.view_bits)
+                view = decode_view(self._order, p.view_bits)
                 if view is not None:
                     out[n] = view
         if not self._left:
@@ -606,15 +314,15 @@ class Membership:
         peer.inc, peer.seq, peer.last_addr = pkt.incarnation, pkt.seq, addr
         if pkt.type is MsgType.LEAVE:
             peer.retired.append(pkt.incarnation)
-            self._merge(pkt.sender, pkt.incarnation, peer.hb_gen, _DEAD | _LEFT, now)
+            self._merge(pkt.sender, pkt.incarnation, peer.hb_gen, DEAD | LEFT, now)
             if peer.alive:
                 self._direct_down(pkt.sender, peer, "left", events)
         else:
             peer.expires = now + self._cfg.dead_timeout
             their_hash = self._heartbeat_payload(pkt.sender, peer, pkt.payload)
             self._merge(pkt.sender, pkt.incarnation, peer.hb_gen, 0, now)
-            entry = self._table[pkt.sender]
-            if not self._mesh and entry.flags & _DEAD and entry.inc == pkt.incarnation:
+            entry = self._table.entries[pkt.sender]
+            if not self._mesh and entry.flags & DEAD and entry.inc == pkt.incarnation:
                 self._tell[pkt.sender] = None  # alive but declared dead: let it refute
             self._check_tables(peer, their_hash, now)
             if restarted:
@@ -688,7 +396,7 @@ class Membership:
         if self._left:
             return []
         targets = list(self._peers.items())
-        payload = _ENTRY.pack(_name_key(self._node), self._inc, self._gen, _DEAD | _LEFT)
+        payload = ENTRY.pack(name_key(self._node), self._inc, self._gen, DEAD | LEFT)
         datagrams: list[Datagram] = []
         for _ in range(self._cfg.leave_copies):
             datagrams += self._emit(MsgType.LEAVE, targets, payload, now)
@@ -729,16 +437,16 @@ class Membership:
         return self._watched + sorted(self._extra)
 
     def _apply_members(self, members: Mapping[str, tuple[str, int]]) -> None:
-        peers: dict[str, _Peer] = {}
+        peers: dict[str, Peer] = {}
         own: Address | None = None
         for name, addr in members.items():
-            checked = _check_address(addr)
-            if _check_name(name) == self._node:
+            checked = check_address(addr)
+            if check_name(name) == self._node:
                 own = checked
                 continue
             peer = self._peers.get(name)
             if peer is None:
-                peer = _Peer(checked)
+                peer = Peer(checked)
             else:
                 peer.addr = checked
                 peer.view_bits = None  # it was relative to the old member list
@@ -747,7 +455,7 @@ class Membership:
         self._own_addr = own
         self._order = sorted([self._node, *peers])
         self._index = {n: i for i, n in enumerate(self._order)}
-        self._digest = hashlib.sha256("\n".join(self._order).encode()).digest()[:_VIEW_DIGEST_LEN]
+        self._digest = member_digest(self._order)
         self._adj = watch_graph(tuple(self._order), self._cfg.rings, self._cfg.full_mesh_max)
         self._mesh = len(self._order) <= self._cfg.full_mesh_max
         mine = self._adj[self._index[self._node]]
@@ -766,18 +474,10 @@ class Membership:
         for name in [n for n, p in peers.items() if not p.watch and p.alive]:
             # Direct liveness of a peer we no longer watch now only counts through the table.
             self._alive.discard(name)
-        table: dict[str, _Entry] = {}
-        for name in self._order:
-            entry = self._table.get(name)
-            table[name] = entry if entry is not None else _Entry(_name_key(name))
-        self._table = table
-        self._by_key = {e.key: n for n, e in table.items()}
-        self._slots = [(peers.get(n), table[n]) for n in self._order]
-        me = table[self._node]
-        self._set_entry(me, self._inc, self._gen, 0)
-        self._thash = 0
-        for e in table.values():
-            self._thash ^= e.hash
+        self._table.rebuild(self._order)
+        entries = self._table.entries
+        self._slots = [(peers.get(n), entries[n]) for n in self._order]
+        self._table.set(entries[self._node], self._inc, self._gen, 0)
         if self._mesh:
             self._alive = {self._node, *(n for n, p in peers.items() if p.alive)}
         else:
@@ -787,60 +487,36 @@ class Membership:
         self._dirty = True
         self._check_settled()
 
-    def _set_entry(self, entry: _Entry, inc: int, gen: int, flags: int) -> None:
-        self._thash ^= entry.hash
-        entry.inc, entry.gen, entry.flags = inc, gen, flags
-        entry.packed = _ENTRY.pack(entry.key, inc, gen, flags)
-        entry.hash = _entry_hash(entry.packed) if inc else 0
-        self._thash ^= entry.hash
-
     def _merge(self, name: str, inc: int, gen: int, flags: int, now: float) -> bool:
-        """Fold one entry into the table (the order in the module doc); True if it changed."""
-        entry = self._table.get(name)
+        """Fold one entry into the table (the order in ``table``); True if it changed."""
+        entry = self._table.entries.get(name)
         if entry is None:
             return False
         if name == self._node:
-            if inc == self._inc and flags & _DEAD and gen >= self._gen and not self._left:
+            if inc == self._inc and flags & DEAD and gen >= self._gen and not self._left:
                 # Declared dead while alive: refute with a higher generation, to everyone.
-                self._gen = min(gen + 1, _U32_MAX)
-                self._set_entry(entry, self._inc, self._gen, 0)
+                self._gen = min(gen + 1, U32_MAX)
+                self._table.set(entry, self._inc, self._gen, 0)
                 self.refutations += 1
                 if not self._mesh:
                     self._announce[self._node] = None
             return False
-        if inc in entry.retired or inc == 0:
+        if not self._table.merge(entry, inc, gen, flags):
             return False
-        if entry.inc == inc:
-            if (gen, flags & _DEAD) <= (entry.gen, entry.flags & _DEAD):
-                return False
-        elif entry.inc:
-            entry.retired.append(entry.inc)
-        self._set_entry(entry, inc, gen, flags)
         self._dirty = True
         self._changed.add(name)
         return True
 
-    def _notice_received(self, pkt: Packet, peer: _Peer, now: float) -> list[Event]:
-        # Anti-replay window per sender incarnation (as IPsec does): the highest seq
-        # seen and a bitmask of the _NOTICE_WINDOW below it, since UDP may reorder.
-        top, mask = peer.notice_seqs.get(pkt.incarnation, (0, 0))
-        back = top - pkt.seq
-        if back >= _NOTICE_WINDOW or (back >= 0 and (top == pkt.seq or mask >> back & 1)):
+    def _notice_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
+        if notice_replayed(peer.notice_seqs, pkt.incarnation, pkt.seq):
             self.rejected["replay"] += 1
             return []
         body = pkt.payload
-        if len(body) % _ENTRY.size:
+        if len(body) % ENTRY.size:
             self.rejected["malformed_payload"] += 1
             return []
-        if pkt.incarnation not in peer.notice_seqs and len(peer.notice_seqs) >= _NOTICE_INCS_KEEP:
-            del peer.notice_seqs[next(iter(peer.notice_seqs))]
-        if back < 0:
-            mask = ((mask << -back) | 1) & _WINDOW_MASK if -back < _NOTICE_WINDOW else 1
-            top = pkt.seq
-        else:
-            mask |= 1 << back
-        peer.notice_seqs[pkt.incarnation] = (top, mask)
-        size, by_key, table = _ENTRY.size, self._by_key, self._table
+        notice_record(peer.notice_seqs, pkt.incarnation, pkt.seq)
+        size, by_key, table = ENTRY.size, self._table.by_key, self._table.entries
         for off in range(0, len(body), size):
             raw = body[off : off + size]
             name = by_key.get(raw[:8])
@@ -850,8 +526,8 @@ class Membership:
                 continue  # nothing new (most of a table sync)
             if pkt.type is MsgType.LEAVE and name != pkt.sender:
                 continue  # a LEAVE speaks only for its sender
-            _key, inc, gen, flags = _ENTRY.unpack(raw)
-            self._merge(name, inc, gen, flags & (_DEAD | _LEFT), now)
+            _key, inc, gen, flags = ENTRY.unpack(raw)
+            self._merge(name, inc, gen, flags & (DEAD | LEFT), now)
         if pkt.type is MsgType.LEAVE:
             peer.retired.append(pkt.incarnation)
         events: list[Event] = []
@@ -863,26 +539,25 @@ class Membership:
         return events
 
     def _heartbeat_body(self) -> bytes:
-        head = _HB_HEAD.pack(self._digest, self._gen, self._thash)
+        head = heartbeat_head(self._digest, self._gen, self._table.hash)
         return head + self._encode_view() if self._cfg.carry_views else head
 
-    def _heartbeat_payload(self, name: str, peer: _Peer, payload: bytes) -> int | None:
+    def _heartbeat_payload(self, name: str, peer: Peer, payload: bytes) -> int | None:
         """Read a verified heartbeat's payload; returns the sender's table hash if comparable."""
         peer.view_bits = None
-        if len(payload) < _HB_HEAD.size:
+        heartbeat = parse_heartbeat(payload)
+        if heartbeat is None:
             return None
-        digest, gen, thash = _HB_HEAD.unpack_from(payload)
-        peer.hb_gen = gen
-        if digest != self._digest:
+        peer.hb_gen = heartbeat.generation
+        if heartbeat.digest != self._digest:
             return None
-        if len(payload) > _HB_HEAD.size:
-            peer.view_bits = payload[_HB_HEAD.size :]
-        return int(thash)
+        peer.view_bits = heartbeat.view_bits
+        return heartbeat.table_hash
 
-    def _check_tables(self, peer: _Peer, their_hash: int | None, now: float) -> None:
+    def _check_tables(self, peer: Peer, their_hash: int | None, now: float) -> None:
         if self._mesh or their_hash is None:
             return
-        if their_hash == self._thash:
+        if their_hash == self._table.hash:
             peer.mismatch_since = None
         elif peer.mismatch_since is None:
             peer.mismatch_since = now
@@ -896,8 +571,8 @@ class Membership:
             entries = [self._pack_entry(n) for n in self._announce]
             self._announce.clear()
             targets = list(self._peers.items())
-            for i in range(0, len(entries), _ENTRIES_PER_DATAGRAM):
-                out += self._emit(MsgType.NOTICE, targets, b"".join(entries[i : i + _ENTRIES_PER_DATAGRAM]), now)
+            for payload in chunks(entries):
+                out += self._emit(MsgType.NOTICE, targets, payload, now)
         for name in self._tell:
             if name in self._peers:
                 out += self._emit(MsgType.NOTICE, [(name, self._peers[name])], self._pack_entry(name), now)
@@ -905,19 +580,17 @@ class Membership:
         syncs = [(n, self._peers[n]) for n in self._active() if self._peers[n].sync_due]
         syncs = [(n, p) for n, p in syncs if now - p.last_sync >= self._cfg.sync_interval]
         if syncs:
-            entries = [self._pack_entry(n) for n, e in self._table.items() if e.inc]
+            entries = self._table.known()
             for name, p in syncs:
                 p.sync_due = False
                 p.last_sync = now
                 p.mismatch_since = None
-                for i in range(0, len(entries), _ENTRIES_PER_DATAGRAM):
-                    out += self._emit(
-                        MsgType.NOTICE, [(name, p)], b"".join(entries[i : i + _ENTRIES_PER_DATAGRAM]), now
-                    )
+                for payload in chunks(entries):
+                    out += self._emit(MsgType.NOTICE, [(name, p)], payload, now)
         return out
 
     def _pack_entry(self, name: str) -> bytes:
-        return self._table[name].packed
+        return self._table.entries[name].packed
 
     def _recompute(self, now: float, events: list[Event]) -> None:
         """``alive()`` := our component of the watch graph over believed-alive members."""
@@ -925,7 +598,7 @@ class Membership:
         self._last_recompute = now
         if self._mesh:
             return
-        order, adj, peers, table = self._order, self._adj, self._peers, self._table
+        order, peers, table = self._order, self._peers, self._table.entries
         believed = bytearray(len(order))
         for i, (p, e) in enumerate(self._slots):
             if p is None:
@@ -933,21 +606,10 @@ class Membership:
             elif p.watch:
                 believed[i] = p.alive
             else:
-                believed[i] = p.alive or (e.inc != 0 and not e.flags & _DEAD)
-        start = self._index[self._node]
-        seen = bytearray(len(order))
-        seen[start] = 1
-        stack = [start]
-        stack += [self._index[n] for n in self._extra if peers[n].alive]
-        for i in stack[1:]:
-            seen[i] = 1
-        while stack:
-            i = stack.pop()
-            for j in adj[i]:
-                if believed[j] and not seen[j]:
-                    seen[j] = 1
-                    stack.append(j)
-        new = set(itertools.compress(order, seen))
+                believed[i] = p.alive or (e.inc != 0 and not e.flags & DEAD)
+        # Heartbeating non-neighbours (member lists differ for a while) vouch for themselves.
+        starts = [self._index[self._node], *(self._index[n] for n in self._extra if peers[n].alive)]
+        new = set(itertools.compress(order, reachable(self._adj, believed, starts)))
         for name in self._watched:  # neighbours follow their own heartbeats, events included
             if peers[name].alive:
                 new.add(name)
@@ -961,7 +623,7 @@ class Membership:
             if name == self._node or peers[name].watch:
                 continue
             e = table[name]
-            reason: DownReason = "left" if e.flags & _LEFT else "timeout" if e.flags & _DEAD else "unreachable"
+            reason: DownReason = "left" if e.flags & LEFT else "timeout" if e.flags & DEAD else "unreachable"
             events.append(MemberDown(name, reason))
             self._reported_inc.pop(name, None)
         for name in sorted((new - old) | (changed & new)):
@@ -978,21 +640,13 @@ class Membership:
             self._alive = new
             self._alive_frozen = None
 
-    def _prune_sent(self, now: float) -> None:
-        horizon = now - self._cfg.dead_timeout
-        while self._sent and self._sent[0][1] < horizon:
-            self._sent.popleft()
-
     def _fresh(self, pkt: Packet, now: float) -> bool:
         """Does the echo name a packet we sent within the last ``dead_timeout``?"""
         if pkt.echo_incarnation != self._inc:
             return False
-        self._prune_sent(now)
-        if not self._sent:
-            return False
-        return self._sent[0][0] <= pkt.echo_seq <= self._seq
+        return self._sent.covers(pkt.echo_seq, self._seq, now - self._cfg.dead_timeout)
 
-    def _emit(self, mtype: MsgType, targets: Iterable[tuple[str, _Peer]], payload: bytes, now: float) -> list[Datagram]:
+    def _emit(self, mtype: MsgType, targets: Iterable[tuple[str, Peer]], payload: bytes, now: float) -> list[Datagram]:
         out: list[Datagram] = []
         first = self._seq + 1
         key = self._keys[0]
@@ -1013,11 +667,10 @@ class Membership:
                 p.reply_due = False
                 p.last_sent = now
         if out:
-            self._sent.append((first, now))
-            self._prune_sent(now)  # bounded even if nothing is ever received
+            self._sent.record(first, now, now - self._cfg.dead_timeout)  # bounded even if nothing is ever received
         return out
 
-    def _direct_down(self, name: str, peer: _Peer, reason: DownReason, events: list[Event]) -> None:
+    def _direct_down(self, name: str, peer: Peer, reason: DownReason, events: list[Event]) -> None:
         peer.alive = False
         peer.view_bits = None
         self._dirty = True
@@ -1027,9 +680,9 @@ class Membership:
         self._alive.discard(name)
         self._alive_frozen = None
         if reason == "timeout" and not self._mesh:
-            entry = self._table[name]
+            entry = self._table.entries[name]
             gen = max(peer.hb_gen, entry.gen if entry.inc == peer.inc else 0)
-            if peer.inc and self._merge(name, peer.inc, gen, _DEAD, 0.0):
+            if peer.inc and self._merge(name, peer.inc, gen, DEAD, 0.0):
                 self._announce[name] = None  # tell everyone at once
 
     def _check_settled(self) -> None:
@@ -1039,11 +692,7 @@ class Membership:
     def _compute_quorum(self) -> bool:
         if self._left:
             return False
-        n = len(self._peers) + 1
-        mode = self._cfg.quorum
-        if mode == "off" or (mode == "auto" and n <= 2):
-            return True
-        return 2 * len(self._alive) > n
+        return has_quorum(self._cfg.quorum, len(self._alive), len(self._peers) + 1)
 
     def _update_quorum(self, events: list[Event]) -> None:
         quorum = self._compute_quorum()
@@ -1055,15 +704,5 @@ class Membership:
         alive = self.alive()
         if self._view_cache is not None and self._view_cache[0] is alive:
             return self._view_cache[1]
-        bits = bytearray((len(self._order) + 7) // 8)
-        for i, name in enumerate(self._order):
-            if name in alive:
-                bits[i // 8] |= 0x80 >> (i % 8)
-        self._view_cache = (alive, bytes(bits))
+        self._view_cache = (alive, encode_view(self._order, alive))
         return self._view_cache[1]
-
-    def _decode_view(self, bits: bytes) -> frozenset[str] | None:
-        # Only meaningful if the sender has the same member list as we do (digest checked).
-        if len(bits) != (len(self._order) + 7) // 8:
-            return None
-        return frozenset(n for i, n in enumerate(self._order) if bits[i // 8] & (0x80 >> (i % 8)))
