@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import time
 
-from ironlb.membership import Membership, MembershipService
+from ironlb.membership import MemberDown, Membership, MembershipService
 from ironlb.membership.wire import MAX_DATAGRAM
 
 SECRET = b"socket-test-secret-0123456789abcd"
@@ -66,3 +68,47 @@ async def test_junk_is_dropped_counted_and_heartbeats_still_count() -> None:
         assert a.view.alive == {"a", "b"} and a.view.has_quorum
     junk.close()
     stranger.close()
+
+
+FLOOD = """
+import os, socket, sys, time
+target = (sys.argv[1], int(sys.argv[2]))
+end = time.monotonic() + float(sys.argv[3])
+junk = b"IL\\x01" + os.urandom(120)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.bind(("127.0.0.2", 0))  # no member has this address
+    while time.monotonic() < end:  # bounded in time
+        for _ in range(100):
+            try:
+                s.sendto(junk, target)
+            except OSError:
+                pass
+"""
+
+
+async def test_a_flood_that_fills_the_main_buffer_does_not_cost_a_heartbeat() -> None:
+    """Members' datagrams land on sockets of their own: junk overflowing the main queue never pushes them out."""
+    sa, sb, members = _pair()
+    events: list[object] = []
+    # A flood from another process keeps the main queue (4 MiB) full faster than Python drains it: a heartbeat
+    # queued behind it would wait longer than the dead timeout ("stale", then MemberDown).
+    a = MembershipService(Membership("a", SECRET, members), sock=sa, on_event=events.append)
+    b = MembershipService(Membership("b", SECRET, members), sock=sb)
+    async with a, b:
+        deadline = time.monotonic() + 5
+        while a.alive() != {"a", "b"}:
+            assert time.monotonic() < deadline, a.alive()
+            await asyncio.sleep(0.02)
+        events.clear()
+        host, port = members["a"]
+        flood = subprocess.Popen([sys.executable, "-c", FLOOD, host, str(port), "3"])
+        try:
+            await asyncio.sleep(3.0)  # over eight dead timeouts of flood
+        finally:
+            flood.kill()
+            flood.wait()
+        assert [e for e in events if isinstance(e, MemberDown)] == []
+        assert a.alive() == {"a", "b"}
+        assert a.rejections()["unknown_address"] > 0, a.rejections()
+    sa.close()
+    sb.close()

@@ -14,6 +14,14 @@ batches (no event-loop round trip per datagram), and a datagram whose size no va
 from an address no member has, is dropped and counted before any parsing or HMAC work (``rejected``). Members send
 from the address they bind, which is their configured one, so the address check costs a legitimate member nothing;
 a spoofed member address still meets the HMAC.
+
+Known peers get a queue of their own: besides the bound socket, one UDP socket per member is bound to the same
+address (``SO_REUSEADDR``, set after the main bind so a second ironlb still cannot take the port) and connected to
+that member's address. The kernel delivers a datagram to the socket that matches it best, so a member's heartbeats
+land in its own small queue and everything else (junk, strangers, a member sending from another address) in the
+main one. A flood then neither pushes heartbeats out of a full buffer nor queues them behind thousands of junk
+datagrams; the peer queues are drained before every tick, so a heartbeat that arrived in time is counted before
+the tick decides who is dead. Junk still reaches this process and is counted as before.
 """
 
 from __future__ import annotations
@@ -48,6 +56,10 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of socket receive buffer asked for: a burst of junk must not push real heartbeats out."""
 MAX_READS_PER_WAKEUP = 64
 """Datagrams read per readiness event before the loop gets a turn (ARP answers share it)."""
+PEER_RECEIVE_BUFFER = 256 * 1024
+"""Receive buffer of each member's own socket: one member sends a few datagrams per interval."""
+MAX_PEER_READS = 256
+"""Datagrams read from one member's socket per wakeup or tick (more only if someone spoofs that member)."""
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
@@ -114,6 +126,7 @@ class MembershipService:
         self.receive_buffer = 0
         """Receive buffer bytes the kernel granted (0 until started)."""
         self._hosts = self._member_hosts()
+        self._peer_socks: dict[Address, socket.socket] = {}  # member address -> socket connected to it
 
     @property
     def membership(self) -> Membership:
@@ -159,6 +172,7 @@ class MembershipService:
         )  # fmt: skip
         self._sock, self._loop = sock, loop
         loop.add_reader(sock.fileno(), self._on_readable)
+        self._sync_peer_sockets()
         self._task = asyncio.create_task(self._run(), name=f"membership-{self._core.node}")
 
     async def stop(self, *, leave: bool = True) -> None:
@@ -172,6 +186,7 @@ class MembershipService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._close_peer_sockets()
         sock, self._sock = self._sock, None
         if sock is None:
             return
@@ -193,6 +208,7 @@ class MembershipService:
         """Change the member list at run time; new members are greeted at once."""
         events = self._core.set_members(members)
         self._hosts = self._member_hosts()
+        self._sync_peer_sockets()
         self._dispatch(events, force=True)
         self._wake.set()
 
@@ -221,6 +237,7 @@ class MembershipService:
             sock = self._sock
             if sock is None:
                 return
+            self._drain_peers()  # what members sent before now counts before the tick expires anyone
             was_settled = self._reported[2]
             datagrams, events = self._core.tick(self._clock())
             self._send(sock, datagrams)
@@ -233,11 +250,13 @@ class MembershipService:
                         await self._wake.wait()
 
     def _on_readable(self) -> None:
-        """Drain a batch of datagrams; sizes no message can have are dropped before the core sees them."""
-        sock = self._sock
-        if sock is None:
-            return
-        for _ in range(MAX_READS_PER_WAKEUP):
+        """Drain a batch from the main socket (strangers, junk, members not on their own socket)."""
+        if self._sock is not None:
+            self._drain(self._sock, MAX_READS_PER_WAKEUP)
+
+    def _drain(self, sock: socket.socket, budget: int) -> None:
+        """Read up to ``budget`` datagrams; sizes no message can have and strangers are dropped before the core."""
+        for _ in range(budget):
             try:
                 data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
@@ -256,6 +275,45 @@ class MembershipService:
                 self.rejected["unknown_address"] += 1
                 continue
             self._on_datagram(data, addr)
+
+    def _drain_peers(self) -> None:
+        for sock in list(self._peer_socks.values()):
+            self._drain(sock, MAX_PEER_READS)
+
+    def _sync_peer_sockets(self) -> None:
+        """One socket per member address, connected to it: open the missing ones, close those of gone members."""
+        main, loop = self._sock, self._loop
+        if main is None or loop is None:
+            return
+        own = self._core.own_address
+        wanted = {
+            (_normal(host), port)
+            for host, port in self._core.members().values()
+            if own is None or (_normal(host), port) != (_normal(own[0]), own[1])
+        }
+        for addr in set(self._peer_socks) - wanted:
+            self._close_peer(addr)
+        if wanted - set(self._peer_socks):
+            # Only now may other sockets share the port; a second bind of the whole port still fails.
+            with contextlib.suppress(OSError):
+                main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for addr in sorted(wanted - set(self._peer_socks)):
+            sock = _connected_socket(main, addr)
+            if sock is None:
+                continue  # its datagrams simply arrive on the main socket
+            self._peer_socks[addr] = sock
+            loop.add_reader(sock.fileno(), self._drain, sock, MAX_PEER_READS)
+
+    def _close_peer(self, addr: Address) -> None:
+        sock = self._peer_socks.pop(addr)
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
+        sock.close()
+
+    def _close_peer_sockets(self) -> None:
+        for addr in list(self._peer_socks):
+            self._close_peer(addr)
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         was_settled = self._reported[2]
@@ -294,6 +352,28 @@ class MembershipService:
                 self._on_change(state[0], state[1])
             except Exception:
                 log.exception("membership on_change callback failed")
+
+
+def _connected_socket(main: socket.socket, addr: Address) -> socket.socket | None:
+    """A UDP socket on ``main``'s local address, connected to ``addr``; None if the kernel refuses."""
+    host, port = addr
+    if main.family == socket.AF_INET6 and ":" not in host:
+        host = f"::ffff:{host}"
+    elif main.family == socket.AF_INET and ":" in host:
+        return None
+    sock = socket.socket(main.family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setblocking(False)
+        sock.bind(main.getsockname())
+        sock.connect((host, port))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PEER_RECEIVE_BUFFER)
+    except OSError as exc:
+        log.debug("membership: no socket of its own for %s:%d: %s", host, port, exc)
+        sock.close()
+        return None
+    return sock
 
 
 def _normal(host: str) -> str:
