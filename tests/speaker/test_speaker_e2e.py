@@ -84,6 +84,22 @@ def test_seed_example_answered_by_the_elected_node(env: SpeakerEnv) -> None:
     assert _health(env, elected, "/readyz") == "ok"
 
 
+def test_membership_and_fast_path_metrics_come_from_the_fast_process(env: SpeakerEnv) -> None:
+    """The speakers run their membership in the fast process (the default): its view, counters, detection times
+    and loop lag reach every speaker's /metrics."""
+    node = env.nodes[0]
+    converged = ("ironlb_membership_alive_members 3.0", "ironlb_membership_quorum_bool 1.0",
+                 "ironlb_membership_members 3.0")  # fmt: skip
+    wait_until(lambda: all(line in _metrics(env, node) for line in converged), 30,
+               f"{node}'s membership metrics to show the three speakers alive")  # fmt: skip
+    page = _metrics(env, node)
+    for family in ("ironlb_membership_stalls_total", "ironlb_membership_rejected_datagrams_total",
+                   "ironlb_membership_detection_seconds", "ironlb_fastpath_loop_lag_seconds"):
+        assert f"# TYPE {family} " in page, family
+    assert 'ironlb_fastpath_loop_lag_seconds_bucket{le="+Inf"}' in page
+    assert "ironlb_fastpath_loop_lag_seconds_count 0.0" not in page  # the fast process reported its samples
+
+
 @pytest.mark.parametrize("change", ["NetworkUnavailable", "exclude-label"])
 def test_node_changes_move_the_announcement_within_a_second(env: SpeakerEnv, change: str) -> None:
     _seeded(env)

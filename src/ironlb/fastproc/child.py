@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -31,6 +32,7 @@ from ironlb.bfd.speaker import SpeakerBFD, SpeakerBFDHandle
 from ironlb.config.types import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
+from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.membership import Membership, MembershipConfig, MembershipService
@@ -41,6 +43,8 @@ NICE = -10
 """Nice value asked for the fast process (needs CAP_SYS_NICE, else it keeps its parent's)."""
 METRICS_INTERVAL = 1.0
 READ_SIZE = 256 * 1024
+LAG_PROBE_INTERVAL = 0.1
+"""Seconds between the loop-lag probe's timers (``ironlb_fastpath_loop_lag_seconds``)."""
 BIND_RETRY = 5.0
 """Seconds the membership socket's bind is retried (the port of a previous fast process being released)."""
 
@@ -86,19 +90,34 @@ class FastChild:
         self._leave_on_exit = True
         self._hand_over: tuple[str, ...] = ()  # IPs given to another live node: answered until it claims them
         self._releasing = False  # a clean stop is handing the IPs over: the guard no longer drives the responder
+        # Membership counts of the memberships stopped so far (a wedge restarts it): the reported ones only grow.
+        self._past_rejected: Counter[str] = Counter()
+        self._past_stalls = 0
+        self._past_detections = Histogram(DETECTION_BUCKETS)
+        self._loop_lag = Histogram(LOOP_LAG_BUCKETS)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> None:
         self._sock.setblocking(False)
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
         ticker = self._loop.create_task(self._tick_loop(), name="fastproc-tick")
+        probe = self._loop.create_task(self._lag_probe(), name="fastproc-lag")
         try:
             await self._done.wait()
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in (ticker, probe):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._close()
+
+    async def _lag_probe(self) -> None:
+        """How late this loop runs a timer: the wait an ARP/NDP request or a heartbeat meets before it is handled
+        (the loop's own lateness: this process's CPU share, its other work, a garbage collection)."""
+        while True:
+            due = time.monotonic() + LAG_PROBE_INTERVAL
+            await asyncio.sleep(LAG_PROBE_INTERVAL)
+            self._loop_lag.observe(time.monotonic() - due)
 
     async def _tick_loop(self) -> None:
         last_metrics = 0.0
@@ -269,6 +288,9 @@ class FastChild:
     async def _stop_membership(self, *, leave: bool) -> None:
         service, self.membership = self.membership, None
         if service is not None:
+            self._past_rejected += service.rejections()
+            self._past_stalls += service.membership.stalls
+            self._past_detections.merge(service.membership.detections)
             with contextlib.suppress(Exception):
                 await service.stop(leave=leave)
 
@@ -345,11 +367,16 @@ class FastChild:
 
     def _report_metrics(self) -> None:
         service = self.membership
-        rejected = dict(service.rejections()) if service is not None else {}
+        rejected = self._past_rejected.copy()
+        stalls, detections = self._past_stalls, self._past_detections.copy()
+        if service is not None:
+            rejected += service.rejections()
+            stalls += service.membership.stalls
+            detections.merge(service.membership.detections)
         self._send("metrics", {
             "t": "metrics", "layer2": self._l2metrics.snapshot(), "bfd": self._bfdmetrics.snapshot(),
-            "rejected": rejected, "stalls": service.membership.stalls if service is not None else 0,
-            "answering": len(self._answering),
+            "rejected": dict(rejected), "stalls": stalls, "detections": detections.snapshot(),
+            "loop_lag": self._loop_lag.snapshot(), "answering": len(self._answering),
         })  # fmt: skip
 
     def _send(self, key: str, message: Message) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from ironlb.config.types import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import GuardConfig
+from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import AllInterfaces
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import MembershipConfig
@@ -108,6 +109,8 @@ class FastProcess:
         self.view_seq = 0
         self.rejected: dict[str, int] = {}
         self.stalls = 0  # the fast process's membership: late ticks treated as local stalls
+        self.detections = Histogram(DETECTION_BUCKETS)  # its membership's failure detection times
+        self.loop_lag = Histogram(LOOP_LAG_BUCKETS)  # how late its event loop runs timers
         self.proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -295,6 +298,10 @@ class FastProcess:
         elif kind == "metrics":
             self.rejected = {str(k): int(v) for k, v in message["rejected"].items()}
             self.stalls = int(message.get("stalls", 0))
+            if "detections" in message:
+                self.detections = Histogram.from_snapshot(message["detections"])
+            if "loop_lag" in message:
+                self.loop_lag = Histogram.from_snapshot(message["loop_lag"])
             if self.metrics is not None:
                 self.metrics.layer2.load(message["layer2"])
                 self.metrics.bfd.load(message["bfd"])
@@ -392,6 +399,11 @@ class RemoteMembership:
     def stalls(self) -> int:
         """Late ticks the fast process's membership treated as local stalls (as ``Membership.stalls``)."""
         return self._process.stalls
+
+    @property
+    def detections(self) -> Histogram:
+        """The fast process's membership's failure detection times (as ``Membership.detections``)."""
+        return self._process.detections
 
     def update(self, message: Message) -> None:
         members = {str(k): (str(v[0]), int(v[1])) for k, v in message["members"].items()}

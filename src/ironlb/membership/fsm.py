@@ -35,6 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from ironlb.histogram import DETECTION_BUCKETS, Histogram
 from ironlb.membership.config import (
     DEFAULT_PORT,
     Address,
@@ -154,6 +155,8 @@ class Membership:
         """Late ticks treated as local stalls (see module doc)."""
         self.refutations = 0
         """Times this node was declared dead while alive and said so (see module doc)."""
+        self.detections = Histogram(DETECTION_BUCKETS)
+        """Seconds from a neighbour's last heartbeat to its declared death by timeout, one per death we detected."""
         self._apply_members(members)
         self._quorum = self._compute_quorum()
 
@@ -319,6 +322,7 @@ class Membership:
                 self._direct_down(pkt.sender, peer, "left", events)
         else:
             peer.expires = now + self._cfg.dead_timeout
+            peer.heard = now
             their_hash = self._heartbeat_payload(pkt.sender, peer, pkt.payload)
             self._merge(pkt.sender, pkt.incarnation, peer.hb_gen, 0, now)
             entry = self._table.entries[pkt.sender]
@@ -364,6 +368,8 @@ class Membership:
         for name in active:
             p = self._peers[name]
             if p.alive and p.expires <= now:
+                if p.watch:
+                    self.detections.observe(now - p.heard)
                 self._direct_down(name, p, "timeout", events)
 
         peers = self._peers

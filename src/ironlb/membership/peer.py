@@ -23,6 +23,7 @@ class Peer:
     seq: int = 0
     alive: bool = False
     expires: float = 0.0
+    heard: float = -math.inf  # when its last heartbeat proved it alive (detection times are measured from it)
     view: frozenset[str] | None = None  # unused: see view_bits (kept for introspection)
     view_bits: bytes | None = None  # its alive set as last reported, decoded on demand
     reply_due: bool = True  # new neighbours get a hello at once, not after an interval

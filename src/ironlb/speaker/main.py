@@ -55,7 +55,7 @@ async def run(options: RunOptions) -> int:
         counters=counters,
         status_client=client.with_limiter(options.status_qps, options.status_burst),
     )
-    collector = SpeakerCollector(counters, lambda: client.stats, lambda: speaker.membership)
+    collector = SpeakerCollector(counters, lambda: client.stats, lambda: speaker.membership, lambda: speaker.fastproc)
     REGISTRY.register(collector)
     try:
         servers = await metrics_servers(

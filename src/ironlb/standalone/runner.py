@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from ironlb.announce.announcer import Announcer, LayerTwoResponder
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
@@ -41,6 +43,7 @@ from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.wire import member_list_key
+from ironlb.metrics.membership import FastPathCollector
 from ironlb.metrics.server import HealthServer
 from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
@@ -162,6 +165,7 @@ class Runner:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.http: HealthServer | None = None
+        self._collector: FastPathCollector | None = None
 
     @property
     def member_names(self) -> frozenset[str]:
@@ -201,6 +205,10 @@ class Runner:
                 self.http = http
             except OSError as err:
                 log.warning("cannot serve metrics on %s:%d: %s", *opts.metrics_address, err)
+            else:
+                # The membership and fast-path families, read at scrape time from whichever membership runs.
+                self._collector = FastPathCollector(lambda: self.membership, lambda: self.fastproc)
+                REGISTRY.register(self._collector)
         if len(self.member_names) > 1:
             secret = opts.secret
             if secret is None:
@@ -251,6 +259,9 @@ class Runner:
             await self.fastproc.stop(leave=True)
         if self.http is not None:
             await self.http.close()
+        if self._collector is not None:
+            REGISTRY.unregister(self._collector)
+            self._collector = None
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
         log.info("stopped; all announcements withdrawn")
