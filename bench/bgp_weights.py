@@ -25,72 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, peer_yaml, service_yaml, slice_yaml
+from tests.support.bgp_interop import BgpLan, frr_lan, service_yaml
+from tests.support.bgp_weighted import CONFIG, PEER, endpoints, kernel_weights, proportional, router_conf
 
 from ironlb.lab.failover import percentile
-from ironlb.lab.frr import FRRInstance, frr_missing
+from ironlb.lab.frr import frr_missing
 from ironlb.lab.netns import NetnsLab, netns_available
 from ironlb.lab.waits import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-PREFIX = "10.50.0.20/32"
-ROUTER_ASN, NODE_ASN = 64512, 64513
-CONFIG = doc(
-    """
-    apiVersion: metallb.io/v1beta1
-    kind: IPAddressPool
-    metadata: {name: bgp, namespace: metallb-system}
-    spec: {addresses: ["10.50.0.0/24"]}
-    ---
-    apiVersion: metallb.io/v1beta1
-    kind: BGPAdvertisement
-    metadata:
-      name: weighted
-      namespace: metallb-system
-      annotations: {ironlb.io/link-bandwidth: ready-endpoints}
-    spec: {ipAddressPools: [bgp]}
-    """
-)
 
 
-def endpoints(counts: dict[str, int]) -> str:
-    eps: list[tuple[str, str, bool]] = []
-    for k, (node, n) in enumerate(sorted(counts.items())):
-        eps += [(f"10.1.{k}.{i + 1}", node, True) for i in range(n)]
-        eps.append((f"10.1.{k}.200", node, False))
-    return slice_yaml("local", *eps)
-
-
-class Router:
-    def __init__(self, lab: NetnsLab, ns: str) -> None:
-        self.lab, self.ns = lab, ns
-
-    def _ip(self, *args: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = json.loads(self.lab.run(self.ns, ["ip", "-j", *args]).stdout or "[]")
-        return out
-
-    def weights(self) -> dict[str, int]:
-        """Next hop -> weight of the kernel route (zebra installs a nexthop group)."""
-        got: dict[str, int] = {}
-        for route in self._ip("route", "show", PREFIX):
-            if "gateway" in route:
-                got[route["gateway"]] = 1
-            if "nhid" in route:
-                for group in self._ip("nexthop", "show", "id", str(route["nhid"])):
-                    for member in group.get("group") or [{"id": group["id"], "weight": 1}]:
-                        (hop,) = self._ip("nexthop", "show", "id", str(member["id"]))
-                        got[hop["gateway"]] = int(member.get("weight", 1))
-        return got
-
-
-def proportional(weights: dict[str, int], want: dict[str, int]) -> bool:
-    if set(weights) != set(want):
-        return False
-    total_w, total = sum(weights.values()), sum(want.values())
-    return all(abs(weights[k] / total_w - want[k] / total) < 0.02 for k in want)
-
-
-def timed_change(lan: BgpLan, router: Router, counts: dict[str, int], ip: dict[str, str]) -> float:
+def timed_change(lan: BgpLan, counts: dict[str, int], ip: dict[str, str]) -> float:
     """Write the new endpoints on every node; seconds until the router's weights match ``counts``."""
     want = {ip[n]: c for n, c in counts.items() if c}
     text = endpoints(counts)
@@ -98,7 +44,7 @@ def timed_change(lan: BgpLan, router: Router, counts: dict[str, int], ip: dict[s
     lan.write_all("eps.yaml", text)
     while time.monotonic() - t0 < 30:
         try:
-            if proportional(router.weights(), want):
+            if proportional(kernel_weights(lan), want):
                 return time.monotonic() - t0
         except (ValueError, KeyError, OSError):
             pass
@@ -106,40 +52,28 @@ def timed_change(lan: BgpLan, router: Router, counts: dict[str, int], ip: dict[s
 
 
 def run(trials: int) -> dict[str, Any]:
-    lab = NetnsLab()
     tmp = Path(tempfile.mkdtemp(prefix="ironlb-bench-weights-"))
-    lan = BgpLan(lab, tmp)
-    frr = FRRInstance(lab, lan.router_ns, ("zebra", "bgpd"))
-    try:
-        frr.start()
-        lines = [f"router bgp {ROUTER_ASN}", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy"]
-        lines += [" bgp bestpath as-path multipath-relax", " no bgp default ipv4-unicast"]
+    with frr_lan(NetnsLab(), tmp, config=router_conf) as (lan, frr):
         ip = {n: lan.node_ip(n) for n in sorted(lan.nodes)}
-        for addr in ip.values():
-            lines += [f" neighbor {addr} remote-as {NODE_ASN}", f" neighbor {addr} timers connect 1"]
-        lines += [" address-family ipv4 unicast", *[f"  neighbor {a} activate" for a in ip.values()]]
-        frr.configure("\n".join([*lines, " exit-address-family"]) + "\n")
-        peer = peer_yaml("tor", NODE_ASN, ROUTER_ASN, ROUTER4, connectTime="1s")
-        lan.write_all("config.yaml", CONFIG + "---\n" + peer)
+        lan.write_all("config.yaml", CONFIG + "---\n" + PEER)
         lan.write_all("svc.yaml", service_yaml("local", "10.50.0.20", etp="Local"))
         lan.write_all("eps.yaml", endpoints({"node1": 1, "node2": 2, "node3": 3}))
         for node in lan.nodes.values():
             node.start()
-        router = Router(lab, lan.router_ns)
         want = {ip["node1"]: 1, ip["node2"]: 2, ip["node3"]: 3}
-        wait_until(lambda: proportional(router.weights(), want), 60, "weights 1:2:3", retry=(ValueError, KeyError))
+        wait_until(lambda: proportional(kernel_weights(lan), want), 60, "weights 1:2:3", retry=(ValueError, KeyError))
         out: dict[str, list[float]] = {"weights": [], "withdraw": [], "announce": []}
         for k in range(trials):
             flip = {"node1": 3, "node2": 2, "node3": 1} if k % 2 == 0 else {"node1": 1, "node2": 2, "node3": 3}
-            out["weights"].append(timed_change(lan, router, flip, ip))
+            out["weights"].append(timed_change(lan, flip, ip))
             time.sleep(0.3)
         base = {"node1": 1, "node2": 2, "node3": 1}
-        timed_change(lan, router, base, ip)
+        timed_change(lan, base, ip)
         for _ in range(trials):
             time.sleep(0.3)
-            out["withdraw"].append(timed_change(lan, router, {**base, "node2": 0}, ip))
+            out["withdraw"].append(timed_change(lan, {**base, "node2": 0}, ip))
             time.sleep(0.3)
-            out["announce"].append(timed_change(lan, router, base, ip))
+            out["announce"].append(timed_change(lan, base, ip))
         info = frr.json("show bgp neighbors json")
         resets = {a: (info[a].get("connectionsEstablished"), info[a].get("connectionsDropped")) for a in ip.values()}
         return {
@@ -150,10 +84,6 @@ def run(trials: int) -> dict[str, Any]:
             }
             for name, v in out.items()
         } | {"sessions_established_dropped": resets}
-    finally:
-        lan.stop_all()
-        frr.cleanup()
-        lab.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,9 +33,9 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 
-from tests.support.bgp_interop import ROUTER4, BgpLan, IronNode, doc, peer_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, IronNode, doc, frr_bgp_conf, frr_lan, peer_yaml
 
 from ironlb.lab.failover import percentile
 from ironlb.lab.frr import FRRInstance, frr_missing
@@ -100,6 +100,12 @@ class RouteWatch:
         self._proc.terminate()
         self._proc.wait(timeout=5)
 
+    def __enter__(self) -> RouteWatch:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
 
 @dataclass
 class Trial:
@@ -158,13 +164,10 @@ def config(services: int, gr: bool) -> tuple[str, str]:
     return base + "---\n" + peer, "\n---\n".join(svcs) + "\n"
 
 
-def frr_conf(node_ip: str) -> str:
-    return "\n".join([
-        "router bgp 64512", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy", " no bgp default ipv4-unicast",
-        " bgp graceful-restart", f" neighbor {node_ip} remote-as 64513", f" neighbor {node_ip} timers 1 3",
-        f" neighbor {node_ip} timers connect 1", f" neighbor {node_ip} graceful-restart",
-        " address-family ipv4 unicast", f"  neighbor {node_ip} activate", " exit-address-family",
-    ]) + "\n"  # fmt: skip
+def frr_conf(lan: BgpLan) -> str:
+    """FRR with graceful restart, hold time 3 s and connect retry 1 s to the node."""
+    neighbor = ["timers 1 3", "timers connect 1", "graceful-restart"]
+    return frr_bgp_conf(64512, [(lan.node_ip("node1"), 64513, neighbor)], options=["bgp graceful-restart"])
 
 
 def run_trial(
@@ -231,17 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
     trials: list[Trial] = []
     cold: list[dict[str, object]] = []
-    lan: BgpLan | None = None
-    frr: FRRInstance | None = None
-    watch: RouteWatch | None = None
-    try:
-        lan = BgpLan(lab, tmp, nodes=1)
+    with (
+        frr_lan(lab, tmp, nodes=1, config=frr_conf) as (lan, frr),
+        RouteWatch(lab, lan.router_ns, TRACKED, lan.node_ip("node1")) as watch,
+    ):
         node = lan.nodes["node1"]
         node_ip = lan.node_ip("node1")
-        frr = FRRInstance(lab, lan.router_ns)
-        frr.start()
-        frr.configure(frr_conf(node_ip))
-        watch = RouteWatch(lab, lan.router_ns, TRACKED, node_ip)
         for gr in (False, True):  # GR off first: its SIGTERM withdraws, so the GR-on phase starts cold too
             cfg, svcs = config(args.services, gr)
             node.write("config.yaml", cfg)
@@ -278,14 +276,6 @@ def main(argv: list[str] | None = None) -> int:
                     if r.error:
                         break
                     time.sleep(1.0)
-    finally:
-        if watch is not None:
-            watch.close()
-        if lan is not None:
-            lan.stop_all()
-        lab.cleanup()
-        if frr is not None:
-            frr.cleanup()
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print("\nsummary (ms; established and route back from the process start, or SIGCONT for stop)")
     for c in cold:

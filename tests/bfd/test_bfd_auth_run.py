@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.bfd_frr import nft_clear, nft_drop_bfd
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
 from tests.support.waits import STARTING, wait_until
 
@@ -59,61 +55,37 @@ def config(key: str) -> str:
     )
 
 
+def bird_conf(node_ip: str, key: str) -> str:
+    """BGP to the node with BFD on, authenticated with ``key`` (Meticulous Keyed SHA1, key ID 9)."""
+    bfd = (
+        'protocol bfd {\n  interface "*" {\n    min rx interval 300 ms; min tx interval 300 ms; multiplier 3;\n'
+        f'    authentication meticulous keyed sha1;\n    password "{key}" {{ id 9; }};\n  }};\n}}\n'
+    )
+    lines = ("connect retry time 1;", "error wait time 1, 5;", "bfd on;")
+    return bird_bgp_conf(node_ip, 64513, 64512, *lines, preamble=bfd)
+
+
 @pytest.fixture
-def one_node(tmp_path: Path) -> Iterator[BgpLan]:
+def lab() -> NetnsLab:
     reason = netns_available() or missing("bird", "birdc", "nft")
     if reason:
         pytest.skip(reason)
-    lab = NetnsLab()
-    lan = BgpLan(lab, tmp_path, nodes=1)
-    try:
-        yield lan
-    except Exception:
-        print(lan.logs())
-        raise
-    finally:
-        lan.stop_all()
-        lab.cleanup()
+    return NetnsLab()
 
 
-def test_run_with_authenticated_bfd_against_bird(one_node: BgpLan) -> None:
-    lan = one_node
+def test_run_with_authenticated_bfd_against_bird(lab: NetnsLab, tmp_path: Path) -> None:
     key = secrets.token_hex(8)  # made up per run
-    node_ip = lan.node_ip("node1")
-    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-bird-"))
-    conf = d / "bird.conf"
-    conf.write_text(
-        f"""
-router id {ROUTER4};
-protocol device {{ }}
-protocol bfd {{
-  interface "*" {{
-    min rx interval 300 ms; min tx interval 300 ms; multiplier 3;
-    authentication meticulous keyed sha1;
-    password "{key}" {{ id 9; }};
-  }};
-}}
-protocol bgp ironlb {{
-  local {ROUTER4} as 64513;
-  neighbor {node_ip} as 64512;
-  hold time 9;
-  connect retry time 1;
-  error wait time 1, 5;
-  bfd on;
-  ipv4 {{ import all; export none; }};
-}}
-"""
-    )
-    sock = d / "bird.ctl"
-    lan.lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
 
-    def show(*cmd: str) -> str:
-        return subprocess.run(["birdc", "-s", str(sock), *cmd], capture_output=True, text=True, timeout=10).stdout
+    def router(lan: BgpLan) -> str:
+        return bird_conf(lan.node_ip("node1"), key)
 
-    def bfd_up() -> bool:
-        return bool(re.search(rf"^{re.escape(node_ip)}\s+\S+\s+Up\b", show("show", "bfd", "sessions"), re.M))
+    with bird_lan(lab, tmp_path, router) as (lan, bird):
+        node_ip = lan.node_ip("node1")
+        show = bird.show
 
-    try:
+        def bfd_up() -> bool:
+            return bool(re.search(rf"^{re.escape(node_ip)}\s+\S+\s+Up\b", show("show", "bfd", "sessions"), re.M))
+
         node = lan.nodes["node1"]
         node.write("config.yaml", config(key))
         node.write("svc.yaml", service_yaml("web", "10.50.0.10"))
@@ -129,7 +101,3 @@ protocol bgp ironlb {{
         nft_clear(lan.lab, lan.nodes["node1"].ns)
         wait_until(lambda: PREFIX in show("show", "route"), 30, "route back", retry=STARTING, interval=0.1)
         wait_until(bfd_up, 15, "BFD Up again", retry=STARTING, interval=0.1)
-    finally:
-        lan.stop_all()
-        lan.lab.cleanup()
-        shutil.rmtree(d, ignore_errors=True)

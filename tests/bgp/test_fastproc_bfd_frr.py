@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, nft_drop_bfd, router_conf
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, peer_yaml, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, frr_lan, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab
 from tests.support.waits import STARTING, wait_until
 
@@ -44,19 +44,8 @@ def lan(netns_lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[BgpLan, FRRInstan
     reason = frr_bfd_missing()
     if reason:
         pytest.skip(reason)
-    lan = BgpLan(netns_lab, tmp_path, nodes=1)
-    frr = FRRInstance(netns_lab, lan.router_ns, ("zebra", "bfdd", "bgpd"))
-    try:
-        frr.start()
+    with frr_lan(netns_lab, tmp_path, nodes=1, daemons=("zebra", "bfdd", "bgpd")) as (lan, frr):
         yield lan, frr
-    except Exception:
-        print(lan.logs())
-        print(frr.logs())
-        raise
-    finally:
-        lan.stop_all()
-        netns_lab.cleanup()
-        frr.cleanup()
 
 
 def bfd_up_metric(lan: BgpLan) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, missing, peer_yaml, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
 from tests.support.waits import STARTING, wait_until
 
@@ -66,33 +66,19 @@ def start_node(lan: BgpLan) -> None:
     node.start()
 
 
-def test_bird2(one_node: BgpLan) -> None:
-    if why := missing("bird", "birdc"):
+def bird_lab() -> NetnsLab:
+    """A lab for BIRD's tests (skipped without namespaces or BIRD)."""
+    if why := netns_available() or missing("bird", "birdc"):
         pytest.skip(why)
-    lan = one_node
-    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-bird-"))
-    conf = d / "bird.conf"
-    conf.write_text(
-        doc(
-            f"""
-            router id {ROUTER4};
-            protocol device {{ }}
-            protocol bgp ironlb {{
-              local {ROUTER4} as 64513;
-              neighbor {lan.node_ip("node1")} as 64512;
-              hold time 9;
-              ipv4 {{ import all; export none; }};
-            }}
-            """
-        )
-    )
-    sock = d / "bird.ctl"
-    lan.lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
+    return NetnsLab()
 
-    def show(*cmd: str) -> str:
-        return subprocess.run(["birdc", "-s", str(sock), *cmd], capture_output=True, text=True, timeout=10).stdout
 
-    try:
+def test_bird2(tmp_path: Path) -> None:
+    def router(lan: BgpLan) -> str:
+        return bird_bgp_conf(lan.node_ip("node1"), 64513, 64512)
+
+    with bird_lan(bird_lab(), tmp_path, router) as (lan, bird):
+        show = bird.show
         start_node(lan)
         wait_until(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up", retry=STARTING, interval=0.1)
         out = wait_until(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD", retry=STARTING, interval=0.1)
@@ -102,10 +88,6 @@ def test_bird2(one_node: BgpLan) -> None:
         assert "BGP.large_community: (64512, 7, 8)" in out, out
         lan.nodes["node1"].remove("svc.yaml")
         wait_until(lambda: "10.50.0.10/32" not in show("show", "route", "all"), 5, "withdrawal in BIRD", retry=STARTING, interval=0.1)
-    finally:
-        lan.stop_all()
-        lan.lab.cleanup()
-        subprocess.run(["rm", "-rf", str(d)], check=False)
 
 
 def gobgp_rib(lan: BgpLan) -> dict[str, Any]:
@@ -184,45 +166,20 @@ def assert_only_inbound(lan: BgpLan) -> None:
     assert "BGP listener: connection from 192.168.1.100" in log and "BGP connect to" not in log, log
 
 
-def test_bird2_connects_to_a_passive_node(one_node: BgpLan) -> None:
+def test_bird2_connects_to_a_passive_node(tmp_path: Path) -> None:
     """BIRD dials (its default), the node with ``ironlb.io/passive`` only accepts: the session comes up."""
-    if why := missing("bird", "birdc"):
-        pytest.skip(why)
-    lan = one_node
     assert "ironlb.io/passive" in PASSIVE_CONFIG and "connectTime" not in PASSIVE_CONFIG
-    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-bird-"))
-    conf = d / "bird.conf"
-    conf.write_text(
-        doc(
-            f"""
-            router id {ROUTER4};
-            protocol device {{ }}
-            protocol bgp ironlb {{
-              local {ROUTER4} as 64513;
-              neighbor {lan.node_ip("node1")} as 64512;
-              hold time 9;
-              connect retry time 1;
-              ipv4 {{ import all; export none; }};
-            }}
-            """
-        )
-    )
-    sock = d / "bird.ctl"
-    lan.lab.popen(lan.router_ns, ["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(d / "bird.pid")])
 
-    def show(*cmd: str) -> str:
-        return subprocess.run(["birdc", "-s", str(sock), *cmd], capture_output=True, text=True, timeout=10).stdout
+    def router(lan: BgpLan) -> str:
+        return bird_bgp_conf(lan.node_ip("node1"), 64513, 64512, "connect retry time 1;")
 
-    try:
+    with bird_lan(bird_lab(), tmp_path, router) as (lan, bird):
+        show = bird.show
         start_passive_node(lan)
         wait_until(lambda: re.search(r"ironlb\s+BGP\s+\S+\s+up", show("show", "protocols")), 20, "BIRD session up", retry=STARTING, interval=0.1)
         out = wait_until(lambda: with_prefix(show("show", "route", "all")), 10, "route in BIRD", retry=STARTING, interval=0.1)
         assert f"BGP.next_hop: {lan.node_ip('node1')}" in out, out
         assert_only_inbound(lan)
-    finally:
-        lan.stop_all()
-        lan.lab.cleanup()
-        subprocess.run(["rm", "-rf", str(d)], check=False)
 
 
 def test_gobgp_connects_to_a_passive_node(one_node: BgpLan) -> None:

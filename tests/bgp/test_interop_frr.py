@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.support.bgp_interop import ROUTER4, ROUTER6, BgpLan, doc, peer_yaml, service_yaml, slice_yaml
+from tests.support.bgp_interop import (
+    ROUTER4,
+    ROUTER6,
+    BgpLan,
+    doc,
+    frr_bgp_conf,
+    frr_lan,
+    peer_yaml,
+    service_yaml,
+    slice_yaml,
+)
 from tests.support.netns import NetnsLab
 from tests.support.waits import STARTING, VTYSH_NOT_READY, wait_until
 
@@ -32,34 +42,15 @@ POOL = doc(
 
 @pytest.fixture
 def bgp_lan(netns_lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[BgpLan, FRR]]:
-    lan = BgpLan(netns_lab, tmp_path)
-    frr = FRR(netns_lab, lan.router_ns)
-    try:
-        frr.start()
+    with frr_lan(netns_lab, tmp_path) as (lan, frr):
         yield lan, frr
-    except Exception:
-        print(lan.logs())
-        print(frr.logs())
-        raise
-    finally:
-        lan.stop_all()
-        netns_lab.cleanup()
-        frr.cleanup()
 
 
 def frr_conf(asn: int, neighbors: list[tuple[str, int, str]], extra: str = "") -> str:
     """``router bgp`` with (address, remote ASN, per-neighbor extra lines) neighbors, each in its family."""
-    lines = [f"router bgp {asn}", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy"]
-    lines += [" no bgp default ipv4-unicast", " no bgp network import-check", extra]
-    for addr, remote, more in neighbors:
-        lines.append(f" neighbor {addr} remote-as {remote}")
-        lines.append(f" neighbor {addr} timers connect 1")
-        lines += [f" neighbor {addr} {m}" for m in more.split(";") if m]
-    for family, v6 in (("ipv4", False), ("ipv6", True)):
-        lines.append(f" address-family {family} unicast")
-        lines += [f"  neighbor {a} activate" for a, _, _ in neighbors if (":" in a) == v6]
-        lines.append(" exit-address-family")
-    return "\n".join(lines) + "\n"
+    options = ["no bgp network import-check", *([extra.strip()] if extra.strip() else [])]
+    lines = [(addr, remote, ["timers connect 1", *(m for m in more.split(";") if m)]) for addr, remote, more in neighbors]
+    return frr_bgp_conf(asn, lines, options=options)
 
 
 def rib(frr: FRR, v6: bool = False) -> dict[str, list[dict[str, Any]]]:

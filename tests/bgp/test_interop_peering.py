@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, peer_yaml, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, doc, frr_bgp_conf, frr_lan, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab
 from tests.support.waits import STARTING, wait_until
 
@@ -36,28 +36,13 @@ CONFIG = doc(
 
 @pytest.fixture
 def bgp_lan(netns_lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[BgpLan, FRR]]:
-    lan = BgpLan(netns_lab, tmp_path, nodes=1)
-    frr = FRR(netns_lab, lan.router_ns)
-    try:
-        frr.start()
+    with frr_lan(netns_lab, tmp_path, nodes=1) as (lan, frr):
         yield lan, frr
-    except Exception:
-        print(lan.logs())
-        print(frr.logs())
-        raise
-    finally:
-        lan.stop_all()
-        netns_lab.cleanup()
-        frr.cleanup()
 
 
 def frr_conf(asn: int, neighbor: str, remote_asn: int, *extra: str) -> str:
     """``router bgp`` with one IPv4 neighbor and the given per-neighbor lines."""
-    lines = [f"router bgp {asn}", f" bgp router-id {ROUTER4}", " no bgp ebgp-requires-policy"]
-    lines += [" no bgp default ipv4-unicast", " no bgp network import-check"]
-    lines += [f" neighbor {neighbor} remote-as {remote_asn}"] + [f" neighbor {neighbor} {e}" for e in extra]
-    lines += [" address-family ipv4 unicast", f"  neighbor {neighbor} activate", " exit-address-family"]
-    return "\n".join(lines) + "\n"
+    return frr_bgp_conf(asn, [(neighbor, remote_asn, extra)], options=["no bgp network import-check"])
 
 
 def neighbor(frr: FRR, addr: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.netns import NetnsLab
+from tests.support.bgp_interop import frr_bgp_conf
 
 __all__ = ["FRRInstance", "frr_bfd_missing", "nft_drop_bfd"]
 
@@ -45,24 +46,9 @@ def nft_clear(lab: NetnsLab, ns: str) -> None:
 
 def router_conf(router_id: str, node: str, *, my_asn: int = 64513, node_asn: int = 64512, hold: int = 90) -> str:
     """bgpd + bfdd config of a router peering with ``node`` over BFD (300 ms x 3, profile ``fast``)."""
-    return f"""
-bfd
- profile fast
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- !
-!
-router bgp {my_asn}
- bgp router-id {router_id}
- no bgp ebgp-requires-policy
- neighbor {node} remote-as {node_asn}
- neighbor {node} timers 30 {hold}
- neighbor {node} timers connect 1
- neighbor {node} bfd
- neighbor {node} bfd profile fast
-!
-"""
+    profile = "bfd\n profile fast\n  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n !\n!\n"
+    neighbor = [f"timers 30 {hold}", "timers connect 1", "bfd", "bfd profile fast"]
+    return profile + frr_bgp_conf(my_asn, [(node, node_asn, neighbor)], router_id=router_id)
 
 
 def kernel_route(lab: NetnsLab, ns: str, prefix: str) -> str:
