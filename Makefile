@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary k8s-cluster test-cluster demo-k8s
+.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary promtool-binary k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,6 +20,10 @@ k8s-binaries:
 helm-binary:
 	./scripts/build-helm.sh >/dev/null
 
+# promtool for tests/chart/test_prometheus_rules.py (check and unit-test the chart's alerts), built the same way.
+promtool-binary:
+	./scripts/build-promtool.sh >/dev/null
+
 # Everything the Kubernetes cluster lab needs (src/ironlb/lab/kube_cluster.py): kubelet, kube-proxy,
 # kube-controller-manager, kube-scheduler and kubectl beside the above, and the images (ironlb, pause, http-echo).
 k8s-cluster: setup
@@ -36,7 +40,7 @@ test-cluster: setup k8s-cluster
 demo-k8s: setup k8s-cluster
 	$(PY) -m ironlb.lab.kube_demo
 
-test: setup lint k8s-binaries helm-binary k8s-cluster
+test: setup lint k8s-binaries helm-binary promtool-binary k8s-cluster
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_TESTS)
 
