@@ -3,7 +3,10 @@
 Started with ``ip netns exec NS python responder_proc.py [options]``. It reads one
 JSON command per line on stdin and answers one JSON line on stdout:
 ``{"cmd": "set", "announced": {"10.0.0.1": "ALL" | ["eth0"]}}``,
-``{"cmd": "metrics"}``, ``{"cmd": "interfaces"}``, ``{"cmd": "quit"}``.
+``{"cmd": "metrics"}``, ``{"cmd": "interfaces"}``, ``{"cmd": "quit"}``; for hand-overs
+``{"cmd": "release", "hand_over": [ip, ...], "timeout": s}``, ``{"cmd": "releasing"}`` (how many IPs are still
+handed over) and ``{"cmd": "stall", "until": path}``: answers ``{"stalling": true}``, then holds the event loop
+(as a busy or descheduled process does: no frame is read) until ``path`` exists, at most 60 s, then ``{"ok": true}``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import asyncio
 import json
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -27,6 +32,17 @@ def _handle(responder: Responder, metrics: Layer2Metrics, cmd: dict[str, Any]) -
             ip: ALL if sel == "ALL" else list(sel) for ip, sel in cmd["announced"].items()
         }
         responder.set_announced(wanted)  # type: ignore[arg-type]
+        return {"ok": True}
+    if cmd["cmd"] == "release":
+        responder.release(cmd["hand_over"], float(cmd["timeout"]))
+        return {"ok": True}
+    if cmd["cmd"] == "releasing":
+        return {"releasing": len(responder.releasing)}
+    if cmd["cmd"] == "stall":
+        print(json.dumps({"stalling": True}), flush=True)
+        end = time.monotonic() + 60
+        while not Path(cmd["until"]).exists() and time.monotonic() < end:
+            time.sleep(0.01)
         return {"ok": True}
     if cmd["cmd"] == "metrics":
         return {

@@ -6,10 +6,12 @@ Needs root, iproute2, arping and ndisc6 (Debian packages ``iproute2 arping ndisc
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +206,30 @@ def test_takeover_moves_the_client_ipv6(l2lab: L2Lab, gratuitous: bool) -> None:
     assert entry is not None
     expected = l2lab.macs["b"] if gratuitous else l2lab.macs["a"]
     assert entry["lladdr"] == expected
+
+
+def test_a_thousand_ip_hand_over_is_claimed_while_the_old_owner_reads_nothing(l2lab: L2Lab, tmp_path: Path) -> None:
+    """A stop hands 1,000 IPs over while the old owner's loop is held (a loaded node, descheduled): the
+    successor's gratuitous ARPs (2,000 frames in one burst, sent once: no repeat within the test) wait in the old
+    owner's receive queue, and every one is read as a claim once the loop runs again, instead of the queue
+    overflowing and the old owner answering the lost IPs until the hand-over timeout (an hour here)."""
+    ips = [str(ipaddress.IPv4Address("10.99.16.0") + i) for i in range(1000)]
+    node_a = l2lab.start_responder(l2lab.node_a, "--gratuitous-duration", "0")
+    node_b = l2lab.start_responder(l2lab.node_b, "--gratuitous-interval", "600", "--gratuitous-duration", "600")
+    node_a.announce(dict.fromkeys(ips, "ALL"))
+    assert node_a.command(cmd="release", hand_over=ips, timeout=3600) == {"ok": True}
+    assert node_a.command(cmd="releasing") == {"releasing": 1000}
+    go = tmp_path / "go"
+    assert node_a.command(cmd="stall", until=str(go)) == {"stalling": True}
+    node_b.announce(dict.fromkeys(ips, "ALL"))  # the burst is on the wire when this returns
+    go.touch()
+    assert node_a.read(timeout=30) == {"ok": True}
+    left: list[int] = []
+
+    def all_claimed() -> bool:
+        left.append(node_a.command(cmd="releasing")["releasing"])
+        return left[-1] == 0
+
+    with contextlib.suppress(WaitTimeout):  # the assertion says how many were left
+        wait_until(all_claimed, 20, "every handed-over IP claimed", interval=0.1)
+    assert left[-1] == 0, f"{left[-1]} of 1,000 IPs never heard claimed"

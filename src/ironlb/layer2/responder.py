@@ -43,6 +43,7 @@ from ironlb.layer2.wire.ndp import (
     parse_ndp,
     solicited_node_address,
 )
+from ironlb.membership.service import RECEIVE_BUFFER, set_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ class PacketLink:
         return self._iface
 
     def _open(self, proto: int, program: bytes | None) -> socket.socket:
+        # The receive queue holds a whole hand-over's claims: successors announce every IP they take at once (two
+        # frames per IPv4 address), which overflowed the default queue (about 200 KiB, a few hundred frames) at a
+        # few hundred IPs while the loop was busy; each lost claim kept the old owner waiting its full timeout.
         # Protocol 0 at creation: the socket hears nothing until bound to this
         # interface, so no frame from another interface is ever queued on it.
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -161,6 +165,10 @@ class PacketLink:
             sock.setblocking(False)
             with contextlib.suppress(OSError):  # kernel < 4.20: filtered in _on_readable
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            granted = set_receive_buffer(sock)
+            if granted < RECEIVE_BUFFER:
+                log.debug("receive queue of %s: %d bytes (net.core.rmem_max caps it without CAP_NET_ADMIN); a "
+                          "hand-over of many IPs may lose claims while the loop is busy", self._iface.name, granted)
             if program is not None:
                 try:
                     _attach_filter(sock, program)
