@@ -43,7 +43,6 @@ from ironlb.layer2.wire.ndp import (
     parse_ndp,
     solicited_node_address,
 )
-from ironlb.membership.service import RECEIVE_BUFFER, set_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ PACKET_MR_MULTICAST: Final = 0
 PACKET_OUTGOING: Final = 4
 PACKET_IGNORE_OUTGOING: Final = 23
 SO_ATTACH_FILTER: Final = 26
+SO_RCVBUFFORCE: Final = 33
+RECEIVE_BUFFER: Final = 4 << 20  # bytes asked for each packet socket's receive queue (see PacketLink._open)
 _MAX_FRAMES_PER_WAKEUP: Final = 64
 _RECV_SIZE: Final = 2048
 
@@ -240,6 +241,18 @@ class PacketLink:
         if self._mc6 is not None:
             self._mc6.close()
             self._mc6 = None
+
+
+def set_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> int:
+    """Ask for ``size`` bytes of receive queue (past ``net.core.rmem_max`` with CAP_NET_ADMIN); what was granted."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            break
+        except OSError:
+            continue
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return granted
 
 
 def _as_ip(ip: IPAddress | str) -> IPAddress:
