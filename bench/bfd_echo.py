@@ -15,7 +15,6 @@ Needs root, iproute2, nftables and FRR. Run from the repository root: ``python -
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import secrets
@@ -24,11 +23,11 @@ import time
 from datetime import UTC, datetime
 
 from tests.bfd.test_bfd_frr import BFDProc
-from tests.support.bfd_frr import FRRInstance, frr_bfd_missing
+from tests.support.bfd_frr import node_router
 from tests.support.waits import STARTING, wait_until
 
-from bench.bfd_failover import percentile, write_results
-from ironlb.lab.netns import NetnsLab, netns_available
+from bench.bfd_failover import bench_args, cannot_run, percentile, write_results
+from ironlb.lab.netns import NetnsLab
 
 NODE, RTR = "10.95.0.1", "10.95.0.2"
 NODE2, RTR2 = "10.95.1.1", "10.95.1.2"
@@ -81,30 +80,26 @@ def trial(lab: NetnsLab, rtr: str, echo: BFDProc, plain: BFDProc) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=15)
-    ap.add_argument("--no-results", action="store_true", help="do not update bench/RESULTS.md")
-    args = ap.parse_args()
-    reason = netns_available() or frr_bfd_missing()
-    if reason:
-        print(f"cannot run: {reason}", file=sys.stderr)
+    args = bench_args(__doc__ or "", 15)
+    if cannot_run():
         return 2
     lab = NetnsLab(f"bfde{secrets.token_hex(2)}")
-    frr: FRRInstance | None = None
     ms: list[float] = []
-    try:
-        node = lab.netns("node", {"net.ipv4.ip_forward": "1"})
-        node2 = lab.netns("node2")
-        rtr = lab.netns("rtr", {"net.ipv4.ip_forward": "1"})
-        lab.veth(node, "eth0", rtr, "eth0")
-        lab.veth(node2, "eth0", rtr, "eth1")
-        lab.addr(node, "eth0", f"{NODE}/24")
-        lab.addr(node2, "eth0", f"{NODE2}/24")
-        lab.addr(rtr, "eth0", f"{RTR}/24")
+    second: list[str] = []
+
+    def second_node(node: str, rtr: str) -> None:
+        """``node2``, linked to the router's ``eth1``: the control-only session."""
+        second.append(lab.netns("node2"))
+        lab.veth(second[0], "eth0", rtr, "eth1")
+        lab.addr(second[0], "eth0", f"{NODE2}/24")
         lab.addr(rtr, "eth1", f"{RTR2}/24")
-        frr = FRRInstance(lab, rtr, ("zebra", "bfdd"))
-        frr.start()
-        frr.configure(FRR_CONF)
+
+    forward = {"net.ipv4.ip_forward": "1"}
+    with node_router(
+        lab, ("zebra", "bfdd"), [f"{NODE}/24"], [f"{RTR}/24"], config=FRR_CONF,
+        node_sysctls=forward, router_sysctls=forward, before_start=second_node,
+    ) as (node, rtr, _frr):  # fmt: skip
+        node2 = second[0]
         echo_profile = {**PROFILE, "echo_mode": True, "echo_interval": ECHO_MS}
         echo = BFDProc(lab, node, {"peer": RTR, "local": NODE, "profile": echo_profile})
         plain = BFDProc(lab, node2, {"peer": RTR2, "local": NODE2, "profile": {**PROFILE, "name": "plain"}})
@@ -112,10 +107,6 @@ def main() -> int:
         for i in range(args.trials):
             ms.append(trial(lab, rtr, echo, plain))
             print(f"trial {i + 1:2d}: {ms[-1]:6.1f} ms", flush=True)
-    finally:
-        lab.cleanup()
-        if frr is not None:
-            frr.cleanup()
     p50, p95, worst = percentile(ms, 50), percentile(ms, 95), max(ms)
     met = "met" if p95 < TARGET_MS else "not met"
     print(f"\necho failure detected, {len(ms)} trials: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms")
@@ -145,20 +136,9 @@ The echo detection time is 3 x {ECHO_MS} ms = {3 * ECHO_MS} ms after the last ec
 packet leaves every {ECHO_MS * 0.75:.1f}-{ECHO_MS} ms (jittered), so detection takes {3 * ECHO_MS - ECHO_MS}-{3 * ECHO_MS} ms
 after the failure, plus the time to see the Down in the test process.
 """
-    write_results_section(text)
+    write_results(text, SECTION)
     print("bench/RESULTS.md updated")
     return 0
-
-
-def write_results_section(text: str) -> None:
-    import bench.bfd_failover as failover
-
-    saved = failover.SECTION
-    failover.SECTION = SECTION
-    try:
-        write_results(text)
-    finally:
-        failover.SECTION = saved
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, kernel_route, router_conf
+from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, kernel_route, node_router, router_conf
 from tests.support.waits import STARTING, wait_until
 
 from ironlb.lab.netns import NetnsLab, netns_available
@@ -96,47 +96,48 @@ def trial(lab: NetnsLab, node: str, rtr: str, frr: FRRInstance) -> dict[str, flo
     return {"ms": (t1 - t0) * 1000, "reset": reason, "bfd_diag": str(bfd.get("diagnostic", "?")), "polls": polls}
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, section: str = SECTION) -> None:
+    """Replace ``section`` of bench/RESULTS.md with ``text`` (or append it)."""
     path = ROOT / "bench" / "RESULTS.md"
     current = path.read_text() if path.exists() else "# Benchmark results\n"
-    if SECTION in current:
-        start = current.index(SECTION)
-        nxt = current.find("\n## ", start + len(SECTION))
+    if section in current:
+        start = current.index(section)
+        nxt = current.find("\n## ", start + len(section))
         current = current[:start] + text + (current[nxt + 1 :] if nxt >= 0 else "")
     else:
         current = current.rstrip("\n") + "\n\n" + text
     path.write_text(current if current.endswith("\n") else current + "\n")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=12)
+def bench_args(doc: str, trials: int) -> argparse.Namespace:
+    """``--trials`` and ``--no-results``, the options of both BFD benchmarks."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=trials)
     ap.add_argument("--no-results", action="store_true", help="do not update bench/RESULTS.md")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def cannot_run() -> str | None:
+    """Why a BFD benchmark cannot run here (printed), or None."""
     reason = netns_available() or frr_bfd_missing()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
+    return reason
+
+
+def main() -> int:
+    args = bench_args(__doc__ or "", 12)
+    if cannot_run():
         return 2
     lab = NetnsLab(f"bfdb{secrets.token_hex(2)}")
-    frr: FRRInstance | None = None
     results: list[dict[str, float | str]] = []
-    try:
-        node = lab.netns("node")
-        rtr = lab.netns("rtr")
-        lab.veth(node, "eth0", rtr, "eth0")
-        lab.addr(node, "eth0", f"{NODE}/24")
-        lab.addr(rtr, "eth0", f"{RTR}/24")
-        frr = FRRInstance(lab, rtr, ("zebra", "bfdd", "bgpd"))
-        frr.start()
-        frr.configure(router_conf(RTR, NODE, hold=90))
+    daemons = ("zebra", "bfdd", "bgpd")
+    conf = router_conf(RTR, NODE, hold=90)
+    with node_router(lab, daemons, [f"{NODE}/24"], [f"{RTR}/24"], config=conf) as (node, rtr, frr):
         for i in range(args.trials):
             r = trial(lab, node, rtr, frr)
             results.append(r)
             print(f"trial {i + 1:2d}: {r['ms']:7.1f} ms  (FRR reset: {r['reset']}; BFD: {r['bfd_diag']})", flush=True)
-    finally:
-        lab.cleanup()
-        if frr is not None:
-            frr.cleanup()
     ms = [float(r["ms"]) for r in results]
     p50, p95, worst = percentile(ms, 50), percentile(ms, 95), max(ms)
     met = "met" if p95 < TARGET_MS else "not met"

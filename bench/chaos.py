@@ -45,13 +45,11 @@ import platform
 import random
 import re
 import secrets
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -746,15 +744,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace) -> int:
     """Build the LAN and the three nodes, run every load, print the figures; 0 if every target was met."""
+    from tests.support.cluster_run import cluster_run
+
     from ironlb.lab.cluster import StandaloneCluster
-    from ironlb.lab.demo import ignoring_signals
     from ironlb.lab.lan import build_lan, start_http_servers
-    from ironlb.lab.netns import NetnsLab
 
     prefix = args.prefix or f"ilbchaos{secrets.token_hex(3)}"
-    lab = NetnsLab(prefix)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    cluster: StandaloneCluster | None = None
     started = datetime.now(UTC)
     print(f"ironlb chaos benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {platform.machine()}, "
           f"{os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}")  # fmt: skip
@@ -764,12 +759,12 @@ def measure(args: argparse.Namespace) -> int:
           f"junk {args.junk_rate}/s; fast path in a {args.fastpath}"
           + (f"; nodes at nice {args.nice}" if args.nice else ""))  # fmt: skip
     results: list[dict[str, Any]] = []
-    try:
-        lan = build_lan(lab)
+    with cluster_run(prefix) as run:
+        lan = build_lan(run.lab)
         args.attacker_ns = add_attacker(lan)
         start_http_servers(lan)
-        cluster = StandaloneCluster(
-            lan, workdir,
+        run.cluster = cluster = StandaloneCluster(
+            lan, run.workdir,
             extra_args=("--max-file-size", "64Mi", "--max-total-size", "128Mi", "--fastpath", args.fastpath),
         )  # fmt: skip
         if args.nice:
@@ -781,18 +776,6 @@ def measure(args: argparse.Namespace) -> int:
             r = run_load(name, cluster, args)
             show(r)
             results.append(r)
-    except BaseException:
-        if cluster is not None:
-            for node in cluster.node_names:
-                print(f"--- {node} log tail", file=sys.stderr)
-                print("\n".join(cluster.log(node).splitlines()[-15:]), file=sys.stderr)
-        raise
-    finally:
-        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
-            if cluster is not None:
-                cluster.close()
-            lab.cleanup()
-            shutil.rmtree(workdir, ignore_errors=True)
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print("\nsummary")
     ok = verdict(results)

@@ -29,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,13 +37,13 @@ from pathlib import Path
 from types import FrameType
 
 from tests.support.announce import AnnounceResult, measure_announce
+from tests.support.cluster_run import cluster_run
 from tests.support.waits import WaitTimeout, wait_until
 
 from ironlb.lab.cluster import VIP, ClientProbe, StandaloneCluster
-from ironlb.lab.demo import ignoring_signals
 from ironlb.lab.failover import FailoverResult, measure_failover, percentile, restore
 from ironlb.lab.lan import build_lan, start_http_servers
-from ironlb.lab.netns import NetnsLab, netns_available
+from ironlb.lab.netns import netns_available
 
 TARGETS = {"failover p50": 500.0, "failover p95": 1000.0, "announce p50": 200.0}
 
@@ -259,38 +258,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     prefix = args.prefix or f"ilbbench{secrets.token_hex(3)}"
-    lab = NetnsLab(prefix)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    cluster: StandaloneCluster | None = None
     started = datetime.now(UTC)
     print(f"ironlb Layer 2 benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}")
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"membership: heartbeat {args.ml_interval * 1000:.0f} ms, dead timeout {args.ml_dead_timeout * 1000:.0f} ms")
-    try:
-        lan = build_lan(lab)
+    with cluster_run(prefix, tail=20) as run:
+        lan = build_lan(run.lab)
         start_http_servers(lan)
         extra = ("--handover-timeout", str(args.handover_timeout)) if args.handover_timeout is not None else ()
-        cluster = StandaloneCluster(
-            lan, workdir, ml_interval=args.ml_interval, ml_dead_timeout=args.ml_dead_timeout, extra_args=extra
+        run.cluster = cluster = StandaloneCluster(
+            lan, run.workdir, ml_interval=args.ml_interval, ml_dead_timeout=args.ml_dead_timeout, extra_args=extra
         )
         cluster.apply_seed()
         cluster.start_all()
         fo = failover_trials(cluster, args.trials, args.settle)
         an = announce_trials(cluster, args.announce_trials, "192.168.1.241", args.settle / 2)
         ho = handover_trials(cluster, args.handover_trials, args.settle)
-    except BaseException:
-        if cluster is not None:
-            for node in cluster.node_names:
-                print(f"--- {node} log tail", file=sys.stderr)
-                print("\n".join(cluster.log(node).splitlines()[-20:]), file=sys.stderr)
-        raise
-    finally:
-        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
-            if cluster is not None:
-                cluster.close()
-            lab.cleanup()
-            shutil.rmtree(workdir, ignore_errors=True)
 
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     summary: dict[str, dict[str, float]] = {

@@ -17,23 +17,21 @@ import argparse
 import os
 import platform
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.support.cluster_run import cluster_run
 from tests.support.waits import WaitTimeout, wait_until
 
 from bench.l2_failover import failover_trials, fmt, stats
 from ironlb.lab.cluster import StandaloneCluster
-from ironlb.lab.demo import ignoring_signals
 from ironlb.lab.lan import build_lan, start_http_servers
-from ironlb.lab.netns import NetnsLab, netns_available
+from ironlb.lab.netns import netns_available
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -112,18 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     prefix = f"ilbmw{secrets.token_hex(3)}"
-    lab = NetnsLab(prefix)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    cluster: StandaloneCluster | None = None
     print(
         f"ironlb membership on the wire, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, kernel {platform.release()}, Python {platform.python_version()}"
     )
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    try:
-        lan = build_lan(lab, nodes=args.nodes)
+    with cluster_run(prefix, tail_nodes=3) as run:
+        lan = build_lan(run.lab, nodes=args.nodes)
         start_http_servers(lan)
-        cluster = StandaloneCluster(lan, workdir)
+        run.cluster = cluster = StandaloneCluster(lan, run.workdir)
         cluster.apply_seed()
         t0 = time.monotonic()
         cluster.start_all()
@@ -174,18 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = [r.error for r in results if r.error]
             if errors:
                 print(f"  {len(errors)} trial(s) failed: {errors}")
-    except BaseException:
-        if cluster is not None:
-            for node in cluster.node_names[:3]:
-                print(f"--- {node} log tail", file=sys.stderr)
-                print("\n".join(cluster.log(node).splitlines()[-15:]), file=sys.stderr)
-        raise
-    finally:
-        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
-            if cluster is not None:
-                cluster.close()
-            lab.cleanup()
-            shutil.rmtree(workdir, ignore_errors=True)
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     return 0
 

@@ -35,7 +35,7 @@ from tests.support.controlplane import ControlPlane, find_binaries
 from tests.support.speaker_env import SpeakerEnv
 
 from bench.membership_wire import children, cpu_seconds
-from bench.speaker import rss_mb
+from bench.speaker import rss_mb, slice_body
 from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, ApiError, KubeClient, TransportError
 from ironlb.lab.failover import percentile
 
@@ -116,13 +116,7 @@ async def create_all(
             while not queue.empty():
                 i = queue.get_nowait()
                 name, ip = f"lat-{i}", ip_of(i)
-                await client.create(ENDPOINT_SLICES, {
-                    "metadata": {"name": f"{name}-eps", "labels": {"kubernetes.io/service-name": name}},
-                    "addressType": "IPv4",
-                    "endpoints": [{"addresses": [f"10.244.{k}.{i % 250 + 1}"], "nodeName": node,
-                                   "conditions": {"ready": True}} for k, node in enumerate(env.nodes)],
-                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                }, env.app)  # fmt: skip
+                await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
                 arp.watch(ip)
                 created[name] = time.monotonic()
                 await client.create(SERVICES, {

@@ -33,6 +33,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tests.support.announce import arp_wait_command
 from tests.support.controlplane import ControlPlane, find_binaries
@@ -102,6 +103,17 @@ def bgp_trial(env: SpeakerEnv, i: int, ip: str) -> float | None:
         wait_until(lambda: f"{ip}/32" not in env.router_routes(), 10, f"{ip} withdrawn", retry=VTYSH_NOT_READY)
 
 
+def slice_body(service: str, i: int, nodes: Sequence[str]) -> dict[str, Any]:
+    """The EndpointSlice of the ``i``-th bulk Service: one ready endpoint on each of ``nodes``."""
+    return {
+        "metadata": {"name": f"{service}-eps", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [f"10.244.{k}.{i % 250 + 1}"], "nodeName": node,
+                       "conditions": {"ready": True}} for k, node in enumerate(nodes)],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }  # fmt: skip
+
+
 async def create_bulk(env: SpeakerEnv, n: int) -> None:
     async with KubeClient.from_kubeconfig(str(env.cp.kubeconfig), qps=0) as client:
         queue: asyncio.Queue[int] = asyncio.Queue()
@@ -112,13 +124,7 @@ async def create_bulk(env: SpeakerEnv, n: int) -> None:
             while not queue.empty():
                 i = queue.get_nowait()
                 name = f"bulk-{i}"
-                await client.create(ENDPOINT_SLICES, {
-                    "metadata": {"name": f"{name}-eps", "labels": {"kubernetes.io/service-name": name}},
-                    "addressType": "IPv4",
-                    "endpoints": [{"addresses": [f"10.244.{k}.{i % 250 + 1}"], "nodeName": node,
-                                   "conditions": {"ready": True}} for k, node in enumerate(env.nodes)],
-                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                }, env.app)  # fmt: skip
+                await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
                 body = svc_body(name, "", "bulk")
                 body["metadata"] = {"name": name, "annotations": {"metallb.io/address-pool": "bulk"}}
                 await client.create(SERVICES, body, env.app)

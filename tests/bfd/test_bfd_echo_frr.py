@@ -14,7 +14,7 @@ import pytest
 
 from ironlb.lab.netns import NetnsLab
 from tests.bfd.test_bfd_frr import BFDProc
-from tests.support.bfd_frr import FRRInstance
+from tests.support.bfd_frr import FRRInstance, node_router
 from tests.support.waits import STARTING, wait_until
 
 NODE, RTR = "10.98.0.1", "10.98.0.2"
@@ -43,18 +43,11 @@ bfd
 @pytest.fixture
 def echo_topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
     lab = bfd_lab
-    node = lab.netns("node", {"net.ipv4.ip_forward": "1"})
-    rtr = lab.netns("rtr", {"net.ipv4.ip_forward": "1"})
-    lab.veth(node, "eth0", rtr, "eth0")
-    lab.addr(node, "eth0", f"{NODE}/24")
-    lab.addr(rtr, "eth0", f"{RTR}/24")
-    frr = FRRInstance(lab, rtr, ("zebra", "bfdd"))
-    try:
-        frr.start()
-        yield lab, node, rtr, frr
-    finally:
-        lab.cleanup()
-        frr.cleanup()
+    forward = {"net.ipv4.ip_forward": "1"}
+    with node_router(
+        lab, ("zebra", "bfdd"), [f"{NODE}/24"], [f"{RTR}/24"], node_sysctls=forward, router_sysctls=forward
+    ) as topo:
+        yield (lab, *topo)
 
 
 def drop_forwarded_echo(lab: NetnsLab, ns: str) -> None:

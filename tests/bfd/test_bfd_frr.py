@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ironlb.lab.netns import NetnsLab
-from tests.support.bfd_frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, router_conf
+from tests.support.bfd_frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, node_router, router_conf
 from tests.support.jsonlines import JsonLinesChild
 from tests.support.waits import STARTING, wait_until
 
@@ -65,18 +65,8 @@ bfd
 @pytest.fixture
 def topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
     lab = bfd_lab
-    node = lab.netns("node")
-    rtr = lab.netns("rtr")
-    lab.veth(node, "eth0", rtr, "eth0")
-    lab.addr(node, "eth0", f"{NODE}/24", f"{NODE6}/64")
-    lab.addr(rtr, "eth0", f"{RTR}/24", f"{RTR6}/64")
-    frr = FRRInstance(lab, rtr, ("zebra", "bfdd"))
-    try:
-        frr.start()
-        yield lab, node, rtr, frr
-    finally:
-        lab.cleanup()  # processes first, then the directory
-        frr.cleanup()
+    with node_router(lab, ("zebra", "bfdd"), [f"{NODE}/24", f"{NODE6}/64"], [f"{RTR}/24", f"{RTR6}/64"]) as topo:
+        yield (lab, *topo)
 
 
 def both_up(frr: FRRInstance, ours: BFDProc, peer: str, timeout: float = 10.0) -> None:
@@ -181,19 +171,9 @@ PREFIX = "192.0.2.10/32"
 @pytest.fixture
 def bgp_topo(bfd_lab: NetnsLab) -> Iterator[tuple[NetnsLab, str, str, FRRInstance]]:
     lab = bfd_lab
-    node = lab.netns("node")
-    rtr = lab.netns("rtr")
-    lab.veth(node, "eth0", rtr, "eth0")
-    lab.addr(node, "eth0", f"{NODE}/24")
-    lab.addr(rtr, "eth0", f"{RTR}/24")
-    frr = FRRInstance(lab, rtr, ("zebra", "bfdd", "bgpd"))
-    try:
-        frr.start()
-        frr.configure(router_conf(RTR, NODE))
-        yield lab, node, rtr, frr
-    finally:
-        lab.cleanup()
-        frr.cleanup()
+    daemons = ("zebra", "bfdd", "bgpd")
+    with node_router(lab, daemons, [f"{NODE}/24"], [f"{RTR}/24"], config=router_conf(RTR, NODE)) as topo:
+        yield (lab, *topo)
 
 
 @pytest.mark.netns

@@ -7,13 +7,15 @@ Used by the BFD interop tests and by ``bench/bfd_failover.py``. Processes are st
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.netns import NetnsLab
 from tests.support.bgp_interop import frr_bgp_conf
 
-__all__ = ["FRRInstance", "frr_bfd_missing", "nft_drop_bfd"]
+__all__ = ["FRRInstance", "frr_bfd_missing", "nft_drop_bfd", "node_router"]
 
 FRR_DIR = Path("/usr/lib/frr")
 
@@ -27,6 +29,44 @@ def frr_bfd_missing() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} missing"
     return None
+
+
+@contextmanager
+def node_router(
+    lab: NetnsLab,
+    daemons: Sequence[str],
+    node_addrs: Sequence[str],
+    router_addrs: Sequence[str],
+    *,
+    config: str | None = None,
+    node_sysctls: Mapping[str, str] | None = None,
+    router_sysctls: Mapping[str, str] | None = None,
+    before_start: Callable[[str, str], None] | None = None,
+) -> Iterator[tuple[str, str, FRRInstance]]:
+    """Namespaces ``node`` and ``rtr`` linked by a veth (``eth0`` both ends, the given CIDRs), FRR's ``daemons``
+    in ``rtr`` (configured with ``config`` if given); yields (node, rtr, frr).
+
+    ``before_start(node, rtr)`` may add to the topology before FRR starts. On the way out the lab is cleaned up
+    (its processes first), then FRR's directory.
+    """
+    frr: FRRInstance | None = None
+    try:
+        node = lab.netns("node", dict(node_sysctls or {}))
+        rtr = lab.netns("rtr", dict(router_sysctls or {}))
+        lab.veth(node, "eth0", rtr, "eth0")
+        lab.addr(node, "eth0", *node_addrs)
+        lab.addr(rtr, "eth0", *router_addrs)
+        if before_start is not None:
+            before_start(node, rtr)
+        frr = FRRInstance(lab, rtr, daemons)
+        frr.start()
+        if config is not None:
+            frr.configure(config)
+        yield node, rtr, frr
+    finally:
+        lab.cleanup()
+        if frr is not None:
+            frr.cleanup()
 
 
 def nft_drop_bfd(lab: NetnsLab, ns: str, *, outgoing: bool = True) -> None:

@@ -1,0 +1,56 @@
+"""One benchmark run of an ``ironlb run`` cluster in a lab: its clean-up and, when it fails, the nodes' log tails.
+
+``bench/l2_failover.py``, ``bench/chaos.py`` and ``bench/membership_wire.py`` build a LAN and a
+:class:`StandaloneCluster` in it; whatever happens (an error, Ctrl-C, SIGTERM), the cluster is closed, the lab's
+namespaces and processes go and the work directory is removed, without a second signal interrupting that.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ironlb.lab.cluster import StandaloneCluster
+from ironlb.lab.demo import ignoring_signals
+from ironlb.lab.netns import NetnsLab
+
+__all__ = ["ClusterRun", "cluster_run"]
+
+
+@dataclass
+class ClusterRun:
+    """The lab and work directory of one run; set ``cluster`` once it is built, so it is closed at the end."""
+
+    lab: NetnsLab
+    workdir: Path
+    cluster: StandaloneCluster | None = None
+
+
+@contextmanager
+def cluster_run(prefix: str, *, tail: int = 15, tail_nodes: int | None = None) -> Iterator[ClusterRun]:
+    """A lab with namespace prefix ``prefix`` and a work directory, removed on the way out.
+
+    On any exception (KeyboardInterrupt and SystemExit included) the last ``tail`` log lines of the first
+    ``tail_nodes`` nodes (all by default) go to stderr before it propagates.
+    """
+    run = ClusterRun(NetnsLab(prefix), Path(tempfile.mkdtemp(prefix=f"{prefix}-")))
+    try:
+        yield run
+    except BaseException:
+        if run.cluster is not None:
+            for node in run.cluster.node_names[:tail_nodes]:
+                print(f"--- {node} log tail", file=sys.stderr)
+                print("\n".join(run.cluster.log(node).splitlines()[-tail:]), file=sys.stderr)
+        raise
+    finally:
+        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
+            if run.cluster is not None:
+                run.cluster.close()
+            run.lab.cleanup()
+            shutil.rmtree(run.workdir, ignore_errors=True)
