@@ -25,16 +25,19 @@ pytestmark = pytest.mark.netns
 DEAD_TIMEOUT = 1.0
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Page = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Page:
     """Every sample of a /metrics page by (name, sorted labels)."""
-    out = {}
+    out: Page = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
 
 
-def value(page: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float | None:
+def value(page: Page, name: str, **labels: str) -> float | None:
     return page.get((name, tuple(sorted(labels.items()))))
 
 
@@ -48,17 +51,18 @@ def test_membership_and_fast_path_metrics_follow_a_member_death(lan: Lan, tmp_pa
     wait_until(c.converged, 60, "the three nodes to see each other alive")
     watcher = "node2"
 
-    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def scrape() -> Page:
         return samples(c.metrics(watcher))
 
     # The fast process reports every second: wait for a report that has the three members and some loop samples.
-    def reported(page: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
-        return (value(page, "ironlb_membership_alive_members") == 3
-                and (value(page, "ironlb_fastpath_loop_lag_seconds_count") or 0) > 0)  # fmt: skip
+    def reported() -> Page | None:
+        page = scrape()
+        ok = (value(page, "ironlb_membership_alive_members") == 3
+              and (value(page, "ironlb_fastpath_loop_lag_seconds_count") or 0) > 0)  # fmt: skip
+        return page if ok else None
 
-    wait_until(lambda: reported(scrape()), 30, "node2's /metrics to show 3 alive members and the fast process's "
-               "loop lag", retry=(subprocess.CalledProcessError,))  # fmt: skip
-    page = scrape()
+    page = wait_until(reported, 30, "node2's /metrics to show 3 alive members and the fast process's loop lag",
+                      retry=(subprocess.CalledProcessError,))  # fmt: skip
     assert value(page, "ironlb_membership_members") == 3
     assert value(page, "ironlb_membership_quorum_bool") == 1
     assert value(page, "ironlb_membership_stalls_total") is not None
@@ -69,22 +73,28 @@ def test_membership_and_fast_path_metrics_follow_a_member_death(lan: Lan, tmp_pa
     early = value(page, "ironlb_membership_detection_seconds_bucket", le="0.75")  # below any possible detection
     assert early == 0
 
-    # A datagram no membership message can be (1 byte) sent to node2's membership port is dropped and counted.
+    # A datagram no membership message can be (1 byte) sent to node2's membership port is dropped and counted
+    # (sent again at each look: UDP makes no promise).
     host = lan.node(watcher).ip
     junk = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'y', ('{host}', 7946))"
-    lan.lab.run(c.client_ns, [sys.executable, "-c", junk])
-    wait_until(lambda: (value(scrape(), "ironlb_membership_rejected_datagrams_total", reason="undersized") or 0) >= 1,
-               30, "the junk datagram counted as undersized")  # fmt: skip
+
+    def junk_counted() -> bool:
+        lan.lab.run(c.client_ns, [sys.executable, "-c", junk])
+        return (value(scrape(), "ironlb_membership_rejected_datagrams_total", reason="undersized") or 0) >= 1
+
+    wait_until(junk_counted, 30, "the junk datagram counted as undersized", interval=0.5)
 
     # node1 dies as a machine does (link down, kill -9): node2 detects it, after at least the dead timeout.
     c.kill("node1")
-    def counted(page: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
-        return (value(page, "ironlb_membership_alive_members") == 2
-                and (value(page, "ironlb_membership_detection_seconds_count") or 0) > before)  # fmt: skip
 
-    wait_until(lambda: counted(scrape()), 30, "node2 to count node1's death")
-    page = scrape()
+    def counted() -> Page | None:
+        page = scrape()
+        ok = (value(page, "ironlb_membership_alive_members") == 2
+              and (value(page, "ironlb_membership_detection_seconds_count") or 0) > before)  # fmt: skip
+        return page if ok else None
+
+    page = wait_until(counted, 30, "node2 to count node1's death")
     assert value(page, "ironlb_membership_members") == 3
-    assert value(page, "ironlb_membership_quorum_bool") == 1  # 2 of 3
+    assert value(page, "ironlb_membership_quorum_bool") == 1  # 2 of 3 alive in the same report
     assert value(page, "ironlb_membership_detection_seconds_bucket", le="0.75") == 0
     assert (value(page, "ironlb_membership_detection_seconds_sum") or 0) >= DEAD_TIMEOUT

@@ -298,13 +298,14 @@ class FastProcess:
         elif kind == "metrics":
             self.rejected = {str(k): int(v) for k, v in message["rejected"].items()}
             self.stalls = int(message.get("stalls", 0))
+            if self.metrics is not None:
+                self.metrics.layer2.load(message["layer2"])
+                self.metrics.bfd.load(message["bfd"])
+            # Last: a histogram the channel garbled (ValueError, logged by the reader) costs only itself.
             if "detections" in message:
                 self.detections = Histogram.from_snapshot(message["detections"])
             if "loop_lag" in message:
                 self.loop_lag = Histogram.from_snapshot(message["loop_lag"])
-            if self.metrics is not None:
-                self.metrics.layer2.load(message["layer2"])
-                self.metrics.bfd.load(message["bfd"])
         else:
             log.warning("fast path process sent an unknown message %r", kind)
 
