@@ -20,9 +20,11 @@ Partitions and the quorum safeguard (metallb#589, #2838)
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ironlb.membership.config import QuorumMode
 
-__all__ = ["has_quorum"]
+__all__ = ["has_quorum", "successors_have_quorum"]
 
 
 def has_quorum(mode: QuorumMode, alive: int, members: int) -> bool:
@@ -30,3 +32,12 @@ def has_quorum(mode: QuorumMode, alive: int, members: int) -> bool:
     if mode == "off" or (mode == "auto" and members <= 2):
         return True
     return 2 * alive > members
+
+
+def successors_have_quorum(mode: QuorumMode, alive: Collection[str], peers: int, node: str) -> bool:
+    """Whether the members still alive once ``node`` has left keep the quorum, so that they take its IPs over.
+
+    ``alive``: the live members as ``node`` sees them (itself included); ``peers``: how many members it has besides
+    itself. Without that quorum nobody announces what ``node`` gives up, so a planned stop has nothing to hand over.
+    """
+    return has_quorum(mode, len(set(alive) - {node}), peers + 1)

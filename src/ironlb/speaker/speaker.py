@@ -72,6 +72,7 @@ from ironlb.kube.informer import MODIFIED, Backoff, Informer
 from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
 from ironlb.metrics.speaker import speaker_metrics
@@ -342,7 +343,10 @@ class Speaker:
         membership = self.membership
         hand_over: frozenset[str] = frozenset()
         if membership is not None and self.decision is not None and self._live()[1]:
-            hand_over = handed_over(self.node, self.decision.layer2, self._ingress, leaving=True)
+            view = membership.view
+            # Without quorum once this node has left, the others announce nothing: there is nobody to wait for.
+            if successors_have_quorum(self.options.membership.quorum, view.alive, len(view.members), self.node):
+                hand_over = handed_over(self.node, self.decision.layer2, self._ingress, leaving=True)
 
         async def leave() -> None:
             if membership is not None and self.fastpath.running:

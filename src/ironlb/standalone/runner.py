@@ -42,6 +42,7 @@ from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMember
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import member_list_key
 from ironlb.metrics.membership import FastPathCollector
 from ironlb.metrics.server import HealthServer
@@ -423,6 +424,10 @@ class Runner:
             quorum = self._alive()[1]
         if decision is None or not quorum or self.membership is None:
             return frozenset()
+        view = self.membership.view
+        if leaving and not successors_have_quorum(self.options.membership.quorum, view.alive, len(view.members),
+                                                  self.options.node):  # fmt: skip
+            return frozenset()  # the others lose quorum when this node leaves: nobody will take the IPs
         ingress = {key: svc.get("ingress") or () for key, svc in decision.plan.get("services", {}).items()}
         return handed_over(self.options.node, decision.layer2_by_service, ingress, leaving=leaving)
 
