@@ -60,6 +60,7 @@ bench: setup k8s-binaries
 	$(PY) -m bench.speaker
 	$(PY) -m bench.service_latency --services 1000
 	$(PY) -m bench.membership_wire --nodes 50
+	$(PY) -m bench.fastpath_metrics --trials 10
 	$(PY) -m bench.validate --runs 3
 	$(PY) -m bench.chaos
 
