@@ -37,8 +37,34 @@ class WaitTimeout(TimeoutError):
         self.error = error
 
 
-def _retried(exc: BaseException, retry: Retry, retry_if: Callable[[BaseException], bool] | None) -> bool:
-    return isinstance(exc, retry) and (retry_if is None or retry_if(exc))
+class _Poll:
+    """What both waits keep between attempts: the deadline, and the last falsy value or retried error."""
+
+    def __init__(
+        self, what: str | Callable[[], str], timeout: float, retry: Retry,
+        retry_if: Callable[[BaseException], bool] | None, now: float,
+    ) -> None:  # fmt: skip
+        self.what, self.timeout, self.retry, self.retry_if = what, timeout, retry, retry_if
+        self.deadline = now + timeout
+        self.last: object = None
+        self.error: BaseException | None = None
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means "not yet" (it is then the last error); if not, the caller lets it propagate."""
+        if not (isinstance(exc, self.retry) and (self.retry_if is None or self.retry_if(exc))):
+            return False
+        self.error = exc
+        return True
+
+    def falsy(self, value: object) -> None:
+        self.last, self.error = value, None
+
+    def pause(self, now: float, interval: float) -> float:
+        """How long to sleep before the next attempt; :class:`WaitTimeout` once the deadline has passed."""
+        left = self.deadline - now
+        if left <= 0:
+            raise WaitTimeout(self.what, self.timeout, self.last, self.error)
+        return min(interval, left)
 
 
 def wait_until(
@@ -56,24 +82,18 @@ def wait_until(
     any other exception propagates at once. ``fn`` is called at least once, and once more at the deadline.
     ``what`` may be a callable, for a message computed only on timeout (logs, the state seen then).
     """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    error: BaseException | None = None
+    poll = _Poll(what, timeout, retry, retry_if, time.monotonic())
     while True:
         try:
             value = fn()
         except BaseException as exc:
-            if not _retried(exc, retry, retry_if):
+            if not poll.retries(exc):
                 raise
-            error = exc
         else:
             if value:
                 return value
-            last, error = value, None
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise WaitTimeout(what, timeout, last, error)
-        time.sleep(min(interval, left))
+            poll.falsy(value)
+        time.sleep(poll.pause(time.monotonic(), interval))
 
 
 async def wait_until_async(
@@ -88,22 +108,16 @@ async def wait_until_async(
     """:func:`wait_until` for code on an event loop: ``fn`` may be a coroutine function, and the wait yields to
     the loop (its clock, so a test loop with a fake clock waits in fake time)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: object = None
-    error: BaseException | None = None
+    poll = _Poll(what, timeout, retry, retry_if, loop.time())
     while True:
         try:
             result = fn()
             value = await result if isinstance(result, Awaitable) else result
         except BaseException as exc:
-            if not _retried(exc, retry, retry_if):
+            if not poll.retries(exc):
                 raise
-            error = exc
         else:
             if value:
                 return value
-            last, error = value, None
-        left = deadline - loop.time()
-        if left <= 0:
-            raise WaitTimeout(what, timeout, last, error)
-        await asyncio.sleep(min(interval, left))
+            poll.falsy(value)
+        await asyncio.sleep(poll.pause(loop.time(), interval))
