@@ -43,6 +43,7 @@ from ironlb.layer2.wire.ndp import (
     parse_ndp,
     solicited_node_address,
 )
+from ironlb.sockets import set_receive_buffer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ PACKET_MR_MULTICAST: Final = 0
 PACKET_OUTGOING: Final = 4
 PACKET_IGNORE_OUTGOING: Final = 23
 SO_ATTACH_FILTER: Final = 26
-SO_RCVBUFFORCE: Final = 33
 RECEIVE_BUFFER: Final = 4 << 20  # bytes asked for each packet socket's receive queue (see PacketLink._open)
 _MAX_FRAMES_PER_WAKEUP: Final = 64
 _RECV_SIZE: Final = 2048
@@ -166,7 +166,7 @@ class PacketLink:
             sock.setblocking(False)
             with contextlib.suppress(OSError):  # kernel < 4.20: filtered in _on_readable
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            granted = set_receive_buffer(sock)
+            granted = set_receive_buffer(sock, RECEIVE_BUFFER)
             if granted < RECEIVE_BUFFER:
                 log.debug("receive queue of %s: %d bytes (net.core.rmem_max caps it without CAP_NET_ADMIN); a "
                           "hand-over of many IPs may lose claims while the loop is busy", self._iface.name, granted)
@@ -241,18 +241,6 @@ class PacketLink:
         if self._mc6 is not None:
             self._mc6.close()
             self._mc6 = None
-
-
-def set_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> int:
-    """Ask for ``size`` bytes of receive queue (past ``net.core.rmem_max`` with CAP_NET_ADMIN); what was granted."""
-    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-            break
-        except OSError:
-            continue
-    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    return granted
 
 
 def _as_ip(ip: IPAddress | str) -> IPAddress:

@@ -44,6 +44,7 @@ from ironlb.membership.fsm import (
     Membership,
 )
 from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM
+from ironlb.sockets import set_receive_buffer
 
 __all__ = ["RECEIVE_BUFFER", "MembershipService", "MembershipView"]
 
@@ -60,7 +61,6 @@ PEER_RECEIVE_BUFFER = 256 * 1024
 """Receive buffer of each member's own socket: one member sends a few datagrams per interval."""
 MAX_PEER_READS = 256
 """Datagrams read from one member's socket per wakeup or tick (more only if someone spoofs that member)."""
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,6 @@ class MembershipView:
     has_quorum: bool
     settled: bool
     members: Mapping[str, Address]
-
-
-def set_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> int:
-    """Ask for ``size`` bytes of receive buffer (past ``rmem_max`` when privileged); return what was granted."""
-    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, size)
-            break
-        except OSError:
-            continue
-    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    return granted
 
 
 class MembershipService:
