@@ -13,7 +13,8 @@ The design is documented beside the code that does each part:
   (full mesh, or hash rings above ``full_mesh_max`` members), and ``alive()``
   as this node's component of it;
 * ``table``: the member table and its NOTICEs (death notices, refutation,
-  table syncs) that tell members nobody here watches;
+  table syncs) that tell members nobody here watches; ``gossip`` is the part
+  of ``Membership`` that keeps it and computes the alive component;
 * ``replay``: authentication, freshness by echo, anti-replay;
 * ``quorum``: the partition safeguard (metallb#589, #2838);
 * ``heartbeat``: the heartbeat payload; ``config`` and ``events``: what goes in
@@ -30,7 +31,6 @@ Local stalls
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,7 +55,8 @@ from ironlb.membership.events import (
     QuorumChanged,
     TickResult,
 )
-from ironlb.membership.graph import reachable, watch_graph
+from ironlb.membership.gossip import Gossip
+from ironlb.membership.graph import watch_graph
 from ironlb.membership.heartbeat import (
     decode_view,
     encode_view,
@@ -65,8 +66,8 @@ from ironlb.membership.heartbeat import (
 )
 from ironlb.membership.peer import Peer
 from ironlb.membership.quorum import has_quorum
-from ironlb.membership.replay import SentLog, notice_record, notice_replayed
-from ironlb.membership.table import DEAD, ENTRY, LEFT, U32_MAX, Entry, Table, chunks, name_key
+from ironlb.membership.replay import SentLog
+from ironlb.membership.table import DEAD, ENTRY, LEFT, Entry, Table, name_key
 from ironlb.membership.wire import MIN_SECRET_LEN, MsgType, Packet, WireError, decode, encode
 
 __all__ = [
@@ -88,7 +89,7 @@ __all__ = [
 ]
 
 
-class Membership:
+class Membership(Gossip):
     """Membership state of one node. See the module docstring (and the modules it names) for the protocol.
 
     ``members`` maps every configured speaker name to its UDP address and may
@@ -493,57 +494,6 @@ class Membership:
         self._dirty = True
         self._check_settled()
 
-    def _merge(self, name: str, inc: int, gen: int, flags: int, now: float) -> bool:
-        """Fold one entry into the table (the order in ``table``); True if it changed."""
-        entry = self._table.entries.get(name)
-        if entry is None:
-            return False
-        if name == self._node:
-            if inc == self._inc and flags & DEAD and gen >= self._gen and not self._left:
-                # Declared dead while alive: refute with a higher generation, to everyone.
-                self._gen = min(gen + 1, U32_MAX)
-                self._table.set(entry, self._inc, self._gen, 0)
-                self.refutations += 1
-                if not self._mesh:
-                    self._announce[self._node] = None
-            return False
-        if not self._table.merge(entry, inc, gen, flags):
-            return False
-        self._dirty = True
-        self._changed.add(name)
-        return True
-
-    def _notice_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
-        if notice_replayed(peer.notice_seqs, pkt.incarnation, pkt.seq):
-            self.rejected["replay"] += 1
-            return []
-        body = pkt.payload
-        if len(body) % ENTRY.size:
-            self.rejected["malformed_payload"] += 1
-            return []
-        notice_record(peer.notice_seqs, pkt.incarnation, pkt.seq)
-        size, by_key, table = ENTRY.size, self._table.by_key, self._table.entries
-        for off in range(0, len(body), size):
-            raw = body[off : off + size]
-            name = by_key.get(raw[:8])
-            if name is None:
-                continue  # a member we do not have (member lists differ for a while)
-            if raw == table[name].packed:
-                continue  # nothing new (most of a table sync)
-            if pkt.type is MsgType.LEAVE and name != pkt.sender:
-                continue  # a LEAVE speaks only for its sender
-            _key, inc, gen, flags = ENTRY.unpack(raw)
-            self._merge(name, inc, gen, flags & (DEAD | LEFT), now)
-        if pkt.type is MsgType.LEAVE:
-            peer.retired.append(pkt.incarnation)
-        events: list[Event] = []
-        if self._mesh:
-            return events
-        if self._dirty and now >= self._last_recompute + self._cfg.interval / 4:
-            self._recompute(now, events)
-            self._update_quorum(events)
-        return events
-
     def _heartbeat_body(self) -> bytes:
         head = heartbeat_head(self._digest, self._gen, self._table.hash)
         return head + self._encode_view() if self._cfg.carry_views else head
@@ -559,92 +509,6 @@ class Membership:
             return None
         peer.view_bits = heartbeat.view_bits
         return heartbeat.table_hash
-
-    def _check_tables(self, peer: Peer, their_hash: int | None, now: float) -> None:
-        if self._mesh or their_hash is None:
-            return
-        if their_hash == self._table.hash:
-            peer.mismatch_since = None
-        elif peer.mismatch_since is None:
-            peer.mismatch_since = now
-        elif now - peer.mismatch_since >= self._cfg.dead_timeout:
-            peer.sync_due = True
-
-    def _notices(self, now: float) -> list[Datagram]:
-        """NOTICEs due: announced entries to everyone, full tables to out-of-sync neighbours."""
-        out: list[Datagram] = []
-        if self._announce:
-            entries = [self._pack_entry(n) for n in self._announce]
-            self._announce.clear()
-            targets = list(self._peers.items())
-            for payload in chunks(entries):
-                out += self._emit(MsgType.NOTICE, targets, payload, now)
-        for name in self._tell:
-            if name in self._peers:
-                out += self._emit(MsgType.NOTICE, [(name, self._peers[name])], self._pack_entry(name), now)
-        self._tell.clear()
-        syncs = [(n, self._peers[n]) for n in self._active() if self._peers[n].sync_due]
-        syncs = [(n, p) for n, p in syncs if now - p.last_sync >= self._cfg.sync_interval]
-        if syncs:
-            entries = self._table.known()
-            for name, p in syncs:
-                p.sync_due = False
-                p.last_sync = now
-                p.mismatch_since = None
-                for payload in chunks(entries):
-                    out += self._emit(MsgType.NOTICE, [(name, p)], payload, now)
-        return out
-
-    def _pack_entry(self, name: str) -> bytes:
-        return self._table.entries[name].packed
-
-    def _recompute(self, now: float, events: list[Event]) -> None:
-        """``alive()`` := our component of the watch graph over believed-alive members."""
-        self._dirty = False
-        self._last_recompute = now
-        if self._mesh:
-            return
-        order, peers, table = self._order, self._peers, self._table.entries
-        believed = bytearray(len(order))
-        for i, (p, e) in enumerate(self._slots):
-            if p is None:
-                believed[i] = 1
-            elif p.watch:
-                believed[i] = p.alive
-            else:
-                believed[i] = p.alive or (e.inc != 0 and not e.flags & DEAD)
-        # Heartbeating non-neighbours (member lists differ for a while) vouch for themselves.
-        starts = [self._index[self._node], *(self._index[n] for n in self._extra if peers[n].alive)]
-        new = set(itertools.compress(order, reachable(self._adj, believed, starts)))
-        for name in self._watched:  # neighbours follow their own heartbeats, events included
-            if peers[name].alive:
-                new.add(name)
-            else:
-                new.discard(name)
-        old = self._alive
-        changed, self._changed = self._changed, set()
-        if new == old and not changed:
-            return
-        for name in sorted(old - new):
-            if name == self._node or peers[name].watch:
-                continue
-            e = table[name]
-            reason: DownReason = "left" if e.flags & LEFT else "timeout" if e.flags & DEAD else "unreachable"
-            events.append(MemberDown(name, reason))
-            self._reported_inc.pop(name, None)
-        for name in sorted((new - old) | (changed & new)):
-            p = peers.get(name)
-            if p is None or p.watch:
-                continue
-            inc = p.inc if p.alive else table[name].inc
-            if name not in old:
-                events.append(MemberUp(name, inc))
-            elif self._reported_inc.get(name, inc) != inc:
-                events += [MemberDown(name, "restarted"), MemberUp(name, inc)]
-            self._reported_inc[name] = inc
-        if new != old:
-            self._alive = new
-            self._alive_frozen = None
 
     def _fresh(self, pkt: Packet, now: float) -> bool:
         """Does the echo name a packet we sent within the last ``dead_timeout``?"""
