@@ -17,12 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from ipaddress import ip_address
 
-from ironlb.bgp.planner import NodePlan, ServiceInput, implicit_slice, plan_node
+from ironlb.bgp.attributes import Attributes
+from ironlb.bgp.planner import (
+    Advertisement,
+    NodePlan,
+    ServiceInput,
+    advertisements,
+    implicit_slice,
+    peer_carries,
+    peers_for_node,
+    should_announce,
+)
+from ironlb.bgp.wire import Network
 from ironlb.cluster.objects import EndpointSlice, Node, Service
-from ironlb.cluster.reasons import IP_NOT_ALLOWED
-from ironlb.config.types import BFDProfile, Config, Pool
+from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED
+from ironlb.config.types import BFDProfile, Config, Peer, Pool
 from ironlb.layer2.election import L2Decision, elect, slices_of
 
 LAYER2 = "layer2"
@@ -117,15 +129,9 @@ def elect_all(
     A Service holding IPs that no pool contains is not announced (``ipNotAllowed``, as MetalLB's speaker says).
     """
     live_names = [n.name for n in nodes] if live is None else sorted(live)
-    out: dict[str, L2Decision] = {}
-    for key, item in services.items():
-        if item.pool is None and item.service.ingress:
-            out[key] = L2Decision(None, IP_NOT_ALLOWED)
-        else:
-            out[key] = elect(
-                item.service, item.pool, nodes, live_names, item.slices, ignore_exclude_lb=ignore_exclude_lb
-            )
-    return out
+    return {
+        key: elect_one(item, nodes, live_names, ignore_exclude_lb=ignore_exclude_lb) for key, item in services.items()
+    }
 
 
 def handed_over(
@@ -150,6 +156,330 @@ def _all_available(interfaces: tuple[str, ...]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every Service's decision on one node depends on besides the Service itself.
+
+    A change here re-decides every Service; a Service's own inputs (:class:`ServiceInput`) re-decide only it.
+    ``interfaces``: the interfaces that exist on this node (None: every one an advertisement names);
+    ``interfaces_available`` overrides it with a predicate (not compared: give a new Context when it changes).
+    """
+
+    config: Config
+    node: str
+    nodes: tuple[Node, ...]
+    live: frozenset[str] | None
+    may_announce_l2: bool = True
+    ignore_exclude_lb: bool = False
+    interfaces: frozenset[str] | None = None
+    interfaces_available: Callable[[tuple[str, ...]], bool] | None = field(default=None, compare=False)
+
+    @cached_property
+    def me(self) -> Node | None:
+        """This node's Node object, if the cluster has one."""
+        return next((n for n in self.nodes if n.name == self.node), None)
+
+    @cached_property
+    def live_names(self) -> list[str]:
+        return [n.name for n in self.nodes] if self.live is None else sorted(self.live)
+
+    @cached_property
+    def peers(self) -> tuple[Peer, ...]:
+        return peers_for_node(self.config, self.me or Node(self.node))
+
+    def available(self, interfaces: tuple[str, ...]) -> bool:
+        """Whether some of ``interfaces`` exists here (() means all, always available)."""
+        if self.interfaces_available is not None:
+            return self.interfaces_available(interfaces)
+        return self.interfaces is None or not interfaces or not self.interfaces.isdisjoint(interfaces)
+
+
+@dataclass(frozen=True)
+class ServiceDecision:
+    """One Service's part of a node's decision (:func:`decide_service`)."""
+
+    l2: L2Decision
+    ingress: tuple[str, ...]
+    l2_interfaces: tuple[str, ...] | None = None  # announced over Layer 2 from this node on these (() all)
+    failed: bool = False  # elected here, but none of its interfaces exists on this node
+    bgp_reason: str | None = NO_IP_ALLOCATED  # None: announced over BGP
+    bgp_ads: tuple[Advertisement, ...] = ()
+
+
+def elect_one(
+    item: ServiceInput, nodes: Sequence[Node], live_names: Collection[str], *, ignore_exclude_lb: bool = False
+) -> L2Decision:
+    """The L2 election of one Service; IPs that no pool contains are not announced (``ipNotAllowed``)."""
+    if item.pool is None and item.service.ingress:
+        return L2Decision(None, IP_NOT_ALLOWED)
+    return elect(item.service, item.pool, nodes, live_names, item.slices, ignore_exclude_lb=ignore_exclude_lb)
+
+
+def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = None) -> ServiceDecision:
+    """One Service's decision on ``ctx.node``: its election, whether and where it is announced over L2, over BGP.
+
+    ``l2``: its election when already computed (the same on every node). The one per-Service decision that
+    :func:`decide_node` and the speaker's incremental :class:`NodeDecider` both use.
+    """
+    if l2 is None:
+        l2 = elect_one(item, ctx.nodes, ctx.live_names, ignore_exclude_lb=ctx.ignore_exclude_lb)
+    svc = item.service
+    interfaces: tuple[str, ...] | None = None
+    failed = False
+    if l2.node == ctx.node and ctx.may_announce_l2:
+        if ctx.available(l2.interfaces):
+            interfaces = l2.interfaces
+        else:
+            failed = True
+    me = ctx.me
+    reason = should_announce(
+        svc, item.pool, item.slices, me or Node(ctx.node), ignore_exclude_lb=ctx.ignore_exclude_lb,
+        node_known=me is not None,
+    )  # fmt: skip
+    ads: tuple[Advertisement, ...] = ()
+    if reason is None and item.pool is not None:
+        ads = advertisements(svc, item.pool, me or Node(ctx.node), item.slices)
+    return ServiceDecision(l2, svc.ingress, interfaces, failed, reason, ads)
+
+
+def _merge_interfaces(contributions: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """The interfaces one IP is answered on when several Services share it: all if one says all, else the union."""
+    union: set[str] = set()
+    for ifs in contributions:
+        if not ifs:
+            return ()
+        union.update(ifs)
+    return tuple(sorted(union))
+
+
+class NodeDecider:
+    """A node's decision kept up to date Service by Service: the speaker's incremental form of :func:`decide_node`.
+
+    :meth:`put` / :meth:`remove` a Service's inputs, :meth:`set_context` when what every Service depends on
+    changes; both only mark Services stale. :meth:`step` re-decides up to ``limit`` stale Services with
+    :func:`decide_service` and folds each change into the merged tables (an IP shared by Services, a prefix
+    shared by Services: BGP routes per peer and each Service's peers), so a change costs its own Services, not
+    all of them. :meth:`decision` is what :func:`decide_node` returns for the same inputs once nothing is stale.
+    Pure: no I/O, no clock.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._inputs: dict[str, ServiceInput] = {}
+        self._given_l2: dict[str, L2Decision] = {}
+        self._decided: dict[str, ServiceDecision] = {}
+        self._stale: dict[str, None] = {}  # an ordered set
+        self._layer2: dict[str, L2Decision] = {}
+        self._l2_status: dict[str, tuple[str, ...]] = {}
+        self._failed: dict[str, tuple[str, ...]] = {}
+        self._by_ip: dict[str, dict[str, tuple[str, ...]]] = {}  # ip -> service key -> interfaces
+        self._announce: dict[str, tuple[str, ...]] = {}
+        self._reasons: dict[str, str | None] = {}
+        self._by_service: dict[str, tuple[Advertisement, ...]] = {}
+        self._by_prefix: dict[Network, dict[tuple[str, int], Advertisement]] = {}
+        self._carried: dict[Network, frozenset[str]] = {}  # prefix -> the peers that get it
+        self._prefix_dirty: set[Network] = set()
+        self._added: dict[Network, list[Advertisement]] = {}  # dirty prefixes that only gained advertisements
+        self._status_dirty: set[str] = set()
+        self._routes: dict[str, dict[Network, Attributes]] = {p.name: {} for p in ctx.peers}
+        self._bgp_status: dict[str, tuple[str, ...]] = {}
+        self._series: set[Series] = set()
+
+    # ------------------------------------------------------------------ inputs
+    def set_context(self, ctx: Context) -> bool:
+        """Use ``ctx`` from now on; True (every Service stale) if it differs from the one in use."""
+        if ctx == self.ctx:
+            self.ctx = ctx  # an equal one: keep its cached properties' source current
+            return False
+        peers_changed = ctx.peers != self.ctx.peers
+        self.ctx = ctx
+        if peers_changed:
+            self._routes = {p.name: {} for p in ctx.peers}
+            self._carried.clear()
+            self._added.clear()
+            self._prefix_dirty.update(self._by_prefix)
+            self._status_dirty.update(self._by_service)
+        self._stale.update(dict.fromkeys(self._inputs))  # keeping the removals not yet folded in
+        return True
+
+    def put(self, key: str, item: ServiceInput, l2: L2Decision | None = None) -> None:
+        """A Service's inputs (``l2``: its election when already computed); it is decided at the next step."""
+        self._inputs[key] = item
+        if l2 is None:
+            self._given_l2.pop(key, None)
+        else:
+            self._given_l2[key] = l2
+        self._stale[key] = None
+
+    def remove(self, key: str) -> None:
+        """A Service is gone (or no longer one this node decides for)."""
+        if self._inputs.pop(key, None) is None:
+            return
+        self._given_l2.pop(key, None)
+        self._stale[key] = None
+
+    @property
+    def pending(self) -> int:
+        """Services still to be decided."""
+        return len(self._stale)
+
+    def keys(self) -> Iterable[str]:
+        return self._inputs.keys()
+
+    # ------------------------------------------------------------------ deciding
+    def step(self, limit: int | None = None) -> int:
+        """Decide up to ``limit`` stale Services (all: None); returns how many are still stale."""
+        count = 0
+        while self._stale and (limit is None or count < limit):
+            key = next(iter(self._stale))
+            del self._stale[key]
+            count += 1
+            item = self._inputs.get(key)
+            new = None if item is None else decide_service(self.ctx, item, self._given_l2.get(key))
+            self._fold(key, self._decided.get(key), new)
+        self._flush_bgp()
+        return len(self._stale)
+
+    def decision(self) -> NodeDecision:
+        """The node's decision from every Service's latest inputs (deciding what is still stale first)."""
+        self.step()
+        ctx = self.ctx
+        plan = NodePlan(
+            ctx.node, ctx.peers, dict(self._reasons), dict(self._by_service),
+            {name: dict(table) for name, table in self._routes.items()},
+        )  # fmt: skip
+        announcement = Announcement(dict(self._announce), plan, ctx.config.bfd_profiles, frozenset(self._series))
+        return NodeDecision(
+            dict(self._layer2), plan, announcement, dict(self._l2_status), dict(self._bgp_status), dict(self._failed)
+        )
+
+    # ------------------------------------------------------------------ folding one change in
+    def _fold(self, key: str, old: ServiceDecision | None, new: ServiceDecision | None) -> None:
+        if old == new:
+            return
+        if new is None:
+            self._decided.pop(key, None)
+            self._layer2.pop(key, None)
+            self._reasons.pop(key, None)
+        else:
+            self._decided[key] = new
+            self._layer2[key] = new.l2
+            self._reasons[key] = new.bgp_reason
+        self._fold_l2(key, old, new)
+        self._fold_bgp(key, old, new)
+        node = self.ctx.node
+        if old is not None:
+            self._series.difference_update(_series_of(node, key, old))
+        if new is not None:
+            self._series.update(_series_of(node, key, new))
+
+    def _fold_l2(self, key: str, old: ServiceDecision | None, new: ServiceDecision | None) -> None:
+        before = old.l2_interfaces if old is not None else None
+        after = new.l2_interfaces if new is not None else None
+        if after is None:
+            self._l2_status.pop(key, None)
+        else:
+            self._l2_status[key] = after
+        if new is not None and new.failed:
+            self._failed[key] = new.ingress
+        else:
+            self._failed.pop(key, None)
+        if before == after and (old.ingress if old else ()) == (new.ingress if new else ()):
+            return
+        touched: set[str] = set()
+        if old is not None and before is not None:
+            for ip in old.ingress:
+                self._by_ip.get(ip, {}).pop(key, None)
+                touched.add(ip)
+        if new is not None and after is not None:
+            for ip in new.ingress:
+                self._by_ip.setdefault(ip, {})[key] = after
+                touched.add(ip)
+        for ip in touched:
+            holders = self._by_ip.get(ip)
+            if holders:
+                self._announce[ip] = _merge_interfaces(holders.values())
+            else:
+                self._by_ip.pop(ip, None)
+                self._announce.pop(ip, None)
+
+    def _fold_bgp(self, key: str, old: ServiceDecision | None, new: ServiceDecision | None) -> None:
+        before = old.bgp_ads if old is not None and old.bgp_reason is None else None
+        after = new.bgp_ads if new is not None and new.bgp_reason is None else None
+        if before == after:
+            return
+        if after is None:
+            self._by_service.pop(key, None)
+        else:
+            self._by_service[key] = after
+        self._status_dirty.add(key)
+        for i, ad in enumerate(before or ()):
+            self._by_prefix.get(ad.prefix, {}).pop((key, i), None)
+            self._added.pop(ad.prefix, None)  # a removal: that prefix is merged again from all its Services
+            self._prefix_dirty.add(ad.prefix)
+        for i, ad in enumerate(after or ()):
+            self._by_prefix.setdefault(ad.prefix, {})[(key, i)] = ad
+            if ad.prefix not in self._prefix_dirty or ad.prefix in self._added:
+                self._added.setdefault(ad.prefix, []).append(ad)  # only additions so far: merged onto the route
+            self._prefix_dirty.add(ad.prefix)
+
+    def _flush_bgp(self) -> None:
+        """Merge the prefixes that changed (each once) and refresh the peers of the Services they concern."""
+        for prefix in self._prefix_dirty:
+            ads = self._by_prefix.get(prefix)
+            added = self._added.get(prefix)
+            carried = self._merge_prefix(prefix, added, ads or {})
+            if carried != self._carried.get(prefix, frozenset()):
+                if carried:
+                    self._carried[prefix] = carried
+                else:
+                    self._carried.pop(prefix, None)
+                self._status_dirty.update(k for k, _ in ads or {})  # every Service announcing it
+            if not ads:
+                self._by_prefix.pop(prefix, None)
+        self._prefix_dirty.clear()
+        self._added.clear()
+        for key in self._status_dirty:
+            self._update_bgp_status(key)
+        self._status_dirty.clear()
+
+    def _merge_prefix(
+        self, prefix: Network, added: list[Advertisement] | None, ads: Mapping[tuple[str, int], Advertisement]
+    ) -> frozenset[str]:
+        """Each peer's route for ``prefix``: its Services' advertisements for that peer, merged (with ``added``
+        only, those merged onto the current route). Returns the peers that get it."""
+        carried: set[str] = set()
+        for peer in self.ctx.peers:
+            table = self._routes[peer.name]
+            merged: Attributes | None = table.get(prefix) if added is not None else None
+            if peer_carries(peer, prefix):
+                for ad in ads.values() if added is None else added:
+                    if ad.matches_peer(peer.name):
+                        merged = ad.attributes if merged is None else merged.merge(ad.attributes)
+            if merged is None:
+                table.pop(prefix, None)
+            else:
+                table[prefix] = merged
+                carried.add(peer.name)
+        return frozenset(carried)
+
+    def _update_bgp_status(self, key: str) -> None:
+        ads = self._by_service.get(key)
+        peers: set[str] = set()
+        for ad in ads or ():
+            peers.update(self._carried.get(ad.prefix, ()))
+        if peers:
+            self._bgp_status[key] = tuple(sorted(peers))
+        else:
+            self._bgp_status.pop(key, None)
+
+
+def _series_of(node: str, key: str, decision: ServiceDecision) -> frozenset[Series]:
+    return announced_series(
+        node, [(key, decision.ingress, decision.l2_interfaces is not None, decision.bgp_reason is None)]
+    )
+
+
 def decide_node(
     config: Config,
     node: str,
@@ -169,40 +499,16 @@ def decide_node(
     Service whose advertisements name interfaces of which none exists here is not announced (``announce_failed``).
     ``layer2``: the election of :func:`elect_all` when already computed (it is the same for every node). A node
     without a Node object still runs its BGP sessions, without labels, but announces nothing (``notOwner``).
+    Each Service is decided by :func:`decide_service` and merged by :class:`NodeDecider`, as the speaker does.
     """
-    if layer2 is None:
-        layer2 = elect_all(nodes, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
-    known = next((n for n in nodes if n.name == node), None)
-    me = known or Node(node)
-    announce: dict[str, tuple[str, ...]] = {}
-    l2_status: dict[str, tuple[str, ...]] = {}
-    failed: dict[str, tuple[str, ...]] = {}
+    ctx = Context(
+        config, node, tuple(nodes), None if live is None else frozenset(live), may_announce_l2, ignore_exclude_lb,
+        interfaces_available=interfaces_available,
+    )  # fmt: skip
+    decider = NodeDecider(ctx)
     for key, item in services.items():
-        decision = layer2[key]
-        if decision.node != node or not may_announce_l2:
-            continue
-        if not interfaces_available(decision.interfaces):
-            failed[key] = item.service.ingress
-            continue
-        l2_status[key] = decision.interfaces
-        for ip in item.service.ingress:
-            previous = announce.get(ip)
-            if previous is None or not decision.interfaces:
-                announce[ip] = decision.interfaces
-            elif previous:
-                announce[ip] = tuple(sorted({*previous, *decision.interfaces}))
-    plan = plan_node(config, me, services, ignore_exclude_lb=ignore_exclude_lb, node_known=known is not None)
-    bgp_status = {key: peers for key in plan.by_service if (peers := bgp_peers_of(plan, key))}
-    series = announced_series(
-        node,
-        (
-            (key, item.service.ingress, key in l2_status, plan.reasons.get(key, "") is None)
-            for key, item in services.items()
-        ),
-    )
-    return NodeDecision(
-        dict(layer2), plan, Announcement(announce, plan, config.bfd_profiles, series), l2_status, bgp_status, failed
-    )
+        decider.put(key, item, None if layer2 is None else layer2[key])
+    return decider.decision()
 
 
 def decide_cluster(
@@ -236,14 +542,19 @@ __all__ = [
     "IP_NOT_ALLOWED",
     "LAYER2",
     "Announcement",
+    "Context",
+    "NodeDecider",
     "NodeDecision",
     "Series",
+    "ServiceDecision",
     "ServiceInput",
     "announced_series",
     "bgp_peers_of",
     "decide_cluster",
     "decide_node",
+    "decide_service",
     "elect_all",
+    "elect_one",
     "handed_over",
     "pool_for",
     "served_everywhere",

@@ -1,0 +1,264 @@
+"""The speaker's incremental decision (``NodeDecider``) equals the full one after any sequence of changes.
+
+Random sequences of Service puts and removals, Node, membership, quorum, interface and configuration changes are
+folded in a few Services at a time, as the speaker does; after each, the decision must equal
+:func:`ironlb.decide.decide_node` on the same inputs, and a reference assembled the original way (the election of
+every Service, :func:`ironlb.bgp.planner.plan_node`, the merge of shared IPs), so the incremental bookkeeping can
+neither drift from the full recomputation nor from what the pieces decide.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from ironlb.bgp.planner import ServiceInput, plan_node
+from ironlb.cluster.objects import EXCLUDE_LB_LABEL, Endpoint, EndpointSlice, Node, Service
+from ironlb.config.types import Config
+from ironlb.decide import (
+    Announcement,
+    Context,
+    NodeDecider,
+    NodeDecision,
+    announced_series,
+    bgp_peers_of,
+    decide_node,
+    elect_all,
+    pool_for,
+)
+from ironlb.speaker.decide import speaker_config
+
+NS = "metallb-system"
+NODE = "n1"
+NAMES = ("n1", "n2", "n3", "n4")
+NAMES_SVC = ("s0", "s1", "s2", "s3")
+IPS = ("192.168.1.1", "192.168.1.2", "10.0.0.1", "10.0.1.1", "fd00::1", "8.8.8.8")
+IFACES = ("eth0", "eth1")
+
+
+def _objects(variant: int) -> list[dict[str, Any]]:
+    def obj(kind: str, name: str, spec: dict[str, Any], version: str = "v1beta1") -> dict[str, Any]:
+        return {"apiVersion": f"metallb.io/{version}", "kind": kind, "metadata": {"name": name, "namespace": NS},
+                "spec": spec}  # fmt: skip
+
+    out = [
+        obj("IPAddressPool", "l2", {"addresses": ["192.168.1.0/28", "fd00::/120"]}),
+        obj("IPAddressPool", "bgp", {"addresses": ["10.0.0.0/23"]}),
+        obj("L2Advertisement", "all", {"ipAddressPools": ["l2"], "nodeSelectors": [{"matchLabels": {"rack": "1"}}]}),
+        obj("L2Advertisement", "eth0", {"ipAddressPools": ["l2"], "interfaces": ["eth0"]}),
+        obj(
+            "L2Advertisement",
+            "eth1",
+            {"ipAddressPools": ["l2"], "interfaces": ["eth1"], "serviceSelectors": [{"matchLabels": {"app": "x"}}]},
+        ),
+        # A /24 for every Service to r1 only, a /32 to r1 only, and a /32 to every peer for app=x: a Service's
+        # peers then depend on the other Services sharing its prefixes.
+        obj(
+            "BGPAdvertisement",
+            "agg",
+            {
+                "ipAddressPools": ["bgp"],
+                "aggregationLength": 24,
+                "peers": ["r1"],
+                "communities": ["64512:1"],
+                "localPref": 50 + variant,
+            },
+        ),
+        obj("BGPAdvertisement", "host", {"ipAddressPools": ["bgp"], "peers": ["r1"], "communities": ["64512:2"]}),
+        obj(
+            "BGPAdvertisement",
+            "tagged",
+            {
+                "ipAddressPools": ["bgp"],
+                "communities": ["64512:3"],
+                "serviceSelectors": [{"matchLabels": {"app": "x"}}],
+            },
+        ),
+        obj("BGPPeer", "r1", {"myASN": 64512, "peerASN": 64512, "peerAddress": "192.168.1.254"}, "v1beta2"),
+        obj("BGPPeer", "r2", {"myASN": 64512, "peerASN": 64513, "peerAddress": "fd00::fe"}, "v1beta2"),
+        obj("BGPPeer", "r3", {"myASN": 64512, "peerASN": 64514, "peerAddress": "192.168.1.253"}, "v1beta2"),
+    ]
+    if variant == 1:
+        out.append(obj("BGPPeer", "r4", {"myASN": 64512, "peerASN": 64515, "peerAddress": "192.168.1.252"}, "v1beta2"))
+    if variant == 2:
+        out = [o for o in out if o["metadata"]["name"] != "eth0"]
+    return out
+
+
+CONFIGS = [speaker_config(_objects(v), {}, NS) for v in range(3)]
+
+
+def _service(rng: random.Random) -> tuple[Service, tuple[EndpointSlice, ...]]:
+    name = rng.choice(NAMES_SVC)
+    if rng.random() < 0.5:  # Layer 2 Services sharing their IPs, often
+        ips: tuple[str, ...] = (rng.choice(IPS[:2]),)
+    else:
+        ips = tuple(rng.sample(IPS, rng.choice((1, 1, 1, 2, 0))))
+    svc = Service("app", name, "LoadBalancer", cluster_ips=("10.96.0.1",), ingress=ips,
+                  external_traffic_policy=rng.choice(("Cluster", "Local")),
+                  labels={"app": "x"} if rng.random() < 0.5 else {})  # fmt: skip
+    slices = tuple(
+        EndpointSlice(
+            "app", f"{name}-{i}", name, (Endpoint((f"10.244.0.{i}",), rng.choice(NAMES), rng.random() < 0.8),)
+        )
+        for i in range(rng.choice((0, 1, 2, 3)))
+    )
+    return svc, slices
+
+
+def _nodes(rng: random.Random) -> tuple[Node, ...]:
+    """Mostly present and usable, sometimes absent, NetworkUnavailable or excluded."""
+    out = []
+    for name in NAMES:
+        if rng.random() < 0.2:
+            continue
+        labels = {"rack": rng.choice("12")}
+        if rng.random() < 0.15:
+            labels[EXCLUDE_LB_LABEL] = ""
+        out.append(Node(name, labels, rng.random() < 0.15))
+    return tuple(out)
+
+
+def _change(rng: random.Random) -> tuple[str, Any]:
+    kind = rng.choice(["put"] * 8 + ["remove"] * 2 + ["nodes", "live", "quorum", "ifaces", "config", "exclude"])
+    if kind == "put":
+        return kind, _service(rng)
+    if kind == "remove":
+        return kind, rng.choice(NAMES_SVC)
+    if kind == "nodes":
+        return kind, _nodes(rng)
+    if kind == "live":
+        return kind, None if rng.random() < 0.3 else frozenset(n for n in NAMES if rng.random() < 0.7)
+    if kind == "ifaces":
+        return kind, None if rng.random() < 0.5 else frozenset(i for i in IFACES if rng.random() < 0.5)
+    if kind == "config":
+        return kind, rng.randrange(len(CONFIGS))
+    return kind, rng.random() < 0.8 if kind == "quorum" else rng.random() < 0.3
+
+
+def reference(
+    config: Config,
+    nodes: Sequence[Node],
+    inputs: Mapping[str, ServiceInput],
+    *,
+    live: Collection[str] | None,
+    may_announce_l2: bool,
+    ignore_exclude_lb: bool,
+    available: Callable[[tuple[str, ...]], bool],
+) -> NodeDecision:
+    """The node's decision assembled from the whole election and the whole BGP plan, as it used to be."""
+    layer2 = elect_all(nodes, inputs, live=live, ignore_exclude_lb=ignore_exclude_lb)
+    known = next((n for n in nodes if n.name == NODE), None)
+    announce: dict[str, tuple[str, ...]] = {}
+    l2_status: dict[str, tuple[str, ...]] = {}
+    failed: dict[str, tuple[str, ...]] = {}
+    for key, item in inputs.items():
+        decision = layer2[key]
+        if decision.node != NODE or not may_announce_l2:
+            continue
+        if not available(decision.interfaces):
+            failed[key] = item.service.ingress
+            continue
+        l2_status[key] = decision.interfaces
+        for ip in item.service.ingress:
+            previous = announce.get(ip)
+            if previous is None or not decision.interfaces:
+                announce[ip] = decision.interfaces
+            elif previous:
+                announce[ip] = tuple(sorted({*previous, *decision.interfaces}))
+    plan = plan_node(config, known or Node(NODE), inputs, ignore_exclude_lb=ignore_exclude_lb,
+                     node_known=known is not None)  # fmt: skip
+    bgp_status = {key: peers for key in plan.by_service if (peers := bgp_peers_of(plan, key))}
+    series = announced_series(
+        NODE, ((k, i.service.ingress, k in l2_status, plan.reasons.get(k, "") is None) for k, i in inputs.items())
+    )
+    return NodeDecision(
+        layer2, plan, Announcement(announce, plan, config.bfd_profiles, series), l2_status, bgp_status, failed
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_incremental_decision_equals_the_full_one(seed: int) -> None:
+    rng = random.Random(seed)
+    state: dict[str, Any] = {"config": 0, "nodes": _nodes(rng), "live": None, "quorum": True, "ifaces": None,
+                             "exclude": False}  # fmt: skip
+    raw: dict[str, tuple[Service, tuple[EndpointSlice, ...]]] = {}
+
+    def context() -> Context:
+        return Context(CONFIGS[state["config"]], NODE, state["nodes"], state["live"], state["quorum"],
+                       state["exclude"], state["ifaces"])  # fmt: skip
+
+    def inputs() -> dict[str, ServiceInput]:
+        config = CONFIGS[state["config"]]
+        return {k: ServiceInput(svc, pool_for(config, svc.ingress), sl) for k, (svc, sl) in raw.items()}
+
+    decider = NodeDecider(context())
+    for _ in range(60):
+        kind, value = _change(rng)
+        limit = rng.choice((0, 1, 2, 4))
+        if kind == "put":
+            svc, slices = value
+            raw[svc.key] = (svc, slices)
+            decider.put(svc.key, inputs()[svc.key])
+        elif kind == "remove":
+            raw.pop(f"app/{value}", None)
+            decider.remove(f"app/{value}")
+        else:
+            state[kind] = value
+            if kind == "config":  # the speaker re-reads every Service's pool with a new configuration
+                for key, item in inputs().items():
+                    decider.put(key, item)
+            decider.set_context(context())
+        decider.step(limit)  # a few at a time, as the speaker's sync does between yields
+        if rng.random() < 0.5:
+            continue  # more changes come before this pass ends
+        got = decider.decision()
+        assert decider.pending == 0
+        ctx = context()
+        full = decide_node(ctx.config, NODE, ctx.nodes, inputs(), live=ctx.live, may_announce_l2=ctx.may_announce_l2,
+                           ignore_exclude_lb=ctx.ignore_exclude_lb, interfaces_available=ctx.available)  # fmt: skip
+        ref = reference(ctx.config, ctx.nodes, inputs(), live=ctx.live, may_announce_l2=ctx.may_announce_l2,
+                        ignore_exclude_lb=ctx.ignore_exclude_lb, available=ctx.available)  # fmt: skip
+        assert got == full
+        assert got == ref
+
+
+def test_a_service_change_decides_only_that_service() -> None:
+    config = CONFIGS[0]
+    nodes = tuple(Node(n, {"rack": "1"}) for n in NAMES)
+    decider = NodeDecider(Context(config, NODE, nodes, None))
+    for i in range(50):
+        svc = Service("app", f"s{i}", "LoadBalancer", cluster_ips=("10.96.0.1",), ingress=(f"10.0.0.{i + 1}",))
+        decider.put(svc.key, ServiceInput(svc, pool_for(config, svc.ingress), ()))
+    assert decider.step() == 0
+    svc = Service("app", "s7", "LoadBalancer", cluster_ips=("10.96.0.1",), ingress=("10.0.0.99",))
+    decider.put(svc.key, ServiceInput(svc, pool_for(config, svc.ingress), ()))
+    assert decider.pending == 1
+    assert decider.set_context(Context(config, NODE, nodes, None)) is False  # an equal context: nothing stale
+    assert decider.pending == 1
+    assert decider.set_context(Context(config, NODE, nodes, frozenset({"n1"}))) is True
+    assert decider.pending == 50
+
+
+def test_services_sharing_an_ip_answer_on_the_union_of_their_interfaces() -> None:
+    config = CONFIGS[0]
+    nodes = (Node("n1", {"rack": "2"}),)  # not selected by the all-interfaces advertisement
+    decider = NodeDecider(Context(config, NODE, nodes, None))
+    served = (EndpointSlice("app", "x", "a", (Endpoint(("10.244.0.1",), "n1"),)),)
+
+    def put(name: str, labels: dict[str, str]) -> None:
+        svc = Service("app", name, "LoadBalancer", cluster_ips=("10.96.0.1",), ingress=("192.168.1.1",), labels=labels)
+        slices = tuple(EndpointSlice("app", s.name, name, s.endpoints) for s in served)
+        decider.put(svc.key, ServiceInput(svc, pool_for(config, svc.ingress), slices))
+
+    put("a", {})
+    assert decider.decision().announcement.layer2 == {"192.168.1.1": ("eth0",)}
+    put("b", {"app": "x"})  # eth1 too
+    assert decider.decision().announcement.layer2 == {"192.168.1.1": ("eth0", "eth1")}
+    decider.remove("app/b")
+    assert decider.decision().announcement.layer2 == {"192.168.1.1": ("eth0",)}
+    decider.remove("app/a")
+    assert decider.decision().announcement.layer2 == {}
