@@ -21,9 +21,11 @@ Measured during the load, before any kill:
 
 - **false failovers**: ``MemberDown`` lines in the node logs and changes of the VIP's announcer (must be 0);
 - **heartbeat inter-arrival**: a sniffer in every node's namespace (classic BPF: UDP to 7946 from a member) records
-  when each member's datagrams arrive; p99 / max of the gaps, per receiver and sender (heartbeat every 100 ms);
+  when each member's datagrams arrive (the kernel's time stamps); p99 / max of the gaps, per receiver and sender (heartbeat every 100 ms);
 - **ARP answer latency**: the client sends an ARP request for the VIP every 10 ms; request -> reply time (p50, p99,
-  max) and requests without a reply within 1 s.
+  max) between the kernel's stamps of the request leaving and the reply arriving at the client's interface (the
+  node's answer time, without the client's own scheduling), the same on the client's clock, and requests without
+  a reply within 1 s.
 
 Then, with the load still running, ``--failovers`` times: kill the VIP's announcer (link down, kill -9) and time
 the client's first HTTP answer from the new node (``ironlb.lab.failover``), and count MemberDown lines about any
@@ -109,6 +111,26 @@ def membership_filter(members: Sequence[str]) -> bytes:
     return _bpf(prog)
 
 
+SO_TIMESTAMPNS = 35  # also the cmsg type (SCM_TIMESTAMPNS)
+PACKET_OUTGOING = 4
+
+
+def _stamped(sock: socket.socket) -> None:
+    """Ask the kernel to stamp every frame when it passes the interface (send or receive)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def _recv_stamped(sock: socket.socket, size: int = 2048) -> tuple[bytes, Any, float | None]:
+    """One frame, its address and the kernel's time stamp (CLOCK_REALTIME seconds), read without blocking."""
+    frame, ancdata, _flags, addr = sock.recvmsg(size, socket.CMSG_SPACE(16))
+    stamp = None
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            stamp = sec + nsec / 1e9
+    return frame, addr, stamp
+
+
 def sniff_main(args: argparse.Namespace) -> int:
     """Record when each member's membership datagrams arrive on ``--iface``; print the gaps as JSON at the end."""
     members = args.members.split(",")
@@ -116,6 +138,7 @@ def sniff_main(args: argparse.Namespace) -> int:
     _attach(sock, membership_filter(members))
     sock.bind((args.iface, 0x0003))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    _stamped(sock)  # arrival times from the kernel: this sniffer's own scheduling is left out
     sock.settimeout(0.2)
     last: dict[str, float] = {}
     gaps: dict[str, list[float]] = {}
@@ -123,10 +146,10 @@ def sniff_main(args: argparse.Namespace) -> int:
     end = time.monotonic() + args.duration
     while time.monotonic() < end:
         try:
-            frame = sock.recv(2048)
+            frame, _addr, stamp = _recv_stamped(sock)
         except TimeoutError:
             continue
-        now = time.monotonic()
+        now = stamp if stamp is not None else time.time()
         src = socket.inet_ntoa(frame[26:30])
         if src in last:
             gaps.setdefault(src, []).append((now - last[src]) * 1000)
@@ -144,46 +167,73 @@ def _iface_info(iface: str) -> tuple[bytes, bytes]:
     return mac, packed[20:24]
 
 
+def arp_filter() -> bytes:
+    """ARP frames only (the socket listens to every protocol so that it sees its own requests go out)."""
+    return _bpf([(0x28, 0, 0, 12), (0x15, 0, 1, 0x0806), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)])
+
+
 def arpping_main(args: argparse.Namespace) -> int:
-    """ARP request for ``ip`` every ``--interval``; print request -> reply times (ms) and the unanswered count."""
+    """ARP request for ``ip`` every ``--interval``; print request -> reply times (ms) and the unanswered count.
+
+    Two clocks: ``rtts`` from the kernel's stamps of the request leaving and the reply arriving at the client's
+    interface (what the node took: the client's own scheduling is left out), ``user_rtts`` from this process's
+    clock around ``send`` and after ``select`` (what a busy client sees, its own delays included).
+    """
     import select
 
     src_mac, src_ip = _iface_info(args.iface)
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
-    sock.bind((args.iface, 0x0806))
+    sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: it receives nothing
+    sender.bind((args.iface, 0))
+    # A packet socket never sees the frames it sends itself: a second one sees both directions.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    _attach(sock, arp_filter())
+    sock.bind((args.iface, 0x0003))
+    _stamped(sock)
     sock.setblocking(False)
     target = socket.inet_aton(args.ip)
     request = (
         b"\xff" * 6 + src_mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
         + src_mac + src_ip + b"\x00" * 6 + target
     )  # fmt: skip
-    pending: list[float] = []
+    pending: list[float] = []  # user clock of requests sent, not answered
+    sent_stamps: list[float] = []  # kernel stamps of our requests on the wire, not answered
     rtts: list[float] = []
+    user_rtts: list[float] = []
     lost = 0
     _emit({"ev": "ready"})
     end = time.monotonic() + args.duration
     next_send = time.monotonic()
     while (now := time.monotonic()) < end:
         if now >= next_send:
-            sock.send(request)
+            sender.send(request)
             pending.append(now)
             next_send += args.interval
         while pending and now - pending[0] > 1.0:
             pending.pop(0)
+            if sent_stamps:
+                sent_stamps.pop(0)
             lost += 1
         readable, _, _ = select.select([sock], [], [], max(0.0, next_send - time.monotonic()))
         if not readable:
             continue
         while True:
             try:
-                frame = sock.recv(2048)
+                frame, addr, stamp = _recv_stamped(sock)
             except BlockingIOError:
                 break
             got = time.monotonic()
-            if len(frame) >= 42 and frame[20:22] == b"\x00\x02" and frame[28:32] == target and pending:
-                rtts.append((got - pending.pop(0)) * 1000)
+            if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                if frame[20:22] == b"\x00\x01" and frame[38:42] == target and stamp is not None:
+                    sent_stamps.append(stamp)
+                continue
+            if frame[20:22] == b"\x00\x02" and frame[28:32] == target and pending:
+                user_rtts.append((got - pending.pop(0)) * 1000)
+                if sent_stamps and stamp is not None:
+                    rtts.append((stamp - sent_stamps.pop(0)) * 1000)
     lost += len(pending)
-    _emit({"ev": "arp", "rtts": rtts, "lost": lost})
+    _emit({"ev": "arp", "rtts": rtts, "user_rtts": user_rtts, "lost": lost})
     return 0
 
 
@@ -601,6 +651,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
             heartbeat_gap_ms=_stats(gaps),
             worst_gap_ms=worst,
             arp_ms=_stats(arp["rtts"]),
+            arp_client_ms=_stats(arp.get("user_rtts", [])),
             arp_lost=arp["lost"],
         )
         # Failovers with the load still running.
@@ -655,7 +706,8 @@ def show(r: dict[str, Any]) -> None:
     print(f"  false MemberDown: {r['false_member_down']}  announcer changes: {r['announcer_changes']}"
           + (f"  {r['member_down_lines']}" if r["member_down_lines"] else ""))  # fmt: skip
     print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
-    print(f"  ARP answer: {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
+    print(f"  ARP answer (kernel stamps at the client): {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
+    print(f"  ARP answer (client's clock): {s(r['arp_client_ms'])}")
     for d in r.get("failover_details", []):
         print("    failover: " + ", ".join(f"{k} {v}" for k, v in d.items()))
     fo = ", ".join(f"{v:.0f}" for v in r["failover_ms"])
