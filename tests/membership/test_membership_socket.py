@@ -112,3 +112,28 @@ async def test_a_flood_that_fills_the_main_buffer_does_not_cost_a_heartbeat() ->
         assert a.rejections()["unknown_address"] > 0, a.rejections()
     sa.close()
     sb.close()
+
+
+async def test_a_stranger_that_becomes_a_member_is_no_longer_counted_as_unknown() -> None:
+    """The verdict per source address is remembered for speed, and forgotten when the member list changes."""
+    sa, sb, members = _pair()
+    a = MembershipService(Membership("a", SECRET, members), sock=sa)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.bind(("127.0.0.2", 0))
+        junk = b"IL\x01" + os.urandom(120)  # right size and magic, wrong MAC
+
+        async def counted(reason: str, at_least: int) -> None:
+            deadline = time.monotonic() + 5
+            while a.rejections()[reason] < at_least:
+                assert time.monotonic() < deadline, a.rejections()
+                stranger.sendto(junk, members["a"])
+                await asyncio.sleep(0.02)
+
+        async with a:
+            await counted("unknown_address", 3)
+            before = a.rejections()["unknown_address"]
+            a.set_members({**members, "c": stranger.getsockname()})
+            await counted("bad_mac", 3)  # now parsed as far as the MAC
+            assert a.rejections()["unknown_address"] == before
+    sa.close()
+    sb.close()

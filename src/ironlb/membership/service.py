@@ -11,9 +11,10 @@ stop liveness. :attr:`MembershipService.view` is an immutable snapshot other thr
 Hostile input: the socket's receive buffer is sized for bursts (:data:`RECEIVE_BUFFER`, what the kernel granted
 is logged and kept in ``receive_buffer``) so a flood does not crowd out real heartbeats, the socket is drained in
 batches (no event-loop round trip per datagram), and a datagram whose size no valid message has, or that comes
-from an address no member has, is dropped and counted before any parsing or HMAC work (``rejected``). Members send
-from the address they bind, which is their configured one, so the address check costs a legitimate member nothing;
-a spoofed member address still meets the HMAC.
+from an address no member has, is dropped and counted before any parsing or HMAC work (``rejected``). Rejecting
+costs no allocation (one read buffer) and no address parsing (the verdict per source address is remembered).
+Members send from the address they bind, which is their configured one, so the address check costs a legitimate
+member nothing; a spoofed member address still meets the HMAC.
 
 Known peers get a queue of their own: besides the bound socket, one UDP socket per member is bound to the same
 address (``SO_REUSEADDR``, set after the main bind so a second ironlb still cannot take the port) and connected to
@@ -61,6 +62,8 @@ PEER_RECEIVE_BUFFER = 256 * 1024
 """Receive buffer of each member's own socket: one member sends a few datagrams per interval."""
 MAX_PEER_READS = 256
 """Datagrams read from one member's socket per wakeup or tick (more only if someone spoofs that member)."""
+MAX_REMEMBERED_HOSTS = 1024
+"""Source addresses whose verdict (member or not) is remembered; forgotten all at once past this."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class MembershipService:
         """Receive buffer bytes the kernel granted (0 until started)."""
         self._hosts = self._member_hosts()
         self._peer_socks: dict[Address, socket.socket] = {}  # member address -> socket connected to it
+        self._buffer = bytearray(MAX_DATAGRAM + 1)  # every datagram is read here: junk costs no allocation
+        self._view = memoryview(self._buffer)
+        self._host_known: dict[str, bool] = {}  # source address as received -> a member's? (bounded)
 
     @property
     def membership(self) -> Membership:
@@ -196,6 +202,7 @@ class MembershipService:
         """Change the member list at run time; new members are greeted at once."""
         events = self._core.set_members(members)
         self._hosts = self._member_hosts()
+        self._host_known.clear()
         self._sync_peer_sockets()
         self._dispatch(events, force=True)
         self._wake.set()
@@ -210,7 +217,13 @@ class MembershipService:
         return frozenset(hosts)
 
     def _known(self, host: str) -> bool:
-        return host in self._hosts or _normal(host) in self._hosts
+        """Is ``host`` (as the socket spells it) a member's address? Remembered: parsing costs a flood dearly."""
+        known = self._host_known.get(host)
+        if known is None:
+            if len(self._host_known) >= MAX_REMEMBERED_HOSTS:
+                self._host_known.clear()
+            known = self._host_known[host] = host in self._hosts or _normal(host) in self._hosts
+        return known
 
     def _state(self) -> tuple[frozenset[str], bool, bool]:
         return (self._core.alive(), self._core.has_quorum(), self._core.settled())
@@ -246,13 +259,12 @@ class MembershipService:
         """Read up to ``budget`` datagrams; sizes no message can have and strangers are dropped before the core."""
         for _ in range(budget):
             try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
+                size, addr = sock.recvfrom_into(self._buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # ICMP unreachable from a dead peer and the like: expected, not fatal
                 log.debug("membership socket error: %s", exc)
                 continue
-            size = len(data)
             if size > MAX_DATAGRAM:
                 self.rejected["oversized"] += 1
                 continue
@@ -262,7 +274,7 @@ class MembershipService:
             if not self._known(addr[0]):
                 self.rejected["unknown_address"] += 1
                 continue
-            self._on_datagram(data, addr)
+            self._on_datagram(bytes(self._view[:size]), addr)
 
     def _drain_peers(self) -> None:
         for sock in list(self._peer_socks.values()):
