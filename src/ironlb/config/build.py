@@ -219,7 +219,8 @@ class _Builder:
         self.bgp_advertisements(bgp_ads, pool_infos, dict(aliases))
 
         final_pools = tuple(
-            _replace_pool(info.pool, tuple(info.l2), tuple(info.bgp)) for _, info in sorted(pool_infos.items())
+            replace(info.pool, l2_advertisements=tuple(info.l2), bgp_advertisements=tuple(info.bgp))
+            for _, info in sorted(pool_infos.items())
         )
         config = t.Config(
             pools=final_pools,
@@ -998,18 +999,6 @@ def _link_bandwidth_annotation(ad: BGPAdvertisement) -> bool:
             field=f"metadata.annotations[{t.LINK_BANDWIDTH_ANNOTATION}]",
         )
     return True
-
-
-def _replace_pool(pool: t.Pool, l2: tuple[t.L2Advertisement, ...], bgp: tuple[t.BGPAdvertisement, ...]) -> t.Pool:
-    return t.Pool(
-        name=pool.name,
-        cidrs=pool.cidrs,
-        auto_assign=pool.auto_assign,
-        avoid_buggy_ips=pool.avoid_buggy_ips,
-        service_allocation=pool.service_allocation,
-        l2_advertisements=l2,
-        bgp_advertisements=bgp,
-    )
 
 
 # ---------------------------------------------------------------------------------------- API

@@ -29,19 +29,25 @@ def _go_parse_uint(text: str, bits: int) -> int:
     return value
 
 
+def _sections(fields: list[str], bits: int, text: str) -> list[int]:
+    """The numbers of a community's sections, each ``bits`` wide; a value error naming the bad one."""
+    out = []
+    for f in fields:
+        try:
+            out.append(_go_parse_uint(f, bits))
+        except ValueError as err:
+            raise CommunityError(
+                f"invalid community value: invalid section {goq(f)} of community {goq(text)}, err: {goq(err)}",
+                is_format=False,
+            ) from None
+    return out
+
+
 def parse_community(text: str) -> Community:
     """Parse ``text`` into a Community; raise CommunityError with MetalLB's message."""
     fields = text.split(":")
     if len(fields) == 2:
-        halves = []
-        for f in fields:
-            try:
-                halves.append(_go_parse_uint(f, 16))
-            except ValueError as err:
-                raise CommunityError(
-                    f"invalid community value: invalid section {goq(f)} of community {goq(text)}, err: {goq(err)}",
-                    is_format=False,
-                ) from None
+        halves = _sections(fields, 16, text)
         return Community(((halves[0] << 16) | halves[1],))
     if len(fields) == 4:
         if fields[0] != "large":
@@ -50,14 +56,6 @@ def parse_community(text: str) -> Community:
                 f"format large:<uint32>:<uint32>:<uint32> but got {goq(text)} instead",
                 is_format=False,
             )
-        parts = []
-        for f in fields[1:]:
-            try:
-                parts.append(_go_parse_uint(f, 32))
-            except ValueError as err:
-                raise CommunityError(
-                    f"invalid community value: invalid section {goq(f)} of community {goq(text)}, err: {goq(err)}",
-                    is_format=False,
-                ) from None
+        parts = _sections(fields[1:], 32, text)
         return Community((parts[0], parts[1], parts[2]))
     raise CommunityError(f"invalid community format: {text}", is_format=True)
