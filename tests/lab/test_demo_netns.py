@@ -57,6 +57,16 @@ def processes_in(inodes: set[int]) -> list[int]:
     return pids
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C and Ctrl-\\ as a terminal's foreground job has them.
+
+    A shell starts background jobs with SIGINT and SIGQUIT ignored, and a child inherits that; a test run
+    started in the background (``make test &``) would otherwise hand the demo a Ctrl-C it never sees.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class DemoRun:
     """``ironlb demo`` as a subprocess in its own session (so a test can Ctrl-C it as a terminal would)."""
 
@@ -65,6 +75,7 @@ class DemoRun:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ironlb", "demo", "--prefix", self.prefix, *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=_as_in_a_terminal,
         )  # fmt: skip
         self.lines: list[str] = []
         self.inodes: set[int] = set()
