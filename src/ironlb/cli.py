@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ironlb import __version__
-from ironlb.config import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ironlb.config import ConfigError
+    from ironlb.fastproc.spawn import Spawned
     from ironlb.metrics.secure import SecureOptions
 
 DEFAULT_NAMESPACE = "metallb-system"
@@ -28,7 +29,7 @@ def _errors(err: ConfigError) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ironlb.config import build, load_files
+    from ironlb.config import ConfigError, build, load_files
 
     try:
         result = build(load_files(args.files, default_namespace=args.namespace), namespace=args.namespace)
@@ -52,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ironlb.config import convert_legacy
+    from ironlb.config import ConfigError, convert_legacy
 
     try:
         sys.stdout.write(convert_legacy(args.file, args.namespace))
@@ -62,6 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from ironlb.config import ConfigError
     from ironlb.plan import plan_files
 
     try:
@@ -76,6 +78,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    spawned = _spawn_fast_process(args)
+    try:
+        return _cmd_run(args, spawned)
+    finally:
+        if spawned is not None:
+            spawned.discard()  # a no-op once the runner has stopped it; else (refused arguments) it goes now
+
+
+def _spawn_fast_process(args: argparse.Namespace) -> Spawned | None:
+    """With ``--fastpath process``, the fast process first thing: it starts while this one imports (see
+    :mod:`ironlb.fastproc.spawn`)."""
+    if args.fastpath != "process":
+        return None
+    from ironlb.fastproc.spawn import spawn
+
+    return spawn(args.log_level)
+
+
+def _cmd_run(args: argparse.Namespace, spawned: Spawned | None) -> int:
     import asyncio
     from pathlib import Path
 
@@ -141,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ironlb.runtime import tune_gc
 
     tune_gc()
-    runner = Runner(options)
+    runner = Runner(options, fastproc_spawned=spawned)
     asyncio.run(runner.run())
     return runner.exit_code
 
@@ -165,7 +186,7 @@ def _explain_keys(args: argparse.Namespace) -> list[str] | None:
 def cmd_explain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ironlb.config import load_files
+    from ironlb.config import ConfigError, load_files
     from ironlb.explain.core import explain, what_if
     from ironlb.explain.render import render, render_what_if
 
@@ -246,6 +267,15 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
 
 def cmd_speaker(args: argparse.Namespace) -> int:
+    spawned = _spawn_fast_process(args) if args.node_name else None
+    try:
+        return _cmd_speaker(args, spawned)
+    finally:
+        if spawned is not None:
+            spawned.discard()
+
+
+def _cmd_speaker(args: argparse.Namespace, spawned: Spawned | None) -> int:
     import asyncio
 
     from ironlb.fastproc.guard import GuardConfig
@@ -278,7 +308,7 @@ def cmd_speaker(args: argparse.Namespace) -> int:
         status_qps=args.status_qps, status_burst=args.status_burst,
     )
     tune_gc()
-    return asyncio.run(run(options))
+    return asyncio.run(run(options, spawned))
 
 
 def _handover_seconds(text: str) -> float:

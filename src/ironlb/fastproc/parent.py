@@ -20,7 +20,6 @@ import logging
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from ironlb.config.types import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import GuardConfig
+from ironlb.fastproc.spawn import Spawned, spawn
 from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import AllInterfaces
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
@@ -99,8 +99,10 @@ class FastProcess:
         *,
         metrics: SpeakerMetrics | None = None,
         on_lost: Callable[[str], None] | None = None,
+        spawned: Spawned | None = None,
     ) -> None:
         self.options = options
+        self._spawned = spawned  # already started (spawn.spawn) with these options' log level
         self.metrics = metrics
         self.on_lost = on_lost
         self.responder = RemoteResponder(self)
@@ -127,16 +129,9 @@ class FastProcess:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self) -> None:
-        """Spawn the child and wait until its responders run."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ironlb.fastproc.child", "--fd", str(theirs.fileno()),
-                 "--log-level", self.options.log_level],
-                pass_fds=(theirs.fileno(),),
-            )  # fmt: skip
-        finally:
-            theirs.close()
+        """Spawn the child (unless it was spawned early, see :mod:`.spawn`) and wait until its responders run."""
+        spawned, self._spawned = self._spawned or spawn(self.options.log_level), None
+        self.proc, ours = spawned.proc, spawned.sock
         # Raw non-blocking I/O on the loop rather than streams: a message from the fast process (a member died) is
         # dispatched in the very loop iteration that sees it readable, not one or two iterations later (each of
         # which can hold a slice of BGP decoding on a busy node).

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY
 
+from ironlb.fastproc.spawn import Spawned
 from ironlb.kube.client import in_cluster_namespace
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.process import connect, run_until_stopped
@@ -41,8 +42,11 @@ class RunOptions:
     metrics_secure: SecureOptions | None = None  # HTTPS + TokenReview/SubjectAccessReview on the metrics port
 
 
-async def run(options: RunOptions) -> int:
-    """Run until SIGTERM/SIGINT (exit 0); 2 when the client cannot be configured or a port cannot be bound."""
+async def run(options: RunOptions, fastproc_spawned: Spawned | None = None) -> int:
+    """Run until SIGTERM/SIGINT (exit 0); 2 when the client cannot be configured or a port cannot be bound.
+
+    ``fastproc_spawned``: the fast process, already started by the command line (see :mod:`ironlb.fastproc.spawn`).
+    """
     client = connect(options.kubeconfig, qps=options.qps, burst=options.burst, verbose_http=options.verbose_http)
     if client is None:
         return 2
@@ -54,6 +58,7 @@ async def run(options: RunOptions) -> int:
         recorder=EventRecorder(client.with_limiter(options.event_qps, options.event_burst), COMPONENT, host=opts.node),
         counters=counters,
         status_client=client.with_limiter(options.status_qps, options.status_burst),
+        fastproc_spawned=fastproc_spawned,
     )
     collector = SpeakerCollector(counters, lambda: client.stats, lambda: speaker.membership, lambda: speaker.fastproc)
     REGISTRY.register(collector)

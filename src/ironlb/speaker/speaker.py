@@ -41,6 +41,7 @@ from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, 
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
+from ironlb.fastproc.spawn import Spawned
 from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
     BFD_PROFILES,
@@ -144,6 +145,7 @@ class Speaker:
         counters: ClientCounters | None = None,
         fastpath: FastPath | None = None,
         status_client: KubeClient | None = None,
+        fastproc_spawned: Spawned | None = None,
     ) -> None:
         self.client = client
         # ServiceL2Status/ServiceBGPStatus writes under their own token bucket (as the event recorder has one), so
@@ -164,6 +166,7 @@ class Speaker:
                 FastProcessOptions.of(options),
                 metrics=speaker_metrics(),
                 on_lost=self._on_fastpath_lost,
+                spawned=fastproc_spawned,
             )
             responder, bfd_factory = self.fastproc.responder, self.fastproc.bfd
         self.fastpath = fastpath or (

@@ -39,6 +39,7 @@ from ironlb.decide import handed_over
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
+from ironlb.fastproc.spawn import Spawned
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
@@ -120,6 +121,7 @@ class Runner:
         responder: Responder | None = None,
         bgp: BGPSpeaker | None = None,
         bfd_factory: BFDFactory | None = None,
+        fastproc_spawned: Spawned | None = None,
     ) -> None:
         if options.secret is None and not options.insecure_no_secret and set(options.members) - {options.node}:
             raise ValueError("membership with other members needs a secret (--secret-file) or --insecure-no-secret")
@@ -131,6 +133,7 @@ class Runner:
                 FastProcessOptions.of(options),
                 metrics=speaker_metrics(),
                 on_lost=self._on_fastpath_lost,
+                spawned=fastproc_spawned,
             )
             l2: LayerTwoResponder | None = responder or self.fastproc.responder
             if bgp is None and bfd_factory is None:

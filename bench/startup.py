@@ -1,0 +1,95 @@
+"""``ironlb run`` from process start to its first announcement, with 1,000 Services (issue 16, "fast start").
+
+The state directory is ``bench/restarts.py``'s (``--services`` Services on pinned IPs, one BGPAdvertisement, a
+BGPPeer nobody answers): the node reads and validates it, allocates, plans BGP, starts its fast process and logs
+``first announcement``. Each run reads the process's own figures from its log: the first line (interpreter and
+imports done) and the first announcement, each as wall time since the process started and CPU time used.
+
+On a machine shared with other work, wall time measures the machine; ``--fifo`` runs ``ironlb run`` (and so its
+fast process) under ``chrt -f 20`` (SCHED_FIFO, root), which gives it the cores as an idle machine would.
+
+Run from the repository root: ``python -m bench.startup [--runs 10] [--services 1000] [--fifo]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.restarts import config
+from ironlb.lab.failover import percentile
+
+_FIGURES = re.compile(r"\(([\d.]+) s after the process started, ([\d.]+) s of CPU\)")
+
+
+def one_run(state: Path, fifo: bool, timeout: float = 30.0) -> dict[str, tuple[float, float]]:
+    """Start ``ironlb run``, wait for its first announcement, stop it; the figures of its start-up lines."""
+    shutil.rmtree(state / ".ironlb", ignore_errors=True)
+    cmd = [sys.executable, "-m", "ironlb", "run", "--state", str(state), "--node", "n1", "--metrics-address", ""]
+    if fifo:
+        cmd = ["chrt", "-f", "20", *cmd]
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + timeout
+            text = ""
+            while time.monotonic() < deadline and "first announcement" not in text and proc.poll() is None:
+                time.sleep(0.05)
+                log.seek(0)
+                text = log.read()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    out: dict[str, tuple[float, float]] = {}
+    for line in text.splitlines():
+        m = _FIGURES.search(line)
+        if m is None:
+            continue
+        key = "first announcement" if "first announcement" in line else "first log line" if "starting" in line else ""
+        if key and key not in out:
+            out[key] = (float(m.group(1)), float(m.group(2)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--fifo", action="store_true", help="run ironlb under chrt -f 20 (root)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ironlb-startup-") as tmp:
+        state = Path(tmp)
+        base, services = config(args.services, gr=False)
+        (state / "config.yaml").write_text(base)
+        (state / "services.yaml").write_text(services)
+        rows = []
+        for i in range(args.runs):
+            row = one_run(state, args.fifo)
+            rows.append(row)
+            print(f"  {i + 1}: " + ", ".join(f"{k} {w * 1000:.0f} ms ({c * 1000:.0f} ms CPU)" for k, (w, c) in row.items()),
+                  flush=True)  # fmt: skip
+    print(f"{args.services} Services, {'SCHED_FIFO' if args.fifo else 'normal priority'}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for key in ("first log line", "first announcement"):
+        walls = [r[key][0] * 1000 for r in rows if key in r]
+        cpus = [r[key][1] * 1000 for r in rows if key in r]
+        if walls:
+            print(f"  {key}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max {max(walls):.0f}); "
+                  f"CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max {max(cpus):.0f})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
