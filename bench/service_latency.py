@@ -35,7 +35,7 @@ from tests.support.controlplane import ControlPlane, find_binaries
 from tests.support.speaker_env import SpeakerEnv
 
 from bench.membership_wire import children, cpu_seconds
-from bench.speaker import rss_mb, slice_body
+from bench.speaker import concurrently, rss_mb, slice_body
 from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, ApiError, KubeClient, TransportError
 from ironlb.lab.failover import percentile
 
@@ -108,25 +108,20 @@ async def create_all(
         first = await client.list(SERVICES, env.app, limit=1)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch_ips(client, env.app, first["metadata"]["resourceVersion"], seen, stop))
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
 
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                name, ip = f"lat-{i}", ip_of(i)
-                await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
-                arp.watch(ip)
-                created[name] = time.monotonic()
-                await client.create(SERVICES, {
-                    "metadata": {"name": name, "annotations": {"metallb.io/loadBalancerIPs": ip,
-                                                               "metallb.io/address-pool": "lat"}},
-                    "spec": {"type": "LoadBalancer", "selector": {"app": name}, "allocateLoadBalancerNodePorts": False,
-                             "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]},
-                }, env.app)  # fmt: skip
+        async def create(i: int) -> None:
+            name, ip = f"lat-{i}", ip_of(i)
+            await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
+            arp.watch(ip)
+            created[name] = time.monotonic()
+            await client.create(SERVICES, {
+                "metadata": {"name": name, "annotations": {"metallb.io/loadBalancerIPs": ip,
+                                                           "metallb.io/address-pool": "lat"}},
+                "spec": {"type": "LoadBalancer", "selector": {"app": name}, "allocateLoadBalancerNodePorts": False,
+                         "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]},
+            }, env.app)  # fmt: skip
 
-        await asyncio.gather(*(worker() for _ in range(32)))
+        await concurrently(n, create)
         deadline = time.monotonic() + 600
         while len(seen) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.1)

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -114,22 +114,30 @@ def slice_body(service: str, i: int, nodes: Sequence[str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def concurrently(n: int, job: Callable[[int], Awaitable[None]], workers: int = 32) -> None:
+    """``job(i)`` for every ``i`` in ``range(n)``, ``workers`` at a time (creates against the apiserver)."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await job(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
 async def create_bulk(env: SpeakerEnv, n: int) -> None:
     async with KubeClient.from_kubeconfig(str(env.cp.kubeconfig), qps=0) as client:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
 
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                name = f"bulk-{i}"
-                await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
-                body = svc_body(name, "", "bulk")
-                body["metadata"] = {"name": name, "annotations": {"metallb.io/address-pool": "bulk"}}
-                await client.create(SERVICES, body, env.app)
+        async def create(i: int) -> None:
+            name = f"bulk-{i}"
+            await client.create(ENDPOINT_SLICES, slice_body(name, i, env.nodes), env.app)
+            body = svc_body(name, "", "bulk")
+            body["metadata"] = {"name": name, "annotations": {"metallb.io/address-pool": "bulk"}}
+            await client.create(SERVICES, body, env.app)
 
-        await asyncio.gather(*(worker() for _ in range(32)))
+        await concurrently(n, create)
 
 
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
