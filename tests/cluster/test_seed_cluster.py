@@ -199,12 +199,24 @@ def test_controller_pod_deleted_no_ip_moves(ironlb_installed: KubeCluster) -> No
     assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
 
 
+def _speaker_logs(c: KubeCluster, pod: str) -> str:
+    return c.kubectl("-n", "metallb-system", "logs", pod).stdout
+
+
 def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeCluster) -> None:
     """The announcing node's speaker pod is deleted: the DaemonSet starts a new one there and the IP is announced
-    again (the client keeps or regains its answers)."""
+    again (the client keeps or regains its answers).
+
+    A planned stop in a pod: the kubelet's SIGTERM reaches the speaker (PID 1 of its container), which leaves the
+    membership with its signed LEAVE before it exits, so the other speakers take over at once (reason ``left``, not
+    a failure timeout); the new pod on the same node takes its IP back once it has heard the others."""
     c = ironlb_installed
     node = wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}")
-    (old,) = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
+    speakers = ready_pods(c, "metallb-system", "component=speaker")
+    (old,) = [p for p in speakers if p["spec"]["nodeName"] == node]
+    survivors = [p["metadata"]["name"] for p in speakers if p["spec"]["nodeName"] != node]
+    left = f"MemberDown(name='{node}', reason='left')"
+    before = {pod: _speaker_logs(c, pod).count(left) for pod in survivors}
     c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
 
     def back() -> bool:
@@ -212,7 +224,10 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
         return len(pods) == 1 and pods[0]["metadata"]["name"] != old["metadata"]["name"]
 
     wait_until(back, 180, f"a new speaker pod Ready on {node}", interval=1)
-    assert wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}") in {n.name for n in c.nodes}
+    for pod in survivors:
+        assert _speaker_logs(c, pod).count(left) == before[pod] + 1, f"{pod} did not see {node}'s LEAVE"
+    wait_until(lambda: announcer(c) == node, 60, f"{node} answering ARP for {VIP} again")
+    assert external_ip(c) == VIP
     assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
 
 
