@@ -118,6 +118,7 @@ def rollout_summary(cluster: KubeCluster, r: Rollout) -> dict[str, object]:
         "ip_changes": r.ip_changes,
         "services": {s.ip: {"worst_gap_ms": round(s.worst_gap_s * 1000), "failed": s.failed, "attempts": s.attempts,
                             "recovered": s.recovered, "errors": s.errors,
+                            "probe_pause_ms": round(s.probe_pause_s * 1000),
                             "arp_from": [node_of_mac(cluster, m) or m for m in s.macs]} for s in r.services},
     }
 

@@ -60,6 +60,7 @@ def test_reachability_takes_the_longest_run_of_failed_attempts() -> None:
     r = reachability("192.168.1.240", events)
     assert (r.attempts, r.failed, r.recovered) == (6, 3, True)
     assert r.worst_gap_s == pytest.approx(0.5)
+    assert r.probe_pause_s == pytest.approx(0.97)  # no attempt started between 1.03 and 2.0
     assert r.macs == ["02:00:00:00:00:0b", "02:00:00:00:00:0c"]
     assert reachability("x", [http(1, True)]).worst_gap_s == 0
     r = reachability("x", [http(1, True), http(2, False, 3.0)])

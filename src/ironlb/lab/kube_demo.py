@@ -248,6 +248,9 @@ class Reachability:
     # (to the last failed attempt's end when none answered after it). 0 when every attempt was answered.
     worst_gap_s: float = 0.0
     recovered: bool = True
+    # The longest pause between two attempts' starts: the probe's own resolution (it aims at its interval, but a
+    # client starved of CPU starts none for a while, and a failed attempt's gap lasts at least until the next start).
+    probe_pause_s: float = 0.0
     macs: list[str] = field(default_factory=list)  # each MAC that sent ARP for the IP, in order of first sight
     errors: dict[str, int] = field(default_factory=dict)  # failed attempts by error ("timeout", "Connection refused")
 
@@ -260,8 +263,12 @@ def reachability(ip: str, events: list[dict[str, Any]]) -> Reachability:
             r.macs.append(str(e["mac"]))
     first_fail: float | None = None
     last_end = 0.0
+    last_start: float | None = None
     for e in sorted((e for e in events if e.get("ev") == "http"), key=lambda e: float(e["t0"])):
         r.attempts += 1
+        if last_start is not None:
+            r.probe_pause_s = max(r.probe_pause_s, float(e["t0"]) - last_start)
+        last_start = float(e["t0"])
         if e.get("ok"):
             if first_fail is not None:
                 r.worst_gap_s = max(r.worst_gap_s, float(e["t0"]) - first_fail)
