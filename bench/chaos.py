@@ -837,11 +837,7 @@ def measure(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except subprocess.CalledProcessError as err:
-        print(f"chaos: {err}: {err.stderr}", file=sys.stderr)
-        sys.exit(1)
+    from tests.support.cluster_run import exit_with
+
+    exit_with("chaos", main)
 

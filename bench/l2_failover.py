@@ -37,7 +37,7 @@ from pathlib import Path
 from types import FrameType
 
 from tests.support.announce import AnnounceResult, measure_announce
-from tests.support.cluster_run import cluster_run
+from tests.support.cluster_run import cluster_run, exit_with
 from tests.support.waits import WaitTimeout, wait_until
 
 from ironlb.lab.cluster import VIP, ClientProbe, StandaloneCluster
@@ -317,11 +317,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except subprocess.CalledProcessError as err:
-        print(f"l2_failover: {err}: {err.stderr}", file=sys.stderr)
-        sys.exit(1)
+    exit_with("l2_failover", main)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from ironlb.lab.cluster import StandaloneCluster
 from ironlb.lab.demo import ignoring_signals
 from ironlb.lab.netns import NetnsLab
 
-__all__ = ["ClusterRun", "cluster_run"]
+__all__ = ["ClusterRun", "cluster_run", "exit_with"]
 
 
 @dataclass
@@ -54,3 +55,14 @@ def cluster_run(prefix: str, *, tail: int = 15, tail_nodes: int | None = None) -
                 run.cluster.close()
             run.lab.cleanup()
             shutil.rmtree(run.workdir, ignore_errors=True)
+
+
+def exit_with(name: str, main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main`` as the process: its code, 130 on Ctrl-C, 1 with one line for a failed command."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except subprocess.CalledProcessError as err:
+        print(f"{name}: {err}: {err.stderr}", file=sys.stderr)
+        sys.exit(1)
