@@ -19,6 +19,7 @@ import platform
 import secrets
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -71,14 +72,30 @@ def cpu_seconds(pid: int, tree: dict[int, list[int]]) -> float:
     return total
 
 
-def sample(cluster: StandaloneCluster) -> dict[str, tuple[int, int, float]]:
+def sample(cluster: StandaloneCluster) -> dict[str, tuple[int, int, float, float]]:
+    """Per node: UDP in, UDP out, CPU seconds of the whole process tree, CPU seconds of the main process alone."""
     tree = children()
     out = {}
     for node in cluster.node_names:
         pid = cluster.procs[node].pid
         rx, tx = udp_counters(pid)
-        out[node] = (rx, tx, cpu_seconds(pid, tree))
+        out[node] = (rx, tx, cpu_seconds(pid, tree), cpu_seconds(pid, {}))
     return out
+
+
+def profile_one(cluster: StandaloneCluster, out: Path, seconds: float) -> None:
+    """py-spy samples (``--nonblocking``, 100 Hz) of the first node's main and fast process, one after the other."""
+    out.mkdir(parents=True, exist_ok=True)
+    node = sorted(cluster.node_names)[0]
+    main_pid = cluster.procs[node].pid
+    for role, pid in [("main", main_pid), *(("fast", p) for p in children().get(main_pid, []))]:
+        target = out / f"{role}-{pid}.txt"
+        subprocess.run(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format", "raw",
+             "--rate", "100", "--duration", str(int(seconds)), "--pid", str(pid), "--output", str(target)],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        print(f"  py-spy of {node}'s {role} process ({pid}): {target}")
 
 
 def all_agree(cluster: StandaloneCluster) -> bool:
@@ -97,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measurement window (default %(default)s)")
     parser.add_argument("--warmup", type=float, default=10.0, help="steady time before measuring, s")
     parser.add_argument("--trials", type=int, default=5, help="failovers of the seed IP (default %(default)s)")
+    parser.add_argument(
+        "--profile", type=Path, help="after the window, sample one node's processes with py-spy into this directory"
+    )
     args = parser.parse_args(argv)
     if not 2 <= args.nodes <= 88:
         parser.error("--nodes must be 2..88 (one /24: nodes .11 up, the client is .100)")
@@ -141,11 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("WARNING: a node's view changed during the window (a false death?)")
         rates = []
         cpus = []
+        mains = []
         for node in cluster.node_names:
             rx = (after[node][0] - before[node][0]) / window
             tx = (after[node][1] - before[node][1]) / window
             rates.append((rx, tx))
             cpus.append((after[node][2] - before[node][2]) / window * 100)
+            mains.append((after[node][3] - before[node][3]) / window * 100)
         ins = [r[0] for r in rates]
         outs = [r[1] for r in rates]
         total = [a + b for a, b in rates]
@@ -157,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  CPU (process tree, all threads): mean {statistics.mean(cpus):.2f} %, "
             f"median {statistics.median(cpus):.2f} %, max {max(cpus):.2f} % of a core"
         )
+        fasts = [c - m for c, m in zip(cpus, mains, strict=True)]
+        print(f"    main process: mean {statistics.mean(mains):.2f} %, max {max(mains):.2f} %")
+        print(f"    fast process: mean {statistics.mean(fasts):.2f} %, max {max(fasts):.2f} %")
+        if args.profile:
+            profile_one(cluster, args.profile, args.seconds)
         if args.trials:
             results = failover_trials(cluster, args.trials, 1.0)
             print("failover summary")

@@ -16,9 +16,12 @@ costs no allocation (one read buffer) and no address parsing (the verdict per so
 Members send from the address they bind, which is their configured one, so the address check costs a legitimate
 member nothing; a spoofed member address still meets the HMAC.
 
-Known peers get a queue of their own: besides the bound socket, one UDP socket per member is bound to the same
+Known peers get a queue of their own: besides the bound socket, one UDP socket per neighbour (the members this
+node exchanges heartbeats with: every member in a full mesh, at most ``2 * rings`` above it) is bound to the same
 address (``SO_REUSEADDR``, set after the main bind so a second ironlb still cannot take the port) and connected to
-that member's address. The kernel delivers a datagram to the socket that matches it best, so a member's heartbeats
+that member's address. Only neighbours: at 1,000 members a socket per member would be 1,000 descriptors (the
+default limit is 1,024) and 1,000 reads per tick, for members whose only datagrams are rare notices and syncs,
+which the main socket takes. The kernel delivers a datagram to the socket that matches it best, so a member's heartbeats
 land in its own small queue and everything else (junk, strangers, a member sending from another address) in the
 main one. A flood then neither pushes heartbeats out of a full buffer nor queues them behind thousands of junk
 datagrams; the peer queues are drained before every tick, so a heartbeat that arrived in time is counted before
@@ -280,15 +283,21 @@ class MembershipService:
         for sock in list(self._peer_socks.values()):
             self._drain(sock, MAX_PEER_READS)
 
+    @property
+    def peer_addresses(self) -> frozenset[Address]:
+        """The member addresses that have a socket of their own (the neighbours'), as normalised."""
+        return frozenset(self._peer_socks)
+
     def _sync_peer_sockets(self) -> None:
-        """One socket per member address, connected to it: open the missing ones, close those of gone members."""
+        """One socket per neighbour address, connected to it: open the missing ones, close those of the others."""
         main, loop = self._sock, self._loop
         if main is None or loop is None:
             return
         own = self._core.own_address
+        members = self._core.members()
         wanted = {
             (_normal(host), port)
-            for host, port in self._core.members().values()
+            for host, port in (members[name] for name in self._core.neighbours())
             if own is None or (_normal(host), port) != (_normal(own[0]), own[1])
         }
         for addr in set(self._peer_socks) - wanted:
