@@ -85,13 +85,17 @@ def sample(cluster: StandaloneCluster) -> dict[str, tuple[int, int, float, float
 
 def profile_one(cluster: StandaloneCluster, out: Path, seconds: float) -> None:
     """py-spy samples (``--nonblocking``, 100 Hz) of the first node's main and fast process, one after the other."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        print(f"  --profile: {spy} is missing (pip install py-spy); no profile taken")
+        return
     out.mkdir(parents=True, exist_ok=True)
     node = sorted(cluster.node_names)[0]
     main_pid = cluster.procs[node].pid
     for role, pid in [("main", main_pid), *(("fast", p) for p in children().get(main_pid, []))]:
         target = out / f"{role}-{pid}.txt"
         subprocess.run(
-            [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--format", "raw",
+            [str(spy), "record", "--nonblocking", "--format", "raw",
              "--rate", "100", "--duration", str(int(seconds)), "--pid", str(pid), "--output", str(target)],
             check=False, capture_output=True,
         )  # fmt: skip
