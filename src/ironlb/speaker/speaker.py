@@ -37,7 +37,7 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.reading import read_bytes
 from ironlb.config.types import Config
-from ironlb.decide import BGP, LAYER2, NodeDecision, ServiceInput, decide_node, handed_over, pool_for
+from ironlb.decide import BGP, LAYER2, Context, NodeDecider, NodeDecision, ServiceInput, handed_over, pool_for
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
@@ -90,6 +90,8 @@ FIELD_MANAGER = "configReconciler"
 DEFAULT_ML_LABELS = "app=metallb,component=speaker"
 CONFIG_MAP_NAMES = ("config", "bgpextras")
 STATUS_RESOURCES = {st.L2: SERVICE_L2_STATUSES, st.BGP: SERVICE_BGP_STATUSES}
+SYNC_CHUNK = 500
+"""Services decided between two yields to the event loop (a few milliseconds of work)."""
 
 
 @dataclass(frozen=True)
@@ -206,13 +208,19 @@ class Speaker:
         ]
         # Every node's ServiceL2Status (the winner removes the others'), but only this node's ServiceBGPStatus.
         self.l2_statuses = inf(SERVICE_L2_STATUSES, ns, transform=slim_status)
-        self.bgp_statuses = inf(SERVICE_BGP_STATUSES, ns, transform=slim_status,
-                                label_selector=f"{st.NODE_LABEL}={options.node}")
+        self.bgp_statuses = inf(
+            SERVICE_BGP_STATUSES, ns, transform=slim_status, label_selector=f"{st.NODE_LABEL}={options.node}"
+        )
         self.states = inf(CONFIGURATION_STATES, ns, field_selector=f"metadata.name={self.state_name}")
         self.state_writer = ConfigurationStateWriter(
-            client, self.states, namespace=ns, name=self.state_name,
+            client,
+            self.states,
+            namespace=ns,
+            name=self.state_name,
             labels={"metallb.io/component-type": "speaker", "metallb.io/node-name": options.node},
-            condition_type=CONDITION_TYPE, field_manager=FIELD_MANAGER, create_manager="ironlb-speaker",
+            condition_type=CONDITION_TYPE,
+            field_manager=FIELD_MANAGER,
+            create_manager="ironlb-speaker",
         )
         # What a decision reads: the first announcement waits for these only. The status caches (every node's
         # ServiceL2Status: one per Service) are needed before writing statuses, not before answering.
@@ -236,6 +244,13 @@ class Speaker:
         self._status_wake = asyncio.Event()
         self._discover_wake = asyncio.Event()
         self._parsed: dict[str, tuple[str, Service]] = {}
+        # Incremental decisions: a Service or EndpointSlice event re-decides that Service only (its key lands in
+        # _pending); a new configuration, Node or membership view re-decides them all, in chunks between which
+        # the loop runs (status writes, watch events, the fast process's channel).
+        self._decider: NodeDecider | None = None
+        self._pending: dict[str, None] = {}  # service keys whose inputs changed (an ordered set)
+        self._node_objects: tuple[Node, ...] = ()
+        self._nodes_dirty = True
         self._slices: dict[tuple[str, str], dict[str, EndpointSlice]] = {}
         self._slice_owner: dict[str, tuple[str, str]] = {}
         self._announced: set[tuple[str, str]] = set()  # (service key, protocol)
@@ -268,8 +283,12 @@ class Speaker:
         self._config_dirty |= config
         self._dirty.set()
 
+    def _mark_service(self, key: str) -> None:
+        self._pending[key] = None
+        self._dirty.set()
+
     def _on_service(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        self._mark()
+        self._mark_service(object_key(new or old or {}))
 
     def _on_slice(self, kind: str, old: Obj | None, new: Obj | None) -> None:
         key = object_key(new or old or {})
@@ -279,15 +298,17 @@ class Speaker:
             bucket.pop(key, None)
             if not bucket:
                 self._slices.pop(previous, None)
+            self._mark_service(f"{previous[0]}/{previous[1]}")
         if new is not None:
             eps = EndpointSlice.from_dict(new)
             if eps.service_name:
                 owner = (eps.namespace, eps.service_name)
                 self._slices.setdefault(owner, {})[key] = eps
                 self._slice_owner[key] = owner
-        self._mark()
+                self._mark_service(f"{owner[0]}/{owner[1]}")
 
     def _on_node(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        self._nodes_dirty = True
         if kind != MODIFIED:
             self._discover_wake.set()  # a new node usually brings a new speaker Pod
             self._mark(config=True)
@@ -392,7 +413,9 @@ class Speaker:
             log.error(
                 "not starting fast dead node detection (memberlist): no secret key of at least %d bytes in "
                 "ml-secret-key-path %r (the controller creates the memberlist Secret); node liveness follows "
-                "the Node objects", MIN_SECRET_LEN, opts.ml_secret_key_path,
+                "the Node objects",
+                MIN_SECRET_LEN,
+                opts.ml_secret_key_path,
             )
             return
         own = (opts.ml_bind_addr, opts.ml_bind_port)
@@ -503,47 +526,79 @@ class Speaker:
             self.config_error = None
             self.counters.config_stale = False
             self.counters.config_loaded = True
-            if config != self.config:
+            if config != self.config:  # an equal one keeps the one in force: its Services' decisions stand
                 log.info("new configuration: %d pool(s), %d BGP peer(s)", len(config.pools), len(config.peers))
-            self.config = config
+                self.config = config
         self._status_wake.set()
 
-    def _service_inputs(self, config: Config) -> dict[str, ServiceInput]:
-        out: dict[str, ServiceInput] = {}
-        parsed: dict[str, tuple[str, Service]] = {}
-        for key, obj in self.services.store.items():
-            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
-            cached = self._parsed.get(key)
-            svc = cached[1] if cached is not None and cached[0] == rv else Service.from_dict(obj)
-            parsed[key] = (rv, svc)
-            if not svc.is_load_balancer or not svc.ingress or not handles_class(svc, self.options.lb_class):
-                continue
-            slices = tuple(self._slices.get((svc.namespace, svc.name), {}).values())
-            out[key] = ServiceInput(svc, pool_for(config, svc.ingress), slices)
-        self._parsed = parsed
-        return out
+    def _service_input(self, key: str, config: Config) -> ServiceInput | None:
+        """One Service as the decision reads it, or None when it is not this speaker's to announce."""
+        obj = self.services.store.get(key)
+        if obj is None:
+            self._parsed.pop(key, None)
+            return None
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        cached = self._parsed.get(key)
+        svc = cached[1] if cached is not None and cached[0] == rv else Service.from_dict(obj)
+        self._parsed[key] = (rv, svc)
+        if not svc.is_load_balancer or not svc.ingress or not handles_class(svc, self.options.lb_class):
+            return None
+        slices = tuple(self._slices.get((svc.namespace, svc.name), {}).values())
+        return ServiceInput(svc, pool_for(config, svc.ingress), slices)
+
+    def _context(self, config: Config) -> Context:
+        """What every Service's decision shares: a change re-decides them all."""
+        if self._nodes_dirty:
+            self._nodes_dirty = False
+            self._node_objects = tuple(Node.from_dict(o) for o in self.nodes.store.values())
+        live, may_l2 = self._live()
+        return Context(
+            config, self.node, self._node_objects, None if live is None else frozenset(live), may_l2,
+            self.options.ignore_exclude_lb, frozenset(self.announcer.responder.interface_names),
+        )  # fmt: skip
 
     async def sync(self) -> None:
-        """Elect, plan and announce from the caches; then hand the statuses to the status loop."""
+        """Elect, plan and announce from the caches (only what changed); then hand the statuses to the status loop.
+
+        The Services whose inputs changed are decided again, or all of them when the context changed (a new
+        configuration, Node or membership view), :data:`SYNC_CHUNK` at a time with the loop running in between; the
+        result is applied once every Service is decided from the same context. If the membership view changed
+        meanwhile, nothing is applied: the next pass decides again from the new view (the fast process only
+        takes decisions tagged with the view they were made from).
+        """
         started = time.monotonic()
         if self._config_dirty:
             self._build_config()
         config = self.config
         if config is None:
             return
-        live, may_l2 = self._live()
-        services = self._service_inputs(config)
-        self._ingress = {key: item.service.ingress for key, item in services.items()}
-        decision = decide_node(
-            config,
-            self.node,
-            [Node.from_dict(o) for o in self.nodes.store.values()],
-            services,
-            live=live,
-            may_announce_l2=may_l2,
-            ignore_exclude_lb=self.options.ignore_exclude_lb,
-            interfaces_available=lambda ifs: not self.announcer.missing_interfaces(ifs),
-        )
+        ctx = self._context(config)
+        decider = self._decider
+        if decider is None or decider.ctx.config is not config:  # every Service's pool may have changed
+            keys = dict.fromkeys([*self.services.store.keys(), *(decider.keys() if decider is not None else ())])
+            self._pending.clear()
+            if decider is None:
+                decider = self._decider = NodeDecider(ctx)
+        else:
+            keys, self._pending = self._pending, {}
+        decider.set_context(ctx)
+        for i, key in enumerate(keys, 1):
+            item = self._service_input(key, config)
+            if item is None:
+                decider.remove(key)
+                self._ingress.pop(key, None)
+            else:
+                decider.put(key, item)
+                self._ingress[key] = item.service.ingress
+            if i % SYNC_CHUNK == 0:
+                await asyncio.sleep(0)
+        while decider.step(SYNC_CHUNK):
+            await asyncio.sleep(0)
+        if self._live() != (ctx.live, ctx.may_announce_l2):
+            self._dirty.set()  # the view changed under this pass: decide again before announcing
+            return
+        decision = decider.decision()
+        live, may_l2 = ctx.live, ctx.may_announce_l2
         hand_over = handed_over(self.node, decision.layer2, self._ingress) if may_l2 and live is not None else ()
         await self.announcer.apply(decision.announcement, hand_over)
         if self.syncs == 0:
@@ -553,7 +608,7 @@ class Speaker:
         self.syncs += 1
         self._record_events(decision)
         self._status_wake.set()
-        log.debug("synced in %.1f ms", (time.monotonic() - started) * 1000)
+        log.debug("synced %d Services in %.1f ms", len(keys), (time.monotonic() - started) * 1000)
 
     def _record_events(self, decision: NodeDecision) -> None:
         announced = {(k, LAYER2) for k in decision.l2_status}
@@ -635,8 +690,9 @@ class Speaker:
             await client.delete(res, action.name, ns)
             return
         if isinstance(action, st.Create):
-            created = await client.create(res, st.new_object(action.kind, self.node, action.service, ns,
-                                                             self.owner), ns)
+            created = await client.create(
+                res, st.new_object(action.kind, self.node, action.service, ns, self.owner), ns
+            )
             informer.put_local(created)
             name = st.name_of(created)
         else:
