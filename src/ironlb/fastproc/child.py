@@ -88,7 +88,8 @@ class FastChild:
         self._answering: dict[str, tuple[str, ...]] = {}
         self._ifaces: frozenset[str] | None = None
         self._leave_on_exit = True
-        self._hand_over: tuple[str, ...] = ()  # IPs given to another live node: answered until it claims them
+        self._decided: dict[str, tuple[str, ...]] = {}  # the heavy side's last decision (it sends what changes)
+        self._hand_over: set[str] = set()  # IPs given to another live node: answered until it claims them
         self._releasing = False  # a clean stop is handing the IPs over: the guard no longer drives the responder
         # Membership counts of the memberships stopped so far (a wedge restarts it): the reported ones only grow.
         self._past_rejected: Counter[str] = Counter()
@@ -196,10 +197,7 @@ class FastChild:
         if kind == "start":
             self._start(message)
         elif kind == "announce":
-            layer2 = {str(ip): tuple(str(i) for i in ifs) for ip, ifs in message["layer2"].items()}
-            self.guard.decided(layer2, int(message["view_seq"]), frozenset(message["alive"]), now)
-            self._hand_over = tuple(str(ip) for ip in message.get("hand_over", ()))
-            self._apply(now, force=True)
+            self._announce(message, now)
         elif kind == "release":
             self._release(message)
         elif kind == "membership":
@@ -225,6 +223,20 @@ class FastChild:
             self._done.set()
         else:
             log.warning("fast path: unknown message %r", kind)
+
+    def _announce(self, message: Message, now: float) -> None:
+        """A decision: the whole set (``layer2``, ``hand_over``) or what changed since the previous one."""
+        if "layer2" in message:
+            self._decided = {str(ip): tuple(str(i) for i in ifs) for ip, ifs in message["layer2"].items()}
+            self._hand_over = {str(ip) for ip in message.get("hand_over", ())}
+        else:
+            for ip in message["drop"]:
+                self._decided.pop(str(ip), None)
+            self._decided.update((str(ip), tuple(str(i) for i in ifs)) for ip, ifs in message["set"].items())
+            self._hand_over.difference_update(str(ip) for ip in message["hand_over_drop"])
+            self._hand_over.update(str(ip) for ip in message["hand_over_add"])
+        self.guard.decided(self._decided, int(message["view_seq"]), frozenset(message["alive"]), now)
+        self._apply(now, force=True)
 
     def _start(self, message: Message) -> None:
         self.guard = Guard(GuardConfig(**message["guard"]), time.monotonic(), membership=False)
@@ -374,7 +386,7 @@ class FastChild:
             stalls += service.membership.stalls
             detections.merge(service.membership.detections)
         self._send("metrics", {
-            "t": "metrics", "layer2": self._l2metrics.snapshot(), "bfd": self._bfdmetrics.snapshot(),
+            "t": "metrics", "layer2_changes": self._l2metrics.take_changes(), "bfd": self._bfdmetrics.snapshot(),
             "rejected": dict(rejected), "stalls": stalls, "detections": detections.snapshot(),
             "loop_lag": self._loop_lag.snapshot(), "answering": len(self._answering),
         })  # fmt: skip

@@ -294,7 +294,10 @@ class FastProcess:
             self.rejected = {str(k): int(v) for k, v in message["rejected"].items()}
             self.stalls = int(message.get("stalls", 0))
             if self.metrics is not None:
-                self.metrics.layer2.load(message["layer2"])
+                if "layer2_changes" in message:  # only the series that moved since the last report
+                    self.metrics.layer2.update(message["layer2_changes"])
+                else:
+                    self.metrics.layer2.load(message["layer2"])
                 self.metrics.bfd.load(message["bfd"])
             # Last: a histogram the channel garbled (ValueError, logged by the reader) costs only itself.
             if "detections" in message:
@@ -313,6 +316,8 @@ class RemoteResponder:
         self.interface_names: frozenset[str] = frozenset()
         """Interfaces with responders in the fast process (as it last reported)."""
         self._released: asyncio.Event | None = None
+        self._sent: dict[str, tuple[str, ...]] = {}  # the decision the fast process holds: ip -> interfaces
+        self._handing: frozenset[str] = frozenset()  # and its hand-overs
 
     async def start(self) -> None:
         """The fast process starts its responders itself."""
@@ -325,15 +330,27 @@ class RemoteResponder:
         announced: Mapping[IPv4Address | IPv6Address | str, Iterable[str] | AllInterfaces],
         hand_over: Iterable[IPv4Address | IPv6Address | str] = (),
     ) -> None:
-        """Send the decision, tagged with the membership view it was made from (see :mod:`.guard`)."""
+        """Send the decision, tagged with the membership view it was made from (see :mod:`.guard`).
+
+        Only what changed since the previous decision goes over the channel (IPs set or dropped, hand-overs
+        added or dropped): with 10,000 Services a decision is a few entries, not the whole set each time. The
+        channel is an ordered stream to one child for the life of both, so the child's copy stays the same.
+        """
         process = self._process
         membership = process.membership
         alive = sorted(membership.view.alive) if membership is not None else []
-        layer2 = {str(ip): ([] if isinstance(ifs, AllInterfaces) else sorted(ifs)) for ip, ifs in announced.items()}
+        layer2 = {
+            str(ip): (() if isinstance(ifs, AllInterfaces) else tuple(sorted(ifs))) for ip, ifs in announced.items()
+        }
+        handing = frozenset(str(ip) for ip in hand_over)
+        changed = dict(layer2.items() - self._sent.items())
+        dropped = self._sent.keys() - layer2.keys()
         process.send({
-            "t": "announce", "layer2": layer2, "hand_over": sorted(str(ip) for ip in hand_over),
+            "t": "announce", "set": {ip: list(ifs) for ip, ifs in changed.items()}, "drop": sorted(dropped),
+            "hand_over_add": sorted(handing - self._handing), "hand_over_drop": sorted(self._handing - handing),
             "view_seq": process.view_seq, "alive": alive,
         })  # fmt: skip
+        self._sent, self._handing = layer2, handing
 
     def release(self, hand_over: Iterable[IPv4Address | IPv6Address | str], timeout: float | None = None) -> None:
         """A clean stop: the fast process answers ``hand_over`` until the new owners claim them, nothing else."""
@@ -449,5 +466,3 @@ class RemoteBFD:
         on_down = self._on_down.get(ident)
         if on_down is not None:
             on_down(reason)
-
-

@@ -38,6 +38,7 @@ class Layer2Metrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self._lock = threading.Lock()  # scrapes may come from the HTTP server thread
         self._counts: dict[str, dict[str, float]] = {name: {} for name in _HELP}
+        self._changed: set[tuple[str, str]] = set()  # (name, ip) since the last take_changes()
         if registry is not None:
             registry.register(self)
 
@@ -45,6 +46,7 @@ class Layer2Metrics(Collector):
         with self._lock:
             per_ip = self._counts[name]
             per_ip[ip] = per_ip.get(ip, 0.0) + amount
+            self._changed.add((name, ip))
 
     def request_received(self, ip: str) -> None:
         """A request (ARP who-has / NS) arrived for an announced IP."""
@@ -67,6 +69,23 @@ class Layer2Metrics(Collector):
         """Every series, by metric name then label value: what the fast process hands to the heavy side."""
         with self._lock:
             return {name: dict(series) for name, series in self._counts.items()}
+
+    def take_changes(self) -> dict[str, dict[str, float]]:
+        """The series changed since the last call (same shape as :meth:`snapshot`): what the fast process sends,
+        so that an idle node with 10,000 announced IPs sends nothing but what moved."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            out: dict[str, dict[str, float]] = {}
+            for name, ip in changed:
+                out.setdefault(name, {})[ip] = self._counts[name][ip]
+            return out
+
+    def update(self, changes: dict[str, dict[str, float]]) -> None:
+        """Set the series in ``changes`` (from :meth:`take_changes` in the fast process), keeping the others."""
+        with self._lock:
+            for name, series in changes.items():
+                if name in self._counts:
+                    self._counts[name].update((str(k), float(v)) for k, v in series.items())
 
     def load(self, snapshot: dict[str, dict[str, float]]) -> None:
         """Replace every series with ``snapshot`` (from :meth:`snapshot` in the fast process); unknown names ignored."""
