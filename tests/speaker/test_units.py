@@ -236,3 +236,39 @@ async def test_status_writes_run_concurrently_bounded_and_one_refusal_cancels_no
     want = [s for s in services if s != "svc-3"]
     assert sorted(client.created) == sorted(want)  # the refusal cancelled none of the other writes
     assert sorted(client.patched) == sorted(want)
+
+
+def test_status_plan_of_the_changes_equals_the_full_plan() -> None:
+    import random
+
+    rng = random.Random(3)
+    services = [f"app/s{i}" for i in range(12)]
+
+    def obj(name: str, node: str, svc: str, status: dict[str, Any]) -> dict[str, Any]:
+        ns, _, short = svc.partition("/")
+        labels = {st.NODE_LABEL: node, st.SERVICE_NAME_LABEL: short, st.SERVICE_NAMESPACE_LABEL: ns}
+        return {"metadata": {"name": name, "labels": labels}, "status": status}
+
+    def desired() -> dict[str, tuple[str, ...]]:
+        return {s: tuple(rng.sample(["eth0", "eth1"], rng.randrange(3))) for s in services if rng.random() < 0.5}
+
+    for kind in (st.L2, st.BGP) * 30:
+        previous = desired()
+        # What the last plan left: this node's objects, right; other nodes' objects only where it does not win.
+        existing = {f"o-{s}": obj(f"o-{s}", "a", s, st.desired_status(kind, "a", s, d)) for s, d in previous.items()}
+        existing |= {f"x-{s}": obj(f"x-{s}", "b", s, {}) for s in services if s not in previous or kind == st.BGP}
+        assert st.plan_actions(kind, "a", previous, existing.values()) == []
+        dirty: set[str] = set()
+        for s in rng.sample(services, 3):  # objects changed under it (a delete, another node's write, a stale one)
+            dirty.add(s)
+            change = rng.choice(["drop", "other", "stale"])
+            if change == "drop":
+                existing.pop(f"o-{s}", None)
+            elif change == "other":
+                existing[f"y-{s}"] = obj(f"y-{s}", "c", s, {})
+            else:
+                existing[f"o-{s}"] = obj(f"o-{s}", "a", s, {})
+        now = desired()
+        full = st.plan_actions(kind, "a", now, existing.values())
+        some = st.plan_changes(kind, "a", now, previous, dirty, existing.values())
+        assert sorted(map(repr, some)) == sorted(map(repr, full))

@@ -20,9 +20,13 @@ class SpeakerCollector(ClientCollector):
     """The client families, plus the membership's (``membership`` returns the running service or None) and the
     fast process's (``fastproc`` returns it, or None on the thread)."""
 
-    def __init__(self, counters: ClientCounters, requests: Callable[[], Mapping[str, int]] | None = None,
-                 membership: Callable[[], MembershipService | RemoteMembership | None] | None = None,
-                 fastproc: Callable[[], FastProcess | None] | None = None) -> None:
+    def __init__(
+        self,
+        counters: ClientCounters,
+        requests: Callable[[], Mapping[str, int]] | None = None,
+        membership: Callable[[], MembershipService | RemoteMembership | None] | None = None,
+        fastproc: Callable[[], FastProcess | None] | None = None,
+    ) -> None:
         super().__init__(counters, requests)
         self._fast = FastPathCollector(membership or (lambda: None), fastproc or (lambda: None))
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,10 @@ class Speaker:
         self._slice_owner: dict[str, tuple[str, str]] = {}
         self._announced: set[tuple[str, str]] = set()  # (service key, protocol)
         self._failed: set[str] = set()
+        # The status loop plans only the Services whose desired status or status objects changed since its last
+        # plan (None: all of them, at the start and after an error).
+        self._status_dirty: set[str] | None = None
+        self._planned: dict[str, Mapping[str, tuple[str, ...]]] = {}
 
         self.services.add_handler(self._on_service)
         self.slices.add_handler(self._on_slice)
@@ -328,6 +333,13 @@ class Speaker:
         self._mark(config=True)
 
     def _on_status(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+        dirty = self._status_dirty
+        if dirty is not None:
+            for obj in (old, new):
+                if obj is not None and (svc := st.service_of(obj)) is not None:
+                    dirty.add(svc)
+                elif obj is not None and st.labels_of(obj).get(st.NODE_LABEL) == self.node:
+                    self._status_dirty = None  # one of ours without a Service: a full plan deletes it
         self._status_wake.set()
 
     def _on_membership(self, alive: frozenset[str], has_quorum: bool) -> None:
@@ -644,6 +656,7 @@ class Speaker:
             try:
                 await self.write_statuses()
             except KubeError as err:
+                self._status_dirty = None  # plan everything again from the refreshed caches
                 self.counters.update_errors += 1
                 delay = backoff.next()
                 log.warning("writing statuses failed: %s; retrying in %.1fs", err, delay)
@@ -657,14 +670,18 @@ class Speaker:
         decision = self.decision
         if decision is None:
             return
-        actions = [
-            (informer, action)
-            for kind, informer, desired in (
-                (st.L2, self.l2_statuses, decision.l2_status),
-                (st.BGP, self.bgp_statuses, decision.bgp_status),
-            )
-            for action in st.plan_actions(kind, self.node, desired, informer.store.values())
-        ]
+        keys, self._status_dirty = self._status_dirty, set()
+        actions: list[tuple[Informer, st.Action]] = []
+        for kind, informer, desired in (
+            (st.L2, self.l2_statuses, decision.l2_status),
+            (st.BGP, self.bgp_statuses, decision.bgp_status),
+        ):
+            previous, self._planned[kind] = self._planned.get(kind), desired
+            if keys is None or previous is None:
+                planned = st.plan_actions(kind, self.node, desired, informer.store.values())
+            else:  # the Services whose desired status or objects changed: a few, not 10,000 each time
+                planned = st.plan_changes(kind, self.node, desired, previous, keys, informer.store.values())
+            actions += [(informer, action) for action in planned]
         if not actions:
             return
         # Independent objects (one per Service, or another node's leftover): written concurrently, bounded. Every

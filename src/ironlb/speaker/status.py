@@ -15,7 +15,7 @@ executes it and plans again from the refreshed cache, so a failed or raced write
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,23 @@ def plan_actions(
         if not _same(keep.get("status"), status):
             actions.append(WriteStatus(kind, name_of(keep), status))
     return actions
+
+
+def plan_changes(
+    kind: str,
+    node: str,
+    desired: Mapping[str, tuple[str, ...]],
+    previous: Mapping[str, tuple[str, ...]],
+    dirty: Collection[str],
+    existing: Iterable[Mapping[str, Any]],
+) -> list[Action]:
+    """:func:`plan_actions` for the Services whose desired status changed since ``previous`` or whose objects
+    changed (``dirty``): what the full plan would do when the rest already matches ``previous``."""
+    some = {*dirty, *(key for key, _ in desired.items() ^ previous.items())}
+    if not some:
+        return []
+    mine = [o for o in existing if service_of(o) in some]
+    return plan_actions(kind, node, {k: desired[k] for k in some if k in desired}, mine)
 
 
 def new_object(kind: str, node: str, service: str, namespace: str, owner: Mapping[str, Any] | None) -> Obj:
