@@ -32,6 +32,7 @@ from ironlb.bfd.speaker import SpeakerBFD, SpeakerBFDHandle
 from ironlb.config.types import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
+from ironlb.fastproc.realtime import go_realtime
 from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=args.fd)
     gc.collect()
     gc.freeze()
+    log.info("fast path: %s", go_realtime())  # run at once when woken, not behind busy processes
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
