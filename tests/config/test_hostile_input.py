@@ -244,3 +244,20 @@ def test_a_larger_file_limit_also_lifts_the_text_limit(tmp_path: Path) -> None:
     assert [p.name for p in load_files([big], limits=ReadLimits(file_bytes=16 << 20)).pools] == ["p"]
     with pytest.raises(ConfigError, match="characters, over the limit"):
         load_texts([("t.yaml", POOL + "#" * (yamlio.MAX_TEXT_CHARS + 10))])
+
+
+def test_the_plain_tree_shortcut_refuses_exactly_what_the_full_check_refuses() -> None:
+    """``check`` passes a plain tree (no alias) after one cheap visit; depth at the limit passes, one more level is
+    refused with the full check's words (where the collection that holds too many levels starts), and an alias takes the
+    full check (its expansion counts against the budget)."""
+    from ironlb.config.yamlio import Budget, YAMLLimitError, load_all
+
+    def nested(levels: int) -> str:
+        return "a: " + "[" * (levels - 1) + "1" + "]" * (levels - 1) + "\n"
+
+    assert load_all(nested(8), Budget(max_depth=8))
+    with pytest.raises(YAMLLimitError, match=r"^nested deeper than 8 levels \(line 1, column 1\)$"):
+        load_all(nested(9), Budget(max_depth=8))
+    budget = Budget(alias_nodes=10)
+    load_all("a: &x [1, 2, 3]\nb: *x\nc: *x\n", budget)
+    assert budget.alias_nodes == 10 - 8  # each alias stands for the list and its 3 items

@@ -89,11 +89,39 @@ def _children(node: Node) -> list[Node]:
     return list(node.value)
 
 
+def _plain_tree(root: Node, max_depth: int) -> bool:
+    """Whether ``root`` is a tree (no node reached twice: no alias) with at most ``max_depth`` nested collections:
+    what nearly every manifest is, and then :func:`check` has nothing to refuse. One cheap visit per node; anything
+    else (an alias, too deep) returns False and is left to the full check, which words the refusal."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        key = id(node)
+        if key in seen:
+            return False
+        seen.add(key)
+        if isinstance(node, ScalarNode):
+            continue
+        if level > max_depth:
+            return False
+        if isinstance(node, MappingNode):
+            for k, v in node.value:
+                stack.append((k, level + 1))
+                stack.append((v, level + 1))
+        else:
+            stack.extend((k, level + 1) for k in node.value)
+    return True
+
+
 def check(root: Node, budget: Budget) -> None:
     """Refuse a node graph that is too deep, recursive, or whose aliases expand past the budget.
 
-    Iterative and memoized per node, so it costs one visit per distinct node whatever the aliases expand to.
+    Iterative and memoized per node, so it costs one visit per distinct node whatever the aliases expand to. A
+    plain tree (:func:`_plain_tree`) passes at once: it adds no node and is not too deep.
     """
+    if _plain_tree(root, budget.max_depth):
+        return
     size: dict[int, int] = {}  # id -> nodes it stands for, expanded
     depth: dict[int, int] = {}  # id -> nested collections, itself included
     open_: set[int] = set()
