@@ -20,6 +20,8 @@ from typing import Any
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
 from ironlb.decide import Announcement
+from ironlb.ipam.allocator import Allocator
+from ironlb.ipam.reprocess import Outcome
 from ironlb.layer2.election import L2Decision
 from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render
 
@@ -33,6 +35,27 @@ class Decision:
     layer2_by_service: dict[str, L2Decision]
     bgp: NodePlan | None = None  # this node's BGP sessions and routes per peer
     announcement: Announcement = field(default_factory=Announcement)  # what the Announcer applies
+
+
+Allocated = tuple[Allocator, dict[str, Outcome]]
+
+
+class Allocation:
+    """The last :func:`allocate` result, kept for the snapshot (by identity) and class it was computed for.
+
+    Allocating converges every Service twice (half of a 1,000-Service decision); a membership change (a node
+    joining or leaving: when a successor must take IPs over quickly) changes the election, not the allocation.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Snapshot, str] | None = None
+        self._value: Allocated | None = None
+
+    def of(self, snapshot: Snapshot, lb_class: str = "") -> Allocated:
+        if self._value is None or self._key is None or self._key[0] is not snapshot or self._key[1] != lb_class:
+            self._value = allocate(snapshot, lb_class=lb_class)
+            self._key = (snapshot, lb_class)
+        return self._value
 
 
 def with_member_nodes(snapshot: Snapshot, members: Collection[str]) -> Snapshot:
@@ -51,13 +74,16 @@ def decide(
     has_quorum: bool = True,
     lb_class: str = "",
     ignore_exclude_lb: bool = False,
+    allocated: Allocated | None = None,
 ) -> Decision:
     """Allocate, then :func:`ironlb.decide.decide_node` for every speaker; this node's part is announced.
 
     Node objects given, but not this node's: it still runs its BGP sessions, without labels, and announces nothing.
+    ``allocated``: :func:`allocate` of this very snapshot and ``lb_class``, when already computed (the allocation
+    does not depend on the members: a recompute after a membership change reuses it, see :class:`Allocation`).
     """
     snapshot = with_member_nodes(snapshot, members)
-    allocator, outcomes = allocate(snapshot, lb_class=lb_class)
+    allocator, outcomes = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
     speakers = [n.name for n in snapshot.nodes]
     if node not in speakers:
         speakers.append(node)

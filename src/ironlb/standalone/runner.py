@@ -51,7 +51,7 @@ from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.runtime import age_text
 from ironlb.standalone import lastvalid, statedir
-from ironlb.standalone.decide import Decision, decide
+from ironlb.standalone.decide import Allocation, Decision, decide
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ class Runner:
         self.snapshot: Snapshot | None = None
         self.config_error: str | None = None
         self.decision: Decision | None = None
+        self._allocation = Allocation()  # reused while the snapshot is the same (membership changes)
         self._saved_digest: str | None = None
         self._save_failed = False
         self._running_saved: str | None = None  # what config_error adds while the saved configuration runs
@@ -400,6 +401,7 @@ class Runner:
                     has_quorum=quorum,
                     lb_class=self.options.lb_class,
                     ignore_exclude_lb=self.options.ignore_exclude_lb,
+                    allocated=self._allocation.of(self.snapshot, self.options.lb_class),
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 log.debug("planning failed", exc_info=True)
