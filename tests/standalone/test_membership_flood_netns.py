@@ -4,7 +4,7 @@ The client, a host on the LAN that is no member and holds no key, sends junk dat
 as fast as one process can for a bounded time (60 % the right size and magic with a wrong MAC, 30 % too short,
 10 % too long, fragmented). Before each member had a socket of its own, such a flood filled the main receive
 queue and heartbeats waited behind it past the dead timeout: a false MemberDown. Now: every node stays up, nobody
-is declared dead, the announcer does not change and still answers ARP.
+is declared dead, the announcer does not change and still answers ARP, and the junk is counted by reason.
 
 The dead timeout is the default 350 ms, not the 1 s of the other netns tests: with one socket, this flood from one
 Python process (130,000-170,000 datagrams in 8 s) cost a false MemberDown at 350 ms but not at 600 ms or 1 s, so a
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ironlb.lab.lan import Lan
 from tests.support.waits import STARTING, WaitTimeout, wait_until
@@ -33,6 +34,19 @@ pytestmark = pytest.mark.netns
 NODES = ("node1", "node2", "node3")
 FLOOD_SECONDS = 8.0
 FLOOD_MAX = 1_000_000
+
+JUNK_REASONS = ("oversized", "undersized", "unknown_address")
+
+
+def junk_counts(c: Cluster, node: str) -> dict[str, float]:
+    """The node's ``ironlb_membership_rejected_datagrams_total`` for the reasons the flood's datagrams have."""
+    counts = dict.fromkeys(JUNK_REASONS, 0.0)
+    for family in text_string_to_metric_families(c.metrics(node)):
+        for sample in family.samples:
+            if sample.name == "ironlb_membership_rejected_datagrams_total" and sample.labels["reason"] in counts:
+                counts[sample.labels["reason"]] = sample.value
+    return counts
+
 
 FLOOD = """
 import json, os, random, socket, sys, time
@@ -91,3 +105,8 @@ def test_a_junk_flood_to_the_membership_port_declares_nobody_dead(lan: Lan, tmp_
         assert "MemberDown" not in c.log(node)[offsets[node] :], (node, c.log(node)[offsets[node] :][-3000:])
     assert c.announcers() == [owner]
     assert c.arping_macs() == {mac}
+    # The junk is still counted, by reason (the fast process reports its counts every second); never more than sent.
+    wait_until(lambda: all(min(junk_counts(c, n).values()) > 0 for n in NODES), 20, "every node counted the junk",
+               retry=STARTING)  # fmt: skip
+    counted = sum(sum(junk_counts(c, n).values()) for n in NODES)
+    assert 0 < counted <= sent, (counted, sent)
