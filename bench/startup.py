@@ -8,7 +8,10 @@ imports done) and the first announcement, each as wall time since the process st
 On a machine shared with other work, wall time measures the machine; ``--fifo`` runs ``ironlb run`` (and so its
 fast process) under ``chrt -f 20`` (SCHED_FIFO, root), which gives it the cores as an idle machine would.
 
-Run from the repository root: ``python -m bench.startup [--runs 10] [--services 1000] [--fifo]``.
+With ``--members 3`` the node has two other members (silent: the first announcement is then BGP's, Layer 2 waits
+for the membership), so the status plans three speakers.
+
+Run from the repository root: ``python -m bench.startup [--runs 10] [--services 1000] [--members 3] [--fifo]``.
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from ironlb.lab.failover import percentile
 _FIGURES = re.compile(r"\(([\d.]+) s after the process started, ([\d.]+) s of CPU\)")
 
 
-def one_run(state: Path, fifo: bool, timeout: float = 30.0) -> dict[str, tuple[float, float]]:
+def one_run(state: Path, fifo: bool, members: int = 1, timeout: float = 30.0) -> dict[str, tuple[float, float]]:
     """Start ``ironlb run``, wait for its first announcement, stop it; the figures of its start-up lines."""
     shutil.rmtree(state / ".ironlb", ignore_errors=True)
     cmd = [sys.executable, "-m", "ironlb", "run", "--state", str(state), "--node", "n1", "--metrics-address", ""]
+    if members > 1:  # the others never answer: the first announcement is BGP's (Layer 2 waits for them)
+        cmd += ["--members", ",".join(f"n{i + 1}=127.0.0.{i + 1}:17946" for i in range(members)),
+                "--insecure-no-secret"]  # fmt: skip
     if fifo:
         cmd = ["chrt", "-f", "20", *cmd]
     with tempfile.TemporaryFile("w+") as log:
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--fifo", action="store_true", help="run ironlb under chrt -f 20 (root)")
+    parser.add_argument("--members", type=int, default=1, help="members of the node's cluster (others silent)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ironlb-startup-") as tmp:
         state = Path(tmp)
@@ -76,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         (state / "services.yaml").write_text(services)
         rows = []
         for i in range(args.runs):
-            row = one_run(state, args.fifo)
+            row = one_run(state, args.fifo, args.members)
             rows.append(row)
             print(f"  {i + 1}: " + ", ".join(f"{k} {w * 1000:.0f} ms ({c * 1000:.0f} ms CPU)" for k, (w, c) in row.items()),
                   flush=True)  # fmt: skip
-    print(f"{args.services} Services, {'SCHED_FIFO' if args.fifo else 'normal priority'}, "
+    print(f"{args.services} Services, {args.members} member(s), {'SCHED_FIFO' if args.fifo else 'normal priority'}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     for key in ("first log line", "first announcement"):
         walls = [r[key][0] * 1000 for r in rows if key in r]

@@ -1,15 +1,53 @@
-"""A recompute after a membership change reuses the allocation of the same snapshot (ironlb.standalone.decide)."""
+"""ironlb run's decision (ironlb.standalone.decide): the allocation reused across membership changes, and this
+node's announcement computed before the other speakers' plans."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ironlb.config import load_files
-from ironlb.plan import snapshot_from
-from ironlb.standalone.decide import Allocation, decide
+import pytest
+
+from ironlb.config import load_files, load_texts
+from ironlb.decide import handed_over
+from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render, snapshot_from
+from ironlb.standalone.decide import Allocation, Decision, decide, decide_early, with_member_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ("n1", "n2", "n3")
+MIXED = """
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: l2, namespace: metallb-system}
+spec: {addresses: ["192.168.1.240-192.168.1.250"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bgp, namespace: metallb-system}
+spec: {addresses: ["10.50.0.0/24"]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec: {ipAddressPools: [l2]}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bgp, namespace: metallb-system}
+spec: {ipAddressPools: [bgp]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: r, namespace: metallb-system}
+spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.168.1.1}
+""" + "".join(
+    f"""---
+apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: default, annotations: {{metallb.io/address-pool: {pool}}}}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
+"""
+    for i, pool in enumerate(["l2", "bgp", "l2", "bgp", "l2"])
+)
 
 
 def test_the_allocation_is_reused_for_the_same_snapshot_and_the_decision_is_unchanged() -> None:
@@ -25,3 +63,35 @@ def test_the_allocation_is_reused_for_the_same_snapshot_and_the_decision_is_unch
         assert reused == fresh
     again, _ = snapshot_from(load_files(files))  # an equal but new snapshot (the directory was read again)
     assert cache.of(again) is not first
+
+
+def reference_decision(snapshot: Snapshot, node: str, alive: tuple[str, ...], has_quorum: bool) -> Decision:
+    """What ``decide`` computed in one step before it was split in two (``ironlb plan``'s functions)."""
+    snapshot = with_member_nodes(snapshot, MEMBERS)
+    allocator, outcomes = allocate(snapshot)
+    speakers = [n.name for n in snapshot.nodes]
+    l2, nodes = node_decisions(
+        snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=() if has_quorum else (node,),
+        served_without_slices=True,
+    )  # fmt: skip
+    mine = nodes[node]
+    plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
+    return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
+
+
+@pytest.mark.parametrize("alive", [MEMBERS, ("n1", "n2"), ("n2",)])
+@pytest.mark.parametrize("has_quorum", [True, False])
+def test_the_early_announcement_and_the_finished_decision_are_the_one_step_decision(
+    alive: tuple[str, ...], has_quorum: bool
+) -> None:
+    """Announcing on this node's own part first changes nothing: the announcement, the hand-overs and the
+    finished decision (status plan included) are those of the one-step computation, L2 and BGP Services."""
+    snapshot, _ = snapshot_from(load_texts([("cluster.yaml", MIXED)]))
+    for node in MEMBERS:
+        early = decide_early(snapshot, node=node, members=MEMBERS, alive=alive, has_quorum=has_quorum)
+        reference = reference_decision(snapshot, node, alive, has_quorum)
+        assert early.announcement == reference.announcement
+        assert handed_over(node, early.layer2_by_service, early.ingress) == handed_over(
+            node, reference.layer2_by_service, reference.ingress
+        )
+        assert early.finish() == reference

@@ -13,17 +13,17 @@ node's plan regardless of ``has_quorum``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
-from ironlb.decide import Announcement
+from ironlb.decide import Announcement, NodeDecision, decide_node, elect_all, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome
-from ironlb.layer2.election import L2Decision
-from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render
+from ironlb.layer2.election import L2Decision, with_node_reasons
+from ironlb.plan import Snapshot, allocate, bgp_plans, render
 
 ALL_INTERFACES: tuple[str, ...] = ()
 
@@ -35,6 +35,26 @@ class Decision:
     layer2_by_service: dict[str, L2Decision]
     bgp: NodePlan | None = None  # this node's BGP sessions and routes per peer
     announcement: Announcement = field(default_factory=Announcement)  # what the Announcer applies
+
+    @property
+    def ingress(self) -> dict[str, tuple[str, ...]]:
+        """Each Service's IPs, by ``namespace/name``."""
+        return {key: tuple(svc.get("ingress") or ()) for key, svc in self.plan.get("services", {}).items()}
+
+
+@dataclass(frozen=True)
+class Early:
+    """This node's own part of a decision, enough to announce; :meth:`finish` adds the plans of the other speakers
+    and the status (``plan``). With three members they take half of a decision: a node announces without them.
+    """
+
+    announcement: Announcement
+    layer2_by_service: Mapping[str, L2Decision]  # the elections (without each speaker's reason)
+    ingress: Mapping[str, tuple[str, ...]]
+    _finish: Callable[[], Decision]
+
+    def finish(self) -> Decision:
+        return self._finish()
 
 
 Allocated = tuple[Allocator, dict[str, Outcome]]
@@ -81,17 +101,60 @@ def decide(
     Node objects given, but not this node's: it still runs its BGP sessions, without labels, and announces nothing.
     ``allocated``: :func:`allocate` of this very snapshot and ``lb_class``, when already computed (the allocation
     does not depend on the members: a recompute after a membership change reuses it, see :class:`Allocation`).
+    The same as :func:`ironlb.plan.node_decisions` and :func:`ironlb.plan.render` on the snapshot, in two steps
+    (:func:`decide_early`).
     """
+    return decide_early(
+        snapshot, node=node, members=members, alive=alive, has_quorum=has_quorum, lb_class=lb_class,
+        ignore_exclude_lb=ignore_exclude_lb, allocated=allocated,
+    ).finish()  # fmt: skip
+
+
+def decide_early(
+    snapshot: Snapshot,
+    *,
+    node: str,
+    members: Collection[str],
+    alive: Collection[str],
+    has_quorum: bool = True,
+    lb_class: str = "",
+    ignore_exclude_lb: bool = False,
+    allocated: Allocated | None = None,
+) -> Early:
+    """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished."""
     snapshot = with_member_nodes(snapshot, members)
     allocator, outcomes = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
     speakers = [n.name for n in snapshot.nodes]
     if node not in speakers:
         speakers.append(node)
-    l2, nodes = node_decisions(
-        snapshot, outcomes, live=sorted(alive), speakers=speakers,
-        without_l2=() if has_quorum else (node,), served_without_slices=True,
-        ignore_exclude_lb=ignore_exclude_lb,
-    )  # fmt: skip
-    mine = nodes[node]
-    plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
-    return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
+    live = sorted(alive)
+    config = snapshot.config
+    inputs = served_everywhere(
+        service_inputs(
+            ((o.service, config.pools_by_name.get(o.pool) if o.pool else None) for o in outcomes.values()),
+            snapshot.endpoint_slices,
+        ),
+        speakers,
+    )
+    elections = elect_all(snapshot.nodes, inputs, live=live, ignore_exclude_lb=ignore_exclude_lb)
+
+    def of(name: str) -> NodeDecision:
+        return decide_node(
+            config, name, snapshot.nodes, inputs, live=live, may_announce_l2=has_quorum or name != node,
+            ignore_exclude_lb=ignore_exclude_lb, layer2=elections,
+        )  # fmt: skip
+
+    mine = of(node)
+
+    def finish() -> Decision:
+        nodes = {name: mine if name == node else of(name) for name in speakers}
+        l2 = {
+            key: with_node_reasons(elections[key], speakers, item.service, item.pool, snapshot.nodes, live,
+                                   item.slices, ignore_exclude_lb=ignore_exclude_lb)
+            for key, item in inputs.items()
+        }  # fmt: skip
+        plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
+        return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
+
+    ingress = {key: tuple(o.service.ingress) for key, o in outcomes.items()}
+    return Early(mine.announcement, elections, ingress, finish)

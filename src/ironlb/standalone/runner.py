@@ -51,7 +51,7 @@ from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.runtime import age_text
 from ironlb.standalone import lastvalid, statedir
-from ironlb.standalone.decide import Allocation, Decision, decide
+from ironlb.standalone.decide import Allocation, Decision, Early, decide_early
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Runner:
         self.config_error: str | None = None
         self.decision: Decision | None = None
         self._allocation = Allocation()  # reused while the snapshot is the same (membership changes)
+        self._announced = False  # the first announcement was logged
         self._saved_digest: str | None = None
         self._save_failed = False
         self._running_saved: str | None = None  # what config_error adds while the saved configuration runs
@@ -393,7 +394,7 @@ class Runner:
             started = time.monotonic()
             alive, quorum = self._alive()
             try:
-                decision = decide(
+                early = decide_early(
                     self.snapshot,
                     node=self.options.node,
                     members=self.member_names,
@@ -404,24 +405,35 @@ class Runner:
                     allocated=self._allocation.of(self.snapshot, self.options.lb_class),
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
-                log.debug("planning failed", exc_info=True)
-                self.config_error = f"{self.options.state_dir}: cannot plan: {type(err).__name__}: {err}"
-                log.error("%s; keeping the last decision", self.config_error)
-                if self.decision is not None:
-                    self._write_status(self.decision, self.decision.layer2, alive=alive, quorum=quorum)
-                else:
-                    self._write_error_status()
+                self._planning_failed(err, alive, quorum)
                 return
-            await self.announcer.apply(decision.announcement, self._hand_over(decision, quorum=quorum))
-            if self.decision is None:
-                log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(decision.announcement.layer2),
-                         len(decision.bgp.peers) if decision.bgp else 0, age_text())  # fmt: skip
+            # Announce on this node's own part, then plan the other speakers (for the status file only).
+            await self.announcer.apply(early.announcement, self._hand_over(early, quorum=quorum))
+            if not self._announced:
+                self._announced = True
+                bgp = early.announcement.bgp
+                log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(early.announcement.layer2),
+                         len(bgp.peers) if bgp else 0, age_text())  # fmt: skip
+            try:
+                decision = early.finish()
+            except Exception as err:  # as above (the announcement stands)
+                self._planning_failed(err, alive, quorum)
+                return
             self.decision = decision
             self._write_status(decision, decision.layer2, alive=alive, quorum=quorum)
             log.debug("recomputed in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
 
+    def _planning_failed(self, err: Exception, alive: frozenset[str], quorum: bool) -> None:
+        log.debug("planning failed", exc_info=True)
+        self.config_error = f"{self.options.state_dir}: cannot plan: {type(err).__name__}: {err}"
+        log.error("%s; keeping the last decision", self.config_error)
+        if self.decision is not None:
+            self._write_status(self.decision, self.decision.layer2, alive=alive, quorum=quorum)
+        else:
+            self._write_error_status()
+
     def _hand_over(
-        self, decision: Decision | None = None, *, quorum: bool | None = None, leaving: bool = False
+        self, decision: Decision | Early | None = None, *, quorum: bool | None = None, leaving: bool = False
     ) -> frozenset[str]:
         """The IPs to hand over rather than drop (see ``handed_over``); none without quorum (withdraw at once)."""
         decision = decision or self.decision
@@ -433,8 +445,7 @@ class Runner:
         if leaving and not successors_have_quorum(self.options.membership.quorum, view.alive, len(view.members),
                                                   self.options.node):  # fmt: skip
             return frozenset()  # the others lose quorum when this node leaves: nobody will take the IPs
-        ingress = {key: svc.get("ingress") or () for key, svc in decision.plan.get("services", {}).items()}
-        return handed_over(self.options.node, decision.layer2_by_service, ingress, leaving=leaving)
+        return handed_over(self.options.node, decision.layer2_by_service, decision.ingress, leaving=leaving)
 
     def _on_bgp_event(self, peer: str, event: object) -> None:
         """A session changed state: rewrite the status soon (coalescing bursts of events)."""
