@@ -93,6 +93,9 @@ CONFIG_MAP_NAMES = ("config", "bgpextras")
 STATUS_RESOURCES = {st.L2: SERVICE_L2_STATUSES, st.BGP: SERVICE_BGP_STATUSES}
 SYNC_CHUNK = 500
 """Services decided between two yields to the event loop (a few milliseconds of work)."""
+SYNC_BREATHE = 3.0
+"""After a sync pass, the loop gets this many times its duration before the next pass (coalescing bursts)."""
+SYNC_MAX_PAUSE = 0.1
 
 
 @dataclass(frozen=True)
@@ -502,14 +505,22 @@ class Speaker:
 
     # ------------------------------------------------------------------------------------------------ sync
     async def _sync_loop(self) -> None:
+        """Sync on every change, coalescing bursts: after a pass that took ``t``, the next starts no sooner than
+        ``SYNC_BREATHE * t`` later (at most :data:`SYNC_MAX_PAUSE`). A pass costs its changed Services plus a few
+        whole-set copies (milliseconds at 10,000 Services), so a burst of watch events becomes a few passes, and
+        the loop keeps time for status writes, never a pass per event."""
         while True:
             await self._dirty.wait()
             await asyncio.sleep(0)  # let events of the same batch arrive first
             self._dirty.clear()
+            started = time.monotonic()
             try:
                 await self.sync()
             except Exception:
                 log.exception("sync failed; keeping the previous announcements")
+            pause = min((time.monotonic() - started) * SYNC_BREATHE, SYNC_MAX_PAUSE)
+            if pause > 0.001:
+                await asyncio.sleep(pause)
 
     def _build_config(self) -> None:
         self._config_dirty = False
