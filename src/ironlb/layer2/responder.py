@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import enum
+import functools
 import logging
 import math
 import socket
@@ -243,8 +244,14 @@ class PacketLink:
             self._mc6 = None
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_ip(text: str) -> IPAddress:
+    """Parsed once per text: every decision names every announced IP, and parsing costs microseconds each."""
+    return ip_address(text)
+
+
 def _as_ip(ip: IPAddress | str) -> IPAddress:
-    return ip_address(ip) if isinstance(ip, str) else ip
+    return _parse_ip(ip) if isinstance(ip, str) else ip
 
 
 def _as_selector(interfaces: Iterable[str] | AllInterfaces) -> InterfaceSelector:
