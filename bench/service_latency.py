@@ -159,6 +159,11 @@ def speakers_cpu(env: SpeakerEnv) -> dict[str, float]:
     return {n: cpu_seconds(env.speakers[n].pid, tree) for n in env.nodes}
 
 
+def speakers_main_cpu(env: SpeakerEnv) -> dict[str, float]:
+    """CPU seconds of each speaker's main process alone (without its fast process)."""
+    return {n: cpu_seconds(env.speakers[n].pid, {}) for n in env.nodes}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--services", type=int, default=1000)
@@ -216,9 +221,9 @@ def main() -> int:
         cpu1 = speakers_cpu(env)
         busy = time.monotonic() - t0
         time.sleep(5)
-        cpu2 = speakers_cpu(env)
+        cpu2, main2 = speakers_cpu(env), speakers_main_cpu(env)
         time.sleep(10)
-        cpu3 = speakers_cpu(env)
+        cpu3, main3 = speakers_cpu(env), speakers_main_cpu(env)
         loaded_rss = {n: tree_rss_mb(env.speakers[n].pid) for n in env.nodes}
         with arp.lock:
             answers = dict(arp.answers)
@@ -250,7 +255,7 @@ def main() -> int:
             print(
                 f"  {n}: CPU {cpu1[n] - cpu0[n]:.1f} s over the {busy:.0f} s of creation+convergence; "
                 f"{(cpu2[n] - cpu1[n]) / 5 * 100:.1f} % the 5 s after, {(cpu3[n] - cpu2[n]) / 10 * 100:.1f} % "
-                f"idle the next 10 s; RSS {idle_rss[n][0]:.0f} MB idle -> {loaded_rss[n][0]:.0f} MB "
+                f"idle the next 10 s (main process {(main3[n] - main2[n]) / 10 * 100:.1f} %); RSS {idle_rss[n][0]:.0f} MB idle -> {loaded_rss[n][0]:.0f} MB "
                 f"(+ fast process {idle_rss[n][1]:.0f} -> {loaded_rss[n][1]:.0f} MB)"
             )
     finally:
