@@ -64,27 +64,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def service(name: str, ip: str) -> str:
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  annotations:
-    metallb.io/loadBalancerIPs: {ip}
-spec:
-  type: LoadBalancer
-  selector:
-    app: my-app
-  ports:
-  - name: http
-    protocol: TCP
-    port: 80
-    targetPort: 8080
-"""
-
-
 def rss_mib(component: str) -> list[float]:
     """VmRSS (MiB) of the image's ``ironlb <component>`` processes (the pods', not a test's ``python -m ironlb``)."""
     out = []
@@ -177,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.answer_trials):
             ip = f"192.168.1.{241 + i % 9}"
             t0 = time.monotonic()
-            cluster.kubectl("apply", "-f", "-", input=service(f"bench-{i}", ip))
+            cluster.kubectl("apply", "-f", "-", input=lb_service(f"bench-{i}", ip))
             wait_until(lambda ip=ip: cluster.client_get(f"http://{ip}/", timeout=0.5), 60,  # type: ignore[misc]
                        f"answer at {ip}", interval=0.02)
             answers.append(time.monotonic() - t0)
@@ -188,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         results["speaker_rss_mib"] = [round(v, 1) for v in rss_mib("speaker")]
         results["controller_rss_mib"] = [round(v, 1) for v in rss_mib("controller")]
         for name, ip in ROLLOUT_SERVICES.items():
-            cluster.kubectl("apply", "-f", "-", input=service(name, ip))
+            cluster.kubectl("apply", "-f", "-", input=lb_service(name, ip))
         for name, ip in ROLLOUT_SERVICES.items():
             wait_until(lambda name=name, ip=ip: external_ip(cluster, name) == ip  # type: ignore[misc]
                        and cluster.client_get(f"http://{ip}/", timeout=0.5), 120, f"{name} answering", interval=0.5)

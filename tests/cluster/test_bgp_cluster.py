@@ -21,6 +21,7 @@ from ironlb.lab.kube_demo import (
     bgp_config,
     delete_bgp_config,
     external_ip,
+    http_echo_deployment,
     lb_service,
     pods_state,
     ready_pods,
@@ -33,25 +34,7 @@ LOCAL_IP = "10.77.0.11"
 COMMUNITY = "64512:300"
 BGP_CONFIG = bgp_config(community=COMMUNITY)
 
-LOCAL_APP = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bgp-local-app, namespace: default}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: bgp-local-app}}
-  template:
-    metadata: {labels: {app: bgp-local-app}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      nodeSelector: {kubernetes.io/hostname: node2}
-      containers:
-      - name: http
-        image: ironlb.local/http-echo:1
-        imagePullPolicy: Never
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
-"""
+LOCAL_APP = http_echo_deployment("bgp-local-app", node="node2")
 
 
 @pytest.fixture(scope="module")

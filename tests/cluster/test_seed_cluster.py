@@ -12,7 +12,15 @@ import pytest
 
 from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
 from ironlb.lab.kube_cluster import KubeCluster, wait_until
-from ironlb.lab.kube_demo import BACKEND, announcer, external_ip, measure_failover, ready_pods
+from ironlb.lab.kube_demo import (
+    BACKEND,
+    announcer,
+    external_ip,
+    http_echo_deployment,
+    lb_service,
+    measure_failover,
+    ready_pods,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -75,24 +83,7 @@ spec:
   - crd-pool
 """
 
-CRD_SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: crd-service
-  namespace: default
-  annotations:
-    metallb.io/address-pool: crd-pool
-spec:
-  type: LoadBalancer
-  selector:
-    app: my-app
-  ports:
-  - name: http
-    protocol: TCP
-    port: 80
-    targetPort: 8080
-"""
+CRD_SERVICE = lb_service("crd-service", pool="crd-pool")
 
 
 def test_crd_equivalent(ironlb_installed: KubeCluster) -> None:
@@ -125,32 +116,11 @@ def test_webhook_served_by_the_controller_pod_rejects_an_overlapping_pool(ironlb
     assert c.kubectl("-n", "metallb-system", "get", "ipaddresspool", "overlapping", check=False).returncode != 0
 
 
-def _service(name: str, annotations: dict[str, str], port: int = 80, extra_spec: str = "") -> str:
-    notes = "".join(f"\n    {k}: \"{v}\"" for k, v in annotations.items())
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: default
-  annotations:{notes}
-spec:
-  type: LoadBalancer
-  selector:
-    app: my-app{extra_spec}
-  ports:
-  - name: http
-    protocol: TCP
-    port: {port}
-    targetPort: 8080
-"""
-
-
 def test_two_services_share_an_ip(ironlb_installed: KubeCluster) -> None:
     """``metallb.io/allow-shared-ip`` with the same key and different ports: one IP, both Services reachable."""
     c = ironlb_installed
     shared = {"metallb.io/allow-shared-ip": "web", "metallb.io/loadBalancerIPs": "192.168.1.245"}
-    c.kubectl("apply", "-f", "-", input=_service("shared-a", shared, 80) + "---\n" + _service("shared-b", shared, 81))
+    c.kubectl("apply", "-f", "-", input=lb_service("shared-a", annotations=shared) + "---\n" + lb_service("shared-b", port=81, annotations=shared))
     for name in ("shared-a", "shared-b"):
         assert wait_until(lambda name=name: external_ip(c, name), 120, f"EXTERNAL-IP of {name}") == "192.168.1.245"
     for port in (80, 81):
@@ -175,7 +145,7 @@ spec:
   nodeSelectors:
   - matchLabels: {kubernetes.io/hostname: node2}
 """)
-    c.kubectl("apply", "-f", "-", input=_service("pinned-node2", {"metallb.io/address-pool": "only-node2"}))
+    c.kubectl("apply", "-f", "-", input=lb_service("pinned-node2", pool="only-node2"))
     assert wait_until(lambda: external_ip(c, "pinned-node2"), 120, "EXTERNAL-IP of pinned-node2") == "192.168.1.220"
     assert wait_until(lambda: announcer(c, "192.168.1.220"), 60, "an ARP answer for 192.168.1.220") == "node2"
     assert wait_until(lambda: c.client_get("http://192.168.1.220/"), 60, "the client's GET at 192.168.1.220")
@@ -231,54 +201,7 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
     assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
 
 
-def _local_app(node: str) -> str:
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: local-app
-  namespace: default
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: local-app}}
-  template:
-    metadata:
-      labels: {{app: local-app}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      nodeSelector: {{kubernetes.io/hostname: {node}}}
-      containers:
-      - name: http
-        image: ironlb.local/http-echo:1
-        imagePullPolicy: Never
-        ports:
-        - containerPort: 8080
-        readinessProbe:
-          httpGet: {{path: /, port: 8080}}
-          periodSeconds: 1
-"""
-
-
-LOCAL_SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata:
-  name: local-service
-  namespace: default
-  annotations:
-    metallb.io/loadBalancerIPs: 192.168.1.246
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  selector:
-    app: local-app
-  ports:
-  - name: http
-    protocol: TCP
-    port: 80
-    targetPort: 8080
-"""
+LOCAL_SERVICE = lb_service("local-service", "192.168.1.246", selector="local-app", policy="Local")
 
 
 def test_external_traffic_policy_local_follows_the_pod(ironlb_installed: KubeCluster) -> None:
@@ -286,14 +209,14 @@ def test_external_traffic_policy_local_follows_the_pod(ironlb_installed: KubeClu
     with the pod (here moved from node2 to node1 by its nodeSelector)."""
     c = ironlb_installed
     ip = "192.168.1.246"
-    c.kubectl("apply", "-f", "-", input=_local_app("node2"))
+    c.kubectl("apply", "-f", "-", input=http_echo_deployment("local-app", node="node2"))
     c.kubectl("apply", "-f", "-", input=LOCAL_SERVICE)
     assert wait_until(lambda: external_ip(c, "local-service"), 120, "EXTERNAL-IP of local-service") == ip
     wait_until(lambda: [p["spec"]["nodeName"] for p in ready_pods(c, "default", "app=local-app")] == ["node2"],
                180, "local-app Ready on node2", interval=1)
     assert wait_until(lambda: announcer(c, ip) == "node2", 60, f"node2 answering ARP for {ip}")
     assert wait_until(lambda: c.client_get(f"http://{ip}/"), 60, f"the client's GET at {ip}")
-    c.kubectl("apply", "-f", "-", input=_local_app("node1"))
+    c.kubectl("apply", "-f", "-", input=http_echo_deployment("local-app", node="node1"))
     wait_until(lambda: [p["spec"]["nodeName"] for p in ready_pods(c, "default", "app=local-app")] == ["node1"],
                180, "local-app Ready on node1 only", interval=1)
     assert wait_until(lambda: announcer(c, ip) == "node1", 60, f"node1 answering ARP for {ip}")

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -37,38 +37,34 @@ from ironlb.lab.kube_cluster import (
 REPO = Path(__file__).resolve().parents[3]
 BUNDLE = REPO / "config" / "manifests" / "ironlb.yaml"
 
-# The backend of the seed's Service: pods labelled app: my-app answering on 8080 with their name.
-BACKEND = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: my-app
-  namespace: default
-spec:
-  replicas: 3
-  selector:
-    matchLabels: {app: my-app}
-  template:
-    metadata:
-      labels: {app: my-app}
-    spec:
-      terminationGracePeriodSeconds: 2
-      topologySpreadConstraints:
-      - maxSkew: 1
-        topologyKey: kubernetes.io/hostname
-        whenUnsatisfiable: ScheduleAnyway
-        labelSelector:
-          matchLabels: {app: my-app}
-      containers:
-      - name: http
-        image: ironlb.local/http-echo:1
-        imagePullPolicy: Never
-        ports:
-        - containerPort: 8080
-        readinessProbe:
-          httpGet: {path: /, port: 8080}
-          periodSeconds: 2
-"""
+def http_echo_deployment(name: str, *, replicas: int = 1, node: str | None = None, spread: bool = False,
+                         grace: int = 1, probe_period: int = 1) -> str:
+    """A Deployment of the http-echo image (pods labelled ``app: NAME``, answering on 8080 with their name).
+
+    ``node`` pins the pods there; ``spread`` spreads them over the nodes (one per node as long as it can).
+    """
+    labels = {"app": name}
+    pod: dict[str, Any] = {"terminationGracePeriodSeconds": grace}
+    if node is not None:
+        pod["nodeSelector"] = {"kubernetes.io/hostname": node}
+    if spread:
+        pod["topologySpreadConstraints"] = [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels},
+        }]  # fmt: skip
+    pod["containers"] = [{
+        "name": "http", "image": "ironlb.local/http-echo:1", "imagePullPolicy": "Never",
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": probe_period},
+    }]  # fmt: skip
+    template = {"metadata": {"labels": labels}, "spec": pod}
+    spec = {"replicas": replicas, "selector": {"matchLabels": labels}, "template": template}
+    meta = {"name": name, "namespace": "default"}
+    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}, indent=1) + "\n"
+
+
+# The backend of the seed's Service: three pods labelled app: my-app, one per node while it can.
+BACKEND = http_echo_deployment("my-app", replicas=3, spread=True, grace=2, probe_period=2)
 
 
 BGP_POOL = ("10.77.0.10", "10.77.0.29")  # inside kube_cluster.BGP_RANGE, which the client routes via the router
@@ -107,23 +103,25 @@ def delete_bgp_config(cluster: KubeCluster) -> None:
     cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input=bgp_config())
 
 
-def lb_service(name: str, ip: str, *, pool: str | None = None, selector: str = "my-app",
-               policy: str = "Cluster") -> str:
-    """A LoadBalancer Service asking for ``ip`` (from ``pool`` when given), port 80 -> the pods' 8080."""
-    pool_note = f"metallb.io/address-pool: {pool}, " if pool else ""
+def lb_service(name: str, ip: str | None = None, *, pool: str | None = None, selector: str = "my-app",
+               policy: str = "Cluster", port: int = 80, annotations: Mapping[str, str] | None = None) -> str:
+    """A LoadBalancer Service (asking for ``ip`` from ``pool`` when given), ``port`` -> the pods' 8080."""
+    notes = {"metallb.io/address-pool": pool} if pool else {}
+    notes |= {"metallb.io/loadBalancerIPs": ip} if ip else {}
+    notes |= annotations or {}
     return f"""\
 apiVersion: v1
 kind: Service
 metadata:
   name: {name}
   namespace: default
-  annotations: {{{pool_note}metallb.io/loadBalancerIPs: "{ip}"}}
+  annotations: {json.dumps(notes)}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: {policy}
   selector: {{app: {selector}}}
   ports:
-  - {{name: http, protocol: TCP, port: 80, targetPort: 8080}}
+  - {{name: http, protocol: TCP, port: {port}, targetPort: 8080}}
 """
 
 
