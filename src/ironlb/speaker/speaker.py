@@ -7,7 +7,9 @@ and BFD run on the fast path: a process of their own, :mod:`ironlb.fastproc`, or
 thread and loop of their own, :mod:`ironlb.fastpath`):
 
 - **sync**: any relevant change marks the state dirty; the loop rebuilds the configuration when a config object
-  (or a Node's labels) changed, elects and plans from the caches, and applies the result at once through the
+  (or a Node's labels) changed, re-decides the Services whose inputs changed (all of them, in chunks that yield to
+  the loop, when the configuration, the Nodes or the membership view changed: :class:`ironlb.decide.NodeDecider`),
+  coalesces bursts of events into a few passes, and applies the result at once through the
   :class:`~ironlb.announce.announcer.Announcer` shared with ``ironlb run``. It never waits on the apiserver, so
   a Node condition or label change re-elects within milliseconds of its watch event, and when the apiserver is
   unreachable the caches simply stay as they were: the node keeps announcing its last known state, and
