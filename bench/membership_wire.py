@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def children() -> dict[int, list[int]]:
     return out
 
 
-def cpu_seconds(pid: int, tree: dict[int, list[int]]) -> float:
-    """utime + stime of ``pid`` (all its threads) and of its descendants."""
+def cpu_seconds(pid: int, tree: dict[int, list[int]], *, system_only: bool = False) -> float:
+    """utime + stime (or stime alone) of ``pid`` (all its threads) and of its descendants."""
     total = 0.0
     stack = [pid]
     while stack:
@@ -67,19 +68,43 @@ def cpu_seconds(pid: int, tree: dict[int, list[int]]) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
+        total += (int(fields[12]) + (0 if system_only else int(fields[11]))) / TICK
         stack.extend(tree.get(p, []))
     return total
 
 
-def sample(cluster: StandaloneCluster) -> dict[str, tuple[int, int, float, float]]:
-    """Per node: UDP in, UDP out, CPU seconds of the whole process tree, CPU seconds of the main process alone."""
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of ``pid``'s main thread: how often it slept and was woken."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("voluntary_ctxt")), 0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One node's counters at one time (seconds of CPU, datagrams, wake-ups)."""
+
+    rx: int
+    tx: int
+    cpu: float  # the whole process tree
+    main: float  # the main process alone
+    fast_system: float  # the fast process's system time (syscalls, the network stack)
+    fast_wakeups: int
+
+
+def sample(cluster: StandaloneCluster) -> dict[str, Sample]:
     tree = children()
     out = {}
     for node in cluster.node_names:
         pid = cluster.procs[node].pid
         rx, tx = udp_counters(pid)
-        out[node] = (rx, tx, cpu_seconds(pid, tree), cpu_seconds(pid, {}))
+        fast = tree.get(pid, [])
+        out[node] = Sample(
+            rx, tx, cpu_seconds(pid, tree), cpu_seconds(pid, {}),
+            sum(cpu_seconds(f, {}, system_only=True) for f in fast), sum(wakeups(f) for f in fast),
+        )  # fmt: skip
     return out
 
 
@@ -164,14 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not all_agree(cluster):
             print("WARNING: a node's view changed during the window (a false death?)")
         rates = []
-        cpus = []
-        mains = []
+        cpus, mains, systems, wakes = [], [], [], []
         for node in cluster.node_names:
-            rx = (after[node][0] - before[node][0]) / window
-            tx = (after[node][1] - before[node][1]) / window
-            rates.append((rx, tx))
-            cpus.append((after[node][2] - before[node][2]) / window * 100)
-            mains.append((after[node][3] - before[node][3]) / window * 100)
+            a, b = after[node], before[node]
+            rates.append(((a.rx - b.rx) / window, (a.tx - b.tx) / window))
+            cpus.append((a.cpu - b.cpu) / window * 100)
+            mains.append((a.main - b.main) / window * 100)
+            systems.append((a.fast_system - b.fast_system) / window * 100)
+            wakes.append((a.fast_wakeups - b.fast_wakeups) / window)
         ins = [r[0] for r in rates]
         outs = [r[1] for r in rates]
         total = [a + b for a, b in rates]
@@ -185,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         fasts = [c - m for c, m in zip(cpus, mains, strict=True)]
         print(f"    main process: mean {statistics.mean(mains):.2f} %, max {max(mains):.2f} %")
-        print(f"    fast process: mean {statistics.mean(fasts):.2f} %, max {max(fasts):.2f} %")
+        print(
+            f"    fast process: mean {statistics.mean(fasts):.2f} % (system time {statistics.mean(systems):.2f} %), "
+            f"max {max(fasts):.2f} %; {statistics.mean(wakes):.0f} wake-ups/s"
+        )
         if args.profile:
             profile_one(cluster, args.profile, args.seconds)
         if args.trials:

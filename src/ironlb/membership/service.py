@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import time
 from collections import Counter
@@ -121,6 +122,8 @@ class MembershipService:
         """Receive buffer bytes the kernel granted (0 until started)."""
         self._hosts = self._member_hosts()
         self._peer_socks: dict[Address, socket.socket] = {}  # member address -> socket connected to it
+        self._peer_fds: dict[int, socket.socket] = {}  # the same sockets by descriptor, for _ready
+        self._ready = select.poll()  # which member sockets hold something: one system call before each tick
         self._buffer = bytearray(MAX_DATAGRAM + 1)  # every datagram is read here: junk costs no allocation
         self._view = memoryview(self._buffer)
         self._host_known: dict[str, bool] = {}  # source address as received -> a member's? (bounded)
@@ -280,8 +283,11 @@ class MembershipService:
             self._on_datagram(bytes(self._view[:size]), addr)
 
     def _drain_peers(self) -> None:
-        for sock in list(self._peer_socks.values()):
-            self._drain(sock, MAX_PEER_READS)
+        """Read the member sockets that hold something (asked in one ``poll``, not one failed read per member)."""
+        for fd, _mask in self._ready.poll(0):
+            sock = self._peer_fds.get(fd)
+            if sock is not None:
+                self._drain(sock, MAX_PEER_READS)
 
     @property
     def peer_addresses(self) -> frozenset[Address]:
@@ -311,10 +317,15 @@ class MembershipService:
             if sock is None:
                 continue  # its datagrams simply arrive on the main socket
             self._peer_socks[addr] = sock
+            self._peer_fds[sock.fileno()] = sock
+            self._ready.register(sock.fileno(), select.POLLIN)
             loop.add_reader(sock.fileno(), self._drain, sock, MAX_PEER_READS)
 
     def _close_peer(self, addr: Address) -> None:
         sock = self._peer_socks.pop(addr)
+        self._peer_fds.pop(sock.fileno(), None)
+        with contextlib.suppress(KeyError):
+            self._ready.unregister(sock.fileno())
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())
