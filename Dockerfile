@@ -4,9 +4,12 @@
 #
 #   docker build -t ironlb:0.1.0 .
 #
-# Without a registry or docker, scripts/build-images.py builds the same layout (/opt/ironlb venv, entry point
-# `ironlb`, user 65534, openssl and ip) from this machine's Debian python3.11 as a docker-archive tar, which
-# `ctr -n k8s.io images import` loads on a node (the cluster lab of src/ironlb/lab/kube_cluster.py does).
+# Without a registry or docker, scripts/build-images.py builds this very file: ironlb.lab.imagebuild runs each
+# instruction in order (RUN in a chroot of the stage), from a local stand-in for PYTHON_IMAGE that
+# ironlb.lab.debian_base makes with debootstrap (Debian 12 + Debian's Python 3.11), and writes a docker-archive
+# tar, which `ctr -n k8s.io images import` loads on a node (the cluster lab of src/ironlb/lab/kube_cluster.py does).
+# Keep to the instructions it runs (FROM, ARG, ENV, WORKDIR, COPY, RUN, USER, ENTRYPOINT, CMD, LABEL, EXPOSE):
+# anything else fails that build with the line.
 #
 # The image runs as nobody (65534) and writes nothing outside /tmp, so it works with readOnlyRootFilesystem (the
 # byte code is compiled at build time). The speaker's DaemonSet runs it as root with only CAP_NET_RAW.

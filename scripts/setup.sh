@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 arping ndisc6 nftables tcpdump procps frr frr-pythontools bird2 gobgpd curl ca-certificates openssl python3-venv
-              containerd runc containernetworking-plugins iptables)
+              containerd runc containernetworking-plugins iptables debootstrap)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
