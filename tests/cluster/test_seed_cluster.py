@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,44 @@ def test_install_runs_every_component(ironlb_installed: KubeCluster) -> None:
     assert controller["status"]["podIP"].startswith("10.244.")
     # The controller made the memberlist Secret that the speakers mount.
     c.kubectl("-n", "metallb-system", "get", "secret", "memberlist")
+
+
+def _proc(pid: int, name: str) -> str:
+    return Path(f"/proc/{pid}/{name}").read_text()
+
+
+def _root_mount_options(pid: int) -> list[str]:
+    """The options of the container's root mount (mountinfo field 6, the mount point being field 5)."""
+    for line in _proc(pid, "mountinfo").splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            return fields[5].split(",")
+    raise AssertionError(f"no root mount for pid {pid}")
+
+
+def _status(pid: int, key: str) -> list[str]:
+    line = next(ln for ln in _proc(pid, "status").splitlines() if ln.startswith(key + ":"))
+    return line.split()[1:]
+
+
+def test_image_built_from_the_dockerfile_runs_as_the_manifests_say(ironlb_installed: KubeCluster) -> None:
+    """The pods run the image that scripts/build-images.py built from the Dockerfile (Debian 12, the /opt/ironlb
+    venv of the Dockerfile's build stage) with the bundle's hardening: the controller as nobody (65534), the
+    speaker as root with NET_RAW and NET_BIND_SERVICE only, both on a read-only root file system."""
+    c = ironlb_installed
+    (controller,) = ready_pods(c, "metallb-system", "component=controller")
+    pid = c.container_pid(controller, "controller")
+    assert _status(pid, "Uid") == ["65534"] * 4 and _status(pid, "Gid") == ["65534"] * 4
+    assert "ro" in _root_mount_options(pid)
+    root = Path(f"/proc/{pid}/root")
+    assert (root / "etc/debian_version").read_text().startswith("12.")
+    assert "home = /usr/bin" in (root / "opt/ironlb/pyvenv.cfg").read_text()
+    assert any(root.glob("opt/ironlb/lib/python3.11/site-packages/ironlb/__pycache__/cli.cpython-311.pyc"))
+    speaker = ready_pods(c, "metallb-system", "component=speaker")[0]
+    spid = c.container_pid(speaker, "speaker")
+    assert _status(spid, "Uid")[0] == "0" and "ro" in _root_mount_options(spid)
+    cap_net_bind_service, cap_net_raw = 10, 13
+    assert int(_status(spid, "CapEff")[0], 16) == (1 << cap_net_bind_service) | (1 << cap_net_raw)
 
 
 def test_seed_workflow(ironlb_installed: KubeCluster) -> None:

@@ -537,6 +537,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def container_pid(self, pod: dict[str, Any], container: str) -> int:
+        """The host PID of a running container of ``pod`` (a pod object), from its node's containerd: to look at
+        what the container really runs as (``/proc/<pid>/status``, ``mountinfo``, ``root``)."""
+        status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
+        cid = status["containerID"].removeprefix("containerd://")
+        r = self._ctr(self.node(pod["spec"]["nodeName"]), "-n", "k8s.io", "tasks", "ls")
+        for line in r.stdout.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == cid and fields[1].isdigit():
+                return int(fields[1])
+        raise RuntimeError(f"container {container} of pod {pod['metadata']['name']} ({cid}) has no task: {r.stdout}")
+
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
 
