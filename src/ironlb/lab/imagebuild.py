@@ -221,10 +221,11 @@ except OSError as exc:
 
 def run_in_root(root: Path, argv: list[str], env: dict[str, str], uid: int, gid: int, cwd: str,
                 timeout: float = RUN_TIMEOUT) -> int:
-    """Run ``argv`` inside ``root`` as ``uid:gid`` in ``cwd`` with exactly ``env``; its exit status."""
+    """Run ``argv`` inside ``root`` as ``uid:gid`` in ``cwd`` with exactly ``env``; its exit status. A command
+    still running at ``timeout`` is killed with everything it started (its PID namespace dies with its PID 1)."""
     spec = {"root": str(root), "argv": argv, "env": env, "uid": uid, "gid": gid, "groups": [gid], "cwd": cwd,
             "binds": list(RUN_BINDS)}
-    cmd = ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "--",
+    cmd = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
            sys.executable, "-I", "-S", "-c", _CHILD, json.dumps(spec)]
     host_env = {"PATH": DEFAULT_PATH}
     return subprocess.run(cmd, env=host_env, timeout=timeout, check=False, stdin=subprocess.DEVNULL).returncode
