@@ -262,3 +262,32 @@ def test_services_sharing_an_ip_answer_on_the_union_of_their_interfaces() -> Non
     assert decider.decision().announcement.layer2 == {"192.168.1.1": ("eth0",)}
     decider.remove("app/a")
     assert decider.decision().announcement.layer2 == {}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_after_deaths_the_urgent_services_alone_give_the_final_announcement(seed: int) -> None:
+    rng = random.Random(seed)
+    config, nodes = CONFIGS[rng.randrange(len(CONFIGS))], _nodes(rng)
+    live = frozenset(NAMES)
+    decider = NodeDecider(Context(config, NODE, nodes, live))
+    inputs: dict[str, ServiceInput] = {}
+    for _ in range(12):
+        svc, slices = _service(rng)
+        inputs[svc.key] = ServiceInput(svc, pool_for(config, svc.ingress), slices)
+        decider.put(svc.key, inputs[svc.key])
+    before = decider.decision()
+    survivors = frozenset(n for n in NAMES if n == NODE or rng.random() < 0.5) - {rng.choice(NAMES[1:])}
+    assert decider.set_context(Context(config, NODE, nodes, survivors))
+    dead_winners = {k for k, d in before.layer2.items() if d.node is not None and d.node not in survivors}
+    assert decider.urgent == len(dead_winners)
+    decider.step(decider.urgent)
+    partial = decider.decision(complete=False)
+    full = decide_node(config, NODE, nodes, inputs, live=survivors)
+    assert partial.announcement == full.announcement
+    assert (partial.l2_status, partial.announce_failed, partial.bgp_status) == (
+        full.l2_status,
+        full.announce_failed,
+        full.bgp_status,
+    )
+    assert {k: d.node for k, d in partial.layer2.items()} == {k: d.node for k, d in full.layer2.items()}
+    assert decider.decision() == full

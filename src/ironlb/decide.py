@@ -269,6 +269,7 @@ class NodeDecider:
         self._given_l2: dict[str, L2Decision] = {}
         self._decided: dict[str, ServiceDecision] = {}
         self._stale: dict[str, None] = {}  # an ordered set
+        self.urgent = 0  # Services at the head of _stale to decide before a partial decision (see set_context)
         self._layer2: dict[str, L2Decision] = {}
         self._l2_status: dict[str, tuple[str, ...]] = {}
         self._failed: dict[str, tuple[str, ...]] = {}
@@ -287,11 +288,23 @@ class NodeDecider:
 
     # ------------------------------------------------------------------ inputs
     def set_context(self, ctx: Context) -> bool:
-        """Use ``ctx`` from now on; True (every Service stale) if it differs from the one in use."""
+        """Use ``ctx`` from now on; True (every Service stale) if it differs from the one in use.
+
+        When the only change is that speakers died, the Services elected to a dead speaker are decided first
+        (:attr:`urgent` of them): every other winner is still alive and still wins (the election is per IP and
+        deterministic), so once those are decided, :meth:`decision` with ``complete=False`` already announces
+        what the full pass will, and the failover need not wait for the other Services' new candidate lists.
+        """
         if ctx == self.ctx:
             self.ctx = ctx  # an equal one: keep its cached properties' source current
             return False
-        peers_changed = ctx.peers != self.ctx.peers
+        old = self.ctx
+        urgent: list[str] = []
+        if old.live is not None and ctx.live is not None and ctx.live < old.live and replace(old, live=ctx.live) == ctx:
+            dead = old.live - ctx.live
+            urgent = [key for key, d in self._decided.items() if d.l2.node in dead and key in self._inputs]
+        self.urgent = len(urgent)
+        peers_changed = ctx.peers != old.peers
         self.ctx = ctx
         if peers_changed:
             self._routes = {p.name: {} for p in ctx.peers}
@@ -300,6 +313,8 @@ class NodeDecider:
             self._prefix_dirty.update(self._by_prefix)
             self._status_dirty.update(self._by_service)
         self._stale.update(dict.fromkeys(self._inputs))  # keeping the removals not yet folded in
+        if urgent:
+            self._stale = {**dict.fromkeys(urgent), **self._stale}
         return True
 
     def put(self, key: str, item: ServiceInput, l2: L2Decision | None = None) -> None:
@@ -340,9 +355,11 @@ class NodeDecider:
         self._flush_bgp()
         return len(self._stale)
 
-    def decision(self) -> NodeDecision:
-        """The node's decision from every Service's latest inputs (deciding what is still stale first)."""
-        self.step()
+    def decision(self, *, complete: bool = True) -> NodeDecision:
+        """The node's decision from every Service's latest inputs (deciding what is still stale first, unless
+        ``complete`` is false: then the Services not decided yet keep their previous decision)."""
+        if complete:
+            self.step()
         ctx = self.ctx
         plan = NodePlan(
             ctx.node, ctx.peers, dict(self._reasons), dict(self._by_service),

@@ -606,7 +606,10 @@ class Speaker:
                 decider = self._decider = NodeDecider(ctx)
         else:
             keys, self._pending = self._pending, {}
-        decider.set_context(ctx)
+        if decider.set_context(ctx) and decider.urgent:
+            # Speakers died: decide their Services first and announce at once (the others' winners stand).
+            decider.step(decider.urgent)
+            await self._publish(decider.decision(complete=False), ctx)
         for i, key in enumerate(keys, 1):
             item = self._service_input(key, config)
             if item is None:
@@ -619,10 +622,15 @@ class Speaker:
                 await asyncio.sleep(0)
         while decider.step(SYNC_CHUNK):
             await asyncio.sleep(0)
+        if await self._publish(decider.decision(), ctx):
+            log.debug("synced %d Services in %.1f ms", len(keys), (time.monotonic() - started) * 1000)
+
+    async def _publish(self, decision: NodeDecision, ctx: Context) -> bool:
+        """Announce ``decision`` (made from ``ctx``), unless the membership view changed since: then the loop
+        decides again first (the fast process only takes decisions tagged with the view they were made from)."""
         if self._live() != (ctx.live, ctx.may_announce_l2):
-            self._dirty.set()  # the view changed under this pass: decide again before announcing
-            return
-        decision = decider.decision()
+            self._dirty.set()
+            return False
         live, may_l2 = ctx.live, ctx.may_announce_l2
         hand_over = handed_over(self.node, decision.layer2, self._ingress) if may_l2 and live is not None else ()
         await self.announcer.apply(decision.announcement, hand_over)
@@ -633,7 +641,7 @@ class Speaker:
         self.syncs += 1
         self._record_events(decision)
         self._status_wake.set()
-        log.debug("synced %d Services in %.1f ms", len(keys), (time.monotonic() - started) * 1000)
+        return True
 
     def _record_events(self, decision: NodeDecision) -> None:
         announced = {(k, LAYER2) for k in decision.l2_status}
