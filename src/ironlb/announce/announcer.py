@@ -127,7 +127,7 @@ class Announcer:
             bfd_profiles=announcement.bfd_profiles,
         )
         if announcement.layer2 != self.current.layer2:
-            log.info("announcing over layer2: %s", _ips(announcement.layer2) or "nothing")
+            log.info("announcing over layer2: %s", _change_text(self.current.layer2, announcement.layer2))
         self.metric.set(announcement.series)
         self.current = announcement
 
@@ -161,3 +161,27 @@ class Announcer:
 
 def _ips(layer2: Mapping[str, tuple[str, ...]]) -> list[str]:
     return sorted(layer2, key=lambda ip: (6 if ":" in ip else 4, ip))
+
+
+LOGGED_IPS = 20
+"""Up to this many IPs a change is logged with the whole announced set; past it, the count and what changed."""
+
+
+def _change_text(before: Mapping[str, tuple[str, ...]], after: Mapping[str, tuple[str, ...]]) -> str:
+    """The announced set for the log: whole when small; else its size and the IPs added and removed (a few), so
+    that with 10,000 Services a change is not a 40 kB line sorted and written every time."""
+    if len(after) <= LOGGED_IPS:
+        return str(_ips(after)) if after else "nothing"
+    added = [ip for ip in after if ip not in before]
+    removed = [ip for ip in before if ip not in after]
+
+    def some(ips: list[str]) -> str:
+        shown = _ips(dict.fromkeys(ips[:LOGGED_IPS], ()))
+        return ", ".join(shown) + (f" and {len(ips) - len(shown)} more" if len(ips) > len(shown) else "")
+
+    parts = [f"{len(after)} IPs"]
+    if added:
+        parts.append(f"+{len(added)}: {some(added)}")
+    if removed:
+        parts.append(f"-{len(removed)}: {some(removed)}")
+    return "; ".join(parts)
