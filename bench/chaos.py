@@ -21,11 +21,14 @@ Measured during the load, before any kill:
 
 - **false failovers**: ``MemberDown`` lines in the node logs and changes of the VIP's announcer (must be 0);
 - **heartbeat inter-arrival**: a sniffer in every node's namespace (classic BPF: UDP to 7946 from a member) records
-  when each member's datagrams arrive (the kernel's time stamps); p99 / max of the gaps, per receiver and sender (heartbeat every 100 ms);
+  when each member's datagrams arrive (the kernel's time stamps); p99 / max of the gaps, per receiver and sender
+  (heartbeat every 100 ms);
 - **ARP answer latency**: the client sends an ARP request for the VIP every 10 ms; request -> reply time (p50, p99,
   max) between the kernel's stamps of the request leaving and the reply arriving at the client's interface (the
   node's answer time, without the client's own scheduling), the same on the client's clock, and requests without
-  a reply within 1 s.
+  a reply within 1 s;
+- **machine stalls**: a process at a real-time priority above the nodes' fast processes sleeps 10 ms again and
+  again; wakeups late by more than 20 ms are stalls of the whole machine, which no scheduling of ironlb avoids.
 
 Then, with the load still running, ``--failovers`` times: kill the VIP's announcer (link down, kill -9) and time
 the client's first HTTP answer from the new node (``ironlb.lab.failover``), and count MemberDown lines about any
@@ -234,6 +237,28 @@ def arpping_main(args: argparse.Namespace) -> int:
                     rtts.append((stamp - sent_stamps.pop(0)) * 1000)
     lost += len(pending)
     _emit({"ev": "arp", "rtts": rtts, "user_rtts": user_rtts, "lost": lost})
+    return 0
+
+
+def stallprobe_main(args: argparse.Namespace) -> int:
+    """Sleep 10 ms again and again at a real-time priority above the nodes' fast processes; print the late wakeups.
+
+    A wakeup late by tens of ms here is a stall of the whole machine (or of the kernel), which no scheduling of
+    the nodes' fast processes can avoid: it tells such stalls apart from ironlb's own.
+    """
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+    late: list[tuple[float, float]] = []  # (wall clock, ms late)
+    wakeups = 0
+    _emit({"ev": "ready"})
+    end = time.monotonic() + args.duration
+    while (start := time.monotonic()) < end:
+        time.sleep(0.01)
+        wakeups += 1
+        over = (time.monotonic() - start - 0.01) * 1000
+        if over > args.threshold:
+            late.append((round(time.time(), 3), round(over, 1)))
+    _emit({"ev": "stalls", "wakeups": wakeups, "late": late})
     return 0
 
 
@@ -623,6 +648,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         sniffers = {n.name: Cmd(lab, n.netns, ["_sniff", "--members", members, "--duration", str(args.duration)])
                     for n in lan.nodes}  # fmt: skip
         pinger = Cmd(lab, lan.client.netns, ["_arpping", VIP, "--duration", str(args.duration)])
+        probe = Cmd(lab, lan.client.netns, ["_stallprobe", "--duration", str(args.duration)])
         announcers: set[tuple[str, ...]] = set()
         changes = 0
         last: tuple[str, ...] | None = None
@@ -643,6 +669,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
                 if values:
                     worst[f"{src}->{receiver}"] = round(max(values), 1)
         arp = pinger.result(timeout=30)
+        stalls = probe.result(timeout=30)
         downs = member_downs(cluster, offsets)
         result.update(
             false_member_down=len(downs),
@@ -653,6 +680,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
             arp_ms=_stats(arp["rtts"]),
             arp_client_ms=_stats(arp.get("user_rtts", [])),
             arp_lost=arp["lost"],
+            machine_stalls_ms=[ms for _wall, ms in stalls["late"]],
         )
         # Failovers with the load still running.
         failovers: list[float] = []
@@ -708,6 +736,9 @@ def show(r: dict[str, Any]) -> None:
     print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
     print(f"  ARP answer (kernel stamps at the client): {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
     print(f"  ARP answer (client's clock): {s(r['arp_client_ms'])}")
+    stalls = r.get("machine_stalls_ms", [])
+    print(f"  machine stalls (a real-time probe's 10 ms sleeps late by > 20 ms): {len(stalls)}"
+          + (f", max {max(stalls):.0f} ms" if stalls else ""))  # fmt: skip
     for d in r.get("failover_details", []):
         print("    failover: " + ", ".join(f"{k} {v}" for k, v in d.items()))
     fo = ", ".join(f"{v:.0f}" for v in r["failover_ms"])
@@ -747,6 +778,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.01)
     p.add_argument("--duration", type=float, default=30)
     p.set_defaults(func=arpping_main)
+    p = sub.add_parser("_stallprobe")
+    p.add_argument("--duration", type=float, default=30)
+    p.add_argument("--threshold", type=float, default=20.0, help="ms late that counts as a stall")
+    p.set_defaults(func=stallprobe_main)
     p = sub.add_parser("_flood")
     p.add_argument("--targets", required=True)
     p.add_argument("--rate", type=int, default=50_000)
