@@ -2,21 +2,55 @@
 
 The CLI is a thin wrapper over :func:`validate_files` and :func:`convert_legacy`; the controller and
 speakers use :func:`load_files` / :func:`load_objects` and :func:`build_config`.
+
+Only :class:`ConfigError` is imported with the package; the rest on first use (PEP 562), so that a process that
+needs one small submodule (``ironlb.config.types``, ``.reading``, ``.ifname``: the fast process, the BGP and BFD
+packages) does not import the pydantic models and PyYAML with it.
 """
 
 from __future__ import annotations
 
+import sys
+import types as _types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ironlb.config.build import BuildResult, build, build_config
+from ironlb import lazy
 from ironlb.config.errors import ConfigError
-from ironlb.config.loader import Resources, SecretData, load_files, load_objects, load_texts
-from ironlb.config.types import Config
 
 if TYPE_CHECKING:
+    from ironlb.config.build import BuildResult, build, build_config
     from ironlb.config.legacy import Conversion
+    from ironlb.config.loader import Resources, SecretData, load_files, load_objects, load_texts
+    from ironlb.config.types import Config
+
+
+class _Package(_types.ModuleType):
+    """The package's ``build`` is the function, as before the names were lazy: importing the submodule of that name
+    (which sets the attribute of the same name on its package) leaves it alone."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "build" and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+# The names imported on first use, and the submodule each comes from.
+_LAZY = {
+    "BuildResult": "build",
+    "build": "build",
+    "build_config": "build",
+    "Conversion": "legacy",
+    "Resources": "loader",
+    "SecretData": "loader",
+    "load_files": "loader",
+    "load_objects": "loader",
+    "load_texts": "loader",
+    "Config": "types",
+}
 
 
 def summarize(result: BuildResult) -> str:
@@ -49,6 +83,9 @@ def summarize(result: BuildResult) -> str:
 
 def validate_files(paths: Iterable[str | Path], *, namespace: str = "metallb-system") -> tuple[Config, str]:
     """Load and validate files; return the Config and a summary (with warnings). Raises ConfigError."""
+    from ironlb.config.build import build
+    from ironlb.config.loader import load_files
+
     resources = load_files(paths, default_namespace=namespace)
     result = build(resources, namespace=namespace)
     return result.config, summarize(result)
@@ -61,7 +98,9 @@ def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
     does (MetalLB's rules, without the feature check); raises ConfigError if it is invalid.
     """
     from ironlb.config import yamlio
+    from ironlb.config.build import build
     from ironlb.config.legacy import convert, convert_configmap, is_legacy_configmap, parse_legacy, render_yaml
+    from ironlb.config.loader import load_objects
     from ironlb.config.reading import read_text
 
     source = str(path)
@@ -85,13 +124,9 @@ def convert_legacy(path: str | Path, namespace: str = "metallb-system") -> str:
     return render_yaml(conversion)
 
 
-def __getattr__(name: str) -> Any:
-    """The legacy ConfigMap converter is imported on first use: most processes never meet a ConfigMap."""
-    if name == "Conversion":
-        from ironlb.config.legacy import Conversion
-
-        return Conversion
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# A public name imported on first use (see the module's docstring); the legacy ConfigMap converter among them: most
+# processes never meet a ConfigMap.
+__getattr__ = lazy.attributes(__name__, _LAZY)
 
 
 __all__ = [
