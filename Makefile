@@ -33,6 +33,8 @@ k8s-cluster: setup
 # The end-to-end tests on a real 3-node cluster (README: "The Kubernetes cluster lab"). `make test` runs the files
 # of CLUSTER_CI_TESTS, the ones with a record of clean consecutive runs; a new file joins them with such a record.
 CLUSTER_CI_TESTS := tests/cluster/test_bgp_cluster.py tests/cluster/test_seed_cluster.py
+# The Helm install brings up a cluster of its own, so it runs after the others' cluster is gone.
+CLUSTER_CI_HELM_TESTS := tests/cluster/test_helm_cluster.py
 test-cluster: setup k8s-cluster
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster tests/cluster
 
@@ -43,6 +45,7 @@ demo-k8s: setup k8s-cluster
 test: setup lint k8s-binaries helm-binary promtool-binary k8s-cluster
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_TESTS)
+	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_HELM_TESTS)
 
 unit: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not netns"
