@@ -19,25 +19,3 @@ lazy.package_without_init(
     },
     eager=("gc_collector", "platform_collector", "process_collector"),
 )
-
-# lightkube's __init__ imports its clients, which ironlb does not use (it reads the kubeconfig and the in-cluster
-# account with lightkube and makes its own requests); its exceptions module, which the kubeconfig reader imports,
-# imports the core/v1 models for one name (meta_v1): those are imported when asked for.
-lazy.package_without_init(
-    "lightkube",
-    {
-        **dict.fromkeys(("KubeConfig", "SingleConfig"), "config.kubeconfig"),
-        **dict.fromkeys(("ApiError", "ConfigError", "LoadResourceError", "NotReadyError"), "core.exceptions"),
-    },
-)
-lazy.package_without_init(
-    "lightkube.core.internal_models",
-    {},
-    modules={
-        "res": "lightkube.core.resource",
-        "meta_v1": "lightkube.models.meta_v1",
-        "autoscaling_v1": "lightkube.models.autoscaling_v1",
-        "core_v1": "lightkube.models.core_v1",
-        "core_v1_res": "lightkube.resources.core_v1",
-    },
-)

@@ -25,25 +25,17 @@ def attributes(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
     return __getattr__
 
 
-def package_without_init(
-    package: str,
-    names: Mapping[str, str],
-    eager: tuple[str, ...] = (),
-    modules: Mapping[str, str] | None = None,
-) -> None:
+def package_without_init(package: str, names: Mapping[str, str], eager: tuple[str, ...] = ()) -> None:
     """Register a third-party ``package`` whose ``__init__`` imports far more than ironlb uses, without running
     that ``__init__``: its submodules import as usual, ``names`` (name -> submodule) are served from the submodule
-    on first use, ``modules`` (name -> module) are those modules, imported on first use, ``eager`` submodules are
-    imported now (those whose import has a side effect the package's own ``__init__`` would have had), and any
-    other attribute runs the real ``__init__`` first, so that a caller asking for something else sees the whole
-    package. ``package`` may also be a plain module (then it has no submodules). Does nothing if it is already
-    imported."""
+    on first use, ``eager`` submodules are imported now (those whose import has a side effect the package's own
+    ``__init__`` would have had), and any other attribute runs the real ``__init__`` first, so that a caller
+    asking for something else sees the whole package. Does nothing if the package is already imported."""
     if package in sys.modules:
         return
     spec = importlib.util.find_spec(package)
-    if spec is None or spec.loader is None:
-        return
-    is_package = spec.submodule_search_locations is not None
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # not a plain package: import it as usual
     module = importlib.util.module_from_spec(spec)
     complete = False
 
@@ -52,11 +44,9 @@ def package_without_init(
         submodule = names.get(name)
         if submodule is not None:
             value = getattr(importlib.import_module(f"{package}.{submodule}"), name)
-        elif modules and name in modules:
-            value = importlib.import_module(modules[name])
         elif name.startswith("__"):
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        elif is_package and importlib.util.find_spec(f"{package}.{name}") is not None:
+        elif importlib.util.find_spec(f"{package}.{name}") is not None:
             value = importlib.import_module(f"{package}.{name}")  # ``from package import submodule`` asks first
         elif not complete:
             complete = True  # idempotent if two threads both get here: the submodules are cached
@@ -69,9 +59,6 @@ def package_without_init(
 
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules[package] = module
-    parent, _, child = package.rpartition(".")
-    if parent:  # as the import system does: the parent package (imported by find_spec) names it
-        setattr(sys.modules[parent], child, module)
     try:
         for submodule in eager:
             importlib.import_module(f"{package}.{submodule}")
