@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ class HealthServer:
                 status = await self._authorize(bearer_token(authorization))
                 if status != 200:
                     return status, "text/plain", REASONS.get(status, "error").lower().encode() + b"\n"
-            from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest  # at the first scrape
-
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path in ("/healthz", "/livez"):
             return 200, "text/plain", b"ok\n"
