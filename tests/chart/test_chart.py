@@ -16,7 +16,7 @@ import yaml
 
 from ironlb.cli import build_parser
 from tests.support.controlplane import REPO
-from tests.support.helm import helm_binary
+from tests.support.gotools import helm_binary
 
 CHART = REPO / "charts" / "ironlb"
 NS = "metallb-system"

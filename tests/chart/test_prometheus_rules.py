@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from tests.chart.test_chart import NS, find, template
-from tests.support.promtool import promtool_binary
+from tests.support.gotools import promtool_binary
 
 Labels = dict[str, str]
 

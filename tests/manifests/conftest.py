@@ -28,7 +28,7 @@ def render_module() -> ModuleType:
 
 def render(**options: Any) -> str:
     """A fresh render of the bundle (`helm template` of charts/ironlb, see scripts/render-manifests.py)."""
-    from tests.support.helm import helm_binary
+    from tests.support.gotools import helm_binary
 
     text: str = render_module().render(helm_bin=helm_binary(), **options)
     return text

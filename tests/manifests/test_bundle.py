@@ -17,7 +17,7 @@ import yaml
 
 from ironlb.webhooks.validate import PATHS, WEBHOOKS
 from tests.support.controlplane import CRD_DIR, REPO
-from tests.support.helm import helm_binary
+from tests.support.gotools import helm_binary
 
 from .conftest import BUNDLE, SCRIPT, documents, find, render
 

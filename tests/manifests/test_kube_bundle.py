@@ -221,7 +221,7 @@ async def test_chart_options_pass_strict_validation(bare_control_plane: ControlP
     """The chart with its options on (network policies, service monitors' Services and token, user certificates,
     MetalLB-style tolerations, plain metrics off): every object the apiserver knows passes a strict server-side dry
     run (the Prometheus Operator's kinds are left out: no such CRDs here)."""
-    from tests.support.helm import helm_binary
+    from tests.support.gotools import helm_binary
 
     admin = AsyncApi(bare_control_plane)
     text = render_module().helm_template(

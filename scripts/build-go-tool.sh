@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds one Go command from the Go module proxy (`go install PACKAGE@VERSION`) into a cache directory outside the
+# work tree, for the tools the tests run (scripts/build-helm.sh, scripts/build-promtool.sh say which and why):
+#
+#   ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<NAME>/<NAME>-<VERSION>/bin/<NAME>
+#
+# with the Go build and module caches beside it (<NAME>/go-build, <NAME>/gomod). A binary that is already there is
+# reused (instant). Prints the binary's path on stdout (last line); with --path first it only prints it.
+# Never commit a binary: nothing here writes into the work tree.
+#
+# usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags FLAGS] [--tags TAGS] [--version-args "ARGS"]
+#   NAME          the binary's name (and its cache directory)
+#   VERSION       a module version (vX.Y.Z)
+#   PACKAGE       the Go package of the command, without @VERSION
+#   --ldflags     go install -ldflags (-s -w is always added)
+#   --tags        go install -tags
+#   --version-args what the built binary is run with to print its version (logged on stderr)
+set -euo pipefail
+
+path_only=0
+if [ "${1:-}" = "--path" ]; then path_only=1; shift; fi
+[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A]" >&2; exit 2; }
+name=$1 version=$2 package=$3
+shift 3
+ldflags="" tags="" version_args="--version"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ldflags) ldflags=$2; shift 2 ;;
+    --tags) tags=$2; shift 2 ;;
+    --version-args) version_args=$2; shift 2 ;;
+    *) echo "build-go-tool: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+cache="${IRONLB_CACHE:-$HOME/.cache/ironlb}/$name"
+bin="$cache/$name-$version/bin"
+
+if [ "$path_only" = 1 ]; then   # where the binary is (or would be), without building
+  echo "$bin/$name"
+  exit 0
+fi
+if [ -x "$bin/$name" ]; then
+  echo "build-$name: reusing $name $version in $bin" >&2
+  echo "$bin/$name"
+  exit 0
+fi
+
+# The machine image installs Go in /usr/local/go; a non-login shell may not have it on PATH.
+command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || export PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || { echo "build-$name: the Go toolchain (>= 1.26, for $name $version) is needed" >&2; exit 1; }
+
+export GOCACHE="$cache/go-build"
+export GOMODCACHE="$cache/gomod"
+export GOFLAGS="-buildvcs=false"
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+mkdir -p "$bin" "$GOCACHE" "$GOMODCACHE"
+
+start=$(date +%s)
+echo "build-$name: building $name $version" >&2
+work="$(mktemp -d "$cache/build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+flags=(-trimpath -ldflags "-s -w${ldflags:+ $ldflags}")
+[ -z "$tags" ] || flags+=(-tags "$tags")
+rc=0
+GOBIN="$work" go install "${flags[@]}" "$package@$version" 2>&1 \
+  | { grep -v '^go: downloading' || true; } >&2 || rc=$?
+[ "$rc" = 0 ] || exit "$rc"
+mv "$work/$name" "$bin/$name"
+end=$(date +%s)
+echo "build-$name: built in $((end - start)) s: $(du -m "$bin/$name" | cut -f1) MiB" >&2
+# shellcheck disable=SC2086  # the version arguments are words
+"$bin/$name" $version_args 2>&1 | head -1 >&2
+echo "$bin/$name"
