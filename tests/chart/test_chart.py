@@ -215,7 +215,8 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     assert list(rules) == ["MetalLBStaleConfig", "MetalLBConfigNotLoaded", "MetalLBAddressPoolExhausted",
                            "MetalLBAddressPoolUsage75Percent", "MetalLBAddressPoolUsage85Percent",
                            "MetalLBAddressPoolUsage95Percent", "MetalLBBGPSessionDown", "IronLBBFDSessionDown",
-                           "IronLBNoQuorum", "IronLBMembershipDisagreement"]
+                           "IronLBNoQuorum", "IronLBMembershipDisagreement", "IronLBFastPathLag",
+                           "IronLBSlowFailureDetection"]
     sel = f'namespace="{NS}"'
     assert rules["MetalLBStaleConfig"]["expr"] == f"metallb_k8s_client_config_stale_bool{{{sel}}} == 1"
     assert rules["MetalLBConfigNotLoaded"]["expr"] == f"metallb_k8s_client_config_loaded_bool{{{sel}}} == 0"
@@ -229,15 +230,23 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     assert rules["IronLBNoQuorum"]["expr"] == f"ironlb_membership_quorum_bool{{{sel}}} == 0"
     assert rules["IronLBMembershipDisagreement"]["expr"] == (
         f"max(ironlb_membership_alive_members{{{sel}}}) != min(ironlb_membership_alive_members{{{sel}}})")
+    lag, by = "ironlb_fastpath_loop_lag_seconds", "sum by (namespace, pod)"
+    assert rules["IronLBFastPathLag"]["expr"] == (
+        f"100 * ({by} (increase({lag}_count{{{sel}}}[5m])) - {by} (increase({lag}_bucket{{{sel},le=\"0.1\"}}[5m])))"
+        f" / {by} (increase({lag}_count{{{sel}}}[5m])) > 1")
+    det = "ironlb_membership_detection_seconds"
+    assert rules["IronLBSlowFailureDetection"]["expr"] == (
+        f"{by} (increase({det}_count{{{sel}}}[15m])) - {by} (increase({det}_bucket{{{sel},le=\"1.0\"}}[15m])) > 0")
     severities = {name: r["labels"]["severity"] for name, r in rules.items()}
     assert severities == {"MetalLBStaleConfig": "warning", "MetalLBConfigNotLoaded": "warning",
                           "MetalLBAddressPoolExhausted": "critical", "MetalLBAddressPoolUsage75Percent": "warning",
                           "MetalLBAddressPoolUsage85Percent": "warning",
                           "MetalLBAddressPoolUsage95Percent": "critical", "MetalLBBGPSessionDown": "critical",
                           "IronLBBFDSessionDown": "critical", "IronLBNoQuorum": "critical",
-                          "IronLBMembershipDisagreement": "warning"}
+                          "IronLBMembershipDisagreement": "warning", "IronLBFastPathLag": "warning",
+                          "IronLBSlowFailureDetection": "warning"}
     for name, r in rules.items():
-        assert r["for"] == ("2m" if name == "IronLBMembershipDisagreement" else "1m")
+        assert r["for"] == {"IronLBMembershipDisagreement": "2m", "IronLBFastPathLag": "5m"}.get(name, "1m")
         if name != "IronLBMembershipDisagreement":  # per pod; Prometheus's templating survives Helm's
             assert "{{ $labels." in r["annotations"]["summary"]
 
@@ -251,6 +260,17 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     assert "MetalLBStaleConfig" not in names and "MetalLBAddressPoolUsage50Percent" in names
     assert group["rules"][-1] == extra
     assert "labels" not in group["rules"][names.index("MetalLBAddressPoolUsage50Percent")]
+    # the fast-path thresholds are bucket bounds of their histograms, as Prometheus writes them: others are refused
+    values = {"prometheus": {"prometheusRule": {"enabled": True, "fastPathLag": {"thresholdSeconds": "0.25"},
+                                                "slowFailureDetection": {"thresholdSeconds": "2.0"}}}}
+    [group] = find(template(tmp_path, values), "PrometheusRule", "metallb")["spec"]["groups"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert 'le="0.25"' in rules["IronLBFastPathLag"]["expr"] and "0.25 s late" in rules["IronLBFastPathLag"][
+        "annotations"]["description"]
+    assert 'le="2.0"' in rules["IronLBSlowFailureDetection"]["expr"]
+    bad = helm("template", "metallb", str(CHART), "--namespace", NS, "--set", "prometheus.prometheusRule.enabled=true",
+               "--set-string", "prometheus.prometheusRule.slowFailureDetection.thresholdSeconds=1")
+    assert bad.returncode != 0 and "/prometheus/prometheusRule/slowFailureDetection/thresholdSeconds" in bad.stderr
 
 
 def test_pod_monitor(tmp_path: Path) -> None:
@@ -330,7 +350,8 @@ def test_alerts_watch_exported_metrics(tmp_path: Path) -> None:
     docs = template(tmp_path, {"prometheus": {"prometheusRule": {"enabled": True}}})
     [group] = find(docs, "PrometheusRule", "metallb")["spec"]["groups"]
     exported = set(re.findall(r"`((?:metallb|ironlb)_[a-z0-9_]+)`", (REPO / "docs" / "metrics.md").read_text()))
-    used = {name for r in group["rules"] for name in re.findall(r"\b(?:metallb|ironlb)_[a-z0-9_]+", r["expr"])}
+    used = {re.sub(r"_(bucket|count|sum)$", "", name)  # a histogram's series, by the histogram's name
+            for r in group["rules"] for name in re.findall(r"\b(?:metallb|ironlb)_[a-z0-9_]+", r["expr"])}
     assert len(used) >= 7 and used <= exported, used - exported
 
 

@@ -3,8 +3,8 @@ rules` accepts the rendered rules, and `promtool test rules` fires each alert fr
 (and not from healthy ones, other namespaces, a value at the threshold or before its `for` has passed), with its
 labels and its annotations as Prometheus templates them. MetalLB's alert names, expressions and thresholds are the
 contract (MetalLBStaleConfig, MetalLBConfigNotLoaded, MetalLBAddressPoolExhausted, MetalLBAddressPoolUsage75/85/95
-Percent, MetalLBBGPSessionDown); ironlb's own are IronLBBFDSessionDown, IronLBNoQuorum and
-IronLBMembershipDisagreement."""
+Percent, MetalLBBGPSessionDown); ironlb's own are IronLBBFDSessionDown, IronLBNoQuorum,
+IronLBMembershipDisagreement, and on its fast path's health IronLBFastPathLag and IronLBSlowFailureDetection."""
 
 from __future__ import annotations
 
@@ -137,7 +137,54 @@ def unit_tests(x: Expect) -> list[dict[str, Any]]:
                  "exp_alerts": [x.alert("IronLBMembershipDisagreement")]},
             ],
         },
+        {   # the fast path's timers: 2 % more than 100 ms late fires after 5 minutes; 0.1 % and exactly 1 % do not
+            "interval": "1m",
+            "input_series": [
+                *lag_series("speaker-a", ticks=600, on_time=588),
+                *lag_series("speaker-b", ticks=1000, on_time=999),
+                *lag_series("speaker-c", ticks=600, on_time=594),
+                *lag_series("speaker-z", ticks=600, on_time=300, namespace="other"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "IronLBFastPathLag", "exp_alerts": []},
+                {"eval_time": "10m", "alertname": "IronLBFastPathLag",
+                 "exp_alerts": [x.alert("IronLBFastPathLag", pod="speaker-a")]},
+            ],
+        },
+        {   # failure detection: a member declared dead after 1.5 s (at minute 6) fires a minute later, for the 15
+            # minutes the detection stays in the window; 0.4 s and exactly 1 s do not
+            "interval": "1m",
+            "input_series": [
+                *detection_series("speaker-a", 1.5), *detection_series("speaker-b", 0.4),
+                *detection_series("speaker-c", 1.0), *detection_series("speaker-z", 5.0, namespace="other"),
+            ],
+            "alert_rule_test": [
+                {"eval_time": "6m30s", "alertname": "IronLBSlowFailureDetection", "exp_alerts": []},
+                {"eval_time": "8m", "alertname": "IronLBSlowFailureDetection",
+                 "exp_alerts": [x.alert("IronLBSlowFailureDetection", pod="speaker-a")]},
+                {"eval_time": "25m", "alertname": "IronLBSlowFailureDetection", "exp_alerts": []},
+            ],
+        },
     ]
+
+
+def lag_series(pod: str, *, ticks: int, on_time: int, namespace: str = NS) -> list[dict[str, str]]:
+    """``ironlb_fastpath_loop_lag_seconds`` of one pod: TICKS timers a minute, ON_TIME of them at most 100 ms late
+    (cumulative buckets: the 0.1 s one counts them, the 0.25 s one and +Inf count all)."""
+    name = "ironlb_fastpath_loop_lag_seconds"
+    return [series(f"{name}_bucket", f"0+{on_time}x20", le="0.1", namespace=namespace, pod=pod),
+            series(f"{name}_bucket", f"0+{ticks}x20", le="0.25", namespace=namespace, pod=pod),
+            series(f"{name}_bucket", f"0+{ticks}x20", le="+Inf", namespace=namespace, pod=pod),
+            series(f"{name}_count", f"0+{ticks}x20", namespace=namespace, pod=pod)]  # fmt: skip
+
+
+def detection_series(pod: str, seconds: float, *, namespace: str = NS) -> list[dict[str, str]]:
+    """``ironlb_membership_detection_seconds`` of one pod: one detection taking SECONDS at minute 6."""
+    name, before, after = "ironlb_membership_detection_seconds", "0x5 1x30", "0x36"
+    out = [series(f"{name}_bucket", before if seconds <= bound else after, le=str(bound), namespace=namespace, pod=pod)
+           for bound in (0.4, 0.75, 1.0, 1.5, 10.0)]
+    return [*out, series(f"{name}_bucket", before, le="+Inf", namespace=namespace, pod=pod),
+            series(f"{name}_count", before, namespace=namespace, pod=pod)]
 
 
 def test_promtool_checks_the_rendered_rules(tmp_path: Path) -> None:
