@@ -18,8 +18,11 @@ member nothing; a spoofed member address still meets the HMAC.
 
 Known peers get a queue of their own: besides the bound socket, one UDP socket per neighbour (the members this
 node exchanges heartbeats with: every member in a full mesh, at most ``2 * rings`` above it) is bound to the same
-address (``SO_REUSEADDR``, set after the main bind so a second ironlb still cannot take the port) and connected to
-that member's address. Only neighbours: at 1,000 members a socket per member would be 1,000 descriptors (the
+address and connected to that member's address. They share the port through ``SO_REUSEPORT``, set on the main
+socket only after its bind, and never ``SO_REUSEADDR``: the kernel then lets a socket join the port only if it
+asks for ``SO_REUSEPORT`` too and belongs to the same effective UID, so another user's process cannot bind the port
+(not even to the wildcard address) and steal datagrams, and a second ironlb, which binds without it, still gets
+"address in use". Only neighbours: at 1,000 members a socket per member would be 1,000 descriptors (the
 default limit is 1,024) and 1,000 reads per tick, for members whose only datagrams are rare notices and syncs,
 which the main socket takes. The kernel delivers a datagram to the socket that matches it best, so a member's heartbeats
 land in its own small queue and everything else (junk, strangers, a member sending from another address) in the
@@ -309,9 +312,9 @@ class MembershipService:
         for addr in set(self._peer_socks) - wanted:
             self._close_peer(addr)
         if wanted - set(self._peer_socks):
-            # Only now may other sockets share the port; a second bind of the whole port still fails.
+            # Only now may other sockets share the port: ours (same UID, SO_REUSEPORT), no other user's.
             with contextlib.suppress(OSError):
-                main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                main.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         for addr in sorted(wanted - set(self._peer_socks)):
             sock = _connected_socket(main, addr)
             if sock is None:
@@ -383,7 +386,7 @@ def _connected_socket(main: socket.socket, addr: Address) -> socket.socket | Non
         return None
     sock = socket.socket(main.family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setblocking(False)
         sock.bind(main.getsockname())
         sock.connect((host, port))
