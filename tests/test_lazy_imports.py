@@ -24,14 +24,20 @@ def test_fast_process_imports_no_configuration_models() -> None:
     assert _not_imported("fast", ["pydantic", "yaml", "ironlb.config.models"]) == []
 
 
+def test_fast_process_imports_no_client_or_exposition_stack() -> None:
+    """The fast process answers ARP/NDP and runs membership and BFD: no Kubernetes or HTTP client, and no
+    prometheus_client (its counters are plain stores the main process exports). ``ssl`` itself comes with asyncio
+    (its base event loop imports it), so it is not in this list."""
+    assert _not_imported("fast", ["prometheus_client", "httpx2", "httpcore2", "lightkube", "h2", "anyio"]) == []
+
+
 def test_speaker_imports_no_webhook_server() -> None:
     assert _not_imported("speaker", ["ironlb.webhooks.server"]) == []
 
 
 def test_lazy_packages_still_give_every_name() -> None:
     out = _run(
-        COMMANDS["speaker"]
-        + "import types\n"
+        COMMANDS["speaker"] + "import types\n"
         "import ironlb.config.build\n"
         "from ironlb.config import Config, Conversion, build, load_files, types as t\n"
         "assert isinstance(build, types.FunctionType) and t.__name__ == 'ironlb.config.types'\n"

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 SESSION_UP = "metallb_bfd_session_up"
 CONTROL_PACKET_INPUT = "metallb_bfd_control_packet_input"
@@ -45,14 +48,13 @@ _HELP = {
 _TYPES = {name: ("gauge" if name == SESSION_UP else "unknown") for name in _HELP}
 
 
-class BFDMetrics(Collector):
+class BFDMetrics:
     """Per-peer BFD series. Pass a ``CollectorRegistry`` (tests use their own); ``None`` means do not register."""
 
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry | DefaultRegistry | None = DEFAULT_REGISTRY) -> None:
         self._lock = threading.Lock()  # scrapes may come from the HTTP server thread
         self._values: dict[str, dict[str, float]] = {name: {} for name in _HELP}
-        if registry is not None:
-            registry.register(self)
+        register(self, registry)
 
     def add_peer(self, peer: str) -> None:
         """Create the peer's series at 0 (so dashboards see a down session, not a missing one)."""
@@ -95,10 +97,14 @@ class BFDMetrics(Collector):
                 self._values[name] = {str(k): float(v) for k, v in snapshot.get(name, {}).items()}
 
     def describe(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         for name, doc in _HELP.items():
             yield Metric(name, doc, _TYPES[name])
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         with self._lock:
             snapshot = {name: dict(per_peer) for name, per_peer in self._values.items()}
         for name, doc in _HELP.items():

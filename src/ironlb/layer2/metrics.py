@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 REQUESTS_RECEIVED = "metallb_layer2_requests_received"
 RESPONSES_SENT = "metallb_layer2_responses_sent"
@@ -29,18 +32,17 @@ _HELP = {
 }
 
 
-class Layer2Metrics(Collector):
+class Layer2Metrics:
     """Per-IP counters for the ARP/NDP responders.
 
     Pass a ``CollectorRegistry`` (tests use their own); ``None`` means do not register.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry | DefaultRegistry | None = DEFAULT_REGISTRY) -> None:
         self._lock = threading.Lock()  # scrapes may come from the HTTP server thread
         self._counts: dict[str, dict[str, float]] = {name: {} for name in _HELP}
         self._changed: set[tuple[str, str]] = set()  # (name, ip) since the last take_changes()
-        if registry is not None:
-            registry.register(self)
+        register(self, registry)
 
     def _inc(self, name: str, ip: str, amount: float) -> None:
         with self._lock:
@@ -95,11 +97,15 @@ class Layer2Metrics(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Static description so registration does not need a collect() pass."""
+        from prometheus_client.metrics_core import Metric
+
         for name, doc in _HELP.items():
             yield Metric(name, doc, "unknown")
 
     def collect(self) -> Iterator[Metric]:
         """One family per metric name, one sample per IP."""
+        from prometheus_client.metrics_core import Metric
+
         with self._lock:
             snapshot = {name: dict(per_ip) for name, per_ip in self._counts.items()}
         for name, doc in _HELP.items():
