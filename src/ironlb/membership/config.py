@@ -41,7 +41,8 @@ class MembershipConfig:
     ``full_mesh_max``: up to this many members, everybody watches everybody.
     ``rings``: above it, each node is watched by its two ring neighbours on
     this many hash rings. ``sync_interval``: least time between two table
-    syncs with the same neighbour.
+    syncs with the same neighbour. ``hold_max``: the longest restart hold
+    accepted from a member (``hold``); a longer one is rejected and counted.
     """
 
     interval: float = 0.1
@@ -52,6 +53,7 @@ class MembershipConfig:
     full_mesh_max: int = 12
     rings: int = 4
     sync_interval: float = 1.0
+    hold_max: float = 30.0
 
     def __post_init__(self) -> None:
         if not (self.interval > 0 and math.isfinite(self.interval)):
@@ -71,6 +73,8 @@ class MembershipConfig:
             raise ValueError(f"rings must be 2..16 (one ring is a chain that any two failures cut), got {self.rings}")
         if not (self.sync_interval >= self.interval and math.isfinite(self.sync_interval)):
             raise ValueError(f"sync_interval ({self.sync_interval}) must be at least interval ({self.interval})")
+        if not 0 <= self.hold_max <= 60:
+            raise ValueError(f"hold_max must be 0..60 seconds (0 accepts no restart hold), got {self.hold_max}")
 
 
 def new_incarnation() -> int:

@@ -6,10 +6,23 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from ironlb.membership.config import Address
+from ironlb.membership.hold import HeldLink, IPAddress
 
-__all__ = ["Datagram", "DownReason", "Event", "MemberDown", "MemberUp", "QuorumChanged", "TickResult"]
+__all__ = [
+    "Datagram",
+    "DownReason",
+    "Event",
+    "HoldEndReason",
+    "HoldEnded",
+    "MemberDown",
+    "MemberHeld",
+    "MemberUp",
+    "QuorumChanged",
+    "TickResult",
+]
 
 DownReason = Literal["timeout", "left", "removed", "restarted", "unreachable"]
+HoldEndReason = Literal["returned", "expired", "unreachable", "left", "removed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +57,32 @@ class QuorumChanged:
     members: int
 
 
-Event = MemberUp | MemberDown | QuorumChanged
+@dataclass(frozen=True, slots=True)
+class MemberHeld:
+    """``name`` is restarting (a hold LEAVE): it stays alive for the election until ``until`` (core time) at most.
+
+    ``links``: its MACs and own addresses; ``ips``: the IPs this node stands in for (answers with its MAC), all
+    received so far (several datagrams may carry them). It does not count towards the quorum meanwhile.
+    """
+
+    name: str
+    incarnation: int
+    until: float
+    links: tuple[HeldLink, ...]
+    ips: frozenset[IPAddress]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldEnded:
+    """The hold of ``name`` is over: ``returned`` (its new incarnation is heard), ``expired`` (H passed),
+    ``unreachable`` (its node stopped answering, :meth:`Membership.end_hold`), ``left`` (a plain LEAVE) or
+    ``removed`` (dropped from the member list). Except when it returned, a ``MemberDown`` comes with it."""
+
+    name: str
+    reason: HoldEndReason
+
+
+Event = MemberUp | MemberDown | QuorumChanged | MemberHeld | HoldEnded
 
 
 class Datagram(NamedTuple):

@@ -18,7 +18,18 @@ The design is documented beside the code that does each part:
 * ``replay``: authentication, freshness by echo, anti-replay;
 * ``quorum``: the partition safeguard (metallb#589, #2838);
 * ``heartbeat``: the heartbeat payload; ``config`` and ``events``: what goes in
-  and out.
+  and out;
+* ``hold``: the restart hold (a LEAVE that keeps the sender's IPs in place while
+  its speaker restarts; its successors stand in).
+
+Restart holds
+    A hold LEAVE from a live member keeps it in ``alive()`` (so the election
+    keeps it as owner and nothing moves) until its new incarnation is heard
+    (``returned``), the hold's H passes (``expired``, then it counts as left),
+    the caller says its node stopped answering (``end_hold``: ``unreachable``,
+    then it counts as dead) or a plain LEAVE comes. A held member is no proof of
+    a live majority: it does not count towards the quorum, which is made of the
+    members whose heartbeats (or table entries) say they are alive.
 
 Local stalls
     If ``tick`` is called much later than due (the event loop was blocked),
@@ -50,7 +61,10 @@ from ironlb.membership.events import (
     Datagram,
     DownReason,
     Event,
+    HoldEnded,
+    HoldEndReason,
     MemberDown,
+    MemberHeld,
     MemberUp,
     QuorumChanged,
     TickResult,
@@ -64,6 +78,16 @@ from ironlb.membership.heartbeat import (
     member_digest,
     parse_heartbeat,
 )
+from ironlb.membership.hold import (
+    MAX_HELD_IPS,
+    HeldMember,
+    HoldError,
+    HoldOffer,
+    HoldPayload,
+    decode_hold,
+    encode_hold,
+    hold_chunks,
+)
 from ironlb.membership.peer import Peer
 from ironlb.membership.quorum import has_quorum
 from ironlb.membership.replay import SentLog
@@ -76,7 +100,10 @@ __all__ = [
     "Datagram",
     "DownReason",
     "Event",
+    "HoldEnded",
+    "HoldOffer",
     "MemberDown",
+    "MemberHeld",
     "MemberUp",
     "Membership",
     "MembershipConfig",
@@ -150,6 +177,7 @@ class Membership(Gossip):
         self._announce: dict[str, None] = {}  # names whose entry we owe everyone (ordered set)
         self._tell: dict[str, None] = {}  # neighbours to tell that our table has them dead
         self._announced_self = False
+        self._held: dict[str, HeldMember] = {}  # restarting members kept alive (see "Restart holds")
         self.rejected: Counter[str] = Counter()
         """Dropped datagrams by reason (for metrics)."""
         self.stalls = 0
@@ -214,6 +242,10 @@ class Membership(Gossip):
         """Members whose table entry says dead or left (the notices received)."""
         return self._table.declared_dead()
 
+    def held(self) -> dict[str, HeldMember]:
+        """Members held for a restart (see the module doc), by name."""
+        return dict(self._held)
+
     def has_quorum(self) -> bool:
         """Whether this node may announce: sees a strict majority, or quorum is off."""
         return self._quorum
@@ -243,6 +275,8 @@ class Membership(Gossip):
         if self._left:
             return math.inf
         deadline = self._next_hb
+        for held in self._held.values():
+            deadline = min(deadline, held.until)
         if self._announce or self._tell or (not self._announced_self and not self._mesh):
             return -math.inf
         if self._dirty and not self._mesh:
@@ -288,16 +322,26 @@ class Membership(Gossip):
             return []
         if pkt.type is MsgType.NOTICE:
             return self._notice_received(pkt, peer, now)
+        hold: HoldPayload | None = None
+        if pkt.type is MsgType.LEAVE and len(pkt.payload) > ENTRY.size:
+            try:
+                hold = decode_hold(pkt.payload[ENTRY.size :])
+            except HoldError as exc:
+                self.rejected[exc.reason] += 1
+                return []
+            if hold.seconds > self._cfg.hold_max:
+                self.rejected["hold_refused"] += 1  # longer than we grant: a plain LEAVE
+                hold = None
         same_inc = pkt.incarnation == peer.inc
         if same_inc and pkt.seq <= peer.seq:
             if pkt.type is MsgType.LEAVE and not peer.watch:
-                return self._notice_received(pkt, peer, now)
+                return self._notice_received(pkt, peer, now, hold)
             self.rejected["replay"] += 1
             return []
         if not self._fresh(pkt, now):
             if pkt.type is MsgType.LEAVE and not peer.watch:
                 # A non-neighbour never has a fresh echo: its LEAVE is a notice.
-                return self._notice_received(pkt, peer, now)
+                return self._notice_received(pkt, peer, now, hold)
             # Authentic but not provably recent: it may only tell us what to echo,
             # and only in ways a replay cannot use against a live member.
             if same_inc or not peer.alive:
@@ -315,9 +359,14 @@ class Membership(Gossip):
             if peer.inc:
                 peer.retired.append(peer.inc)
             restarted = peer.alive
+            self._end_hold(pkt.sender, "returned", now, events)
         peer.inc, peer.seq, peer.last_addr = pkt.incarnation, pkt.seq, addr
-        if pkt.type is MsgType.LEAVE:
-            peer.retired.append(pkt.incarnation)
+        if pkt.type is MsgType.LEAVE and hold is not None and same_inc and peer.alive:
+            self._hold(pkt.sender, pkt.incarnation, hold, now, events)
+        elif pkt.type is MsgType.LEAVE:
+            self._end_hold(pkt.sender, "left", now, events)
+            if pkt.incarnation not in peer.retired:
+                peer.retired.append(pkt.incarnation)
             self._merge(pkt.sender, pkt.incarnation, peer.hb_gen, DEAD | LEFT, now)
             if peer.alive:
                 self._direct_down(pkt.sender, peer, "left", events)
@@ -366,9 +415,12 @@ class Membership(Gossip):
                 p = self._peers[name]
                 if p.alive:
                     p.expires = max(p.expires, now + cfg.dead_timeout)
+        for name, held in list(self._held.items()):
+            if held.until <= now:
+                self._end_hold(name, "expired", now, events)
         for name in active:
             p = self._peers[name]
-            if p.alive and p.expires <= now:
+            if p.alive and p.expires <= now and name not in self._held:
                 if p.watch:
                     self.detections.observe(now - p.heard)
                 self._direct_down(name, p, "timeout", events)
@@ -398,15 +450,25 @@ class Membership(Gossip):
         self._update_quorum(events)
         return TickResult(datagrams, events)
 
-    def leave(self, now: float) -> list[Datagram]:
-        """Say goodbye: signed LEAVE datagrams for every member. The node is then inert."""
+    def leave(self, now: float, hold: HoldOffer | None = None) -> list[Datagram]:
+        """Say goodbye: signed LEAVE datagrams for every member. The node is then inert.
+
+        ``hold``: a restart (see ``hold``): the others keep this node's IPs in place for up to ``hold.seconds``
+        and each named in ``hold.stand_in`` answers for its share with this node's MACs.
+        """
         if self._left:
             return []
         targets = list(self._peers.items())
         payload = ENTRY.pack(name_key(self._node), self._inc, self._gen, DEAD | LEFT)
         datagrams: list[Datagram] = []
         for _ in range(self._cfg.leave_copies):
-            datagrams += self._emit(MsgType.LEAVE, targets, payload, now)
+            if hold is None:
+                datagrams += self._emit(MsgType.LEAVE, targets, payload, now)
+                continue
+            for name, p in targets:
+                for chunk in hold_chunks(list(hold.stand_in.get(name, ()))):
+                    ext = encode_hold(hold.seconds, hold.links, chunk)
+                    datagrams += self._emit(MsgType.LEAVE, [(name, p)], payload + ext, now)
         self._left = True
         self._quorum = False
         return datagrams
@@ -429,6 +491,9 @@ class Membership(Gossip):
             self._settled = False
             self._started = self._last_tick
             self._check_settled()
+        for name in [n for n in self._held if n not in self._peers]:
+            del self._held[name]
+            events.append(HoldEnded(name, "removed"))
         for name in sorted(old_alive - {self._node} - set(self._peers)):
             events.append(MemberDown(name, "removed"))
         self._recompute(self._last_tick if self._last_tick is not None else 0.0, events)
@@ -562,7 +627,51 @@ class Membership(Gossip):
     def _compute_quorum(self) -> bool:
         if self._left:
             return False
-        return has_quorum(self._cfg.quorum, len(self._alive), len(self._peers) + 1)
+        live = len(self._alive) - sum(1 for name in self._held if name in self._alive)  # a held member proves nothing
+        return has_quorum(self._cfg.quorum, live, len(self._peers) + 1)
+
+    # ------------------------------------------------------------ restart holds
+
+    def end_hold(self, name: str, now: float) -> list[Event]:
+        """The held member's node stopped answering (the caller's probe): it is dead now, as after a timeout."""
+        events: list[Event] = []
+        if self._end_hold(name, "unreachable", now, events):
+            if not self._mesh:
+                self._recompute(now, events)
+            self._update_quorum(events)
+        return events
+
+    def _hold(self, name: str, inc: int, hold: HoldPayload, now: float, events: list[Event]) -> None:
+        """Keep ``name`` alive for up to ``hold.seconds``; add the IPs of this datagram to ours to stand in for."""
+        held = self._held.get(name)
+        if held is None or held.inc != inc:
+            held = self._held[name] = HeldMember(inc, now + hold.seconds, hold.links, set())
+        new = [ip for ip in hold.ips if ip not in held.ips]
+        room = MAX_HELD_IPS - len(held.ips)
+        if len(new) > room:
+            self.rejected["hold_oversized"] += 1
+            new = new[:room]
+        held.ips.update(new)
+        self._dirty = True
+        events.append(MemberHeld(name, inc, held.until, held.links, frozenset(held.ips)))
+        self._update_quorum(events)
+
+    def _end_hold(self, name: str, reason: HoldEndReason, now: float, events: list[Event]) -> bool:
+        """End the hold of ``name`` if there is one; unless it ``returned``, its held incarnation is gone."""
+        held = self._held.pop(name, None)
+        if held is None:
+            return False
+        events.append(HoldEnded(name, reason))
+        self._dirty = True
+        peer = self._peers.get(name)
+        if reason == "returned" or peer is None:
+            return True
+        if held.inc not in peer.retired:
+            peer.retired.append(held.inc)
+        self._merge(name, held.inc, peer.hb_gen, DEAD | LEFT, now)
+        if peer.alive:
+            self._direct_down(name, peer, "timeout" if reason == "unreachable" else "left", events)
+        return True
 
     def _update_quorum(self, events: list[Event]) -> None:
         quorum = self._compute_quorum()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ironlb.membership.config import MembershipConfig
 from ironlb.membership.events import Datagram, DownReason, Event, MemberDown, MemberUp
 from ironlb.membership.graph import Graph, reachable
+from ironlb.membership.hold import HeldMember, HoldPayload
 from ironlb.membership.peer import Peer
 from ironlb.membership.replay import notice_record, notice_replayed
 from ironlb.membership.table import DEAD, ENTRY, LEFT, U32_MAX, Entry, Table, chunks
@@ -49,6 +50,7 @@ class Gossip:
     _last_recompute: float
     _announce: dict[str, None]
     _tell: dict[str, None]
+    _held: dict[str, HeldMember]
     rejected: Counter[str]
     refutations: int
 
@@ -61,6 +63,8 @@ class Gossip:
         def _active(self) -> list[str]: ...
 
         def _update_quorum(self, events: list[Event]) -> None: ...
+
+        def _hold(self, name: str, inc: int, hold: HoldPayload, now: float, events: list[Event]) -> None: ...
 
     def _merge(self, name: str, inc: int, gen: int, flags: int, now: float) -> bool:
         """Fold one entry into the table (the order in ``table``); True if it changed."""
@@ -82,11 +86,20 @@ class Gossip:
         self._changed.add(name)
         return True
 
-    def _notice_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
+    def _notice_received(self, pkt: Packet, peer: Peer, now: float, hold: HoldPayload | None = None) -> list[Event]:
         if notice_replayed(peer.notice_seqs, pkt.incarnation, pkt.seq):
             self.rejected["replay"] += 1
             return []
         body = pkt.payload
+        if pkt.type is MsgType.LEAVE:
+            body = body[: ENTRY.size]  # the hold extension after it was checked by the caller
+            entry = self._table.entries.get(pkt.sender)
+            if hold is not None and entry is not None and entry.inc == pkt.incarnation and not entry.flags & DEAD:
+                # A restart hold from the incarnation our table knows alive (a replay of an older one is not).
+                notice_record(peer.notice_seqs, pkt.incarnation, pkt.seq)
+                held_events: list[Event] = []
+                self._hold(pkt.sender, pkt.incarnation, hold, now, held_events)
+                return held_events
         if len(body) % ENTRY.size:
             self.rejected["malformed_payload"] += 1
             return []
@@ -165,7 +178,7 @@ class Gossip:
             elif p.watch:
                 believed[i] = p.alive
             else:
-                believed[i] = p.alive or (e.inc != 0 and not e.flags & DEAD)
+                believed[i] = p.alive or (e.inc != 0 and not e.flags & DEAD) or order[i] in self._held
         # Heartbeating non-neighbours (member lists differ for a while) vouch for themselves.
         starts = [self._index[self._node], *(self._index[n] for n in self._extra if peers[n].alive)]
         new = set(itertools.compress(order, reachable(self._adj, believed, starts)))

@@ -6,7 +6,7 @@ event driven (a heap of deliveries and ticks), so a node costs nothing while
 it has nothing to do, as with the asyncio shell: each node is ticked at its
 ``next_deadline()``, and again after a datagram makes something due earlier.
 
-Faults: ``crash`` (silent), ``leave`` (signed LEAVE), ``restart`` (new
+Faults: ``crash`` (silent), ``leave`` (signed LEAVE, or a restart hold), ``restart`` (new
 incarnation), ``partition`` (groups that cannot reach each other),
 ``block`` (one direction of one link), and random loss.
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ironlb.membership.fsm import Address, Datagram, Event, Membership, MembershipConfig
+from ironlb.membership.fsm import Address, Datagram, Event, HoldOffer, Membership, MembershipConfig
 
 __all__ = ["NodeStats", "SimNet"]
 
@@ -96,8 +96,8 @@ class SimNet:
         self.crashed.discard(name)
         self._boot(name, 0.0)
 
-    def leave(self, name: str) -> None:
-        self._send(name, self.nodes[name].leave(self.now))
+    def leave(self, name: str, hold: HoldOffer | None = None) -> None:
+        self._send(name, self.nodes[name].leave(self.now, hold))
         self.crashed.add(name)
 
     def partition(self, *groups: Iterable[str]) -> None:

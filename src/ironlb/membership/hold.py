@@ -1,0 +1,192 @@
+"""The restart hold: a LEAVE that says "restarting, keep my IPs where they are for up to H seconds".
+
+Why: a speaker pod restarting on a node that stays up (a DaemonSet rollout) used to move every IP it announced to
+another node and back, and each move resets the TCP connections in flight (the other node's kube-proxy has no
+conntrack entry for them). The node's kernel and kube-proxy keep forwarding the IPs' traffic the whole time, so
+nothing needs to move: the others keep the restarting node in their alive set (the election keeps it as owner)
+and, for each of its IPs, the node that would take it over *stands in*: it answers ARP requests / neighbour
+solicitations with the restarting node's MAC and sends no gratuitous ARP, so clients go on sending to that node.
+
+A hold LEAVE is an ordinary LEAVE (same header, HMAC, sequence numbers and freshness; its first 21 bytes are the
+sender's DEAD|LEFT table entry, so a receiver that does not know holds treats it as the plain LEAVE it was) with
+this extension after the entry (big-endian)::
+
+    1   kind (1 = hold)
+    4   hold in milliseconds, 1..MAX_HOLD_MS
+    1   l = number of links, 0..MAX_LINKS
+    l x (6 MAC, 1 family (4 or 6), 4 or 16 address): the sender's own MAC and address on each interface it
+        announced from. The address is what a stand-in probes (ARP / NDP to that MAC): the held node's kernel
+        answers it while the node is up, so a node that dies during the hold is noticed in about ``dead_timeout``,
+        and the answer comes in on the stand-in's interface that shares the segment, the only one on which that
+        MAC means anything.
+    2   n4, then n4 x 4: IPv4 addresses this receiver stands in for
+    2   n6, then n6 x 16: IPv6 addresses likewise
+
+The stand-in IPs are per receiver (each LEAVE names its destination), chosen by the restarting node from its own
+last decision: for each IP it announced, the next candidate of the election among the live members, which is the
+node that would take the IP if it left. More IPs than fit in one datagram go in several hold LEAVEs of the same
+incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS``).
+
+``decode_hold`` raises only ``HoldError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+__all__ = [
+    "HOLD_KIND",
+    "MAX_HELD_IPS",
+    "MAX_HOLD_MS",
+    "MAX_LINKS",
+    "HeldLink",
+    "HeldMember",
+    "HoldError",
+    "HoldOffer",
+    "HoldPayload",
+    "IPAddress",
+    "decode_hold",
+    "encode_hold",
+    "hold_chunks",
+]
+
+HOLD_KIND = 1
+MAX_HOLD_MS = 60_000
+"""A hold is bounded on the wire at one minute; each receiver bounds it further (``MembershipConfig.hold_max``)."""
+MAX_LINKS = 16
+MAX_HELD_IPS = 65_536
+"""Stand-in IPs kept per held member at most; further ones are counted (``rejected["hold_oversized"]``) and dropped."""
+IPS_PER_DATAGRAM = 4096
+"""Bytes of addresses per hold LEAVE: with the header, the names and 16 links it stays under ``MAX_DATAGRAM``."""
+
+_HEAD = struct.Struct("!BIB")
+_U16 = struct.Struct("!H")
+_MAC = 6
+
+IPAddress = IPv4Address | IPv6Address
+
+
+class HoldError(ValueError):
+    """A hold extension that is not well formed (``reason`` is a metric label)."""
+
+    def __init__(self, detail: str, reason: str = "bad_hold") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLink:
+    """The held node's MAC on one of its interfaces, and its own address there (the probe target)."""
+
+    mac: bytes
+    address: IPAddress
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != _MAC:
+            raise ValueError(f"a MAC is {_MAC} bytes, got {len(self.mac)}")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPayload:
+    """A decoded hold extension."""
+
+    seconds: float
+    links: tuple[HeldLink, ...]
+    ips: tuple[IPAddress, ...]
+
+
+def encode_hold(seconds: float, links: Sequence[HeldLink], ips: Sequence[IPAddress]) -> bytes:
+    """The extension for one datagram; raises ``ValueError`` on out-of-range values."""
+    ms = round(seconds * 1000)
+    if not 1 <= ms <= MAX_HOLD_MS:
+        raise ValueError(f"hold must be 0.001..{MAX_HOLD_MS / 1000:g} s, got {seconds}")
+    if len(links) > MAX_LINKS:
+        raise ValueError(f"at most {MAX_LINKS} links, got {len(links)}")
+    v4 = [ip.packed for ip in ips if isinstance(ip, IPv4Address)]
+    v6 = [ip.packed for ip in ips if isinstance(ip, IPv6Address)]
+    if 4 * len(v4) + 16 * len(v6) > IPS_PER_DATAGRAM:
+        raise ValueError("too many addresses for one datagram: use hold_chunks")
+    parts = [_HEAD.pack(HOLD_KIND, ms, len(links))]
+    for link in links:
+        parts += [link.mac, bytes((link.address.version,)), link.address.packed]
+    parts += [_U16.pack(len(v4)), *v4, _U16.pack(len(v6)), *v6]
+    return b"".join(parts)
+
+
+def hold_chunks(ips: Sequence[IPAddress]) -> Iterator[list[IPAddress]]:
+    """``ips`` cut into lists that each fit one datagram (at least one list, maybe empty)."""
+    chunk: list[IPAddress] = []
+    size = 0
+    for ip in ips:
+        width = 4 if isinstance(ip, IPv4Address) else 16
+        if size + width > IPS_PER_DATAGRAM:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(ip)
+        size += width
+    yield chunk
+
+
+def decode_hold(data: bytes) -> HoldPayload:
+    """Parse an extension (authenticated already: this guards against bugs and other releases, not attackers)."""
+    if len(data) < _HEAD.size:
+        raise HoldError("truncated")
+    kind, ms, nlinks = _HEAD.unpack_from(data)
+    if kind != HOLD_KIND:
+        raise HoldError(f"unknown extension kind {kind}")
+    if not 1 <= ms <= MAX_HOLD_MS:
+        raise HoldError(f"hold of {ms} ms is out of range", "hold_oversized")
+    if nlinks > MAX_LINKS:
+        raise HoldError(f"{nlinks} links", "hold_oversized")
+    off = _HEAD.size
+    links: list[HeldLink] = []
+    for _ in range(nlinks):
+        if off + _MAC + 1 > len(data):
+            raise HoldError("truncated link")
+        mac = bytes(data[off : off + _MAC])
+        family = data[off + _MAC]
+        off += _MAC + 1
+        width = {4: 4, 6: 16}.get(family)
+        if width is None or off + width > len(data):
+            raise HoldError(f"bad link address (family {family})")
+        raw = bytes(data[off : off + width])
+        off += width
+        links.append(HeldLink(mac, IPv4Address(raw) if width == 4 else IPv6Address(raw)))
+    ips: list[IPAddress] = []
+    for width in (4, 16):
+        if off + _U16.size > len(data):
+            raise HoldError("truncated address count")
+        (count,) = _U16.unpack_from(data, off)
+        off += _U16.size
+        if off + count * width > len(data):
+            raise HoldError("truncated addresses")
+        for i in range(count):
+            raw = bytes(data[off + i * width : off + (i + 1) * width])
+            ips.append(IPv4Address(raw) if width == 4 else IPv6Address(raw))
+        off += count * width
+    if off != len(data):
+        raise HoldError("trailing bytes")
+    return HoldPayload(ms / 1000, tuple(links), tuple(ips))
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOffer:
+    """What a restarting node asks of the others (``Membership.leave``): hold for ``seconds``; ``links`` as in
+    the extension; ``stand_in``: per member name, the IPs it is to stand in for (members not named get none)."""
+
+    seconds: float
+    links: tuple[HeldLink, ...]
+    stand_in: Mapping[str, Sequence[IPAddress]]
+
+
+@dataclass(slots=True, eq=False)
+class HeldMember:
+    """A member this node holds: the incarnation that asked, until when (core time), its links and our IPs."""
+
+    inc: int
+    until: float
+    links: tuple[HeldLink, ...]
+    ips: set[IPAddress]
