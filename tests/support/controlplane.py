@@ -489,7 +489,7 @@ class ControlPlane:
         for name in names:
 
             def established(name: str = name) -> bool:
-                conds = self.get(f"{base}/{name}").get("status", {}).get("conditions", [])
+                conds = (self.get(f"{base}/{name}").get("status") or {}).get("conditions") or []  # null at first
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
             try:

@@ -33,3 +33,16 @@ def helm_binary() -> str:
 def promtool_binary() -> str:
     """promtool for the chart's alert tests (`promtool check rules`, `promtool test rules`)."""
     return built_tool("promtool")
+
+
+def prometheus_operator_crds() -> Path:
+    """The directory of the Prometheus Operator's CRDs (scripts/fetch-prometheus-operator-crds.sh), or skip (fail
+    in CI) saying how to fetch them."""
+    script = REPO / "scripts" / "fetch-prometheus-operator-crds.sh"
+    path = Path(subprocess.run([str(script), "--path"], check=True, capture_output=True, text=True).stdout.strip())
+    if not (path / ".complete").is_file():
+        missing = f"the Prometheus Operator CRDs are not fetched ({path}): run {script.name} (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return path
