@@ -5,40 +5,57 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from ironlb.bfd.metrics import BFDMetrics
 from ironlb.bgp.metrics import BGPMetrics
 from ironlb.layer2.metrics import Layer2Metrics
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 Key = tuple[str, str, str, str]  # service ("ns/name"), protocol, node, ip
+ANNOUNCED = "metallb_speaker_announced"
+_ANNOUNCED_HELP = (
+    "Services being announced from this node. This is desired state, it does not guarantee that the routing"
+    " protocols have converged."
+)
+_ANNOUNCED_LABELS = ("service", "protocol", "node", "ip")
 
 
 class AnnouncedMetric:
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
-        self._gauge = Gauge(
-            "metallb_speaker_announced",
-            "Services being announced from this node. This is desired state, it does not guarantee that the routing"
-            " protocols have converged.",
-            ["service", "protocol", "node", "ip"],
-            registry=registry,
-        )
-        self._current: set[Key] = set()
+    """``metallb_speaker_announced``: the announced keys, kept as one set and turned into a gauge family at scrape
+    time. A prometheus_client ``Gauge`` child per key cost ~20 us each to add or remove, on the path of every
+    announcement (20-40 ms for the first one with 1,000 Services); the exposition is the same."""
+
+    def __init__(self, registry: CollectorRegistry | DefaultRegistry | None = DEFAULT_REGISTRY) -> None:
+        self._current: frozenset[Key] = frozenset()  # replaced whole: a scrape from another thread sees one set
+        register(self, registry)
 
     def set(self, announced: Iterable[Key]) -> None:
-        wanted = set(announced)
-        for key in self._current - wanted:
-            self._gauge.remove(*key)
-        for key in wanted - self._current:
-            self._gauge.labels(*key).set(1)
-        self._current = wanted
+        self._current = frozenset(announced)
 
     @property
     def current(self) -> frozenset[Key]:
-        return frozenset(self._current)
+        return self._current
+
+    def describe(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(ANNOUNCED, _ANNOUNCED_HELP, labels=_ANNOUNCED_LABELS)
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(ANNOUNCED, _ANNOUNCED_HELP, labels=_ANNOUNCED_LABELS)
+        for key in sorted(self._current):
+            family.add_metric(key, 1.0)
+        yield family
 
 
 @dataclass(frozen=True)
