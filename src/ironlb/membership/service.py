@@ -27,8 +27,22 @@ default limit is 1,024) and 1,000 reads per tick, for members whose only datagra
 which the main socket takes. The kernel delivers a datagram to the socket that matches it best, so a member's heartbeats
 land in its own small queue and everything else (junk, strangers, a member sending from another address) in the
 main one. A flood then neither pushes heartbeats out of a full buffer nor queues them behind thousands of junk
-datagrams; the peer queues are drained before every tick, so a heartbeat that arrived in time is counted before
-the tick decides who is dead. Junk still reaches this process and is counted as before.
+datagrams. Junk still reaches this process and is counted as before.
+
+The neighbours' sockets are read at the ticks only, not when a datagram arrives: the task drains every one that
+holds something (one ``poll``, then each ready socket until it is empty, at most :data:`MAX_PEER_READS`) just
+before each ``tick``, so a heartbeat that arrived in time is counted before the tick decides who is dead. Eight
+neighbours send 80 heartbeats a second; read as they come, each woke the process (an event-loop round and a
+context switch per datagram, most of a node's steady-state CPU); read at the ticks (at least one per
+``interval``), they cost about ten wake-ups a second. The kernel stamps each datagram when it arrives
+(``SO_TIMESTAMPNS``) and the core is given that time, not the time of the read: expiry (``dead_timeout`` after
+the last heartbeat) and echo freshness are what they were when every datagram was read at once, so detection
+does not get a tick slower. The main socket stays event-driven: in the steady state it receives nothing (only
+non-neighbours' death notices, LEAVEs and table syncs, which must not wait) and under a flood it is read in
+batches of :data:`MAX_READS_PER_WAKEUP`. For the same reason this node sends its NOTICEs and LEAVEs (rare, and
+urgent: a death, a clean stop) from a second socket, on the same address but another port (:attr:`urgent_port`):
+they land in the receivers' main queue, read at once, rather than in the queue of their sender that a receiver
+reads at its next tick. Heartbeats go from the member port, to the neighbours' own queues.
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ import contextlib
 import logging
 import select
 import socket
+import struct
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -51,7 +67,7 @@ from ironlb.membership.fsm import (
     Event,
     Membership,
 )
-from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM
+from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM, MsgType
 from ironlb.sockets import set_receive_buffer
 
 __all__ = ["RECEIVE_BUFFER", "MembershipService", "MembershipView"]
@@ -71,6 +87,13 @@ MAX_PEER_READS = 256
 """Datagrams read from one member's socket per wakeup or tick (more only if someone spoofs that member)."""
 MAX_REMEMBERED_HOSTS = 1024
 """Source addresses whose verdict (member or not) is remembered; forgotten all at once past this."""
+SO_TIMESTAMPNS = 35
+"""Linux's SO_TIMESTAMPNS (also its control message type): the kernel's receive time of each datagram."""
+_TIMESPEC = struct.Struct("@ll")  # struct timespec: seconds and nanoseconds, C longs
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_HEARTBEAT = MsgType.HEARTBEAT.value  # the type byte (offset 3) of a heartbeat on the wire
+URGENT_RECEIVE_BUFFER = 4096
+"""The NOTICE/LEAVE socket only sends: what anyone sends to its port is never read, so its queue is kept tiny."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +130,7 @@ class MembershipService:
         self._bind = bind or membership.own_address or ("0.0.0.0", DEFAULT_PORT)
         self._given_sock = sock
         self._sock: socket.socket | None = None
+        self._urgent: socket.socket | None = None  # sends NOTICEs and LEAVEs (see the module doc)
         self._on_event = on_event
         self._on_change = on_change
         self._queue = queue
@@ -130,6 +154,7 @@ class MembershipService:
         self._buffer = bytearray(MAX_DATAGRAM + 1)  # every datagram is read here: junk costs no allocation
         self._view = memoryview(self._buffer)
         self._host_known: dict[str, bool] = {}  # source address as received -> a member's? (bounded)
+        self._last_drain = -float("inf")  # clock time of the previous drain of the member sockets
 
     @property
     def membership(self) -> Membership:
@@ -174,6 +199,7 @@ class MembershipService:
             self._core.node, self.receive_buffer, self._receive_buffer_wanted,
         )  # fmt: skip
         self._sock, self._loop = sock, loop
+        self._urgent = _urgent_socket(sock)
         loop.add_reader(sock.fileno(), self._on_readable)
         self._sync_peer_sockets()
         self._task = asyncio.create_task(self._run(), name=f"membership-{self._core.node}")
@@ -199,6 +225,9 @@ class MembershipService:
         if leave:
             self._send(sock, self._core.leave(self._clock()))
         sock.close()  # the port is free again when stop() returns
+        urgent, self._urgent = self._urgent, None
+        if urgent is not None:
+            urgent.close()
 
     async def __aenter__(self) -> MembershipService:
         await self.start()
@@ -286,11 +315,41 @@ class MembershipService:
             self._on_datagram(bytes(self._view[:size]), addr)
 
     def _drain_peers(self) -> None:
-        """Read the member sockets that hold something (asked in one ``poll``, not one failed read per member)."""
-        for fd, _mask in self._ready.poll(0):
+        """Read the member sockets that hold something (asked in one ``poll``, not one failed read per member).
+
+        Each datagram is handed to the core with the time it arrived (the kernel's stamp, on this service's
+        clock), kept between the previous drain and now: a clock step cannot put it outside what is possible.
+        """
+        ready = self._ready.poll(0)
+        now = self._clock()
+        floor, self._last_drain = self._last_drain, now
+        if not ready:
+            return
+        offset = time.time() - now  # the kernel stamps on the wall clock: this converts them to ours
+        for fd, _mask in ready:
             sock = self._peer_fds.get(fd)
             if sock is not None:
-                self._drain(sock, MAX_PEER_READS)
+                self._drain_peer(sock, now, max(floor, now - 2 * self._core.config.dead_timeout), offset)
+
+    def _drain_peer(self, sock: socket.socket, now: float, floor: float, offset: float) -> None:
+        """Read up to :data:`MAX_PEER_READS` datagrams from one member's socket, each at its arrival time."""
+        for _ in range(MAX_PEER_READS):
+            try:
+                size, ancillary, _flags, addr = sock.recvmsg_into([self._buffer], _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP unreachable from a dead peer and the like: expected, not fatal
+                log.debug("membership socket error: %s", exc)
+                continue
+            if size > MAX_DATAGRAM or size < MIN_DATAGRAM:
+                self.rejected["oversized" if size > MAX_DATAGRAM else "undersized"] += 1
+                continue
+            at = now
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                    at = min(max(seconds + nanoseconds * 1e-9 - offset, floor), now)
+            self._on_datagram(bytes(self._view[:size]), addr, at, wake=False)
 
     @property
     def peer_addresses(self) -> frozenset[Address]:
@@ -321,34 +380,37 @@ class MembershipService:
                 continue  # its datagrams simply arrive on the main socket
             self._peer_socks[addr] = sock
             self._peer_fds[sock.fileno()] = sock
-            self._ready.register(sock.fileno(), select.POLLIN)
-            loop.add_reader(sock.fileno(), self._drain, sock, MAX_PEER_READS)
+            self._ready.register(sock.fileno(), select.POLLIN)  # read at the ticks: no reader in the loop
 
     def _close_peer(self, addr: Address) -> None:
         sock = self._peer_socks.pop(addr)
         self._peer_fds.pop(sock.fileno(), None)
         with contextlib.suppress(KeyError):
             self._ready.unregister(sock.fileno())
-        if self._loop is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(sock.fileno())
         sock.close()
 
     def _close_peer_sockets(self) -> None:
         for addr in list(self._peer_socks):
             self._close_peer(addr)
 
-    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _on_datagram(self, data: bytes, addr: tuple[str, int], at: float | None = None, *, wake: bool = True) -> None:
+        """One datagram for the core, received at ``at`` (now by default); ``wake``: re-plan the task's sleep."""
         was_settled = self._reported[2]
-        events = self._core.datagram_received(data, addr, self._clock())
+        events = self._core.datagram_received(data, addr, self._clock() if at is None else at)
         self._dispatch(events, force=was_settled != self._core.settled())
-        if self._core.next_deadline() < self._sleep_until:
+        if wake and self._core.next_deadline() < self._sleep_until:
             self._wake.set()
 
+    @property
+    def urgent_port(self) -> int | None:
+        """The port NOTICEs and LEAVEs go from (None: from the member port, as heartbeats)."""
+        return None if self._urgent is None else int(self._urgent.getsockname()[1])
+
     def _send(self, sock: socket.socket, datagrams: list[Datagram]) -> None:
+        urgent = self._urgent or sock
         for d in datagrams:
             try:
-                sock.sendto(d.data, d.addr)
+                (sock if d.data[3] == _HEARTBEAT else urgent).sendto(d.data, d.addr)
             except OSError as exc:  # e.g. no route, or a full send buffer; the peer will simply time out
                 log.debug("membership send to %s %s failed: %s", d.dest, d.addr, exc)
 
@@ -392,8 +454,26 @@ def _connected_socket(main: socket.socket, addr: Address) -> socket.socket | Non
         sock.connect((host, port))
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PEER_RECEIVE_BUFFER)
+        if sys.platform == "linux":  # elsewhere a datagram counts as received when it is read
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError as exc:
         log.debug("membership: no socket of its own for %s:%d: %s", host, port, exc)
+        sock.close()
+        return None
+    return sock
+
+
+def _urgent_socket(main: socket.socket) -> socket.socket | None:
+    """A UDP socket on ``main``'s address and a port of its own, to send from only; None if the kernel refuses."""
+    sock = socket.socket(main.family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, URGENT_RECEIVE_BUFFER)
+        sock.bind((main.getsockname()[0], 0))
+    except OSError as exc:
+        log.debug("membership: notices go from the member port: %s", exc)
         sock.close()
         return None
     return sock

@@ -1,0 +1,105 @@
+"""The neighbours' sockets are read at the ticks, not per datagram, and a datagram counts from when it arrived.
+
+Real UDP sockets on 127.0.0.1 and the real clock; the heartbeat interval is long (5 s) so no tick falls inside
+the test's windows unless the test wakes the service itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from tests.support.waits import wait_until_async
+
+from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.service import MAX_PEER_READS
+from ironlb.membership.wire import MIN_DATAGRAM
+
+SECRET = b"tick-reads-test-secret-0123456789"
+SLOW = MembershipConfig(interval=5.0, dead_timeout=15.0, sync_interval=5.0)
+
+
+class Recording(Membership):
+    """A core that notes the time each datagram was given with, and when it was given."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.received: list[tuple[float, float]] = []  # (time given to the core, time of the call)
+
+    def datagram_received(self, data: bytes, addr: object, now: float) -> list:  # type: ignore[type-arg]
+        self.received.append((now, time.monotonic()))
+        return super().datagram_received(data, addr, now)
+
+
+def _pair() -> tuple[socket.socket, socket.socket, dict[str, tuple[str, int]]]:
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    members = {name: ("127.0.0.1", s.getsockname()[1]) for name, s in zip("ab", socks, strict=True)}
+    return socks[0], socks[1], members
+
+
+async def test_a_heartbeat_waits_for_the_tick_and_counts_from_its_arrival() -> None:
+    main_a, sock_b, members = _pair()
+    core = Recording("a", SECRET, members, SLOW)
+    svc = MembershipService(core, sock=main_a)
+    try:
+        async with svc:
+            await asyncio.sleep(0.05)  # the first tick has run; the next is due in 5 s
+            assert svc.peer_addresses == frozenset({members["b"]})
+            t0 = time.monotonic()
+            sock_b.sendto(b"\0" * (MIN_DATAGRAM + 40), members["a"])  # from b's member address: b's own queue
+            t1 = time.monotonic()
+            await asyncio.sleep(0.3)
+            assert core.received == []  # no wake-up for it: it waits in b's queue for the tick
+            svc._wake.set()  # what the tick's timer would do
+            await wait_until_async(lambda: core.received, 5.0, "the tick to read b's datagram")
+            (given, called) = core.received[0]
+            assert called > t1 + 0.25
+            assert t0 - 0.001 <= given <= t1 + 0.001  # the kernel's arrival stamp, not the time it was read
+    finally:
+        sock_b.close()
+
+
+async def test_a_flood_on_a_member_queue_is_read_a_bounded_batch_per_tick_and_counted() -> None:
+    main_a, sock_b, members = _pair()
+    svc = MembershipService(Membership("a", SECRET, members, SLOW), sock=main_a)
+    try:
+        await svc.start()  # its task has not run yet: nothing drains but the calls below
+        flood = MAX_PEER_READS + 50
+        for _ in range(flood):
+            sock_b.sendto(b"x", members["a"])  # too short for any message, from b's address and port
+        svc._drain_peers()
+        assert svc.rejected["undersized"] == MAX_PEER_READS  # one tick reads at most this many
+        svc._drain_peers()
+        assert svc.rejected["undersized"] == flood
+        svc._drain_peers()
+        assert svc.rejected["undersized"] == flood
+    finally:
+        await svc.stop(leave=False)
+        sock_b.close()
+
+
+async def test_notices_and_leaves_go_from_a_port_of_their_own() -> None:
+    """So they land in the receivers' main queue, read at once, not in a member queue read at the next tick."""
+    main_a, sock_b, members = _pair()
+    sock_b.setblocking(False)
+    svc = MembershipService(Membership("a", SECRET, members, SLOW), sock=main_a)
+    await svc.start()
+    await asyncio.sleep(0.05)  # the first tick: a hello to b
+    port = svc.urgent_port
+    assert port is not None and port != members["a"][1]
+    await svc.stop()  # sends the LEAVEs
+    sources = set()
+    while True:
+        try:
+            _data, source = sock_b.recvfrom(65536)
+        except BlockingIOError:
+            break
+        sources.add(source)
+    sock_b.close()
+    assert ("127.0.0.1", members["a"][1]) in sources  # the first tick's heartbeat (hello)
+    assert ("127.0.0.1", port) in sources  # the LEAVE
