@@ -1,8 +1,11 @@
 """One benchmark run of an ``ironlb run`` cluster in a lab: its clean-up and, when it fails, the nodes' log tails.
 
 ``bench/l2_failover.py``, ``bench/chaos.py`` and ``bench/membership_wire.py`` build a LAN and a
-:class:`StandaloneCluster` in it; whatever happens (an error, Ctrl-C, SIGTERM), the cluster is closed, the lab's
-namespaces and processes go and the work directory is removed, without a second signal interrupting that.
+:class:`StandaloneCluster` in it; whatever happens (an error, Ctrl-C, SIGTERM, SIGHUP), the cluster is closed, the
+lab's namespaces and processes go and the work directory is removed, without a second signal interrupting that.
+Should the benchmark be killed outright (SIGKILL: no clean-up runs), the kernel kills the nodes it started
+(:class:`NetnsLab` ``die_with_us``); their fast processes follow when their channel closes, and only the empty
+namespaces stay behind.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def cluster_run(prefix: str, *, tail: int = 15, tail_nodes: int | None = None) -
     On any exception (KeyboardInterrupt and SystemExit included) the last ``tail`` log lines of the first
     ``tail_nodes`` nodes (all by default) go to stderr before it propagates.
     """
-    run = ClusterRun(NetnsLab(prefix), Path(tempfile.mkdtemp(prefix=f"{prefix}-")))
+    run = ClusterRun(NetnsLab(prefix, die_with_us=True), Path(tempfile.mkdtemp(prefix=f"{prefix}-")))
+    previous = {s: signal.signal(s, _exit_on) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield run
     except BaseException:
@@ -50,11 +54,18 @@ def cluster_run(prefix: str, *, tail: int = 15, tail_nodes: int | None = None) -
                 print("\n".join(run.cluster.log(node).splitlines()[-tail:]), file=sys.stderr)
         raise
     finally:
-        with ignoring_signals(signal.SIGINT, signal.SIGTERM):
+        with ignoring_signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             if run.cluster is not None:
                 run.cluster.close()
             run.lab.cleanup()
             shutil.rmtree(run.workdir, ignore_errors=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _exit_on(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP during a run: unwind through the clean-up, as Ctrl-C does."""
+    raise SystemExit(128 + signum)
 
 
 def exit_with(name: str, main: Callable[[], int]) -> None:

@@ -3,18 +3,23 @@
 Everything a :class:`NetnsLab` creates carries its unique prefix and lives inside
 namespaces it created itself: veth pairs are created inside a namespace and their
 peers moved straight into another, so the host namespace is never touched. Cleanup
-kills only the processes the lab started (by PID) and deletes only its namespaces.
+kills only the processes the lab started (by PID, then their process groups: what they
+started themselves) and deletes only its namespaces. A lab made with ``die_with_us`` (the
+benchmarks') also has the kernel kill its processes when the process that started them
+dies, even by SIGKILL, when no clean-up code can run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ironlb.lab.waits import wait_until
@@ -26,6 +31,22 @@ DEFAULT_SYSCTLS: dict[str, str] = {
     "net.ipv6.conf.all.keep_addr_on_down": "1",
     "net.ipv6.conf.default.keep_addr_on_down": "1",
 }
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when the thread that forked it exits."""
+
+
+def _dying_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when ``parent`` goes (and exits at once if it is already gone)."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def netns_available() -> str | None:
@@ -45,11 +66,14 @@ def netns_available() -> str | None:
 class NetnsLab:
     """Namespaces, links and processes of one test, removed by :meth:`cleanup`."""
 
-    def __init__(self, prefix: str | None = None) -> None:
+    def __init__(self, prefix: str | None = None, *, die_with_us: bool = False) -> None:
         # Short: interface names are limited to 15 characters.
         self.prefix = prefix or f"t{secrets.token_hex(3)}"
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[str]] = []
+        self.die_with_us = die_with_us
+        """Processes started by :meth:`popen` are killed by the kernel when the thread that started them exits
+        (``PR_SET_PDEATHSIG``): for a benchmark's main thread, not for code that starts them from worker threads."""
 
     # ------------------------------------------------------------------ topology
     def netns(self, suffix: str, sysctls: dict[str, str] | None = None) -> str:
@@ -95,7 +119,10 @@ class NetnsLab:
         )
 
     def popen(self, ns: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
-        """Start ``cmd`` in ``ns``; the lab kills it by PID at cleanup."""
+        """Start ``cmd`` in ``ns``, in a process group of its own; the lab kills it and its group at cleanup."""
+        kwargs.setdefault("start_new_session", True)
+        if self.die_with_us:
+            kwargs.setdefault("preexec_fn", _dying_with(os.getpid()))
         proc: subprocess.Popen[str] = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], text=True, **kwargs)
         self.processes.append(proc)
         return proc
@@ -129,7 +156,8 @@ class NetnsLab:
 
     # ------------------------------------------------------------------ cleanup
     def cleanup(self) -> None:
-        """Kill our processes by PID, then delete our namespaces (their links go with them)."""
+        """Stop our processes (SIGTERM by PID, SIGKILL after 3 s, then the rest of their process groups: what
+        they started), then delete our namespaces (their links go with them)."""
         for proc in self.processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -139,7 +167,18 @@ class NetnsLab:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=3)
+        for proc in self.processes:
+            kill_group(proc)
         self.processes.clear()
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self.namespaces.clear()
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL what is left of the process group ``proc`` leads (started with ``start_new_session``)."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(proc.pid) != proc.pid:
+            return  # reaped, and the number taken by another process: not ours
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
