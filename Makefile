@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary promtool-binary monitoring-crds k8s-cluster test-cluster demo-k8s
+.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,6 +24,11 @@ helm-binary:
 promtool-binary:
 	./scripts/build-promtool.sh >/dev/null
 
+# prometheus for tests/controller/test_prometheus_scrape.py (a real scrape of the secured /metrics), built the same
+# way on promtool's Go caches, so after promtool-binary.
+prometheus-binary: promtool-binary
+	./scripts/build-prometheus.sh >/dev/null
+
 # The Prometheus Operator's CRDs for tests/kube/test_monitoring_crds.py (the chart's monitors and rules on a real
 # apiserver), from the operator's module on the Go module proxy into ~/.cache/ironlb (nothing built; reused when there).
 monitoring-crds:
@@ -47,7 +52,7 @@ test-cluster: setup k8s-cluster
 demo-k8s: setup k8s-cluster
 	$(PY) -m ironlb.lab.kube_demo
 
-test: setup lint k8s-binaries helm-binary promtool-binary monitoring-crds k8s-cluster
+test: setup lint k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds k8s-cluster
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_TESTS)
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_HELM_TESTS)

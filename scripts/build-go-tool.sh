@@ -2,37 +2,40 @@
 # Builds one Go command from the Go module proxy (`go install PACKAGE@VERSION`) into a cache directory outside the
 # work tree, for the tools the tests run (scripts/build-helm.sh, scripts/build-promtool.sh say which and why):
 #
-#   ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<NAME>/<NAME>-<VERSION>/bin/<NAME>
+#   ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<CACHE>/<NAME>-<VERSION>/bin/<NAME>      (CACHE is NAME unless --cache)
 #
-# with the Go build and module caches beside it (<NAME>/go-build, <NAME>/gomod). A binary that is already there is
+# with the Go build and module caches beside it (<CACHE>/go-build, <CACHE>/gomod). A binary that is already there is
 # reused (instant). Prints the binary's path on stdout (last line); with --path first it only prints it.
 # Never commit a binary: nothing here writes into the work tree.
 #
 # usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags FLAGS] [--tags TAGS] [--version-args "ARGS"]
+#                         [--cache CACHE]
 #   NAME          the binary's name (and its cache directory)
 #   VERSION       a module version (vX.Y.Z)
 #   PACKAGE       the Go package of the command, without @VERSION
 #   --ldflags     go install -ldflags (-s -w is always added)
 #   --tags        go install -tags
 #   --version-args what the built binary is run with to print its version (logged on stderr)
+#   --cache       the cache directory's name, to share another tool's Go caches (two commands of one module)
 set -euo pipefail
 
 path_only=0
 if [ "${1:-}" = "--path" ]; then path_only=1; shift; fi
-[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A] [--cache C]" >&2; exit 2; }
 name=$1 version=$2 package=$3
 shift 3
-ldflags="" tags="" version_args="--version"
+ldflags="" tags="" version_args="--version" cache_name=$name
 while [ $# -gt 0 ]; do
   case "$1" in
     --ldflags) ldflags=$2; shift 2 ;;
     --tags) tags=$2; shift 2 ;;
     --version-args) version_args=$2; shift 2 ;;
+    --cache) cache_name=$2; shift 2 ;;
     *) echo "build-go-tool: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-cache="${IRONLB_CACHE:-$HOME/.cache/ironlb}/$name"
+cache="${IRONLB_CACHE:-$HOME/.cache/ironlb}/$cache_name"
 bin="$cache/$name-$version/bin"
 
 if [ "$path_only" = 1 ]; then   # where the binary is (or would be), without building

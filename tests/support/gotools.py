@@ -46,3 +46,8 @@ def prometheus_operator_crds() -> Path:
             pytest.fail(missing)
         pytest.skip(missing)
     return path
+
+
+def prometheus_binary() -> str:
+    """The Prometheus server for the real-scrape test (scripts/build-prometheus.sh)."""
+    return built_tool("prometheus")
