@@ -20,7 +20,7 @@ import pytest
 from ironlb.lab.lan import Lan
 from tests.support.waits import WaitTimeout, wait_until
 
-from .conftest import SEED, SERVICE, Cluster
+from .conftest import NODES, Cluster
 
 pytestmark = pytest.mark.netns
 
@@ -35,16 +35,8 @@ def test_arp_and_heartbeats_go_on_while_every_main_loop_is_blocked(lan: Lan, tmp
     c = Cluster(lan, tmp_path)
     c.extra_args = ("--test-stall-on-sigusr1", str(STALL), "--fastpath", fastpath)
     c.ml_dead_timeout = DEAD_TIMEOUT
-    (c.state / "config.yaml").write_text(SEED)
-    (c.state / "service.yaml").write_text(SERVICE)
-    nodes = ("node1", "node2", "node3")
-    for node in nodes:
-        c.start(node)
-    try:
-        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer")
-    except WaitTimeout as err:
-        raise AssertionError([c.log(n) for n in nodes]) from err
-    announcer = c.announcers()[0]
+    nodes = NODES
+    announcer = c.start_one_announcer(nodes)
     mac = lan.node(announcer).mac
     assert c.arping_macs() == {mac}
 

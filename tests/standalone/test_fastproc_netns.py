@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 
 from ironlb.lab.lan import Lan
-from tests.support.waits import WaitTimeout, wait_until
+from tests.support.waits import wait_until
 
-from .conftest import SEED, SERVICE, Cluster
+from .conftest import NODES, Cluster
 
 pytestmark = pytest.mark.netns
-
-NODES = ("node1", "node2", "node3")
 
 
 def fast_pid(c: Cluster, node: str) -> int:
@@ -50,15 +48,8 @@ def started(lan: Lan, tmp_path: Path, wedge_timeout: float) -> Iterator[Cluster]
     c = Cluster(lan, tmp_path)
     c.extra_args = ("--wedge-timeout", str(wedge_timeout))
     c.ml_dead_timeout = 1.0  # a loaded CI machine must not make heartbeats that late: the mechanism is the point
-    (c.state / "config.yaml").write_text(SEED)
-    (c.state / "service.yaml").write_text(SERVICE)
-    for node in NODES:
-        c.start(node)
     try:
-        try:
-            wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer")
-        except WaitTimeout as err:
-            raise AssertionError([c.log(n)[-3000:] for n in NODES]) from err
+        c.start_one_announcer(NODES)
         yield c
     finally:
         for node in NODES:  # never leave a stopped process behind

@@ -24,11 +24,10 @@ import pytest
 from ironlb.lab.lan import Lan
 from tests.support.waits import STARTING, WaitTimeout, wait_until
 
-from .conftest import SEED, SERVICE, Cluster
+from .conftest import NODES, Cluster
 
 pytestmark = pytest.mark.netns
 
-NODES = ("node1", "node2", "node3")
 DEAD_TIMEOUT = 1.0
 
 
@@ -72,15 +71,7 @@ def config_error(c: Cluster, node: str) -> str | None:
 def test_hostile_state_files_are_refused_and_nothing_stalls(lan: Lan, tmp_path: Path) -> None:
     c = Cluster(lan, tmp_path)
     c.ml_dead_timeout = DEAD_TIMEOUT
-    (c.state / "config.yaml").write_text(SEED)
-    (c.state / "service.yaml").write_text(SERVICE)
-    for node in NODES:
-        c.start(node)
-    try:
-        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer", retry=STARTING)
-    except WaitTimeout as err:
-        raise AssertionError([c.log(n)[-2000:] for n in NODES]) from err
-    owner = c.announcers()[0]
+    owner = c.start_one_announcer(NODES)
     mac = lan.node(owner).mac
     assert c.arping_macs() == {mac}
 

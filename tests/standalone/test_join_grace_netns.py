@@ -26,13 +26,12 @@ from pathlib import Path
 import pytest
 
 from ironlb.lab.lan import Lan
-from tests.support.waits import STARTING, WaitTimeout, wait_until
+from tests.support.waits import STARTING, wait_until
 
-from .conftest import SEED, SERVICE, Cluster
+from .conftest import NODES, Cluster
 
 pytestmark = pytest.mark.netns
 
-NODES = ("node1", "node2", "node3")
 WEDGE_TIMEOUT = 120.0  # far longer than B's main process stays stopped: only the join-grace rule may act
 
 
@@ -40,17 +39,9 @@ def test_a_stopped_main_process_yields_the_vip_to_a_member_that_joins(lan: Lan, 
     c = Cluster(lan, tmp_path)
     c.extra_args = ("--wedge-timeout", str(WEDGE_TIMEOUT))
     c.ml_dead_timeout = 1.0
-    (c.state / "config.yaml").write_text(SEED)
-    (c.state / "service.yaml").write_text(SERVICE)
-    for node in NODES:
-        c.start(node)
     stopped: str | None = None
     try:
-        try:
-            wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer", retry=STARTING)
-        except WaitTimeout as err:
-            raise AssertionError([c.log(n)[-2000:] for n in NODES]) from err
-        a = c.announcers()[0]
+        a = c.start_one_announcer(NODES)
         a_mac = lan.node(a).mac
 
         # 1. A dies; B takes the VIP over.

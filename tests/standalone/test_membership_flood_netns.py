@@ -25,13 +25,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ironlb.lab.lan import Lan
-from tests.support.waits import STARTING, WaitTimeout, wait_until
+from tests.support.waits import STARTING, wait_until
 
-from .conftest import SEED, SERVICE, Cluster
+from .conftest import NODES, Cluster
 
 pytestmark = pytest.mark.netns
 
-NODES = ("node1", "node2", "node3")
 FLOOD_SECONDS = 8.0
 FLOOD_MAX = 1_000_000
 
@@ -72,15 +71,7 @@ print(json.dumps({"sent": sent}))
 
 def test_a_junk_flood_to_the_membership_port_declares_nobody_dead(lan: Lan, tmp_path: Path) -> None:
     c = Cluster(lan, tmp_path)
-    (c.state / "config.yaml").write_text(SEED)
-    (c.state / "service.yaml").write_text(SERVICE)
-    for node in NODES:
-        c.start(node)
-    try:
-        wait_until(lambda: c.converged() and len(c.announcers()) == 1, 60, "one announcer", retry=STARTING)
-    except WaitTimeout as err:
-        raise AssertionError([c.log(n)[-2000:] for n in NODES]) from err
-    owner = c.announcers()[0]
+    owner = c.start_one_announcer(NODES)
     mac = lan.node(owner).mac
     assert c.arping_macs() == {mac}
     offsets = {n: len(c.log(n)) for n in NODES}
