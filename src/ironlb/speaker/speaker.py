@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironlb.announce.announcer import Announcer, LayerTwoResponder
-from ironlb.bgp.speaker import BFDFactory
+from ironlb.announce.announcer import Announcer
+from ironlb.announce.build import build_announcer
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.reading import read_bytes
@@ -43,7 +43,7 @@ from ironlb.config.types import Config
 from ironlb.decide import BGP, LAYER2, Context, NodeDecider, NodeDecision, ServiceInput, handed_over, pool_for
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
-from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
+from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.fastproc.spawn import Spawned
 from ironlb.ipam.converge import handles_class
 from ironlb.kube.client import (
@@ -79,7 +79,6 @@ from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
-from ironlb.metrics.speaker import speaker_metrics
 from ironlb.runtime import age_text
 
 from . import status as st
@@ -167,30 +166,12 @@ class Speaker:
         self.fastproc: FastProcess | None = None
         self._lost: str | None = None
         self._lost_event = asyncio.Event()
-        responder: LayerTwoResponder | None = None
-        bfd_factory: BFDFactory | None = None
-        if options.fastpath_process and announcer is None:
-            self.fastproc = FastProcess(
-                FastProcessOptions.of(options),
-                metrics=speaker_metrics(),
-                on_lost=self._on_fastpath_lost,
-                spawned=fastproc_spawned,
+        if announcer is None:
+            announcer, self.fastproc = build_announcer(
+                options, on_lost=self._on_fastpath_lost, spawned=fastproc_spawned, fastpath=fastpath
             )
-            responder, bfd_factory = self.fastproc.responder, self.fastproc.bfd
-        self.fastpath = fastpath or (
-            announcer.fastpath if announcer is not None else FastPath(threaded=self.fastproc is None)
-        )
-        self.announcer = announcer or Announcer(
-            options.node,
-            responder=responder,
-            bfd_factory=bfd_factory,
-            exclude_interfaces=options.exclude_interfaces,
-            rescan_interval=options.rescan_interval,
-            gratuitous_interval=options.gratuitous_interval,
-            gratuitous_duration=options.gratuitous_duration,
-            handover_timeout=options.handover_timeout,
-            fastpath=self.fastpath,
-        )
+        self.announcer = announcer
+        self.fastpath = fastpath or announcer.fastpath
         self.recorder = recorder or EventRecorder(client, COMPONENT, host=options.node)
         self.counters = counters or ClientCounters()
         ns = options.namespace

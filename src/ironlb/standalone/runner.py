@@ -31,14 +31,13 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from ironlb.announce.announcer import Announcer, LayerTwoResponder
+from ironlb.announce.build import build_announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
 from ironlb.config.reading import ReadLimits
 from ironlb.decide import handed_over
-from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
-from ironlb.fastproc.parent import FastProcess, FastProcessOptions, RemoteMembership
+from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.fastproc.spawn import Spawned
 from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
@@ -47,7 +46,6 @@ from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import member_list_key
 from ironlb.metrics.membership import FastPathCollector
 from ironlb.metrics.server import HealthServer
-from ironlb.metrics.speaker import speaker_metrics
 from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.runtime import age_text
 from ironlb.standalone import lastvalid, statedir
@@ -128,32 +126,17 @@ class Runner:
         self.options = options
         self.fastproc: FastProcess | None = None
         self.exit_code = 0
-        if options.fastpath_process:
-            self.fastproc = FastProcess(
-                FastProcessOptions.of(options),
-                metrics=speaker_metrics(),
-                on_lost=self._on_fastpath_lost,
-                spawned=fastproc_spawned,
-            )
-            l2: LayerTwoResponder | None = responder or self.fastproc.responder
-            if bgp is None and bfd_factory is None:
-                bfd_factory = self.fastproc.bfd
-        else:
-            l2 = responder
-        self.fastpath = FastPath(threaded=options.fastpath_thread and self.fastproc is None)
-        self.announcer = Announcer(
-            options.node,
-            responder=l2,
+        self.announcer, self.fastproc = build_announcer(
+            options,
+            on_lost=self._on_fastpath_lost,
+            threaded=options.fastpath_thread,
+            spawned=fastproc_spawned,
+            responder=responder,
             bgp=bgp,
             bfd_factory=bfd_factory,
-            exclude_interfaces=options.exclude_interfaces,
-            rescan_interval=options.rescan_interval,
-            gratuitous_interval=options.gratuitous_interval,
-            gratuitous_duration=options.gratuitous_duration,
-            handover_timeout=options.handover_timeout,
             on_bgp_event=self._on_bgp_event,
-            fastpath=self.fastpath,
         )
+        self.fastpath = self.announcer.fastpath
         self.responder = self.announcer.responder
         self.bgp = self.announcer.bgp
         self._bgp_status_pending = False
