@@ -35,7 +35,7 @@ from ironlb.bgp.wire import Network
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED
 from ironlb.config.types import BFDProfile, Config, Peer, Pool
-from ironlb.layer2.election import L2Decision, elect, slices_of
+from ironlb.layer2.election import L2Decision, elect, slices_of, with_node_reasons
 
 LAYER2 = "layer2"
 BGP = "bgp"
@@ -528,6 +528,61 @@ def decide_node(
     return decider.decision()
 
 
+class ClusterDecision:
+    """The election of every Service and each speaker's :func:`decide_node`, each speaker decided when first asked.
+
+    ``ironlb run`` announces on its own part (:meth:`node`) before it decides the other speakers (:meth:`nodes`),
+    which only its status shows; ``ironlb plan`` asks for all of them. BGP speakers do not coordinate, so every
+    speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers in ``without_l2``
+    (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        nodes: Sequence[Node],
+        services: Mapping[str, ServiceInput],
+        *,
+        live: Collection[str] | None = None,
+        speakers: Iterable[str] | None = None,
+        without_l2: Collection[str] = (),
+        ignore_exclude_lb: bool = False,
+    ) -> None:
+        self.config = config
+        self.node_objects = tuple(nodes)
+        self.services = services
+        self.live = live
+        self.speakers = [n.name for n in self.node_objects] if speakers is None else list(speakers)
+        self.without_l2 = without_l2
+        self.ignore_exclude_lb = ignore_exclude_lb
+        self.layer2 = elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
+        self._decided: dict[str, NodeDecision] = {}
+
+    def node(self, name: str) -> NodeDecision:
+        """Speaker ``name``'s decision."""
+        decided = self._decided.get(name)
+        if decided is None:
+            decided = self._decided[name] = decide_node(
+                self.config, name, self.node_objects, self.services, live=self.live,
+                may_announce_l2=name not in self.without_l2, ignore_exclude_lb=self.ignore_exclude_lb,
+                layer2=self.layer2,
+            )  # fmt: skip
+        return decided
+
+    def nodes(self) -> dict[str, NodeDecision]:
+        """Every speaker's decision, in ``speakers`` order."""
+        return {name: self.node(name) for name in self.speakers}
+
+    def with_reasons(self) -> dict[str, L2Decision]:
+        """Each election with every speaker's part (:func:`ironlb.layer2.election.node_reason`), for ``nodeReasons``."""
+        live = [n.name for n in self.node_objects] if self.live is None else self.live
+        return {
+            key: with_node_reasons(self.layer2[key], self.speakers, item.service, item.pool, self.node_objects, live,
+                                   item.slices, ignore_exclude_lb=self.ignore_exclude_lb)
+            for key, item in self.services.items()
+        }  # fmt: skip
+
+
 def decide_cluster(
     config: Config,
     nodes: Sequence[Node],
@@ -538,20 +593,12 @@ def decide_cluster(
     without_l2: Collection[str] = (),
     ignore_exclude_lb: bool = False,
 ) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
-    """The election, and :func:`decide_node` for every speaker (default: every Node), as ``ironlb plan`` shows.
-
-    BGP speakers do not coordinate, so every speaker plans its own sessions whatever ``live`` says. Speakers in
-    ``without_l2`` (no membership quorum) announce nothing over Layer 2.
-    """
-    layer2 = elect_all(nodes, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
-    names = [n.name for n in nodes] if speakers is None else list(speakers)
-    out: dict[str, NodeDecision] = {}
-    for name in names:
-        out[name] = decide_node(
-            config, name, nodes, services, live=live, may_announce_l2=name not in without_l2,
-            ignore_exclude_lb=ignore_exclude_lb, layer2=layer2,
-        )  # fmt: skip
-    return layer2, out
+    """The election and every speaker's decision at once (:class:`ClusterDecision`), as ``ironlb explain`` shows."""
+    cluster = ClusterDecision(
+        config, nodes, services, live=live, speakers=speakers, without_l2=without_l2,
+        ignore_exclude_lb=ignore_exclude_lb,
+    )  # fmt: skip
+    return dict(cluster.layer2), cluster.nodes()
 
 
 __all__ = [
@@ -559,6 +606,7 @@ __all__ = [
     "IP_NOT_ALLOWED",
     "LAYER2",
     "Announcement",
+    "ClusterDecision",
     "Context",
     "NodeDecider",
     "NodeDecision",

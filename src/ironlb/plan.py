@@ -15,10 +15,10 @@ from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
-from ironlb.decide import NodeDecision, decide_cluster, served_everywhere, service_inputs
+from ironlb.decide import ClusterDecision, NodeDecision, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome, converge_all, pool_status
-from ironlb.layer2.election import L2Decision, with_node_reasons
+from ironlb.layer2.election import L2Decision
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def service_entry(outcome: Outcome) -> dict[str, Any]:
     return entry
 
 
-def node_decisions(
+def cluster_decision(
     snapshot: Snapshot,
     outcomes: Mapping[str, Outcome],
     *,
@@ -75,11 +75,9 @@ def node_decisions(
     without_l2: Collection[str] = (),
     served_without_slices: bool = False,
     ignore_exclude_lb: bool = False,
-) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
-    """The L2 election of every allocated Service and each speaker's decision (:func:`ironlb.decide.decide_node`).
-
-    Each election carries every speaker's part (:func:`ironlb.layer2.election.node_reason`), for the plan's
-    ``nodeReasons``.
+) -> ClusterDecision:
+    """The election of every allocated Service and each speaker's decision (:class:`ironlb.decide.ClusterDecision`,
+    each speaker decided when asked): the one route ``ironlb plan`` and ``ironlb run`` take.
 
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
@@ -93,17 +91,29 @@ def node_decisions(
     names = [n.name for n in snapshot.nodes] if speakers is None else list(speakers)
     if served_without_slices:
         inputs = served_everywhere(inputs, names)
-    layer2, nodes = decide_cluster(
+    return ClusterDecision(
         config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
         ignore_exclude_lb=ignore_exclude_lb,
     )  # fmt: skip
-    live_names = [n.name for n in snapshot.nodes] if live is None else live
-    for key, item in inputs.items():
-        layer2[key] = with_node_reasons(
-            layer2[key], names, item.service, item.pool, snapshot.nodes, live_names, item.slices,
-            ignore_exclude_lb=ignore_exclude_lb,
-        )  # fmt: skip
-    return layer2, nodes
+
+
+def node_decisions(
+    snapshot: Snapshot,
+    outcomes: Mapping[str, Outcome],
+    *,
+    live: Collection[str] | None = None,
+    speakers: Iterable[str] | None = None,
+    without_l2: Collection[str] = (),
+    served_without_slices: bool = False,
+    ignore_exclude_lb: bool = False,
+) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
+    """:func:`cluster_decision` for every speaker at once: the L2 elections, each carrying every speaker's part
+    (:func:`ironlb.layer2.election.node_reason`, for the plan's ``nodeReasons``), and each speaker's decision."""
+    cluster = cluster_decision(
+        snapshot, outcomes, live=live, speakers=speakers, without_l2=without_l2,
+        served_without_slices=served_without_slices, ignore_exclude_lb=ignore_exclude_lb,
+    )  # fmt: skip
+    return cluster.with_reasons(), cluster.nodes()
 
 
 def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:

@@ -19,11 +19,11 @@ from typing import Any
 
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
-from ironlb.decide import Announcement, NodeDecision, decide_node, elect_all, served_everywhere, service_inputs
+from ironlb.decide import Announcement
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome
-from ironlb.layer2.election import L2Decision, with_node_reasons
-from ironlb.plan import Snapshot, allocate, bgp_plans, render
+from ironlb.layer2.election import L2Decision
+from ironlb.plan import Snapshot, allocate, bgp_plans, cluster_decision, render
 
 ALL_INTERFACES: tuple[str, ...] = ()
 
@@ -101,8 +101,8 @@ def decide(
     Node objects given, but not this node's: it still runs its BGP sessions, without labels, and announces nothing.
     ``allocated``: :func:`allocate` of this very snapshot and ``lb_class``, when already computed (the allocation
     does not depend on the members: a recompute after a membership change reuses it, see :class:`Allocation`).
-    The same as :func:`ironlb.plan.node_decisions` and :func:`ironlb.plan.render` on the snapshot, in two steps
-    (:func:`decide_early`).
+    The route of ``ironlb plan`` (:func:`ironlb.plan.cluster_decision`, then :func:`ironlb.plan.render`), taken in
+    two steps (:func:`decide_early`).
     """
     return decide_early(
         snapshot, node=node, members=members, alive=alive, has_quorum=has_quorum, lb_class=lb_class,
@@ -127,34 +127,16 @@ def decide_early(
     speakers = [n.name for n in snapshot.nodes]
     if node not in speakers:
         speakers.append(node)
-    live = sorted(alive)
-    config = snapshot.config
-    inputs = served_everywhere(
-        service_inputs(
-            ((o.service, config.pools_by_name.get(o.pool) if o.pool else None) for o in outcomes.values()),
-            snapshot.endpoint_slices,
-        ),
-        speakers,
-    )
-    elections = elect_all(snapshot.nodes, inputs, live=live, ignore_exclude_lb=ignore_exclude_lb)
-
-    def of(name: str) -> NodeDecision:
-        return decide_node(
-            config, name, snapshot.nodes, inputs, live=live, may_announce_l2=has_quorum or name != node,
-            ignore_exclude_lb=ignore_exclude_lb, layer2=elections,
-        )  # fmt: skip
-
-    mine = of(node)
+    cluster = cluster_decision(
+        snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=() if has_quorum else (node,),
+        served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb,
+    )  # fmt: skip
+    mine = cluster.node(node)
 
     def finish() -> Decision:
-        nodes = {name: mine if name == node else of(name) for name in speakers}
-        l2 = {
-            key: with_node_reasons(elections[key], speakers, item.service, item.pool, snapshot.nodes, live,
-                                   item.slices, ignore_exclude_lb=ignore_exclude_lb)
-            for key, item in inputs.items()
-        }  # fmt: skip
-        plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
+        l2 = cluster.with_reasons()
+        plan = render(snapshot, allocator, outcomes, l2, bgp_plans(cluster.nodes()))
         return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
 
     ingress = {key: tuple(o.service.ingress) for key, o in outcomes.items()}
-    return Early(mine.announcement, elections, ingress, finish)
+    return Early(mine.announcement, cluster.layer2, ingress, finish)
