@@ -4,43 +4,28 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from ironlb.config import build, load_texts
 from ironlb.decide import decide_node, handed_over, pool_for, served_everywhere, service_inputs
 from ironlb.layer2.election import L2Decision
-from ironlb.plan import Snapshot, allocate, node_decisions, with_objects
+from ironlb.plan import allocate, node_decisions
 from ironlb.standalone.decide import decide
+from tests.support.objects import (
+    BGP_HOSTS,
+    BGP_POOL,
+    TOR,
+    documents,
+    l2_advertisement_yaml,
+    pool_yaml,
+    snapshot_of,
+)
 
-STATE = """
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: l2, namespace: metallb-system}
-spec: {addresses: ["192.168.10.0/28"]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: bgp, namespace: metallb-system}
-spec: {addresses: ["10.50.0.0/24"]}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: eth0, namespace: metallb-system}
-spec: {ipAddressPools: [l2], interfaces: [eth0]}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: eth1, namespace: metallb-system}
-spec: {ipAddressPools: [l2], interfaces: [eth1], nodeSelectors: [{matchLabels: {rack: "1"}}]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: hosts, namespace: metallb-system}
-spec: {ipAddressPools: [bgp], communities: ["64512:100"]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
----
+STATE = documents(
+    pool_yaml("l2", "192.168.10.0/28"),
+    BGP_POOL,
+    l2_advertisement_yaml("eth0", ["l2"], interfaces=["eth0"]),
+    l2_advertisement_yaml("eth1", ["l2"], interfaces=["eth1"], nodeSelectors=[{"matchLabels": {"rack": "1"}}]),
+    BGP_HOSTS,
+    TOR,
+) + """---
 apiVersion: v1
 kind: Node
 metadata: {name: n1, labels: {rack: "1"}}
@@ -86,13 +71,8 @@ endpoints:
 NODES = ("n1", "n2", "n3")
 
 
-def snapshot(*texts: str) -> Snapshot:
-    resources = load_texts([(f"f{i}.yaml", t) for i, t in enumerate(texts)])
-    return with_objects(build(resources).config, resources)
-
-
 def test_plan_speaker_and_run_announce_the_same() -> None:
-    snap = snapshot(STATE, SERVICES)
+    snap = snapshot_of(STATE, SERVICES)
     _, outcomes = allocate(snap)
     _, planned = node_decisions(snap, outcomes)
     # The speaker sees only the ingress the controller wrote, and finds the pool from it.
@@ -110,7 +90,7 @@ def test_plan_speaker_and_run_announce_the_same() -> None:
 
 
 def test_the_l2_interfaces_of_a_winner_in_rack_1_are_merged() -> None:
-    snap = snapshot(STATE, SERVICES)
+    snap = snapshot_of(STATE, SERVICES)
     _, outcomes = allocate(snap)
     layer2, planned = node_decisions(snap, outcomes)
     winner = layer2["default/web"].node
@@ -122,7 +102,7 @@ def test_the_l2_interfaces_of_a_winner_in_rack_1_are_merged() -> None:
 def test_run_serves_a_service_without_slices_on_every_node_over_both_protocols() -> None:
     """``ironlb run``'s one "served everywhere" rule holds for L2 and for BGP, ETP Local included."""
     services = "---".join(SERVICES.split("---")[:2])
-    snap = snapshot(STATE, services)
+    snap = snapshot_of(STATE, services)
     for node in NODES:
         d = decide(snap, node=node, members=NODES, alive=NODES)
         assert d.bgp is not None and ip_network("10.50.0.7/32") in d.bgp.routes["tor"]

@@ -15,6 +15,7 @@ import pytest
 from tests.support.bfd_frr import nft_clear, nft_drop_bfd
 from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
+from tests.support.objects import BGP_POOL, bgp_advertisement_yaml, documents
 from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
@@ -30,18 +31,10 @@ def config(key: str) -> str:
         "stringData": {"password": key, "keyID": "9"},
     }
     return (
-        doc(
+        documents(BGP_POOL, bgp_advertisement_yaml("hosts", ["bgp"]))
+        + "---\n"
+        + doc(
             """
-            apiVersion: metallb.io/v1beta1
-            kind: IPAddressPool
-            metadata: {name: bgp, namespace: metallb-system}
-            spec: {addresses: ["10.50.0.0/24"]}
-            ---
-            apiVersion: metallb.io/v1beta1
-            kind: BGPAdvertisement
-            metadata: {name: hosts, namespace: metallb-system}
-            spec: {ipAddressPools: [bgp]}
-            ---
             apiVersion: metallb.io/v1beta1
             kind: BFDProfile
             metadata: {name: fast, namespace: metallb-system, annotations: {ironlb.io/bfd-auth-secret: bfdkey}}

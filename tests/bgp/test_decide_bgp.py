@@ -5,26 +5,10 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 from ironlb.bgp.attributes import Attributes
-from ironlb.config import build, load_texts
-from ironlb.plan import Snapshot, with_objects
 from ironlb.standalone.decide import decide
+from tests.support.objects import BGP_HOSTS, BGP_POOL, TOR, documents, snapshot_of
 
-STATE = """
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: bgp, namespace: metallb-system}
-spec: {addresses: ["10.50.0.0/24"]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: hosts, namespace: metallb-system}
-spec: {ipAddressPools: [bgp], communities: ["64512:100"]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: tor, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1}
----
+STATE = documents(BGP_POOL, BGP_HOSTS, TOR) + """---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: default}
@@ -32,14 +16,9 @@ spec: {type: LoadBalancer, loadBalancerIP: 10.50.0.10, ports: [{port: 80}]}
 """
 
 
-def snapshot() -> Snapshot:
-    resources = load_texts([("state.yaml", STATE)])
-    return with_objects(build(resources).config, resources)
-
-
 def test_bgp_routes_without_endpoint_slices_and_without_quorum() -> None:
     for quorum in (True, False):
-        d = decide(snapshot(), node="n1", members={"n1", "n2", "n3"}, alive={"n1"}, has_quorum=quorum)
+        d = decide(snapshot_of(STATE), node="n1", members={"n1", "n2", "n3"}, alive={"n1"}, has_quorum=quorum)
         assert d.bgp is not None and [p.name for p in d.bgp.peers] == ["tor"]
         assert d.bgp.routes == {"tor": {ip_network("10.50.0.10/32"): Attributes(None, (64512 << 16 | 100,))}}
         entries = d.plan["services"]["default/web"]["bgp"]
@@ -51,8 +30,7 @@ def test_a_member_without_its_node_object_runs_sessions_but_announces_nothing() 
     # MetalLB's speaker: syncPeers runs the sessions of peers without nodeSelectors (no labels), but
     # poolMatchesNodeBGP finds the node in no BGPAdvertisement's Nodes (built from the cluster's Node objects).
     state = STATE + "---\n{apiVersion: v1, kind: Node, metadata: {name: n2}}\n"
-    resources = load_texts([("state.yaml", state)])
-    snap = with_objects(build(resources).config, resources)
+    snap = snapshot_of(state)
     d = decide(snap, node="n1", members={"n1", "n2"}, alive={"n1", "n2"})
     assert d.bgp is not None and [p.name for p in d.bgp.peers] == ["tor"]
     assert d.bgp.reasons == {"default/web": "notOwner"} and d.bgp.routes == {"tor": {}}

@@ -7,39 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from ironlb.config import load_files, load_texts
+from ironlb.config import load_files
 from ironlb.decide import handed_over
 from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render, snapshot_from
 from ironlb.standalone.decide import Allocation, Decision, decide, decide_early, with_member_nodes
+from tests.support.objects import (
+    bgp_advertisement_yaml,
+    documents,
+    l2_advertisement_yaml,
+    peer_yaml,
+    pool_yaml,
+    snapshot_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ("n1", "n2", "n3")
-MIXED = """
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: l2, namespace: metallb-system}
-spec: {addresses: ["192.168.1.240-192.168.1.250"]}
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: bgp, namespace: metallb-system}
-spec: {addresses: ["10.50.0.0/24"]}
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {name: l2, namespace: metallb-system}
-spec: {ipAddressPools: [l2]}
----
-apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
-metadata: {name: bgp, namespace: metallb-system}
-spec: {ipAddressPools: [bgp]}
----
-apiVersion: metallb.io/v1beta2
-kind: BGPPeer
-metadata: {name: r, namespace: metallb-system}
-spec: {myASN: 64513, peerASN: 64512, peerAddress: 192.168.1.1}
-""" + "".join(
+MIXED = documents(
+    pool_yaml("l2", "192.168.1.240-192.168.1.250"),
+    pool_yaml("bgp", "10.50.0.0/24"),
+    l2_advertisement_yaml("l2", ["l2"]),
+    bgp_advertisement_yaml("bgp", ["bgp"]),
+    peer_yaml("r", 64513, 64512, "192.168.1.1"),
+) + "".join(
     f"""---
 apiVersion: v1
 kind: Service
@@ -86,10 +75,10 @@ def test_the_early_announcement_and_the_finished_decision_are_the_one_step_decis
 ) -> None:
     """Announcing on this node's own part first changes nothing: the announcement, the hand-overs and the
     finished decision (status plan included) are those of the one-step computation, L2 and BGP Services."""
-    snapshot, _ = snapshot_from(load_texts([("cluster.yaml", MIXED)]))
+    mixed = snapshot_of(MIXED)
     for node in MEMBERS:
-        early = decide_early(snapshot, node=node, members=MEMBERS, alive=alive, has_quorum=has_quorum)
-        reference = reference_decision(snapshot, node, alive, has_quorum)
+        early = decide_early(mixed, node=node, members=MEMBERS, alive=alive, has_quorum=has_quorum)
+        reference = reference_decision(mixed, node, alive, has_quorum)
         assert early.announcement == reference.announcement
         assert handed_over(node, early.layer2_by_service, early.ingress) == handed_over(
             node, reference.layer2_by_service, reference.ingress

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.lan import Lan, build_lan
 from ironlb.lab.netns import NetnsLab
+from tests.support.objects import peer_yaml as peer_yaml  # its home is tests.support.objects
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER4 = "192.168.1.100"
@@ -33,12 +34,6 @@ ROUTER6 = "fd00:1::64"
 
 def doc(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
-
-
-def peer_yaml(name: str, my_asn: int, peer_asn: int, address: str, **spec: Any) -> str:
-    body = {"myASN": my_asn, "peerASN": peer_asn, "peerAddress": address, **spec}
-    meta = {"name": name, "namespace": "metallb-system"}
-    return json.dumps({"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer", "metadata": meta, "spec": body}) + "\n"
 
 
 def service_yaml(name: str, ip: str, *, etp: str = "Cluster", labels: dict[str, str] | None = None) -> str:
