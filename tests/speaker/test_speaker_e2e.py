@@ -12,7 +12,7 @@ import pytest
 
 from ironlb.layer2.election import sort_candidates
 from tests.support.speaker_env import ROUTER_IP, SpeakerEnv
-from tests.support.waits import VTYSH_NOT_READY, wait_until
+from tests.support.waits import STARTING, VTYSH_NOT_READY, wait_until
 
 pytestmark = [pytest.mark.kube, pytest.mark.netns]
 
@@ -91,7 +91,7 @@ def test_membership_and_fast_path_metrics_come_from_the_fast_process(env: Speake
     converged = ("ironlb_membership_alive_members 3.0", "ironlb_membership_quorum_bool 1.0",
                  "ironlb_membership_members 3.0")  # fmt: skip
     wait_until(lambda: all(line in _metrics(env, node) for line in converged), 30,
-               f"{node}'s membership metrics to show the three speakers alive")  # fmt: skip
+               f"{node}'s membership metrics to show the three speakers alive", retry=STARTING)  # fmt: skip
     page = _metrics(env, node)
     for family in ("ironlb_membership_stalls_total", "ironlb_membership_rejected_datagrams_total",
                    "ironlb_membership_detection_seconds", "ironlb_fastpath_loop_lag_seconds"):

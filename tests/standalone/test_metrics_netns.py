@@ -8,7 +8,6 @@ make a false death part of the count.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ironlb.lab.lan import Lan
-from tests.support.waits import wait_until
+from tests.support.waits import STARTING, wait_until
 
 from .conftest import SEED, SERVICE, Cluster
 
@@ -62,7 +61,7 @@ def test_membership_and_fast_path_metrics_follow_a_member_death(lan: Lan, tmp_pa
         return page if ok else None
 
     page = wait_until(reported, 30, "node2's /metrics to show 3 alive members and the fast process's loop lag",
-                      retry=(subprocess.CalledProcessError,))  # fmt: skip
+                      retry=STARTING)  # fmt: skip
     assert value(page, "ironlb_membership_members") == 3
     assert value(page, "ironlb_membership_quorum_bool") == 1
     assert value(page, "ironlb_membership_stalls_total") is not None
@@ -82,7 +81,7 @@ def test_membership_and_fast_path_metrics_follow_a_member_death(lan: Lan, tmp_pa
         lan.lab.run(c.client_ns, [sys.executable, "-c", junk])
         return (value(scrape(), "ironlb_membership_rejected_datagrams_total", reason="undersized") or 0) >= 1
 
-    wait_until(junk_counted, 30, "the junk datagram counted as undersized", interval=0.5)
+    wait_until(junk_counted, 30, "the junk datagram counted as undersized", retry=STARTING, interval=0.5)
 
     # node1 dies as a machine does (link down, kill -9): node2 detects it, after at least the dead timeout.
     c.kill("node1")
@@ -93,7 +92,7 @@ def test_membership_and_fast_path_metrics_follow_a_member_death(lan: Lan, tmp_pa
               and (value(page, "ironlb_membership_detection_seconds_count") or 0) > before)  # fmt: skip
         return page if ok else None
 
-    page = wait_until(counted, 30, "node2 to count node1's death")
+    page = wait_until(counted, 30, "node2 to count node1's death", retry=STARTING)
     assert value(page, "ironlb_membership_members") == 3
     assert value(page, "ironlb_membership_quorum_bool") == 1  # 2 of 3 alive in the same report
     assert value(page, "ironlb_membership_detection_seconds_bucket", le="0.75") == 0
