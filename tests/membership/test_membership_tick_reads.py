@@ -103,3 +103,16 @@ async def test_notices_and_leaves_go_from_a_port_of_their_own() -> None:
     sock_b.close()
     assert ("127.0.0.1", members["a"][1]) in sources  # the first tick's heartbeat (hello)
     assert ("127.0.0.1", port) in sources  # the LEAVE
+
+
+async def test_each_timed_tick_reports_how_late_it_ran() -> None:
+    """``on_late``: the fast process's loop-lag figure, from the ticks rather than from a timer of its own."""
+    main_a, sock_b, members = _pair()
+    lates: list[float] = []
+    svc = MembershipService(Membership("a", SECRET, members, MembershipConfig()), sock=main_a, on_late=lates.append)
+    try:
+        async with svc:
+            await wait_until_async(lambda: len(lates) >= 3, 5.0, "three timed ticks")
+        assert all(late > -0.001 for late in lates)  # a timer runs at or after its deadline
+    finally:
+        sock_b.close()

@@ -97,6 +97,8 @@ class FastChild:
         self._past_stalls = 0
         self._past_detections = Histogram(DETECTION_BUCKETS)
         self._loop_lag = Histogram(LOOP_LAG_BUCKETS)
+        self._membership_off = asyncio.Event()  # no membership ticks to report the loop's lag: the probe does
+        self._membership_off.set()
 
     # ------------------------------------------------------------------ main
     async def run(self) -> None:
@@ -115,11 +117,17 @@ class FastChild:
 
     async def _lag_probe(self) -> None:
         """How late this loop runs a timer: the wait an ARP/NDP request or a heartbeat meets before it is handled
-        (the loop's own lateness: this process's CPU share, its other work, a garbage collection)."""
+        (the loop's own lateness: this process's CPU share, its other work, a garbage collection).
+
+        While the membership runs, its ticks (a timer every heartbeat interval) report their lateness instead
+        (``on_late``): a timer of its own would wake the process ten more times a second for the same figure.
+        """
         while True:
+            await self._membership_off.wait()
             due = time.monotonic() + LAG_PROBE_INTERVAL
             await asyncio.sleep(LAG_PROBE_INTERVAL)
-            self._loop_lag.observe(time.monotonic() - due)
+            if self._membership_off.is_set():
+                self._loop_lag.observe(time.monotonic() - due)
 
     async def _tick_loop(self) -> None:
         last_metrics = 0.0
@@ -279,6 +287,7 @@ class FastChild:
             self._core(),
             bind=(str(bind[0]), int(bind[1])) if bind else None,
             on_change=lambda alive, quorum: self._on_view(),
+            on_late=self._loop_lag.observe,
         )
         self.guard.membership_started()
         deadline = time.monotonic() + BIND_RETRY
@@ -296,10 +305,12 @@ class FastChild:
                 self._done.set()
                 return
         self.membership = service
+        self._membership_off.clear()
         self._on_view()
 
     async def _stop_membership(self, *, leave: bool) -> None:
         service, self.membership = self.membership, None
+        self._membership_off.set()
         if service is not None:
             self._past_rejected += service.rejections()
             self._past_stalls += service.membership.stalls

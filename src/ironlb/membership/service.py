@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 
 OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
+OnLate = Callable[[float], None]
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of socket receive buffer asked for: a burst of junk must not push real heartbeats out."""
@@ -111,7 +112,8 @@ class MembershipService:
 
     ``bind``: local address; by default this node's entry in the member list,
     else ``("0.0.0.0", 7946)``. ``sock``: an already bound UDP socket to use
-    instead (tests pass port-0 sockets). ``clock``: monotonic seconds.
+    instead (tests pass port-0 sockets). ``clock``: monotonic seconds. ``on_late``: called after each tick
+    the timer woke with how late it ran (seconds past the deadline): the loop's lag, without a timer of its own.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class MembershipService:
         queue: asyncio.Queue[Event] | None = None,
         clock: Callable[[], float] = time.monotonic,
         receive_buffer: int = RECEIVE_BUFFER,
+        on_late: OnLate | None = None,
     ) -> None:
         self._core = membership
         self._bind = bind or membership.own_address or ("0.0.0.0", DEFAULT_PORT)
@@ -133,6 +136,7 @@ class MembershipService:
         self._urgent: socket.socket | None = None  # sends NOTICEs and LEAVEs (see the module doc)
         self._on_event = on_event
         self._on_change = on_change
+        self._on_late = on_late  # how late each timed tick ran, in seconds (the loop's own lag)
         self._queue = queue
         self._clock = clock
         self._receive_buffer_wanted = receive_buffer
@@ -287,6 +291,8 @@ class MembershipService:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
+                if self._on_late is not None and not self._wake.is_set():
+                    self._on_late(self._clock() - self._sleep_until)  # a timer, and how late the loop ran it
 
     def _on_readable(self) -> None:
         """Drain a batch from the main socket (strangers, junk, members not on their own socket)."""
