@@ -73,6 +73,7 @@ GOBIN="$work" go install "${flags[@]}" "$package@$version" 2>&1 \
 mv "$work/$name" "$bin/$name"
 end=$(date +%s)
 echo "build-$name: built in $((end - start)) s: $(du -m "$bin/$name" | cut -f1) MiB" >&2
+# sed reads all of it: `head -1` would exit first and the SIGPIPE would fail the build under pipefail.
 # shellcheck disable=SC2086  # the version arguments are words
-"$bin/$name" $version_args 2>&1 | head -1 >&2
+"$bin/$name" $version_args 2>&1 | sed -n 1p >&2
 echo "$bin/$name"

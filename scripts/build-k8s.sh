@@ -164,6 +164,7 @@ build_etcd() {
 
 end=$(date +%s)
 echo "build-k8s: built in $((end - start)) s: $(cd "$bin" && ls -l -- * | awk '{printf "%s %d MiB; ", $NF, $5/1048576}')" >&2
-"$bin/etcd" --version | head -1 >&2
+# sed reads all of it: `head -1` would exit first and the SIGPIPE would fail the build under pipefail.
+"$bin/etcd" --version | sed -n 1p >&2
 "$bin/kube-apiserver" --version >&2
 echo "$bin"
