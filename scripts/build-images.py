@@ -12,7 +12,8 @@ Each image is written as a docker-archive tar (manifest.json, the image config, 
   an instruction it does not support fails the build with its line. Its base, ``python:3.11-slim-bookworm``, is a
   registry image this machine does not reach: ``ironlb.lab.debian_base`` builds a stand-in with debootstrap (Debian
   12 minbase + Debian's Python 3.11 and venv, ``python`` on PATH), cached under ``base/`` beside the images.
-  It runs as nobody (65534); the speaker's DaemonSet runs it as root with only NET_RAW and NET_BIND_SERVICE.
+  It runs as nobody (65534); the speaker's DaemonSet runs it as root with only NET_RAW, NET_BIND_SERVICE and
+  SYS_NICE.
 - ``ironlb.local/pause:1``: the pod sandbox (containerd's ``sandbox_image``), and ``ironlb.local/http-echo:1``: the
   backend pods, answering with their pod name on :8080. Both are static Go programs from scripts/images.
 

@@ -123,10 +123,11 @@ def test_defaults_secure_metrics_and_hardening(tmp_path: Path) -> None:
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert pod_spec(docs, kind, name)["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert c["image"] == "ironlb:0.1.0"
-    # the speaker: only NET_RAW (ARP/NDP packet sockets) and NET_BIND_SERVICE (BGP's port 179); the controller:
-    # nothing, not root
+    # the speaker: only NET_RAW (ARP/NDP packet sockets), NET_BIND_SERVICE (BGP's port 179) and SYS_NICE (the fast
+    # process's real-time priority); the controller: nothing, not root
     assert container(docs, "DaemonSet", "speaker")["securityContext"]["capabilities"]["add"] == [
-        "NET_RAW", "NET_BIND_SERVICE"]
+        "NET_RAW", "NET_BIND_SERVICE", "SYS_NICE"]
+    assert {"name": "IRONLB_FASTPATH_RT_PRIORITY", "value": "10"} in container(docs, "DaemonSet", "speaker")["env"]
     assert "add" not in container(docs, "Deployment", "controller")["securityContext"]["capabilities"]
     assert pod_spec(docs, "Deployment", "controller")["securityContext"]["runAsNonRoot"] is True
     # secure metrics: both components may ask the apiserver who a token is and what it may do
@@ -316,6 +317,16 @@ def test_rbac_off_and_components_off(tmp_path: Path) -> None:
     assert "--webhook-mode=disabled" in container(docs, "Deployment", "controller")["args"]
 
 
+def test_fast_path_realtime_priority_off_drops_sys_nice(tmp_path: Path) -> None:
+    """Priority 0: the fast process asks for no real-time scheduling and the speaker has MetalLB's capabilities."""
+    c = container(template(tmp_path, {"speaker": {"fastPathRealtimePriority": 0}}), "DaemonSet", "speaker")
+    assert c["securityContext"]["capabilities"]["add"] == ["NET_RAW", "NET_BIND_SERVICE"]
+    assert {"name": "IRONLB_FASTPATH_RT_PRIORITY", "value": "0"} in c["env"]
+    c = container(template(tmp_path, {"speaker": {"fastPathRealtimePriority": 20}}), "DaemonSet", "speaker")
+    assert "SYS_NICE" in c["securityContext"]["capabilities"]["add"]
+    assert {"name": "IRONLB_FASTPATH_RT_PRIORITY", "value": "20"} in c["env"]
+
+
 @pytest.mark.parametrize(("values", "message"), [
     ({"tls": {"cipherSuites": "TLS_AES_128_GCM_SHA256"}}, "tls.cipherSuites and tls.curvePreferences are not supported"),
     ({"prometheus": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
@@ -327,6 +338,7 @@ def test_rbac_off_and_components_off(tmp_path: Path) -> None:
     ({"prometheus": {"metricsPort": "9120x"}}, "/prometheus/metricsPort"),
     ({"controller": {"logLevel": "loud"}}, "/controller/logLevel"),
     ({"speaker": {"memberlist": {"mlBindPort": 70000}}}, "/speaker/memberlist/mlBindPort"),
+    ({"speaker": {"fastPathRealtimePriority": 60}}, "/speaker/fastPathRealtimePriority"),
 ])
 def test_refused_values(tmp_path: Path, values: dict[str, Any], message: str) -> None:
     f = tmp_path / "values.yaml"

@@ -6,11 +6,13 @@ announcing node dies, seen from the client. Runs in file order on one cluster (c
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+from ironlb.fastproc.realtime import rt_budget
 from ironlb.lab.cluster import SEED_CONFIG, SEED_SERVICE, VIP
 from ironlb.lab.kube_cluster import KubeCluster, wait_until
 from ironlb.lab.kube_demo import (
@@ -61,7 +63,10 @@ def _status(pid: int, key: str) -> list[str]:
 def test_image_built_from_the_dockerfile_runs_as_the_manifests_say(ironlb_installed: KubeCluster) -> None:
     """The pods run the image that scripts/build-images.py built from the Dockerfile (Debian 12, the /opt/ironlb
     venv of the Dockerfile's build stage) with the bundle's hardening: the controller as nobody (65534), the
-    speaker as root with NET_RAW and NET_BIND_SERVICE only, both on a read-only root file system."""
+    speaker as root with NET_RAW, NET_BIND_SERVICE and SYS_NICE only, both on a read-only root file system; the
+    speaker's fast process got the real-time priority that SYS_NICE is there for, or, where the kernel keeps
+    containers from it (real-time group scheduling on cgroup v1 and no budget for the container, as on this lab's
+    kernel), said why in its log."""
     c = ironlb_installed
     (controller,) = ready_pods(c, "metallb-system", "component=controller")
     pid = c.container_pid(controller, "controller")
@@ -74,8 +79,33 @@ def test_image_built_from_the_dockerfile_runs_as_the_manifests_say(ironlb_instal
     speaker = ready_pods(c, "metallb-system", "component=speaker")[0]
     spid = c.container_pid(speaker, "speaker")
     assert _status(spid, "Uid")[0] == "0" and "ro" in _root_mount_options(spid)
-    cap_net_bind_service, cap_net_raw = 10, 13
-    assert int(_status(spid, "CapEff")[0], 16) == (1 << cap_net_bind_service) | (1 << cap_net_raw)
+    cap_net_bind_service, cap_net_raw, cap_sys_nice = 10, 13, 23
+    assert int(_status(spid, "CapEff")[0], 16) == (1 << cap_net_bind_service) | (1 << cap_net_raw) | (1 << cap_sys_nice)
+    fast = _fast_process(spid)
+    policy, priority = _scheduling(fast)
+    if rt_budget(Path(f"/proc/{fast}/cgroup")) == 0:
+        assert policy == os.SCHED_OTHER
+        log = c.kubectl("-n", "metallb-system", "logs", speaker["metadata"]["name"], "-c", "speaker").stdout
+        assert "fast path: normal scheduling (SCHED_RR 10 refused" in log and "cpu.rt_runtime_us is 0" in log, log
+    else:
+        assert (policy, priority) == (SCHED_RR, 10)
+
+
+SCHED_RR = 2
+
+
+def _fast_process(pid: int) -> int:
+    """The speaker's fast process: its child running ``ironlb.fastproc.child``."""
+    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    fast = [c for c in children if b"ironlb.fastproc.child" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(fast) == 1, (children, fast)
+    return fast[0]
+
+
+def _scheduling(pid: int) -> tuple[int, int]:
+    """(policy, real-time priority) from /proc/<pid>/stat (fields 41 and 40, counted after the command's ')')."""
+    fields = _proc(pid, "stat").rsplit(")", 1)[1].split()
+    return int(fields[38]), int(fields[37])
 
 
 def test_seed_workflow(ironlb_installed: KubeCluster) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+from ironlb.fastproc.realtime import rt_budget
 
 ASK = """
 import logging, os, resource, sys, time
@@ -57,3 +60,21 @@ def test_turned_off_by_the_environment() -> None:
     out = run("0.5", "idle", env={"IRONLB_FASTPATH_RT_PRIORITY": "0"})
     assert out[0] == "normal scheduling (real-time priority turned off)", out
     assert f"policy {os.SCHED_OTHER}" in out
+
+
+def test_the_cgroup_v1_real_time_budget_is_found_where_the_hierarchy_is_mounted(tmp_path: Path) -> None:
+    """A container's cgroup on a kernel with real-time group scheduling: a budget of 0 is why SCHED_RR is refused."""
+    proc = tmp_path / "cgroup"
+    root = tmp_path / "sys"
+    proc.write_text("12:pids:/k8s.io/abc\n3:cpu,cpuacct:/k8s.io/abc\n0::/\n")
+    assert rt_budget(proc, root) is None  # no hierarchy mounted: nothing known
+    (root / "cpu,cpuacct" / "k8s.io" / "abc").mkdir(parents=True)
+    (root / "cpu,cpuacct" / "k8s.io" / "abc" / "cpu.rt_runtime_us").write_text("0\n")
+    assert rt_budget(proc, root) == 0
+    # Inside the container's own cgroup namespace the mount shows its cgroup as the root.
+    proc.write_text("3:cpu:/\n")
+    (root / "cpu").mkdir()
+    (root / "cpu" / "cpu.rt_runtime_us").write_text("950000\n")
+    assert rt_budget(proc, root) == 950000
+    proc.write_text("0::/system.slice\n")  # cgroup v2 only: no such budget
+    assert rt_budget(proc, root) is None

@@ -79,7 +79,8 @@ def test_speaker_daemonset() -> None:
     assert c["args"][:3] == ["speaker", "--node-name", "$(METALLB_NODE_NAME)"]
     assert "--metrics-secure" in c["args"]  # HTTPS with Kubernetes authn/authz, as MetalLB v0.16
     sc = c["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_BIND_SERVICE"]}
+    # MetalLB's two, and SYS_NICE for the fast process's real-time priority (IRONLB_FASTPATH_RT_PRIORITY below)
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_BIND_SERVICE", "SYS_NICE"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     env = _env(c)
     assert env["METALLB_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
@@ -87,6 +88,7 @@ def test_speaker_daemonset() -> None:
     assert env["METALLB_ML_BIND_ADDR"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["METALLB_ML_LABELS"] == "app=metallb,component=speaker"
     assert env["METALLB_ML_SECRET_KEY_PATH"] == "/etc/ml_secret_key"
+    assert env["IRONLB_FASTPATH_RT_PRIORITY"] == "10"
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[mounts["/etc/ml_secret_key"]]["secret"]["secretName"] == "memberlist"

@@ -12,6 +12,11 @@ second for the others). ``RLIMIT_RTTIME`` makes the kernel send SIGXCPU once the
 seconds of CPU without blocking; the handler (a Python signal handler, so it runs even inside a long callback)
 drops back to normal scheduling for good and says so in the log. A junk flood the process cannot keep up with
 is such a case: it is then an ordinary process again, as before.
+
+Containers: CAP_SYS_NICE is not always enough. A kernel with real-time group scheduling (``CONFIG_RT_GROUP_SCHED``)
+on cgroup v1 gives every new cpu cgroup a real-time budget of 0 (``cpu.rt_runtime_us``), and refuses SCHED_RR to
+its processes whatever their capabilities; the refusal then names that budget (:func:`rt_budget`), so that an
+operator knows it is the container runtime's setting, not ironlb's.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import logging
 import os
 import resource
 import signal
+from pathlib import Path
 from types import FrameType
 
-__all__ = ["CPU_LIMIT", "ENV", "PRIORITY", "go_realtime"]
+__all__ = ["CPU_LIMIT", "ENV", "PRIORITY", "go_realtime", "rt_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,30 @@ def _priority_from_env() -> int:
         log.warning("%s=%r is not an integer: using %d", ENV, raw, PRIORITY)
         return PRIORITY
     return max(0, min(value, 49))
+
+
+def rt_budget(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """This process's cgroup v1 real-time budget (``cpu.rt_runtime_us``, microseconds per period), if readable.
+
+    None without cgroup v1's cpu controller or real-time group scheduling (then no budget limits SCHED_RR).
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _id, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if "cpu" not in controllers.split(","):
+            continue
+        rel = path.strip("/")
+        # The hierarchy's mount is named after its controllers; inside a container the own cgroup may be the root.
+        for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+            for where in (mount / rel, mount) if rel else (mount,):
+                try:
+                    return int((where / "cpu.rt_runtime_us").read_text())
+                except (OSError, ValueError):
+                    continue
+    return None
 
 
 def _back_to_normal(_signum: int, _frame: FrameType | None) -> None:
@@ -79,5 +109,11 @@ def go_realtime(priority: int | None = None, cpu_limit: float = CPU_LIMIT) -> st
         _limit = limit / 1e6
         os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(wanted))
     except (OSError, ValueError) as err:
-        return f"normal scheduling (SCHED_RR {wanted} refused: {err})"
+        hint = ""
+        if isinstance(err, PermissionError) and rt_budget() == 0:
+            hint = (
+                "; this cgroup has no real-time budget (cpu.rt_runtime_us is 0: real-time group scheduling on cgroup"
+                " v1), which the container runtime must grant"
+            )
+        return f"normal scheduling (SCHED_RR {wanted} refused: {err}{hint})"
     return f"SCHED_RR priority {wanted} (back to normal after {limit / 1e6:.1f} s of CPU without sleeping)"
