@@ -8,7 +8,10 @@ it has nothing to do, as with the asyncio shell: each node is ticked at its
 
 Faults: ``crash`` (silent), ``leave`` (signed LEAVE, or a restart hold), ``restart`` (new
 incarnation), ``partition`` (groups that cannot reach each other),
-``block`` (one direction of one link), and random loss.
+``block`` (one direction of one link), random loss, ``freeze`` (a
+process that does not run for a while: what arrives meanwhile waits in its
+socket and is read, as the shell does, before its late tick) and ``hold``
+(the network delivers nothing for a while, then everything it held).
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ class SimNet:
         self.crashed: set[str] = set()
         self.group: dict[str, int] = {}
         self.blocked: set[tuple[str, str]] = set()
+        self.frozen: dict[str, float] = {}
+        """Node -> when it runs again (``freeze``)."""
+        self.held_until = -math.inf
+        """Nothing is delivered before this time (``hold``)."""
         self.log: list[tuple[float, str, str, bytes]] = []
         """(time, src, dest, data) of every datagram sent, when ``record`` is set."""
         self._heap: list[tuple[float, int, int, str, bytes, str]] = []
@@ -99,6 +106,16 @@ class SimNet:
     def leave(self, name: str, hold: HoldOffer | None = None) -> None:
         self._send(name, self.nodes[name].leave(self.now, hold))
         self.crashed.add(name)
+
+    def freeze(self, duration: float, *names: str) -> None:
+        """``names`` (all nodes by default) do not run for ``duration`` seconds from now: a stalled process, or a
+        whole machine. Datagrams sent to them meanwhile are read when they run again, before their tick."""
+        for name in names or tuple(self.names):
+            self.frozen[name] = max(self.frozen.get(name, 0.0), self.now + duration)
+
+    def hold(self, duration: float) -> None:
+        """The network delivers nothing for ``duration`` seconds from now, then all it held (a stalled switch)."""
+        self.held_until = max(self.held_until, self.now + duration)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Nodes in different groups cannot reach each other; nodes in none reach all."""
@@ -145,6 +162,7 @@ class SimNet:
                 continue
             self._seq += 1
             at = self.now + self.latency + (self.rng.random() * self.jitter if self.jitter else 0.0)
+            at = max(at, self.held_until)
             heapq.heappush(self._heap, (at, self._seq, 1, dest, data, src))
 
     def _measured(self, name: str) -> bool:
@@ -158,6 +176,15 @@ class SimNet:
             at, _seq, kind, name, data, src = heapq.heappop(heap)
             self.now = max(self.now, at)
             if name in self.crashed or (kind == 1 and self._boot_at[name] > at):
+                continue
+            until = self.frozen.get(name, 0.0)
+            if at < until:  # not running: handled when it runs again, what it received before its tick
+                if kind == 0:
+                    if self._wake.get(name) != at:
+                        continue
+                    self._wake[name] = until + 1e-9
+                self._seq += 1
+                heapq.heappush(heap, (until + (1e-9 if kind == 0 else 0.0), self._seq, kind, name, data, src))
                 continue
             node = self.nodes[name]
             timed = self._measured(name)
