@@ -146,6 +146,7 @@ def sniff_main(args: argparse.Namespace) -> int:
     sock.settimeout(0.2)
     last: dict[str, float] = {}
     gaps: dict[str, list[float]] = {}
+    arrivals: dict[str, list[float]] = {}  # wall-clock kernel stamps, to tell what a false MemberDown had
     _emit({"ev": "ready"})
     end = time.monotonic() + args.duration
     while time.monotonic() < end:
@@ -158,7 +159,8 @@ def sniff_main(args: argparse.Namespace) -> int:
         if src in last:
             gaps.setdefault(src, []).append((now - last[src]) * 1000)
         last[src] = now
-    _emit({"ev": "gaps", "gaps": gaps})
+        arrivals.setdefault(src, []).append(round(now, 4))
+    _emit({"ev": "gaps", "gaps": gaps, "arrivals": arrivals})
     return 0
 
 
@@ -690,8 +692,12 @@ def add_attacker(lan: Any) -> str:
     return str(ns)
 
 
+STALLS_KEY = "(local stalls)"
+
+
 def rejected_counts(cluster: Any) -> dict[str, dict[str, float]]:
-    """Every node's ``ironlb_membership_rejected_datagrams_total`` by reason (empty for a node that did not answer)."""
+    """Every node's ``ironlb_membership_rejected_datagrams_total`` by reason (empty for a node that did not answer),
+    and its ``ironlb_membership_stalls_total`` (late ticks forgiven as its own stalls) under :data:`STALLS_KEY`."""
     fetch = ("import urllib.request; "
              "print(urllib.request.urlopen('http://127.0.0.1:9120/metrics', timeout=5).read().decode())")  # fmt: skip
     out: dict[str, dict[str, float]] = {}
@@ -701,6 +707,9 @@ def rejected_counts(cluster: Any) -> dict[str, dict[str, float]]:
         for m in re.finditer(r'^ironlb_membership_rejected_datagrams_total\{reason="([a-z_]+)"\} (\S+)$', r.stdout,
                              re.M):  # fmt: skip
             counts[m.group(1)] = float(m.group(2))
+        stalls = re.search(r"^ironlb_membership_stalls_total (\S+)$", r.stdout, re.M)
+        if stalls:
+            counts[STALLS_KEY] = float(stalls.group(1))
         out[host.name] = counts
     return out
 
@@ -721,6 +730,50 @@ def backlog_drops() -> int:
     """Packets the kernel dropped from its per-CPU input backlogs (machine-wide: /proc/net/softnet_stat, column 2)."""
     lines = Path("/proc/net/softnet_stat").read_text().split("\n")
     return sum(int(line.split()[1], 16) for line in lines if line.strip())
+
+
+def member_down_times(cluster: Any, offsets: dict[str, int]) -> list[tuple[str, str, float]]:
+    """(observer, member, wall-clock time of the log line) for every MemberDown logged since ``offsets``."""
+    out: list[tuple[str, str, float]] = []
+    for node in cluster.node_names:
+        for line in cluster.log(node)[offsets.get(node, 0):].splitlines():
+            m = MEMBER_DOWN.search(line)
+            stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+            if m and stamp:
+                wall = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + int(stamp.group(2)) / 1000
+                out.append((node, m.group(1), wall))
+    return out
+
+
+def explain_downs(downs: list[tuple[str, str, float]], arrivals: dict[str, dict[str, list[float]]],
+                  ips: dict[str, str], dead_timeout: float) -> list[dict[str, Any]]:
+    """Why each false MemberDown happened, from the sniffers' kernel stamps (every node's interface sees the
+    member's datagrams leave, when it is the member, and arrive, when it is the observer):
+
+    - ``sender``: the member sent nothing for a dead timeout before it (its process, or its sending, stalled);
+    - ``network``: it sent, but nothing reached the observer's interface for a dead timeout;
+    - ``observer``: its datagrams reached the observer's interface in time, and the observer read them late
+      without seeing its own stall (the one case the core's stall grace is there for).
+    """
+    out: list[dict[str, Any]] = []
+    for observer, member, wall in downs:
+        ip = ips.get(member, "")
+        sent = [t for t in arrivals.get(member, {}).get(ip, []) if t < wall]
+        seen = [t for t in arrivals.get(observer, {}).get(ip, []) if t < wall]
+        sender_silent = wall - sent[-1] if sent else None
+        observer_silent = wall - seen[-1] if seen else None
+        if sender_silent is not None and sender_silent >= dead_timeout:
+            why = "sender"
+        elif observer_silent is not None and observer_silent >= dead_timeout:
+            why = "network"
+        elif observer_silent is not None:
+            why = "observer"
+        else:
+            why = "unknown"
+        out.append({"observer": observer, "member": member, "why": why,
+                    "member_sent_ms_before": round(sender_silent * 1000) if sender_silent is not None else None,
+                    "observer_saw_ms_before": round(observer_silent * 1000) if observer_silent is not None else None})
+    return out
 
 
 def member_downs(cluster: Any, offsets: dict[str, int]) -> list[tuple[str, str]]:
@@ -764,8 +817,10 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
             time.sleep(0.25)
         gaps: list[float] = []
         worst: dict[str, float] = {}
+        arrivals: dict[str, dict[str, list[float]]] = {}
         for receiver, sniffer in sniffers.items():
             data = sniffer.result(timeout=30)
+            arrivals[receiver] = data.get("arrivals", {})
             for src, values in data.get("gaps", {}).items():
                 gaps += values
                 if values:
@@ -773,19 +828,23 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         arp = pinger.result(timeout=30)
         stalls = probe.result(timeout=30)
         downs = member_downs(cluster, offsets)
+        why = explain_downs(member_down_times(cluster, offsets), arrivals, {n.name: n.ip for n in lan.nodes},
+                            cluster.ml_dead_timeout)  # fmt: skip
         rejected_after, drops_after, full_after = rejected_counts(cluster), backlog_drops(), socket_drops(cluster)
         rejected = {
             node: {k: round(v - rejected_before.get(node, {}).get(k, 0.0)) for k, v in counts.items()}
             for node, counts in rejected_after.items()
         }
         result.update(
-            rejected={node: {k: v for k, v in c.items() if v} for node, c in rejected.items()},
+            rejected={node: {k: v for k, v in c.items() if v and k != STALLS_KEY} for node, c in rejected.items()},
+            local_stalls={node: c.get(STALLS_KEY, 0) for node, c in rejected.items()},
             backlog_drops=drops_after - drops_before,
             socket_buffer_drops={n: v - full_before.get(n, 0) for n, v in full_after.items()},
             realtime_dropped=sum(cluster.log(n)[offsets[n]:].count("back to normal scheduling")
                                  for n in cluster.node_names),
             false_member_down=len(downs),
             member_down_lines=downs[:10],
+            member_down_why=why,
             announcer_changes=changes,
             heartbeat_gap_ms=_stats(gaps),
             worst_gap_ms=worst,
@@ -848,6 +907,12 @@ def show(r: dict[str, Any]) -> None:
     print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
     print(f"  ARP answer (kernel stamps at the client): {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
     print(f"  ARP answer (client's clock): {s(r['arp_client_ms'])}")
+    if r.get("local_stalls"):
+        print(f"  late ticks forgiven as the node's own stall: {json.dumps(r['local_stalls'])}")
+    for d in r.get("member_down_why", []):
+        print(f"    MemberDown {d['observer']} -> {d['member']}: {d['why']} (the member's last datagram left "
+              f"{d['member_sent_ms_before']} ms before, the observer's interface saw one {d['observer_saw_ms_before']}"
+              " ms before)")  # fmt: skip
     if r.get("rejected") is not None:
         print(f"  membership datagrams rejected during the measurement, by node: {json.dumps(r['rejected'])}; kernel "
               f"input backlog drops (whole machine) {r.get('backlog_drops')}; full socket buffer drops by node "
