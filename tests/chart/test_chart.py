@@ -6,6 +6,7 @@ refused with a message, never ignored."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from ironlb.cli import build_parser
+from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from tests.support.controlplane import REPO
 from tests.support.gotools import helm_binary
 
@@ -272,6 +274,12 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     bad = helm("template", "metallb", str(CHART), "--namespace", NS, "--set", "prometheus.prometheusRule.enabled=true",
                "--set-string", "prometheus.prometheusRule.slowFailureDetection.thresholdSeconds=1")
     assert bad.returncode != 0 and "/prometheus/prometheusRule/slowFailureDetection/thresholdSeconds" in bad.stderr
+    # the schema's thresholds are exactly the `le` values ironlb exposes (Prometheus keeps them as written)
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    rule_schema = schema["properties"]["prometheus"]["properties"]["prometheusRule"]["properties"]
+    for alert, buckets in (("fastPathLag", LOOP_LAG_BUCKETS), ("slowFailureDetection", DETECTION_BUCKETS)):
+        exposed = [le for le, _ in Histogram(buckets).cumulative() if le != "+Inf"]
+        assert rule_schema[alert]["properties"]["thresholdSeconds"]["enum"] == exposed
 
 
 def test_pod_monitor(tmp_path: Path) -> None:

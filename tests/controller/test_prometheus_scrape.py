@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.chart.test_chart import NS
+from tests.chart.test_prometheus_rules import rendered_rules
 from tests.controller.test_metrics_secure_e2e import get, token_for
-from tests.support.controller import ControllerProcess
+from tests.support.controller import ControllerProcess, create_pool, create_service, ip_pool, lb_service
 from tests.support.controlplane import ControlPlane, KubeError, free_port
 from tests.support.gotools import prometheus_binary
 from tests.support.waits import NOT_LISTENING, wait_until
@@ -49,17 +51,20 @@ def metrics_certificate(d: Path) -> Path:
     return d / "ca.crt"
 
 
-def scrape_config(target: str, ca: Path, other_ca: Path, tokens: dict[str, Path]) -> dict[str, Any]:
+def scrape_config(target: str, ca: Path, other_ca: Path, tokens: dict[str, Path], rules: Path) -> dict[str, Any]:
     """One job per identity, all on the same target, verifying it with the CA: ``anonymous`` sends no token,
-    ``wrong-ca`` sends the reader's token but trusts another CA (the apiserver's)."""
+    ``wrong-ca`` sends the reader's token but trusts another CA (the apiserver's). The reader's series get the
+    labels the chart's monitors give them (namespace, pod), so the chart's alert rules (RULES) select them."""
     def job(name: str, token: str | None, ca: Path) -> dict[str, Any]:
         auth = {"authorization": {"type": "Bearer", "credentials_file": str(tokens[token])}} if token else {}
+        labels = {"namespace": NS, "pod": "controller-1"} if name == "reader" else {}
         return {"job_name": name, "scheme": "https", "tls_config": {"ca_file": str(ca)}, **auth,
-                "static_configs": [{"targets": [target]}]}  # fmt: skip
+                "static_configs": [{"targets": [target], "labels": labels}]}  # fmt: skip
 
     jobs = [job("reader", "reader", ca), job("nobody", "nobody", ca), job("anonymous", None, ca),
             job("wrong-ca", "reader", other_ca)]  # fmt: skip
-    return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": jobs}
+    return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)], "scrape_configs": jobs}
 
 
 class Prometheus:
@@ -127,10 +132,15 @@ def test_prometheus_scrapes_with_a_service_account_token(
     for account in ("reader", "nobody"):
         tokens[account] = tmp_path / f"{account}.token"
         tokens[account].write_text(token_for(control_plane, namespace, account))
+    # a pool of one address, taken by a Service: exhausted, so past every usage threshold
+    create_pool(control_plane, namespace, ip_pool("one", "10.40.9.1/32"))
+    create_service(control_plane, namespace, lb_service("takes-it"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rendered_rules(tmp_path)))
     ctl = controller("--metrics-secure", "--metrics-cert-dir", str(tmp_path / "certs"), wait=False)
     wait_until(lambda: get(ctl.port, "/readyz")[0] == 200, 30, "the controller's /readyz over HTTPS",
                (*NOT_LISTENING, ssl.SSLError))  # fmt: skip
-    config = scrape_config(f"127.0.0.1:{ctl.port}", ca, control_plane.ca_file, tokens)
+    config = scrape_config(f"127.0.0.1:{ctl.port}", ca, control_plane.ca_file, tokens, rules)
     prom = Prometheus(config, tmp_path / "prometheus")
     try:
         # Prometheus hands its targets to the scrape loop within 5 s of starting, then scrapes every second.
@@ -164,5 +174,22 @@ def test_prometheus_scrapes_with_a_service_account_token(
         assert "403" in last["nobody"] and "401" in last["anonymous"], last
         assert "certificate signed by unknown authority" in last["wrong-ca"], last
         assert not last["reader"], last
+
+        # The chart's rules, in the real Prometheus on the real series: every one evaluates without error, and the
+        # pool alerts are pending (their `for: 1m` not yet over) for the exhausted pool, with the controller's labels.
+        pool_alerts = {"MetalLBAddressPoolExhausted", "MetalLBAddressPoolUsage75Percent",
+                       "MetalLBAddressPoolUsage85Percent", "MetalLBAddressPoolUsage95Percent"}  # fmt: skip
+
+        def pending() -> list[dict[str, Any]] | None:
+            alerts = prom.api("alerts")["alerts"]
+            return alerts if {a["labels"]["alertname"] for a in alerts} >= pool_alerts else None
+
+        alerts = wait_until(pending, 10, "the pool alerts pending", NOT_LISTENING)
+        assert {a["labels"]["alertname"] for a in alerts} == pool_alerts, alerts
+        for a in alerts:
+            assert a["state"] == "pending" and a["labels"]["pool"] == "one" and a["labels"]["pod"] == "controller-1"
+        groups = prom.api("rules")["groups"]
+        evaluated = [r for g in groups for r in g["rules"]]
+        assert len(evaluated) == 12 and all(r["health"] == "ok" for r in evaluated), evaluated
     finally:
         prom.stop()
