@@ -151,6 +151,7 @@ def _cmd_run(args: argparse.Namespace, spawned: Spawned | None) -> int:
         gratuitous_interval=args.gratuitous_interval,
         gratuitous_duration=args.gratuitous_duration,
         handover_timeout=args.handover_timeout,
+        restart_hold=args.restart_hold,
         metrics_address=parse_address(args.metrics_address, 9120),
         test_stall=args.test_stall_on_sigusr1,
         read_limits=limits,
@@ -311,6 +312,14 @@ def _cmd_speaker(args: argparse.Namespace, spawned: Spawned | None) -> int:
     return asyncio.run(run(options, spawned))
 
 
+def _hold_seconds(text: str) -> float:
+    """A restart hold: 0 (off) up to a minute (the hold's bound on the wire)."""
+    value = float(text)
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be 0..60 seconds, not {text!r}")
+    return value
+
+
 def _handover_seconds(text: str) -> float:
     """A hand-over timeout: finite, 0 (no hand-over) to 60 s (the stop waits for it)."""
     try:
@@ -414,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="an IP given to another node (SIGTERM, or its owner back) is still answered until that node claims it "
         "on the wire, at most this long, s",
+    )
+    p.add_argument(
+        "--restart-hold",
+        type=_hold_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="a SIGTERM is a restart of this process on a node that stays up: the others keep its IPs in place "
+        "(no move, no gratuitous ARP) and answer ARP/NDP for them with this node's MAC until it is back, at most "
+        "this long, or until the node stops answering (then the usual failover); 0 (default): a SIGTERM hands the "
+        "IPs over",
     )
     p.add_argument("--metrics-address", default="127.0.0.1:9120", metavar="[HOST]:PORT",
                    help="serve /metrics, /healthz, /readyz over plain HTTP, so loopback only by default "

@@ -152,6 +152,24 @@ def handed_over(
     return frozenset(out)
 
 
+def stand_ins(
+    node: str, layer2: Mapping[str, L2Decision], ingress: Mapping[str, Sequence[str]], alive: Collection[str]
+) -> dict[str, list[str]]:
+    """For a restart hold (``ironlb.membership.hold``): per member, the IPs of this node it stands in for.
+
+    The IPs of the Services elected to ``node``, each given to its next candidate in election order that is in
+    ``alive``: the node that would take it over if ``node`` left, so one stand-in per IP.
+    """
+    out: dict[str, list[str]] = {}
+    for key, decision in layer2.items():
+        if decision.node != node:
+            continue
+        successor = next((c for c in decision.candidates if c != node and c in alive), None)
+        if successor is not None:
+            out.setdefault(successor, []).extend(ingress.get(key, ()))
+    return out
+
+
 def _all_available(interfaces: tuple[str, ...]) -> bool:
     return True
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 from collections import Counter
@@ -36,7 +38,17 @@ from ironlb.fastproc.realtime import go_realtime
 from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
-from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.layer2.standin import HeldLink as StandInLink
+from ironlb.membership import (
+    Event,
+    HoldEnded,
+    HoldOffer,
+    MemberHeld,
+    Membership,
+    MembershipConfig,
+    MembershipService,
+)
+from ironlb.membership.hold import MAX_LINKS, HeldLink
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,17 @@ LAG_PROBE_INTERVAL = 0.1
 """Seconds between the loop-lag probe's timers (``ironlb_fastpath_loop_lag_seconds``)."""
 BIND_RETRY = 5.0
 """Seconds the membership socket's bind is retried (the port of a previous fast process being released)."""
+SIOCGIFADDR = 0x8915
+
+
+def _ipv4_of(name: str) -> IPv4Address | None:
+    """The primary IPv4 address of interface ``name`` (what a stand-in probes), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            raw = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return IPv4Address(raw[20:24])
 
 
 @dataclass(frozen=True)
@@ -220,7 +243,8 @@ class FastChild:
                 self.membership.set_members(members)
         elif kind == "leave":
             self._ml_params = None
-            self._loop.create_task(self._stop_membership(leave=bool(message.get("leave", True))))
+            hold = self._hold_offer(message["hold"]) if message.get("hold") else None
+            self._loop.create_task(self._stop_membership(leave=bool(message.get("leave", True)), hold=hold))
         elif kind == "bfd_add":
             self._bfd_add(message)
         elif kind == "bfd_remove":
@@ -257,6 +281,7 @@ class FastChild:
             gratuitous_duration=float(options["gratuitous_duration"]),
             handover_timeout=float(options["handover_timeout"]),
             metrics=self._l2metrics,
+            on_unreachable=self._on_unreachable,
         )
         self._loop.create_task(self._start_responder())
 
@@ -288,6 +313,7 @@ class FastChild:
             bind=(str(bind[0]), int(bind[1])) if bind else None,
             on_change=lambda alive, quorum: self._on_view(),
             on_late=self._loop_lag.observe,
+            on_event=self._on_member_event,
         )
         self.guard.membership_started()
         deadline = time.monotonic() + BIND_RETRY
@@ -308,15 +334,49 @@ class FastChild:
         self._membership_off.clear()
         self._on_view()
 
-    async def _stop_membership(self, *, leave: bool) -> None:
+    async def _stop_membership(self, *, leave: bool, hold: HoldOffer | None = None) -> None:
         service, self.membership = self.membership, None
         self._membership_off.set()
         if service is not None:
+            if hold is not None:
+                log.info("restarting: asking the others to hold this node's IPs for up to %.1f s", hold.seconds)
             self._past_rejected += service.rejections()
             self._past_stalls += service.membership.stalls
             self._past_detections.merge(service.membership.detections)
             with contextlib.suppress(Exception):
-                await service.stop(leave=leave)
+                await service.stop(leave=leave, hold=hold)
+
+    # ------------------------------------------------------------------ restart holds
+    def _hold_offer(self, spec: Message) -> HoldOffer:
+        """A restart: this node's MACs and own addresses (what the stand-ins answer with and probe), their IPs."""
+        links: list[HeldLink] = []
+        for iface in self.responder.interfaces if self.responder is not None else ():
+            address = _ipv4_of(iface.name) if iface.arp else None
+            if address is None and iface.link_local is not None:
+                links.append(HeldLink(iface.mac, iface.link_local))
+            elif address is not None:
+                links.append(HeldLink(iface.mac, address))
+        stand_in = {str(k): [ip_address(ip) for ip in v] for k, v in spec["stand_in"].items()}
+        return HoldOffer(float(spec["seconds"]), tuple(links[:MAX_LINKS]), stand_in)
+
+    def _on_member_event(self, event: Event) -> None:
+        """A member restarting (held): stand in for our share of its IPs; its hold over: stop."""
+        responder, service = self.responder, self.membership
+        if responder is None or service is None:
+            return
+        if isinstance(event, MemberHeld):
+            links = [StandInLink(link.mac, link.address) for link in event.links]
+            responder.stand_in(event.name, links, event.ips, service.membership.config.dead_timeout)
+            responder.pause_stand_ins(not service.membership.has_quorum())
+        elif isinstance(event, HoldEnded):
+            if event.reason == "returned":
+                responder.stand_in_returned(event.name)
+            else:
+                responder.stand_down(event.name)
+
+    def _on_unreachable(self, name: str) -> None:
+        if self.membership is not None:
+            self.membership.end_hold(name)
 
     async def _rejoin(self) -> None:
         self.guard.rejoined(self._view_seq + 1)
@@ -327,6 +387,8 @@ class FastChild:
         if service is None:
             return
         view = service.view
+        if self.responder is not None:
+            self.responder.pause_stand_ins(not view.has_quorum)
         self._view_seq += 1
         self.guard.view(self._view_seq, view.alive, view.has_quorum and view.settled, time.monotonic())
         self._send("view", {

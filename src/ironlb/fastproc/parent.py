@@ -402,6 +402,12 @@ class RemoteMembership:
     async def stop(self, *, leave: bool = True) -> None:
         self._process.send({"t": "leave", "leave": leave})
 
+    async def restart_leave(self, seconds: float, stand_in: Mapping[str, Iterable[str]]) -> None:
+        """Leave for a restart: the others keep this node's IPs in place for up to ``seconds``; each member in
+        ``stand_in`` answers for its IPs with this node's MACs meanwhile (``ironlb.membership.hold``)."""
+        hold = {"seconds": seconds, "stand_in": {name: sorted(ips) for name, ips in stand_in.items()}}
+        self._process.send({"t": "leave", "leave": True, "hold": hold})
+
     def set_members(self, members: Mapping[str, tuple[str, int]]) -> None:
         self._process.send({"t": "members", "members": {k: list(v) for k, v in members.items()}})
 

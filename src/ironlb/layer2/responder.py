@@ -9,6 +9,9 @@ Hand-over (make before break): an IP given to another node (:meth:`Responder.set
 or :meth:`Responder.release` on a clean stop) is still answered, without gratuitous announcements, until another
 host claims it on the wire (its gratuitous ARP / unsolicited NA, :func:`.fsm.claimed`) or ``handover_timeout``
 passes. So the new owner has spoken before the old one falls silent, and a client asking in between is answered.
+
+Stand-ins (:meth:`Responder.stand_in`): while another node's speaker restarts, this node answers for some of that
+node's IPs with that node's MAC and probes it (:mod:`.standin`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
 from typing import Final, Literal, Protocol, Self
 
-from ironlb.layer2.fsm import Verdict, claimed, decide_arp, decide_ndp
+from ironlb.layer2.fsm import REASON_NOT_ANNOUNCED, Verdict, claimed, decide_arp, decide_ndp
 from ironlb.layer2.interfaces import (
     DEFAULT_EXCLUDE_PATTERNS,
     InterfaceRecord,
@@ -36,9 +39,13 @@ from ironlb.layer2.interfaces import (
     select_interfaces,
 )
 from ironlb.layer2.metrics import Layer2Metrics
-from ironlb.layer2.wire.arp import build_gratuitous, parse_arp
-from ironlb.layer2.wire.ethernet import ETH_P_ARP, ETH_P_IPV6, FrameError, mac_to_str
+from ironlb.layer2.standin import HeldLink, StandIns
+from ironlb.layer2.wire.arp import ARP_REQUEST, ArpPacket, build_arp, build_gratuitous, parse_arp
+from ironlb.layer2.wire.ethernet import ETH_P_ARP, ETH_P_IPV6, ZERO_MAC, FrameError, mac_to_str
 from ironlb.layer2.wire.ndp import (
+    NeighborAdvertisement,
+    NeighborSolicitation,
+    build_ndp,
     build_unsolicited_advertisement,
     multicast_mac,
     parse_ndp,
@@ -290,6 +297,8 @@ class Responder:
         metrics: Layer2Metrics | None = None,
         interface_reader: Callable[[], list[InterfaceRecord]] = read_interfaces,
         link_factory: LinkFactory | None = None,
+        probe_interval: float = 0.1,
+        on_unreachable: Callable[[str], None] | None = None,
     ) -> None:
         if gratuitous_interval <= 0 or rescan_interval <= 0:
             raise ValueError("intervals must be positive")
@@ -319,6 +328,11 @@ class Responder:
         self._rescan_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._stand = StandIns(grace=handover_timeout)
+        self._probe_interval = probe_interval
+        self._probe_task: asyncio.Task[None] | None = None
+        self.on_unreachable = on_unreachable
+        """Called with a held node's name when it stopped answering our probes (the membership ends its hold)."""
         self.interface_names: frozenset[str] = frozenset()
         """Names of the interfaces with responders: an immutable snapshot, safe to read from any thread."""
 
@@ -334,7 +348,7 @@ class Responder:
     async def close(self) -> None:
         """Stop all tasks and close every socket; idempotent."""
         self._closed = True
-        tasks = [t for t in (self._rescan_task, *self._spam_tasks.values()) if t is not None]
+        tasks = [t for t in (self._rescan_task, self._probe_task, *self._spam_tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -342,6 +356,7 @@ class Responder:
                 await task
         self._spam_tasks.clear()
         self._rescan_task = None
+        self._probe_task = None
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
@@ -477,6 +492,67 @@ class Responder:
             self._claimed_at[ip] = self._loop.time()
             self._stop_spam(ip)
 
+    # ----------------------------------------------------------------- stand-ins
+    @property
+    def standing_in(self) -> dict[str, set[IPAddress]]:
+        """The held nodes this node stands in for and their IPs still answered."""
+        return {name: {ip for ip in self._stand.all_ips()} for name in self._stand.names}
+
+    def stand_in(self, name: str, links: Sequence[HeldLink], ips: Iterable[IPAddress], dead_after: float) -> None:
+        """Answer ``ips`` with ``name``'s MAC where its probes are answered; report it when they stop."""
+        if self._closed or self._loop is None:
+            return
+        self._stand.dead_after = dead_after
+        self._stand.hold(name, links, ips, self._loop.time())
+        log.info("standing in for %s (restarting): %d IPs, answered with its MAC", name, len(self._stand.all_ips()))
+        self._sync_all_links()
+        if self._probe_task is None or self._probe_task.done():
+            self._probe(self._loop.time())  # at once: a reply within milliseconds lets us answer
+            self._probe_task = self._loop.create_task(self._probe_loop(), name="l2-stand-in-probe")
+
+    def stand_in_returned(self, name: str) -> None:
+        """``name``'s speaker is back: answer until it claims its IPs, ``handover_timeout`` at most."""
+        if self._loop is not None:
+            self._stand.returned(name, self._loop.time())
+
+    def stand_down(self, name: str) -> None:
+        """Stop standing in for ``name`` (its hold ended)."""
+        if name in self._stand.names:
+            log.info("no longer standing in for %s", name)
+            self._stand.drop(name)
+            self._sync_all_links()
+
+    def pause_stand_ins(self, paused: bool) -> None:
+        """Without quorum a node answers nothing, stand-ins included."""
+        self._stand.pause(paused)
+
+    def _probe(self, now: float) -> None:
+        for name in self._stand.expire(now):
+            log.warning("%s (held for a restart) stopped answering our probes: its hold ends", name)
+            if self.on_unreachable is not None:
+                try:
+                    self.on_unreachable(name)
+                except Exception:
+                    log.exception("on_unreachable callback failed")
+        for held in self._stand.probes():
+            for link in list(self._links.values()):
+                iface = link.iface
+                if isinstance(held.address, IPv4Address) and iface.arp:
+                    request = ArpPacket(held.mac, iface.mac, ARP_REQUEST, iface.mac, IPv4Address(0), ZERO_MAC,
+                                        held.address)  # fmt: skip
+                    link.send(Kind.ARP, build_arp(request))
+                elif isinstance(held.address, IPv6Address) and iface.ndp and iface.link_local is not None:
+                    ns = NeighborSolicitation(held.mac, iface.mac, iface.link_local, held.address, held.address,
+                                              iface.mac)  # fmt: skip
+                    link.send(Kind.NDP, build_ndp(ns))
+
+    async def _probe_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._stand.names:
+            await asyncio.sleep(self._probe_interval)
+            self._probe(loop.time())
+            self._sync_all_links()
+
     def announce(self, ip: IPAddress | str, interfaces: Iterable[str] | AllInterfaces = ALL) -> None:
         """Add or update one IP (see :meth:`set_announced`)."""
         self._apply({**self._announced, _as_ip(ip): _as_selector(interfaces)})
@@ -566,6 +642,8 @@ class Responder:
             # Several VIPs can share one solicited-node group: the set of wanted groups
             # is the reference count, joined on first use and left when the last goes.
             wanted = {solicited_node_address(ip) for ip in v6}
+            if iface.ndp:
+                wanted.update(solicited_node_address(ip) for ip in self._stand.all_ips() if isinstance(ip, IPv6Address))
             joined = self._joined.setdefault(name, set())
             for group in sorted(wanted - joined):
                 link.join(group)
@@ -592,6 +670,8 @@ class Responder:
             return
         if claim is not None and (claim in self._releasing or claim in self._announced) and not self._ours(sender):
             self._on_claim(claim, sender)
+        if self._stand.names:
+            decision = self._stand_in_frame(link, kind, frame, decision, claim, sender)
         if decision.ip is not None:
             self._metrics.request_received(decision.ip)
         if decision.reply is None:
@@ -600,6 +680,40 @@ class Responder:
             return
         if link.send(kind, decision.reply) and decision.ip is not None:
             self._metrics.response_sent(decision.ip)
+
+    def _stand_in_frame(
+        self, link: Link, kind: Kind, frame: bytes, decision: Verdict, claim: IPAddress | None, sender: bytes
+    ) -> Verdict:
+        """A frame seen while standing in: a probe answer, a claim that ends a stand-in, or a request we answer."""
+        iface = link.iface
+        now = self._loop.time() if self._loop is not None else 0.0
+        if kind is Kind.ARP:
+            arp = parse_arp(frame)
+            self._stand.heard(iface.name, arp.sender_ip, arp.sender_mac, now)
+        else:
+            ndp = parse_ndp(frame)
+            if isinstance(ndp, NeighborAdvertisement):
+                self._stand.heard(iface.name, ndp.target, ndp.target_lladdr or ndp.eth_src, now)
+        if claim is not None and not self._ours(sender):
+            name = self._stand.claimed(claim, sender)
+            if name is not None:
+                log.debug("stand-in for %s of %s done: %s claimed it", name, claim, mac_to_str(sender))
+        if decision.reason != REASON_NOT_ANNOUNCED:
+            return decision
+        answers = self._stand.answers(iface.name)
+        if kind is Kind.ARP:
+            mac = answers.get(arp.target_ip)
+            if mac is None:
+                return decision
+            verdict = decide_arp(arp, mac, (arp.target_ip,))
+        else:
+            if not isinstance(ndp, NeighborSolicitation) or (mac := answers.get(ndp.target)) is None:
+                return decision
+            verdict = decide_ndp(ndp, mac, (ndp.target,))
+        if verdict.reply is None:
+            return verdict
+        # The held node's MAC in the answer, ours as the Ethernet source: no switch learns its MAC on our port.
+        return Verdict(verdict.reply[:6] + iface.mac + verdict.reply[12:], verdict.reason, verdict.ip)
 
     def _ours(self, mac: bytes) -> bool:
         """One of this node's interfaces (our own announcement heard on another of our links is no claim)."""

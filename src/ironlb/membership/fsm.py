@@ -646,11 +646,16 @@ class Membership(Gossip):
         held = self._held.get(name)
         if held is None or held.inc != inc:
             held = self._held[name] = HeldMember(inc, now + hold.seconds, hold.links, set())
+            fresh = True
+        else:
+            fresh = False
         new = [ip for ip in hold.ips if ip not in held.ips]
         room = MAX_HELD_IPS - len(held.ips)
         if len(new) > room:
             self.rejected["hold_oversized"] += 1
             new = new[:room]
+        if not (fresh or new):
+            return  # a copy of a datagram already applied
         held.ips.update(new)
         self._dirty = True
         events.append(MemberHeld(name, inc, held.until, held.links, frozenset(held.ips)))

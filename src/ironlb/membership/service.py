@@ -65,6 +65,7 @@ from ironlb.membership.fsm import (
     Address,
     Datagram,
     Event,
+    HoldOffer,
     Membership,
 )
 from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM, MsgType
@@ -208,11 +209,12 @@ class MembershipService:
         self._sync_peer_sockets()
         self._task = asyncio.create_task(self._run(), name=f"membership-{self._core.node}")
 
-    async def stop(self, *, leave: bool = True) -> None:
+    async def stop(self, *, leave: bool = True, hold: HoldOffer | None = None) -> None:
         """Stop; with ``leave`` (the default) first send the signed LEAVE.
 
         ``leave=False`` is a crash as far as the peers can tell: they notice
-        after ``dead_timeout``.
+        after ``dead_timeout``. ``hold``: a restart, the LEAVE asks the others to
+        keep this node's IPs in place (``ironlb.membership.hold``).
         """
         task, self._task = self._task, None
         if task is not None:
@@ -227,7 +229,7 @@ class MembershipService:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())
         if leave:
-            self._send(sock, self._core.leave(self._clock()))
+            self._send(sock, self._core.leave(self._clock(), hold))
         sock.close()  # the port is free again when stop() returns
         urgent, self._urgent = self._urgent, None
         if urgent is not None:
@@ -247,6 +249,11 @@ class MembershipService:
         self._host_known.clear()
         self._sync_peer_sockets()
         self._dispatch(events, force=True)
+        self._wake.set()
+
+    def end_hold(self, name: str) -> None:
+        """The node of held member ``name`` stopped answering: it is dead now (``Membership.end_hold``)."""
+        self._dispatch(self._core.end_hold(name, self._clock()), force=True)
         self._wake.set()
 
     # --------------------------------------------------------------- internals

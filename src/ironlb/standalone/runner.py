@@ -35,7 +35,7 @@ from ironlb.announce.build import build_announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
 from ironlb.config.reading import ReadLimits
-from ironlb.decide import handed_over
+from ironlb.decide import handed_over, stand_ins
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.fastproc.spawn import Spawned
@@ -73,6 +73,7 @@ class RunOptions:
     gratuitous_interval: float = 1.1
     gratuitous_duration: float = 5.0
     handover_timeout: float = 2.0  # an IP given away is answered until the new owner claims it, at most this long
+    restart_hold: float = 0.0  # > 0: a SIGTERM is a restart; the others hold this node's IPs in place that long
     rescan_interval: float = 10.0
     metrics_address: tuple[str, int] | None = None  # /metrics, /healthz, /readyz; None: not served
     fastpath_thread: bool = True  # False: membership and responders share the main loop (unit tests)
@@ -237,12 +238,16 @@ class Runner:
         has claimed them on the wire (its gratuitous ARP / unsolicited NA) or ``handover_timeout`` has passed.
         """
         membership = self.membership
+        hold = self._stand_ins()
 
         async def leave() -> None:
-            if membership is not None:
+            if isinstance(membership, RemoteMembership) and hold is not None:
+                await membership.restart_leave(self.options.restart_hold, hold)
+            elif membership is not None:
                 await self.fastpath.call(membership.stop(leave=True))
 
-        await self.announcer.close(graceful_restart=True, hand_over=self._hand_over(leaving=True), before_silence=leave)
+        hand_over = self._hand_over(leaving=True) if hold is None else frozenset()
+        await self.announcer.close(graceful_restart=True, hand_over=hand_over, before_silence=leave)
         await self.fastpath.stop()
         if self.fastproc is not None:
             await self.fastproc.stop(leave=True)
@@ -414,6 +419,16 @@ class Runner:
             self._write_status(self.decision, self.decision.layer2, alive=alive, quorum=quorum)
         else:
             self._write_error_status()
+
+    def _stand_ins(self) -> dict[str, list[str]] | None:
+        """With ``--restart-hold`` (and the fast process): a stop is a restart, nothing moves; per member the IPs
+        it stands in for (``decide.stand_ins``). None: a plain stop that hands the IPs over."""
+        if self.options.restart_hold <= 0 or not isinstance(self.membership, RemoteMembership):
+            return None
+        if self.decision is None or not self._alive()[1]:
+            return None
+        alive = self.membership.view.alive
+        return stand_ins(self.options.node, self.decision.layer2_by_service, self.decision.ingress, alive)
 
     def _hand_over(
         self, decision: Decision | Early | None = None, *, quorum: bool | None = None, leaving: bool = False

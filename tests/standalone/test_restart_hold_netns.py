@@ -1,0 +1,124 @@
+"""A restart that moves no IP (``ironlb run --restart-hold``), seen from a real client on the LAN.
+
+The owner's process stops (SIGTERM) while its node stays up; the client's neighbour entry is flushed so that its
+kernel must ask again, and a sniffer records every ARP frame about the IP. Every answer must carry the owner's MAC
+(the successor stands in with it) and nobody may send a gratuitous ARP with another MAC, until the hold ends: when
+the owner is back, or at H, then the usual failover. (The early end when the held node's kernel stops answering is
+pinned without a LAN by tests/layer2/test_standin_unit.py and tests/membership/test_membership_hold.py.)
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ironlb.lab.cluster import StandaloneCluster
+from ironlb.lab.lan import Lan, start_http_servers
+from tests.support.waits import wait_until
+
+from .conftest import VIP
+
+pytestmark = pytest.mark.netns
+
+HOLD = 30.0  # the longest hold the others accept by default (MembershipConfig.hold_max)
+
+
+def arp_about_vip(events: list[dict[str, Any]], after: float) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("ev") == "arp" and e["t"] > after]
+
+
+def ask(c: StandaloneCluster) -> None:
+    """The client forgets the IP's MAC and asks again (its kernel's own ARP request)."""
+    lab, ns = c.lan.lab, c.client_ns
+    lab.run(ns, ["ip", "neigh", "flush", "dev", "eth0"], check=False)
+    lab.run(ns, ["arping", "-c", "1", "-w", "1000000", "-i", "eth0", VIP], check=False, timeout=10)
+
+
+def started(lan: Lan, tmp_path: Path, hold: float) -> tuple[StandaloneCluster, str]:
+    start_http_servers(lan)
+    c = StandaloneCluster(lan, tmp_path, log_level="debug", extra_args=("--restart-hold", str(hold)))
+    c.apply_seed()
+    c.start_all()
+    owner = c.wait_steady(VIP, timeout=60)
+    assert owner is not None, [c.log(n) for n in c.node_names]
+    return c, owner
+
+
+def stop(c: StandaloneCluster, owner: str) -> float:
+    t_term = time.monotonic()
+    c.procs[owner].send_signal(signal.SIGTERM)
+    assert c.procs[owner].wait(timeout=30) == 0
+    return t_term
+
+
+def stand_in_of(c: StandaloneCluster, owner: str) -> str:
+    return wait_until(
+        lambda: next((n for n in c.node_names if f"standing in for {owner}" in c.log(n)), None),
+        10, "a stand-in", interval=0.02,
+    )  # fmt: skip
+
+
+def test_a_restart_keeps_the_ip_on_the_node_and_the_stand_in_answers_with_its_mac(lan: Lan, tmp_path: Path) -> None:
+    c, owner = started(lan, tmp_path, hold=HOLD)
+    owner_mac = lan.node(owner).mac.lower()
+    try:
+        with c.probe(VIP) as probe:
+            assert probe.wait_ready()
+            assert probe.wait_answer(owner, time.monotonic(), 20) is not None
+            t_term = stop(c, owner)
+            successor = stand_in_of(c, owner)
+            ask(c)  # answered by the stand-in, with the owner's MAC
+            wait_until(
+                lambda: any(e["op"] == 2 for e in arp_about_vip(probe.snapshot(), t_term + 0.01)), 10,
+                "an ARP answer for the IP during the hold", interval=0.02,
+            )  # fmt: skip
+            # The traffic still goes to the owner's node (its kernel serves the IP without ironlb).
+            assert probe.wait_answer(owner, time.monotonic(), 10) is not None
+            assert c.announcers(VIP) == [], "nobody took the IP over"
+
+            # The owner comes back: it announces as before (a gratuitous ARP with its unchanged MAC).
+            t_back = time.monotonic()
+            c.start(owner)
+            wait_until(lambda: c.steady(VIP) == owner, 60, f"{owner} announcing {VIP} again", interval=0.02)
+            ask(c)
+            assert probe.wait_answer(owner, time.monotonic(), 20) is not None
+            events = probe.snapshot()
+        # Only the owner's MAC, and no gratuitous ARP from anyone else, for as long as the hold lasted: until the
+        # owner was back or, on a machine so loaded that its restart took longer than H, until H.
+        others = [e["t"] for e in arp_about_vip(events, t_term) if e["mac"] != owner_mac]
+        assert not others or min(others) - t_term > HOLD - 0.5, (owner_mac, t_term, arp_about_vip(events, t_term))
+        assert any(e["t"] > t_back for e in arp_about_vip(events, t_term))
+        if not others:
+            assert "reason='returned'" in c.log(successor), c.log(successor)
+    finally:
+        c.close()
+
+
+def test_the_hold_ends_at_h_then_the_ip_moves(lan: Lan, tmp_path: Path) -> None:
+    hold = 3.0
+    c, owner = started(lan, tmp_path, hold=hold)
+    owner_mac = lan.node(owner).mac.lower()
+    try:
+        with c.probe(VIP) as probe:
+            assert probe.wait_ready()
+            t_term = stop(c, owner)
+            stand_in_of(c, owner)
+            new = wait_until(lambda: next(iter(c.announcers(VIP)), None), hold + 20, "the move at H", interval=0.02)
+            t_new = time.monotonic()
+            new_mac = lan.node(new).mac.lower()
+            wait_until(
+                lambda: any(e["mac"] == new_mac for e in arp_about_vip(probe.snapshot(), t_term)), 10,
+                "the new owner's gratuitous ARP", interval=0.02,
+            )  # fmt: skip
+            events = probe.snapshot()
+        first_new = min(e["t"] for e in arp_about_vip(events, t_term) if e["mac"] == new_mac)
+        # Nothing moved before H (less a margin for the LEAVE's delivery), everything moved after it.
+        assert first_new - t_term > hold - 0.5, (first_new - t_term, [e for e in events if e.get("ev") == "arp"])
+        assert t_new - t_term < hold + 20
+        assert {e["mac"] for e in arp_about_vip(events, t_term) if e["t"] < first_new} <= {owner_mac}
+    finally:
+        c.close()
