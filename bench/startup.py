@@ -11,7 +11,8 @@ fast process) under ``chrt -f 20`` (SCHED_FIFO, root), which gives it the cores 
 With ``--members 3`` the node has two other members (silent: the first announcement is then BGP's, Layer 2 waits
 for the membership), so the status plans three speakers.
 
-Run from the repository root: ``python -m bench.startup [--runs 10] [--services 1000] [--members 3] [--fifo]``.
+Run from the repository root: ``python -m bench.startup [--runs 10] [--services 1000] [--members 3] [--fifo]
+[--base DIR]``; ``--base DIR`` runs another checkout's ``ironlb run`` (its ``src`` first on the path), interleaved.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from ironlb.lab.failover import percentile
 _FIGURES = re.compile(r"\(([\d.]+) s after the process started, ([\d.]+) s of CPU\)")
 
 
-def one_run(state: Path, fifo: bool, members: int = 1, timeout: float = 30.0) -> dict[str, tuple[float, float]]:
-    """Start ``ironlb run``, wait for its first announcement, stop it; the figures of its start-up lines."""
+def one_run(
+    state: Path, fifo: bool, members: int = 1, timeout: float = 30.0, src: str | None = None
+) -> dict[str, tuple[float, float]]:
+    """Start ``ironlb run`` (``src``: another checkout's, first on the path), wait for its first announcement, stop
+    it; the figures of its start-up lines."""
     shutil.rmtree(state / ".ironlb", ignore_errors=True)
     cmd = [sys.executable, "-m", "ironlb", "run", "--state", str(state), "--node", "n1", "--metrics-address", ""]
     if members > 1:  # the others never answer: the first announcement is BGP's (Layer 2 waits for them)
@@ -43,7 +47,8 @@ def one_run(state: Path, fifo: bool, members: int = 1, timeout: float = 30.0) ->
     if fifo:
         cmd = ["chrt", "-f", "20", *cmd]
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        env = dict(os.environ, PYTHONPATH=src) if src else None
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             deadline = time.monotonic() + timeout
             text = ""
@@ -75,26 +80,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--fifo", action="store_true", help="run ironlb under chrt -f 20 (root)")
     parser.add_argument("--members", type=int, default=1, help="members of the node's cluster (others silent)")
+    parser.add_argument("--base", metavar="DIR", help="also run the checkout DIR's ironlb (its src/), interleaved")
     args = parser.parse_args(argv)
+    sources: dict[str, str | None] = {"": None, **({" (base)": os.path.join(args.base, "src")} if args.base else {})}
     with tempfile.TemporaryDirectory(prefix="ironlb-startup-") as tmp:
         state = Path(tmp)
         base, services = config(args.services, gr=False)
         (state / "config.yaml").write_text(base)
         (state / "services.yaml").write_text(services)
-        rows = []
+        rows: dict[str, list[dict[str, tuple[float, float]]]] = {tag: [] for tag in sources}
         for i in range(args.runs):
-            row = one_run(state, args.fifo, args.members)
-            rows.append(row)
-            print(f"  {i + 1}: " + ", ".join(f"{k} {w * 1000:.0f} ms ({c * 1000:.0f} ms CPU)" for k, (w, c) in row.items()),
-                  flush=True)  # fmt: skip
+            for tag, src in sources.items():
+                row = one_run(state, args.fifo, args.members, src=src)
+                rows[tag].append(row)
+                print(f"  {i + 1}{tag}: " + ", ".join(f"{k} {w * 1000:.0f} ms ({c * 1000:.0f} ms CPU)"
+                                                     for k, (w, c) in row.items()), flush=True)  # fmt: skip
     print(f"{args.services} Services, {args.members} member(s), {'SCHED_FIFO' if args.fifo else 'normal priority'}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    for key in ("first log line", "first announcement"):
-        walls = [r[key][0] * 1000 for r in rows if key in r]
-        cpus = [r[key][1] * 1000 for r in rows if key in r]
-        if walls:
-            print(f"  {key}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max {max(walls):.0f}); "
-                  f"CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max {max(cpus):.0f})")  # fmt: skip
+    for tag, runs in rows.items():
+        for key in ("first log line", "first announcement"):
+            walls = [r[key][0] * 1000 for r in runs if key in r]
+            cpus = [r[key][1] * 1000 for r in runs if key in r]
+            if walls:
+                print(f"  {key}{tag}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max "
+                      f"{max(walls):.0f}); CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max "
+                      f"{max(cpus):.0f})")  # fmt: skip
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -78,10 +79,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    gc.disable()  # no collection during the imports: ironlb.runtime.tune_gc freezes what they leave
     spawned = _spawn_fast_process(args)
     try:
         return _cmd_run(args, spawned)
     finally:
+        gc.enable()  # a refused command line returns before tune_gc()
         if spawned is not None:
             spawned.discard()  # a no-op once the runner has stopped it; else (refused arguments) it goes now
 
@@ -268,10 +271,12 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
 
 def cmd_speaker(args: argparse.Namespace) -> int:
+    gc.disable()  # no collection during the imports: ironlb.runtime.tune_gc freezes what they leave
     spawned = _spawn_fast_process(args) if args.node_name else None
     try:
         return _cmd_speaker(args, spawned)
     finally:
+        gc.enable()  # a refused command line returns before tune_gc()
         if spawned is not None:
             spawned.discard()
 

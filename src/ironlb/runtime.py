@@ -19,10 +19,19 @@ def tune_gc() -> None:
 
     Only the young generations are collected before the freeze: what the imports leave as garbage is recent (a
     full collection here found none and cost 17-32 ms of a start-up budget of 500).
+
+    ``ironlb run`` and ``ironlb speaker`` disable the collector first thing (issue 16, fast start): their imports
+    allocate ~80,000 objects that live as long as the process, and CPython's default thresholds scan them ~90 times
+    on the way (30-37 ms of CPU, measured with ``gc.callbacks``) for ~780 objects of garbage in all (~190 KiB:
+    functions and types the imports made and dropped). Then nothing is collected here (every object is young, and
+    collecting them would cost what the pause saved): that import-time garbage is frozen with the rest and never
+    freed, the pattern ``gc.freeze``'s documentation gives for a process that forks after its imports.
     """
-    gc.collect(1)
+    if gc.isenabled():
+        gc.collect(1)
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    gc.enable()
 
 
 def process_age() -> tuple[float, float]:
