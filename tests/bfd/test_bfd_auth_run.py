@@ -15,7 +15,7 @@ import pytest
 from tests.support.bfd_frr import nft_clear, nft_drop_bfd
 from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
-from tests.support.objects import BGP_POOL, bgp_advertisement_yaml, documents
+from tests.support.objects import BGP_ADVERTISED
 from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
@@ -31,7 +31,7 @@ def config(key: str) -> str:
         "stringData": {"password": key, "keyID": "9"},
     }
     return (
-        documents(BGP_POOL, bgp_advertisement_yaml("hosts", ["bgp"]))
+        BGP_ADVERTISED
         + "---\n"
         + doc(
             """

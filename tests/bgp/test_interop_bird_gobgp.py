@@ -14,24 +14,14 @@ import pytest
 
 from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab, netns_available
+from tests.support.objects import BGP_POOL, bgp_advertisement_yaml, documents
 from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
 
+ADVERTISED = documents(BGP_POOL, bgp_advertisement_yaml("hosts", ["bgp"], communities=["64512:100", "large:64512:7:8"]))
 CONFIG = (
-    doc(
-        """
-        apiVersion: metallb.io/v1beta1
-        kind: IPAddressPool
-        metadata: {name: bgp, namespace: metallb-system}
-        spec: {addresses: ["10.50.0.0/24"]}
-        ---
-        apiVersion: metallb.io/v1beta1
-        kind: BGPAdvertisement
-        metadata: {name: hosts, namespace: metallb-system}
-        spec: {ipAddressPools: [bgp], communities: ["64512:100", "large:64512:7:8"]}
-        """
-    )
+    ADVERTISED
     + "---\n"
     + peer_yaml("rtr", 64512, 64513, ROUTER4, connectTime="1s", holdTime="9s")
 )
@@ -151,7 +141,7 @@ def test_gobgp(one_node: BgpLan) -> None:
 
 PASSIVE_PEER = json.loads(peer_yaml("rtr", 64512, 64513, ROUTER4, holdTime="9s"))
 PASSIVE_PEER["metadata"]["annotations"] = {"ironlb.io/passive": "true"}
-PASSIVE_CONFIG = CONFIG.split("---\n{")[0] + "---\n" + json.dumps(PASSIVE_PEER) + "\n"
+PASSIVE_CONFIG = ADVERTISED + "---\n" + json.dumps(PASSIVE_PEER) + "\n"
 
 
 def start_passive_node(lan: BgpLan) -> None:

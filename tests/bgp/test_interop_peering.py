@@ -13,25 +13,14 @@ from typing import Any
 import pytest
 
 from tests.bgp.conftest import FRR
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, frr_bgp_conf, frr_lan, peer_yaml, service_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, frr_bgp_conf, frr_lan, peer_yaml, service_yaml
 from tests.support.netns import NetnsLab
+from tests.support.objects import BGP_ADVERTISED
 from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.netns
 
-CONFIG = doc(
-    """
-    apiVersion: metallb.io/v1beta1
-    kind: IPAddressPool
-    metadata: {name: bgp, namespace: metallb-system}
-    spec: {addresses: ["10.50.0.0/24"]}
-    ---
-    apiVersion: metallb.io/v1beta1
-    kind: BGPAdvertisement
-    metadata: {name: hosts, namespace: metallb-system}
-    spec: {ipAddressPools: [bgp]}
-    """
-)
+CONFIG = BGP_ADVERTISED
 
 
 @pytest.fixture

@@ -10,26 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.support.bgp_interop import ROUTER4, BgpLan, doc, frr_bgp_conf, peer_yaml, slice_yaml
+from tests.support.bgp_interop import ROUTER4, BgpLan, frr_bgp_conf, peer_yaml, slice_yaml
+from tests.support.objects import BGP_POOL, bgp_advertisement_yaml, documents
 
 PREFIX = "10.50.0.20/32"
 ROUTER_ASN, NODE_ASN = 64512, 64513
 
-CONFIG = doc(
-    """
-    apiVersion: metallb.io/v1beta1
-    kind: IPAddressPool
-    metadata: {name: bgp, namespace: metallb-system}
-    spec: {addresses: ["10.50.0.0/24"]}
-    ---
-    apiVersion: metallb.io/v1beta1
-    kind: BGPAdvertisement
-    metadata:
-      name: weighted
-      namespace: metallb-system
-      annotations: {ironlb.io/link-bandwidth: ready-endpoints}
-    spec: {ipAddressPools: [bgp]}
-    """
+CONFIG = documents(
+    BGP_POOL, bgp_advertisement_yaml("weighted", ["bgp"], annotations={"ironlb.io/link-bandwidth": "ready-endpoints"})
 )
 PEER = peer_yaml("tor", NODE_ASN, ROUTER_ASN, ROUTER4, connectTime="1s")
 

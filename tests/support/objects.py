@@ -29,9 +29,12 @@ def l2_advertisement_yaml(name: str, pools: Sequence[str], **spec: Any) -> str:
     return _doc("metallb.io/v1beta1", "L2Advertisement", name, {"ipAddressPools": list(pools), **spec})
 
 
-def bgp_advertisement_yaml(name: str, pools: Sequence[str], **spec: Any) -> str:
+def bgp_advertisement_yaml(
+    name: str, pools: Sequence[str], *, annotations: dict[str, str] | None = None, **spec: Any
+) -> str:
     """A BGPAdvertisement of ``pools`` (``communities``, ``aggregationLength``... in ``spec``)."""
-    return _doc("metallb.io/v1beta1", "BGPAdvertisement", name, {"ipAddressPools": list(pools), **spec})
+    meta = {"annotations": annotations} if annotations else {}
+    return _doc("metallb.io/v1beta1", "BGPAdvertisement", name, {"ipAddressPools": list(pools), **spec}, **meta)
 
 
 def peer_yaml(name: str, my_asn: int, peer_asn: int, address: str, **spec: Any) -> str:
@@ -53,4 +56,6 @@ def snapshot_of(*texts: str) -> Snapshot:
 # The BGP side most decision tests share: a pool, one advertisement with a community, a top-of-rack peer.
 BGP_POOL = pool_yaml("bgp", "10.50.0.0/24")
 BGP_HOSTS = bgp_advertisement_yaml("hosts", ["bgp"], communities=["64512:100"])
+# The pool advertised to every peer, as it is: what the interop tests announce.
+BGP_ADVERTISED = documents(BGP_POOL, bgp_advertisement_yaml("hosts", ["bgp"]))
 TOR = peer_yaml("tor", 64512, 64513, "10.0.0.1")
