@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.kube_cluster import ROUTER_ASN, KubeCluster
+from ironlb.lab.kube_cluster import ROUTER_ASN, KubeCluster, wait_until
 from ironlb.lab.kube_demo import (
     BACKEND,
     BGP_POOL,
@@ -26,7 +26,6 @@ from ironlb.lab.kube_demo import (
     pods_state,
     ready_pods,
 )
-from tests.support.waits import STARTING, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -48,7 +47,7 @@ def bgp_cluster(ironlb_installed: KubeCluster) -> Iterator[KubeCluster]:
     c.kubectl("apply", "-f", "-", input=BGP_CONFIG)
     for node in c.nodes:
         wait_until(lambda ip=node.ip: _bgp_state(c, ip) == "Established", 120,  # type: ignore[misc]
-                   f"the router's session with {node.name} Established", retry=STARTING, interval=1)
+                   f"the router's session with {node.name} Established", interval=1)
     yield c
     delete_bgp_config(c)
 
@@ -86,12 +85,10 @@ def test_bgp_ecmp_through_the_router(bgp_cluster: KubeCluster) -> None:
     c.kubectl("apply", "-f", "-", input=lb_service("bgp-service", BGP_IP, pool="bgp-pool"))
     try:
         assert wait_until(lambda: external_ip(c, "bgp-service"), 120, "EXTERNAL-IP of bgp-service") == BGP_IP
-        wait_until(lambda: _next_hops(c, BGP_IP) == all_nodes, 60, f"{BGP_IP} from the 3 nodes at the router",
-                   retry=STARTING)
+        wait_until(lambda: _next_hops(c, BGP_IP) == all_nodes, 60, f"{BGP_IP} from the 3 nodes at the router")
         for path in _paths(c, BGP_IP):
             assert COMMUNITY in path.get("community", {}).get("string", "").split(), path
-        wait_until(lambda: _kernel_next_hops(c, BGP_IP) == all_nodes, 60, f"3 ECMP routes to {BGP_IP} installed",
-                   retry=STARTING)
+        wait_until(lambda: _kernel_next_hops(c, BGP_IP) == all_nodes, 60, f"3 ECMP routes to {BGP_IP} installed")
         wait_until(lambda: len(ready_pods(c, "default", "app=my-app")) == 3, 300,
                    lambda: f"my-app pods Ready: {pods_state(c, 'default', 'app=my-app')}", interval=1)
         pods = {p["metadata"]["name"] for p in ready_pods(c, "default", "app=my-app")}
@@ -99,7 +96,7 @@ def test_bgp_ecmp_through_the_router(bgp_cluster: KubeCluster) -> None:
         assert body.strip() in pods
     finally:
         c.kubectl("delete", "svc", "bgp-service", "--ignore-not-found")
-    wait_until(lambda: not _paths(c, BGP_IP), 60, f"{BGP_IP} withdrawn at the router", retry=STARTING)
+    wait_until(lambda: not _paths(c, BGP_IP), 60, f"{BGP_IP} withdrawn at the router")
 
 
 def test_bgp_external_traffic_policy_local_only_nodes_with_a_pod(bgp_cluster: KubeCluster) -> None:
@@ -115,7 +112,7 @@ def test_bgp_external_traffic_policy_local_only_nodes_with_a_pod(bgp_cluster: Ku
                    interval=1)
         assert wait_until(lambda: external_ip(c, "bgp-local"), 120, "EXTERNAL-IP of bgp-local") == LOCAL_IP
         node2 = c.node("node2").ip
-        wait_until(lambda: _next_hops(c, LOCAL_IP) == {node2}, 60, f"{LOCAL_IP} from node2 only", retry=STARTING)
+        wait_until(lambda: _next_hops(c, LOCAL_IP) == {node2}, 60, f"{LOCAL_IP} from node2 only")
         assert wait_until(lambda: c.client_get(f"http://{LOCAL_IP}/"), 60, f"the client's GET at {LOCAL_IP}")
     finally:
         c.kubectl("delete", "svc", "bgp-local", "--ignore-not-found")
@@ -130,6 +127,6 @@ def test_bfd_sessions_up_with_every_node(bgp_cluster: KubeCluster) -> None:
     try:
         for node in c.nodes:
             wait_until(lambda ip=node.ip: c.frr is not None and c.frr.bfd_status(ip) == "up",  # type: ignore[misc]
-                       60, f"BFD with {node.name} up at the router", retry=STARTING, interval=1)
+                       60, f"BFD with {node.name} up at the router", interval=1)
     finally:
         c.frr.configure(f"router bgp {ROUTER_ASN}\n" + "".join(f" no neighbor {n.ip} bfd\n" for n in c.nodes))
