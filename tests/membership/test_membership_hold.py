@@ -73,6 +73,7 @@ def test_a_held_member_stays_alive_and_each_stand_in_gets_its_share() -> None:
         assert held and held[-1].ips == share and held[-1].links == (LINK,)
         assert held[-1].until == pytest.approx(t0 + sim.latency + 5.0, abs=2 * STEP)
         assert set(core.held()) == {"c"}
+        assert core.next_deadline() > sim.now  # the held member's silence is no deadline: no busy loop
 
 
 def test_the_hold_ends_when_the_member_returns() -> None:

@@ -122,3 +122,19 @@ def test_the_hold_ends_at_h_then_the_ip_moves(lan: Lan, tmp_path: Path) -> None:
         assert {e["mac"] for e in arp_about_vip(events, t_term) if e["t"] < first_new} <= {owner_mac}
     finally:
         c.close()
+
+
+def test_a_node_that_dies_during_the_hold_fails_over_in_about_the_dead_time(lan: Lan, tmp_path: Path) -> None:
+    c, owner = started(lan, tmp_path, hold=HOLD)
+    try:
+        stop(c, owner)
+        stand_in_of(c, owner)
+        t_down = time.monotonic()
+        c.link(owner, up=False)
+        new = wait_until(lambda: next(iter(c.announcers(VIP)), None), HOLD, "the failover", interval=0.02)
+        t_new = time.monotonic()
+        # The stand-in's probes went unanswered: the hold ended long before H.
+        assert new != owner and t_new - t_down < HOLD / 3, (new, t_new - t_down)
+        assert "stopped answering our probes" in "".join(c.log(n) for n in c.node_names)
+    finally:
+        c.close()

@@ -112,6 +112,7 @@ class FastChild:
         self._answering: dict[str, tuple[str, ...]] = {}
         self._ifaces: frozenset[str] | None = None
         self._leave_on_exit = True
+        self._leave_hold: HoldOffer | None = None  # a restart: the LEAVE asks the others to hold (hold.py)
         self._decided: dict[str, tuple[str, ...]] = {}  # the heavy side's last decision (it sends what changes)
         self._hand_over: set[str] = set()  # IPs given to another live node: answered until it claims them
         self._releasing = False  # a clean stop is handing the IPs over: the guard no longer drives the responder
@@ -243,8 +244,9 @@ class FastChild:
                 self.membership.set_members(members)
         elif kind == "leave":
             self._ml_params = None
-            hold = self._hold_offer(message["hold"]) if message.get("hold") else None
-            self._loop.create_task(self._stop_membership(leave=bool(message.get("leave", True)), hold=hold))
+            # Kept for the stop that may follow at once (it must not send a plain LEAVE before this task runs).
+            self._leave_hold = self._hold_offer(message["hold"]) if message.get("hold") else None
+            self._loop.create_task(self._stop_membership(leave=bool(message.get("leave", True))))
         elif kind == "bfd_add":
             self._bfd_add(message)
         elif kind == "bfd_remove":
@@ -334,8 +336,9 @@ class FastChild:
         self._membership_off.clear()
         self._on_view()
 
-    async def _stop_membership(self, *, leave: bool, hold: HoldOffer | None = None) -> None:
+    async def _stop_membership(self, *, leave: bool) -> None:
         service, self.membership = self.membership, None
+        hold, self._leave_hold = self._leave_hold, None
         self._membership_off.set()
         if service is not None:
             if hold is not None:

@@ -284,7 +284,7 @@ class Membership(Gossip):
         gap = self._cfg.interval / 4
         for name in self._active():
             p = self._peers[name]
-            if p.alive:
+            if p.alive and name not in self._held:  # a held member's silence is no deadline (see tick)
                 deadline = min(deadline, p.expires)
             if p.reply_due:
                 deadline = min(deadline, p.last_sent + gap)
