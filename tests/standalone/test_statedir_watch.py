@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -167,3 +168,21 @@ async def test_a_directory_over_the_limit_watches_only_its_root(tmp_path: Path, 
         write(tmp_path / "a.yaml", "a: 1\n")  # 4 entries now: within the limit again
         await w.changed(0, "the tree back within the limit")
         await wait_until_async(lambda: len(opened[0].watched) == 4, 5.0, "the three directories left watched")
+
+
+async def test_a_costly_tree_is_rescanned_less_often(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback rescans take at most 1 % of the time: a rescan of 50 ms puts them 5 s apart, not 0.2 s."""
+    if Notifier.open() is None:
+        pytest.skip("no inotify here")
+    real_scan = statedir.scan
+
+    def slow(*args: object) -> tuple[statedir.Signature, list[Path]]:
+        time.sleep(0.05)
+        return real_scan(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(statedir, "scan", slow)
+    async with watching(tmp_path, monkeypatch, fallback=0.2) as w:
+        await asyncio.sleep(1.0)
+        assert w.scans == 1
+        write(tmp_path / "a.yaml", "a: 1\n")
+        await w.changed(0, "a change, seen at once all the same")
