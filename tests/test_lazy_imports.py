@@ -35,6 +35,13 @@ def test_speaker_imports_no_webhook_server() -> None:
     assert _not_imported("speaker", ["ironlb.webhooks.server"]) == []
 
 
+def test_main_processes_import_no_responder_or_bfd_sessions() -> None:
+    """The responders and BFD run in the fast process: ``ironlb speaker`` and ``ironlb run`` name them only."""
+    internals = ["ironlb.layer2.responder", "ironlb.layer2.fsm", "ironlb.bfd.service", "ironlb.bfd.fsm"]
+    assert _not_imported("speaker", internals) == []
+    assert _not_imported("run", internals) == []
+
+
 def test_lazy_packages_still_give_every_name() -> None:
     out = _run(
         COMMANDS["speaker"] + "import types\n"
@@ -42,6 +49,10 @@ def test_lazy_packages_still_give_every_name() -> None:
         "from ironlb.config import Config, Conversion, build, load_files, types as t\n"
         "assert isinstance(build, types.FunctionType) and t.__name__ == 'ironlb.config.types'\n"
         "from ironlb.webhooks import serve_webhooks, certs\n"
+        "import ironlb.bfd, ironlb.layer2, ironlb.layer2.responder as r\n"
+        "assert [getattr(ironlb.bfd, n) for n in ironlb.bfd.__all__]\n"
+        "assert [getattr(ironlb.layer2, n) for n in ironlb.layer2.__all__]\n"
+        "assert ironlb.layer2.ALL is r.ALL is r.AllInterfaces.ALL and ironlb.layer2.Responder is r.Responder\n"
         "print('every name resolved')\n"
     )
     assert "every name resolved" in out

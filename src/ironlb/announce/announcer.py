@@ -16,17 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ironlb.bfd.service import BFDManager
-from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
 from ironlb.bgp.fsm import Event
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.decide import BGP, LAYER2, Announcement
 from ironlb.fastpath import FastPath
-from ironlb.layer2 import ALL, AllInterfaces, Responder
-from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
+from ironlb.layer2.interfaces import ALL, DEFAULT_EXCLUDE_PATTERNS, AllInterfaces
 from ironlb.metrics.speaker import SpeakerMetrics, speaker_metrics
+
+if TYPE_CHECKING:
+    from ironlb.bfd.service import BFDManager
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +77,24 @@ class Announcer:
         self.node = node
         self.fastpath = fastpath or FastPath(threaded=False)
         self.metrics = metrics or speaker_metrics()
-        self.responder: LayerTwoResponder = responder or Responder(
-            exclude=exclude_interfaces,
-            rescan_interval=rescan_interval,
-            gratuitous_interval=gratuitous_interval,
-            gratuitous_duration=gratuitous_duration,
-            handover_timeout=handover_timeout,
-            metrics=self.metrics.layer2,
-        )
+        if responder is None:  # the responders on this process's fast path (with a fast process: given, remote)
+            from ironlb.layer2.responder import Responder
+
+            responder = Responder(
+                exclude=exclude_interfaces,
+                rescan_interval=rescan_interval,
+                gratuitous_interval=gratuitous_interval,
+                gratuitous_duration=gratuitous_duration,
+                handover_timeout=handover_timeout,
+                metrics=self.metrics.layer2,
+            )
+        self.responder: LayerTwoResponder = responder
         # BFD for peers with a bfdProfile: its sockets open only when the first such peer appears.
         self.bfd: BFDManager | None = None
-        if bfd_factory is None and bgp is None:
+        if bfd_factory is None and bgp is None:  # BFD on this process's fast path (with a fast process: given)
+            from ironlb.bfd.service import BFDManager
+            from ironlb.bfd.speaker import FastPathBFD, SpeakerBFD
+
             self.bfd = BFDManager(metrics=self.metrics.bfd)
             bfd_factory = FastPathBFD(SpeakerBFD(self.bfd), self.fastpath)
         self.bgp = bgp or BGPSpeaker(node, metrics=self.metrics.bgp, bfd_factory=bfd_factory, on_event=on_bgp_event)

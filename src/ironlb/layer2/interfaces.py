@@ -6,6 +6,7 @@ be unit-tested; :func:`read_interfaces` only gathers those records from the kern
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import re
@@ -13,10 +14,22 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import Final, Literal
 
 from ironlb.layer2.wire.ethernet import MAC_LEN, mac_from_str
 
 log = logging.getLogger(__name__)
+
+
+class AllInterfaces(enum.Enum):
+    """Sentinel type: announce on every selected interface. Here rather than in :mod:`.responder`, so that the
+    main process, which only names it (the responders run in the fast process), does not import the responder."""
+
+    ALL = "ALL"
+
+
+ALL: Final = AllInterfaces.ALL
+InterfaceSelector = frozenset[str] | Literal[AllInterfaces.ALL]
 
 # MetalLB's config/native/exclude-l2-config.yaml, in its order.
 DEFAULT_EXCLUDE_PATTERNS: tuple[str, ...] = (

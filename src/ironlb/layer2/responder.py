@@ -28,12 +28,15 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self
+from typing import Final, Protocol, Self
 
 from ironlb.layer2.fsm import REASON_NOT_ANNOUNCED, Verdict, claimed, decide_arp, decide_ndp
 from ironlb.layer2.interfaces import (
+    ALL,
     DEFAULT_EXCLUDE_PATTERNS,
+    AllInterfaces,
     InterfaceRecord,
+    InterfaceSelector,
     SelectedInterface,
     read_interfaces,
     select_interfaces,
@@ -67,16 +70,6 @@ SO_ATTACH_FILTER: Final = 26
 RECEIVE_BUFFER: Final = 4 << 20  # bytes asked for each packet socket's receive queue (see PacketLink._open)
 _MAX_FRAMES_PER_WAKEUP: Final = 64
 _RECV_SIZE: Final = 2048
-
-
-class AllInterfaces(enum.Enum):
-    """Sentinel type: announce on every selected interface."""
-
-    ALL = "ALL"
-
-
-ALL: Final = AllInterfaces.ALL
-InterfaceSelector = frozenset[str] | Literal[AllInterfaces.ALL]
 
 
 class Kind(enum.Enum):

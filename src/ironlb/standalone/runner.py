@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
 
@@ -39,7 +39,6 @@ from ironlb.decide import handed_over, stand_ins
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.fastproc.spawn import Spawned
-from ironlb.layer2 import Responder
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.quorum import successors_have_quorum
@@ -50,6 +49,9 @@ from ironlb.plan import Snapshot, snapshot_from, with_objects
 from ironlb.runtime import age_text
 from ironlb.standalone import lastvalid, statedir
 from ironlb.standalone.decide import Allocation, Decision, Early, decide_early
+
+if TYPE_CHECKING:
+    from ironlb.layer2.responder import Responder
 
 log = logging.getLogger(__name__)
 
