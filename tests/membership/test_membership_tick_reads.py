@@ -116,3 +116,21 @@ async def test_each_timed_tick_reports_how_late_it_ran() -> None:
         assert all(late > -0.001 for late in lates)  # a timer runs at or after its deadline
     finally:
         sock_b.close()
+
+
+async def test_a_flooded_member_queue_is_read_on_between_ticks() -> None:
+    """Junk sent from a member's address and port: read batch after batch as the loop turns, not one per tick
+    (ticks are 30 s apart here), so the queue does not overflow and drop that member's real heartbeats."""
+    main_a, sock_b, members = _pair()
+    config = MembershipConfig(interval=30.0, dead_timeout=90.0, sync_interval=30.0)
+    svc = MembershipService(Membership("a", SECRET, members, config), sock=main_a)
+    try:
+        async with svc:
+            await asyncio.sleep(0.05)  # the first tick has run; the next is due in 30 s
+            flood = MAX_PEER_READS + 100  # two batches, within what the queue holds (no drops)
+            for _ in range(flood):
+                sock_b.sendto(b"x", members["a"])
+            svc._drain_peers()  # what the next tick does first
+            await wait_until_async(lambda: svc.rejected["undersized"] == flood, 2.0, "the whole flood read")
+    finally:
+        sock_b.close()

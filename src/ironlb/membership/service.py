@@ -31,7 +31,8 @@ datagrams. Junk still reaches this process and is counted as before.
 
 The neighbours' sockets are read at the ticks only, not when a datagram arrives: the task drains every one that
 holds something (one ``poll``, then each ready socket until it is empty, at most :data:`MAX_PEER_READS`) just
-before each ``tick``, so a heartbeat that arrived in time is counted before the tick decides who is dead. Eight
+before each ``tick`` (and again as soon as the loop turns while one is flooded, its member's address spoofed),
+so a heartbeat that arrived in time is counted before the tick decides who is dead. Eight
 neighbours send 80 heartbeats a second; read as they come, each woke the process (an event-loop round and a
 context switch per datagram, most of a node's steady-state CPU); read at the ticks (at least one per
 ``interval``), they cost about ten wake-ups a second. The kernel stamps each datagram when it arrives
@@ -160,6 +161,7 @@ class MembershipService:
         self._view = memoryview(self._buffer)
         self._host_known: dict[str, bool] = {}  # source address as received -> a member's? (bounded)
         self._last_drain = -float("inf")  # clock time of the previous drain of the member sockets
+        self._drain_soon = False  # a flooded member queue's next batch is scheduled
 
     @property
     def membership(self) -> Membership:
@@ -339,18 +341,36 @@ class MembershipService:
         if not ready:
             return
         offset = time.time() - now  # the kernel stamps on the wall clock: this converts them to ours
+        flooded = False
         for fd, _mask in ready:
             sock = self._peer_fds.get(fd)
             if sock is not None:
-                self._drain_peer(sock, now, max(floor, now - 2 * self._core.config.dead_timeout), offset)
+                flooded |= self._drain_peer(sock, now, max(floor, now - 2 * self._core.config.dead_timeout), offset)
+        if flooded and not self._drain_soon and self._loop is not None:
+            # Someone floods a member's own queue (its address spoofed): read on as the loop turns, not only at
+            # the ticks, or the queue overflows and drops that member's real heartbeats with the junk.
+            self._drain_soon = True
+            self._loop.call_soon(self._drain_again)
 
-    def _drain_peer(self, sock: socket.socket, now: float, floor: float, offset: float) -> None:
-        """Read up to :data:`MAX_PEER_READS` datagrams from one member's socket, each at its arrival time."""
+    def _drain_again(self) -> None:
+        """A flooded member queue's next batch, between ticks; the tick is brought forward if one is due."""
+        self._drain_soon = False
+        if self._sock is None:
+            return
+        self._drain_peers()
+        if self._core.next_deadline() < self._sleep_until:
+            self._wake.set()
+
+    def _drain_peer(self, sock: socket.socket, now: float, floor: float, offset: float) -> bool:
+        """Read up to :data:`MAX_PEER_READS` datagrams from one member's socket, each at its arrival time.
+
+        True when that budget ran out: more may be waiting.
+        """
         for _ in range(MAX_PEER_READS):
             try:
                 size, ancillary, _flags, addr = sock.recvmsg_into([self._buffer], _ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as exc:  # ICMP unreachable from a dead peer and the like: expected, not fatal
                 log.debug("membership socket error: %s", exc)
                 continue
@@ -363,6 +383,7 @@ class MembershipService:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(data)
                     at = min(max(seconds + nanoseconds * 1e-9 - offset, floor), now)
             self._on_datagram(bytes(self._view[:size]), addr, at, wake=False)
+        return True
 
     @property
     def peer_addresses(self) -> frozenset[Address]:
