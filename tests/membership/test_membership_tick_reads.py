@@ -12,7 +12,7 @@ import time
 
 from tests.support.waits import wait_until_async
 
-from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership import Event, MemberDown, Membership, MembershipConfig, MembershipService
 from ironlb.membership.service import MAX_PEER_READS
 from ironlb.membership.wire import MIN_DATAGRAM
 
@@ -134,3 +134,27 @@ async def test_a_flooded_member_queue_is_read_on_between_ticks() -> None:
             await wait_until_async(lambda: svc.rejected["undersized"] == flood, 2.0, "the whole flood read")
     finally:
         sock_b.close()
+
+
+async def test_over_ipv6_too() -> None:
+    """Heartbeats on the member port into the neighbour's own queue, notices from the second port: on ::1."""
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+        socks.append(s)
+    members = {name: ("::1", s.getsockname()[1]) for name, s in zip("ab", socks, strict=True)}
+    seen: list[Event] = []
+    services = [MembershipService(Membership(n, SECRET, members, MembershipConfig()), sock=s,
+                                  on_event=seen.append if n == "a" else None)
+                for n, s in zip("ab", socks, strict=True)]  # fmt: skip
+    for svc in services:
+        await svc.start()
+    try:
+        assert all(svc.urgent_port is not None for svc in services)
+        await wait_until_async(lambda: all(svc.alive() == {"a", "b"} for svc in services), 5.0, "a and b to meet")
+        await services[1].stop()  # its LEAVE, from its second port
+        await wait_until_async(lambda: MemberDown("b", "left") in seen, 5.0, "a to see b's LEAVE")
+    finally:
+        for svc in services:
+            await svc.stop(leave=False)

@@ -505,7 +505,8 @@ def _urgent_socket(main: socket.socket) -> socket.socket | None:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, URGENT_RECEIVE_BUFFER)
-        sock.bind((main.getsockname()[0], 0))
+        name = main.getsockname()
+        sock.bind((name[0], 0, *name[2:]))  # IPv6: the same flow info and scope (a link-local address needs it)
     except OSError as exc:
         log.debug("membership: notices go from the member port: %s", exc)
         sock.close()
