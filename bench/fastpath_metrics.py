@@ -18,7 +18,7 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cluster_run import cluster_run
-from tests.support.waits import wait_until
+from tests.support.waits import STARTING, wait_until
 
 from ironlb.lab.cluster import StandaloneCluster
 from ironlb.lab.failover import percentile
@@ -63,11 +63,6 @@ def counted(cluster: StandaloneCluster, before: float) -> Page | None:
     return page if get(page, "ironlb_membership_detection_seconds_count") > before else None
 
 
-def converged(cluster: StandaloneCluster) -> bool:
-    running = sorted(n for n in cluster.node_names if cluster.running(n))
-    return all((cluster.status(n) or {}).get("members", {}).get("alive") == running for n in running)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=10)
@@ -81,9 +76,9 @@ def main() -> int:
         cluster = run.cluster = StandaloneCluster(build_lan(run.lab), run.workdir)
         cluster.apply_seed()
         cluster.start_all()
-        wait_until(lambda: converged(cluster), 120, "the nodes to converge")
+        wait_until(cluster.converged, 120, "the nodes to converge")
         wait_until(lambda: get(scrape(cluster, WATCHER), "ironlb_membership_alive_members") == 3, 60,
-                   "the watcher's metrics to show 3 alive")  # fmt: skip
+                   "the watcher's metrics to show 3 alive", retry=STARTING)  # fmt: skip
         detections: list[float] = []
         victims = [n for n in cluster.node_names if n != WATCHER]
         for trial in range(args.trials):
@@ -92,14 +87,15 @@ def main() -> int:
             count0 = get(before, "ironlb_membership_detection_seconds_count")
             sum0 = get(before, "ironlb_membership_detection_seconds_sum")
             cluster.kill(victim)
-            after = wait_until(lambda c=count0: counted(cluster, c), 30, f"the watcher to count {victim}'s death")
+            after = wait_until(lambda c=count0: counted(cluster, c), 30, f"the watcher to count {victim}'s death",
+                               retry=STARTING)
             added = get(after, "ironlb_membership_detection_seconds_count") - count0
             took = get(after, "ironlb_membership_detection_seconds_sum") - sum0
             if added == 1:
                 detections.append(took * 1000)
             print(f"  {trial + 1:3d}: {victim} killed: {added:.0f} detection(s), {took * 1000:.1f} ms", flush=True)
             cluster.revive(victim)
-            wait_until(lambda: converged(cluster), 120, f"{victim} back")
+            wait_until(cluster.converged, 120, f"{victim} back")
         page = scrape(cluster, WATCHER)
         print(f"detection (ms, from the watcher's histogram, one death each): n={len(detections)}"
               + (f"  p50 {percentile(detections, 50):.1f}  max {max(detections):.1f}  min {min(detections):.1f}"

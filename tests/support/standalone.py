@@ -19,7 +19,7 @@ NODES = ("node1", "node2", "node3")
 
 
 class Cluster(StandaloneCluster):
-    """The lab's cluster with the checks these tests add: split brain by arping, NDP, metrics, convergence."""
+    """The lab's cluster with the checks these tests add: split brain by arping, NDP, metrics."""
 
     def __init__(self, lan: Lan, tmp: Path) -> None:
         super().__init__(lan, tmp, log_level="debug")
@@ -51,11 +51,6 @@ class Cluster(StandaloneCluster):
             if "Target link-layer address" in line:
                 return line.split(":", 1)[1].strip().lower()
         return None
-
-    def converged(self) -> bool:
-        """Every running node sees every running node alive (a late starter can still take an IP over)."""
-        running = sorted(n for n in self.node_names if self.running(n))
-        return all((self.status(n) or {}).get("members", {}).get("alive") == running for n in running)
 
     def metrics(self, node: str) -> str:
         """The node's /metrics page, fetched inside its namespace."""

@@ -242,6 +242,11 @@ class StandaloneCluster:
         except WaitTimeout:
             return None
 
+    def converged(self) -> bool:
+        """Every running node sees every running node alive (a late starter can still take an IP over)."""
+        running = sorted(n for n in self.node_names if self.running(n))
+        return all((self.status(n) or {}).get("members", {}).get("alive") == running for n in running)
+
     def steady(self, ip: str = VIP, key: str = SEED_SERVICE_KEY) -> str | None:
         """The announcer of ``ip`` once the cluster is steady, else None.
 
