@@ -47,6 +47,8 @@ class Notifier:
         self.fd = fd
         self._libc = libc
         self._watches: dict[Path, int] = {}
+        self.renewed = False
+        """Whether the last :meth:`sync` watched a directory (an inode) it did not watch before."""
 
     @classmethod
     def open(cls) -> Notifier | None:
@@ -79,6 +81,7 @@ class Notifier:
         A directory that vanished meanwhile is simply not watched (its parent's event brings a rescan).
         """
         wanted = set(directories)
+        self.renewed = False
         for path in set(self._watches) - wanted:
             with contextlib.suppress(OSError):
                 self._libc.inotify_rm_watch(self.fd, self._watches.pop(path))
@@ -86,6 +89,7 @@ class Notifier:
         for path in wanted:  # all of them: a directory removed and made again is a new inode to watch
             wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
             if wd >= 0:
+                self.renewed |= self._watches.get(path) != wd
                 self._watches[path] = wd
             else:
                 self._watches.pop(path, None)

@@ -179,7 +179,7 @@ async def watch(
             if notifier is not None and (told or listed != directories or not watching):
                 # Again for every directory: one removed and made again under the same name is a new inode.
                 watching = notifier.sync(listed)
-                if watching and listed != directories:
+                if watching and (listed != directories or notifier.renewed):
                     # A file written in a new directory before its watch was added: this rescan sees it.
                     current, listed = await rescan()
             directories = listed
