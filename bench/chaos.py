@@ -614,7 +614,7 @@ def load(name: str, cluster: Any, args: argparse.Namespace, notes: dict[str, Any
     """Start the load(s) of ``name``; stop them on exit."""
     lab, lan = cluster.lan.lab, cluster.lan
     attacker = args.attacker_ns
-    nodes_ips = ",".join(n.ip for n in lan.nodes)
+    nodes_ips = ",".join(n.ip for n in lan.nodes[: args.junk_nodes])
     helpers: list[Cmd] = []
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -726,6 +726,28 @@ def socket_drops(cluster: Any) -> dict[str, int]:
     return out
 
 
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += [int(child), *_descendants(int(child))]
+    return out
+
+
+def fast_cpu(cluster: Any) -> dict[str, float]:
+    """CPU seconds (user + system) each node's fast process has used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for node, proc in cluster.procs.items():
+        for pid in _descendants(proc.pid):
+            with contextlib.suppress(OSError):
+                if b"ironlb.fastproc.child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    out[node] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def backlog_drops() -> int:
     """Packets the kernel dropped from its per-CPU input backlogs (machine-wide: /proc/net/softnet_stat, column 2)."""
     lines = Path("/proc/net/softnet_stat").read_text().split("\n")
@@ -752,6 +774,9 @@ def explain_downs(downs: list[tuple[str, str, float]], arrivals: dict[str, dict[
 
     - ``sender``: the member sent nothing for a dead timeout before it (its process, or its sending, stalled);
     - ``network``: it sent, but nothing reached the observer's interface for a dead timeout;
+    - ``reverse``: its datagrams reached the observer in time, but the member had heard nothing from the observer
+      for most of a dead timeout, so what it sent echoed nothing recent and was refused as ``stale`` (a
+      heartbeat is fresh only if it echoes one of the observer's own from the last dead timeout: anti-replay);
     - ``observer``: its datagrams reached the observer's interface in time, and the observer read them late
       without seeing its own stall (the one case the core's stall grace is there for).
     """
@@ -760,19 +785,24 @@ def explain_downs(downs: list[tuple[str, str, float]], arrivals: dict[str, dict[
         ip = ips.get(member, "")
         sent = [t for t in arrivals.get(member, {}).get(ip, []) if t < wall]
         seen = [t for t in arrivals.get(observer, {}).get(ip, []) if t < wall]
+        heard = [t for t in arrivals.get(member, {}).get(ips.get(observer, ""), []) if t < wall]
         sender_silent = wall - sent[-1] if sent else None
         observer_silent = wall - seen[-1] if seen else None
+        member_deaf = wall - heard[-1] if heard else None
         if sender_silent is not None and sender_silent >= dead_timeout:
             why = "sender"
         elif observer_silent is not None and observer_silent >= dead_timeout:
             why = "network"
+        elif member_deaf is not None and member_deaf >= dead_timeout * 0.7:
+            why = "reverse"
         elif observer_silent is not None:
             why = "observer"
         else:
             why = "unknown"
         out.append({"observer": observer, "member": member, "why": why,
                     "member_sent_ms_before": round(sender_silent * 1000) if sender_silent is not None else None,
-                    "observer_saw_ms_before": round(observer_silent * 1000) if observer_silent is not None else None})
+                    "observer_saw_ms_before": round(observer_silent * 1000) if observer_silent is not None else None,
+                    "member_heard_ms_before": round(member_deaf * 1000) if member_deaf is not None else None})
     return out
 
 
@@ -798,6 +828,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         raise RuntimeError(f"no steady state before {name}: {cluster.announcers(VIP)}")
     with load(name, cluster, args, result["notes"]):
         rejected_before, drops_before, full_before = rejected_counts(cluster), backlog_drops(), socket_drops(cluster)
+        cpu_before, cpu_t0 = fast_cpu(cluster), time.monotonic()
         offsets = {n: len(cluster.log(n)) for n in cluster.node_names}
         members = ",".join(n.ip for n in lan.nodes)
         sniffers = {n.name: Cmd(lab, n.netns, ["_sniff", "--members", members, "--duration", str(args.duration)])
@@ -831,6 +862,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         why = explain_downs(member_down_times(cluster, offsets), arrivals, {n.name: n.ip for n in lan.nodes},
                             cluster.ml_dead_timeout)  # fmt: skip
         rejected_after, drops_after, full_after = rejected_counts(cluster), backlog_drops(), socket_drops(cluster)
+        cpu_after, cpu_span = fast_cpu(cluster), time.monotonic() - cpu_t0
         rejected = {
             node: {k: round(v - rejected_before.get(node, {}).get(k, 0.0)) for k, v in counts.items()}
             for node, counts in rejected_after.items()
@@ -838,6 +870,7 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
         result.update(
             rejected={node: {k: v for k, v in c.items() if v and k != STALLS_KEY} for node, c in rejected.items()},
             local_stalls={node: c.get(STALLS_KEY, 0) for node, c in rejected.items()},
+            fast_cpu_percent={n: round(100 * (v - cpu_before.get(n, 0.0)) / cpu_span, 1) for n, v in cpu_after.items()},
             backlog_drops=drops_after - drops_before,
             socket_buffer_drops={n: v - full_before.get(n, 0) for n, v in full_after.items()},
             realtime_dropped=sum(cluster.log(n)[offsets[n]:].count("back to normal scheduling")
@@ -907,12 +940,14 @@ def show(r: dict[str, Any]) -> None:
     print(f"  heartbeat inter-arrival: {s(r['heartbeat_gap_ms'])}   worst pair {max(r['worst_gap_ms'].values(), default=0)} ms")
     print(f"  ARP answer (kernel stamps at the client): {s(r['arp_ms'])}   unanswered {r['arp_lost']}")
     print(f"  ARP answer (client's clock): {s(r['arp_client_ms'])}")
+    if r.get("fast_cpu_percent"):
+        print(f"  fast processes' CPU (% of a core) during the measurement: {json.dumps(r['fast_cpu_percent'])}")
     if r.get("local_stalls"):
         print(f"  late ticks forgiven as the node's own stall: {json.dumps(r['local_stalls'])}")
     for d in r.get("member_down_why", []):
         print(f"    MemberDown {d['observer']} -> {d['member']}: {d['why']} (the member's last datagram left "
               f"{d['member_sent_ms_before']} ms before, the observer's interface saw one {d['observer_saw_ms_before']}"
-              " ms before)")  # fmt: skip
+              f" ms before, the member's interface saw the observer's {d['member_heard_ms_before']} ms before)")  # fmt: skip
     if r.get("rejected") is not None:
         print(f"  membership datagrams rejected during the measurement, by node: {json.dumps(r['rejected'])}; kernel "
               f"input backlog drops (whole machine) {r.get('backlog_drops')}; full socket buffer drops by node "
@@ -992,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--manifest-mb", type=float, default=20.0)
     parser.add_argument("--junk-rate", type=int, default=50_000, help="junk membership datagrams per second")
     parser.add_argument("--flooders", type=int, default=2, help="processes sharing the junk rate")
+    parser.add_argument("--junk-nodes", type=int, default=3, help="flood only the first N nodes (all of it on one: 1)")
     parser.add_argument("--nice", type=int, default=0, help="run the nodes' ironlb at this nice value")
     parser.add_argument("--fastpath", choices=("process", "thread"), default="process",
                         help="the nodes' --fastpath: membership, ARP/NDP and BFD in a process of their own, or a thread")  # fmt: skip
