@@ -693,6 +693,7 @@ def add_attacker(lan: Any) -> str:
 
 
 STALLS_KEY = "(local stalls)"
+WHEN_KEY = "(fetched at)"
 
 
 def rejected_counts(cluster: Any) -> dict[str, dict[str, float]]:
@@ -707,6 +708,7 @@ def rejected_counts(cluster: Any) -> dict[str, dict[str, float]]:
         for m in re.finditer(r'^ironlb_membership_rejected_datagrams_total\{reason="([a-z_]+)"\} (\S+)$', r.stdout,
                              re.M):  # fmt: skip
             counts[m.group(1)] = float(m.group(2))
+        counts[WHEN_KEY] = time.monotonic()
         stalls = re.search(r"^ironlb_membership_stalls_total (\S+)$", r.stdout, re.M)
         if stalls:
             counts[STALLS_KEY] = float(stalls.group(1))
@@ -863,12 +865,18 @@ def run_load(name: str, cluster: Any, args: argparse.Namespace) -> dict[str, Any
                             cluster.ml_dead_timeout)  # fmt: skip
         rejected_after, drops_after, full_after = rejected_counts(cluster), backlog_drops(), socket_drops(cluster)
         cpu_after, cpu_span = fast_cpu(cluster), time.monotonic() - cpu_t0
-        rejected = {
-            node: {k: round(v - rejected_before.get(node, {}).get(k, 0.0)) for k, v in counts.items()}
+        rejected = {  # for WHEN_KEY: the seconds between the two reads of that node
+            node: {k: round(v - rejected_before.get(node, {}).get(k, 0.0), 3 if k == WHEN_KEY else None)
+                   for k, v in counts.items()}
             for node, counts in rejected_after.items()
-        }
+        }  # fmt: skip
         result.update(
-            rejected={node: {k: v for k, v in c.items() if v and k != STALLS_KEY} for node, c in rejected.items()},
+            rejected={node: {k: v for k, v in c.items() if v and k not in (STALLS_KEY, WHEN_KEY)}
+                      for node, c in rejected.items()},
+            rejected_per_second={
+                node: round(sum(v for k, v in c.items() if k not in (STALLS_KEY, WHEN_KEY)) / c[WHEN_KEY])
+                for node, c in rejected.items() if c.get(WHEN_KEY) and WHEN_KEY in rejected_before.get(node, {})
+            },
             local_stalls={node: c.get(STALLS_KEY, 0) for node, c in rejected.items()},
             fast_cpu_percent={n: round(100 * (v - cpu_before.get(n, 0.0)) / cpu_span, 1) for n, v in cpu_after.items()},
             backlog_drops=drops_after - drops_before,
@@ -949,7 +957,8 @@ def show(r: dict[str, Any]) -> None:
               f"{d['member_sent_ms_before']} ms before, the observer's interface saw one {d['observer_saw_ms_before']}"
               f" ms before, the member's interface saw the observer's {d['member_heard_ms_before']} ms before)")  # fmt: skip
     if r.get("rejected") is not None:
-        print(f"  membership datagrams rejected during the measurement, by node: {json.dumps(r['rejected'])}; kernel "
+        print(f"  membership datagrams rejected during the measurement, by node: {json.dumps(r['rejected'])} (per "
+              f"second between the reads: {json.dumps(r.get('rejected_per_second'))}); kernel "
               f"input backlog drops (whole machine) {r.get('backlog_drops')}; full socket buffer drops by node "
               f"{json.dumps(r.get('socket_buffer_drops'))}; fast processes back to normal scheduling "
               f"{r.get('realtime_dropped')}")  # fmt: skip
