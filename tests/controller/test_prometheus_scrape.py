@@ -23,7 +23,7 @@ from tests.chart.test_chart import NS
 from tests.chart.test_prometheus_rules import rendered_rules
 from tests.controller.test_metrics_secure_e2e import get, token_for
 from tests.support.controller import ControllerProcess, create_pool, create_service, ip_pool, lb_service
-from tests.support.controlplane import ControlPlane, KubeError, _death_signal, free_port
+from tests.support.controlplane import ControlPlane, KubeError, death_signal, free_port
 from tests.support.gotools import prometheus_binary
 from tests.support.waits import NOT_LISTENING, wait_until
 
@@ -79,7 +79,7 @@ class Prometheus:
                 [prometheus_binary(), f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
                  f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_death_signal(),  # a killed pytest leaves no prometheus behind
+                preexec_fn=death_signal(),  # a killed pytest leaves no prometheus behind
             )  # fmt: skip
 
     def api(self, path: str, **query: str) -> Any:

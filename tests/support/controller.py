@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.controlplane import ControlPlane, KubeError, free_port
+from tests.support.controlplane import ControlPlane, KubeError, death_signal, free_port
 from tests.support.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +135,7 @@ class ControllerProcess:
                  # Webhooks only where a test asks for them: many controllers share this machine's ports.
                  *([] if "--webhook-mode" in self.args else ["--webhook-mode", "disabled"]), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                preexec_fn=death_signal(),  # a killed pytest leaves no controller behind
             )
         if wait:
             self.wait_ready(timeout)

@@ -126,7 +126,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
 
 
-def _death_signal() -> Callable[[], None] | None:
+def death_signal() -> Callable[[], None] | None:
     # PR_SET_PDEATHSIG fires when the *thread* that started the child ends: only ask for it from the main thread
     # (a restart_apiserver() run from a worker thread must not die with that thread).
     return _die_with_parent if threading.current_thread() is threading.main_thread() else None
@@ -218,7 +218,7 @@ class ControlPlane:
                     "--log-level=warn",
                 ],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_death_signal(),
+                preexec_fn=death_signal(),
             )
             log.close()
             if self._wait(self._etcd_healthy, self.etcd_proc, 30, "etcd"):
@@ -264,7 +264,7 @@ class ControlPlane:
             log = open(self.workdir / "kube-apiserver.log", "ab")  # noqa: SIM115 - the process owns it
             self.apiserver_proc = subprocess.Popen(
                 self._apiserver_args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_death_signal(),
+                start_new_session=True, preexec_fn=death_signal(),
             )
             log.close()
             if self._wait(self._apiserver_ready, self.apiserver_proc, timeout, "kube-apiserver"):

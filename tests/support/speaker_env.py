@@ -32,7 +32,7 @@ from ironlb.lab.frr import FRRInstance
 from ironlb.lab.lan import Lan, build_lan
 from ironlb.lab.netns import NetnsLab
 from tests.support.controller import ControllerProcess
-from tests.support.controlplane import ControlPlane, KubeError
+from tests.support.controlplane import ControlPlane, KubeError, death_signal
 from tests.support.jsonlines import JsonLineReader
 from tests.support.waits import wait_until
 
@@ -127,6 +127,7 @@ class SpeakerEnv:
             [sys.executable, "-m", "ironlb.lab.unixbridge", "--listen", f"unix:{self.socket}",
              "--connect", f"tcp:127.0.0.1:{self.cp.port}"],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            preexec_fn=death_signal(),
         )  # fmt: skip
         self._host_procs.append(host)
         self._ready(host.stdout)
