@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 from ironlb.decide import decide_node, handed_over, pool_for, served_everywhere, service_inputs
 from ironlb.layer2.election import L2Decision
-from ironlb.plan import allocate, node_decisions
+from ironlb.plan import allocate, cluster_decision
 from ironlb.standalone.decide import decide
 from tests.support.objects import (
     BGP_HOSTS,
@@ -74,7 +74,7 @@ NODES = ("n1", "n2", "n3")
 def test_plan_speaker_and_run_announce_the_same() -> None:
     snap = snapshot_of(STATE, SERVICES)
     _, outcomes = allocate(snap)
-    _, planned = node_decisions(snap, outcomes)
+    planned = cluster_decision(snap, outcomes).nodes()
     # The speaker sees only the ingress the controller wrote, and finds the pool from it.
     written = [(o.service, pool_for(snap.config, o.service.ingress)) for o in outcomes.values()]
     inputs = service_inputs(written, snap.endpoint_slices)
@@ -92,7 +92,8 @@ def test_plan_speaker_and_run_announce_the_same() -> None:
 def test_the_l2_interfaces_of_a_winner_in_rack_1_are_merged() -> None:
     snap = snapshot_of(STATE, SERVICES)
     _, outcomes = allocate(snap)
-    layer2, planned = node_decisions(snap, outcomes)
+    cluster = cluster_decision(snap, outcomes)
+    layer2, planned = cluster.layer2, cluster.nodes()
     winner = layer2["default/web"].node
     assert winner is not None
     expected = ("eth0", "eth1") if winner in ("n1", "n2") else ("eth0",)
@@ -111,7 +112,7 @@ def test_run_serves_a_service_without_slices_on_every_node_over_both_protocols()
     assert len(owners) == 1
     # Kubernetes (plan, speaker): no EndpointSlice means no endpoint, so nothing is announced.
     _, outcomes = allocate(snap)
-    _, planned = node_decisions(snap, outcomes)
+    planned = cluster_decision(snap, outcomes).nodes()
     assert all(not d.announcement.series for d in planned.values())
     inputs = service_inputs(((o.service, None) for o in outcomes.values()), ())
     assert set(served_everywhere(inputs, NODES)) == set(inputs)

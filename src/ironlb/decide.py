@@ -550,9 +550,9 @@ class ClusterDecision:
     """The election of every Service and each speaker's :func:`decide_node`, each speaker decided when first asked.
 
     ``ironlb run`` announces on its own part (:meth:`node`) before it decides the other speakers (:meth:`nodes`),
-    which only its status shows; ``ironlb plan`` asks for all of them. BGP speakers do not coordinate, so every
-    speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers in ``without_l2``
-    (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
+    which only its status shows; ``ironlb plan`` and ``ironlb explain`` ask for all of them. BGP speakers do not
+    coordinate, so every speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers
+    in ``without_l2`` (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
     """
 
     def __init__(
@@ -601,24 +601,6 @@ class ClusterDecision:
         }  # fmt: skip
 
 
-def decide_cluster(
-    config: Config,
-    nodes: Sequence[Node],
-    services: Mapping[str, ServiceInput],
-    *,
-    live: Collection[str] | None = None,
-    speakers: Iterable[str] | None = None,
-    without_l2: Collection[str] = (),
-    ignore_exclude_lb: bool = False,
-) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
-    """The election and every speaker's decision at once (:class:`ClusterDecision`), as ``ironlb explain`` shows."""
-    cluster = ClusterDecision(
-        config, nodes, services, live=live, speakers=speakers, without_l2=without_l2,
-        ignore_exclude_lb=ignore_exclude_lb,
-    )  # fmt: skip
-    return dict(cluster.layer2), cluster.nodes()
-
-
 __all__ = [
     "BGP",
     "IP_NOT_ALLOWED",
@@ -633,7 +615,6 @@ __all__ = [
     "ServiceInput",
     "announced_series",
     "bgp_peers_of",
-    "decide_cluster",
     "decide_node",
     "decide_service",
     "elect_all",

@@ -77,7 +77,8 @@ def cluster_decision(
     ignore_exclude_lb: bool = False,
 ) -> ClusterDecision:
     """The election of every allocated Service and each speaker's decision (:class:`ironlb.decide.ClusterDecision`,
-    each speaker decided when asked): the one route ``ironlb plan`` and ``ironlb run`` take.
+    each speaker decided when asked): the one route ``ironlb plan`` and ``ironlb run`` take. ``with_reasons()``
+    gives the elections with every speaker's part (the plan's ``nodeReasons``), ``nodes()`` every speaker's decision.
 
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
@@ -95,25 +96,6 @@ def cluster_decision(
         config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
         ignore_exclude_lb=ignore_exclude_lb,
     )  # fmt: skip
-
-
-def node_decisions(
-    snapshot: Snapshot,
-    outcomes: Mapping[str, Outcome],
-    *,
-    live: Collection[str] | None = None,
-    speakers: Iterable[str] | None = None,
-    without_l2: Collection[str] = (),
-    served_without_slices: bool = False,
-    ignore_exclude_lb: bool = False,
-) -> tuple[dict[str, L2Decision], dict[str, NodeDecision]]:
-    """:func:`cluster_decision` for every speaker at once: the L2 elections, each carrying every speaker's part
-    (:func:`ironlb.layer2.election.node_reason`, for the plan's ``nodeReasons``), and each speaker's decision."""
-    cluster = cluster_decision(
-        snapshot, outcomes, live=live, speakers=speakers, without_l2=without_l2,
-        served_without_slices=served_without_slices, ignore_exclude_lb=ignore_exclude_lb,
-    )  # fmt: skip
-    return cluster.with_reasons(), cluster.nodes()
 
 
 def bgp_entries(key: str, bgp: Mapping[str, NodePlan]) -> list[dict[str, Any]]:
@@ -169,8 +151,8 @@ def node_reasons(l2: Mapping[str, L2Decision], bgp: Mapping[str, NodePlan] | Non
 
 def plan_snapshot(snapshot: Snapshot, *, lb_class: str = "") -> dict[str, Any]:
     allocator, outcomes = allocate(snapshot, lb_class=lb_class)
-    layer2, nodes = node_decisions(snapshot, outcomes)
-    return render(snapshot, allocator, outcomes, layer2, bgp_plans(nodes))
+    cluster = cluster_decision(snapshot, outcomes)
+    return render(snapshot, allocator, outcomes, cluster.with_reasons(), bgp_plans(cluster.nodes()))
 
 
 def plan_files(

@@ -9,7 +9,7 @@ import pytest
 
 from ironlb.config import load_files
 from ironlb.decide import handed_over
-from ironlb.plan import Snapshot, allocate, bgp_plans, node_decisions, render, snapshot_from
+from ironlb.plan import Snapshot, allocate, bgp_plans, cluster_decision, render, snapshot_from
 from ironlb.standalone.decide import Allocation, Decision, decide, decide_early, with_member_nodes
 from tests.support.objects import (
     bgp_advertisement_yaml,
@@ -59,10 +59,11 @@ def reference_decision(snapshot: Snapshot, node: str, alive: tuple[str, ...], ha
     snapshot = with_member_nodes(snapshot, MEMBERS)
     allocator, outcomes = allocate(snapshot)
     speakers = [n.name for n in snapshot.nodes]
-    l2, nodes = node_decisions(
+    cluster = cluster_decision(
         snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=() if has_quorum else (node,),
         served_without_slices=True,
     )  # fmt: skip
+    l2, nodes = cluster.with_reasons(), cluster.nodes()
     mine = nodes[node]
     plan = render(snapshot, allocator, outcomes, l2, bgp_plans(nodes))
     return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)

@@ -2,7 +2,7 @@
 
 Everything decided here is decided by the functions the processes run, never by a copy: the allocation and its
 events by the controller's schedule (:func:`ironlb.plan.allocate`, i.e. :func:`ironlb.ipam.reprocess.converge_all`),
-the layer 2 election and every node's BGP plan by :func:`ironlb.decide.decide_cluster`, a node's reason not to be
+the layer 2 election and every node's BGP plan by :class:`ironlb.decide.ClusterDecision`, a node's reason not to be
 a layer 2 candidate by :func:`ironlb.layer2.election.candidate_reason` (the filters of the election itself).
 What was observed (Service status, ServiceL2Status / ServiceBGPStatus, events, ConfigurationStates, the members'
 views) is set beside what these functions compute, and any disagreement is listed under ``problems``.
@@ -24,7 +24,14 @@ from ironlb.config import build
 from ironlb.config.errors import ConfigError
 from ironlb.config.loader import Resources
 from ironlb.config.types import Config, Pool
-from ironlb.decide import NodeDecision, bgp_peers_of, decide_cluster, pool_for, served_everywhere, service_inputs
+from ironlb.decide import (
+    ClusterDecision,
+    NodeDecision,
+    bgp_peers_of,
+    pool_for,
+    served_everywhere,
+    service_inputs,
+)
 from ironlb.ipam.converge import WARNING, annotation
 from ironlb.ipam.reprocess import Outcome, pool_status
 from ironlb.layer2.election import L2Decision, ads_for_service, candidate_reason, nodes_with_serving_endpoint
@@ -175,10 +182,11 @@ def _compute(view: View) -> _Computed:
     speakers = view.speakers if view.speakers is not None else [n.name for n in view.nodes]
     if view.served_without_slices:
         inputs = served_everywhere(inputs, speakers)
-    layer2, nodes = decide_cluster(
+    cluster = ClusterDecision(
         config, view.nodes, inputs, live=_live(view), speakers=speakers, without_l2=view.no_quorum,
         ignore_exclude_lb=view.ignore_exclude_lb,
     )  # fmt: skip
+    layer2, nodes = dict(cluster.layer2), cluster.nodes()
     return _Computed(
         config,
         outcomes,
