@@ -305,7 +305,7 @@ def _cmd_speaker(args: argparse.Namespace, spawned: Spawned | None) -> int:
         ignore_exclude_lb=args.ignore_exclude_lb, ml_bind_addr=args.ml_bindaddr, ml_bind_port=args.ml_bindport,
         ml_labels=args.ml_labels, ml_secret_key_path=args.ml_secret_key_path, membership=ml,
         fastpath_process=args.fastpath == "process", guard=GuardConfig(wedge_timeout=args.wedge_timeout),
-        log_level=args.log_level,
+        log_level=args.log_level, restart_hold=args.restart_hold,
     )
     options = RunOptions(
         speaker=speaker, kubeconfig=args.kubeconfig, metrics_host=args.metrics_host, port=args.port,
@@ -577,6 +577,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ml-interval", type=float, default=0.1, help="membership heartbeat interval, s")
     p.add_argument("--ml-dead-timeout", type=float, default=0.35, help="silence after which a member is dead, s")
     _add_fastpath_arguments(p)
+    p.add_argument(
+        "--restart-hold",
+        type=_hold_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="a stop (SIGTERM) while this speaker's Node stays up (Ready, not cordoned, not tainted as going away) "
+        "is a restart: the other speakers keep its IPs on the node (no move) and answer ARP/NDP for them with its "
+        "MAC until it is back, at most this long, or until the node stops answering; 0: every stop hands the IPs "
+        "over (default %(default)s)",
+    )
     p.add_argument("--log-level", choices=("all", "debug", "info", "warn", "error", "none"), default="info")
     for flag in ("--ml-wan-config", "--frrk8s-namespace", "--bgp-debounce-timeout"):
         p.add_argument(flag, default="", help="accepted for MetalLB compatibility; unused")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from ironlb.lab.kube_demo import (
     http_echo_deployment,
     lb_service,
     measure_failover,
+    reachability,
     ready_pods,
 )
 
@@ -243,29 +246,53 @@ def _speaker_logs(c: KubeCluster, pod: str) -> str:
 
 
 def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeCluster) -> None:
-    """The announcing node's speaker pod is deleted: the DaemonSet starts a new one there and the IP is announced
-    again (the client keeps or regains its answers).
+    """The announcing node's speaker pod is deleted: the DaemonSet starts a new one there and the IP never moves.
 
-    A planned stop in a pod: the kubelet's SIGTERM reaches the speaker (PID 1 of its container), which leaves the
-    membership with its signed LEAVE before it exits, so the other speakers take over at once (reason ``left``, not
-    a failure timeout); the new pod on the same node takes its IP back once it has heard the others."""
+    A restart in a pod: the kubelet's SIGTERM reaches the speaker (PID 1 of its container); its Node stays up
+    (Ready, not cordoned), so it leaves the membership with a signed *hold* LEAVE before it exits. The other
+    speakers keep the node as the owner (``MemberHeld``, no ``MemberDown``), the one that would take the IP over
+    answers ARP for it with the node's own MAC, and the new pod on the same node announces it again once it has
+    heard the others. The client, sniffing ARP all along, sees that node's MAC only: the IP never moved."""
     c = ironlb_installed
     node = wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}")
+    node_mac = c.lab.mac(c.node(node).netns, "eth0").lower()
     speakers = ready_pods(c, "metallb-system", "component=speaker")
     (old,) = [p for p in speakers if p["spec"]["nodeName"] == node]
     survivors = [p["metadata"]["name"] for p in speakers if p["spec"]["nodeName"] != node]
-    left = f"MemberDown(name='{node}', reason='left')"
-    before = {pod: _speaker_logs(c, pod).count(left) for pod in survivors}
-    c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+    held = f"MemberHeld(name='{node}'"
+    gone = (f"MemberDown(name='{node}', reason='left')", f"MemberDown(name='{node}', reason='timeout')")
 
-    def back() -> bool:
-        pods = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
-        return len(pods) == 1 and pods[0]["metadata"]["name"] != old["metadata"]["name"]
+    def counts(pod: str) -> tuple[int, ...]:
+        logs = _speaker_logs(c, pod)
+        return (logs.count(held), *(logs.count(line) for line in gone))
 
-    wait_until(back, 180, f"a new speaker pod Ready on {node}", interval=1)
-    for pod in survivors:
-        assert _speaker_logs(c, pod).count(left) == before[pod] + 1, f"{pod} did not see {node}'s LEAVE"
-    wait_until(lambda: announcer(c) == node, 60, f"{node} answering ARP for {VIP} again")
+    before = {pod: counts(pod) for pod in survivors}
+    out = c.workdir / "probe-pod-delete.jsonl"
+    cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", VIP, "--interval", "0.05", "--timeout", "1"]
+    with open(out, "w") as sink:
+        probe = c.lab.popen(c.client, cmd, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: '"ready"' in out.read_text(), 60, "the client's probe started")
+        t0 = time.monotonic()
+        c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+
+        def back() -> bool:
+            pods = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
+            return len(pods) == 1 and pods[0]["metadata"]["name"] != old["metadata"]["name"]
+
+        wait_until(back, 180, f"a new speaker pod Ready on {node}", interval=1)
+        for pod in survivors:
+            assert counts(pod)[0] > before[pod][0], f"{pod} did not hold {node} for its restart"
+        wait_until(lambda: announcer(c) == node, 60, f"{node} answering ARP for {VIP} again")
+        time.sleep(3)  # the new pod's own announcements are seen too
+    finally:
+        probe.terminate()
+        probe.wait(5)
+    events = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    seen = reachability(VIP, [e for e in events if e.get("t0", e.get("t", 0)) >= t0])
+    assert seen.macs == [node_mac], f"ARP for {VIP} came from {seen.macs}, not only {node}'s {node_mac}: {seen}"
+    for pod in survivors:  # a restart ("restarted"), never a departure
+        assert counts(pod)[1:] == before[pod][1:], f"{pod} saw {node} leave or time out"
     assert external_ip(c) == VIP
     assert wait_until(lambda: c.client_get(f"http://{VIP}/"), 60, "the service answering")
 

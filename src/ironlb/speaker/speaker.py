@@ -40,7 +40,17 @@ from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.config import ConfigError
 from ironlb.config.reading import read_bytes
 from ironlb.config.types import Config
-from ironlb.decide import BGP, LAYER2, Context, NodeDecider, NodeDecision, ServiceInput, handed_over, pool_for
+from ironlb.decide import (
+    BGP,
+    LAYER2,
+    Context,
+    NodeDecider,
+    NodeDecision,
+    ServiceInput,
+    handed_over,
+    pool_for,
+    stand_ins,
+)
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
@@ -83,6 +93,7 @@ from ironlb.runtime import age_text
 
 from . import status as st
 from .decide import speaker_config
+from .restart import node_going_away
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +103,8 @@ FIELD_MANAGER = "configReconciler"
 DEFAULT_ML_LABELS = "app=metallb,component=speaker"
 CONFIG_MAP_NAMES = ("config", "bgpextras")
 STATUS_RESOURCES = {st.L2: SERVICE_L2_STATUSES, st.BGP: SERVICE_BGP_STATUSES}
+RESTART_NODE_READ = 1.0
+"""Seconds a stopping speaker waits for its Node (restart or not) before it hands its IPs over as on any stop."""
 SYNC_CHUNK = 500
 """Services decided between two yields to the event loop (a few milliseconds of work)."""
 SYNC_BREATHE = 3.0
@@ -115,6 +128,7 @@ class SpeakerOptions:
     gratuitous_interval: float = 1.1
     gratuitous_duration: float = 5.0
     handover_timeout: float = 2.0  # an IP given away is answered until the new owner claims it, at most this long
+    restart_hold: float = 20.0  # a stop while the Node stays up is a restart: the others hold its IPs that long
     rescan_interval: float = 10.0
     # Status CR writes in flight at once: each is a round trip to the apiserver, so one at a time bounds a speaker
     # at ~1/RTT writes a second however high its request limit is.
@@ -364,14 +378,17 @@ class Speaker:
         """
         membership = self.membership
         hand_over: frozenset[str] = frozenset()
-        if membership is not None and self.decision is not None and self._live()[1]:
+        hold = await self._restart_hold()  # not None: nothing moves, so nothing is handed over
+        if hold is None and membership is not None and self.decision is not None and self._live()[1]:
             view = membership.view
             # Without quorum once this node has left, the others announce nothing: there is nobody to wait for.
             if successors_have_quorum(self.options.membership.quorum, view.alive, len(view.members), self.node):
                 hand_over = handed_over(self.node, self.decision.layer2, self._ingress, leaving=True)
 
         async def leave() -> None:
-            if membership is not None and self.fastpath.running:
+            if isinstance(membership, RemoteMembership) and hold is not None:
+                await membership.restart_leave(self.options.restart_hold, hold)
+            elif membership is not None and self.fastpath.running:
                 await self.fastpath.call(membership.stop(leave=True))
 
         self.membership = None
@@ -380,6 +397,28 @@ class Speaker:
         if self.fastproc is not None:
             await self.fastproc.stop(leave=True)
         log.info("stopped; all announcements withdrawn")
+
+    async def _restart_hold(self) -> dict[str, list[str]] | None:
+        """A stop while this speaker's Node stays up (``speaker.restart``) is a restart: per member the IPs it stands
+        in for while nothing moves. None: a plain stop that hands the IPs over."""
+        membership = self.membership
+        if self.options.restart_hold <= 0 or not isinstance(membership, RemoteMembership) or self.decision is None:
+            return None
+        if not self._live()[1]:
+            return None
+        try:
+            async with asyncio.timeout(RESTART_NODE_READ):
+                node = await self.client.get(NODES, self.node)
+        except Exception as err:  # no API server: the conservative choice, a hand-over
+            why: str | None = f"its Node cannot be read ({type(err).__name__}: {err})"
+        else:
+            why = node_going_away(node)
+        if why is not None:
+            log.info("stopping: %s, so the IPs are handed over", why)
+            return None
+        log.info("stopping while the Node stays up: a restart; the others hold its IPs for up to %.0f s",
+                 self.options.restart_hold)  # fmt: skip
+        return stand_ins(self.node, self.decision.layer2, self._ingress, membership.view.alive)
 
     def _on_fastpath_lost(self, why: str) -> None:
         self._lost = why
