@@ -2,8 +2,11 @@
 module's; the other cluster tests install the bundle on theirs): the components run, the seed's Service gets its IP
 and answers, the metrics are HTTPS and answer only a token allowed to get /metrics, and ``helm upgrade`` to new
 speaker tolerations rolls the DaemonSet without moving the IP; with a BGP peer configured the speakers accept
-connections on port 179 (their NET_BIND_SERVICE capability). The unreachable time the client saw during the
-rollout is printed (figures: bench/RESULTS.md), not asserted: it is a timing."""
+connections on port 179 (their NET_BIND_SERVICE capability). The speakers run in the lab's RuntimeClass that
+grants containers a real-time budget (``speaker.runtimeClassName``; needed on this lab's kernel, see
+``KubeCluster._rt_base_spec``), so their fast processes run at SCHED_RR through SYS_NICE, before and after the
+rollout. The unreachable time the client saw during the rollout is printed (figures: bench/RESULTS.md), not
+asserted: it is a timing."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from dataclasses import asdict
 import pytest
 
 from ironlb.lab.cluster import VIP
-from ironlb.lab.kube_cluster import KubeCluster, wait_until
+from ironlb.lab.kube_cluster import RT_RUNTIME_CLASS, KubeCluster, wait_until
 from ironlb.lab.kube_demo import external_ip, ready_pods
 from ironlb.lab.kube_helm import NAMESPACE, helm, helm_install, helm_upgrade_rollout, seed_service
+from tests.support.sched import SCHED_RR, fast_process, scheduling
 
 from .conftest import start_cluster
 
@@ -41,12 +45,20 @@ def metrics_status(c: KubeCluster, ip: str, token: str | None) -> tuple[int, str
     return int(code or 0), body
 
 
+def assert_fast_processes_real_time(c: KubeCluster) -> None:
+    """Every speaker's fast process runs SCHED_RR at the chart's default priority (read-only, from /proc)."""
+    for pod in ready_pods(c, NAMESPACE, "component=speaker"):
+        fast = fast_process(c.container_pid(pod, "speaker"))
+        assert scheduling(fast) == (SCHED_RR, 10), (pod["spec"]["nodeName"], scheduling(fast))
+
+
 def test_helm_install_upgrade_and_secure_metrics(helm_cluster: KubeCluster) -> None:
     c = helm_cluster
-    helm_install(c)
+    helm_install(c, f"speaker.runtimeClassName={RT_RUNTIME_CLASS}")
     assert "STATUS: deployed" in helm(c, "status", "metallb", "--namespace", NAMESPACE)
     speakers = ready_pods(c, NAMESPACE, "component=speaker")
     assert sorted(p["spec"]["nodeName"] for p in speakers) == sorted(n.name for n in c.nodes)
+    assert_fast_processes_real_time(c)
     seed_service(c)
 
     # ---- /metrics: HTTPS only; no token 401, a token without get /metrics 403, one bound to metrics-reader 200
@@ -77,6 +89,7 @@ def test_helm_install_upgrade_and_secure_metrics(helm_cluster: KubeCluster) -> N
     assert {"key": "example.com/edge", "operator": "Exists"} in ds["spec"]["template"]["spec"]["tolerations"]
     new = {p["metadata"]["name"] for p in ready_pods(c, NAMESPACE, "component=speaker")}
     assert len(new) == len(c.nodes) and not new & old  # every speaker was replaced
+    assert_fast_processes_real_time(c)
     assert rollout.ip_changes == [] and external_ip(c) == VIP
     [seen] = rollout.services
     assert seen.attempts > 0 and seen.recovered

@@ -27,6 +27,7 @@ from ironlb.lab.kube_demo import (
     reachability,
     ready_pods,
 )
+from tests.support.sched import SCHED_RR, fast_process, scheduling
 
 pytestmark = pytest.mark.cluster
 
@@ -84,31 +85,14 @@ def test_image_built_from_the_dockerfile_runs_as_the_manifests_say(ironlb_instal
     assert _status(spid, "Uid")[0] == "0" and "ro" in _root_mount_options(spid)
     cap_net_bind_service, cap_net_raw, cap_sys_nice = 10, 13, 23
     assert int(_status(spid, "CapEff")[0], 16) == (1 << cap_net_bind_service) | (1 << cap_net_raw) | (1 << cap_sys_nice)
-    fast = _fast_process(spid)
-    policy, priority = _scheduling(fast)
+    fast = fast_process(spid)
+    policy, priority = scheduling(fast)
     if rt_budget(Path(f"/proc/{fast}/cgroup")) == 0:
         assert policy == os.SCHED_OTHER
         log = c.kubectl("-n", "metallb-system", "logs", speaker["metadata"]["name"], "-c", "speaker").stdout
         assert "fast path: normal scheduling (SCHED_RR 10 refused" in log and "cpu.rt_runtime_us is 0" in log, log
     else:
         assert (policy, priority) == (SCHED_RR, 10)
-
-
-SCHED_RR = 2
-
-
-def _fast_process(pid: int) -> int:
-    """The speaker's fast process: its child running ``ironlb.fastproc.child``."""
-    children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
-    fast = [c for c in children if b"ironlb.fastproc.child" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    assert len(fast) == 1, (children, fast)
-    return fast[0]
-
-
-def _scheduling(pid: int) -> tuple[int, int]:
-    """(policy, real-time priority) from /proc/<pid>/stat (fields 41 and 40, counted after the command's ')')."""
-    fields = _proc(pid, "stat").rsplit(")", 1)[1].split()
-    return int(fields[38]), int(fields[37])
 
 
 def test_seed_workflow(ironlb_installed: KubeCluster) -> None:

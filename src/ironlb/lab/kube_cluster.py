@@ -19,7 +19,8 @@ kubelet mounts are the ones containerd hands to runc. Pod networking is the Debi
 host-local IPAM on the node's subnet, and static routes between the nodes (and from the control plane, which
 calls the webhook at the controller pod's IP: ``--enable-aggregator-routing``). ``kubectl`` runs in the control
 plane's namespace (``ip netns exec <prefix>-cp kubectl --kubeconfig <workdir>/kubeconfig ...``): the host's own
-namespace is never given an address or route.
+namespace is never given an address or route. A RuntimeClass ``ironlb-rt`` (:data:`RT_RUNTIME_CLASS`) lets a
+pod's processes run at real-time priority where the kernel's real-time group scheduling would refuse it.
 
 Images come from ``scripts/build-images.py`` (docker-archive tars, ``ctr images import`` into each node), the
 binaries from ``scripts/build-k8s.sh --cluster``. :meth:`KubeCluster.stop` stops everything the lab started by
@@ -77,6 +78,12 @@ CLUSTER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-s
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "nsenter", "openssl")
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+RT_RUNTIME_CLASS = "ironlb-rt"
+"""A RuntimeClass whose containers may run at real-time priority (the speaker's fast process asks for SCHED_RR)."""
+RT_CONTAINER_BUDGET_US = 50_000
+"""Real-time budget of each container of :data:`RT_RUNTIME_CLASS`, microseconds per second (see _pods_cgroup)."""
+RT_PODS_BUDGET_US = 600_000
+"""Real-time budget of all the lab's pods together (/k8s.io), microseconds per second: 12 such containers."""
 DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")  # every kubelet's, whatever --root-dir
 CONTAINER_LOG_LINKS = Path("/var/log/containers")  # the kubelets' symlinks to their pods' logs
 
@@ -242,6 +249,7 @@ class KubeCluster:
             self._start_kube_proxy(node)
             self._wait_device_plugin_socket(node)
         self.wait_nodes_ready(timeout)
+        self._runtime_class()
         # Pods can be created once the service-account and root-CA controllers have done the default namespace.
         wait_until(lambda: self.kubectl("-n", "default", "get", "serviceaccount/default", "configmap/kube-root-ca.crt",
                                         check=False).returncode == 0, timeout, "default ServiceAccount")
@@ -413,12 +421,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [{cri}.containerd.runtimes.runc.options]
         SystemdCgroup = false
+    [{cri}.containerd.runtimes.{RT_RUNTIME_CLASS}]
+      runtime_type = "io.containerd.runc.v2"{self._rt_base_spec(node)}
+      [{cri}.containerd.runtimes.{RT_RUNTIME_CLASS}.options]
+        SystemdCgroup = false
   [{cri}.cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{d / 'cni'}"
 """)
         node.procs["containerd"] = self._popen(node.netns, ["containerd", "--config", str(d / "containerd.toml")],
                                                f"{node.name}-containerd", net_only=True)
+
+    def _rt_base_spec(self, node: Node) -> str:
+        """The ``base_runtime_spec`` line of :data:`RT_RUNTIME_CLASS`: on a kernel with real-time group scheduling
+        (cgroup v1 ``cpu.rt_runtime_us``) a new cgroup's budget is 0 and the kernel refuses SCHED_RR to its
+        processes, so this runtime's containers get a budget of their own (containerd's default spec, from
+        ``ctr oci spec``, plus ``realtimeRuntime``). Elsewhere nothing limits SCHED_RR: no base spec."""
+        if not _rt_group_scheduling():
+            return ""
+        out = subprocess.run(["ctr", "oci", "spec"], capture_output=True, text=True, check=True, timeout=30).stdout
+        spec = json.loads(out)
+        spec.setdefault("linux", {}).setdefault("resources", {})["cpu"] = {
+            "realtimePeriod": 1_000_000, "realtimeRuntime": RT_CONTAINER_BUDGET_US}
+        path = node.dir / "rt-spec.json"
+        path.write_text(json.dumps(spec, indent=1))
+        return f'\n      base_runtime_spec = "{path}"'
+
+    def _runtime_class(self) -> None:
+        """The RuntimeClass of :data:`RT_RUNTIME_CLASS` (a pod asks for it with ``runtimeClassName``)."""
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": RT_RUNTIME_CLASS},
+             "handler": RT_RUNTIME_CLASS}))  # fmt: skip
 
     def _import_images(self, node: Node) -> None:
         wait_until(lambda: self._ctr(node, "version").returncode == 0, 60, f"{node.name} containerd")
@@ -441,6 +474,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if (cpu / "cgroup.procs").exists():
             (cpu / "k8s.io").mkdir(exist_ok=True)
             (cpu / "k8s.io" / "cpu.shares").write_text(str(2048 * len(self.nodes)))
+            if _rt_group_scheduling():
+                # The containers of RT_RUNTIME_CLASS take their real-time budgets from this one (the kernel
+                # refuses a child more than its parent has left); refused when a stale child still holds some.
+                with contextlib.suppress(OSError):
+                    (cpu / "k8s.io" / "cpu.rt_runtime_us").write_text(str(RT_PODS_BUDGET_US))
 
     def _start_kubelet(self, node: Node) -> None:
         d = node.dir
@@ -778,6 +816,11 @@ def _remove_cgroups(paths: set[str]) -> None:
 
 
 # ---- command line ------------------------------------------------------------------------------------------------
+def _rt_group_scheduling() -> bool:
+    """Does this kernel give cgroups (v1) real-time budgets, which start at 0?"""
+    return (CGROUP_ROOT / "cpu" / "cpu.rt_runtime_us").exists()
+
+
 def default_bin_dir() -> Path | None:
     env = os.environ.get("IRONLB_K8S_BIN")
     if env:
