@@ -37,7 +37,11 @@ Local stalls
     dead would make this node grab their IPs. So a late tick grants alive
     members one extra ``dead_timeout`` instead of expiring them, at most once
     every two ``dead_timeout`` periods so a persistently slow loop still
-    detects deaths.
+    detects deaths. A stall of the whole machine is thus forgiven by every
+    node, however the nodes' stalls start and end; what no observer can
+    forgive is a stall it did not share: a member silent past the dead
+    timeout while the observer ran on time, or a network that delivered
+    nothing for that long (``tests/membership/test_machine_stalls.py``).
 """
 
 from __future__ import annotations
