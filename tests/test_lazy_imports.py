@@ -35,6 +35,12 @@ def test_speaker_imports_no_webhook_server() -> None:
     assert _not_imported("speaker", ["ironlb.webhooks.server"]) == []
 
 
+def test_main_processes_import_no_prometheus_client_before_a_scrape() -> None:
+    """ironlb's collectors are plain stores, registered with the global registry at the first scrape."""
+    assert _not_imported("speaker", ["prometheus_client"]) == []
+    assert _not_imported("run", ["prometheus_client"]) == []
+
+
 def test_main_processes_import_no_responder_or_bfd_sessions() -> None:
     """The responders and BFD run in the fast process: ``ironlb speaker`` and ``ironlb run`` name them only."""
     internals = ["ironlb.layer2.responder", "ironlb.layer2.fsm", "ironlb.bfd.service", "ironlb.bfd.fsm"]

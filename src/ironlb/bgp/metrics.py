@@ -13,11 +13,13 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 SESSION_UP = "metallb_bgp_session_up"
 UPDATES_TOTAL = "metallb_bgp_updates_total"
@@ -49,14 +51,13 @@ class SampleSource(Protocol):
     def metric_samples(self) -> Iterable[PeerSample]: ...
 
 
-class BGPMetrics(Collector):
+class BGPMetrics:
     """Collects from every registered source; sources are held weakly so a dropped speaker unregisters itself."""
 
-    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry | DefaultRegistry | None = DEFAULT_REGISTRY) -> None:
         self._lock = threading.Lock()
         self._sources: weakref.WeakSet[SampleSource] = weakref.WeakSet()
-        if registry is not None:
-            registry.register(self)
+        register(self, registry)
 
     def add_source(self, source: SampleSource) -> None:
         with self._lock:
@@ -81,12 +82,16 @@ class BGPMetrics(Collector):
         return out
 
     def describe(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         yield Metric(SESSION_UP, _HELP[SESSION_UP], "gauge")
         yield Metric(UPDATES_TOTAL.removesuffix("_total"), _HELP[UPDATES_TOTAL], "counter")
         yield Metric(ANNOUNCED, _HELP[ANNOUNCED], "gauge")
         yield Metric(PENDING, _HELP[PENDING], "gauge")
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import Metric
+
         samples = sorted(self.samples(), key=lambda s: s.peer)
         up = Metric(SESSION_UP, _HELP[SESSION_UP], "gauge")
         updates = Metric(UPDATES_TOTAL.removesuffix("_total"), _HELP[UPDATES_TOTAL], "counter")

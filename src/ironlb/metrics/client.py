@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ClientCounters:
     config_stale: bool = False
 
 
-class ClientCollector(Collector):
+class ClientCollector:
     """The client families, read at scrape time; ``requests`` adds ironlb's per-verb request counts."""
 
     def __init__(self, counters: ClientCounters, requests: Callable[[], Mapping[str, int]] | None = None) -> None:
@@ -35,6 +35,8 @@ class ClientCollector(Collector):
         return iter(())  # unchecked collector: nothing to describe up front
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         c = self.counters
         updates = CounterMetricFamily(
             "metallb_k8s_client_updates_total", "Number of k8s object updates that have been processed."

@@ -1,20 +1,25 @@
-"""Exporting a metric store of ironlb's own through a prometheus_client registry, imported only when one is.
+"""Exporting metric stores of ironlb's own through a prometheus_client registry, imported only when it is needed.
 
-The Layer 2 and BFD counters are kept by plain classes that the fast process fills without exporting them (it sends
-their changes to the main process, which exports them). Importing prometheus_client only here, at registration,
-keeps the package (its ``__init__`` brings the exposition: an HTTP server, ``urllib``, ``email``; ~35 ms of CPU)
-out of the fast process's start (issue 16, fast start).
+ironlb's counters and gauges are plain classes with ``describe``/``collect`` (:class:`Source`). Registered with a
+registry of the caller's (tests, the controller) they are registered at once. Registered with the global one
+(``DEFAULT_REGISTRY``) they wait until a metrics server asks for that registry (:func:`default_registry`, at its
+first scrape), which imports prometheus_client and registers them all, in order. prometheus_client's package
+``__init__`` brings its exposition (an HTTP server, ``urllib``, ``email``, ``wsgiref``: ~15-30 ms of CPU), so no
+process imports it on its way to its first announcement, and the fast process, which never exports, not at all
+(issue 16, fast start). A scrape sees exactly what it saw when each store registered itself at once.
 """
 
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
 
 
 class Source(Protocol):
@@ -30,14 +35,57 @@ class DefaultRegistry(enum.Enum):
 
 
 DEFAULT_REGISTRY: Final = DefaultRegistry.REGISTRY
-"""Register with ``prometheus_client.REGISTRY`` (a default argument cannot name it without importing it)."""
+"""prometheus_client's global ``REGISTRY``, named without importing it."""
+
+_lock = threading.Lock()
+_pending: list[Source] = []  # registered with DEFAULT_REGISTRY before default_registry() was called
+_flushed = False
+_exported: dict[tuple[int, int], Collector] = {}  # (id(source), id(registry)) -> what the registry holds
 
 
 def register(source: Source, registry: CollectorRegistry | DefaultRegistry | None) -> None:
-    """Register ``source`` with ``registry`` (``DEFAULT_REGISTRY``: the global one; ``None``: not at all)."""
+    """Register ``source`` with ``registry`` (``DEFAULT_REGISTRY``: the global one, when it is first asked for;
+    ``None``: not at all)."""
     if registry is None:
         return
+    if registry is DEFAULT_REGISTRY:
+        with _lock:
+            if not _flushed:
+                _pending.append(source)
+                return
+        registry = default_registry()
+    _register_now(source, registry)
+
+
+def unregister(source: Source, registry: CollectorRegistry | DefaultRegistry = DEFAULT_REGISTRY) -> None:
+    """Undo :func:`register` (a source never registered, or already unregistered, is left alone)."""
+    if registry is DEFAULT_REGISTRY:
+        with _lock:
+            if not _flushed:
+                if source in _pending:
+                    _pending.remove(source)
+                return
+        registry = default_registry()
+    exported = _exported.pop((id(source), id(registry)), None)
+    if exported is not None:
+        registry.unregister(exported)
+
+
+def default_registry() -> CollectorRegistry:
+    """prometheus_client's global registry, with every source registered with ``DEFAULT_REGISTRY`` so far."""
+    global _flushed
     from prometheus_client import REGISTRY
+
+    with _lock:
+        pending = list(_pending)
+        _pending.clear()
+        _flushed = True
+    for source in pending:
+        _register_now(source, REGISTRY)
+    return REGISTRY
+
+
+def _register_now(source: Source, registry: CollectorRegistry) -> None:
     from prometheus_client.registry import Collector
 
     class Exported(Collector):
@@ -47,4 +95,6 @@ def register(source: Source, registry: CollectorRegistry | DefaultRegistry | Non
         def collect(self) -> Iterable[Metric]:
             return source.collect()
 
-    (REGISTRY if registry is DEFAULT_REGISTRY else registry).register(Exported())
+    exported = Exported()
+    registry.register(exported)
+    _exported[(id(source), id(registry))] = exported

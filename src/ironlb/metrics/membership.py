@@ -11,21 +11,21 @@ a fast process, the loop-lag family is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING
 
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.histogram import Histogram
 from ironlb.membership import MembershipService
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 __all__ = ["FastPathCollector", "fastpath_families", "membership_families"]
 
 AnyMembership = MembershipService | RemoteMembership
 
 
-class FastPathCollector(Collector):
+class FastPathCollector:
     """The membership's families and the fast process's; ``membership`` and ``fastproc`` return the running ones
     (or None)."""
 
@@ -59,12 +59,16 @@ def _rejections(service: AnyMembership) -> dict[str, int]:
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+    from prometheus_client.metrics_core import HistogramMetricFamily
+
     return HistogramMetricFamily(name, doc, buckets=hist.cumulative(), sum_value=hist.sum)
 
 
 def membership_families(service: AnyMembership) -> list[Metric]:
     """``ironlb_membership_*``: members known, alive, quorum, datagrams dropped by reason, local stalls, detection
     times."""
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
     view = service.view
     members = GaugeMetricFamily("ironlb_membership_members", "Speakers in this speaker's member list (itself too).")
     members.add_metric([], len(view.members) + 1)  # the view lists the peers only

@@ -23,12 +23,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from prometheus_client import REGISTRY, CollectorRegistry
+from typing import TYPE_CHECKING
 
 from ironlb.kube.client import KubeClient, KubeError
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry
 from ironlb.metrics.server import HealthServer
 from ironlb.webhooks.certs import CertError, openssl
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ async def metrics_servers(
     *,
     ready: Callable[[], bool],
     secure: SecureOptions | None,
-    registry: CollectorRegistry = REGISTRY,
+    registry: CollectorRegistry | DefaultRegistry = DEFAULT_REGISTRY,
 ) -> list[HealthServer]:
     """The metrics port (HTTPS with authn/authz when ``secure``) and the plain probe port (a port 0 is left out).
 

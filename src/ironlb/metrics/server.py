@@ -15,9 +15,12 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, default_registry
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ class HealthServer:
         host: str,
         port: int,
         *,
-        registry: CollectorRegistry = REGISTRY,
+        registry: CollectorRegistry | DefaultRegistry = DEFAULT_REGISTRY,
         ready: Callable[[], bool] = lambda: True,
         ssl_context: ssl.SSLContext | None = None,
         authorize: Authorizer | None = None,
@@ -88,7 +91,10 @@ class HealthServer:
                 status = await self._authorize(bearer_token(authorization))
                 if status != 200:
                     return status, "text/plain", REASONS.get(status, "error").lower().encode() + b"\n"
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+            registry = default_registry() if self._registry is DEFAULT_REGISTRY else self._registry
+            return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
         if path in ("/healthz", "/livez"):
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":

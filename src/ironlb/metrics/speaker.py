@@ -9,14 +9,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
-
 from ironlb.bfd.metrics import BFDMetrics
 from ironlb.bgp.metrics import BGPMetrics
 from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
 Key = tuple[str, str, str, str]  # service ("ns/name"), protocol, node, ip
@@ -68,16 +67,18 @@ class SpeakerMetrics:
     bfd: BFDMetrics
 
     @classmethod
-    def on(cls, registry: CollectorRegistry | None) -> SpeakerMetrics:
+    def on(cls, registry: CollectorRegistry | DefaultRegistry | None) -> SpeakerMetrics:
         """New collectors registered on ``registry`` (None: kept but not exported, for tests)."""
         return cls(AnnouncedMetric(registry), Layer2Metrics(registry), BGPMetrics(registry), BFDMetrics(registry))
 
 
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, SpeakerMetrics] = weakref.WeakKeyDictionary()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry | DefaultRegistry, SpeakerMetrics] = (
+    weakref.WeakKeyDictionary()
+)
 _lock = threading.Lock()
 
 
-def speaker_metrics(registry: CollectorRegistry = REGISTRY) -> SpeakerMetrics:
+def speaker_metrics(registry: CollectorRegistry | DefaultRegistry = DEFAULT_REGISTRY) -> SpeakerMetrics:
     """The speaker metrics of ``registry``, created on first use: a registry refuses a name twice, and a process
     (or a test) may start several announcers that must all count into the one set it serves."""
     with _lock:

@@ -6,13 +6,12 @@ import logging
 import os
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY
-
 from ironlb.fastproc.spawn import Spawned
 from ironlb.kube.client import in_cluster_namespace
 from ironlb.kube.events import EventRecorder
 from ironlb.kube.process import connect, run_until_stopped
 from ironlb.metrics.client import ClientCounters
+from ironlb.metrics.export import DEFAULT_REGISTRY, register, unregister
 from ironlb.metrics.secure import SecureOptions, metrics_servers
 
 from .metrics import SpeakerCollector
@@ -61,7 +60,7 @@ async def run(options: RunOptions, fastproc_spawned: Spawned | None = None) -> i
         fastproc_spawned=fastproc_spawned,
     )
     collector = SpeakerCollector(counters, lambda: client.stats, lambda: speaker.membership, lambda: speaker.fastproc)
-    REGISTRY.register(collector)
+    register(collector, DEFAULT_REGISTRY)
     try:
         servers = await metrics_servers(
             client, (options.metrics_host, options.port), ("127.0.0.1", options.health_probe_port),
@@ -69,13 +68,13 @@ async def run(options: RunOptions, fastproc_spawned: Spawned | None = None) -> i
         )  # fmt: skip
     except ValueError as err:
         log.error("cannot serve metrics: %s", err)
-        REGISTRY.unregister(collector)
+        unregister(collector)
         await client.close()
         return 2
     try:
         return await run_until_stopped("speaker", client, servers, speaker.run, close=speaker.close)
     finally:
-        REGISTRY.unregister(collector)
+        unregister(collector)
 
 
 def env_namespace() -> str:

@@ -7,13 +7,15 @@ absent.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-
-from prometheus_client.metrics_core import Metric
+from typing import TYPE_CHECKING
 
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.membership import MembershipService
 from ironlb.metrics.client import ClientCollector, ClientCounters
 from ironlb.metrics.membership import FastPathCollector, membership_families
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 
 class SpeakerCollector(ClientCollector):

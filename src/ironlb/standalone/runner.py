@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY
-
 from ironlb.announce.build import build_announcer
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.config import ConfigError, Resources, load_texts
@@ -43,6 +41,7 @@ from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
 from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import member_list_key
+from ironlb.metrics.export import DEFAULT_REGISTRY, register, unregister
 from ironlb.metrics.membership import FastPathCollector
 from ironlb.metrics.server import HealthServer
 from ironlb.plan import Snapshot, snapshot_from, with_objects
@@ -200,7 +199,7 @@ class Runner:
             else:
                 # The membership and fast-path families, read at scrape time from whichever membership runs.
                 self._collector = FastPathCollector(lambda: self.membership, lambda: self.fastproc)
-                REGISTRY.register(self._collector)
+                register(self._collector, DEFAULT_REGISTRY)
         if len(self.member_names) > 1:
             secret = opts.secret
             if secret is None:
@@ -256,7 +255,7 @@ class Runner:
         if self.http is not None:
             await self.http.close()
         if self._collector is not None:
-            REGISTRY.unregister(self._collector)
+            unregister(self._collector)
             self._collector = None
         if self.decision is not None:
             self._write_status(self.decision, {}, stopped=True)
