@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--log-level", default="info", help="the nodes' (debug: each recompute's time)")
     args = parser.parse_args(argv)
     if not 1 <= args.services <= POOL.num_addresses - 2:
         parser.error(f"--services must be 1..{POOL.num_addresses - 2}")
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     with cluster_run(f"ilbis{os.getpid() % 100000}", tail_nodes=3) as run:
         lan = build_lan(run.lab, nodes=args.nodes)
-        run.cluster = cluster = StandaloneCluster(lan, run.workdir)
+        run.cluster = cluster = StandaloneCluster(lan, run.workdir, log_level=args.log_level)
         config, services = manifests(args.services)
         cluster.write_manifest("config.yaml", config)
         cluster.write_manifest("services.yaml", services)
@@ -161,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"ms after the kill: p50 {percentile(answers, 50):.0f}, p99 {percentile(answers, 99):.0f}, "
               f"max {answers[-1]:.0f} ({wrong} from the dead node's MAC)")  # fmt: skip
         watcher.join(timeout=130)
+        for node in survivors:  # what each survivor logged about the death: when, and its recomputes' times
+            lines = cluster.log(node).splitlines()
+            tail = [line for line in lines if "members alive" in line or "recomputed in" in line][-4:]
+            print(f"  {node}: " + " | ".join(tail))
         print("every IP listed by the survivors' status files "
               + (f"{listed[0]:.0f} ms after the kill" if listed else "NOT within 120 s"))  # fmt: skip
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
