@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -464,7 +464,9 @@ class Speaker:
             self.membership = remote
             await remote.start()
             return
-        self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
+        # Standing in for a restarting member is the fast process's work: this thread-mode membership refuses
+        # holds (a hold LEAVE is then a plain LEAVE), so it never keeps a member nobody probes.
+        self._core = Membership(self.node, secret, {self.node: own}, replace(opts.membership, hold_max=0.0))
         self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))
         await self.fastpath.call(self.membership.start())
 

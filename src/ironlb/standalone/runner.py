@@ -25,7 +25,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,7 +215,9 @@ class Runner:
                 )  # fmt: skip
                 await self.membership.start()
             else:
-                self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
+                # No stand-ins in thread mode (the fast process's work): refuse holds, a hold LEAVE is a plain LEAVE.
+                config = replace(opts.membership, hold_max=0.0)
+                self._core = Membership(opts.node, secret, dict(opts.members), config)
                 self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
                 await self.fastpath.call(self.membership.start())
         watcher = loop.create_task(self._watch_bgp_states())
