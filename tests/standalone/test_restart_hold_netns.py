@@ -92,6 +92,8 @@ def test_a_restart_keeps_the_ip_on_the_node_and_the_stand_in_answers_with_its_ma
         others = [e["t"] for e in arp_about_vip(events, t_term) if e["mac"] != owner_mac]
         assert not others or min(others) - t_term > HOLD - 0.5, (owner_mac, t_term, arp_about_vip(events, t_term))
         assert any(e["t"] > t_back for e in arp_about_vip(events, t_term))
+        # No gratuitous ARP at all while the owner was away (a stand-in only answers, to the asker).
+        assert [e for e in arp_about_vip(events, t_term) if e["t"] < t_back and e.get("tip") == VIP] == []
         if not others:
             assert "reason='returned'" in c.log(successor), c.log(successor)
     finally:

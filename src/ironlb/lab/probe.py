@@ -88,7 +88,7 @@ async def _probe(ip: str, port: int, interval: float, timeout: float, iface: str
                 return
             parsed = parse_arp(frame)
             if parsed and parsed[2] == ip:
-                emit({"ev": "arp", "t": time.monotonic(), "op": parsed[0], "mac": parsed[1]})
+                emit({"ev": "arp", "t": time.monotonic(), "op": parsed[0], "mac": parsed[1], "tip": parsed[3]})
 
     loop.add_reader(sock.fileno(), on_arp)
     tasks: set[asyncio.Task[None]] = set()
