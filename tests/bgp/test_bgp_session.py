@@ -154,6 +154,33 @@ async def test_a_stable_session_that_drops_is_redialled_at_once_a_flapping_one_a
         await peer.stop()
 
 
+@virtual_clock
+async def test_a_session_we_drop_because_bfd_went_down_waits_the_backoff_even_when_it_was_stable() -> None:
+    """BFD declared the path dead: redialling at once would bring the routes back through it for a moment."""
+    peer = FakePeer()
+    port = await peer.start()
+    loop = asyncio.get_running_loop()
+    s = BGPSession(speaker(port))
+    s.start()
+    try:
+        await s.wait_established(5)
+        await asyncio.sleep(STABLE_SESSION + 1)
+        dropped = loop.time()
+        s.drop_connection("BFD down: test")
+        await until(lambda: len(peer.connections) == 2 and s.is_established)
+        assert loop.time() - dropped >= 0.5, loop.time() - dropped
+        await asyncio.sleep(STABLE_SESSION + 1)
+        first = peer.connections[1].transport
+        assert first is not None
+        dropped = loop.time()
+        first.abort()  # the peer's own drop after that: at once again
+        await until(lambda: len(peer.connections) == 3 and s.is_established)
+        assert loop.time() - dropped < 0.5, loop.time() - dropped
+    finally:
+        await s.close()
+        await peer.stop()
+
+
 def test_md5sig_struct_layout() -> None:
     raw = tcp_md5sig(IPv4Address("192.0.2.1"), b"secret")
     assert len(raw) == 216

@@ -170,6 +170,7 @@ class _Link:
         self.task: asyncio.Task[None] | None = None
         self.established = False
         self.established_at = 0.0
+        self.dropped = False  # cut by drop_connection: the path was declared dead, so no redial at once
         """Loop time of this connection's Established."""
         self.shutting = False
         self.held: list[Event] = []
@@ -446,10 +447,13 @@ class BGPSession:
         """Abort the current TCP connection without a NOTIFICATION (e.g. BFD saw the path die); it redials.
 
         Nothing is sent because the peer is presumed unreachable; the supervisor sees the connection lost and
-        goes through its usual backoff. A no-op while not connected.
+        goes through its backoff, even after a stable session: redialling at once through a path BFD has just
+        declared dead would bring the routes back for nothing. The peer may still connect to us at any time.
+        A no-op while not connected.
         """
         for link in (self._candidate, self._link):
             if link is not None and link.abort():
+                link.dropped = True
                 log.info("BGP session %s: dropping connection: %s", link.label, reason)
 
     async def close(
@@ -517,7 +521,11 @@ class BGPSession:
                 attempt += 1
             else:  # a session that was up: redial at once (the peer restarted, we were frozen past the hold time)
                 up_for = asyncio.get_running_loop().time() - link.established_at
-                attempt = 0 if up_for >= STABLE_SESSION else 1
+                stable = up_for >= STABLE_SESSION
+                # One we cut (BFD down) waits the backoff, growing while it keeps failing; one the peer or the
+                # network cut is redialled at once when it had been up long enough.
+                flapped = attempt + 1 if link.dropped else 1
+                attempt = (1 if link.dropped else 0) if stable else flapped
 
     async def _drive(self, link: _Link, sock: socket.socket) -> None:
         try:
