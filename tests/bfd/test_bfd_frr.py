@@ -24,6 +24,10 @@ NODE6, RTR6 = "fd00:97::1", "fd00:97::2"
 HERE = Path(__file__).resolve().parent
 PROFILE = {"name": "fast", "receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}
 
+DETECTED = 20.0
+"""Seconds within which a BFD detection (900 ms here) must show: far below the 90 s hold timer and any timer of
+minutes it stands in for, and wide enough for a loaded machine. The detection times are bench/bfd_failover.py's."""
+
 
 class BFDProc(JsonLinesChild):
     """tests/bfd/bfd_proc.py in a namespace; JSON lines both ways."""
@@ -92,9 +96,9 @@ def test_up_then_silent_death_both_ways(topo: tuple[NetnsLab, str, str, FRRInsta
     # 1. We fall silent (nftables drop in our namespace): FRR must declare us down within ~1 s.
     nft_drop_bfd(lab, node)
     t0 = time.monotonic()
-    wait_until(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down", retry=STARTING, interval=0.02)
+    wait_until(lambda: frr.bfd_status(NODE) == "down", DETECTED, "FRR declares us down", retry=STARTING, interval=0.02)
     frr_detect = time.monotonic() - t0
-    assert frr_detect < 3.0, frr_detect  # BFD, not a timer of minutes; the figure is bench/bfd_failover.py
+    assert frr_detect < DETECTED, frr_detect  # BFD, not a timer of minutes; the figure is bench/bfd_failover.py
     nft_clear(lab, node)
     both_up(frr, ours, NODE)
     time.sleep(0.5)
@@ -102,9 +106,9 @@ def test_up_then_silent_death_both_ways(topo: tuple[NetnsLab, str, str, FRRInsta
     # 2. FRR falls silent: our session goes Down within the detection time and the callback fires.
     nft_drop_bfd(lab, rtr)
     t1 = time.monotonic()
-    down = ours.wait_for("bfd", False, 3.0)
+    down = ours.wait_for("bfd", False, DETECTED)
     our_detect = down["t"] - t1
-    assert our_detect < 3.0, our_detect  # 3 x 300 ms after the last packet received, plus a loaded machine
+    assert our_detect < DETECTED, our_detect  # 3 x 300 ms after the last packet received, plus a loaded machine
     info = ours.info()
     assert info["state"] in ("DOWN", "INIT") and info["local_diag"] == 1
     nft_clear(lab, rtr)
@@ -121,8 +125,8 @@ def test_killed_process_detected_by_frr(topo: tuple[NetnsLab, str, str, FRRInsta
     time.sleep(0.5)
     ours.proc.send_signal(signal.SIGKILL)
     t0 = time.monotonic()
-    wait_until(lambda: frr.bfd_status(NODE) == "down", 3.0, "FRR declares us down", retry=STARTING, interval=0.02)
-    assert time.monotonic() - t0 < 3.0
+    wait_until(lambda: frr.bfd_status(NODE) == "down", DETECTED, "FRR declares us down", retry=STARTING, interval=0.02)
+    assert time.monotonic() - t0 < DETECTED
     entry = frr.bfd_peer(NODE)
     assert entry is not None and entry["diagnostic"] == "control detection time expired"
 
@@ -199,9 +203,9 @@ def test_bfd_down_takes_bgp_down_both_ways(bgp_topo: tuple[NetnsLab, str, str, F
     mark = len(ours.lines)
     nft_drop_bfd(lab, node)
     t0 = time.monotonic()
-    wait_until(lambda: not kernel_route(lab, rtr, PREFIX), 3.0, "route withdrawn at the router", retry=STARTING, interval=0.01)
+    wait_until(lambda: not kernel_route(lab, rtr, PREFIX), DETECTED, "route withdrawn at the router", retry=STARTING, interval=0.01)
     withdrawn = time.monotonic() - t0
-    assert withdrawn < 3.0, withdrawn  # BFD, not the 90 s hold timer
+    assert withdrawn < DETECTED, withdrawn  # BFD, not the 90 s hold timer
     # FRR tears its BGP session down itself (Cease/BFD Down, over the TCP that still works). Its bfdd then
     # recreates its session (a Down with diag 3), which we do not report as a failure unless it stays down.
     ours.seen("bgp", "down", 5.0, since=mark)
@@ -215,8 +219,8 @@ def test_bfd_down_takes_bgp_down_both_ways(bgp_topo: tuple[NetnsLab, str, str, F
     n_lines = len(ours.lines)
     nft_drop_bfd(lab, rtr)
     t1 = time.monotonic()
-    down = ours.wait_for("bgp", "down", 3.0)
-    assert down["t"] - t1 < 3.0, down  # BFD, not the 90 s hold timer
+    down = ours.wait_for("bgp", "down", DETECTED)
+    assert down["t"] - t1 < DETECTED, down  # BFD, not the 90 s hold timer
     bfd_down = [m for m in ours.lines[n_lines:] if m.get("bfd") is False]
     assert bfd_down and bfd_down[0]["t"] <= down["t"]
     print(
