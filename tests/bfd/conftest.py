@@ -7,17 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from ironlb.lab.netns import NetnsLab, netns_available
+from ironlb.lab.netns import NetnsLab
 from tests.support.bfd_frr import frr_bfd_missing
+from tests.support.netns import fresh_lab
 
 
 @pytest.fixture
 def bfd_lab() -> Iterator[NetnsLab]:
-    reason = netns_available() or frr_bfd_missing()
-    if reason:
-        pytest.skip(reason)
-    lab = NetnsLab(f"bfd{secrets.token_hex(2)}")
-    try:
+    with fresh_lab(frr_bfd_missing(), prefix=f"bfd{secrets.token_hex(2)}") as lab:
         yield lab
-    finally:
-        lab.cleanup()

@@ -15,7 +15,7 @@ import pytest
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.frr import frr_missing as lab_frr_missing
 from tests.support.jsonlines import JsonLinesChild
-from tests.support.netns import NetnsLab, netns_available
+from tests.support.netns import NetnsLab, fresh_lab
 
 FRR_DIR = Path("/usr/lib/frr")
 HERE = Path(__file__).resolve().parent
@@ -46,11 +46,5 @@ class Speaker(JsonLinesChild):
 
 @pytest.fixture
 def netns_lab() -> Iterator[NetnsLab]:
-    reason = netns_available() or frr_missing()
-    if reason:
-        pytest.skip(reason)
-    lab = NetnsLab()
-    try:
+    with fresh_lab(frr_missing()) as lab:
         yield lab
-    finally:
-        lab.cleanup()

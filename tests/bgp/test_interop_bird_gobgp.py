@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.bgp_interop import ROUTER4, BgpLan, bird_bgp_conf, bird_lan, doc, missing, peer_yaml, service_yaml
-from tests.support.netns import NetnsLab, netns_available
+from tests.support.netns import NetnsLab, fresh_lab, netns_available
 from tests.support.objects import BGP_POOL, bgp_advertisement_yaml, documents
 from tests.support.waits import STARTING, wait_until
 
@@ -29,19 +29,15 @@ CONFIG = (
 
 @pytest.fixture
 def one_node(tmp_path: Path) -> Iterator[BgpLan]:
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
-    lab = NetnsLab()
-    lan = BgpLan(lab, tmp_path, nodes=1)
-    try:
-        yield lan
-    except Exception:
-        print(lan.logs())
-        raise
-    finally:
-        lan.stop_all()
-        lab.cleanup()
+    with fresh_lab() as lab:
+        lan = BgpLan(lab, tmp_path, nodes=1)
+        try:
+            yield lan
+        except Exception:
+            print(lan.logs())
+            raise
+        finally:
+            lan.stop_all()
 
 
 def with_prefix(view: Any, prefix: str = "10.50.0.10/32") -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from ironlb.lab.lan import Lan, build_lan
-from ironlb.lab.netns import NetnsLab, netns_available
+from tests.support.netns import fresh_lab
 from tests.support.standalone import NODES, SEED, SERVICE, VIP, Cluster
 
 __all__ = ["NODES", "SEED", "SERVICE", "VIP", "Cluster", "lan"]
@@ -17,11 +17,5 @@ __all__ = ["NODES", "SEED", "SERVICE", "VIP", "Cluster", "lan"]
 
 @pytest.fixture
 def lan() -> Iterator[Lan]:
-    reason = netns_available()
-    if reason or shutil.which("arping") is None:
-        pytest.skip(reason or "needs arping")
-    lab = NetnsLab()
-    try:
+    with fresh_lab(None if shutil.which("arping") else "needs arping") as lab:
         yield build_lan(lab)
-    finally:
-        lab.cleanup()
