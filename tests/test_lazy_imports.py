@@ -22,6 +22,8 @@ def _not_imported(command: str, modules: list[str]) -> list[str]:
 
 def test_fast_process_imports_no_configuration_models() -> None:
     assert _not_imported("fast", ["pydantic", "yaml", "ironlb.config.models"]) == []
+    # BFD profiles only (ironlb.config.bfdprofile): not the other types and the label selectors behind them
+    assert _not_imported("fast", ["ironlb.config.types", "ironlb.cluster.labels"]) == []
 
 
 def test_fast_process_imports_no_client_or_exposition_stack() -> None:

@@ -73,7 +73,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ironlb.config.types import BFDProfile
+from ironlb.config.bfdprofile import BFDProfile
 
 from .wire import (
     MAX_SHA1_KEY_LEN,

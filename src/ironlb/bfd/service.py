@@ -78,7 +78,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from ironlb.config.types import BFDProfile
+from ironlb.config.bfdprofile import BFDProfile
 
 from .echo import EchoLink, Neighbour, ipv4_forwarding, lookup_neighbour, source_address
 from .fsm import BFDAuth, BFDStateMachine, Event, SessionConfig, SessionCounters, SessionDown, SessionUp

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
-from ironlb.config.types import BFDProfile
+from ironlb.config.bfdprofile import BFDProfile
 
 from .fsm import BFDConfigError
 from .service import BFDManager, BFDPeerHandle

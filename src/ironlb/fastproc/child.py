@@ -31,7 +31,7 @@ from typing import Any
 from ironlb.bfd.metrics import BFDMetrics
 from ironlb.bfd.service import BFDManager
 from ironlb.bfd.speaker import SpeakerBFD, SpeakerBFDHandle
-from ironlb.config.types import BFDProfile
+from ironlb.config.bfdprofile import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
 from ironlb.fastproc.realtime import go_realtime
