@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from ironlb.layer2.responder import Kind
 from ironlb.layer2.standin import HeldLink
@@ -17,7 +17,15 @@ from ironlb.layer2.wire.arp import (
     parse_arp,
 )
 from ironlb.layer2.wire.ethernet import mac_from_str
-from tests.layer2.test_responder_unit import CLIENT, MAC0, running_harness
+from ironlb.layer2.wire.ndp import (
+    NeighborAdvertisement,
+    NeighborSolicitation,
+    build_ndp,
+    build_solicitation,
+    parse_ndp,
+    solicited_node_address,
+)
+from tests.layer2.test_responder_unit import CLIENT, LL, MAC0, running_harness
 from tests.support.clock import virtual_clock
 
 HELD_MAC = mac_from_str("02:00:00:00:00:0d")
@@ -70,3 +78,24 @@ async def test_answers_with_the_held_mac_only_where_it_answers_and_reports_it_wh
                 assert gone == ["node3"]
                 await asyncio.sleep(0.5)
                 assert gone == ["node3"]
+
+
+@virtual_clock
+async def test_ipv6_stand_in_answers_a_solicitation_with_the_held_mac() -> None:
+    vip6 = IPv6Address("fd00:99::240")
+    held_ll = IPv6Address("fe80::d")
+    held6 = HeldLink(HELD_MAC, held_ll)
+    async with running_harness() as h:
+        eth0 = h.link("eth0")
+        h.responder.stand_in("node3", [held6], [vip6], dead_after=0.35)
+        probes = [parse_ndp(f) for k, f in eth0.sent if k is Kind.NDP]
+        assert probes and isinstance(probes[-1], NeighborSolicitation) and probes[-1].target == held6.address
+        assert solicited_node_address(vip6) in eth0.groups  # it hears the clients' solicitations
+        answer = NeighborAdvertisement(MAC0, HELD_MAC, held_ll, LL, held_ll, HELD_MAC, solicited=True)
+        eth0.deliver(Kind.NDP, build_ndp(answer))
+        eth0.sent.clear()
+        eth0.deliver(Kind.NDP, build_solicitation(CLIENT, IPv6Address("fd00:99::1"), vip6))
+        (reply,) = [parse_ndp(f) for k, f in eth0.sent if k is Kind.NDP]
+        assert isinstance(reply, NeighborAdvertisement)
+        assert reply.target == vip6 and reply.target_lladdr == HELD_MAC and reply.eth_src == MAC0
+        assert not reply.override  # an answer, not a takeover

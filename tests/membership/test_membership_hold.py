@@ -76,6 +76,18 @@ def test_a_held_member_stays_alive_and_each_stand_in_gets_its_share() -> None:
         assert core.next_deadline() > sim.now  # the held member's silence is no deadline: no busy loop
 
 
+def test_a_replayed_hold_changes_nothing() -> None:
+    sim = converged(["a", "b", "c"])
+    held_leave(sim, "c", offer(a=[X]))
+    sim.run(0.2)
+    leaves = [s for s in sim.log if s.src == "c" and s.dest == "a" and decode(s.data, [SECRET]).type is MsgType.LEAVE]
+    before, held = sim.nodes["a"].rejected.copy(), sim.nodes["a"].held()["c"]
+    for sent in leaves:
+        assert sim.deliver("a", sent.data) == []
+    assert sim.nodes["a"].rejected - before == {"replay": len(leaves)}
+    assert sim.nodes["a"].held()["c"] is held and held.ips == {X}
+
+
 def test_the_hold_ends_when_the_member_returns() -> None:
     sim = converged(["a", "b", "c"])
     held_leave(sim, "c", offer(a=[X]))
@@ -198,3 +210,17 @@ def test_the_hold_reaches_non_neighbours_in_a_large_cluster() -> None:
     assert far and all(leaving in sim.nodes[n].held() for n in far)  # by the notice path
     sim.run(2.5)  # past H = 5 s
     assert all(leaving not in sim.nodes[n].alive() for n in names if n != leaving)
+
+
+def test_an_even_split_around_a_held_member_gives_nobody_the_quorum() -> None:
+    """5 members, one held, the other four split 2/2: were the held one counted, each side would see 3 of 5 alive
+    and both would announce (split brain). It is not: each side has 2 live members of 5 and withdraws."""
+    sim = converged(["a", "b", "c", "d", "e"])
+    held_leave(sim, "e", offer(a=[X], c=[Y]))
+    sim.run(0.3)
+    assert all(sim.nodes[n].has_quorum() for n in "abcd")  # 4 live of 5
+    sim.partition(["a", "b"], ["c", "d"])
+    sim.run(1.0)
+    for n in "abcd":
+        assert "e" in sim.nodes[n].alive() and len(sim.nodes[n].alive()) == 3, n
+        assert not sim.nodes[n].has_quorum(), n
