@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--base", metavar="DIR", help="also run the checkout DIR's speaker (its src/), interleaved")
+    parser.add_argument("--pause", type=float, default=3.0,
+                        help="seconds between runs: the apiserver finishes the last speaker's status writes")
     parser.add_argument("--profile", metavar="FILE", help="first, one run under cProfile, its profile written to FILE")
     args = parser.parse_args(argv)
     bin_dir = find_binaries()
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             rows: dict[str, list[dict[str, tuple[float, float]]]] = {tag: [] for tag in sources}
             for i in range(args.runs):
                 for tag, src in sources.items():
+                    time.sleep(args.pause)
                     row = one_run(cp, src)
                     rows[tag].append(row)
                     print(f"  {i + 1}{tag}: " + ", ".join(f"{k} {w * 1000:.0f} ms ({c * 1000:.0f} ms CPU)"
