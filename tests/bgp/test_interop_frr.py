@@ -280,9 +280,11 @@ def test_hold_timer_expiry_when_the_router_goes_silent(bgp_lan: tuple[BgpLan, FR
     lan.lab.run(node.ns, ["nft", "add", "chain", "inet", "ilbtest", "in", "{ type filter hook input priority 0 ; }"])
     lan.lab.run(node.ns, ["nft", "add", "rule", "inet", "ilbtest", "in", "ip", "saddr", ROUTER4, "drop"])
     t0 = time.monotonic()
-    wait_until(lambda: node.peer_state("r") not in (None, "Established"), 8, "hold timer expiry", retry=STARTING, interval=0.05)
+    wait_until(lambda: node.peer_state("r") not in (None, "Established"), 20, "hold timer expiry", retry=STARTING, interval=0.05)
     took = time.monotonic() - t0
-    assert 2.0 <= took <= 4.5, took
+    # Not before the 3 s hold time allows (the last keepalive came at most 1 s before the drop); the upper bound
+    # only says "this hold timer, not the 90 s default", wide enough for a loaded machine.
+    assert 2.0 <= took <= 20.0, took
     assert "hold timer expired" in node.log().lower()
     # The path comes back: the session is re-established by itself.
     lan.lab.run(node.ns, ["nft", "delete", "table", "inet", "ilbtest"])
