@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from ironlb.cluster.objects import EXCLUDE_LB_LABEL, Endpoint, EndpointSlice, No
 from ironlb.config.types import Config
 from ironlb.decide import (
     Announcement,
+    ClusterDecision,
     Context,
     NodeDecider,
     NodeDecision,
@@ -291,3 +293,54 @@ def test_after_deaths_the_urgent_services_alone_give_the_final_announcement(seed
     )
     assert {k: d.node for k, d in partial.layer2.items()} == {k: d.node for k, d in full.layer2.items()}
     assert decider.decision() == full
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_membership_change_from_the_previous_cluster_decision_equals_the_full_one(seed: int) -> None:
+    """``ClusterDecision.with_live`` (``ironlb run``'s reaction to MemberDown / MemberUp / LEAVE: elect again only
+    where the change can matter, each speaker's decider re-deciding only those Services) equals a new
+    ClusterDecision with the same live speakers: the elections, every speaker's decision, the plan's reasons;
+    whichever speakers were asked in between (the others catch up when asked)."""
+    rng = random.Random(seed)
+    config = CONFIGS[rng.randrange(len(CONFIGS))]
+    nodes = _nodes(rng)
+    raw = {}
+    for i in range(16):
+        svc, slices = _service(rng)
+        name = f"s{i}"
+        svc = replace(svc, name=name)
+        raw[svc.key] = ServiceInput(
+            svc, pool_for(config, svc.ingress), tuple(replace(s, service_name=name) for s in slices)
+        )
+    speakers = [*NAMES, "n5"]  # n5: a member without a Node object
+    exclude = rng.random() < 0.3
+
+    def full(live: Collection[str], without_l2: Collection[str]) -> ClusterDecision:
+        return ClusterDecision(config, nodes, raw, live=live, speakers=speakers, without_l2=without_l2,
+                               ignore_exclude_lb=exclude)  # fmt: skip
+
+    live: frozenset[str] = frozenset(n for n in speakers if rng.random() < 0.7)
+    cluster = full(live, ())
+    for _ in range(12):
+        roll = rng.random()
+        if roll < 0.4 and live:  # a death (MemberDown, LEAVE)
+            live = live - {rng.choice(sorted(live))}
+        elif roll < 0.7:  # a member comes back
+            live = live | {rng.choice(speakers)}
+        elif roll < 0.8:
+            live = live - set(rng.sample(sorted(live), min(len(live), 2)))
+        else:
+            live = frozenset(n for n in speakers if rng.random() < 0.6)
+        without_l2 = tuple(n for n in speakers if rng.random() < 0.15)
+        cluster = cluster.with_live(sorted(live), without_l2=without_l2)
+        reference = full(sorted(live), without_l2)
+        assert cluster.layer2 == reference.layer2
+        asked = rng.sample(speakers, rng.randint(0, len(speakers)))
+        for name in asked:
+            assert cluster.node(name) == reference.node(name)
+        if rng.random() < 0.3:
+            assert cluster.nodes() == reference.nodes()
+            assert cluster.with_reasons() == reference.with_reasons()
+            assert {k: d.nodes for k, d in cluster.with_reasons().items()} == {
+                k: d.nodes for k, d in reference.with_reasons().items()
+            }

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from ipaddress import ip_address
+from itertools import islice
 
 from ironlb.bgp.attributes import Attributes
 from ironlb.bgp.planner import (
@@ -35,7 +36,7 @@ from ironlb.bgp.wire import Network
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED
 from ironlb.config.types import BFDProfile, Config, Peer, Pool
-from ironlb.layer2.election import L2Decision, elect, slices_of, with_node_reasons
+from ironlb.layer2.election import L2Decision, elect, elect_without, slices_of, with_node_reasons
 
 LAYER2 = "layer2"
 BGP = "bgp"
@@ -260,6 +261,12 @@ def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = Non
     return ServiceDecision(l2, svc.ingress, interfaces, failed, reason, ads)
 
 
+def same_winner(a: L2Decision, b: L2Decision) -> bool:
+    """Whether :func:`decide_service` gives the same result for both elections (other inputs equal): only the
+    winner and its interfaces count, not the candidates after it."""
+    return a.node == b.node and a.interfaces == b.interfaces
+
+
 def _merge_interfaces(contributions: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
     """The interfaces one IP is answered on when several Services share it: all if one says all, else the union."""
     union: set[str] = set()
@@ -287,6 +294,7 @@ class NodeDecider:
         self._given_l2: dict[str, L2Decision] = {}
         self._decided: dict[str, ServiceDecision] = {}
         self._stale: dict[str, None] = {}  # an ordered set
+        self._l2_only: set[str] = set()  # stale Services whose only change is their given election
         self.urgent = 0  # Services at the head of _stale to decide before a partial decision (see set_context)
         self._layer2: dict[str, L2Decision] = {}
         self._l2_status: dict[str, tuple[str, ...]] = {}
@@ -312,11 +320,17 @@ class NodeDecider:
         (:attr:`urgent` of them): every other winner is still alive and still wins (the election is per IP and
         deterministic), so once those are decided, :meth:`decision` with ``complete=False`` already announces
         what the full pass will, and the failover need not wait for the other Services' new candidate lists.
+        When only the live speakers changed and every Service's election is given (:class:`ClusterDecision`),
+        nothing here depends on them: nothing is stale (the caller puts the elections that changed).
         """
         if ctx == self.ctx:
             self.ctx = ctx  # an equal one: keep its cached properties' source current
             return False
         old = self.ctx
+        if replace(old, live=ctx.live) == ctx and self._given_l2.keys() >= self._inputs.keys():
+            self.ctx = ctx
+            self.urgent = 0
+            return False
         urgent: list[str] = []
         if old.live is not None and ctx.live is not None and ctx.live < old.live and replace(old, live=ctx.live) == ctx:
             dead = old.live - ctx.live
@@ -331,18 +345,31 @@ class NodeDecider:
             self._prefix_dirty.update(self._by_prefix)
             self._status_dirty.update(self._by_service)
         self._stale.update(dict.fromkeys(self._inputs))  # keeping the removals not yet folded in
+        self._l2_only.clear()
         if urgent:
             self._stale = {**dict.fromkeys(urgent), **self._stale}
         return True
 
     def put(self, key: str, item: ServiceInput, l2: L2Decision | None = None) -> None:
-        """A Service's inputs (``l2``: its election when already computed); it is decided at the next step."""
+        """A Service's inputs (``l2``: its election when already computed); it is decided at the next step.
+
+        The same ``item`` (the very object) with only another given election is decided cheaply when the winner
+        and its interfaces stand (only the candidates changed, as when a losing candidate dies).
+        """
+        l2_only = (
+            l2 is not None and self._inputs.get(key) is item and key in self._given_l2
+            and (key not in self._stale or key in self._l2_only)
+        )  # fmt: skip
         self._inputs[key] = item
         if l2 is None:
             self._given_l2.pop(key, None)
         else:
             self._given_l2[key] = l2
         self._stale[key] = None
+        if l2_only:
+            self._l2_only.add(key)
+        else:
+            self._l2_only.discard(key)
 
     def remove(self, key: str) -> None:
         """A Service is gone (or no longer one this node decides for)."""
@@ -350,6 +377,7 @@ class NodeDecider:
             return
         self._given_l2.pop(key, None)
         self._stale[key] = None
+        self._l2_only.discard(key)
 
     @property
     def pending(self) -> int:
@@ -362,14 +390,23 @@ class NodeDecider:
     # ------------------------------------------------------------------ deciding
     def step(self, limit: int | None = None) -> int:
         """Decide up to ``limit`` stale Services (all: None); returns how many are still stale."""
-        count = 0
-        while self._stale and (limit is None or count < limit):
-            key = next(iter(self._stale))
+        batch = list(self._stale if limit is None else islice(self._stale, limit))
+        for key in batch:
             del self._stale[key]
-            count += 1
             item = self._inputs.get(key)
-            new = None if item is None else decide_service(self.ctx, item, self._given_l2.get(key))
-            self._fold(key, self._decided.get(key), new)
+            old = self._decided.get(key)
+            given = self._given_l2.get(key)
+            if key in self._l2_only:
+                self._l2_only.discard(key)
+                if old is not None and given is not None and same_winner(old.l2, given):
+                    # What decide_service returns, and nothing merged changes: only the election differs.
+                    self._decided[key] = ServiceDecision(
+                        given, old.ingress, old.l2_interfaces, old.failed, old.bgp_reason, old.bgp_ads
+                    )
+                    self._layer2[key] = given
+                    continue
+            new = None if item is None else decide_service(self.ctx, item, given)
+            self._fold(key, old, new)
         self._flush_bgp()
         return len(self._stale)
 
@@ -540,10 +577,18 @@ def decide_node(
         config, node, tuple(nodes), None if live is None else frozenset(live), may_announce_l2, ignore_exclude_lb,
         interfaces_available=interfaces_available,
     )  # fmt: skip
+    return _decider(ctx, services, layer2).decision()
+
+
+def _decider(
+    ctx: Context, services: Mapping[str, ServiceInput], layer2: Mapping[str, L2Decision] | None
+) -> NodeDecider:
+    """Every Service put into a new decider: the start of :func:`decide_node` and of each speaker's in
+    :class:`ClusterDecision`."""
     decider = NodeDecider(ctx)
     for key, item in services.items():
         decider.put(key, item, None if layer2 is None else layer2[key])
-    return decider.decision()
+    return decider
 
 
 class ClusterDecision:
@@ -553,6 +598,10 @@ class ClusterDecision:
     which only its status shows; ``ironlb plan`` and ``ironlb explain`` ask for all of them. BGP speakers do not
     coordinate, so every speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers
     in ``without_l2`` (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
+    ``layer2``: the elections for these very inputs and ``live``, when already computed.
+
+    A membership change is :meth:`with_live`: the same decision for other live speakers, computed from this one
+    (the elections the change can affect, and each speaker's decision Service by Service, :class:`NodeDecider`).
     """
 
     def __init__(
@@ -565,6 +614,7 @@ class ClusterDecision:
         speakers: Iterable[str] | None = None,
         without_l2: Collection[str] = (),
         ignore_exclude_lb: bool = False,
+        layer2: Mapping[str, L2Decision] | None = None,
     ) -> None:
         self.config = config
         self.node_objects = tuple(nodes)
@@ -573,19 +623,79 @@ class ClusterDecision:
         self.speakers = [n.name for n in self.node_objects] if speakers is None else list(speakers)
         self.without_l2 = without_l2
         self.ignore_exclude_lb = ignore_exclude_lb
-        self.layer2 = elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
+        self.layer2: Mapping[str, L2Decision] = (
+            elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
+            if layer2 is None else layer2
+        )  # fmt: skip
         self._decided: dict[str, NodeDecision] = {}
+        self._deciders: dict[str, NodeDecider] = {}  # each speaker's, until handed to the next (with_live)
+        self._behind: dict[str, NodeDecider] = {}  # handed over by the previous one: ``_changed`` not put yet
+        self._changed: list[str] = []  # the Services whose election differs from the previous one's
+
+    def _context(self, name: str) -> Context:
+        live = None if self.live is None else frozenset(self.live)
+        return Context(
+            self.config, name, self.node_objects, live, name not in self.without_l2, self.ignore_exclude_lb,
+            interfaces_available=_all_available,
+        )  # fmt: skip
 
     def node(self, name: str) -> NodeDecision:
-        """Speaker ``name``'s decision."""
+        """Speaker ``name``'s decision (what :func:`decide_node` returns for it)."""
         decided = self._decided.get(name)
         if decided is None:
-            decided = self._decided[name] = decide_node(
-                self.config, name, self.node_objects, self.services, live=self.live,
-                may_announce_l2=name not in self.without_l2, ignore_exclude_lb=self.ignore_exclude_lb,
-                layer2=self.layer2,
-            )  # fmt: skip
+            decided = self._decided[name] = self._decider(name).decision()
         return decided
+
+    def _decider(self, name: str) -> NodeDecider:
+        """Speaker ``name``'s decider, up to date with this decision's inputs."""
+        decider = self._deciders.get(name)
+        if decider is None:
+            decider = self._behind.pop(name, None)
+            if decider is None:
+                decider = _decider(self._context(name), self.services, self.layer2)
+            else:
+                decider.set_context(self._context(name))
+                for key in self._changed:
+                    decider.put(key, self.services[key], self.layer2[key])
+            self._deciders[name] = decider
+        return decider
+
+    def with_live(self, live: Collection[str], *, without_l2: Collection[str] = ()) -> ClusterDecision:
+        """This cluster with ``live`` speakers (and ``without_l2``): equal to a new ClusterDecision given them.
+
+        After deaths alone, an election changes only where a dead speaker was a candidate, and is recomputed
+        from the surviving candidates (:func:`ironlb.layer2.election.elect_without`); when a speaker comes back,
+        every Service is elected again (it may be a candidate of any). The speakers this one decided hand their
+        :class:`NodeDecider` over, which decides again only the Services whose election changed (cheaply when the
+        winner stands), so the next :meth:`node` costs the change, not every Service. This one keeps the
+        decisions it gave; asked for another speaker, it decides it from scratch.
+        """
+        by_name = {n.name: n for n in self.node_objects}
+        before = frozenset(by_name) if self.live is None else frozenset(self.live) & by_name.keys()
+        after = frozenset(live) & by_name.keys()
+        gone, came = before - after, after - before
+        if came:
+            fresh = elect_all(self.node_objects, self.services, live=live, ignore_exclude_lb=self.ignore_exclude_lb)
+            layer2 = {key: old if fresh[key] == old else fresh[key] for key, old in self.layer2.items()}
+        elif gone:
+            layer2 = {}
+            for key, old in self.layer2.items():
+                item = self.services[key]
+                new = elect_without(old, gone, item.service, item.pool, by_name)
+                if new is None:
+                    new = elect_one(item, self.node_objects, sorted(live), ignore_exclude_lb=self.ignore_exclude_lb)
+                layer2[key] = old if new == old else new
+        else:
+            layer2 = dict(self.layer2)
+        out = ClusterDecision(
+            self.config, self.node_objects, self.services, live=live, speakers=self.speakers, without_l2=without_l2,
+            ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2,
+        )  # fmt: skip
+        out._changed = [key for key, new in layer2.items() if new is not self.layer2[key]]
+        for name in list(self._behind):
+            self._decider(name)  # catch up first: out's changes are relative to this one
+        out._behind, self._deciders = self._deciders, {}
+        return out
 
     def nodes(self) -> dict[str, NodeDecision]:
         """Every speaker's decision, in ``speakers`` order."""

@@ -3,6 +3,7 @@ node's announcement computed before the other speakers' plans."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ironlb.config import load_files
 from ironlb.decide import handed_over
 from ironlb.plan import Snapshot, allocate, bgp_plans, cluster_decision, render, snapshot_from
-from ironlb.standalone.decide import Allocation, Decision, decide, decide_early, with_member_nodes
+from ironlb.standalone.decide import Allocation, Decision, Early, decide, decide_early, with_member_nodes
 from tests.support.objects import (
     bgp_advertisement_yaml,
     documents,
@@ -85,3 +86,28 @@ def test_the_early_announcement_and_the_finished_decision_are_the_one_step_decis
             node, reference.layer2_by_service, reference.ingress
         )
         assert early.finish() == reference
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_membership_change_decided_from_the_previous_decision_is_the_one_step_decision(seed: int) -> None:
+    """``decide_early(previous=...)`` (a membership change: the same snapshot, other live members or quorum)
+    gives the announcement, hand-overs and finished decision of the one-step computation, whether or not the
+    previous one was finished."""
+    rng = random.Random(seed)
+    mixed = snapshot_of(MIXED)
+    allocated = Allocation().of(mixed)
+    previous: dict[str, Early | None] = dict.fromkeys(MEMBERS)
+    for _ in range(8):
+        alive = tuple(sorted({"n1", *rng.sample(MEMBERS, rng.randint(0, 3))}))
+        has_quorum = rng.random() < 0.8
+        for node in MEMBERS:
+            early = decide_early(mixed, node=node, members=MEMBERS, alive=alive, has_quorum=has_quorum,
+                                 allocated=allocated, previous=previous[node])  # fmt: skip
+            reference = reference_decision(mixed, node, alive, has_quorum)
+            assert early.announcement == reference.announcement
+            assert handed_over(node, early.layer2_by_service, early.ingress) == handed_over(
+                node, reference.layer2_by_service, reference.ingress
+            )
+            if rng.random() < 0.7:
+                assert early.finish() == reference
+            previous[node] = early

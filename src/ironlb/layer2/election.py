@@ -190,6 +190,29 @@ def elect(
     return L2Decision(winner.name, None, interfaces_for(ads, winner) or (), tuple(order))
 
 
+def elect_without(
+    decision: L2Decision, gone: frozenset[str], svc: Service, pool: Pool | None, by_name: Mapping[str, Node]
+) -> L2Decision | None:
+    """``decision`` once the speakers in ``gone`` are no longer live (nothing else changed), or None: elect again.
+
+    The candidates are the live eligible nodes in an order that does not depend on which others are live, so the
+    survivors keep their order and the first of them wins, on the interfaces its advertisements give it: what
+    :func:`elect` returns for the smaller live set, without checking every node and hashing again. None when
+    there was no winner (the reason may change) or no candidate is left.
+    """
+    if decision.node is None:
+        return None
+    if gone.isdisjoint(decision.candidates):
+        return decision
+    remaining = tuple(c for c in decision.candidates if c not in gone)
+    if not remaining or pool is None:
+        return None
+    if remaining[0] == decision.node:
+        return L2Decision(decision.node, decision.reason, decision.interfaces, remaining)
+    interfaces = interfaces_for(ads_for_service(pool, svc), by_name[remaining[0]]) or ()
+    return L2Decision(remaining[0], None, interfaces, remaining)
+
+
 def node_reason(
     decision: L2Decision,
     name: str,

@@ -19,7 +19,7 @@ from typing import Any
 
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
-from ironlb.decide import Announcement
+from ironlb.decide import Announcement, ClusterDecision
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome
 from ironlb.layer2.election import L2Decision
@@ -52,6 +52,8 @@ class Early:
     layer2_by_service: Mapping[str, L2Decision]  # the elections (without each speaker's reason)
     ingress: Mapping[str, tuple[str, ...]]
     _finish: Callable[[], Decision]
+    cluster: ClusterDecision | None = None  # what a membership change starts from (``decide_early``'s previous)
+    basis: tuple[object, ...] = ()  # the inputs besides the live members that ``cluster`` was decided from
 
     def finish(self) -> Decision:
         return self._finish()
@@ -120,17 +122,29 @@ def decide_early(
     lb_class: str = "",
     ignore_exclude_lb: bool = False,
     allocated: Allocated | None = None,
+    previous: Early | None = None,
 ) -> Early:
-    """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished."""
-    snapshot = with_member_nodes(snapshot, members)
-    allocator, outcomes = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
-    speakers = [n.name for n in snapshot.nodes]
-    if node not in speakers:
-        speakers.append(node)
-    cluster = cluster_decision(
-        snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=() if has_quorum else (node,),
-        served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb,
-    )  # fmt: skip
+    """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
+
+    ``previous``: the last result, when only the live members or the quorum may have changed since (the same
+    snapshot object and allocation): the decision is then :meth:`ClusterDecision.with_live` of its, which costs
+    the Services the change concerns (a membership change), not all of them; the result is the same.
+    """
+    given, snapshot = snapshot, with_member_nodes(snapshot, members)
+    allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
+    basis: tuple[object, ...] = (given, allocated, node, frozenset(members), lb_class, ignore_exclude_lb)
+    allocator, outcomes = allocated
+    without_l2 = () if has_quorum else (node,)
+    if previous is not None and previous.cluster is not None and _same(previous.basis, basis):
+        cluster = previous.cluster.with_live(sorted(alive), without_l2=without_l2)
+    else:
+        speakers = [n.name for n in snapshot.nodes]
+        if node not in speakers:
+            speakers.append(node)
+        cluster = cluster_decision(
+            snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=without_l2,
+            served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb,
+        )  # fmt: skip
     mine = cluster.node(node)
 
     def finish() -> Decision:
@@ -139,4 +153,9 @@ def decide_early(
         return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
 
     ingress = {key: tuple(o.service.ingress) for key, o in outcomes.items()}
-    return Early(mine.announcement, cluster.layer2, ingress, finish)
+    return Early(mine.announcement, cluster.layer2, ingress, finish, cluster, basis)
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """The snapshot and allocation the very objects (an equal snapshot read again is not compared), the rest equal."""
+    return len(a) == len(b) and a[0] is b[0] and a[1] is b[1] and a[2:] == b[2:]

@@ -148,6 +148,7 @@ class Runner:
         self.config_error: str | None = None
         self.decision: Decision | None = None
         self._allocation = Allocation()  # reused while the snapshot is the same (membership changes)
+        self._early: Early | None = None  # the last decision, which a membership change starts from
         self._announced = False  # the first announcement was logged
         self._saved_digest: str | None = None
         self._save_failed = False
@@ -384,6 +385,7 @@ class Runner:
                 return
             started = time.monotonic()
             alive, quorum = self._alive()
+            previous, self._early = self._early, None  # not reused if deciding fails half-way
             try:
                 early = decide_early(
                     self.snapshot,
@@ -394,12 +396,15 @@ class Runner:
                     lb_class=self.options.lb_class,
                     ignore_exclude_lb=self.options.ignore_exclude_lb,
                     allocated=self._allocation.of(self.snapshot, self.options.lb_class),
+                    previous=previous,
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)
                 return
             # Announce on this node's own part, then plan the other speakers (for the status file only).
             await self.announcer.apply(early.announcement, self._hand_over(early, quorum=quorum))
+            self._early = early
+            log.debug("announced in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
             if not self._announced:
                 self._announced = True
                 bgp = early.announcement.bgp
