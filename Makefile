@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds k8s-cluster test-cluster demo-k8s
+.PHONY: setup test lint unit demo bench clean builds k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -34,11 +34,23 @@ prometheus-binary: promtool-binary
 monitoring-crds:
 	./scripts/fetch-prometheus-operator-crds.sh >/dev/null
 
-# Everything the Kubernetes cluster lab needs (src/ironlb/lab/kube_cluster.py): kubelet, kube-proxy,
-# kube-controller-manager, kube-scheduler and kubectl beside the above, and the images (ironlb, pause, http-echo).
-k8s-cluster: setup
-	./scripts/build-k8s.sh --cluster >/dev/null
+# The cluster lab's images (ironlb from the Dockerfile on a debootstrap base, pause, http-echo) into ~/.cache/ironlb.
+images: setup
 	$(PY) scripts/build-images.py >/dev/null
+
+# Everything the Kubernetes cluster lab needs (src/ironlb/lab/kube_cluster.py): kubelet, kube-proxy,
+# kube-controller-manager, kube-scheduler and kubectl beside the above (after them: one build-k8s.sh at a time),
+# and the images.
+k8s-cluster: setup k8s-binaries images
+	./scripts/build-k8s.sh --cluster >/dev/null
+
+# What `make test` builds before pytest, BUILD_JOBS at a time: cold, each Go build keeps about 1.2 of 2 cores busy
+# (its links and module downloads are single-threaded) and the images mostly wait on the Debian mirror and PyPI, so
+# running them side by side shortens a cold run (bench/RESULTS.md, "Cold CI"); warm, each is reused in a second.
+BUILDS := k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster
+BUILD_JOBS ?= 4
+builds:
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=line $(BUILDS)
 
 # The end-to-end tests on a real 3-node cluster (README: "The Kubernetes cluster lab"). `make test` runs the files
 # of CLUSTER_CI_TESTS, the ones with a record of clean consecutive runs; a new file joins them with such a record.
@@ -52,7 +64,7 @@ test-cluster: setup k8s-cluster
 demo-k8s: setup k8s-cluster
 	$(PY) -m ironlb.lab.kube_demo
 
-test: setup lint k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds k8s-cluster
+test: setup lint builds
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_TESTS)
 	$(PY) -m pytest -q -p no:cacheprovider -m cluster $(CLUSTER_CI_HELM_TESTS)
