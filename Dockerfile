@@ -13,9 +13,15 @@
 #
 # The image runs as nobody (65534) and writes nothing outside /tmp, so it works with readOnlyRootFilesystem (the
 # byte code is compiled at build time). The speaker's DaemonSet runs it as root with only CAP_NET_RAW.
+#
+# Reproducible with a SOURCE_DATE_EPOCH build argument (scripts/build-images.py passes one): each stage declares it,
+# so its RUNs see it (pip and compileall then write hash-checked byte code rather than the files' mtimes), and the
+# apt step leaves no logs or caches. With BuildKit, also clamp the layers' mtimes as the lab's builder does:
+#   docker buildx build --build-arg SOURCE_DATE_EPOCH=1700000000 --output type=docker,rewrite-timestamp=true -t ironlb:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+ARG SOURCE_DATE_EPOCH
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -25,11 +31,13 @@ RUN python -m venv /opt/ironlb \
  && /opt/ironlb/bin/python -m compileall -q /opt/ironlb/lib
 
 FROM ${PYTHON_IMAGE}
+ARG SOURCE_DATE_EPOCH
 # openssl: the controller makes the webhooks' certificates with it. iproute2: the speaker looks up the address of
 # the other family beside a dual-stack BGP session's own (`ip -j addr`).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openssl iproute2 \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log \
+           /var/cache/ldconfig/aux-cache
 COPY --from=build /opt/ironlb /opt/ironlb
 ENV PATH=/opt/ironlb/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -13,13 +13,15 @@ Each image is written as a docker-archive tar (manifest.json, the image config, 
   registry image this machine does not reach: ``ironlb.lab.debian_base`` builds a stand-in with debootstrap (Debian
   12 minbase + Debian's Python 3.11 and venv, ``python`` on PATH), cached under ``base/`` beside the images.
   It runs as nobody (65534); the speaker's DaemonSet runs it as root with only NET_RAW, NET_BIND_SERVICE and
-  SYS_NICE.
+  SYS_NICE. Built with the build argument SOURCE_DATE_EPOCH (fixed: MTIME below), so that the same tree and the
+  same Debian packages give the same layer digests and image ID (tests/lab/test_reproducible.py).
 - ``ironlb.local/pause:1``: the pod sandbox (containerd's ``sandbox_image``), and ``ironlb.local/http-echo:1``: the
   backend pods, answering with their pod name on :8080. Both are static Go programs from scripts/images.
 
     scripts/build-images.py            # prints the output directory (last line)
     scripts/build-images.py --force    # rebuild even when up to date (the cached base root stays)
     scripts/build-images.py --refresh-base    # also rebuild the base root (newer Debian packages)
+    scripts/build-images.py --check-reproducible   # build everything twice from nothing, compare (no cache used)
 
 Nothing is written into the work tree. Needs root and debootstrap. Times: README ("The Kubernetes cluster lab").
 """
@@ -45,13 +47,19 @@ sys.path.insert(0, str(REPO / "src"))  # this work tree's builder, also when run
 
 from ironlb.lab import debian_base  # noqa: E402
 from ironlb.lab.dockerfile import IgnoreRules  # noqa: E402
-from ironlb.lab.imagebuild import Builder, context_files, write_docker_archive  # noqa: E402
+from ironlb.lab.imagebuild import (  # noqa: E402
+    DEFAULT_EPOCH,
+    Builder,
+    context_files,
+    layer_differences,
+    write_docker_archive,
+)
 
 IMAGES_SRC = REPO / "scripts" / "images"
 IRONLB_IMAGE = "ironlb:0.1.0"
 PAUSE_IMAGE = "ironlb.local/pause:1"
 ECHO_IMAGE = "ironlb.local/http-echo:1"
-MTIME = 1_700_000_000  # fixed: the same inputs give the same layer digests
+MTIME = DEFAULT_EPOCH  # fixed: the same inputs give the same layer digests
 
 
 def log(msg: str) -> None:
@@ -178,17 +186,60 @@ def inputs_key(*paths: Path) -> str:
     return h.hexdigest()
 
 
+def archive_digests(archive: Path, into: Path) -> tuple[str, list[Path]]:
+    """(image ID, layer paths) of a docker-archive, extracted into ``into``."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    [entry] = json.loads((into / "manifest.json").read_text())
+    return hashlib.sha256((into / entry["Config"]).read_bytes()).hexdigest(), [into / p for p in entry["Layers"]]
+
+
+def check_reproducible(out: Path) -> int:
+    """Builds every image twice, each time from nothing (its own empty cache: debootstrap, Go, pip, apt), and
+    compares image IDs, layer digests and archive bytes; prints what differs. 0 when all are the same."""
+    start = time.monotonic()
+    names = ("pause.tar", "http-echo.tar", "ironlb.tar")
+    with tempfile.TemporaryDirectory(prefix="reproducible.", dir=out) as tmp:
+        builds = [Path(tmp) / n for n in ("a", "b")]
+        for cache in builds:
+            log(f"reproducibility check: building everything into {cache}")
+            env = dict(os.environ, IRONLB_CACHE=str(cache), IRONLB_IMAGES=str(cache / "images"))
+            subprocess.run([sys.executable, __file__], env=env, check=True, stdout=subprocess.DEVNULL)
+        failed = 0
+        for name in names:
+            a, b = (c / "images" / name for c in builds)
+            if a.read_bytes() == b.read_bytes():
+                log(f"{name}: identical ({a.stat().st_size >> 20} MiB)")
+                continue
+            failed += 1
+            id_a, layers_a = archive_digests(a, a.with_suffix(".x"))
+            id_b, layers_b = archive_digests(b, b.with_suffix(".x"))
+            log(f"{name}: image ID {id_a[:12]} vs {id_b[:12]}")
+            for la, lb in zip(layers_a, layers_b, strict=False):
+                if la.parent.name != lb.parent.name:
+                    log(f"  layer {la.parent.name[:12]} vs {lb.parent.name[:12]}:")
+                    for line in layer_differences(la, lb)[:40]:
+                        log(f"    {line}")
+    log(f"reproducibility check: {len(names) - failed} of {len(names)} images identical "
+        f"({time.monotonic() - start:.0f} s)")
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--refresh-base", action="store_true", help="also rebuild the cached base root")
     parser.add_argument("--out-dir", action="store_true", help="only print the output directory")
+    parser.add_argument("--check-reproducible", action="store_true",
+                        help="build everything twice from nothing and compare (the cache is not touched)")
     args = parser.parse_args()
     out = Path(os.environ["IRONLB_IMAGES"]) if os.environ.get("IRONLB_IMAGES") else cache_dir() / "images"
     if args.out_dir:
         print(out)
         return 0
     out.mkdir(parents=True, exist_ok=True)
+    if args.check_reproducible:
+        return check_reproducible(out)
     start = time.monotonic()
     key = inputs_key(IMAGES_SRC, DOCKERFILE, REPO / "src" / "ironlb" / "lab")
     stamp = out / "inputs.sha256"
@@ -207,7 +258,8 @@ def main() -> int:
         write_archive(out / "http-echo.tar", ECHO_IMAGE, [single_binary_layer(bins / "http-echo", "http-echo")],
                       {"Entrypoint": ["/http-echo"], "User": "65534:65534", "ExposedPorts": {"8080/tcp": {}}})
         built = time.monotonic()
-        builder = Builder(REPO, work / "ironlb", debian_base.resolver(log=log, refresh=args.refresh_base), log=log)
+        builder = Builder(REPO, work / "ironlb", debian_base.resolver(log=log, refresh=args.refresh_base), log=log,
+                          build_args={"SOURCE_DATE_EPOCH": str(MTIME)})
         image = builder.build(DOCKERFILE.read_text(), source=str(DOCKERFILE))
         size = write_docker_archive(image, IRONLB_IMAGE, out / "ironlb.tar")
         log(f"{IRONLB_IMAGE} -> {out / 'ironlb.tar'} ({size >> 20} MiB, {len(image.layers)} layers) from the "

@@ -12,6 +12,12 @@ apt removes the packages it downloaded.
 The root is built once and cached under ``${IRONLB_CACHE:-~/.cache/ironlb}/base/<image>-<key>`` (its directory and
 its layer tar), the key being a digest of everything that goes into it (release, mirror, packages, the steps of
 this module). Nothing of it goes into the work tree.
+
+Reproducible: debootstrap runs with ``SOURCE_DATE_EPOCH``; what would still differ from one build to the next is
+removed or normalised before the layer is written (logs, ldconfig's auxiliary cache, a machine-id, the password
+ages in /etc/shadow, dpkg's and debconf's ``-old`` copies), the byte code is recompiled hash-checked (valid
+whatever the mtimes), and the layer's mtimes are clamped to the epoch. The same packages give the same layer
+digest; a newer package on the mirror gives a new one (the mirror is not pinned to a snapshot).
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ironlb.lab.dockerfile import DockerfileError, Instruction
-from ironlb.lab.imagebuild import DEFAULT_PATH, BaseImage, Image, Layer, write_rootfs_layer
+from ironlb.lab.imagebuild import DEFAULT_EPOCH, DEFAULT_PATH, BaseImage, Image, Layer, run_in_root, write_rootfs_layer
 
-RECIPE_VERSION = 1  # bump when the steps below change what the root contains
+RECIPE_VERSION = 2  # bump when the steps below change what the root contains
 MIRROR = os.environ.get("IRONLB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("IRONLB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 
@@ -70,7 +76,7 @@ class Substitute:
     def key(self) -> str:
         recipe = {"v": RECIPE_VERSION, "image": self.image, "suite": self.suite, "packages": self.packages,
                   "mirror": MIRROR, "security": SECURITY_MIRROR, "dpkg": DPKG_EXCLUDES, "apt": APT_CLEAN,
-                  "config": self.config}
+                  "config": self.config, "epoch": DEFAULT_EPOCH}
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
     def dir_name(self) -> str:
@@ -149,16 +155,19 @@ def _build(sub: Substitute, top: Path, final: Path, log: Callable[[str], None]) 
     if shutil.which("debootstrap") is None:
         raise DockerfileError("debootstrap is missing (apt-get install debootstrap; scripts/setup.sh does)")
     # In a mount namespace of its own: the /proc and /sys it mounts in the root vanish with it, also if killed.
+    # SOURCE_DATE_EPOCH reaches the packages' maintainer scripts (shadow's password ages, py3compile's byte code).
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(DEFAULT_EPOCH))
     with (tmp / "debootstrap.log").open("w") as out:
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", *cmd], stdout=out,
-                           stderr=subprocess.STDOUT, check=False)
+                           stderr=subprocess.STDOUT, check=False, env=env)
     if r.returncode != 0:
         tail = (tmp / "debootstrap.log").read_text(errors="replace").splitlines()[-15:]
         raise DockerfileError(f"debootstrap for {sub.image} failed ({r.returncode}):\n" + "\n".join(tail))
     _slim(root, sub.suite)
+    _reproducible(root, DEFAULT_EPOCH)
     created_by = (f"debootstrap --variant=minbase --include={','.join(sub.packages)} {sub.suite} "
                   f"(ironlb.lab.debian_base: local stand-in for {sub.image})")
-    layer = write_rootfs_layer(root, tmp / "layer.tar", created_by)
+    layer = write_rootfs_layer(root, tmp / "layer.tar", created_by, DEFAULT_EPOCH)
     (tmp / "image.json").write_text(json.dumps({"diff_id": layer.diff_id, "created_by": created_by}))
     tmp.rename(final)
     log(f"{sub.image} stand-in built in {time.monotonic() - start:.0f} s ({_du(final / 'layer.tar')} MiB)")
@@ -197,3 +206,62 @@ def _slim(root: Path, suite: str) -> None:
     (root / "etc/hostname").write_text("localhost\n")
     if not (root / "etc/hosts").exists():
         (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+# What a debootstrap leaves that differs from one run to the next: logs with times, ldconfig's cache of file
+# times, a machine identity, the previous versions that dpkg and debconf keep.
+VARIABLE_FILES = ("var/log/*.log", "var/log/apt/*", "var/log/installer", "var/cache/ldconfig/aux-cache",
+                  "etc/machine-id", "var/lib/dbus/machine-id", "var/lib/dpkg/*-old", "var/cache/debconf/*-old")
+
+# Rewrites every byte-code file in place, hash-checked (SOURCE_DATE_EPOCH is set): valid whatever the sources'
+# mtimes, so the layer can clamp them; run by the root's own Python.
+_RECOMPILE = r"""
+import importlib.util, os, py_compile, sys
+n = 0
+for top in sys.argv[1:]:
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        if os.path.basename(dirpath) != "__pycache__":
+            continue
+        for name in sorted(filenames):
+            pyc = os.path.join(dirpath, name)
+            try:
+                src = importlib.util.source_from_cache(pyc)
+            except ValueError:
+                continue
+            if not os.path.isfile(src):
+                continue
+            opt = name.split(".opt-")[1].split(".")[0] if ".opt-" in name else ""
+            py_compile.compile(src, cfile=pyc, doraise=True, optimize=int(opt) if opt else 0,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+            n += 1
+print(f"recompiled {n} byte-code files", file=sys.stderr)
+"""
+
+
+def _reproducible(root: Path, epoch: int) -> None:
+    """Removes or normalises what would differ between two builds of the same packages (see VARIABLE_FILES)."""
+    for pattern in VARIABLE_FILES:
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    # /etc/shadow's third field is the day of the last password change: the build's day, unless the epoch's.
+    day = str(epoch // 86400)
+    for name in ("etc/shadow", "etc/shadow-"):
+        path = root / name
+        if path.is_file() and not path.is_symlink():
+            out = []
+            for line in path.read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) > 2 and fields[2]:
+                    fields[2] = day
+                out.append(":".join(fields) + "\n")
+            path.write_text("".join(out))
+    tops = [d for d in ("/usr/lib/python3", "/usr/lib/python3.11") if (root / d.lstrip("/")).is_dir()]
+    if tops:
+        rc = run_in_root(root, ["python3", "-I", "-c", _RECOMPILE, *tops],
+                         {"PATH": DEFAULT_PATH, "SOURCE_DATE_EPOCH": str(epoch)}, 0, 0, "/", timeout=600)
+        if rc != 0:
+            raise DockerfileError(f"recompiling the byte code of the base image failed ({rc})")

@@ -10,6 +10,12 @@ the image's (``RUN_BINDS``), for the command only; the network is the host's, as
 RUN or WORKDIR that changes the root becomes one layer: the paths whose inode changed since the previous
 instruction (lstat signatures), deletions as whiteouts. :func:`write_docker_archive` writes the ``docker save``
 format that ``ctr images import`` loads.
+
+Reproducible: layer members are in name order with numeric owners and no user names, and a ``SOURCE_DATE_EPOCH``
+build argument does what BuildKit does with it: a stage that declares ``ARG SOURCE_DATE_EPOCH`` sees it in its RUN
+environment (Python then writes hash-checked byte code, not the source's mtime), and every mtime in a layer is
+clamped to it, so building the same tree twice gives the same layer digests and image ID
+(:func:`layer_differences` says what differs when it does not).
 Needs root (chroot, mounts) for RUN; the rest runs anywhere.
 """
 
@@ -45,6 +51,8 @@ from ironlb.lab.dockerfile import (
 )
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The lab's SOURCE_DATE_EPOCH (2023-11-14T22:13:20Z): fixed, so that layers do not change with the commit.
+DEFAULT_EPOCH = 1_700_000_000
 RUN_TIMEOUT = 1800.0  # s: one RUN (a pip install or apt-get from a slow mirror); more is a hang
 MAX_SYMLINKS = 40
 # This machine's files a RUN sees in place of the image's, for the command only (never in a layer): its DNS
@@ -137,16 +145,22 @@ def snapshot(root: Path) -> dict[str, Signature]:
     return out
 
 
-def _strip_names(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    # The owner is the numeric one of the image; this machine's user names mean nothing there.
-    info.uname = info.gname = ""
-    return info
+def _normalizer(epoch: int | None) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        # The owner is the numeric one of the image; this machine's user names mean nothing there. A whole-second
+        # mtime (a float one costs a pax header per member), clamped to the epoch when there is one.
+        info.uname = info.gname = ""
+        info.mtime = int(info.mtime) if epoch is None else min(int(info.mtime), epoch)
+        return info
+
+    return normalize
 
 
 def write_layer(root: Path, before: dict[str, Signature], after: dict[str, Signature], path: Path,
-                created_by: str) -> Layer | None:
+                created_by: str, epoch: int | None = None) -> Layer | None:
     """The layer tar of what changed between two snapshots of ``root`` (None when nothing did): new and changed
-    paths with their parent directories, and a ``.wh.<name>`` whiteout for each removed path."""
+    paths with their parent directories, and a ``.wh.<name>`` whiteout for each removed path. ``epoch``
+    (SOURCE_DATE_EPOCH) clamps the mtimes."""
     changed = {p for p, sig in after.items() if before.get(p) != sig}
     removed = {p for p in before if p not in after}
     top_removed = {p for p in removed if posixpath.dirname(p) not in removed}
@@ -159,18 +173,19 @@ def write_layer(root: Path, before: dict[str, Signature], after: dict[str, Signa
             entries.add(parent)
             parent = posixpath.dirname(parent)
     whiteouts = {posixpath.join(posixpath.dirname(p), ".wh." + posixpath.basename(p)) for p in top_removed}
+    normalize = _normalizer(epoch)
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(entries | whiteouts):
             if name in whiteouts:
                 tar.addfile(tarfile.TarInfo(name))
             elif name in after:
-                tar.add(root / name, arcname=name, recursive=False, filter=_strip_names)
+                tar.add(root / name, arcname=name, recursive=False, filter=normalize)
     return Layer(path, f"sha256:{file_sha256(path)}", created_by)
 
 
-def write_rootfs_layer(root: Path, path: Path, created_by: str) -> Layer:
+def write_rootfs_layer(root: Path, path: Path, created_by: str, epoch: int | None = None) -> Layer:
     """A whole root as one layer (a base image): everything but the contents of /proc, /sys and /dev."""
-    return write_layer(root, {}, snapshot(root), path, created_by) or _empty_layer(path, created_by)
+    return write_layer(root, {}, snapshot(root), path, created_by, epoch) or _empty_layer(path, created_by)
 
 
 def _empty_layer(path: Path, created_by: str) -> Layer:
@@ -309,6 +324,7 @@ class Builder:
         self.config_only = config_only
         self.log = log
         self._layer_seq = 0
+        self.epoch = source_date_epoch(self.build_args)
         ignore = context / ".dockerignore"
         self.ignore = IgnoreRules.parse(ignore.read_text()) if ignore.is_file() else IgnoreRules(())
 
@@ -426,7 +442,7 @@ class Builder:
             self._layer_seq += 1
             path = self.work / "layers" / f"{self._layer_seq:03d}.tar"
             path.parent.mkdir(parents=True, exist_ok=True)
-            layer = write_layer(state.image.rootfs, state.snap, after, path, created_by)
+            layer = write_layer(state.image.rootfs, state.snap, after, path, created_by, self.epoch)
             state.snap = after
             # ctime has the kernel's coarse clock: the next instruction's writes must land on a later tick.
             time.sleep(0.02)
@@ -549,6 +565,17 @@ class Builder:
         return self.ignore.excluded(path.relative_to(self.context).as_posix())
 
 
+def source_date_epoch(build_args: dict[str, str]) -> int | None:
+    """The ``SOURCE_DATE_EPOCH`` build argument as seconds (None when not given); a malformed one is an error, as
+    the specification asks, rather than a silently unreproducible build."""
+    value = build_args.get("SOURCE_DATE_EPOCH")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 12:
+        raise DockerfileError(f"build argument SOURCE_DATE_EPOCH={value[:40]!r}: not a number of seconds")
+    return int(value)
+
+
 def context_files(context: Path, ignore: IgnoreRules) -> list[str]:
     """The files of the build context that .dockerignore lets through (relative paths, sorted)."""
     out = []
@@ -596,9 +623,11 @@ def _copy_file(src: Path, dest: Path, uid: int, gid: int, mode: int | None) -> N
 
 
 # ---- output ------------------------------------------------------------------------------------------------------
-def write_docker_archive(image: Image, ref: str, path: Path, created: str = "2023-11-14T22:13:20Z") -> int:
+def write_docker_archive(image: Image, ref: str, path: Path, epoch: int = DEFAULT_EPOCH) -> int:
     """``image`` as ``docker save`` writes it (manifest.json, the configuration, one tar per layer), which
-    ``ctr -n k8s.io images import`` reads; its size in bytes."""
+    ``ctr -n k8s.io images import`` reads; its size in bytes. ``epoch`` is the image's creation time and every
+    member's mtime: the same image gives the same archive, byte for byte."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     config = {key: value for key, value in image.config.items() if value not in (None, "", [], {})}
     image_config = {
         "architecture": "amd64",
@@ -614,24 +643,23 @@ def write_docker_archive(image: Image, ref: str, path: Path, created: str = "202
     manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": layer_names}]
     tmp = path.with_name(path.name + ".tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        _add_bytes(tar, config_name, config_bytes)
+        _add_bytes(tar, config_name, config_bytes, epoch)
         seen = set()
         for name, layer in zip(layer_names, image.layers, strict=True):
             if name not in seen:
                 seen.add(name)
-                info = tar.gettarinfo(str(layer.path), arcname=name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = layer.path.stat().st_size, 0o644, epoch
                 with layer.path.open("rb") as f:
                     tar.addfile(info, f)
-        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode(), epoch)
     tmp.replace(path)
     return path.stat().st_size
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), 0o644
+    info.size, info.mode, info.mtime = len(data), 0o644, mtime
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -641,3 +669,35 @@ def layer_members(layer: Layer) -> Iterator[tarfile.TarInfo]:
         yield from tar.getmembers()
 
 
+def _member_digests(path: Path, limit: int) -> dict[str, tuple[object, ...]]:
+    out: dict[str, tuple[object, ...]] = {}
+    with tarfile.open(path) as tar:
+        for n, m in enumerate(tar):
+            if n >= limit:
+                raise ValueError(f"{path}: more than {limit} members")
+            digest = ""
+            if m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                h = hashlib.sha256()
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+                digest = h.hexdigest()[:16]
+            out[m.name] = (m.type, oct(m.mode), m.uid, m.gid, m.mtime, m.size, m.linkname, digest, m.pax_headers)
+    return out
+
+
+def layer_differences(a: Path, b: Path, limit: int = 200_000) -> list[str]:
+    """What differs between two layer tars, member by member (type, mode, owner, mtime, size, link, contents,
+    pax headers): empty when they are the same. What a reproducibility check prints when digests differ."""
+    ma, mb = _member_digests(a, limit), _member_digests(b, limit)
+    diffs = [f"only in {a.name}: {n}" for n in sorted(ma.keys() - mb.keys())]
+    diffs += [f"only in {b.name}: {n}" for n in sorted(mb.keys() - ma.keys())]
+    fields = ("type", "mode", "uid", "gid", "mtime", "size", "linkname", "sha256", "pax")
+    for name in sorted(ma.keys() & mb.keys()):
+        if ma[name] != mb[name]:
+            what = [f"{f} {x!r} != {y!r}" for f, x, y in zip(fields, ma[name], mb[name], strict=True) if x != y]
+            diffs.append(f"{name}: {', '.join(what)}")
+    if not diffs and file_sha256(a) != file_sha256(b):
+        diffs.append("same members, different bytes (member order or tar headers)")
+    return diffs
