@@ -103,8 +103,9 @@ FIELD_MANAGER = "configReconciler"
 DEFAULT_ML_LABELS = "app=metallb,component=speaker"
 CONFIG_MAP_NAMES = ("config", "bgpextras")
 STATUS_RESOURCES = {st.L2: SERVICE_L2_STATUSES, st.BGP: SERVICE_BGP_STATUSES}
-RESTART_NODE_READ = 1.0
-"""Seconds a stopping speaker waits for its Node (restart or not) before it hands its IPs over as on any stop."""
+RESTART_NODE_READ = 0.5
+"""Seconds a stopping speaker waits for its Node (restart or not) before it hands its IPs over as on any stop: well
+inside the DaemonSet's ``terminationGracePeriodSeconds`` (2 s), which must also cover the LEAVE and the exit."""
 SYNC_CHUNK = 500
 """Services decided between two yields to the event loop (a few milliseconds of work)."""
 SYNC_BREATHE = 3.0
