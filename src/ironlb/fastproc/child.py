@@ -367,7 +367,7 @@ class FastChild:
         responder, service = self.responder, self.membership
         if responder is None or service is None:
             return
-        if isinstance(event, MemberHeld):
+        if isinstance(event, MemberHeld) and event.ips:  # only stand-ins probe: not every member of a large cluster
             links = [StandInLink(link.mac, link.address) for link in event.links]
             responder.stand_in(event.name, links, event.ips, service.membership.config.dead_timeout)
             responder.pause_stand_ins(not service.membership.has_quorum())
