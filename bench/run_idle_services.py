@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RuntimeError("arpmulti did not start")
         victim_macs = {run.lab.mac(lan.node(victim).netns, "eth0")}
         t_kill = cluster.kill(victim)
+        wall_kill = time.time() - (time.monotonic() - t_kill)
         listed: list[float] = []
 
         def status_complete() -> None:  # meanwhile: when the survivors' status files list every IP again
@@ -164,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         watcher.join(timeout=130)
         for node in survivors:  # what each survivor logged about the death: when, and its recomputes' times
             lines = cluster.log(node).splitlines()
-            tail = [line for line in lines if "members alive" in line or "recomputed in" in line][-4:]
+            tail = [line for line in lines if any(w in line for w in ("members alive", "announced in", "recomputed"))]
+            tail = tail[-5:]
             print(f"  {node}: " + " | ".join(tail))
+        kill_text = time.strftime("%H:%M:%S", time.localtime(wall_kill)) + f",{int(wall_kill * 1000) % 1000:03d}"
+        print(f"the kill at {kill_text} (the logs' clock)")
         print("every IP listed by the survivors' status files "
               + (f"{listed[0]:.0f} ms after the kill" if listed else "NOT within 120 s"))  # fmt: skip
     print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
