@@ -5,12 +5,17 @@ running, and removing the input recovers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ironlb.decide import Announcement
+from ironlb.standalone import decide as standalone_decide
 from ironlb.standalone import runner as runner_module
+from ironlb.standalone.decide import Decision, Early
 from ironlb.standalone.runner import Runner, RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,5 +148,45 @@ def test_too_many_files_is_a_configuration_error_naming_the_limit(tmp_path: Path
         assert statedir.signature(state, 5) != before
         await r._load()
         assert r.config_error is None
+
+    asyncio.run(scenario())
+
+
+def test_a_recompute_queued_meanwhile_announces_before_the_status_is_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A membership change that comes while a recompute is running is announced before that recompute plans the
+    other speakers and the status file; only the latest announcement is then finished (the status is its)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    for name in ("metallb-config.yaml", "my-service.yaml"):
+        (state / name).write_text((ROOT / "examples" / name).read_text())
+    r = make_runner(state)
+    events: list[str] = []
+    real = standalone_decide.decide_early
+
+    def decide_early(*args: Any, **kwargs: Any) -> Early:
+        early = real(*args, **kwargs)
+
+        def finish() -> Decision:
+            events.append("finish")
+            return early.finish()
+
+        return dataclasses.replace(early, _finish=finish)
+
+    async def apply(announcement: Announcement, hand_over: object) -> None:
+        events.append(f"apply {len(announcement.layer2)}")
+        await asyncio.sleep(0)  # the fast path's round trip
+
+    monkeypatch.setattr(runner_module, "decide_early", decide_early)
+    monkeypatch.setattr(r.announcer, "apply", apply)
+
+    async def scenario() -> None:
+        await r._load()
+        await asyncio.gather(r._recompute("start"), r._recompute("membership"))
+        assert events == ["apply 1", "apply 1", "finish"]
+        assert r.decision is not None and list(r.decision.layer2) == ["192.168.1.240"]
+        await r._recompute("membership")  # alone: finished at once
+        assert events[3:] == ["apply 1", "finish"]
 
     asyncio.run(scenario())

@@ -149,6 +149,7 @@ class Runner:
         self.decision: Decision | None = None
         self._allocation = Allocation()  # reused while the snapshot is the same (membership changes)
         self._early: Early | None = None  # the last decision, which a membership change starts from
+        self._announcements = 0  # how many decisions were announced (the latest one is finished)
         self._announced = False  # the first announcement was logged
         self._saved_digest: str | None = None
         self._save_failed = False
@@ -378,6 +379,10 @@ class Runner:
         return _Loaded(snapshot, (), error, f"running the last valid configuration, saved at {when} in {saved.path}")
 
     async def _recompute(self, why: str) -> None:
+        """Decide and announce this node's part, then (once the lock is free again) the rest: the other speakers'
+        plans and the status file. A recompute queued meanwhile (a membership change) takes the lock first
+        (``asyncio.Lock`` serves in order) and announces without waiting for that rest; having announced, it
+        supersedes it: only the latest announcement is finished."""
         async with self._lock:
             if self.snapshot is None or self._stop.is_set():
                 if self.snapshot is None:
@@ -404,12 +409,17 @@ class Runner:
             # Announce on this node's own part, then plan the other speakers (for the status file only).
             await self.announcer.apply(early.announcement, self._hand_over(early, quorum=quorum))
             self._early = early
+            self._announcements += 1
+            announcement = self._announcements
             log.debug("announced in %.1f ms (%s)", (time.monotonic() - started) * 1000, why)
             if not self._announced:
                 self._announced = True
                 bgp = early.announcement.bgp
                 log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(early.announcement.layer2),
                          len(bgp.peers) if bgp else 0, age_text())  # fmt: skip
+        async with self._lock:
+            if self._announcements != announcement:
+                return  # a later announcement came first: it finishes its own
             try:
                 decision = early.finish()
             except Exception as err:  # as above (the announcement stands)
