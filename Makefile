@@ -47,10 +47,11 @@ k8s-cluster: setup k8s-binaries images
 # What `make test` builds before pytest, BUILD_JOBS at a time: cold, each Go build keeps about 1.2 of 2 cores busy
 # (its links and module downloads are single-threaded) and the images mostly wait on the Debian mirror and PyPI, so
 # running them side by side shortens a cold run (bench/RESULTS.md, "Cold CI"); warm, each is reused in a second.
+# Their output streams as it comes (the scripts' own lines start with their names), so a stopped run shows where.
 BUILDS := k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster
 BUILD_JOBS ?= 4
 builds:
-	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=line $(BUILDS)
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=none $(BUILDS)
 
 # The end-to-end tests on a real 3-node cluster (README: "The Kubernetes cluster lab"). `make test` runs the files
 # of CLUSTER_CI_TESTS, the ones with a record of clean consecutive runs; a new file joins them with such a record.
