@@ -14,11 +14,11 @@ this extension after the entry (big-endian)::
     1   kind (1 = hold)
     4   hold in milliseconds, 1..MAX_HOLD_MS
     1   l = number of links, 0..MAX_LINKS
-    l x (6 MAC, 1 family (4 or 6), 4 or 16 address): the sender's own MAC and address on each interface it
-        announced from. The address is what a stand-in probes (ARP / NDP to that MAC): the held node's kernel
-        answers it while the node is up, so a node that dies during the hold is noticed in about ``dead_timeout``,
-        and the answer comes in on the stand-in's interface that shares the segment, the only one on which that
-        MAC means anything.
+    l x (6 MAC, 1 family (4 or 6), 4 or 16 address): the sender's own MAC and address (its primary IPv4
+        address, else its IPv6 link-local one) on each interface it answers ARP/NDP on. The address is what a
+        stand-in probes (ARP / NDP to that MAC): the held node's kernel answers it while the node is up, so a
+        node that dies during the hold is noticed in about ``dead_timeout``, and the answer comes in on the
+        stand-in's interface that shares the segment, the only one on which that MAC means anything.
     2   n4, then n4 x 4: IPv4 addresses this receiver stands in for
     2   n6, then n6 x 16: IPv6 addresses likewise
 
