@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 from tests.support.waits import wait_until_async
@@ -158,3 +159,45 @@ async def test_over_ipv6_too() -> None:
     finally:
         for svc in services:
             await svc.stop(leave=False)
+
+
+class StuckDeadline(Membership):
+    """A core whose next deadline stays in the past (a bug): the service must still yield between ticks."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.ticks = 0
+
+    def tick(self, now: float) -> tuple[list, list]:  # type: ignore[type-arg]
+        self.ticks += 1
+        return super().tick(now)
+
+    def next_deadline(self) -> float:
+        return 0.0
+
+
+def test_a_deadline_stuck_in_the_past_does_not_starve_the_loop() -> None:
+    """Run on a thread of its own, so that a regression (a loop that never yields) fails the test, not hangs it."""
+    main_a, sock_b, members = _pair()
+    core = StuckDeadline("a", SECRET, members, SLOW)
+    ran: list[float] = []
+
+    async def scenario() -> None:
+        async with MembershipService(core, sock=main_a):
+
+            async def other() -> None:
+                for _ in range(20):
+                    await asyncio.sleep(0.005)
+                    ran.append(time.monotonic())
+
+            await other()  # never finishes if the service spins without yielding
+
+    runner = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    try:
+        runner.start()
+        runner.join(30.0)
+        assert not runner.is_alive(), "the membership loop spun without yielding"
+        assert len(ran) == 20
+        assert core.ticks > 1  # the service went on ticking meanwhile, at most once per MIN_SLEEP
+    finally:
+        sock_b.close()

@@ -109,6 +109,10 @@ class MembershipView:
     members: Mapping[str, Address]
 
 
+MIN_SLEEP = 0.001
+"""Seconds the loop waits at least between two ticks: it always yields to the reads and the rest of the loop."""
+
+
 class MembershipService:
     """Run a ``Membership`` on a UDP socket.
 
@@ -295,13 +299,14 @@ class MembershipService:
             self._send(sock, datagrams)
             self._dispatch(events, force=was_settled != self._core.settled())
             self._sleep_until = self._core.next_deadline()
+            # Always wait a little, even for a deadline already past: a deadline that stays in the past (a core
+            # bug) must not spin this loop without yielding, starving the reads (at real-time priority, the core).
             delay = self._sleep_until - self._clock()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                if self._on_late is not None and not self._wake.is_set():
-                    self._on_late(self._clock() - self._sleep_until)  # a timer, and how late the loop ran it
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(delay, MIN_SLEEP)):
+                    await self._wake.wait()
+            if delay > 0 and self._on_late is not None and not self._wake.is_set():
+                self._on_late(self._clock() - self._sleep_until)  # a timer, and how late the loop ran it
 
     def _on_readable(self) -> None:
         """Drain a batch from the main socket (strangers, junk, members not on their own socket)."""
