@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ironlb.layer2.interfaces import IFF_BROADCAST, IFF_UP, InterfaceRecord, SelectedInterface
 from ironlb.layer2.metrics import GRATUITOUS_SENT, REQUESTS_RECEIVED, RESPONSES_SENT, Layer2Metrics
-from ironlb.layer2.responder import ALL, FrameHandler, Kind, Responder
+from ironlb.layer2.responder import ALL, MAX_HEARD_CLAIMS, FrameHandler, Kind, Responder
 from ironlb.layer2.wire.arp import ARP_REPLY, build_gratuitous, build_request, parse_arp
 from ironlb.layer2.wire.ethernet import mac_from_str
 from ironlb.layer2.wire.ndp import (
@@ -389,6 +389,44 @@ async def test_a_claim_before_our_decision_ends_the_burst_and_the_hand_over_is_i
         assert h.responder.releasing == frozenset()
         ask(eth0)
         assert arp_replies(eth0) == 1
+
+
+@virtual_clock
+async def test_an_ip_announced_briefly_after_another_host_claimed_it_is_given_back_at_once() -> None:
+    """A joining node decides on a view one member short (it announces), then on the full one (it gives the IP
+    back to the node that claimed it a moment before): no hand-over wait, so no two nodes answering meanwhile."""
+    h = handover_harness()
+    async with h.responder:
+        eth0 = h.link("eth0")
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])  # the owner claimed it before we announced
+        await asyncio.sleep(0.1)
+        h.responder.set_announced({VIP4: ALL})
+        h.responder.set_announced({}, hand_over=[VIP4])
+        assert h.responder.releasing == frozenset()
+        ask(eth0)
+        assert arp_replies(eth0) == 0
+        # A claim older than a hand-over's length does not count: the hand-over waits for a new one.
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])
+        await asyncio.sleep(2.5)
+        h.responder.set_announced({VIP4: ALL})
+        h.responder.set_announced({}, hand_over=[VIP4])
+        assert h.responder.releasing == {VIP4}
+
+
+@virtual_clock
+async def test_claims_heard_for_ips_we_do_not_announce_are_bounded() -> None:
+    """A flood of claims for made-up IPs: at most MAX_HEARD_CLAIMS remembered; a real one then still counts once
+    the flood's have aged past a hand-over's length."""
+    h = handover_harness()
+    async with h.responder:
+        eth0 = h.link("eth0")
+        base = int(ip_address("10.200.0.0"))
+        for n in range(MAX_HEARD_CLAIMS + 100):
+            eth0.deliver(Kind.ARP, build_gratuitous(ip_address(base + n), OTHER)[0])
+        assert len(h.responder._heard) == MAX_HEARD_CLAIMS
+        await asyncio.sleep(2.5)
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])
+        assert VIP4 in h.responder._heard and len(h.responder._heard) == 1
 
 
 @virtual_clock

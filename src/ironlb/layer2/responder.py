@@ -267,6 +267,10 @@ def _link_key(iface: SelectedInterface) -> tuple[int, bytes, bool, bool]:
     return (iface.index, iface.mac, iface.arp, iface.ndp)
 
 
+MAX_HEARD_CLAIMS = 4096
+"""Claims for IPs we do not announce remembered at once (each for ``handover_timeout``)."""
+
+
 class Responder:
     """Answers ARP/NDP for announced IPs and announces takeovers.
 
@@ -309,6 +313,10 @@ class Responder:
         # Given away, still answered until claimed by another host or the deadline (loop time).
         self._releasing: dict[IPAddress, tuple[InterfaceSelector, float]] = {}
         self._claimed_at: dict[IPAddress, float] = {}  # another host claimed an IP we announce (loop time)
+        # Claims heard for IPs we did not announce then (loop time), kept for a hand-over's length: an IP we announce
+        # only briefly (an election decided on a membership view one event short) and give back is already owned.
+        self._heard: dict[IPAddress, float] = {}
+        self._heard_pruned = -math.inf
         self._expiry: dict[float, asyncio.TimerHandle] = {}  # one timer per hand-over deadline
         self._released = asyncio.Event()
         self._released.set()
@@ -412,8 +420,8 @@ class Responder:
                 del self._releasing[ip]
         for ip in set(self._announced) - set(wanted):
             self._stop_spam(ip)
-            claimed_at = self._claimed_at.pop(ip, None)
-            recently_claimed = claimed_at is not None and now - claimed_at < self._handover_timeout
+            claimed_at = max(self._claimed_at.pop(ip, -math.inf), self._heard.pop(ip, -math.inf))
+            recently_claimed = now - claimed_at < self._handover_timeout
             if hand_over and ip in hand_over and not recently_claimed and self._handover_timeout > 0:
                 self._release(ip, self._announced[ip], now + self._handover_timeout)
         for ip in wanted:
@@ -484,6 +492,20 @@ class Responder:
             # announcements with ours; go on answering until our own decision drops it.
             self._claimed_at[ip] = self._loop.time()
             self._stop_spam(ip)
+        elif self._loop is not None:
+            self._note_heard(ip, self._loop.time())
+
+    def _note_heard(self, ip: IPAddress, now: float) -> None:
+        """Remember a claim for an IP we do not announce, for a hand-over's length; bounded (a flood of claims
+        for made-up IPs only makes a brief announcement's give-back wait its deadline, as without this)."""
+        if len(self._heard) >= MAX_HEARD_CLAIMS:
+            if now - self._heard_pruned < self._handover_timeout:
+                return  # full of fresh claims (a flood): no pass over them per frame
+            self._heard_pruned = now
+            self._heard = {k: t for k, t in self._heard.items() if now - t < self._handover_timeout}
+            if len(self._heard) >= MAX_HEARD_CLAIMS:
+                return
+        self._heard[ip] = now
 
     # ----------------------------------------------------------------- stand-ins
     @property
@@ -661,7 +683,7 @@ class Responder:
         except FrameError as exc:
             log.debug("dropped malformed %s frame on %s: %s", kind.value, iface.name, exc)
             return
-        if claim is not None and (claim in self._releasing or claim in self._announced) and not self._ours(sender):
+        if claim is not None and not self._ours(sender):
             self._on_claim(claim, sender)
         if self._stand.names:
             decision = self._stand_in_frame(link, kind, frame, decision, claim, sender)
