@@ -401,8 +401,13 @@ async def test_an_ip_announced_briefly_after_another_host_claimed_it_is_given_ba
         eth0.deliver(Kind.ARP, build_gratuitous(VIP4, OTHER)[0])  # the owner claimed it before we announced
         await asyncio.sleep(0.1)
         h.responder.set_announced({VIP4: ALL})
+        sent = len(eth0.sent)
         h.responder.set_announced({}, hand_over=[VIP4])
         assert h.responder.releasing == frozenset()
+        # Our brief announcement moved clients' caches to us: one gratuitous ARP puts them back on the owner's MAC,
+        # sent from ours.
+        assert eth0.sent[sent:] == [(Kind.ARP, f) for f in build_gratuitous(VIP4, MAC0, OTHER)]
+        assert all(parse_arp(f).sender_mac == OTHER and parse_arp(f).eth_src == MAC0 for _, f in eth0.sent[sent:])
         ask(eth0)
         assert arp_replies(eth0) == 0
         # A claim older than a hand-over's length does not count: the hand-over waits for a new one.

@@ -271,6 +271,8 @@ MAX_HEARD_CLAIMS = 4096
 """Claims for IPs we do not announce remembered at once (each for ``handover_timeout``)."""
 
 
+_NO_CLAIM: tuple[float, bytes] = (-math.inf, b"")
+
 class Responder:
     """Answers ARP/NDP for announced IPs and announces takeovers.
 
@@ -312,10 +314,10 @@ class Responder:
         self._announced: dict[IPAddress, InterfaceSelector] = {}
         # Given away, still answered until claimed by another host or the deadline (loop time).
         self._releasing: dict[IPAddress, tuple[InterfaceSelector, float]] = {}
-        self._claimed_at: dict[IPAddress, float] = {}  # another host claimed an IP we announce (loop time)
-        # Claims heard for IPs we did not announce then (loop time), kept for a hand-over's length: an IP we announce
-        # only briefly (an election decided on a membership view one event short) and give back is already owned.
-        self._heard: dict[IPAddress, float] = {}
+        self._claimed_at: dict[IPAddress, tuple[float, bytes]] = {}  # another host claimed an IP we announce: when, MAC
+        # Claims heard for IPs we did not announce then (loop time, MAC), kept for a hand-over's length: an IP we
+        # announce only briefly (an election decided on a view one member short) and give back is already owned.
+        self._heard: dict[IPAddress, tuple[float, bytes]] = {}
         self._heard_pruned = -math.inf
         self._expiry: dict[float, asyncio.TimerHandle] = {}  # one timer per hand-over deadline
         self._released = asyncio.Event()
@@ -420,10 +422,15 @@ class Responder:
                 del self._releasing[ip]
         for ip in set(self._announced) - set(wanted):
             self._stop_spam(ip)
-            claimed_at = max(self._claimed_at.pop(ip, -math.inf), self._heard.pop(ip, -math.inf))
-            recently_claimed = now - claimed_at < self._handover_timeout
-            if hand_over and ip in hand_over and not recently_claimed and self._handover_timeout > 0:
-                self._release(ip, self._announced[ip], now + self._handover_timeout)
+            claim = max(self._claimed_at.pop(ip, _NO_CLAIM), self._heard.pop(ip, _NO_CLAIM))
+            recently_claimed = now - claim[0] < self._handover_timeout
+            if hand_over and ip in hand_over and self._handover_timeout > 0:
+                if not recently_claimed:
+                    self._release(ip, self._announced[ip], now + self._handover_timeout)
+                else:
+                    # Given back to the host that claimed it last: say so once, in case our own announcements
+                    # (a brief ownership) moved clients' caches to us after that host's claim.
+                    self._announce_at(ip, self._announced[ip], claim[1])
         for ip in wanted:
             self._releasing.pop(ip, None)
         for ip in triggered:
@@ -490,22 +497,22 @@ class Responder:
         elif ip in self._announced and self._loop is not None:
             # The election moves it to that host (a restarted owner coming back): do not fight its
             # announcements with ours; go on answering until our own decision drops it.
-            self._claimed_at[ip] = self._loop.time()
+            self._claimed_at[ip] = (self._loop.time(), mac)
             self._stop_spam(ip)
         elif self._loop is not None:
-            self._note_heard(ip, self._loop.time())
+            self._note_heard(ip, mac, self._loop.time())
 
-    def _note_heard(self, ip: IPAddress, now: float) -> None:
+    def _note_heard(self, ip: IPAddress, mac: bytes, now: float) -> None:
         """Remember a claim for an IP we do not announce, for a hand-over's length; bounded (a flood of claims
         for made-up IPs only makes a brief announcement's give-back wait its deadline, as without this)."""
         if len(self._heard) >= MAX_HEARD_CLAIMS:
             if now - self._heard_pruned < self._handover_timeout:
                 return  # full of fresh claims (a flood): no pass over them per frame
             self._heard_pruned = now
-            self._heard = {k: t for k, t in self._heard.items() if now - t < self._handover_timeout}
+            self._heard = {k: c for k, c in self._heard.items() if now - c[0] < self._handover_timeout}
             if len(self._heard) >= MAX_HEARD_CLAIMS:
                 return
-        self._heard[ip] = now
+        self._heard[ip] = (now, mac)
 
     # ----------------------------------------------------------------- stand-ins
     @property
@@ -739,6 +746,21 @@ class Responder:
         task = self._spam_tasks.pop(ip, None)
         if task is not None:
             task.cancel()
+
+    def _announce_at(self, ip: IPAddress, sel: InterfaceSelector, owner_mac: bytes) -> None:
+        """One gratuitous ARP / unsolicited NA saying ``ip`` is at ``owner_mac``, from our Ethernet address (so
+        switches do not learn the owner's MAC on our port), on the links that announced it."""
+        for link in list(self._links.values()):
+            iface = link.iface
+            if not self._covers(sel, iface, ip):
+                continue
+            if isinstance(ip, IPv4Address):
+                frames = [(Kind.ARP, f) for f in build_gratuitous(ip, iface.mac, owner_mac)]
+            else:
+                frames = [(Kind.NDP, build_unsolicited_advertisement(ip, iface.mac, ip, owner_mac))]
+            sent = sum(1 for kind, frame in frames if link.send(kind, frame))
+            if sent:
+                self._metrics.gratuitous_sent(str(ip), sent)
 
     def _send_gratuitous(self, ip: IPAddress, links: Iterable[Link] | None = None) -> None:
         sel = self._announced.get(ip)

@@ -115,13 +115,15 @@ def build_reply(request: ArpPacket, our_mac: bytes) -> bytes:
     )
 
 
-def build_gratuitous(ip: IPv4Address, our_mac: bytes) -> tuple[bytes, bytes]:
+def build_gratuitous(ip: IPv4Address, our_mac: bytes, at_mac: bytes | None = None) -> tuple[bytes, bytes]:
     """Gratuitous ARP request and reply, both broadcast with sender = target = ``ip``.
 
     Both are sent because clients differ in which one they honour (as MetalLB does).
     The request's target MAC is zero (RFC 5227 announcement); the reply's target MAC
-    is our own, which is what Linux requires to treat a reply as gratuitous.
+    is the announced one, which is what Linux requires to treat a reply as gratuitous.
+    ``at_mac`` announces ``ip`` at another host's MAC, sent from ours (a give-back).
     """
-    request = ArpPacket(BROADCAST_MAC, our_mac, ARP_REQUEST, our_mac, ip, ZERO_MAC, ip)
-    reply = ArpPacket(BROADCAST_MAC, our_mac, ARP_REPLY, our_mac, ip, our_mac, ip)
+    mac = our_mac if at_mac is None else at_mac
+    request = ArpPacket(BROADCAST_MAC, our_mac, ARP_REQUEST, mac, ip, ZERO_MAC, ip)
+    reply = ArpPacket(BROADCAST_MAC, our_mac, ARP_REPLY, mac, ip, mac, ip)
     return build_arp(request), build_arp(reply)

@@ -209,8 +209,11 @@ def build_solicitation(our_mac: bytes, src: IPv6Address, target: IPv6Address) ->
     return build_ndp(NeighborSolicitation(multicast_mac(group), our_mac, src, group, target, our_mac))
 
 
-def build_unsolicited_advertisement(target: IPv6Address, our_mac: bytes, src: IPv6Address | None = None) -> bytes:
-    """The takeover NA: to all-nodes, Override=1, Solicited=0, with our MAC as target LL address.
+def build_unsolicited_advertisement(
+    target: IPv6Address, our_mac: bytes, src: IPv6Address | None = None, at_mac: bytes | None = None
+) -> bytes:
+    """The takeover NA: to all-nodes, Override=1, Solicited=0, with our MAC (or ``at_mac``, another host's, for a
+    give-back) as target LL address.
 
     The IPv6 source defaults to ``target``, as Linux sends its own unsolicited NAs.
     """
@@ -221,7 +224,7 @@ def build_unsolicited_advertisement(target: IPv6Address, our_mac: bytes, src: IP
             src=src if src is not None else target,
             dst=ALL_NODES,
             target=target,
-            target_lladdr=our_mac,
+            target_lladdr=our_mac if at_mac is None else at_mac,
             solicited=False,
             override=True,
         )
