@@ -7,8 +7,10 @@ up long before a fallback rescan could have seen it.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -186,3 +188,18 @@ async def test_a_costly_tree_is_rescanned_less_often(tmp_path: Path, monkeypatch
         assert w.scans == 1
         write(tmp_path / "a.yaml", "a: 1\n")
         await w.changed(0, "a change, seen at once all the same")
+
+
+def test_a_drain_that_never_runs_dry_stops_after_a_bounded_read() -> None:
+    """A writer that never stops (here /dev/zero, always readable) cannot keep the watch in its drain."""
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    notifier = Notifier(fd, ctypes.CDLL(None))
+    result: list[bool] = []
+    drainer = threading.Thread(target=lambda: result.append(notifier.drain()), daemon=True)
+    drainer.start()
+    drainer.join(30.0)  # on its own thread: a regression fails the test instead of hanging it
+    try:
+        assert result == [True], "the drain did not return"
+    finally:
+        if not drainer.is_alive():
+            notifier.close()

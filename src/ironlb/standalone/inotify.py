@@ -38,6 +38,8 @@ MASK = (
 )  # fmt: skip
 """Every change to a directory's entries or to the files in it (content, metadata, renames)."""
 READ_SIZE = 64 * 1024
+MAX_READS = 16
+"""Buffers read per drain: 1 MiB, more than the kernel's default queue of 16,384 events holds."""
 
 
 class Notifier:
@@ -98,9 +100,10 @@ class Notifier:
         return complete
 
     def drain(self) -> bool:
-        """Read every pending event; True if there was any (what they were does not matter, see the module doc)."""
+        """Read the pending events, at most MAX_READS buffers (a writer that never stops cannot keep us here: what
+        is left is read next time); True if there was any (what they were does not matter, see the module doc)."""
         seen = False
-        while True:
+        for _ in range(MAX_READS):
             try:
                 data = os.read(self.fd, READ_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -110,6 +113,7 @@ class Notifier:
             if not data:
                 return seen
             seen = True
+        return seen
 
     def close(self) -> None:
         self._watches.clear()
