@@ -26,12 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bench.restarts import config
 from ironlb.lab.failover import percentile
 
 _FIGURES = re.compile(r"\(([\d.]+) s after the process started, ([\d.]+) s of CPU\)")
+# The first announcement's line first: it is not also counted as the first log line.
+MARKS = {"first announcement": "first announcement", "starting": "first log line"}
 
 
 def one_run(
@@ -46,8 +49,17 @@ def one_run(
                 "--insecure-no-secret"]  # fmt: skip
     if fifo:
         cmd = ["chrt", "-f", "20", *cmd]
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    text = run_until_announced(cmd, env, signal.SIGINT, 10.0, timeout)
+    return figures(text, MARKS)
+
+
+def run_until_announced(
+    cmd: list[str], env: dict[str, str] | None, stop: signal.Signals, stop_timeout: float, timeout: float
+) -> str:
+    """Run ``cmd`` until it logs its first announcement (or exits, or ``timeout``), stop it with ``stop`` (killed
+    after ``stop_timeout``); everything it printed."""
     with tempfile.TemporaryFile("w+") as log:
-        env = dict(os.environ, PYTHONPATH=src) if src else None
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             deadline = time.monotonic() + timeout
@@ -57,22 +69,37 @@ def one_run(
                 log.seek(0)
                 text = log.read()
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    return text
+
+
+def figures(text: str, marks: Mapping[str, str]) -> dict[str, tuple[float, float]]:
+    """For each start-up line of ``text`` holding a needle of ``marks`` (the first that matches, in order), its key
+    and (wall s, CPU s) figures; the first such line per key."""
     out: dict[str, tuple[float, float]] = {}
     for line in text.splitlines():
         m = _FIGURES.search(line)
-        if m is None:
-            continue
-        key = "first announcement" if "first announcement" in line else "first log line" if "starting" in line else ""
-        if key and key not in out:
+        key = next((k for needle, k in marks.items() if needle in line), None) if m is not None else None
+        if m is not None and key is not None and key not in out:
             out[key] = (float(m.group(1)), float(m.group(2)))
     return out
 
+
+def print_summary(rows: Mapping[str, list[dict[str, tuple[float, float]]]], keys: Iterable[str]) -> None:
+    """Per source tag and key: the wall and CPU p50, min and max over the runs, in ms."""
+    for tag, runs in rows.items():
+        for key in keys:
+            walls = [r[key][0] * 1000 for r in runs if key in r]
+            cpus = [r[key][1] * 1000 for r in runs if key in r]
+            if walls:
+                print(f"  {key}{tag}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max "
+                      f"{max(walls):.0f}); CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max "
+                      f"{max(cpus):.0f})")  # fmt: skip
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -97,14 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      for k, (w, c) in row.items()), flush=True)  # fmt: skip
     print(f"{args.services} Services, {args.members} member(s), {'SCHED_FIFO' if args.fifo else 'normal priority'}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    for tag, runs in rows.items():
-        for key in ("first log line", "first announcement"):
-            walls = [r[key][0] * 1000 for r in runs if key in r]
-            cpus = [r[key][1] * 1000 for r in runs if key in r]
-            if walls:
-                print(f"  {key}{tag}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max "
-                      f"{max(walls):.0f}); CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max "
-                      f"{max(cpus):.0f})")  # fmt: skip
+    print_summary(rows, ("first log line", "first announcement"))
     return 0
 
 

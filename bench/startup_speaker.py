@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,9 +25,8 @@ from pathlib import Path
 from tests.support.controlplane import ControlPlane, find_binaries
 
 from bench.speaker import concurrently
-from bench.startup import _FIGURES
+from bench.startup import figures, print_summary, run_until_announced
 from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, KubeClient
-from ironlb.lab.failover import percentile
 
 NS = "metallb-system"
 APP = "default"
@@ -90,28 +88,8 @@ def one_run(
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONDONTWRITEBYTECODE")}
     if src:
         env["PYTHONPATH"] = src
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            deadline = time.monotonic() + timeout
-            text = ""
-            while time.monotonic() < deadline and "first announcement" not in text and proc.poll() is None:
-                time.sleep(0.05)
-                log.seek(0)
-                text = log.read()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    out: dict[str, tuple[float, float]] = {}
-    for line in text.splitlines():
-        m = _FIGURES.search(line)
-        for needle, key in MARKS.items():
-            if m is not None and needle in line and key not in out:
-                out[key] = (float(m.group(1)), float(m.group(2)))
+    text = run_until_announced(cmd, env, signal.SIGTERM, 15.0, timeout)
+    out = figures(text, MARKS)
     if "first announcement" not in out:
         raise RuntimeError(f"no first announcement:\n{text[-3000:]}")
     return out
@@ -147,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cp.stop()
     print(f"{args.services} Services, load average {os.getloadavg()[0]:.1f}")
-    for tag, runs in rows.items():
-        for key in MARKS.values():
-            walls = [r[key][0] * 1000 for r in runs if key in r]
-            cpus = [r[key][1] * 1000 for r in runs if key in r]
-            if walls:
-                print(f"  {key}{tag}: wall p50 {percentile(walls, 50):.0f} ms (min {min(walls):.0f}, max "
-                      f"{max(walls):.0f}); CPU p50 {percentile(cpus, 50):.0f} ms (min {min(cpus):.0f}, max "
-                      f"{max(cpus):.0f})")  # fmt: skip
+    print_summary(rows, MARKS.values())
     return 0
 
 
