@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
@@ -127,16 +129,26 @@ def test_backoff_jitter_takes_a_fraction_off_and_never_delays_the_first_dial() -
     assert 0 < backoff_delay(1, 120, 5.0) < 0.1 and backoff_delay(1, 120, -1.0) == 1.0  # out of range: clamped
 
 
-@virtual_clock  # the schedule on the loop's clock: the immediate redial tells apart from the >= 0.5 s backoff
-async def test_a_stable_session_that_drops_is_redialled_at_once_a_flapping_one_after_a_backoff() -> None:
+@asynccontextmanager
+async def stable_session() -> AsyncIterator[tuple[FakePeer, BGPSession]]:
+    """A session to a fake peer, Established for longer than STABLE_SESSION; closed afterwards."""
     peer = FakePeer()
     port = await peer.start()
-    loop = asyncio.get_running_loop()
     s = BGPSession(speaker(port))
     s.start()
     try:
         await s.wait_established(5)
         await asyncio.sleep(STABLE_SESSION + 1)
+        yield peer, s
+    finally:
+        await s.close()
+        await peer.stop()
+
+
+@virtual_clock  # the schedule on the loop's clock: the immediate redial tells apart from the >= 0.5 s backoff
+async def test_a_stable_session_that_drops_is_redialled_at_once_a_flapping_one_after_a_backoff() -> None:
+    loop = asyncio.get_running_loop()
+    async with stable_session() as (peer, s):
         first = peer.connections[0].transport
         assert first is not None
         dropped = loop.time()
@@ -149,22 +161,13 @@ async def test_a_stable_session_that_drops_is_redialled_at_once_a_flapping_one_a
         second.abort()  # down again straight after coming up: a flap waits out the jittered backoff
         await until(lambda: len(peer.connections) == 3)
         assert loop.time() - dropped >= 0.5, loop.time() - dropped
-    finally:
-        await s.close()
-        await peer.stop()
 
 
 @virtual_clock
 async def test_a_session_we_drop_because_bfd_went_down_waits_the_backoff_even_when_it_was_stable() -> None:
     """BFD declared the path dead: redialling at once would bring the routes back through it for a moment."""
-    peer = FakePeer()
-    port = await peer.start()
     loop = asyncio.get_running_loop()
-    s = BGPSession(speaker(port))
-    s.start()
-    try:
-        await s.wait_established(5)
-        await asyncio.sleep(STABLE_SESSION + 1)
+    async with stable_session() as (peer, s):
         dropped = loop.time()
         s.drop_connection("BFD down: test")
         await until(lambda: len(peer.connections) == 2 and s.is_established)
@@ -176,9 +179,6 @@ async def test_a_session_we_drop_because_bfd_went_down_waits_the_backoff_even_wh
         first.abort()  # the peer's own drop after that: at once again
         await until(lambda: len(peer.connections) == 3 and s.is_established)
         assert loop.time() - dropped < 0.5, loop.time() - dropped
-    finally:
-        await s.close()
-        await peer.stop()
 
 
 def test_md5sig_struct_layout() -> None:
