@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.jsonlines import ChildExited, JsonLineReader
-from tests.support.netns import NetnsLab, netns_available
+from tests.support.netns import NetnsLab, fresh_lab
 
 HERE = Path(__file__).resolve().parent
 CLIENT_IP4, NODE_A_IP4, NODE_B_IP4 = "10.99.0.1", "10.99.0.2", "10.99.0.3"
@@ -85,11 +85,7 @@ class L2Lab:
 
 @pytest.fixture
 def l2lab() -> Iterator[L2Lab]:
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
-    lab = NetnsLab()
-    try:
+    with fresh_lab() as lab:
         sw = lab.netns("sw")
         names = {"c": lab.netns("c"), "a": lab.netns("a"), "b": lab.netns("b")}
         for short, ns in names.items():
@@ -103,5 +99,3 @@ def l2lab() -> Iterator[L2Lab]:
             lab.wait_link_local(ns, DEV)  # NDP responders need one at the first scan
             env.macs[short] = lab.mac(ns, DEV)
         yield env
-    finally:
-        lab.cleanup()

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from tests.support.netns import NetnsLab, netns_available
+from tests.support.netns import NetnsLab, fresh_lab
 
 pytestmark = pytest.mark.netns
 
@@ -100,14 +100,8 @@ asyncio.run(main())
 
 @pytest.fixture
 def lab() -> Iterator[NetnsLab]:
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
-    lab = NetnsLab()
-    try:
+    with fresh_lab() as lab:
         yield lab
-    finally:
-        lab.cleanup()
 
 
 def test_another_user_cannot_bind_the_membership_port_and_members_keep_their_sockets(lab: NetnsLab) -> None:
