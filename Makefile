@@ -4,8 +4,12 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
+# Targets that need the venv depend on `setup`; `builds` runs its targets in a sub-make after setting up once and
+# tells it so (SETUP_DONE=1), so that `make test` and `make builds` run scripts/setup.sh once, not once per make.
 setup:
+ifndef SETUP_DONE
 	./scripts/setup.sh
+endif
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
@@ -50,8 +54,8 @@ k8s-cluster: setup k8s-binaries images
 # Their output streams as it comes (the scripts' own lines start with their names), so a stopped run shows where.
 BUILDS := k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster
 BUILD_JOBS ?= 4
-builds:
-	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=none $(BUILDS)
+builds: setup
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=none $(BUILDS) SETUP_DONE=1
 
 # The end-to-end tests on a real 3-node cluster (README: "The Kubernetes cluster lab"). `make test` runs the files
 # of CLUSTER_CI_TESTS, the ones with a record of clean consecutive runs; a new file joins them with such a record.
