@@ -279,7 +279,61 @@ def test_prometheus_rule_names_and_thresholds(tmp_path: Path) -> None:
     rule_schema = schema["properties"]["prometheus"]["properties"]["prometheusRule"]["properties"]
     for alert, buckets in (("fastPathLag", LOOP_LAG_BUCKETS), ("slowFailureDetection", DETECTION_BUCKETS)):
         exposed = [le for le, _ in Histogram(buckets).cumulative() if le != "+Inf"]
-        assert rule_schema[alert]["properties"]["thresholdSeconds"]["enum"] == exposed
+        enum = rule_schema[alert]["properties"]["thresholdSeconds"]["enum"]
+        assert [v for v in enum if isinstance(v, str)] == exposed  # and the same bounds as numbers (--set gives them)
+        assert [v for v in enum if not isinstance(v, str)] == [float(le) for le in exposed]
+
+
+# (how the value is given, what --set/--values gets, the `le` and the text the alert renders)
+THRESHOLD_FORMS = [
+    ("--set", "1", "1.0"),          # helm's --set parses a whole number as an integer
+    ("--set", "10", "10.0"),
+    ("--set", "0.75", "0.75"),      # and keeps a decimal one a string
+    ("--set-string", "1.0", "1.0"),
+    ("--values", 1.0, "1.0"),       # a number in a values file (YAML 1.0)
+    ("--values", 2, "2.0"),
+    ("--values", 0.5, "0.5"),
+    ("--values", "5.0", "5.0"),
+]
+
+
+@pytest.mark.parametrize(("how", "given", "le"), THRESHOLD_FORMS)
+def test_bucket_threshold_number_or_string(tmp_path: Path, how: str, given: object, le: str) -> None:
+    """A threshold given as a number or as a string renders the same bucket bound, as Prometheus writes it (a
+    `le="1"` would match no series: the alert would never fire); helm lint passes with it."""
+    key = "prometheus.prometheusRule.slowFailureDetection.thresholdSeconds"
+    args = ["metallb", str(CHART), "--namespace", NS, "--set", "prometheus.prometheusRule.enabled=true"]
+    if how == "--values":
+        f = tmp_path / "values.yaml"
+        f.write_text(yaml.safe_dump({"prometheus": {"prometheusRule": {
+            "slowFailureDetection": {"thresholdSeconds": given}}}}))
+        args += ["--values", str(f)]
+    else:
+        args += [how, f"{key}={given}"]
+    out = helm("template", *args)
+    assert out.returncode == 0, out.stderr
+    [rule] = [r for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "PrometheusRule"
+              for r in d["spec"]["groups"][0]["rules"] if r["alert"] == "IronLBSlowFailureDetection"]
+    assert f'ironlb_membership_detection_seconds_bucket{{namespace="{NS}",le="{le}"}}' in rule["expr"]
+    assert f"more than {le} s to declare" in rule["annotations"]["description"]
+    lint = helm("lint", "--strict", *args[1:])
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(("how", "given"), [("--set", "0.7"), ("--set", "3.5"), ("--set-string", "1"),
+                                            ("--set", "true"), ("--set", "1e0")])
+def test_bucket_threshold_not_a_bound_refused(how: str, given: str) -> None:
+    """A value that is no bucket bound, or a whole number as a string (Prometheus writes "1.0"), is refused by path."""
+    out = helm("template", "metallb", str(CHART), "--namespace", NS, "--set", "prometheus.prometheusRule.enabled=true",
+               how, f"prometheus.prometheusRule.fastPathLag.thresholdSeconds={given}")
+    assert out.returncode != 0 and "/prometheus/prometheusRule/fastPathLag/thresholdSeconds" in out.stderr, out.stderr
+
+
+def test_image_tag_number_or_string(tmp_path: Path) -> None:
+    """`--set speaker.image.tag=2` (an integer to helm) is a tag like "2"."""
+    docs = template(tmp_path, None, "speaker.image.tag=2", "controller.image.tag=0.16")
+    assert container(docs, "DaemonSet", "speaker")["image"] == "ironlb:2"
+    assert container(docs, "Deployment", "controller")["image"] == "ironlb:0.16"
 
 
 def test_pod_monitor(tmp_path: Path) -> None:
