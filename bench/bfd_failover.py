@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.support.bfd_frr import FRRInstance, frr_bfd_missing, kernel_route, node_router, router_conf
+from tests.support.jsonlines import popen_child
 from tests.support.waits import STARTING, wait_until
 
 from ironlb.lab.netns import NetnsLab, netns_available
@@ -56,13 +57,8 @@ def start_speaker(lab: NetnsLab, ns: str) -> subprocess.Popen[str]:
         "profile": PROFILE,
         "bgp": {"my_asn": 64512, "peer_asn": 64513, "router_id": NODE, "hold_time": 90, "routes": [PREFIX]},
     }
-    return lab.popen(
-        ns,
-        [sys.executable, str(ROOT / "tests" / "bfd" / "bfd_proc.py"), json.dumps(cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
+    return popen_child(
+        lab, ns, "tests.bfd.bfd_proc", json.dumps(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 

@@ -1,6 +1,6 @@
 """A BFDManager, alone or behind a BGPSpeaker, in a network namespace, for the netns tests and the bench.
 
-Started as ``ip netns exec NS python bfd_proc.py '<json>'`` with ``{"peer": ip, "local": ip|null,
+Started as ``ip netns exec NS python -m tests.bfd.bfd_proc '<json>'`` with ``{"peer": ip, "local": ip|null,
 "profile": {BFDProfile fields}, "multihop": bool, "bgp": {...} | absent}``. Without ``bgp`` it runs one BFD
 session through :meth:`BFDManager.add_peer`. With ``bgp`` (``{"my_asn", "peer_asn", "router_id", "hold_time",
 "routes": [prefix, ...]}``) it runs :class:`~ironlb.bgp.speaker.BGPSpeaker` with one peer naming the profile, and
@@ -32,11 +32,7 @@ from ironlb.bgp.fsm import Established, Event, SessionDown
 from ironlb.bgp.metrics import BGPMetrics
 from ironlb.bgp.speaker import BGPSpeaker
 from ironlb.config.types import BFDProfile, Peer
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
-    sys.stdout.flush()
+from tests.support.jsonchild import emit, serve
 
 
 def on_bgp_event(name: str, event: Event) -> None:
@@ -63,7 +59,6 @@ async def main() -> None:
     cfg = json.loads(sys.argv[1])
     if cfg.get("log"):
         logging.basicConfig(filename=cfg["log"], level=logging.DEBUG, format="%(created).3f %(name)s %(message)s")
-    loop = asyncio.get_running_loop()
     profile = BFDProfile.from_dict(cfg["profile"])
     manager = BFDManager(metrics=BFDMetrics(None))
     await manager.start()
@@ -99,24 +94,19 @@ async def main() -> None:
         manager.add_peer(
             cfg["peer"], cfg.get("local"), profile, multihop=cfg.get("multihop", False), on_change=on_bfd, auth=auth
         )
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    emit({"ready": True})
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = json.loads(line)
-        if cmd["cmd"] == "info":
-            handles: list[BFDPeerHandle] = manager.peers()
-            info: dict[str, Any] = {}
-            if handles:
-                info = asdict(handles[0].info())
-                info["state"] = handles[0].state.name
-                info["remote_state"] = handles[0].session.remote.state.name
-            emit({"info": info})
-        elif cmd["cmd"] == "close":
-            break
+
+    def handle(cmd: dict[str, Any]) -> dict[str, Any] | None:
+        if cmd["cmd"] != "info":
+            return None
+        handles: list[BFDPeerHandle] = manager.peers()
+        info: dict[str, Any] = {}
+        if handles:
+            info = asdict(handles[0].info())
+            info["state"] = handles[0].state.name
+            info["remote_state"] = handles[0].session.remote.state.name
+        return {"info": info}
+
+    await serve(handle)
     if speaker is not None:
         await speaker.close(graceful_restart=False)
     manager.close()

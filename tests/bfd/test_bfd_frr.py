@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ironlb.lab.netns import NetnsLab
 from tests.support.bfd_frr import FRRInstance, kernel_route, nft_clear, nft_drop_bfd, node_router, router_conf
-from tests.support.jsonlines import JsonLinesChild
+from tests.support.jsonlines import JsonLinesChild, popen_child
 from tests.support.waits import STARTING, wait_until
 
 NODE, RTR = "10.97.0.1", "10.97.0.2"
 NODE6, RTR6 = "fd00:97::1", "fd00:97::2"
-HERE = Path(__file__).resolve().parent
 PROFILE = {"name": "fast", "receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}
 
 DETECTED = 20.0
@@ -33,14 +29,7 @@ class BFDProc(JsonLinesChild):
     """tests/bfd/bfd_proc.py in a namespace; JSON lines both ways."""
 
     def __init__(self, lab: NetnsLab, ns: str, config: dict[str, Any]) -> None:
-        proc = lab.popen(
-            ns,
-            [sys.executable, str(HERE / "bfd_proc.py"), json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": f"{HERE.parent.parent / 'src'}:{HERE.parent.parent}"},
-        )
+        proc = popen_child(lab, ns, "tests.bfd.bfd_proc", json.dumps(config), stderr=subprocess.PIPE)
         super().__init__(proc, "bfd_proc")
 
     def info(self) -> dict[str, Any]:

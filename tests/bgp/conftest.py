@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +12,10 @@ import pytest
 
 from ironlb.lab.frr import FRRInstance
 from ironlb.lab.frr import frr_missing as lab_frr_missing
-from tests.support.jsonlines import JsonLinesChild
+from tests.support.jsonlines import JsonLinesChild, popen_child
 from tests.support.netns import NetnsLab, fresh_lab
 
 FRR_DIR = Path("/usr/lib/frr")
-HERE = Path(__file__).resolve().parent
 
 
 def frr_missing() -> str | None:
@@ -33,14 +30,7 @@ class Speaker(JsonLinesChild):
     """speaker_proc.py running in a namespace; JSON lines both ways."""
 
     def __init__(self, lab: NetnsLab, ns: str, config: dict[str, Any]) -> None:
-        proc = lab.popen(
-            ns,
-            [sys.executable, str(HERE / "speaker_proc.py"), json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(HERE.parent.parent / "src")},
-        )
+        proc = popen_child(lab, ns, "tests.bgp.speaker_proc", json.dumps(config), stderr=subprocess.PIPE)
         super().__init__(proc, "speaker")
 
 

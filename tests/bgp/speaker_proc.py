@@ -1,6 +1,6 @@
 """Runs one BGPSession inside a network namespace for the netns tests.
 
-Started as ``ip netns exec NS python speaker_proc.py '<json config>'``.  It prints
+Started as ``ip netns exec NS python -m tests.bgp.speaker_proc '<json config>'``.  It prints
 JSON lines (``{"ready": true}``, then one per FSM event) and obeys JSON-line
 commands on stdin: ``{"cmd": "routes", "routes": {prefix: {...}}}``,
 ``{"cmd": "close"}``.  EOF on stdin also closes the session.
@@ -19,11 +19,7 @@ from ironlb.bgp.config import PeerConfig
 from ironlb.bgp.fsm import Established, Event, NotificationReceived, SessionDown
 from ironlb.bgp.session import BGPSession
 from ironlb.bgp.wire import Network
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from tests.support.jsonchild import emit, serve
 
 
 def on_event(event: Event) -> None:
@@ -59,21 +55,15 @@ def make_config(raw: dict[str, Any]) -> PeerConfig:
 
 async def main() -> None:
     session = BGPSession(make_config(json.loads(sys.argv[1])), on_event=on_event)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     session.start()
-    emit({"ready": True})
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        cmd = json.loads(line)
-        if cmd["cmd"] == "routes":
-            session.set_routes(parse_routes(cmd["routes"]))
-            emit({"ok": True})
-        elif cmd["cmd"] == "close":
-            break
+
+    def handle(cmd: dict[str, Any]) -> dict[str, Any] | None:
+        if cmd["cmd"] != "routes":
+            return None
+        session.set_routes(parse_routes(cmd["routes"]))
+        return {"ok": True}
+
+    await serve(handle)
     await session.close("test finished")
     emit({"closed": True})
 

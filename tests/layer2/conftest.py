@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.jsonlines import ChildExited, JsonLineReader
+from tests.support.jsonlines import JsonLinesChild, popen_child
 from tests.support.netns import NetnsLab, fresh_lab
 
 HERE = Path(__file__).resolve().parent
@@ -24,27 +23,17 @@ VIP6, VIP6_UNANNOUNCED = "fd00:99::100", "fd00:99::101"
 DEV = "eth0"
 
 
-class ResponderProcess:
+class ResponderProcess(JsonLinesChild):
     """A Responder running in a node namespace, driven by JSON lines (responder_proc.py)."""
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        assert proc.stdout is not None
-        self._reader = JsonLineReader(proc.stdout)
-        assert self.read(timeout=10.0) == {"ready": True}
+        super().__init__(proc, "responder helper")
 
     def read(self, timeout: float = 5.0) -> dict[str, Any]:
-        try:
-            return self._reader.read(timeout)
-        except TimeoutError:
-            raise TimeoutError("responder helper did not answer") from None
-        except ChildExited:
-            raise RuntimeError(f"responder helper exited with {self.proc.wait()}") from None
+        return super().read(timeout)
 
     def command(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
+        self.send(**cmd)
         return self.read()
 
     def announce(self, announced: dict[str, Any]) -> None:
@@ -65,13 +54,7 @@ class L2Lab:
     macs: dict[str, str] = field(default_factory=dict)
 
     def start_responder(self, ns: str, *args: str) -> ResponderProcess:
-        proc = self.lab.popen(
-            ns,
-            [sys.executable, str(HERE / "responder_proc.py"), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        return ResponderProcess(proc)
+        return ResponderProcess(popen_child(self.lab, ns, "tests.layer2.responder_proc", *args))
 
     def client_run(self, *cmd: str, check: bool = False, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
         return self.lab.run(self.client, list(cmd), check=check, timeout=timeout)

@@ -1,6 +1,6 @@
 """Helper process for the netns tests: runs a Responder in the current namespace.
 
-Started with ``ip netns exec NS python responder_proc.py [options]``. It reads one
+Started with ``ip netns exec NS python -m tests.layer2.responder_proc [options]``. It reads one
 JSON command per line on stdin and answers one JSON line on stdout:
 ``{"cmd": "set", "announced": {"10.0.0.1": "ALL" | ["eth0"]}}``,
 ``{"cmd": "metrics"}``, ``{"cmd": "interfaces"}``, ``{"cmd": "quit"}``; for hand-overs
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from ironlb.layer2.metrics import GRATUITOUS_SENT, REQUESTS_RECEIVED, RESPONSES_SENT, Layer2Metrics
 from ironlb.layer2.responder import ALL, AllInterfaces, Responder
+from tests.support.jsonchild import emit, serve
 
 
 def _handle(responder: Responder, metrics: Layer2Metrics, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _handle(responder: Responder, metrics: Layer2Metrics, cmd: dict[str, Any]) -
     if cmd["cmd"] == "releasing":
         return {"releasing": len(responder.releasing)}
     if cmd["cmd"] == "stall":
-        print(json.dumps({"stalling": True}), flush=True)
+        emit({"stalling": True})
         end = time.monotonic() + 60
         while not Path(cmd["until"]).exists() and time.monotonic() < end:
             time.sleep(0.01)
@@ -67,21 +67,13 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     metrics = Layer2Metrics(CollectorRegistry())
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with Responder(
         gratuitous_interval=args.gratuitous_interval,
         gratuitous_duration=args.gratuitous_duration,
         rescan_interval=args.rescan_interval,
         metrics=metrics,
     ) as responder:
-        print(json.dumps({"ready": True}), flush=True)
-        while line := await reader.readline():
-            cmd = json.loads(line)
-            if cmd["cmd"] == "quit":
-                break
-            print(json.dumps(_handle(responder, metrics, cmd)), flush=True)
+        await serve(lambda cmd: _handle(responder, metrics, cmd), stop=("quit",))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Reading a child process's JSON-lines output with a timeout.
+"""The parent side of the JSON-lines harness: start a child program (:mod:`tests.support.jsonchild` has its side)
+and read its JSON-lines output with a timeout.
 
 ``select()`` on a Python file object is a trap: after a ``readline()`` the file may hold further complete lines in
 its own buffer while the descriptor has nothing left, so ``select`` times out with an answer already there. This
@@ -12,9 +13,21 @@ import os
 import select
 import subprocess
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from tests.support.jsonchild import REPO, child_argv
 from tests.support.waits import DEADLINE_SCALE
+
+if TYPE_CHECKING:
+    from ironlb.lab.netns import NetnsLab
+
+
+def popen_child(lab: NetnsLab, ns: str, module: str, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    """Start the child program ``module`` (``tests.bfd.bfd_proc``...) in ``ns``, stdin and stdout piped unless
+    ``kwargs`` say otherwise; it runs from the repository root, so it imports ``tests.support`` as the tests do."""
+    kwargs.setdefault("stdin", subprocess.PIPE)
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return lab.popen(ns, child_argv(module, *args), cwd=REPO, **kwargs)
 
 
 class ChildExited(RuntimeError):
