@@ -9,7 +9,7 @@
 # Never commit a binary: nothing here writes into the work tree.
 #
 # usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags FLAGS] [--tags TAGS] [--version-args "ARGS"]
-#                         [--cache CACHE]
+#                         [--cache CACHE] [--release-var VAR]
 #   NAME          the binary's name (and its cache directory)
 #   VERSION       a module version (vX.Y.Z)
 #   PACKAGE       the Go package of the command, without @VERSION
@@ -17,20 +17,24 @@
 #   --tags        go install -tags
 #   --version-args what the built binary is run with to print its version (logged on stderr)
 #   --cache       the cache directory's name, to share another tool's Go caches (two commands of one module)
+#   --release-var the Go variable (package path.name) the command prints its version from, set with -X to the
+#                 release VERSION stands for: X.Y.Z for vX.Y.Z, but M.NN.P for v0.MNN.P (Prometheus v3.x is
+#                 published on the module proxy as v0.3xx.y: v0.316.0 is release 3.16.0)
 set -euo pipefail
 
 path_only=0
 if [ "${1:-}" = "--path" ]; then path_only=1; shift; fi
-[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A] [--cache C]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A] [--cache C] [--release-var V]" >&2; exit 2; }
 name=$1 version=$2 package=$3
 shift 3
-ldflags="" tags="" version_args="--version" cache_name=$name
+ldflags="" tags="" version_args="--version" cache_name=$name release_var=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --ldflags) ldflags=$2; shift 2 ;;
     --tags) tags=$2; shift 2 ;;
     --version-args) version_args=$2; shift 2 ;;
     --cache) cache_name=$2; shift 2 ;;
+    --release-var) release_var=$2; shift 2 ;;
     *) echo "build-go-tool: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +63,14 @@ export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 mkdir -p "$bin" "$GOCACHE" "$GOMODCACHE"
+
+if [ -n "$release_var" ]; then
+  release=${version#v}
+  if [[ $release =~ ^0\.([0-9])([0-9]{2})\.([0-9]+)$ ]]; then  # v0.316.0: 3.16.0
+    release="${BASH_REMATCH[1]}.$((10#${BASH_REMATCH[2]})).${BASH_REMATCH[3]}"
+  fi
+  ldflags="${ldflags:+$ldflags }-X $release_var=$release"
+fi
 
 start=$(date +%s)
 echo "build-$name: building $name $version" >&2

@@ -15,9 +15,6 @@ VERSION=${IRONLB_PROMTOOL_VERSION:-v0.316.0}
 path=()
 if [ "${1:-}" = "--path" ]; then path=(--path); fi
 # prometheus prints its version from prometheus/common's version package (Prometheus's Makefile sets it so).
-minor="${VERSION#v0.}"
-minor="${minor%%.*}"                             # v0.316.0: 316
-release="3.$((10#$minor - 300)).${VERSION##*.}"  # v0.316.0: 3.16.0
 exec "$(dirname "$0")/build-go-tool.sh" "${path[@]}" prometheus "$VERSION" \
   github.com/prometheus/prometheus/cmd/prometheus --tags remove_all_sd --cache promtool \
-  --ldflags "-X github.com/prometheus/common/version.Version=$release"
+  --release-var github.com/prometheus/common/version.Version

@@ -13,9 +13,6 @@ PROMTOOL_VERSION=${IRONLB_PROMTOOL_VERSION:-v0.316.0}
 path=()
 if [ "${1:-}" = "--path" ]; then path=(--path); fi
 # promtool prints its version from prometheus/common's version package (Prometheus's Makefile sets it so).
-minor="${PROMTOOL_VERSION#v0.}"
-minor="${minor%%.*}"                                     # v0.316.0: 316
-release="3.$((10#$minor - 300)).${PROMTOOL_VERSION##*.}"  # v0.316.0: 3.16.0
 exec "$(dirname "$0")/build-go-tool.sh" "${path[@]}" promtool "$PROMTOOL_VERSION" \
   github.com/prometheus/prometheus/cmd/promtool --tags remove_all_sd \
-  --ldflags "-X github.com/prometheus/common/version.Version=$release"
+  --release-var github.com/prometheus/common/version.Version
