@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from tests.support.cluster_run import cluster_run
 from tests.support.waits import wait_until
@@ -75,6 +76,23 @@ def announced(cluster: StandaloneCluster, nodes: Sequence[str]) -> dict[str, set
     return out
 
 
+STEPS = ("MemberDown", "members alive", "announced in", "decision of", "recomputed")
+"""What of a survivor's log shows the take-over's steps."""
+
+
+def logged_after(text: str, after: float) -> list[tuple[float, str]]:
+    """The log lines written after wall time ``after``: (wall time, the line without its time stamp)."""
+    out = []
+    for line in text.splitlines():
+        try:
+            stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+        except ValueError:
+            continue
+        if stamp >= after:
+            out.append((stamp, line[24:]))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=3)
@@ -82,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--log-level", default="info", help="the nodes' (debug: each recompute's time)")
+    parser.add_argument("--max-pps", type=int, default=5000, help="the client's ARP requests a second, at most")
     args = parser.parse_args(argv)
     if not 1 <= args.services <= POOL.num_addresses - 2:
         parser.error(f"--services must be 1..{POOL.num_addresses - 2}")
@@ -128,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         victim = max(nodes, key=lambda n: len(shares[n]))
         survivors = [n for n in nodes if n != victim]
         print(f"killing {victim} (announcing {len(shares[victim])} IPs)")
-        cmd = [sys.executable, "-m", "bench.arpmulti", "--timeout", "60"]
+        cmd = [sys.executable, "-m", "bench.arpmulti", "--timeout", "60", "--max-pps", str(args.max_pps)]
         prober = run.lab.popen(lan.client.netns, cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
         assert prober.stdin is not None and prober.stdout is not None
         if '"ready"' not in prober.stdout.readline():
@@ -149,12 +168,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         prober.stdin.write("".join(f"{ip}\n" for ip in sorted(shares[victim])))
         prober.stdin.close()
         answers: list[float] = []
+        by_kind: dict[str, list[float]] = {"reply": [], "garp": []}
+        waited: list[float] = []  # for answers to a request: from that request to the answer
+        stats: dict[str, Any] = {}
         wrong = 0
         for line in prober.stdout:
             event = json.loads(line)
             if event.get("ev") == "arp":
                 answers.append((event["t"] - t_kill) * 1000)
+                by_kind.setdefault(event.get("kind", "reply"), []).append(answers[-1])
+                if event.get("kind") == "reply" and event.get("asked"):
+                    waited.append((event["t"] - event["asked"]) * 1000)
                 wrong += event["mac"] in victim_macs
+            elif event.get("ev") == "stats":
+                stats = event
             elif event.get("ev") in ("done", "timeout"):
                 break
         prober.wait(timeout=10)
@@ -162,12 +189,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ARP answers from the survivors for the dead node's {len(shares[victim])} IPs: {len(answers)}; "
               f"ms after the kill: p50 {percentile(answers, 50):.0f}, p99 {percentile(answers, 99):.0f}, "
               f"max {answers[-1]:.0f} ({wrong} from the dead node's MAC)")  # fmt: skip
+        for kind, times in sorted(by_kind.items()):
+            times.sort()
+            if times:
+                print(f"  first heard as {kind}: {len(times)}, ms after the kill: first {times[0]:.0f}, "
+                      f"p50 {percentile(times, 50):.0f}, p99 {percentile(times, 99):.0f}")  # fmt: skip
+        if waited:
+            waited.sort()
+            print(f"  a reply's wait after its request, ms: p50 {percentile(waited, 50):.1f}, "
+                  f"p99 {percentile(waited, 99):.1f}")  # fmt: skip
+        if stats.get("first_sent") and stats.get("last_sent"):
+            span = stats["last_sent"] - stats["first_sent"]
+            rate = stats["sent"] / span if span > 0 else 0.0
+            print(f"  the client sent {stats['sent']} requests over {span * 1000:.0f} ms ({rate:.0f}/s, busiest "
+                  f"second {stats['peak_pps']}; at most {args.max_pps}/s asked), its socket dropped "
+                  f"{stats['dropped']} frames and read an answer up to {stats['read_late_max'] * 1000:.0f} ms after its "
+                  "arrival (the times above are the kernel's)")  # fmt: skip
         watcher.join(timeout=130)
-        for node in survivors:  # what each survivor logged about the death: when, and its recomputes' times
-            lines = cluster.log(node).splitlines()
-            tail = [line for line in lines if any(w in line for w in ("members alive", "announced in", "recomputed"))]
-            tail = tail[-5:]
-            print(f"  {node}: " + " | ".join(tail))
+        for node in survivors:  # what each survivor logged about the death, ms after the kill
+            print(f"  {node}:")
+            for when, text in logged_after(cluster.log(node), wall_kill - 1.0):
+                if any(w in text for w in STEPS):
+                    print(f"    {(when - wall_kill) * 1000:+8.0f} ms  {text[:160]}")
         kill_text = time.strftime("%H:%M:%S", time.localtime(wall_kill)) + f",{int(wall_kill * 1000) % 1000:03d}"
         print(f"the kill at {kill_text} (the logs' clock)")
         print("every IP listed by the survivors' status files "

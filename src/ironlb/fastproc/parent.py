@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -348,7 +349,7 @@ class RemoteResponder:
         process.send({
             "t": "announce", "set": {ip: list(ifs) for ip, ifs in changed.items()}, "drop": sorted(dropped),
             "hand_over_add": sorted(handing - self._handing), "hand_over_drop": sorted(self._handing - handing),
-            "view_seq": process.view_seq, "alive": alive,
+            "view_seq": process.view_seq, "alive": alive, "at": time.monotonic(),
         })  # fmt: skip
         self._sent, self._handing = layer2, handing
 
