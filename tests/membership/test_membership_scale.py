@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ironlb.membership import MemberDown, MembershipConfig, MemberUp, QuorumChanged
-from ironlb.membership.fsm import watch_graph
+from ironlb.membership.graph import watch_graph
 from ironlb.membership.simulation import SimNet
 from ironlb.membership.wire import MsgType, Packet, decode, encode
 

@@ -6,25 +6,27 @@ modules of the core, each documenting its part of the design; ``docs/membership.
 has the timings and partition behaviour.
 """
 
-from ironlb.membership.fsm import (
+from ironlb.membership.config import (
     DEFAULT_PORT,
     Address,
+    MembershipConfig,
+    QuorumMode,
+    new_incarnation,
+    parse_members,
+)
+from ironlb.membership.events import (
     Datagram,
     DownReason,
     Event,
     HoldEnded,
-    HoldOffer,
     MemberDown,
     MemberHeld,
-    Membership,
-    MembershipConfig,
     MemberUp,
     QuorumChanged,
-    QuorumMode,
     TickResult,
-    new_incarnation,
-    parse_members,
 )
+from ironlb.membership.fsm import Membership
+from ironlb.membership.hold import HoldOffer
 from ironlb.membership.service import MembershipService
 from ironlb.membership.wire import WireError
 

@@ -52,14 +52,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ironlb.histogram import DETECTION_BUCKETS, Histogram
 from ironlb.membership.config import (
-    DEFAULT_PORT,
     Address,
     MembershipConfig,
-    QuorumMode,
     check_address,
     check_name,
     new_incarnation,
-    parse_members,
 )
 from ironlb.membership.events import (
     Datagram,
@@ -98,26 +95,7 @@ from ironlb.membership.replay import SentLog
 from ironlb.membership.table import DEAD, ENTRY, LEFT, Entry, Table, name_key
 from ironlb.membership.wire import MIN_SECRET_LEN, MsgType, Packet, WireError, decode, encode
 
-__all__ = [
-    "DEFAULT_PORT",
-    "Address",
-    "Datagram",
-    "DownReason",
-    "Event",
-    "HoldEnded",
-    "HoldOffer",
-    "MemberDown",
-    "MemberHeld",
-    "MemberUp",
-    "Membership",
-    "MembershipConfig",
-    "QuorumChanged",
-    "QuorumMode",
-    "TickResult",
-    "new_incarnation",
-    "parse_members",
-    "watch_graph",
-]
+__all__ = ["Membership"]
 
 
 class Membership(Gossip):

@@ -61,14 +61,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
 
-from ironlb.membership.fsm import (
-    DEFAULT_PORT,
-    Address,
-    Datagram,
-    Event,
-    HoldOffer,
-    Membership,
-)
+from ironlb.membership.config import DEFAULT_PORT, Address
+from ironlb.membership.events import Datagram, Event
+from ironlb.membership.fsm import Membership
+from ironlb.membership.hold import HoldOffer
 from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM, MsgType
 from ironlb.sockets import set_receive_buffer
 

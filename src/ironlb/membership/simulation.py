@@ -23,7 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ironlb.membership.fsm import Address, Datagram, Event, HoldOffer, Membership, MembershipConfig
+from ironlb.membership.config import Address, MembershipConfig
+from ironlb.membership.events import Datagram, Event
+from ironlb.membership.fsm import Membership
+from ironlb.membership.hold import HoldOffer
 
 __all__ = ["NodeStats", "SimNet"]
 
