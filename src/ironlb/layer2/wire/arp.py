@@ -18,7 +18,7 @@ from ironlb.layer2.wire.ethernet import (
     FrameError,
     build_ethernet,
     check_mac,
-    parse_ethernet,
+    parse_ethertype,
 )
 
 ARP_REQUEST = 1
@@ -53,14 +53,7 @@ class ArpPacket:
 
 def parse_arp(frame: bytes) -> ArpPacket:
     """Parse an Ethernet frame carrying ARP; trailing padding is ignored."""
-    try:
-        header, payload = parse_ethernet(frame)
-    except FrameError as exc:
-        raise ArpError(str(exc)) from None
-    if header.ethertype != ETH_P_ARP:
-        raise ArpError(f"not an ARP frame (ethertype 0x{header.ethertype:04x})")
-    if len(payload) < ARP_PAYLOAD_LEN:
-        raise ArpError(f"ARP payload too short: {len(payload)} bytes")
+    header, payload = parse_ethertype(frame, ETH_P_ARP, ARP_PAYLOAD_LEN, ArpError, "ARP", "ARP payload")
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(payload)
     if htype != HTYPE_ETHERNET or ptype != ETH_P_IP or hlen != 6 or plen != 4:
         raise ArpError(f"unsupported ARP htype={htype} ptype=0x{ptype:04x} hlen={hlen} plen={plen}")

@@ -74,6 +74,22 @@ def parse_ethernet(frame: bytes) -> tuple[EthernetHeader, bytes]:
     return header, bytes(frame[ETH_HEADER_LEN:])
 
 
+def parse_ethertype(
+    frame: bytes, ethertype: int, min_payload: int, error: type[FrameError], protocol: str, payload_name: str
+) -> tuple[EthernetHeader, bytes]:
+    """:func:`parse_ethernet` of a frame that must carry ``ethertype`` (``protocol`` names it) and at least
+    ``min_payload`` bytes of payload (``payload_name``); anything else raises ``error``, the caller's protocol's."""
+    try:
+        header, payload = parse_ethernet(frame)
+    except FrameError as exc:
+        raise error(str(exc)) from None
+    if header.ethertype != ethertype:
+        raise error(f"not an {protocol} frame (ethertype 0x{header.ethertype:04x})")
+    if len(payload) < min_payload:
+        raise error(f"{payload_name} too short: {len(payload)} bytes")
+    return header, payload
+
+
 def build_ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
     """Prepend an Ethernet II header; padding to 60 bytes is left to the NIC, as the kernel does."""
     if not 0 <= ethertype <= 0xFFFF:

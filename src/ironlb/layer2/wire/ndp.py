@@ -17,7 +17,7 @@ from ironlb.layer2.wire.ethernet import (
     FrameError,
     build_ethernet,
     check_mac,
-    parse_ethernet,
+    parse_ethertype,
 )
 
 IPPROTO_ICMPV6 = 58
@@ -122,14 +122,7 @@ def _parse_lladdr_options(options: bytes) -> dict[int, bytes]:
 
 def parse_ndp(frame: bytes, *, verify_checksum: bool = True) -> NdpMessage:
     """Parse an Ethernet frame carrying an ICMPv6 NS or NA."""
-    try:
-        header, payload = parse_ethernet(frame)
-    except FrameError as exc:
-        raise NdpError(str(exc)) from None
-    if header.ethertype != ETH_P_IPV6:
-        raise NdpError(f"not an IPv6 frame (ethertype 0x{header.ethertype:04x})")
-    if len(payload) < IPV6_HEADER_LEN:
-        raise NdpError(f"IPv6 packet too short: {len(payload)} bytes")
+    header, payload = parse_ethertype(frame, ETH_P_IPV6, IPV6_HEADER_LEN, NdpError, "IPv6", "IPv6 packet")
     vtf, payload_len, next_header, hop_limit, raw_src, raw_dst = _IPV6.unpack_from(payload)
     if vtf >> 28 != 6:
         raise NdpError(f"IP version {vtf >> 28} is not 6")
