@@ -20,7 +20,9 @@ The design is documented beside the code that does each part:
 * ``heartbeat``: the heartbeat payload; ``config`` and ``events``: what goes in
   and out;
 * ``hold``: the restart hold (a LEAVE that keeps the sender's IPs in place while
-  its speaker restarts; its successors stand in).
+  its speaker restarts; its successors stand in);
+* ``settle``: when a starting node's view is complete enough to announce from
+  (``settled()``).
 
 Restart holds
     A hold LEAVE from a live member keeps it in ``alive()`` (so the election
@@ -73,11 +75,13 @@ from ironlb.membership.events import (
 from ironlb.membership.gossip import Gossip
 from ironlb.membership.graph import watch_graph
 from ironlb.membership.heartbeat import (
+    FLAG_SETTLED,
     decode_view,
     encode_view,
     heartbeat_head,
     member_digest,
     parse_heartbeat,
+    split_view,
 )
 from ironlb.membership.hold import (
     MAX_HELD_IPS,
@@ -92,6 +96,7 @@ from ironlb.membership.hold import (
 from ironlb.membership.peer import Peer
 from ironlb.membership.quorum import has_quorum
 from ironlb.membership.replay import SentLog
+from ironlb.membership.settle import SETTLE_BOUND, evidence, may_settle
 from ironlb.membership.table import DEAD, ENTRY, LEFT, Entry, Table, name_key
 from ironlb.membership.wire import MIN_SECRET_LEN, MsgType, Packet, WireError, decode, encode
 
@@ -233,10 +238,12 @@ class Membership(Gossip):
         return self._quorum
 
     def settled(self) -> bool:
-        """True once every neighbour was heard or ``dead_timeout`` passed since the first tick.
+        """True once this node's view is complete (``settle``): no member that heard peers report alive is
+        missing from it, and every neighbour is heard or vouched dead by a settled peer; without such evidence
+        ``dead_timeout`` after the first tick, and in any case ``SETTLE_BOUND * dead_timeout`` after it.
 
-        Before that, ``alive()`` is incomplete only because heartbeats have not
-        arrived yet; announcing then would cause a needless takeover.
+        Before that, ``alive()`` may lack members only because their heartbeats have not arrived yet; announcing
+        then would answer for their IPs beside them.
         """
         return self._settled
 
@@ -273,7 +280,10 @@ class Membership(Gossip):
             if p.sync_due:
                 deadline = min(deadline, p.last_sync + self._cfg.sync_interval)
         if not self._settled and self._started is not None:
-            deadline = min(deadline, self._started + self._cfg.dead_timeout)
+            first = self._started + self._cfg.dead_timeout  # then the bound: see ``settle``
+            last_tick = self._last_tick if self._last_tick is not None else self._started
+            bound = self._started + SETTLE_BOUND * self._cfg.dead_timeout
+            deadline = min(deadline, first if last_tick < first else bound)
         return deadline
 
     # ----------------------------------------------------------------- inputs
@@ -284,6 +294,12 @@ class Membership(Gossip):
         Never raises for bad input: rejected datagrams are counted in
         ``rejected`` and change nothing.
         """
+        events = self._received(data, addr, now)
+        if not self._settled:
+            self._check_settled(now)  # a heartbeat's view or a table sync may complete ours
+        return events
+
+    def _received(self, data: bytes, addr: object, now: float) -> list[Event]:
         if self._left:
             self.rejected["left"] += 1
             return []
@@ -372,7 +388,6 @@ class Membership(Gossip):
                     self._alive_frozen = None
                     if not self._mesh and now - peer.last_sync >= self._cfg.sync_interval:
                         peer.sync_due = True  # a neighbour (re)appeared: give it our table
-                    self._check_settled()
                 else:
                     self._extra.add(pkt.sender)
                 self._dirty = True
@@ -427,8 +442,8 @@ class Membership(Gossip):
                 self._recompute(now, events)
             datagrams += self._notices(now)
 
-        if not self._settled and now >= self._started + cfg.dead_timeout:
-            self._settled = True
+        if not self._settled:
+            self._check_settled(now)
         self._update_quorum(events)
         return TickResult(datagrams, events)
 
@@ -472,7 +487,7 @@ class Membership(Gossip):
             # passed, its alive set is incomplete, and announcing from it would answer beside the real owner.
             self._settled = False
             self._started = self._last_tick
-            self._check_settled()
+            self._check_settled(self._last_tick)
         for name in [n for n in self._held if n not in self._peers]:
             del self._held[name]
             events.append(HoldEnded(name, "removed"))
@@ -503,7 +518,7 @@ class Membership(Gossip):
                 peer = Peer(checked)
             else:
                 peer.addr = checked
-                peer.view_bits = None  # it was relative to the old member list
+                peer.view_bits = peer.flags = None  # it was relative to the old member list
             peers[name] = peer
         self._peers = peers
         self._own_addr = own
@@ -539,22 +554,24 @@ class Membership(Gossip):
         self._alive_frozen = None
         self._reported_inc = {n: i for n, i in self._reported_inc.items() if n in peers and n not in watched}
         self._dirty = True
-        self._check_settled()
+        self._check_settled(self._last_tick)
 
     def _heartbeat_body(self) -> bytes:
         head = heartbeat_head(self._digest, self._gen, self._table.hash)
-        return head + self._encode_view() if self._cfg.carry_views else head
+        if not self._cfg.carry_views:
+            return head
+        return head + self._encode_view() + bytes((FLAG_SETTLED if self._settled else 0,))
 
     def _heartbeat_payload(self, name: str, peer: Peer, payload: bytes) -> int | None:
         """Read a verified heartbeat's payload; returns the sender's table hash if comparable."""
-        peer.view_bits = None
+        peer.view_bits = peer.flags = None
         heartbeat = parse_heartbeat(payload)
         if heartbeat is None:
             return None
         peer.hb_gen = heartbeat.generation
         if heartbeat.digest != self._digest:
             return None
-        peer.view_bits = heartbeat.view_bits
+        peer.view_bits, peer.flags = split_view(len(self._order), heartbeat.view_bits)
         return heartbeat.table_hash
 
     def _fresh(self, pkt: Packet, now: float) -> bool:
@@ -589,7 +606,7 @@ class Membership(Gossip):
 
     def _direct_down(self, name: str, peer: Peer, reason: DownReason, events: list[Event]) -> None:
         peer.alive = False
-        peer.view_bits = None
+        peer.view_bits = peer.flags = None
         self._dirty = True
         if not peer.watch:
             return
@@ -602,9 +619,22 @@ class Membership(Gossip):
             if peer.inc and self._merge(name, peer.inc, gen, DEAD, 0.0):
                 self._announce[name] = None  # tell everyone at once
 
-    def _check_settled(self) -> None:
-        if not self._settled and all(self._peers[n].alive for n in self._watched):
-            self._settled = True
+    def _check_settled(self, now: float | None) -> None:
+        """Settle if the view is complete (``settle``); ``now`` None: before the first tick."""
+        if self._settled:
+            return
+        heard_all = all(self._peers[n].alive for n in self._watched)
+        if heard_all and self._mesh:
+            self._settled = True  # every member heard: nobody can be missing
+            return
+        elapsed = 0.0 if now is None or self._started is None else now - self._started
+        if self._cfg.carry_views:
+            covered, witness = evidence(self._encode_view(), (self._peers[n] for n in self._active()))
+        else:
+            covered, witness = True, False
+        self._settled = may_settle(
+            heard_all=heard_all, covered=covered, witness=witness, elapsed=elapsed, dead_timeout=self._cfg.dead_timeout
+        )
 
     def _compute_quorum(self) -> bool:
         if self._left:

@@ -1,7 +1,11 @@
-"""The HEARTBEAT payload: member-list digest, sender generation, sender table hash, then its alive set.
+"""The HEARTBEAT payload: member-list digest, sender generation, sender table hash, then its alive set and flags.
 
 The alive set is a bitmap over the sorted member list, so it is meaningful only
-between nodes with the same list: the digest says whether they have it.
+between nodes with the same list: the digest says whether they have it. One
+flags byte follows the bitmap (bit 0: the sender has settled, ``settle``). A
+sender of an older release sends the bitmap alone: its flags are unknown. A
+receiver of an older release finds the bitmap one byte too long and ignores
+the view (it only shows views, in ``views()``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,19 @@ import struct
 from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["Heartbeat", "decode_view", "encode_view", "heartbeat_head", "member_digest", "parse_heartbeat"]
+__all__ = [
+    "FLAG_SETTLED",
+    "Heartbeat",
+    "decode_view",
+    "encode_view",
+    "heartbeat_head",
+    "member_digest",
+    "parse_heartbeat",
+    "split_view",
+]
+
+FLAG_SETTLED = 0x01
+"""Flags byte: the sender has settled (its view is complete, ``settle``)."""
 
 _VIEW_DIGEST_LEN = 8
 _HEAD = struct.Struct("!8sIQ")
@@ -56,3 +72,18 @@ def decode_view(order: Sequence[str], bits: bytes) -> frozenset[str] | None:
     if len(bits) != (len(order) + 7) // 8:
         return None
     return frozenset(n for i, n in enumerate(order) if bits[i // 8] & (0x80 >> (i % 8)))
+
+
+def split_view(members: int, rest: bytes | None) -> tuple[bytes | None, int | None]:
+    """The bitmap and the flags byte of what follows the head, for ``members`` members (same digest).
+
+    ``(None, None)`` if the size fits neither form; flags ``None`` from a sender that sends none (older release).
+    """
+    size = (members + 7) // 8
+    if rest is None:
+        return None, None
+    if len(rest) == size + 1:
+        return rest[:size], rest[size]
+    if len(rest) == size:
+        return rest, None
+    return None, None

@@ -26,6 +26,7 @@ class Peer:
     heard: float = -math.inf  # when its last heartbeat proved it alive (detection times are measured from it)
     view: frozenset[str] | None = None  # unused: see view_bits (kept for introspection)
     view_bits: bytes | None = None  # its alive set as last reported, decoded on demand
+    flags: int | None = None  # the flags of its last heartbeat with a view (None: it sends none)
     reply_due: bool = True  # new neighbours get a hello at once, not after an interval
     last_sent: float = -math.inf
     last_addr: object = None
