@@ -2,9 +2,9 @@
 
 ``metallb_bfd_session_up`` is a gauge (1 Up, 0 otherwise). The others are counters
 exposed under their exact MetalLB names, without the ``_total`` suffix that
-prometheus_client's ``Counter`` would add, so this is a custom collector (as
-:mod:`ironlb.layer2.metrics`): the counter families are declared ``untyped`` in the text
-format; their values only ever increase, so ``rate()`` works as with MetalLB.
+prometheus_client's ``Counter`` would add (:class:`ironlb.metrics.series.LabelledSeries`):
+the counter families are declared ``untyped`` in the text format; their values only ever
+increase, so ``rate()`` works as with MetalLB.
 
 ``metallb_bfd_echo_packet_input`` / ``_output`` stay 0: ironlb does not implement the
 echo function. ``metallb_bfd_zebra_notifications`` counts the notifications delivered to
@@ -16,15 +16,13 @@ removed, as MetalLB drops the metrics of closed sessions.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
+from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry
+from ironlb.metrics.series import LabelledSeries
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-    from prometheus_client.metrics_core import Metric
 
 SESSION_UP = "metallb_bfd_session_up"
 CONTROL_PACKET_INPUT = "metallb_bfd_control_packet_input"
@@ -45,73 +43,42 @@ _HELP = {
     SESSION_DOWN_EVENTS: "Number of BFD session down events",
     ZEBRA_NOTIFICATIONS: "Number of BFD zebra notifications",
 }
-_TYPES = {name: ("gauge" if name == SESSION_UP else "unknown") for name in _HELP}
 
 
-class BFDMetrics:
+class BFDMetrics(LabelledSeries):
     """Per-peer BFD series. Pass a ``CollectorRegistry`` (tests use their own); ``None`` means do not register."""
 
     def __init__(self, registry: CollectorRegistry | DefaultRegistry | None = DEFAULT_REGISTRY) -> None:
-        self._lock = threading.Lock()  # scrapes may come from the HTTP server thread
-        self._values: dict[str, dict[str, float]] = {name: {} for name in _HELP}
-        register(self, registry)
+        super().__init__(_HELP, "peer", registry, types={SESSION_UP: "gauge"})
 
     def add_peer(self, peer: str) -> None:
         """Create the peer's series at 0 (so dashboards see a down session, not a missing one)."""
         with self._lock:
-            for per_peer in self._values.values():
+            for per_peer in self._series.values():
                 per_peer.setdefault(peer, 0.0)
 
     def remove(self, peer: str) -> None:
         """Drop every series of ``peer``."""
         with self._lock:
-            for per_peer in self._values.values():
+            for per_peer in self._series.values():
                 per_peer.pop(peer, None)
 
     def inc(self, name: str, peer: str, amount: float = 1.0) -> None:
         """Add to a counter."""
         if amount:
             with self._lock:
-                per_peer = self._values[name]
+                per_peer = self._series[name]
                 per_peer[peer] = per_peer.get(peer, 0.0) + amount
 
     def set_up(self, peer: str, up: bool) -> None:
         """Set ``metallb_bfd_session_up``."""
         with self._lock:
-            self._values[SESSION_UP][peer] = 1.0 if up else 0.0
+            self._series[SESSION_UP][peer] = 1.0 if up else 0.0
 
     def value(self, name: str, peer: str) -> float | None:
         """Current value of one series (None when absent); for tests and debugging."""
         with self._lock:
-            return self._values[name].get(peer)
-
-    def snapshot(self) -> dict[str, dict[str, float]]:
-        """Every series, by metric name then label value: what the fast process hands to the heavy side."""
-        with self._lock:
-            return {name: dict(series) for name, series in self._values.items()}
-
-    def load(self, snapshot: dict[str, dict[str, float]]) -> None:
-        """Replace every series with ``snapshot`` (from :meth:`snapshot` in the fast process); unknown names ignored."""
-        with self._lock:
-            for name in self._values:
-                self._values[name] = {str(k): float(v) for k, v in snapshot.get(name, {}).items()}
-
-    def describe(self) -> Iterator[Metric]:
-        from prometheus_client.metrics_core import Metric
-
-        for name, doc in _HELP.items():
-            yield Metric(name, doc, _TYPES[name])
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.metrics_core import Metric
-
-        with self._lock:
-            snapshot = {name: dict(per_peer) for name, per_peer in self._values.items()}
-        for name, doc in _HELP.items():
-            family = Metric(name, doc, _TYPES[name])
-            for peer, value in sorted(snapshot[name].items()):
-                family.add_sample(name, {"peer": peer}, value)
-            yield family
+            return self._series[name].get(peer)
 
 
 __all__ = [
