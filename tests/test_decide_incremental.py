@@ -344,3 +344,84 @@ def test_a_membership_change_from_the_previous_cluster_decision_equals_the_full_
             assert {k: d.nodes for k, d in cluster.with_reasons().items()} == {
                 k: d.nodes for k, d in reference.with_reasons().items()
             }
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_holds_from_the_previous_cluster_decision_equal_the_full_one(seed: int) -> None:
+    """Restart holds beginning and ending (returned, or the held member dying) among deaths and returns:
+    ``ClusterDecision.with_live`` with ``held`` equals a new ClusterDecision given the same held IPs, each held
+    member keeps exactly the IPs it won as its hold began, and wins nothing else."""
+    rng = random.Random(seed)
+    config = CONFIGS[rng.randrange(len(CONFIGS))]
+    nodes = _nodes(rng)
+    raw = {}
+    for i in range(16):
+        svc, slices = _service(rng)
+        name = f"s{i}"
+        svc = replace(svc, name=name)
+        raw[svc.key] = ServiceInput(
+            svc, pool_for(config, svc.ingress), tuple(replace(s, service_name=name) for s in slices)
+        )
+    speakers = [*NAMES, "n5"]
+    live: frozenset[str] = frozenset(speakers)
+    held: set[str] = set()
+    cluster = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers)
+    for _ in range(12):
+        roll = rng.random()
+        previous = cluster
+        began: set[str] | None = None
+        if roll < 0.4 and live - held:  # a hold begins
+            name = rng.choice(sorted(live - held))
+            held.add(name)
+            began = {ip for key, d in previous.layer2.items() if d.node == name for ip in raw[key].service.ingress}
+        elif roll < 0.6 and held:  # a hold ends: returned
+            held.discard(rng.choice(sorted(held)))
+        elif roll < 0.8 and live:  # a death (of a held member too: unreachable, expired)
+            gone = rng.choice(sorted(live))
+            live, held = live - {gone}, held - {gone}
+        else:
+            live = live | {rng.choice(speakers)}
+        cluster = previous.with_live(sorted(live), held=sorted(held))
+        kept = previous.holding(sorted(held & live))
+        assert cluster.held == kept
+        if began is not None:
+            assert kept[name] == frozenset(began)
+        reference = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers, held=kept)
+        assert cluster.layer2 == reference.layer2
+        for name in rng.sample(speakers, rng.randint(0, len(speakers))):
+            assert cluster.node(name) == reference.node(name)
+        for key, decision in cluster.layer2.items():
+            if decision.node in kept:
+                assert set(raw[key].service.ingress) <= kept[decision.node], (key, decision)
+            assert not set(decision.candidates) & {h for h, ips in kept.items() if not ips >= set(raw[key].service.ingress)}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_speakers_incremental_decision_with_holds_equals_the_full_one(seed: int) -> None:
+    """The speaker's NodeDecider given holds in its Context (and deaths of held members, its urgent path)."""
+    rng = random.Random(seed)
+    config, nodes = CONFIGS[rng.randrange(len(CONFIGS))], _nodes(rng)
+    inputs: dict[str, ServiceInput] = {}
+    for _ in range(12):
+        svc, slices = _service(rng)
+        inputs[svc.key] = ServiceInput(svc, pool_for(config, svc.ingress), slices)
+    live = frozenset(NAMES)
+    decider = NodeDecider(Context(config, NODE, nodes, live))
+    for key, item in inputs.items():
+        decider.put(key, item)
+    held: dict[str, frozenset[str]] = {}
+    for _ in range(10):
+        roll = rng.random()
+        if roll < 0.4:
+            name = rng.choice(sorted(live))
+            held[name] = frozenset(rng.sample(IPS, rng.randint(0, 3)))
+        elif roll < 0.6 and held:
+            held.pop(rng.choice(sorted(held)))
+        elif len(live) > 1:
+            gone = rng.choice(sorted(live))
+            live = live - {gone}
+            held.pop(gone, None)
+        decider.set_context(Context(config, NODE, nodes, live, held=dict(held)))
+        decider.step(rng.choice((0, 1, 4)))
+        full = decide_node(config, NODE, nodes, inputs, live=live, held=held)
+        assert decider.decision() == full

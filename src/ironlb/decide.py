@@ -44,6 +44,10 @@ BGP = "bgp"
 # One ``metallb_speaker_announced`` series: (service key, protocol, node, ip).
 Series = tuple[str, str, str, str]
 
+Held = Mapping[str, frozenset[str]]
+"""Restart holds (``ironlb.membership.hold``): each held member with the IPs it announced when its hold began. It
+stays a candidate only for the Services whose IPs are all among them (:func:`barred_by_holds`)."""
+
 
 @dataclass(frozen=True)
 class Announcement:
@@ -124,14 +128,17 @@ def elect_all(
     *,
     live: Collection[str] | None,
     ignore_exclude_lb: bool = False,
+    held: Held | None = None,
 ) -> dict[str, L2Decision]:
     """The L2 election of every Service, the same on every node (``live`` None: every Node is live).
 
     A Service holding IPs that no pool contains is not announced (``ipNotAllowed``, as MetalLB's speaker says).
+    ``held``: the restart holds in force (:func:`elect_one`).
     """
     live_names = [n.name for n in nodes] if live is None else sorted(live)
     return {
-        key: elect_one(item, nodes, live_names, ignore_exclude_lb=ignore_exclude_lb) for key, item in services.items()
+        key: elect_one(item, nodes, live_names, ignore_exclude_lb=ignore_exclude_lb, held=held)
+        for key, item in services.items()
     }
 
 
@@ -171,6 +178,37 @@ def stand_ins(
     return out
 
 
+def holding(
+    names: Iterable[str], before: Held, layer2: Mapping[str, L2Decision] | None, ingress: Mapping[str, Sequence[str]]
+) -> dict[str, frozenset[str]]:
+    """The held members ``names`` with the IPs each keeps: those in ``before`` (a hold already in force), else the
+    IPs of the Services ``layer2`` elects to it (the decision in force as its hold began; ``ingress``: each
+    Service's IPs). Without ``layer2`` (nothing decided yet) a newly held member is left out: fully a candidate.
+    """
+    out: dict[str, frozenset[str]] = {}
+    won: dict[str, set[str]] = {}
+    for name in names:
+        if name in before:
+            out[name] = before[name]
+        elif layer2 is not None:
+            won[name] = set()
+    if won:
+        for key, decision in layer2.items() if layer2 is not None else ():
+            if decision.node in won:
+                won[decision.node].update(ingress.get(key, ()))
+        out.update((name, frozenset(ips)) for name, ips in won.items())
+    return out
+
+
+def barred_by_holds(held: Held, candidates: Iterable[str], ingress: Sequence[str]) -> frozenset[str]:
+    """The held members among ``candidates`` that are no candidates of a Service with IPs ``ingress``: those that did
+    not announce all of them when their hold began. Such a Service (created, or changing hands, during the hold)
+    goes to the next candidate, which announces it as usual; only the IPs a held member had keep it as owner."""
+    if not held:
+        return frozenset()
+    return frozenset(c for c in candidates if (kept := held.get(c)) is not None and not kept.issuperset(ingress))
+
+
 def _all_available(interfaces: tuple[str, ...]) -> bool:
     return True
 
@@ -182,6 +220,7 @@ class Context:
     A change here re-decides every Service; a Service's own inputs (:class:`ServiceInput`) re-decide only it.
     ``interfaces``: the interfaces that exist on this node (None: every one an advertisement names);
     ``interfaces_available`` overrides it with a predicate (not compared: give a new Context when it changes).
+    ``held``: the restart holds in force (:data:`Held`).
     """
 
     config: Config
@@ -192,6 +231,7 @@ class Context:
     ignore_exclude_lb: bool = False
     interfaces: frozenset[str] | None = None
     interfaces_available: Callable[[tuple[str, ...]], bool] | None = field(default=None, compare=False)
+    held: Held = field(default_factory=dict, hash=False)
 
     @cached_property
     def me(self) -> Node | None:
@@ -226,12 +266,28 @@ class ServiceDecision:
 
 
 def elect_one(
-    item: ServiceInput, nodes: Sequence[Node], live_names: Collection[str], *, ignore_exclude_lb: bool = False
+    item: ServiceInput,
+    nodes: Sequence[Node],
+    live_names: Collection[str],
+    *,
+    ignore_exclude_lb: bool = False,
+    held: Held | None = None,
 ) -> L2Decision:
-    """The L2 election of one Service; IPs that no pool contains are not announced (``ipNotAllowed``)."""
+    """The L2 election of one Service; IPs that no pool contains are not announced (``ipNotAllowed``). A held
+    member is a candidate only if it announced all the Service's IPs when its hold began (:func:`barred_by_holds`).
+    """
     if item.pool is None and item.service.ingress:
         return L2Decision(None, IP_NOT_ALLOWED)
-    return elect(item.service, item.pool, nodes, live_names, item.slices, ignore_exclude_lb=ignore_exclude_lb)
+    svc, pool = item.service, item.pool
+    decision = elect(svc, pool, nodes, live_names, item.slices, ignore_exclude_lb=ignore_exclude_lb)
+    barred = barred_by_holds(held or {}, decision.candidates, svc.ingress)
+    if not barred:
+        return decision
+    without = elect_without(decision, barred, svc, pool, {n.name: n for n in nodes})
+    if without is not None:
+        return without
+    live = [name for name in live_names if name not in barred]
+    return elect(svc, pool, nodes, live, item.slices, ignore_exclude_lb=ignore_exclude_lb)
 
 
 def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = None) -> ServiceDecision:
@@ -241,7 +297,7 @@ def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = Non
     :func:`decide_node` and the speaker's incremental :class:`NodeDecider` both use.
     """
     if l2 is None:
-        l2 = elect_one(item, ctx.nodes, ctx.live_names, ignore_exclude_lb=ctx.ignore_exclude_lb)
+        l2 = elect_one(item, ctx.nodes, ctx.live_names, ignore_exclude_lb=ctx.ignore_exclude_lb, held=ctx.held)
     svc = item.service
     interfaces: tuple[str, ...] | None = None
     failed = False
@@ -327,13 +383,13 @@ class NodeDecider:
             self.ctx = ctx  # an equal one: keep its cached properties' source current
             return False
         old = self.ctx
-        if replace(old, live=ctx.live) == ctx and self._given_l2.keys() >= self._inputs.keys():
+        if replace(old, live=ctx.live, held=ctx.held) == ctx and self._given_l2.keys() >= self._inputs.keys():
             self.ctx = ctx
             self.urgent = 0
             return False
         urgent: list[str] = []
-        if old.live is not None and ctx.live is not None and ctx.live < old.live and replace(old, live=ctx.live) == ctx:
-            dead = old.live - ctx.live
+        if _only_deaths(old, ctx):
+            dead = old.live - ctx.live  # type: ignore[operator]
             urgent = [key for key, d in self._decided.items() if d.l2.node in dead and key in self._inputs]
         self.urgent = len(urgent)
         peers_changed = ctx.peers != old.peers
@@ -546,6 +602,15 @@ class NodeDecider:
             self._bgp_status.pop(key, None)
 
 
+def _only_deaths(old: Context, new: Context) -> bool:
+    """Whether ``new`` is ``old`` with fewer live speakers and nothing else (the holds of the dead ones ended)."""
+    if old.live is None or new.live is None or not new.live < old.live:
+        return False
+    return replace(old, live=new.live, held=new.held) == new and dict(new.held) == {
+        name: ips for name, ips in old.held.items() if name in new.live
+    }
+
+
 def _series_of(node: str, key: str, decision: ServiceDecision) -> frozenset[Series]:
     return announced_series(
         node, [(key, decision.ingress, decision.l2_interfaces is not None, decision.bgp_reason is None)]
@@ -563,6 +628,7 @@ def decide_node(
     ignore_exclude_lb: bool = False,
     interfaces_available: Callable[[tuple[str, ...]], bool] = _all_available,
     layer2: Mapping[str, L2Decision] | None = None,
+    held: Held | None = None,
 ) -> NodeDecision:
     """Elect and plan for ``services`` (LoadBalancer Services of this speaker's class, keyed ``ns/name``).
 
@@ -572,10 +638,11 @@ def decide_node(
     ``layer2``: the election of :func:`elect_all` when already computed (it is the same for every node). A node
     without a Node object still runs its BGP sessions, without labels, but announces nothing (``notOwner``).
     Each Service is decided by :func:`decide_service` and merged by :class:`NodeDecider`, as the speaker does.
+    ``held``: the restart holds in force (:data:`Held`).
     """
     ctx = Context(
         config, node, tuple(nodes), None if live is None else frozenset(live), may_announce_l2, ignore_exclude_lb,
-        interfaces_available=interfaces_available,
+        interfaces_available=interfaces_available, held=dict(held or {}),
     )  # fmt: skip
     return _decider(ctx, services, layer2).decision()
 
@@ -598,7 +665,8 @@ class ClusterDecision:
     which only its status shows; ``ironlb plan`` and ``ironlb explain`` ask for all of them. BGP speakers do not
     coordinate, so every speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers
     in ``without_l2`` (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
-    ``layer2``: the elections for these very inputs and ``live``, when already computed.
+    ``layer2``: the elections for these very inputs and ``live``, when already computed. ``held``: the restart
+    holds in force (:data:`Held`): a held speaker wins only the IPs it had when its hold began.
 
     A membership change is :meth:`with_live`: the same decision for other live speakers, computed from this one
     (the elections the change can affect, and each speaker's decision Service by Service, :class:`NodeDecider`).
@@ -615,6 +683,7 @@ class ClusterDecision:
         without_l2: Collection[str] = (),
         ignore_exclude_lb: bool = False,
         layer2: Mapping[str, L2Decision] | None = None,
+        held: Held | None = None,
     ) -> None:
         self.config = config
         self.node_objects = tuple(nodes)
@@ -623,8 +692,9 @@ class ClusterDecision:
         self.speakers = [n.name for n in self.node_objects] if speakers is None else list(speakers)
         self.without_l2 = without_l2
         self.ignore_exclude_lb = ignore_exclude_lb
+        self.held: dict[str, frozenset[str]] = dict(held or {})
         self.layer2: Mapping[str, L2Decision] = (
-            elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb)
+            elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb, held=self.held)
             if layer2 is None else layer2
         )  # fmt: skip
         self._decided: dict[str, NodeDecision] = {}
@@ -636,7 +706,7 @@ class ClusterDecision:
         live = None if self.live is None else frozenset(self.live)
         return Context(
             self.config, name, self.node_objects, live, name not in self.without_l2, self.ignore_exclude_lb,
-            interfaces_available=_all_available,
+            interfaces_available=_all_available, held=self.held,
         )  # fmt: skip
 
     def node(self, name: str) -> NodeDecision:
@@ -660,36 +730,57 @@ class ClusterDecision:
             self._deciders[name] = decider
         return decider
 
-    def with_live(self, live: Collection[str], *, without_l2: Collection[str] = ()) -> ClusterDecision:
-        """This cluster with ``live`` speakers (and ``without_l2``): equal to a new ClusterDecision given them.
+    def holding(self, names: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The held speakers ``names`` with the IPs each keeps: as in this decision if it held them already, else
+        the IPs this decision elects them (:func:`holding`)."""
+        ingress = {key: item.service.ingress for key, item in self.services.items()}
+        return holding(names, self.held, self.layer2, ingress)
 
-        After deaths alone, an election changes only where a dead speaker was a candidate, and is recomputed
-        from the surviving candidates (:func:`ironlb.layer2.election.elect_without`); when a speaker comes back,
-        every Service is elected again (it may be a candidate of any). The speakers this one decided hand their
-        :class:`NodeDecider` over, which decides again only the Services whose election changed (cheaply when the
-        winner stands), so the next :meth:`node` costs the change, not every Service. This one keeps the
-        decisions it gave; asked for another speaker, it decides it from scratch.
+    def with_live(
+        self, live: Collection[str], *, without_l2: Collection[str] = (), held: Collection[str] = ()
+    ) -> ClusterDecision:
+        """This cluster with ``live`` speakers (and ``without_l2``, and ``held`` speakers among them, each keeping
+        what :meth:`holding` gives): equal to a new ClusterDecision given them.
+
+        After deaths and new holds alone, an election changes only where a dead or newly held speaker was a
+        candidate, and is recomputed from the surviving candidates (:func:`ironlb.layer2.election.elect_without`);
+        when a speaker comes back or its hold ends, every Service is elected again (it may be a candidate of any).
+        The speakers this one decided hand their :class:`NodeDecider` over, which decides again only the Services
+        whose election changed (cheaply when the winner stands), so the next :meth:`node` costs the change, not
+        every Service. This one keeps the decisions it gave; asked for another speaker, it decides it from scratch.
         """
         by_name = {n.name: n for n in self.node_objects}
         before = frozenset(by_name) if self.live is None else frozenset(self.live) & by_name.keys()
         after = frozenset(live) & by_name.keys()
         gone, came = before - after, after - before
-        if came:
-            fresh = elect_all(self.node_objects, self.services, live=live, ignore_exclude_lb=self.ignore_exclude_lb)
+        live_set = frozenset(live)
+        kept = self.holding(name for name in held if name in live_set)
+        lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
+        newly = {name: ips for name, ips in kept.items() if name not in self.held}
+        if came or lifted:
+            fresh = elect_all(
+                self.node_objects, self.services, live=live, ignore_exclude_lb=self.ignore_exclude_lb, held=kept
+            )  # fmt: skip
             layer2 = {key: old if fresh[key] == old else fresh[key] for key, old in self.layer2.items()}
-        elif gone:
+        elif gone or newly:
             layer2 = {}
             for key, old in self.layer2.items():
                 item = self.services[key]
-                new = elect_without(old, gone, item.service, item.pool, by_name)
+                barred = gone | barred_by_holds(newly, old.candidates, item.service.ingress)
+                if not barred:  # no candidate gone: the same election (a Service without one has no candidate)
+                    layer2[key] = old
+                    continue
+                new = elect_without(old, barred, item.service, item.pool, by_name)
                 if new is None:
-                    new = elect_one(item, self.node_objects, sorted(live), ignore_exclude_lb=self.ignore_exclude_lb)
+                    new = elect_one(
+                        item, self.node_objects, sorted(live), ignore_exclude_lb=self.ignore_exclude_lb, held=kept
+                    )  # fmt: skip
                 layer2[key] = old if new == old else new
         else:
             layer2 = dict(self.layer2)
         out = ClusterDecision(
             self.config, self.node_objects, self.services, live=live, speakers=self.speakers, without_l2=without_l2,
-            ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2,
+            ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2, held=kept,
         )  # fmt: skip
         out._changed = [key for key, new in layer2.items() if new is not self.layer2[key]]
         for name in list(self._behind):
@@ -718,18 +809,21 @@ __all__ = [
     "Announcement",
     "ClusterDecision",
     "Context",
+    "Held",
     "NodeDecider",
     "NodeDecision",
     "Series",
     "ServiceDecision",
     "ServiceInput",
     "announced_series",
+    "barred_by_holds",
     "bgp_peers_of",
     "decide_node",
     "decide_service",
     "elect_all",
     "elect_one",
     "handed_over",
+    "holding",
     "pool_for",
     "served_everywhere",
     "service_inputs",

@@ -15,7 +15,7 @@ from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import EndpointSlice, Namespace, Node, Service
 from ironlb.config import ConfigError, Resources, build, load_files
 from ironlb.config.types import Config
-from ironlb.decide import ClusterDecision, NodeDecision, served_everywhere, service_inputs
+from ironlb.decide import ClusterDecision, Held, NodeDecision, served_everywhere, service_inputs
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome, converge_all, pool_status
 from ironlb.layer2.election import L2Decision
@@ -75,6 +75,7 @@ def cluster_decision(
     without_l2: Collection[str] = (),
     served_without_slices: bool = False,
     ignore_exclude_lb: bool = False,
+    held: Held | None = None,
 ) -> ClusterDecision:
     """The election of every allocated Service and each speaker's decision (:class:`ironlb.decide.ClusterDecision`,
     each speaker decided when asked): the one route ``ironlb plan`` and ``ironlb run`` take. ``with_reasons()``
@@ -82,7 +83,7 @@ def cluster_decision(
 
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
-    has no endpoint and is not announced.
+    has no endpoint and is not announced. ``held``: the restart holds in force (:data:`ironlb.decide.Held`).
     """
     config = snapshot.config
     inputs = service_inputs(
@@ -94,7 +95,7 @@ def cluster_decision(
         inputs = served_everywhere(inputs, names)
     return ClusterDecision(
         config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
-        ignore_exclude_lb=ignore_exclude_lb,
+        ignore_exclude_lb=ignore_exclude_lb, held=held,
     )  # fmt: skip
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from ironlb.lab.cluster import StandaloneCluster
 from ironlb.lab.lan import Lan, start_http_servers
+from ironlb.layer2.election import sort_candidates
+from tests.support.announce import pinned_service
 from tests.support.waits import wait_until
 
 from .conftest import VIP
@@ -96,6 +98,29 @@ def test_a_restart_keeps_the_ip_on_the_node_and_the_stand_in_answers_with_its_ma
         assert [e for e in arp_about_vip(events, t_term) if e["t"] < t_back and e.get("tip") == VIP] == []
         if not others:
             assert "reason='returned'" in c.log(successor), c.log(successor)
+    finally:
+        c.close()
+
+
+def test_a_service_created_during_the_hold_is_announced_by_the_next_node(lan: Lan, tmp_path: Path) -> None:
+    """The held node would win the new Service's IP, but it is a candidate only for the IPs it had: the next node
+    of the election announces it at once (a real arping from the client is answered with that node's MAC)."""
+    c, owner = started(lan, tmp_path, hold=HOLD)
+    pool = [f"192.168.1.{i}" for i in range(241, 251)]  # the seed pool, less the VIP
+    new_ip = next(ip for ip in pool if sort_candidates(c.node_names, ip)[0] == owner)
+    successor = sort_candidates(c.node_names, new_ip)[1]
+    try:
+        t_term = stop(c, owner)
+        stand_in_of(c, owner)
+        c.write_manifest("new-service.yaml", pinned_service("new", new_ip))
+        wait_until(lambda: c.announcers(new_ip) == [successor], 20, f"{successor} announcing {new_ip}", interval=0.02)
+        macs = wait_until(lambda: {mac for mac, _ in c.arping(new_ip)} or None, 20, f"an ARP answer for {new_ip}")
+        t_answer = time.monotonic()
+        assert macs == {lan.node(successor).mac.lower()}, (macs, successor)
+        # All of it during the hold: the owner's own IP is still held (nobody announces it) and far from H.
+        assert c.announcers(VIP) == [], [c.log(n) for n in c.node_names]
+        assert t_answer - t_term < HOLD - 1, t_answer - t_term
+        assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
     finally:
         c.close()
 

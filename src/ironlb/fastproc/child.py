@@ -405,6 +405,7 @@ class FastChild:
         self._send("view", {
             "t": "view", "seq": self._view_seq, "alive": sorted(view.alive), "quorum": view.has_quorum,
             "settled": view.settled, "members": {k: list(v) for k, v in view.members.items()},
+            "held": sorted(view.held),
         })  # fmt: skip
         self._apply(time.monotonic())
         self._wake.set()

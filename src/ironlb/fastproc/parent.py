@@ -427,9 +427,12 @@ class RemoteMembership:
 
     def update(self, message: Message) -> None:
         members = {str(k): (str(v[0]), int(v[1])) for k, v in message["members"].items()}
-        view = MembershipView(frozenset(message["alive"]), bool(message["quorum"]), bool(message["settled"]), members)
-        changed = (view.alive, view.has_quorum, view.settled) != (
-            self.view.alive, self.view.has_quorum, self.view.settled,
+        view = MembershipView(
+            frozenset(message["alive"]), bool(message["quorum"]), bool(message["settled"]), members,
+            frozenset(str(name) for name in message.get("held", ())),
+        )  # fmt: skip
+        changed = (view.alive, view.has_quorum, view.settled, view.held) != (
+            self.view.alive, self.view.has_quorum, self.view.settled, self.view.held,
         ) or view.members != self.view.members  # fmt: skip
         self.view = view
         if changed and self._on_change is not None:

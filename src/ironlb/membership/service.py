@@ -103,6 +103,7 @@ class MembershipView:
     has_quorum: bool
     settled: bool
     members: Mapping[str, Address]
+    held: frozenset[str] = frozenset()  # alive members held for a restart (``Membership.held``)
 
 
 MIN_SLEEP = 0.001
@@ -146,7 +147,7 @@ class MembershipService:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._sleep_until = 0.0
-        self._reported: tuple[frozenset[str], bool, bool] = self._state()
+        self._reported: tuple[frozenset[str], bool, bool, frozenset[str]] = self._state()
         self.view = self._make_view()
         """The latest :class:`MembershipView`; replaced (never mutated) on every change."""
         self.rejected: Counter[str] = Counter()
@@ -276,12 +277,12 @@ class MembershipService:
             known = self._host_known[host] = host in self._hosts or _normal(host) in self._hosts
         return known
 
-    def _state(self) -> tuple[frozenset[str], bool, bool]:
-        return (self._core.alive(), self._core.has_quorum(), self._core.settled())
+    def _state(self) -> tuple[frozenset[str], bool, bool, frozenset[str]]:
+        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(self._core.held()))
 
     def _make_view(self) -> MembershipView:
-        alive, quorum, settled = self._reported
-        return MembershipView(alive, quorum, settled, dict(self._core.members()))
+        alive, quorum, settled, held = self._reported
+        return MembershipView(alive, quorum, settled, dict(self._core.members()), held)
 
     async def _run(self) -> None:
         while True:

@@ -48,6 +48,7 @@ from ironlb.decide import (
     NodeDecision,
     ServiceInput,
     handed_over,
+    holding,
     pool_for,
     stand_ins,
 )
@@ -235,6 +236,7 @@ class Speaker:
         self.config_evaluated = False
         self.decision: NodeDecision | None = None
         self._ingress: dict[str, tuple[str, ...]] = {}  # each announced Service's IPs, for hand-overs
+        self._held: dict[str, frozenset[str]] = {}  # members held for a restart, with the IPs they keep
         self.synced = False
         self.membership: MembershipService | RemoteMembership | None = None
         self._core: Membership | None = None
@@ -600,9 +602,13 @@ class Speaker:
             self._nodes_dirty = False
             self._node_objects = tuple(Node.from_dict(o) for o in self.nodes.store.values())
         live, may_l2 = self._live()
+        # A member held for a restart keeps the IPs it had as its hold began (the last decision), and no other.
+        held = self.membership.view.held if self.membership is not None and live is not None else frozenset()
+        layer2 = self.decision.layer2 if self.decision is not None else None
+        self._held = holding(sorted(held & live if live else ()), self._held, layer2, self._ingress)
         return Context(
             config, self.node, self._node_objects, None if live is None else frozenset(live), may_l2,
-            self.options.ignore_exclude_lb, frozenset(self.announcer.responder.interface_names),
+            self.options.ignore_exclude_lb, frozenset(self.announcer.responder.interface_names), held=self._held,
         )  # fmt: skip
 
     async def sync(self) -> None:

@@ -123,27 +123,33 @@ def decide_early(
     ignore_exclude_lb: bool = False,
     allocated: Allocated | None = None,
     previous: Early | None = None,
+    held: Collection[str] = (),
 ) -> Early:
     """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
 
     ``previous``: the last result, when only the live members or the quorum may have changed since (the same
     snapshot object and allocation): the decision is then :meth:`ClusterDecision.with_live` of its, which costs
     the Services the change concerns (a membership change), not all of them; the result is the same.
+    ``held``: the members held for a restart (``ironlb.membership.hold``): each keeps the IPs ``previous`` gave it
+    (:meth:`ClusterDecision.holding`) and is no candidate for any other, so a Service created during its hold is
+    announced by another node. Without ``previous`` a held member counts as any live one.
     """
     given, snapshot = snapshot, with_member_nodes(snapshot, members)
     allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
     basis: tuple[object, ...] = (given, allocated, node, frozenset(members), lb_class, ignore_exclude_lb)
     allocator, outcomes = allocated
     without_l2 = () if has_quorum else (node,)
+    held = sorted(name for name in held if name in alive)
     if previous is not None and previous.cluster is not None and _same(previous.basis, basis):
-        cluster = previous.cluster.with_live(sorted(alive), without_l2=without_l2)
+        cluster = previous.cluster.with_live(sorted(alive), without_l2=without_l2, held=held)
     else:
         speakers = [n.name for n in snapshot.nodes]
         if node not in speakers:
             speakers.append(node)
+        kept = previous.cluster.holding(held) if previous is not None and previous.cluster is not None else {}
         cluster = cluster_decision(
             snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=without_l2,
-            served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb,
+            served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb, held=kept,
         )  # fmt: skip
     mine = cluster.node(node)
 

@@ -403,6 +403,7 @@ class Runner:
                     ignore_exclude_lb=self.options.ignore_exclude_lb,
                     allocated=self._allocation.of(self.snapshot, self.options.lb_class),
                     previous=previous,
+                    held=self.membership.view.held if self.membership is not None else (),
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)

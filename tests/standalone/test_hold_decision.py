@@ -1,0 +1,116 @@
+"""A restart hold in ironlb run's decision (ironlb.standalone.decide, ClusterDecision): the held member keeps the
+IPs it had when its hold began, and is no candidate for any other, so a Service created (or an IP changing hands)
+during the hold is announced by the next node instead of going unanswered until the held node returns."""
+
+from __future__ import annotations
+
+from ironlb.decide import stand_ins
+from ironlb.layer2.election import elect, sort_candidates
+from ironlb.plan import Snapshot
+from ironlb.standalone.decide import Early, decide_early
+from tests.support.announce import pinned_service
+from tests.support.objects import documents, l2_advertisement_yaml, pool_yaml, snapshot_of
+
+MEMBERS = ("n1", "n2", "n3")
+ALL = frozenset(MEMBERS)
+POOL = [f"192.168.1.{i}" for i in range(200, 250)]
+CONFIG = documents(pool_yaml("l2", "192.168.1.200-192.168.1.249"), l2_advertisement_yaml("l2", ["l2"]))
+
+
+def order(ip: str) -> tuple[str, ...]:
+    """The election order of a Service pinned to ``ip`` with every member live (no hold)."""
+    return tuple(sort_candidates(MEMBERS, ip))
+
+
+def snapshot(services: dict[str, str]) -> Snapshot:
+    return snapshot_of(CONFIG, *(pinned_service(name, ip) for name, ip in services.items()))
+
+
+def pick(first: str, second: str | None = None, *, avoid: set[str] | None = None) -> str:
+    """An IP of the pool whose election puts ``first`` (then ``second``) at the head."""
+    for ip in POOL:
+        got = order(ip)
+        if ip not in (avoid or set()) and got[0] == first and (second is None or got[1] == second):
+            return ip
+    raise AssertionError(f"no IP elects {first}, {second}")
+
+
+def decided(snap: Snapshot, previous: Early | None, *, alive: frozenset[str] = ALL, held: tuple[str, ...] = ()) -> Early:
+    return decide_early(snap, node="n1", members=MEMBERS, alive=alive, previous=previous, held=held)
+
+
+def announced(early: Early, node: str) -> set[str]:
+    assert early.cluster is not None
+    return set(early.cluster.node(node).announcement.layer2)
+
+
+def test_a_service_created_during_a_hold_goes_to_the_next_node_and_the_held_ips_stay() -> None:
+    held_ip = pick("n3")
+    new_ip = pick("n3", "n2", avoid={held_ip})
+    before = snapshot({"held": held_ip})
+    early = decided(before, None)
+    assert early.layer2_by_service["default/held"].candidates == order(held_ip)
+    # n3 restarts: its hold LEAVE names, per member, the IPs it stands in for (the next candidate of each).
+    share = stand_ins("n3", early.layer2_by_service, early.ingress, ALL)
+    early = decided(before, early, held=("n3",))
+    assert early.layer2_by_service["default/held"].node == "n3", "nothing moves"
+    assert all(held_ip not in announced(early, n) for n in ("n1", "n2")), "stood in for (its MAC), not announced"
+
+    # A Service n3 would win is created meanwhile: n2, next in its election, announces it (with gratuitous ARP).
+    during = snapshot({"held": held_ip, "new": new_ip})
+    early = decided(during, early, held=("n3",))
+    assert early.layer2_by_service["default/new"].node == "n2"
+    assert new_ip in announced(early, "n2")
+    assert early.layer2_by_service["default/held"].node == "n3"
+    assert all(held_ip not in announced(early, n) for n in ("n1", "n2"))
+    assert [ip for ips in share.values() for ip in ips] == [held_ip], "the stand-ins answer for the held IP"
+    assert early.cluster is not None and early.cluster.held == {"n3": frozenset({held_ip})}
+
+    # n3 is back (its hold ended, returned): the elections count it again, it wins the new Service too.
+    early = decided(during, early)
+    assert early.layer2_by_service["default/new"].node == "n3"
+    assert early.layer2_by_service["default/held"].node == "n3"
+    assert early.cluster is not None and early.cluster.held == {}
+
+
+def test_an_ip_changing_hands_during_a_hold_skips_the_held_node() -> None:
+    held_ip = pick("n3")
+    moving = pick("n1", "n3", avoid={held_ip})  # n1 owns it, n3 is next
+    snap = snapshot({"held": held_ip, "moving": moving})
+    early = decided(snap, None)
+    early = decided(snap, early, held=("n3",))
+    assert early.layer2_by_service["default/moving"].node == "n1"
+    early = decided(snap, early, alive=frozenset({"n2", "n3"}), held=("n3",))  # n1 dies during the hold
+    assert early.layer2_by_service["default/moving"].node == "n2", "n3 is held: the IP goes past it"
+    assert early.layer2_by_service["default/held"].node == "n3"
+    assert moving in announced(early, "n2")
+
+
+def test_the_held_ips_come_from_the_decision_before_the_hold_even_with_a_new_snapshot() -> None:
+    """The hold and a Service change seen in one recompute: the held IPs are those of the previous decision."""
+    held_ip = pick("n2")
+    new_ip = pick("n2", avoid={held_ip})
+    early = decided(snapshot({"held": held_ip}), None)
+    early = decided(snapshot({"held": held_ip, "new": new_ip}), early, held=("n2",))
+    assert early.layer2_by_service["default/held"].node == "n2"
+    assert early.layer2_by_service["default/new"].node not in (None, "n2")
+
+
+def test_a_held_member_without_a_previous_decision_counts_as_live() -> None:
+    held_ip = pick("n3")
+    early = decided(snapshot({"held": held_ip}), None, held=("n3",))
+    assert early.layer2_by_service["default/held"].node == "n3"
+
+
+def test_the_held_members_restriction_is_the_election_without_it() -> None:
+    """Barred from a Service, a held member is simply not live for it: the same result as the election without it."""
+    snap = snapshot({"held": pick("n3"), **{f"s{i}": ip for i, ip in enumerate(POOL[:12])}})
+    early = decided(snap, None)
+    early = decided(snap, early, held=("n3",))
+    assert early.cluster is not None
+    kept = early.cluster.held["n3"]
+    for key, item in early.cluster.services.items():
+        if set(item.service.ingress) <= kept:
+            continue
+        alone = elect(item.service, item.pool, early.cluster.node_objects, ["n1", "n2"], item.slices)
+        assert early.layer2_by_service[key] == alone, key
