@@ -359,3 +359,23 @@ def test_prefixes_go_to_peers_of_their_family_unless_dual_stack() -> None:
         ("10.20.30.1/32", ["dual", "v4"]),
         ("fc00:20::1/128", ["dual", "v6"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("ip", "length", "length_v6"),
+    [("10.50.1.2", 32, 128), ("10.50.1.2", 24, 64), ("10.50.1.2", 0, 0), ("2001:db8::5", 32, 128),
+     ("2001:db8::5", 32, 64), ("::1", 32, 128), ("::ffff:10.0.0.1", 32, 96), ("fe80::1%eth0", 32, 128),
+     ("fe80::1%eth0", 32, 64)],
+)  # fmt: skip
+def test_prefixes_are_the_string_forms(ip: str, length: int, length_v6: int) -> None:
+    """The integer-built, cached prefix is what ``ip_network("ip/length", strict=False)`` gives (issue 16)."""
+    from ipaddress import ip_address, ip_network
+
+    from ironlb.bgp.planner import _network
+
+    addr = ip_address(ip)
+    want = ip_network(f"{addr}/{length if addr.version == 4 else length_v6}", strict=False)
+    got = _network(ip, length, length_v6)
+    assert (got, str(got), type(got)) == (want, str(want), type(want))
+    with pytest.raises(ValueError):
+        _network("10.50.1.256", length, length_v6)
