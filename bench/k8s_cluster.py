@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ironlb.lab.cluster import SEED_CONFIG, VIP
@@ -92,24 +93,52 @@ ROLLOUT_SERVICES = {"my-service": VIP, "roll-1": "192.168.1.241", "roll-2": "192
 
 
 def rollout_summary(cluster: KubeCluster, r: Rollout) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "rollout_s": round(r.seconds, 1),
         "ip_changes": r.ip_changes,
         "services": {s.ip: {"worst_gap_ms": round(s.worst_gap_s * 1000), "failed": s.failed, "attempts": s.attempts,
                             "recovered": s.recovered, "errors": s.errors,
                             "probe_pause_ms": round(s.probe_pause_s * 1000),
                             "arp_from": [node_of_mac(cluster, m) or m for m in s.macs]} for s in r.services},
+        "restarts": r.restarts,
+        "load_1min": round(os.getloadavg()[0], 1),  # at the end: the machine is shared, figures are noisy
     }
+    if r.trace is not None:
+        out["attempts_through_restarting_node"] = r.trace.restarting  # [attempts, failed]
+        out["attempts_through_other_nodes"] = r.trace.elsewhere
+        out["attempts_untraced"] = r.trace.untraced  # no SYN of theirs forwarded by the router
+        out["failures"] = r.trace.failures
+        out["route_changes"] = r.routes[:40]
+    return out
 
 
-def bgp_rollouts(cluster: KubeCluster, count: int) -> dict[str, list[dict[str, object]]]:
+NOISE_DAEMONSET = json.dumps({
+    "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "noise", "namespace": "default"},
+    "spec": {"selector": {"matchLabels": {"app": "noise"}}, "template": {
+        "metadata": {"labels": {"app": "noise"}},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+            "name": "http", "image": "ironlb.local/http-echo:1", "imagePullPolicy": "Never",
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}]}}},
+})  # fmt: skip
+"""A DaemonSet unrelated to ironlb and to the probed Services: its rollout is the same pod churn on every node
+(containers stopped and started, the kubelets and containerd busy) with nothing on the Services' paths."""
+
+
+def bgp_rollouts(cluster: KubeCluster, count: int, *, gr_only: bool = False,
+                 baselines: bool = True) -> dict[str, list[dict[str, object]]]:
     """``rollout restart daemonset/speaker`` with 4 BGP Services, ``count`` times without graceful restart, then
     ``count`` times with it (the BGPPeer's ``enableGracefulRestart``; the router is FRR with ``bgp
-    graceful-restart``)."""
+    graceful-restart``). With ``baselines``, each graceful-restart rollout comes with two controls measured the same
+    way just before it: the probe alone for as long as the previous speaker rollout took (nothing restarted), and a
+    rollout of :data:`NOISE_DAEMONSET`. Every measurement traces each connection's node at the router."""
     base = BGP_POOL[0].rsplit(".", 1)
     services = {f"bgp-roll-{i}": f"{base[0]}.{int(base[1]) + i}" for i in range(4)}
     out: dict[str, list[dict[str, object]]] = {}
-    for gr in (False, True):
+    if baselines:
+        cluster.kubectl("apply", "-f", "-", input=NOISE_DAEMONSET)
+        wait_until(lambda: len(ready_pods(cluster, "default", "app=noise")) == len(cluster.nodes), 180,
+                   "the noise DaemonSet Ready", interval=1)
+    for gr in ((True,) if gr_only else (False, True)):
         cluster.kubectl("apply", "-f", "-", input=bgp_config(graceful_restart=gr))
         for name, ip in services.items():
             cluster.kubectl("apply", "-f", "-", input=lb_service(name, ip, pool="bgp-pool"))
@@ -117,13 +146,27 @@ def bgp_rollouts(cluster: KubeCluster, count: int) -> dict[str, list[dict[str, o
             wait_until(lambda name=name, ip=ip: external_ip(cluster, name) == ip  # type: ignore[misc]
                        and cluster.client_get(f"http://{ip}/", timeout=0.5), 120, f"{name} answering", interval=0.5)
         key = "daemonset/speaker, graceful restart" if gr else "daemonset/speaker"
+        last_s = 40.0
         for i in range(count):
-            # The sessions re-established after the previous restart (FRR's stale timers done) before the next one.
-            time.sleep(5)
-            r = measure_rollout(cluster, "daemonset/speaker", services)
-            out.setdefault(key, []).append(rollout_summary(cluster, r))
-            print(f"rollout restart {key} (BGP) #{i + 1}: {json.dumps(out[key][-1])}", file=sys.stderr)
+            runs: list[tuple[str, Callable[[], Rollout]]] = []
+            if gr and baselines:
+                runs.append(("nothing restarted (baseline)", lambda s=last_s: measure_rollout(  # type: ignore[misc]
+                    cluster, "", services, idle_s=s, trace_paths=True)))
+                runs.append(("daemonset/noise (unrelated)", lambda: measure_rollout(
+                    cluster, "daemonset/noise", services, namespace="default", selector="app=noise",
+                    trace_paths=True)))
+            runs.append((key, lambda: measure_rollout(cluster, "daemonset/speaker", services, trace_paths=True)))
+            for label, measure in runs:
+                # The sessions re-established after the previous restart (FRR's stale timers done) before the next one.
+                time.sleep(5)
+                r = measure()
+                if r.target == "daemonset/speaker":
+                    last_s = r.seconds
+                out.setdefault(label, []).append(rollout_summary(cluster, r))
+                print(f"{label} (BGP) #{i + 1}: {json.dumps(out[label][-1])}", file=sys.stderr, flush=True)
     cluster.kubectl("delete", "svc", *services)
+    if baselines:
+        cluster.kubectl("delete", "daemonset", "noise", "--ignore-not-found")
     delete_bgp_config(cluster)
     return out
 
@@ -134,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=1, help="rolling restarts of each of speaker and controller")
     parser.add_argument("--failover-trials", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--bgp-gr-only", action="store_true",
+                        help="only the BGP graceful-restart rollouts and their baselines (no Layer 2, controller or "
+                             "no-graceful-restart rollouts)")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="no baseline (nothing restarted, an unrelated DaemonSet) beside each BGP GR rollout")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cluster is stopped by the finally below
     bin_dir, images = default_bin_dir(), default_images_dir()
@@ -172,14 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda name=name, ip=ip: external_ip(cluster, name) == ip  # type: ignore[misc]
                        and cluster.client_get(f"http://{ip}/", timeout=0.5), 120, f"{name} answering", interval=0.5)
         rollouts: dict[str, list[dict[str, object]]] = {}
-        for i in range(args.rollouts):
+        for i in range(0 if args.bgp_gr_only else args.rollouts):
             for target in ("daemonset/speaker", "deployment/controller"):
-                r = measure_rollout(cluster, target, ROLLOUT_SERVICES)
+                r = measure_rollout(cluster, target, ROLLOUT_SERVICES,
+                                    selector="component=" + target.split("/")[1])
                 rollouts.setdefault(target, []).append(rollout_summary(cluster, r))
                 print(f"rollout restart {target} #{i + 1}: {json.dumps(rollouts[target][-1])}", file=sys.stderr)
         results["rollouts"] = rollouts
         if cluster.frr is not None:
-            results["rollouts_bgp"] = bgp_rollouts(cluster, args.rollouts)
+            results["rollouts_bgp"] = bgp_rollouts(cluster, args.rollouts, gr_only=args.bgp_gr_only,
+                                                   baselines=not args.no_baselines)
         cluster.kubectl("delete", "svc", *[n for n in ROLLOUT_SERVICES if n != "my-service"])
         failovers = []
         for i in range(args.failover_trials):

@@ -33,6 +33,7 @@ from ironlb.lab.kube_cluster import (
     missing_requirements,
     wait_until,
 )
+from ironlb.lab.rollout_trace import Attribution, PathIndex, attribute, disturbed_windows
 
 REPO = Path(__file__).resolve().parents[3]
 BUNDLE = REPO / "config" / "manifests" / "ironlb.yaml"
@@ -286,22 +287,63 @@ def reachability(ip: str, events: list[dict[str, Any]]) -> Reachability:
 
 @dataclass
 class Rollout:
-    target: str  # e.g. "daemonset/speaker"
-    seconds: float  # `kubectl rollout restart` -> `kubectl rollout status` done
+    target: str  # e.g. "daemonset/speaker"; "" for a baseline with nothing restarted
+    seconds: float  # `kubectl rollout restart` -> `kubectl rollout status` done (a baseline: its length)
     services: list[Reachability]
     ip_changes: list[str]  # "<service>: <old> -> <new>" for every EXTERNAL-IP seen changing meanwhile
+    # Per node, when the restarted workload's pods there were not as before (seconds after the start).
+    restarts: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # With trace_paths: the failed attempts traced to their node, the attempts split by path, the route changes.
+    trace: Attribution | None = None
+    routes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _pod_sample(cluster: KubeCluster, namespace: str, selector: str) -> dict[str, tuple[int, bool]]:
+    """{node: (ready pods, whether a pod is not ready or being deleted)} of the pods matching ``selector``."""
+    out: dict[str, tuple[int, bool]] = {}
+    for pod in cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]:
+        node = pod["spec"].get("nodeName")
+        if not node:
+            continue
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        ok = ready and pod["metadata"].get("deletionTimestamp") is None
+        count, unsettled = out.get(node, (0, False))
+        out[node] = (count + ok, unsettled or not ok)
+    return out
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
 
 
 def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str], *, interval: float = 0.01,
                     attempt_timeout: float = 1.0, timeout: float = 600,
-                    start: Callable[[], object] | None = None) -> Rollout:
-    """``kubectl -n metallb-system rollout restart <target>`` (or ``start()``, e.g. a ``helm upgrade`` that changes
+                    start: Callable[[], object] | None = None, namespace: str = "metallb-system",
+                    selector: str = "component=speaker", idle_s: float | None = None,
+                    trace_paths: bool = False) -> Rollout:
+    """``kubectl -n NAMESPACE rollout restart <target>`` (or ``start()``, e.g. a ``helm upgrade`` that changes
     its pod template) while the client sends an HTTP GET to every Service (name -> IP) every ``interval``; wait for
     ``rollout status``, then a few seconds more. Every Service's EXTERNAL-IP is read meanwhile, to see that none
-    changed."""
+    changed, and the pods matching ``selector`` every second, to know when each node's pod was restarting.
+
+    ``idle_s``: restart nothing, probe as long (the noise floor of the same run). ``trace_paths``: the lab router
+    records which node each connection went to and its route changes (BGP Services, which the client reaches
+    through the router), and every failed attempt is attributed to its node (:mod:`ironlb.lab.rollout_trace`).
+    """
     outputs = {name: cluster.workdir / f"probe-{name}.jsonl" for name in services}
+    paths_out = cluster.workdir / "paths.jsonl"
     probes: list[subprocess.Popen[str]] = []
+    samples: list[tuple[float, dict[str, tuple[int, bool]]]] = []
     try:
+        if trace_paths:
+            cmd = ["nice", "-n", "-10", sys.executable, "-m", "ironlb.lab.probe", "paths", *services.values()]
+            with open(paths_out, "w") as out:
+                probes.append(cluster.lab.popen(cluster.router, cmd, stdin=subprocess.PIPE, stdout=out,
+                                                stderr=subprocess.DEVNULL))
         for name, ip in services.items():
             # Above the lab's own processes (nice -10): a real client is another machine, and a starved probe
             # starts no attempt for a while, which would count in the gap of a failure next to it.
@@ -312,41 +354,51 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
                                                 stderr=subprocess.DEVNULL))
 
         def started() -> bool:
-            return all('"ready"' in f.read_text() for f in outputs.values())
+            files = [*outputs.values(), *([paths_out] if trace_paths else [])]
+            return all('"ready"' in f.read_text() for f in files)
 
         wait_until(started, 60, "the client's probes started")
         time.sleep(2)  # a baseline before the restart
         changes: list[str] = []
 
-        def check_ips() -> None:
+        def check() -> None:
+            """One read of every Service's EXTERNAL-IP and one of the restarted pods (two kubectl calls)."""
+            now = {s["metadata"]["name"]: (s["status"].get("loadBalancer", {}).get("ingress") or [{}])[0].get("ip")
+                   for s in cluster.get_json("svc", "-n", "default")["items"]}
             for name, ip in services.items():
-                now = external_ip(cluster, name)
-                if now != ip and f"{name}: {ip} -> {now}" not in changes:
-                    changes.append(f"{name}: {ip} -> {now}")
+                if now.get(name) != ip and f"{name}: {ip} -> {now.get(name)}" not in changes:
+                    changes.append(f"{name}: {ip} -> {now.get(name)}")
+            t = time.monotonic()
+            samples.append((t, _pod_sample(cluster, namespace, selector)))
 
+        with contextlib.suppress(*CLUSTER_STARTING):
+            check()
         t0 = time.monotonic()
-        if start is None:
-            cluster.kubectl("-n", "metallb-system", "rollout", "restart", target)
-        else:
-            start()
-        status = subprocess.Popen(
-            ["ip", "netns", "exec", cluster.cp, str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
-             "-n", "metallb-system", "rollout", "status", target, f"--timeout={int(timeout)}s"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        status: subprocess.Popen[str] | None = None
+        if idle_s is None:
+            if start is None:
+                cluster.kubectl("-n", namespace, "rollout", "restart", target)
+            else:
+                start()
+            status = subprocess.Popen(
+                ["ip", "netns", "exec", cluster.cp, str(cluster.bin_dir / "kubectl"),
+                 f"--kubeconfig={cluster.kubeconfig}", "-n", namespace, "rollout", "status", target,
+                 f"--timeout={int(timeout)}s"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            while status.poll() is None:
+            while (status.poll() is None) if status is not None else time.monotonic() < t0 + (idle_s or 0):
                 with contextlib.suppress(*CLUSTER_STARTING):
-                    check_ips()
+                    check()
                 time.sleep(1)
         finally:
-            if status.poll() is None:
-                status.kill()
-            _, err = status.communicate()
-        if status.returncode:
+            if status is not None:
+                if status.poll() is None:
+                    status.kill()
+                _, err = status.communicate()
+        if status is not None and status.returncode:
             raise RuntimeError(f"kubectl rollout status {target}: exit {status.returncode}: {err.strip()[-500:]}")
         seconds = time.monotonic() - t0
         time.sleep(3)  # what the last restarted pod does once Ready (its first announcements) is seen too
-        check_ips()
+        check()
     finally:
         for probe in probes:
             if probe.poll() is None:
@@ -357,14 +409,25 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
                 probe.kill()
                 probe.wait()
     seen = []
+    attempts: dict[str, list[dict[str, Any]]] = {}
     for name, ip in services.items():
-        events = []
-        for line in outputs[name].read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-        seen.append(reachability(ip, [e for e in events if e.get("t0", e.get("t", 0)) >= t0]))
+        events = [e for e in _read_jsonl(outputs[name]) if e.get("t0", e.get("t", 0)) >= t0]
+        seen.append(reachability(ip, events))
+        attempts[ip] = [e for e in events if e.get("ev") == "http"]
         outputs[name].unlink()
-    return Rollout(target, seconds, seen, changes)
+    windows = disturbed_windows(samples)
+    result = Rollout(target, seconds, seen, changes,
+                     {n: [(round(a - t0, 1), round(b - t0, 1)) for a, b in w] for n, w in windows.items()})
+    if trace_paths:
+        paths = PathIndex.of(_read_jsonl(paths_out))
+        paths_out.unlink()
+        node_of = {cluster.lab.mac(n.netns, "eth0").lower(): n.name for n in cluster.nodes}
+        ip_node = {n.ip: n.name for n in cluster.nodes}
+        result.trace = attribute(attempts, paths, node_of, windows, t0)
+        result.routes = [{"t": round(float(r["t"]) - t0, 3), "op": r["op"], "dst": r["dst"],
+                          "via": [ip_node.get(v, v) for v in r["via"]]}
+                         for r in paths.routes if float(r["t"]) >= t0 - 2]
+    return result
 
 
 # ---- the walkthrough -----------------------------------------------------------------------------------------------
