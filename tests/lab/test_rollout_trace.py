@@ -39,6 +39,8 @@ def test_attribute_splits_attempts_by_the_routers_choice_and_the_restart_windows
         {"ev": "moved", "t": 12.3, "ip": ip, "sport": 1002, "mac": "bb", "from": "aa"},
         {"ev": "syn", "t": 5.0, "ip": ip, "sport": 1003, "mac": "aa"},  # an older connection on the same port
         {"ev": "route", "t": 12.2, "op": "new", "dst": f"{ip}/32", "via": ["192.168.1.11"]},
+        {"ev": "unanswered", "t": 11.003, "ip": ip, "sport": 1001},  # node2 got the SYN, sent no SYN-ACK
+        {"ev": "answered", "t": 12.002, "ip": ip, "sport": 1002},  # node1 answered: lost after it
     ])  # fmt: skip
     attempts = {ip: [http(10.0, 1000, True), http(11.0, 1001, False, err="timeout", stage="connect"),
                      http(12.0, 1002, False, err="timeout", stage="read"), http(13.0, 1003, False, err="timeout"),
@@ -47,8 +49,9 @@ def test_attribute_splits_attempts_by_the_routers_choice_and_the_restart_windows
     assert a.restarting == [1, 1]  # 12.0 through node1 while it restarted
     assert a.elsewhere == [2, 1]  # 10.0 through node1 before its window, 11.0 through node2
     assert a.untraced == [2, 1]  # no SYN of 13.0's at the router (port 1003's is from 5.0), none known for 14.0
-    assert [(f["t"], f["node"], f["stage"], f["moved"], f["restarting"]) for f in a.failures] == [
-        (1.0, "node2", "connect", False, False), (2.0, "node1", "read", True, True), (3.0, None, None, False, False)]
+    assert [(f["t"], f["node"], f["stage"], f["at_node"], f["moved"], f["restarting"]) for f in a.failures] == [
+        (1.0, "node2", "connect", "unanswered", False, False), (2.0, "node1", "read", "answered", True, True),
+        (3.0, None, None, "not seen", False, False)]
     assert paths.routes[0]["via"] == ["192.168.1.11"]
 
 
@@ -61,7 +64,7 @@ def _ipv4_tcp_frame(dst_mac: bytes, src: str, dst: str, sport: int, dport: int, 
 
 def test_parse_tcp4_reads_the_next_hop_and_the_connection() -> None:
     frame = _ipv4_tcp_frame(b"\x02\x00\x00\x00\x00\x0b", "192.168.1.100", "10.77.0.10", 40000, 80, 0x02)
-    assert parse_tcp4(frame) == ("02:00:00:00:00:0b", "10.77.0.10", 40000, 80, 0x02)
+    assert parse_tcp4(frame) == ("02:00:00:00:00:0b", "192.168.1.100", "10.77.0.10", 40000, 80, 0x02)
     assert parse_tcp4(frame[:40]) is None  # truncated TCP header
     assert parse_tcp4(frame[:12] + b"\x08\x06" + frame[14:]) is None  # not IPv4
     udp = bytearray(frame)

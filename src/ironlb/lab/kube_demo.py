@@ -332,18 +332,22 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
 
     ``idle_s``: restart nothing, probe as long (the noise floor of the same run). ``trace_paths``: the lab router
     records which node each connection went to and its route changes (BGP Services, which the client reaches
-    through the router), and every failed attempt is attributed to its node (:mod:`ironlb.lab.rollout_trace`).
+    through the router), each node which connections it answered, and every failed attempt is attributed to its
+    node (:mod:`ironlb.lab.rollout_trace`).
     """
     outputs = {name: cluster.workdir / f"probe-{name}.jsonl" for name in services}
     paths_out = cluster.workdir / "paths.jsonl"
+    answers_out = {n.name: cluster.workdir / f"answers-{n.name}.jsonl" for n in cluster.nodes}
     probes: list[subprocess.Popen[str]] = []
     samples: list[tuple[float, dict[str, tuple[int, bool]]]] = []
     try:
         if trace_paths:
-            cmd = ["nice", "-n", "-10", sys.executable, "-m", "ironlb.lab.probe", "paths", *services.values()]
-            with open(paths_out, "w") as out:
-                probes.append(cluster.lab.popen(cluster.router, cmd, stdin=subprocess.PIPE, stdout=out,
-                                                stderr=subprocess.DEVNULL))
+            for ns, mode, path in [(cluster.router, "paths", paths_out),
+                                   *((n.netns, "answers", answers_out[n.name]) for n in cluster.nodes)]:
+                cmd = ["nice", "-n", "-10", sys.executable, "-m", "ironlb.lab.probe", mode, *services.values()]
+                with open(path, "w") as out:
+                    probes.append(cluster.lab.popen(ns, cmd, stdin=subprocess.PIPE, stdout=out,
+                                                    stderr=subprocess.DEVNULL))
         for name, ip in services.items():
             # Above the lab's own processes (nice -10): a real client is another machine, and a starved probe
             # starts no attempt for a while, which would count in the gap of a failure next to it.
@@ -354,7 +358,7 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
                                                 stderr=subprocess.DEVNULL))
 
         def started() -> bool:
-            files = [*outputs.values(), *([paths_out] if trace_paths else [])]
+            files = [*outputs.values(), *([paths_out, *answers_out.values()] if trace_paths else [])]
             return all('"ready"' in f.read_text() for f in files)
 
         wait_until(started, 60, "the client's probes started")
@@ -400,7 +404,7 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
         time.sleep(3)  # what the last restarted pod does once Ready (its first announcements) is seen too
         check()
     finally:
-        for probe in probes:
+        for probe in reversed(probes):  # the traces (started first) last: they see the clients' last attempts
             if probe.poll() is None:
                 probe.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -419,8 +423,11 @@ def measure_rollout(cluster: KubeCluster, target: str, services: dict[str, str],
     result = Rollout(target, seconds, seen, changes,
                      {n: [(round(a - t0, 1), round(b - t0, 1)) for a, b in w] for n, w in windows.items()})
     if trace_paths:
-        paths = PathIndex.of(_read_jsonl(paths_out))
-        paths_out.unlink()
+        traced = []
+        for path in (paths_out, *answers_out.values()):
+            traced += _read_jsonl(path)
+            path.unlink()
+        paths = PathIndex.of(traced)
         node_of = {cluster.lab.mac(n.netns, "eth0").lower(): n.name for n in cluster.nodes}
         ip_node = {n.ip: n.name for n in cluster.nodes}
         result.trace = attribute(attempts, paths, node_of, windows, t0)

@@ -1,10 +1,10 @@
-"""The lab client's probe program, run as ``python -m ironlb.lab.probe probe|get|paths ...`` inside a lab namespace.
+"""The lab client's probe program, run as ``python -m ironlb.lab.probe probe|get|paths|answers ...`` inside a lab namespace.
 
 ``probe`` opens a TCP connection and sends an HTTP GET to the service IP every few milliseconds, sniffs ARP for it,
 and streams what it sees as JSON lines with ``time.monotonic()`` timestamps (one clock for the whole machine, so
 they compare with the parent's); ``get`` is one such GET. ``paths`` runs on a router instead: which node each of
 those connections was forwarded to, and every change of the routing table, so that a failed attempt can be traced
-to its path. Stdlib only, so it starts fast. The parent side is
+to its path; ``answers`` on a node: which of them it answered. Stdlib only, so it starts fast. The parent side is
 :class:`ironlb.lab.cluster.ClientProbe`.
 """
 
@@ -156,8 +156,9 @@ RTA_DST, RTA_GATEWAY, RTA_MULTIPATH = 1, 5, 9
 TCP_SYN, TCP_ACK = 0x02, 0x10
 
 
-def parse_tcp4(frame: bytes) -> tuple[str, str, int, int, int] | None:
-    """(destination MAC, destination IP, source port, destination port, TCP flags) of an Ethernet IPv4 TCP frame."""
+def parse_tcp4(frame: bytes) -> tuple[str, str, str, int, int, int] | None:
+    """(destination MAC, source IP, destination IP, source port, destination port, TCP flags) of an Ethernet IPv4
+    TCP frame."""
     if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
         return None
     ihl = (frame[14] & 0x0F) * 4
@@ -165,7 +166,8 @@ def parse_tcp4(frame: bytes) -> tuple[str, str, int, int, int] | None:
     if ihl < 20 or len(frame) < tcp + 14:
         return None
     sport, dport = struct.unpack("!HH", frame[tcp:tcp + 4])
-    return mac_str(frame[0:6]), socket.inet_ntoa(frame[30:34]), sport, dport, frame[tcp + 13]
+    return mac_str(frame[0:6]), socket.inet_ntoa(frame[26:30]), socket.inet_ntoa(frame[30:34]), sport, dport, \
+        frame[tcp + 13]
 
 
 def parse_route_messages(data: bytes) -> list[dict[str, Any]]:
@@ -210,6 +212,67 @@ def _rtattrs(data: bytes) -> list[tuple[int, bytes]]:
     return attrs
 
 
+def _sniffer(iface: str) -> socket.socket:
+    """Every frame ``iface`` receives and sends. ETH_P_ALL: a socket bound to one protocol is not given the frames
+    this host sends. A large buffer, so that a sniffer starved of CPU for a while loses no frame."""
+    pkt = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    pkt.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    pkt.bind((iface, ETH_P_ALL))
+    pkt.setblocking(False)
+    return pkt
+
+
+def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+    """Set on SIGTERM, SIGINT or the end of stdin."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(sys.stdin.fileno(), 4096) else None)
+    return stop
+
+
+async def _answers(ips: set[str], port: int, iface: str) -> None:
+    """On a node: each SYN to ``ips`` that came in and got its SYN-ACK out of the same interface (``answered``) or
+    none within 0.5 s (``unanswered``), so that a lost connection is placed before the node, inside it or after it;
+    at the end, ``count``."""
+    loop = asyncio.get_running_loop()
+    stop = _stop_event(loop)
+    pkt = _sniffer(iface)
+    pending: dict[tuple[str, int], float] = {}  # (service IP, client port) -> when its SYN came in
+    counts = {"syns": 0, "answered": 0}
+
+    def on_packet() -> None:
+        while True:
+            try:
+                frame, addr = pkt.recvfrom(256)
+            except BlockingIOError:
+                return
+            parsed = parse_tcp4(frame)
+            if parsed is None:
+                continue
+            _, src, dst, sport, dport, flags = parsed
+            if addr[2] == PACKET_HOST and dst in ips and dport == port and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                counts["syns"] += 1
+                pending.setdefault((dst, sport), time.monotonic())
+            elif (addr[2] == PACKET_OUTGOING and src in ips and sport == port and flags & TCP_SYN
+                  and pending.pop((src, dport), None) is not None):
+                counts["answered"] += 1
+                emit({"ev": "answered", "t": time.monotonic(), "ip": src, "sport": dport})
+
+    loop.add_reader(pkt.fileno(), on_packet)
+    emit({"ev": "ready", "t": time.monotonic()})
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+        now = time.monotonic()
+        for key, t in list(pending.items()):
+            if now - t > 0.5:
+                del pending[key]
+                emit({"ev": "unanswered", "t": t, "ip": key[0], "sport": key[1]})
+    emit({"ev": "count", "t": time.monotonic(), **counts})
+    pkt.close()
+
+
 async def _paths(ips: set[str], port: int, iface: str) -> None:
     """On a router: which next hop each connection to ``ips`` was forwarded to, and the routing table's changes.
 
@@ -217,14 +280,8 @@ async def _paths(ips: set[str], port: int, iface: str) -> None:
     connection forwarded to another MAC), ``unforwarded`` (a SYN that came in and was not forwarded within 0.5 s)
     and ``route`` (an IPv4 route added, changed or deleted, with its gateways)."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(sys.stdin.fileno(), 4096) else None)
-    # ETH_P_ALL: a socket bound to one protocol is not given the frames this host sends, which are the ones here.
-    pkt = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    pkt.bind((iface, ETH_P_ALL))
-    pkt.setblocking(False)
+    stop = _stop_event(loop)
+    pkt = _sniffer(iface)
     rt = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     rt.bind((0, RTMGRP_IPV4_ROUTE))
     rt.setblocking(False)
@@ -238,9 +295,9 @@ async def _paths(ips: set[str], port: int, iface: str) -> None:
             except BlockingIOError:
                 return
             parsed = parse_tcp4(frame)
-            if parsed is None or parsed[1] not in ips or parsed[3] != port:
+            if parsed is None or parsed[2] not in ips or parsed[4] != port:
                 continue
-            mac, ip, sport, _, flags = parsed
+            mac, _, ip, sport, _, flags = parsed
             key = (ip, sport)
             syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN
             if addr[2] == PACKET_HOST and syn:
@@ -293,6 +350,11 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("ips", nargs="+")
     p.add_argument("--port", type=int, default=80)
     p.add_argument("--iface", default="eth0")
+    p = sub.add_parser("answers", help="on a node: the SYNs to the IPs it got and did not answer, as JSON lines, "
+                                       "until stdin closes")
+    p.add_argument("ips", nargs="+")
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--iface", default="eth0")
     p = sub.add_parser("get", help="one HTTP GET, as a JSON line")
     p.add_argument("ip")
     p.add_argument("--port", type=int, default=80)
@@ -303,6 +365,9 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.mode == "paths":
         asyncio.run(_paths(set(args.ips), args.port, args.iface))
+        return 0
+    if args.mode == "answers":
+        asyncio.run(_answers(set(args.ips), args.port, args.iface))
         return 0
     event = asyncio.run(http_attempt(args.ip, args.port, args.timeout))
     event["ms"] = round((event["t1"] - event["t0"]) * 1000, 2)

@@ -55,6 +55,9 @@ class PathIndex:
     syns: dict[tuple[str, int], list[tuple[float, str]]] = field(default_factory=dict)  # -> [(t, MAC)]
     moves: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     routes: list[dict[str, Any]] = field(default_factory=list)
+    # The nodes' ``answers`` events: SYNs that came in and were answered (a SYN-ACK went out) or not.
+    answered: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    unanswered: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, events: Sequence[Mapping[str, Any]]) -> PathIndex:
@@ -67,6 +70,9 @@ class PathIndex:
                 index.moves.setdefault((str(e["ip"]), int(e["sport"])), []).append(float(e["t"]))
             elif kind == "route":
                 index.routes.append(dict(e))
+            elif kind in ("answered", "unanswered"):
+                at = index.answered if kind == "answered" else index.unanswered
+                at.setdefault((str(e["ip"]), int(e["sport"])), []).append(float(e["t"]))
         return index
 
     def mac_of(self, ip: str, attempt: Mapping[str, Any]) -> str | None:
@@ -78,6 +84,17 @@ class PathIndex:
             if t0 - SYN_SLACK_S <= t <= t1 + SYN_SLACK_S:
                 return mac
         return None
+
+    def at_node(self, ip: str, attempt: Mapping[str, Any]) -> str:
+        """What the node did with this attempt's SYN: ``answered`` (its SYN-ACK went out: lost after the node),
+        ``unanswered`` (lost inside the node) or ``not seen`` (it never arrived, or the nodes were not traced)."""
+        if "sport" in attempt:
+            key = (ip, int(attempt["sport"]))
+            t0, t1 = float(attempt["t0"]), float(attempt.get("t1", attempt["t0"]))
+            for kind, at in (("answered", self.answered), ("unanswered", self.unanswered)):
+                if any(t0 - SYN_SLACK_S <= t <= t1 + SYN_SLACK_S for t in at.get(key, [])):
+                    return kind
+        return "not seen"
 
     def moved(self, ip: str, attempt: Mapping[str, Any]) -> bool:
         """Did a packet of this attempt's connection go to another node than its SYN?"""
@@ -105,7 +122,8 @@ def attribute(attempts: Mapping[str, Sequence[Mapping[str, Any]]], paths: PathIn
               windows: Mapping[str, Sequence[Window]], t_ref: float) -> Attribution:
     """Split ``attempts`` (service IP -> the probe's ``http`` events) by the node the router chose for each and
     whether that node was in one of its ``windows`` at the attempt's start; every failure is listed with its time
-    (seconds after ``t_ref``), error, stage, node, whether its connection moved, and whether its node was restarting.
+    (seconds after ``t_ref``), error, stage, node, what that node did with its SYN, whether its connection moved,
+    and whether its node was restarting.
     """
     out = Attribution()
     for ip, events in attempts.items():
@@ -121,7 +139,7 @@ def attribute(attempts: Mapping[str, Sequence[Mapping[str, Any]]], paths: PathIn
             out.failures.append({
                 "ip": ip, "t": round(float(e["t0"]) - t_ref, 3), "ms": round((float(e["t1"]) - float(e["t0"])) * 1000),
                 "err": e.get("err", f"HTTP {e.get('status')}"), "stage": e.get("stage"), "node": node,
-                "moved": paths.moved(ip, e), "restarting": restarting,
+                "at_node": paths.at_node(ip, e), "moved": paths.moved(ip, e), "restarting": restarting,
             })  # fmt: skip
     out.failures.sort(key=lambda f: float(f["t"]))
     return out
