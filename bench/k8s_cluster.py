@@ -107,6 +107,7 @@ def rollout_summary(cluster: KubeCluster, r: Rollout) -> dict[str, object]:
         out["attempts_through_restarting_node"] = r.trace.restarting  # [attempts, failed]
         out["attempts_through_other_nodes"] = r.trace.elsewhere
         out["attempts_untraced"] = r.trace.untraced  # no SYN of theirs forwarded by the router
+        out["attempts_by_node"] = r.trace.by_node
         out["failures"] = r.trace.failures
         out["route_changes"] = r.routes[:40]
     return out

@@ -48,6 +48,7 @@ def test_attribute_splits_attempts_by_the_routers_choice_and_the_restart_windows
     a = attribute(attempts, paths, {"aa": "node1", "bb": "node2"}, {"node1": [(11.5, 20.0)]}, t_ref=10.0)
     assert a.restarting == [1, 1]  # 12.0 through node1 while it restarted
     assert a.elsewhere == [2, 1]  # 10.0 through node1 before its window, 11.0 through node2
+    assert a.by_node == {"node1": [2, 1], "node2": [1, 1]}
     assert a.untraced == [2, 1]  # no SYN of 13.0's at the router (port 1003's is from 5.0), none known for 14.0
     assert [(f["t"], f["node"], f["stage"], f["at_node"], f["moved"], f["restarting"]) for f in a.failures] == [
         (1.0, "node2", "connect", "unanswered", False, False), (2.0, "node1", "read", "answered", True, True),

@@ -1,4 +1,4 @@
-"""The lab client's probe program, run as ``python -m ironlb.lab.probe probe|get|paths|answers ...`` inside a lab namespace.
+"""The lab client's probe program, ``python -m ironlb.lab.probe probe|get|paths|answers ...`` in a lab namespace.
 
 ``probe`` opens a TCP connection and sends an HTTP GET to the service IP every few milliseconds, sniffs ARP for it,
 and streams what it sees as JSON lines with ``time.monotonic()`` timestamps (one clock for the whole machine, so

@@ -116,6 +116,7 @@ class Attribution:
     restarting: list[int] = field(default_factory=lambda: [0, 0])  # [attempts, failed] through a restarting node
     elsewhere: list[int] = field(default_factory=lambda: [0, 0])  # [attempts, failed] through another node
     untraced: list[int] = field(default_factory=lambda: [0, 0])  # [attempts, failed] with no SYN at the router
+    by_node: dict[str, list[int]] = field(default_factory=dict)  # node -> [attempts, failed] through it
 
 
 def attribute(attempts: Mapping[str, Sequence[Mapping[str, Any]]], paths: PathIndex, node_of: Mapping[str, str],
@@ -132,10 +133,13 @@ def attribute(attempts: Mapping[str, Sequence[Mapping[str, Any]]], paths: PathIn
             node = node_of.get(mac, mac) if mac is not None else None
             restarting = node is not None and in_windows(float(e["t0"]), windows.get(node, ()))
             bucket = out.untraced if node is None else out.restarting if restarting else out.elsewhere
+            per_node = out.by_node.setdefault(node, [0, 0]) if node is not None else [0, 0]
             bucket[0] += 1
+            per_node[0] += 1
             if e.get("ok"):
                 continue
             bucket[1] += 1
+            per_node[1] += 1
             out.failures.append({
                 "ip": ip, "t": round(float(e["t0"]) - t_ref, 3), "ms": round((float(e["t1"]) - float(e["t0"])) * 1000),
                 "err": e.get("err", f"HTTP {e.get('status')}"), "stage": e.get("stage"), "node": node,
