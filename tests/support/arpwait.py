@@ -2,7 +2,10 @@
 
 Run inside the client namespace, it sends a raw ARP request for IP every INTERVAL until a reply comes, printing
 ``{"ev": "ready"}`` once its socket is open, then ``{"ev": "arp", "t", "mac"}`` (``time.monotonic()``, one clock
-for the whole machine) or ``{"ev": "timeout"}``. It imports only the stdlib and :mod:`ironlb.lab.probe`.
+for the whole machine) or ``{"ev": "timeout"}``. With ``--listen S`` it goes on for S seconds instead, printing
+one ``arp`` line for each MAC the first time it answers or announces IP (a reply, or a gratuitous ARP sent for IP),
+then ``{"ev": "done"}``: several MACs for one IP are a split brain. It imports only the stdlib and
+:mod:`ironlb.lab.probe`.
 """
 
 from __future__ import annotations
@@ -64,13 +67,43 @@ def _arp_wait(ip: str, interval: float, timeout: float, iface: str) -> int:
     return 1
 
 
+def _arp_listen(ip: str, interval: float, duration: float, iface: str) -> int:
+    """Send an ARP request for ``ip`` every ``interval`` for ``duration`` seconds; print each MAC that claims it."""
+    src_mac, src_ip = _iface_info(iface)
+    sock = arp_socket(iface)
+    request = _arp_request(src_mac, src_ip, ip)
+    emit({"ev": "ready", "t": time.monotonic()})
+    deadline = time.monotonic() + duration
+    next_send = time.monotonic()
+    seen: set[str] = set()
+    while (now := time.monotonic()) < deadline:
+        if now >= next_send:
+            sock.send(request)
+            next_send = now + interval
+        readable, _, _ = select.select([sock], [], [], max(0.0, min(next_send, deadline) - time.monotonic()))
+        while readable:
+            try:
+                frame = sock.recv(2048)
+            except BlockingIOError:
+                break
+            parsed = parse_arp(frame)
+            if parsed and parsed[2] == ip and parsed[1] not in seen and parsed[1] != "00:00:00:00:00:00":
+                seen.add(parsed[1])
+                emit({"ev": "arp", "t": time.monotonic(), "mac": parsed[1], "op": parsed[0]})
+    emit({"ev": "done", "t": time.monotonic()})
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arpwait.py", description="ARP requests every INTERVAL until a reply")
     parser.add_argument("ip")
     parser.add_argument("--interval", type=float, default=0.002)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--iface", default="eth0")
+    parser.add_argument("--listen", type=float, metavar="S", help="go on for S seconds, printing every MAC that claims IP")
     args = parser.parse_args(argv)
+    if args.listen is not None:
+        return _arp_listen(args.ip, args.interval, args.listen, args.iface)
     return _arp_wait(args.ip, args.interval, args.timeout, args.iface)
 
 
