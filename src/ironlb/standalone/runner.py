@@ -151,6 +151,7 @@ class Runner:
         self._early: Early | None = None  # the last decision, which a membership change starts from
         self._announcements = 0  # how many decisions were announced (the latest one is finished)
         self._announced = False  # the first announcement was logged
+        self._announced_l2 = False  # the first announcement with Layer 2 IPs was logged
         self._saved_digest: str | None = None
         self._save_failed = False
         self._running_saved: str | None = None  # what config_error adds while the saved configuration runs
@@ -424,6 +425,10 @@ class Runner:
                 bgp = early.announcement.bgp
                 log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(early.announcement.layer2),
                          len(bgp.peers) if bgp else 0, age_text())  # fmt: skip
+            if not self._announced_l2 and early.announcement.layer2:
+                # Layer 2 waits for the membership to settle (docs/membership.md, "Joining"): when that was.
+                self._announced_l2 = True
+                log.info("first Layer 2 announcement: %d IPs (%s)", len(early.announcement.layer2), age_text())
         async with self._lock:
             if self._announcements != announcement:
                 return  # a later announcement came first: it finishes its own
