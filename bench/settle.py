@@ -1,0 +1,128 @@
+"""Settling of a starting node (issue 9) on the simulated network: how long until it may announce, and whether it
+claimed what it should not meanwhile. Exact simulated times (``SimNet``: 0.5-1 ms one-way latency), no load.
+
+Scenarios: a node alone; a cold start of 3 and 16 nodes (all within 50 ms), also with one member down; a node
+rejoining 3 or 16 live nodes, rejoining while another member is dead, and rejoining while the datagrams of one
+owner to it are lost for 500 ms. Per scenario: from the starting node's boot to ``settled()`` (the last one, for a
+cold start), and, until 0.5 s after that, for how long (5 ms steps) a starting node that may announce (quorum and
+settled) won over its own alive set an IP that the true live set gives another node (the wrong claim), and for
+how long two nodes claimed one IP (the others keep the IPs a joiner wins until they count it: a joiner taking
+its own IPs back overlaps them for about a round trip, which the Layer 2 responder's give-back on a claim ends).
+
+Run from the repository root: ``python -m bench.settle``; with another checkout's core, to compare:
+``PYTHONPATH=DIR/src python -m bench.settle``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterable
+
+from ironlb.membership.simulation import SimNet
+
+SECRET = b"bench-settle-bench-settle-32byte"
+IPS = [f"10.0.{i // 256}.{i % 256}" for i in range(128)]
+STEP = 0.005
+
+
+@functools.cache
+def won(node: str, alive: frozenset[str]) -> frozenset[str]:
+    return frozenset(
+        ip for ip in IPS if min(alive, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest()) == node
+    )
+
+
+def wrong(sim: SimNet, starting: Iterable[str], live: Iterable[str]) -> tuple[bool, bool]:
+    """Does a ``starting`` node claim an IP that is not its own over ``live``; do two nodes claim one?"""
+    truth = frozenset(live)
+    owned: set[str] = set()
+    foreign = double = False
+    for n in truth:
+        m = sim.nodes[n]
+        if not (m.settled() and m.has_quorum()):
+            continue
+        mine = won(n, m.alive())
+        foreign |= n in starting and bool(mine - won(n, truth))
+        double |= bool(mine & owned)
+        owned |= mine
+    return foreign, double
+
+
+def watch(sim: SimNet, nodes: list[str], live: list[str], limit: float = 3.0) -> tuple[float | None, int, int]:
+    """Run until every one of ``nodes`` has settled (at most ``limit`` s) and 0.5 s more: the time it took to
+    settle, and the wrong moments meanwhile."""
+    start, bad, double, took = sim.now, 0, 0, None
+    while sim.now - start < limit and (took is None or sim.now - start < took + 0.5):
+        if took is None and all(sim.nodes[n].settled() for n in nodes):
+            took = sim.now - start
+        sim.run(STEP)
+        foreign, two = wrong(sim, nodes, live)
+        bad, double = bad + foreign, double + two
+    return took, bad, double
+
+
+def names(n: int) -> list[str]:
+    return [f"n{i:02d}" for i in range(n)]
+
+
+def steady(n: int) -> SimNet:
+    sim = SimNet(names(n), SECRET)
+    sim.run(2.0)
+    return sim
+
+
+def alone() -> tuple[float | None, int, int]:
+    sim = SimNet(["solo"], SECRET)
+    return watch(sim, ["solo"], ["solo"])
+
+
+def cold(n: int, down: int = 0) -> tuple[float | None, int, int]:
+    sim = SimNet(names(n), SECRET, start_spread=0.05, seed=n)
+    gone = names(n)[n - down :]
+    sim.crash(*gone)
+    live = [x for x in names(n) if x not in gone]
+    took, bad, double = watch(sim, live, live)
+    return (None if took is None else max(took - 0.05, 0.0)), bad, double  # from the last boot (within 50 ms)
+
+
+def rejoin(n: int, dead: bool = False, lossy: bool = False) -> tuple[float | None, int, int]:
+    sim = steady(n)
+    everyone = names(n)
+    live = everyone
+    if dead:
+        sim.crash(everyone[-1])
+        sim.run(2.0)
+        live = everyone[:-1]
+    joiner = everyone[1]
+    if lossy:
+        until = sim.now + 0.5
+        sim.drop = lambda s, d, _data: s == everyone[0] and d == joiner and sim.now < until
+    sim.restart(joiner)
+    return watch(sim, [joiner], live)
+
+
+SCENARIOS: dict[str, Callable[[], tuple[float | None, int, int]]] = {
+    "a node alone": alone,
+    "cold start, 3 nodes": lambda: cold(3),
+    "cold start, 3 nodes, 1 down": lambda: cold(3, 1),
+    "cold start, 16 nodes (rings)": lambda: cold(16),
+    "rejoin 3 live nodes": lambda: rejoin(3),
+    "rejoin, another member dead": lambda: rejoin(3, dead=True),
+    "rejoin, an owner's datagrams lost 500 ms": lambda: rejoin(3, lossy=True),
+    "rejoin 16 live nodes (rings)": lambda: rejoin(16),
+}
+
+
+def main() -> int:
+    print("| scenario | settled after | a starting node claims another's IP | two nodes claim one IP |")
+    print("|---|---|---|---|")
+    for name, scenario in SCENARIOS.items():
+        took, bad, double = scenario()
+        shown = "never (3 s)" if took is None else f"{took * 1000:.0f} ms"
+        print(f"| {name} | {shown} | {bad * STEP * 1000:.0f} ms | {double * STEP * 1000:.0f} ms |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
