@@ -25,9 +25,13 @@ ARG SOURCE_DATE_EPOCH
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/ironlb.txt ./requirements/
 COPY src ./src
+# The dependencies at the versions of requirements/ironlb.txt, each file checked against its sha256 (the lock of
+# scripts/lock-python.py), then ironlb built by the locked setuptools, so nothing unpinned is downloaded.
 RUN python -m venv /opt/ironlb \
- && /opt/ironlb/bin/pip install . \
+ && /opt/ironlb/bin/pip install --require-hashes -r requirements/ironlb.txt \
+ && /opt/ironlb/bin/pip install --no-deps --no-build-isolation . \
  && /opt/ironlb/bin/python -m compileall -q /opt/ironlb/lib
 
 FROM ${PYTHON_IMAGE}
