@@ -22,8 +22,12 @@ Each image is written as a docker-archive tar (manifest.json, the image config, 
     scripts/build-images.py --force    # rebuild even when up to date (the cached base root stays)
     scripts/build-images.py --refresh-base    # also rebuild the base root (newer Debian packages)
     scripts/build-images.py --check-reproducible   # build everything twice from nothing, compare (no cache used)
+    scripts/build-images.py --record-debian        # rebuild, and record its Debian versions (see below)
 
-Nothing is written into the work tree. Needs root and debootstrap. Times: README ("The Kubernetes cluster lab").
+The Debian mirror cannot be pinned (ironlb.lab.debian_versions says why): each build of ``ironlb:0.1.0`` compares
+the versions dpkg installed in it with requirements/debian-image.txt and logs the packages that moved;
+``--record-debian`` writes that file (the only thing written into the work tree). Needs root and debootstrap.
+Times: README ("The Kubernetes cluster lab").
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # this work tree's builder, also when run by another interpreter
 
-from ironlb.lab import debian_base  # noqa: E402
+from ironlb.lab import debian_base, debian_versions  # noqa: E402
 from ironlb.lab.dockerfile import IgnoreRules  # noqa: E402
 from ironlb.lab.imagebuild import (  # noqa: E402
     DEFAULT_EPOCH,
@@ -60,6 +64,7 @@ IRONLB_IMAGE = "ironlb:0.1.0"
 PAUSE_IMAGE = "ironlb.local/pause:1"
 ECHO_IMAGE = "ironlb.local/http-echo:1"
 MTIME = DEFAULT_EPOCH  # fixed: the same inputs give the same layer digests
+DEBIAN_RECORD = REPO / "requirements" / "debian-image.txt"
 
 
 def log(msg: str) -> None:
@@ -169,6 +174,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("IRONLB_CACHE", Path.home() / ".cache" / "ironlb"))
 
 
+def report_debian(root: Path, record: bool) -> None:
+    """Logs the Debian packages of the image root that differ from requirements/debian-image.txt (or records them)."""
+    now = debian_versions.installed((root / "var/lib/dpkg/status").read_text())
+    rel = DEBIAN_RECORD.relative_to(REPO)
+    if record:
+        DEBIAN_RECORD.write_text(debian_versions.format_record(now, (
+            f"The Debian packages of {IRONLB_IMAGE} (the Dockerfile on ironlb.lab.debian_base's debootstrap root)\n"
+            "as built from deb.debian.org: written by scripts/build-images.py --record-debian; each image build\n"
+            "logs the packages that moved since (the mirror cannot be pinned: ironlb.lab.debian_versions).")))
+        log(f"{IRONLB_IMAGE}: recorded its {len(now)} Debian packages in {rel}")
+        return
+    recorded = debian_versions.read_record(DEBIAN_RECORD.read_text()) if DEBIAN_RECORD.is_file() else {}
+    moved = debian_versions.drift(recorded, now)
+    if moved:
+        log(f"{IRONLB_IMAGE}: {len(moved)} of its {len(now)} Debian packages differ from {rel} (the Debian mirror "
+            f"moved; --record-debian records them): {'; '.join(moved)}")
+    else:
+        log(f"{IRONLB_IMAGE}: its {len(now)} Debian packages are the versions of {rel}")
+
+
 def inputs_key(*paths: Path) -> str:
     """A digest of every file under ``paths`` (names and contents), of this script, of the build context that
     .dockerignore lets through and of the base images' recipes."""
@@ -230,6 +255,8 @@ def main() -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--refresh-base", action="store_true", help="also rebuild the cached base root")
     parser.add_argument("--out-dir", action="store_true", help="only print the output directory")
+    parser.add_argument("--record-debian", action="store_true",
+                        help=f"rebuild and record the image's Debian package versions in {DEBIAN_RECORD.name}")
     parser.add_argument("--check-reproducible", action="store_true",
                         help="build everything twice from nothing and compare (the cache is not touched)")
     args = parser.parse_args()
@@ -245,7 +272,7 @@ def main() -> int:
     stamp = out / "inputs.sha256"
     targets = [out / n for n in ("ironlb.tar", "pause.tar", "http-echo.tar")]
     fresh = stamp.exists() and stamp.read_text().strip() == key and all(t.exists() for t in targets)
-    if fresh and not args.force and not args.refresh_base:
+    if fresh and not args.force and not args.refresh_base and not args.record_debian:
         log(f"reusing {out}")
         print(out)
         return 0
@@ -262,6 +289,8 @@ def main() -> int:
                           build_args={"SOURCE_DATE_EPOCH": str(MTIME)})
         image = builder.build(DOCKERFILE.read_text(), source=str(DOCKERFILE))
         size = write_docker_archive(image, IRONLB_IMAGE, out / "ironlb.tar")
+        assert image.rootfs is not None
+        report_debian(image.rootfs, args.record_debian)
         log(f"{IRONLB_IMAGE} -> {out / 'ironlb.tar'} ({size >> 20} MiB, {len(image.layers)} layers) from the "
             f"Dockerfile in {time.monotonic() - built:.0f} s")
     stamp.write_text(key + "\n")

@@ -28,6 +28,22 @@ for bin in ip arping ndisc6; do
   command -v "$bin" >/dev/null || { echo "setup: $bin is missing after install" >&2; exit 1; }
 done
 
+# Debian packages cannot be pinned (deb.debian.org keeps only the current version of each, snapshot.debian.org is
+# not reachable: ironlb.lab.debian_versions): the versions of the packages above are recorded in
+# requirements/debian-host.txt (`scripts/setup.sh --record-debian` writes it), and what moved since is reported.
+host_record=requirements/debian-host.txt
+host_versions() { dpkg-query -W -f='${Package} ${Version}\n' "${APT_PACKAGES[@]}" 2>/dev/null | LC_ALL=C sort || true; }
+if [ "${1:-}" = "--record-debian" ]; then
+  { echo "# The Debian packages of scripts/setup.sh as installed from deb.debian.org: written by"
+    echo "# scripts/setup.sh --record-debian; setup reports the packages that moved since (the mirror cannot be pinned)."
+    host_versions; } > "$host_record"
+  echo "setup: recorded the versions of ${#APT_PACKAGES[@]} Debian packages in $host_record"
+elif [ -f "$host_record" ]; then
+  moved=$(LC_ALL=C join -a1 -a2 -e- -o 0,1.2,2.2 <(grep -v '^#' "$host_record" | LC_ALL=C sort) <(host_versions) \
+          | awk '$2 != $3 { printf "%s%s %s -> %s", sep, $1, $2, $3; sep = "; " }')
+  [ -z "$moved" ] || echo "setup: Debian packages that differ from $host_record (the mirror moved): $moved" >&2
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
