@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ironlb.layer2.responder import Kind
 from ironlb.layer2.standin import HeldLink
+from ironlb.layer2.standin_metrics import STANDIN_ANSWERS, STANDIN_IPS
 from ironlb.layer2.wire.arp import (
     ARP_REPLY,
     ARP_REQUEST,
@@ -99,3 +100,33 @@ async def test_ipv6_stand_in_answers_a_solicitation_with_the_held_mac() -> None:
         assert isinstance(reply, NeighborAdvertisement)
         assert reply.target == vip6 and reply.target_lladdr == HELD_MAC and reply.eth_src == MAC0
         assert not reply.override  # an answer, not a takeover
+
+
+@virtual_clock
+async def test_stand_in_metrics_count_the_answers_and_the_ips_per_held_node() -> None:
+    """``ironlb_layer2_standin_answers_total`` counts the answers sent with the held MAC (ARP and NDP),
+    ``ironlb_layer2_standin_ips`` the IPs still stood in for, per held node (what the fast process reports)."""
+    vip6, held_ll = IPv6Address("fd00:99::240"), IPv6Address("fe80::d")
+    async with running_harness() as h:
+        eth0 = h.link("eth0")
+        metrics = h.responder.standin_metrics
+        h.responder.stand_in("node3", [LINK, HeldLink(HELD_MAC, held_ll)], [VIP, vip6], dead_after=0.35)
+        h.responder.count_stand_ins()
+        assert metrics.value(STANDIN_IPS, "node3") == 2
+        ask = build_request(CLIENT, IPv4Address("10.99.0.1"), VIP)
+        eth0.deliver(Kind.ARP, ask)
+        assert metrics.value(STANDIN_ANSWERS, "node3") == 0, "no answer before the held node answered a probe"
+        eth0.deliver(Kind.ARP, probe_answer(MAC0))
+        eth0.deliver(Kind.NDP, build_ndp(NeighborAdvertisement(MAC0, HELD_MAC, held_ll, LL, held_ll, HELD_MAC,
+                                                               solicited=True)))  # fmt: skip
+        eth0.deliver(Kind.ARP, ask)
+        eth0.deliver(Kind.ARP, ask)
+        eth0.deliver(Kind.NDP, build_solicitation(CLIENT, IPv6Address("fd00:99::1"), vip6))
+        assert metrics.value(STANDIN_ANSWERS, "node3") == 3
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP, HELD_MAC)[0])  # the returned node claims its IPv4 IP
+        h.responder.count_stand_ins()
+        assert metrics.value(STANDIN_IPS, "node3") == 1
+        h.responder.stand_down("node3")
+        h.responder.count_stand_ins()
+        assert metrics.value(STANDIN_IPS, "node3") == 0
+        assert metrics.value(STANDIN_ANSWERS, "node3") == 3, "a counter stays"

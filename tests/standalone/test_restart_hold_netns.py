@@ -22,7 +22,8 @@ from ironlb.layer2.election import sort_candidates
 from tests.support.announce import pinned_service
 from tests.support.waits import wait_until
 
-from .conftest import VIP
+from .conftest import VIP, Cluster
+from .test_metrics_netns import samples, value
 
 pytestmark = pytest.mark.netns
 
@@ -40,9 +41,10 @@ def ask(c: StandaloneCluster) -> None:
     lab.run(ns, ["arping", "-c", "1", "-w", "1000000", "-i", "eth0", VIP], check=False, timeout=10)
 
 
-def started(lan: Lan, tmp_path: Path, hold: float) -> tuple[StandaloneCluster, str]:
+def started(lan: Lan, tmp_path: Path, hold: float) -> tuple[Cluster, str]:
     start_http_servers(lan)
-    c = StandaloneCluster(lan, tmp_path, log_level="debug", extra_args=("--restart-hold", str(hold)))
+    c = Cluster(lan, tmp_path)  # log level debug
+    c.extra_args = ("--restart-hold", str(hold))
     c.apply_seed()
     c.start_all()
     owner = c.wait_steady(VIP, timeout=60)
@@ -121,6 +123,45 @@ def test_a_service_created_during_the_hold_is_announced_by_the_next_node(lan: La
         assert c.announcers(VIP) == [], [c.log(n) for n in c.node_names]
         assert t_answer - t_term < HOLD - 1, t_answer - t_term
         assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
+    finally:
+        c.close()
+
+
+def test_stand_in_metrics_from_a_real_restart(lan: Lan, tmp_path: Path) -> None:
+    """The fast process's counts of a hold, read from the nodes' /metrics: every member counts the hold begun and
+    ended (returned); the stand-in its IP and its answers with the owner's MAC to a real client's ARP request."""
+    c, owner = started(lan, tmp_path, hold=HOLD)
+    others = [n for n in c.node_names if n != owner]
+    try:
+        t_term = stop(c, owner)
+        stand_in = stand_in_of(c, owner)
+
+        def answered() -> bool:
+            ask(c)  # the stand-in answers once the owner's kernel answered one of its probes
+            page = samples(c.metrics(stand_in))  # reported every second
+            return (value(page, "ironlb_layer2_standin_answers_total", node=owner) or 0) >= 1
+
+        wait_until(answered, 20, "the stand-in's answer counted")
+        page = samples(c.metrics(stand_in))
+        assert value(page, "ironlb_layer2_standin_ips", node=owner) == 1  # the VIP
+        for node in others:
+            wait_until(lambda n=node: value(samples(c.metrics(n)), "ironlb_membership_holds_begun_total", node=owner),
+                       10, f"{node} counting the hold")  # fmt: skip
+        c.start(owner)
+        wait_until(lambda: c.steady(VIP) == owner, 60, f"{owner} announcing {VIP} again", interval=0.02)
+        # Returned, unless a machine so loaded that the restart took longer than H ended it first (expired).
+        reason = "returned" if time.monotonic() - t_term < HOLD - 1 else None
+        for node in others:
+            def ended(n: str = node) -> bool:
+                page = samples(c.metrics(n))
+                ends = {k[1]: v for k, v in page.items() if k[0] == "ironlb_membership_holds_ended_total"}
+                return sum(ends.values()) == 1 and not value(page, "ironlb_layer2_standin_ips", node=owner)
+
+            wait_until(ended, 10, f"{node} counting the hold's end")
+            page = samples(c.metrics(node))
+            assert value(page, "ironlb_membership_holds_begun_total", node=owner) == 1
+            if reason is not None:
+                assert value(page, "ironlb_membership_holds_ended_total", reason=reason) == 1, page
     finally:
         c.close()
 

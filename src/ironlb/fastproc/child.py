@@ -39,6 +39,7 @@ from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.layer2.standin import HeldLink as StandInLink
+from ironlb.layer2.standin_metrics import StandInMetrics
 from ironlb.membership import (
     Event,
     HoldEnded,
@@ -103,6 +104,8 @@ class FastChild:
         self._wake = asyncio.Event()
         self._l2metrics = Layer2Metrics(None)
         self._bfdmetrics = BFDMetrics(None)
+        self._standin_metrics = StandInMetrics(None)
+        self._holding: dict[str, int] = {}  # held members and the incarnation that asked (holds begun, counted)
         self.responder: Responder | None = None
         self.bfd = BFDManager(metrics=self._bfdmetrics)
         self._bfd_glue = SpeakerBFD(self.bfd)
@@ -292,6 +295,7 @@ class FastChild:
             handover_timeout=float(options["handover_timeout"]),
             metrics=self._l2metrics,
             on_unreachable=self._on_unreachable,
+            standin_metrics=self._standin_metrics,
         )
         self._loop.create_task(self._start_responder())
 
@@ -347,6 +351,7 @@ class FastChild:
     async def _stop_membership(self, *, leave: bool) -> None:
         service, self.membership = self.membership, None
         hold, self._leave_hold = self._leave_hold, None
+        self._holding.clear()  # a new membership holds anew
         self._membership_off.set()
         if service is not None:
             if hold is not None:
@@ -372,6 +377,12 @@ class FastChild:
 
     def _on_member_event(self, event: Event) -> None:
         """A member restarting (held): stand in for our share of its IPs; its hold over: stop."""
+        if isinstance(event, MemberHeld) and self._holding.get(event.name) != event.incarnation:
+            self._holding[event.name] = event.incarnation  # further MemberHeld of this hold only add IPs
+            self._standin_metrics.hold_begun(event.name)
+        elif isinstance(event, HoldEnded):
+            self._holding.pop(event.name, None)
+            self._standin_metrics.hold_ended(event.reason)
         responder, service = self.responder, self.membership
         if responder is None or service is None:
             return
@@ -471,10 +482,13 @@ class FastChild:
             rejected += service.rejections()
             stalls += service.membership.stalls
             detections.merge(service.membership.detections)
+        if self.responder is not None:
+            self.responder.count_stand_ins()
         self._send("metrics", {
             "t": "metrics", "layer2_changes": self._l2metrics.take_changes(), "bfd": self._bfdmetrics.snapshot(),
             "rejected": dict(rejected), "stalls": stalls, "detections": detections.snapshot(),
             "loop_lag": self._loop_lag.snapshot(), "answering": len(self._answering),
+            "standin": self._standin_metrics.snapshot(),
         })  # fmt: skip
 
     def _send(self, key: str, message: Message) -> None:

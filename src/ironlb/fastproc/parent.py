@@ -300,6 +300,8 @@ class FastProcess:
                 else:
                     self.metrics.layer2.load(message["layer2"])
                 self.metrics.bfd.load(message["bfd"])
+                if "standin" in message:
+                    self.metrics.standin.load(message["standin"])
             # Last: a histogram the channel garbled (ValueError, logged by the reader) costs only itself.
             if "detections" in message:
                 self.detections = Histogram.from_snapshot(message["detections"])

@@ -43,6 +43,7 @@ from ironlb.layer2.interfaces import (
 )
 from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.layer2.standin import HeldLink, StandIns
+from ironlb.layer2.standin_metrics import StandInMetrics
 from ironlb.layer2.wire.arp import ARP_REQUEST, ArpPacket, build_arp, build_gratuitous, parse_arp
 from ironlb.layer2.wire.ethernet import ETH_P_ARP, ETH_P_IPV6, ZERO_MAC, FrameError, mac_to_str
 from ironlb.layer2.wire.ndp import (
@@ -298,6 +299,7 @@ class Responder:
         link_factory: LinkFactory | None = None,
         probe_interval: float = 0.1,
         on_unreachable: Callable[[str], None] | None = None,
+        standin_metrics: StandInMetrics | None = None,
     ) -> None:
         if gratuitous_interval <= 0 or rescan_interval <= 0:
             raise ValueError("intervals must be positive")
@@ -309,6 +311,7 @@ class Responder:
         self._gratuitous_duration = gratuitous_duration
         self._handover_timeout = handover_timeout
         self._metrics = metrics if metrics is not None else Layer2Metrics(None)
+        self.standin_metrics = standin_metrics if standin_metrics is not None else StandInMetrics(None)
         self._reader = interface_reader
         self._link_factory: LinkFactory = link_factory or (lambda iface, handler: PacketLink(iface, handler))
         self._announced: dict[IPAddress, InterfaceSelector] = {}
@@ -518,7 +521,11 @@ class Responder:
     @property
     def standing_in(self) -> dict[str, set[IPAddress]]:
         """The held nodes this node stands in for and their IPs still answered."""
-        return {name: {ip for ip in self._stand.all_ips()} for name in self._stand.names}
+        return {name: self._stand.ips_of(name) for name in self._stand.names}
+
+    def count_stand_ins(self) -> None:
+        """Set the stand-in IPs gauge (``standin_metrics``) to what is stood in for now."""
+        self.standin_metrics.standing_in(self._stand.counts())
 
     def stand_in(self, name: str, links: Sequence[HeldLink], ips: Iterable[IPAddress], dead_after: float) -> None:
         """Answer ``ips`` with ``name``'s MAC where its probes are answered; report it when they stop."""
@@ -692,8 +699,9 @@ class Responder:
             return
         if claim is not None and not self._ours(sender):
             self._on_claim(claim, sender)
+        held: str | None = None  # the held node whose MAC answers, when standing in
         if self._stand.names:
-            decision = self._stand_in_frame(link, kind, frame, decision, claim, sender)
+            decision, held = self._stand_in_frame(link, kind, frame, decision, claim, sender)
         if decision.ip is not None:
             self._metrics.request_received(decision.ip)
         if decision.reply is None:
@@ -702,11 +710,14 @@ class Responder:
             return
         if link.send(kind, decision.reply) and decision.ip is not None:
             self._metrics.response_sent(decision.ip)
+            if held is not None:
+                self.standin_metrics.answered(held)
 
     def _stand_in_frame(
         self, link: Link, kind: Kind, frame: bytes, decision: Verdict, claim: IPAddress | None, sender: bytes
-    ) -> Verdict:
-        """A frame seen while standing in: a probe answer, a claim that ends a stand-in, or a request we answer."""
+    ) -> tuple[Verdict, str | None]:
+        """A frame seen while standing in: a probe answer, a claim that ends a stand-in, or a request we answer
+        (then with the held node's name)."""
         iface = link.iface
         now = self._loop.time() if self._loop is not None else 0.0
         if kind is Kind.ARP:
@@ -721,21 +732,25 @@ class Responder:
             if name is not None:
                 log.debug("stand-in for %s of %s done: %s claimed it", name, claim, mac_to_str(sender))
         if decision.reason != REASON_NOT_ANNOUNCED:
-            return decision
+            return decision, None
         answers = self._stand.answers(iface.name)
+        target: IPAddress
         if kind is Kind.ARP:
-            mac = answers.get(arp.target_ip)
+            target = arp.target_ip
+            mac = answers.get(target)
             if mac is None:
-                return decision
+                return decision, None
             verdict = decide_arp(arp, mac, (arp.target_ip,))
         else:
             if not isinstance(ndp, NeighborSolicitation) or (mac := answers.get(ndp.target)) is None:
-                return decision
-            verdict = decide_ndp(ndp, mac, (ndp.target,))
+                return decision, None
+            target = ndp.target
+            verdict = decide_ndp(ndp, mac, (target,))
         if verdict.reply is None:
-            return verdict
+            return verdict, None
         # The held node's MAC in the answer, ours as the Ethernet source: no switch learns its MAC on our port.
-        return Verdict(verdict.reply[:6] + iface.mac + verdict.reply[12:], verdict.reason, verdict.ip)
+        reply = Verdict(verdict.reply[:6] + iface.mac + verdict.reply[12:], verdict.reason, verdict.ip)
+        return reply, self._stand.holder(target)
 
     def _ours(self, mac: bytes) -> bool:
         """One of this node's interfaces (our own announcement heard on another of our links is no claim)."""

@@ -155,6 +155,18 @@ class StandIns:
     def all_ips(self) -> set[IPAddress]:
         return {ip for held in self._held.values() for ip in held.ips}
 
+    def counts(self) -> dict[str, int]:
+        """Per held node, how many of its IPs we still stand in for."""
+        return {name: len(held.ips) for name, held in self._held.items()}
+
+    def ips_of(self, name: str) -> set[IPAddress]:
+        held = self._held.get(name)
+        return set(held.ips) if held is not None else set()
+
+    def holder(self, ip: IPAddress) -> str | None:
+        """The held node whose ``ip`` we stand in for, if any."""
+        return next((name for name, held in self._held.items() if ip in held.ips), None)
+
     def _build(self) -> dict[str, dict[IPAddress, bytes]]:
         maps: dict[str, dict[IPAddress, bytes]] = {}
         if self._paused:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ironlb.bfd.metrics import BFDMetrics
 from ironlb.bgp.metrics import BGPMetrics
 from ironlb.layer2.metrics import Layer2Metrics
+from ironlb.layer2.standin_metrics import StandInMetrics
 from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry, register
 
 if TYPE_CHECKING:
@@ -65,11 +66,15 @@ class SpeakerMetrics:
     layer2: Layer2Metrics
     bgp: BGPMetrics
     bfd: BFDMetrics
+    standin: StandInMetrics
 
     @classmethod
     def on(cls, registry: CollectorRegistry | DefaultRegistry | None) -> SpeakerMetrics:
         """New collectors registered on ``registry`` (None: kept but not exported, for tests)."""
-        return cls(AnnouncedMetric(registry), Layer2Metrics(registry), BGPMetrics(registry), BFDMetrics(registry))
+        return cls(
+            AnnouncedMetric(registry), Layer2Metrics(registry), BGPMetrics(registry), BFDMetrics(registry),
+            StandInMetrics(registry),
+        )  # fmt: skip
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry | DefaultRegistry, SpeakerMetrics] = (
