@@ -4,7 +4,9 @@ The owner's process stops (SIGTERM) while its node stays up; the client's neighb
 kernel must ask again, and a sniffer records every ARP frame about the IP. Every answer must carry the owner's MAC
 (the successor stands in with it) and nobody may send a gratuitous ARP with another MAC, until the hold ends: when
 the owner is back, or at H, then the usual failover. (The early end when the held node's kernel stops answering is
-pinned without a LAN by tests/layer2/test_standin_unit.py and tests/membership/test_membership_hold.py.)
+pinned without a LAN by tests/layer2/test_standin_unit.py and tests/membership/test_membership_hold.py.) Also: the
+same for an IPv6 Service with a real ndisc6, a Service created during the hold (announced by the next node), and
+the hold's metrics as /metrics shows them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tests.support.announce import pinned_service
 from tests.support.waits import wait_until
 
 from .conftest import VIP, Cluster
+from .test_l2_rules_netns import AD, settle
+from .test_l2_rules_netns import start as start_services
 from .test_metrics_netns import samples, value
 
 pytestmark = pytest.mark.netns
@@ -162,6 +166,38 @@ def test_stand_in_metrics_from_a_real_restart(lan: Lan, tmp_path: Path) -> None:
             assert value(page, "ironlb_membership_holds_begun_total", node=owner) == 1
             if reason is not None:
                 assert value(page, "ironlb_membership_holds_ended_total", reason=reason) == 1, page
+    finally:
+        c.close()
+
+
+def test_the_ipv6_stand_in_answers_a_real_ndisc6_with_the_held_mac(lan: Lan, tmp_path: Path) -> None:
+    """An IPv6 Service: during the hold, the client's neighbour solicitation (ndisc6) is answered by the stand-in
+    with the owner's MAC (the node's kernel does not answer NDP for the IP: no ironlb, no answer), nobody
+    announces the IP, and the stand-in counts its answer; the owner back, it answers itself again."""
+    c = Cluster(lan, tmp_path)
+    c.extra_args = ("--restart-hold", str(HOLD))
+    start_services(c, AD, family="IPv6")
+    vip6 = "fd00:1::f0"
+    owner = settle(c, vip6)
+    owner_mac = lan.node(owner).mac.lower()
+    try:
+        assert c.ndisc_mac(vip6) == owner_mac
+        t_term = stop(c, owner)
+        stand_in = stand_in_of(c, owner)
+        # Retried: the stand-in answers once the owner's kernel has answered one of its probes (milliseconds).
+        mac = wait_until(lambda: c.ndisc_mac(vip6), 20, f"an NDP answer for {vip6} during the hold")
+        assert mac == owner_mac, (mac, owner_mac)
+        assert c.announcers(vip6) == [], "nobody took the IP over"
+        wait_until(
+            lambda: value(samples(c.metrics(stand_in)), "ironlb_layer2_standin_answers_total", node=owner), 10,
+            f"{stand_in} counting its answer as a stand-in",
+        )  # fmt: skip
+        assert time.monotonic() - t_term < HOLD - 1, "all of it during the hold"
+        assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
+
+        c.start(owner)
+        wait_until(lambda: c.converged() and c.announcers(vip6) == [owner], 60, f"{owner} announcing {vip6} again")
+        assert wait_until(lambda: c.ndisc_mac(vip6), 10, f"an NDP answer for {vip6}") == owner_mac
     finally:
         c.close()
 
