@@ -10,7 +10,7 @@ minimum for equal-size prefixes such as /32s.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from .attributes import Attributes
@@ -128,26 +128,9 @@ def pack_announcements(family: Family, attrs: Attributes, prefixes: Iterable[Net
     for chunk in _chunks(ordered, room):
         if tmpl.mp_reach is not None:
             reach = MPReach(tmpl.mp_reach.afi, tmpl.mp_reach.safi, tmpl.mp_reach.next_hops, tuple(chunk))
-            msg = UpdateMessage(
-                origin=tmpl.origin,
-                as_path=tmpl.as_path,
-                local_pref=tmpl.local_pref,
-                communities=tmpl.communities,
-                large_communities=tmpl.large_communities,
-                extended_communities=tmpl.extended_communities,
-                mp_reach=reach,
-            )
+            msg = replace(tmpl, mp_reach=reach)
         else:
-            msg = UpdateMessage(
-                nlri=tuple(p for p in chunk if isinstance(p, IPv4Network)),
-                origin=tmpl.origin,
-                as_path=tmpl.as_path,
-                next_hop=tmpl.next_hop,
-                local_pref=tmpl.local_pref,
-                communities=tmpl.communities,
-                large_communities=tmpl.large_communities,
-                extended_communities=tmpl.extended_communities,
-            )
+            msg = replace(tmpl, nlri=tuple(p for p in chunk if isinstance(p, IPv4Network)))
         out.append(encode_update(msg, four_octet_as=ctx.four_octet_as))
     return out
 
