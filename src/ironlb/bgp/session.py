@@ -298,21 +298,18 @@ class _Link:
                 self._drain = None
 
     def _feed(self, data: bytes) -> None:
-        try:
-            events = self.fsm.data_received(data, asyncio.get_running_loop().time())
-        except Exception:
-            self._internal_error("processing received data")
-            return
-        self.flush()
-        self.session._dispatch(self, events)
-        self._reschedule()
+        self._step("processing received data", lambda now: self.fsm.data_received(data, now))
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._step("running timers", self.fsm.timer)
+
+    def _step(self, what: str, step: Callable[[float], list[Event]]) -> None:
+        """One input to the core at the loop's time: send what it wrote, report its events, re-arm its timer."""
         try:
-            events = self.fsm.timer(asyncio.get_running_loop().time())
+            events = step(asyncio.get_running_loop().time())
         except Exception:
-            self._internal_error("running timers")
+            self._internal_error(what)
             return
         self.flush()
         self.session._dispatch(self, events)
