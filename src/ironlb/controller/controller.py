@@ -52,7 +52,7 @@ from ironlb.kube.client import (
 )
 from ironlb.kube.configstate import ConfigurationStateWriter, pod_owner
 from ironlb.kube.events import EventRecorder
-from ironlb.kube.informer import DELETED, MODIFIED, Informer
+from ironlb.kube.informer import DELETED, MODIFIED, Informer, wait_synced
 from ironlb.kube.slim import slim_service
 from ironlb.kube.workqueue import REPROCESS_ALL, ShutDown, WorkQueue
 from ironlb.metrics.client import ClientCounters
@@ -169,15 +169,8 @@ class Controller:
             await self._worker()
 
     async def _wait_synced(self) -> None:
-        while True:
-            pending = [i for i in self.informers if not i.synced.is_set()]
-            if not pending:
-                log.info("caches synced: %d services, %d pools", len(self.services.store), len(self.pools.store))
-                return
-            try:
-                await asyncio.wait_for(pending[0].synced.wait(), 30)
-            except TimeoutError:
-                log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
+        await wait_synced(self.informers)
+        log.info("caches synced: %d services, %d pools", len(self.services.store), len(self.pools.store))
 
     async def _worker(self) -> None:
         while True:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -312,10 +312,18 @@ class Informer:
         self._emit(ADDED if old is None else MODIFIED, old, obj)
 
 
-async def wait_synced(informers: list[Informer], timeout: float | None = None) -> bool:
-    """Wait until every informer has listed once; False on timeout."""
-    try:
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers)), timeout)
-    except TimeoutError:
-        return False
+async def wait_synced(informers: Sequence[Informer], timeout: float | None = None, *, report: float = 30.0) -> bool:
+    """Wait until every informer has listed once, logging the ones still waiting every ``report`` s (a list that
+    never completes shows in the log); False on ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while pending := [i for i in informers if not i.synced.is_set()]:
+        wait = report if deadline is None else min(report, deadline - loop.time())
+        if wait <= 0:
+            return False
+        try:
+            await asyncio.wait_for(pending[0].synced.wait(), wait)
+        except TimeoutError:
+            if deadline is None or loop.time() < deadline:
+                log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
     return True

@@ -83,7 +83,7 @@ from ironlb.kube.client import (
 )
 from ironlb.kube.configstate import ConfigurationStateWriter, owner_reference
 from ironlb.kube.events import NORMAL, WARNING, EventRecorder
-from ironlb.kube.informer import MODIFIED, Backoff, Informer
+from ironlb.kube.informer import MODIFIED, Backoff, Informer, wait_synced
 from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
 from ironlb.membership import Membership, MembershipConfig, MembershipService
@@ -364,7 +364,7 @@ class Speaker:
             await self.announcer.start()
             await self._start_membership()
             tg.create_task(self._discovery_loop(), name="discovery")
-            await self._wait_synced(self.decision_informers)
+            await wait_synced(self.decision_informers)
             self.synced = True
             log.info(
                 "caches synced: %d services, %d nodes (%s)", len(self.services.store), len(self.nodes.store), age_text()
@@ -431,16 +431,6 @@ class Speaker:
         """Without its fast process a speaker neither answers nor detects failures: fail (exit 1, restarted)."""
         await self._lost_event.wait()
         raise RuntimeError(self._lost or "the fast path process is gone")
-
-    async def _wait_synced(self, informers: list[Informer]) -> None:
-        while True:
-            pending = [i for i in informers if not i.synced.is_set()]
-            if not pending:
-                break
-            try:
-                await asyncio.wait_for(pending[0].synced.wait(), 30)
-            except TimeoutError:
-                log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))
 
     async def _start_membership(self) -> None:
         opts = self.options
@@ -698,7 +688,7 @@ class Speaker:
 
     # ------------------------------------------------------------------------------------------------ status
     async def _status_loop(self) -> None:
-        await self._wait_synced(self.status_informers)  # plan writes against what exists, never blind creates
+        await wait_synced(self.status_informers)  # plan writes against what exists, never blind creates
         backoff = Backoff(0.5, 30.0)
         while True:
             await self._status_wake.wait()
