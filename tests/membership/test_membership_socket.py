@@ -9,24 +9,16 @@ import subprocess
 import sys
 import time
 
+from tests.support.udp import member_pair
+
 from ironlb.membership import MemberDown, Membership, MembershipService
 from ironlb.membership.wire import MAX_DATAGRAM
 
 SECRET = b"socket-test-secret-0123456789abcd"
 
 
-def _pair() -> tuple[socket.socket, socket.socket, dict[str, tuple[str, int]]]:
-    socks = []
-    for _ in range(2):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    members = {"a": socks[0].getsockname(), "b": socks[1].getsockname()}
-    return socks[0], socks[1], members
-
-
 async def test_receive_buffer_is_enlarged_and_reported() -> None:
-    sa, _sb, members = _pair()
+    sa, _sb, members = member_pair()
     svc = MembershipService(Membership("a", SECRET, members), sock=sa)
     async with svc:
         default = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -40,7 +32,7 @@ async def test_receive_buffer_is_enlarged_and_reported() -> None:
 
 
 async def test_junk_is_dropped_counted_and_heartbeats_still_count() -> None:
-    sa, sb, members = _pair()
+    sa, sb, members = member_pair()
     a = MembershipService(Membership("a", SECRET, members), sock=sa)
     b = MembershipService(Membership("b", SECRET, members), sock=sb)
     junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -88,7 +80,7 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 
 async def test_a_flood_that_fills_the_main_buffer_does_not_cost_a_heartbeat() -> None:
     """Members' datagrams land on sockets of their own: junk overflowing the main queue never pushes them out."""
-    sa, sb, members = _pair()
+    sa, sb, members = member_pair()
     events: list[object] = []
     # A flood from another process keeps the main queue (4 MiB) full faster than Python drains it: a heartbeat
     # queued behind it would wait longer than the dead timeout ("stale", then MemberDown).
@@ -116,7 +108,7 @@ async def test_a_flood_that_fills_the_main_buffer_does_not_cost_a_heartbeat() ->
 
 async def test_a_stranger_that_becomes_a_member_is_no_longer_counted_as_unknown() -> None:
     """The verdict per source address is remembered for speed, and forgotten when the member list changes."""
-    sa, sb, members = _pair()
+    sa, sb, members = member_pair()
     a = MembershipService(Membership("a", SECRET, members), sock=sa)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         stranger.bind(("127.0.0.2", 0))

@@ -7,10 +7,10 @@ the test's windows unless the test wakes the service itself.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
+from tests.support.udp import member_pair
 from tests.support.waits import wait_until_async
 
 from ironlb.membership import Event, MemberDown, Membership, MembershipConfig, MembershipService
@@ -33,18 +33,8 @@ class Recording(Membership):
         return super().datagram_received(data, addr, now)
 
 
-def _pair() -> tuple[socket.socket, socket.socket, dict[str, tuple[str, int]]]:
-    socks = []
-    for _ in range(2):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    members = {name: ("127.0.0.1", s.getsockname()[1]) for name, s in zip("ab", socks, strict=True)}
-    return socks[0], socks[1], members
-
-
 async def test_a_heartbeat_waits_for_the_tick_and_counts_from_its_arrival() -> None:
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     core = Recording("a", SECRET, members, SLOW)
     svc = MembershipService(core, sock=main_a)
     try:
@@ -66,7 +56,7 @@ async def test_a_heartbeat_waits_for_the_tick_and_counts_from_its_arrival() -> N
 
 
 async def test_a_flood_on_a_member_queue_is_read_a_bounded_batch_per_tick_and_counted() -> None:
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     svc = MembershipService(Membership("a", SECRET, members, SLOW), sock=main_a)
     try:
         await svc.start()  # its task has not run yet: nothing drains but the calls below
@@ -86,7 +76,7 @@ async def test_a_flood_on_a_member_queue_is_read_a_bounded_batch_per_tick_and_co
 
 async def test_notices_and_leaves_go_from_a_port_of_their_own() -> None:
     """So they land in the receivers' main queue, read at once, not in a member queue read at the next tick."""
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     sock_b.setblocking(False)
     svc = MembershipService(Membership("a", SECRET, members, SLOW), sock=main_a)
     await svc.start()
@@ -108,7 +98,7 @@ async def test_notices_and_leaves_go_from_a_port_of_their_own() -> None:
 
 async def test_each_timed_tick_reports_how_late_it_ran() -> None:
     """``on_late``: the fast process's loop-lag figure, from the ticks rather than from a timer of its own."""
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     lates: list[float] = []
     svc = MembershipService(Membership("a", SECRET, members, MembershipConfig()), sock=main_a, on_late=lates.append)
     try:
@@ -122,7 +112,7 @@ async def test_each_timed_tick_reports_how_late_it_ran() -> None:
 async def test_a_flooded_member_queue_is_read_on_between_ticks() -> None:
     """Junk sent from a member's address and port: read batch after batch as the loop turns, not one per tick
     (ticks are 30 s apart here), so the queue does not overflow and drop that member's real heartbeats."""
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     config = MembershipConfig(interval=30.0, dead_timeout=90.0, sync_interval=30.0)
     svc = MembershipService(Membership("a", SECRET, members, config), sock=main_a)
     try:
@@ -139,12 +129,8 @@ async def test_a_flooded_member_queue_is_read_on_between_ticks() -> None:
 
 async def test_over_ipv6_too() -> None:
     """Heartbeats on the member port into the neighbour's own queue, notices from the second port: on ::1."""
-    socks = []
-    for _ in range(2):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        s.bind(("::1", 0))
-        socks.append(s)
-    members = {name: ("::1", s.getsockname()[1]) for name, s in zip("ab", socks, strict=True)}
+    sock_a, sock_b, members = member_pair("::1")
+    socks = [sock_a, sock_b]
     seen: list[Event] = []
     services = [MembershipService(Membership(n, SECRET, members, MembershipConfig()), sock=s,
                                   on_event=seen.append if n == "a" else None)
@@ -178,7 +164,7 @@ class StuckDeadline(Membership):
 
 def test_a_deadline_stuck_in_the_past_does_not_starve_the_loop() -> None:
     """Run on a thread of its own, so that a regression (a loop that never yields) fails the test, not hangs it."""
-    main_a, sock_b, members = _pair()
+    main_a, sock_b, members = member_pair()
     core = StuckDeadline("a", SECRET, members, SLOW)
     ran: list[float] = []
 
