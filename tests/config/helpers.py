@@ -41,24 +41,23 @@ spec:
 {textwrap.indent(textwrap.dedent(extra), "  ")}"""
 
 
-def bgp_ad(name: str, spec: str = "{}") -> str:
+def advertisement(kind: str, name: str, spec: str = "{}") -> str:
+    """A BGPAdvertisement or L2Advertisement named ``name`` with ``spec`` (YAML, any indentation)."""
     return f"""
 ---
 apiVersion: metallb.io/v1beta1
-kind: BGPAdvertisement
+kind: {kind}
 metadata: {{name: {name}}}
 spec:
 {textwrap.indent(textwrap.dedent(spec), "  ") if spec != "{}" else "  {}"}"""
+
+
+def bgp_ad(name: str, spec: str = "{}") -> str:
+    return advertisement("BGPAdvertisement", name, spec)
 
 
 def l2_ad(name: str, spec: str = "{}") -> str:
-    return f"""
----
-apiVersion: metallb.io/v1beta1
-kind: L2Advertisement
-metadata: {{name: {name}}}
-spec:
-{textwrap.indent(textwrap.dedent(spec), "  ") if spec != "{}" else "  {}"}"""
+    return advertisement("L2Advertisement", name, spec)
 
 
 def peer(name: str, spec: str, version: str = "v1beta2") -> str:
