@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,11 +84,11 @@ def gobgp_rib(lan: BgpLan) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}  # a starting gobgpd may answer with an error text
 
 
-def test_gobgp(one_node: BgpLan) -> None:
-    if why := missing("gobgpd", "gobgp"):
-        pytest.skip(why)
-    lan = one_node
+@contextlib.contextmanager
+def gobgpd(lan: BgpLan, *, connect_retry: int | None = None) -> Iterator[BgpLan]:
+    """GoBGP (AS 64513, hold time 9 s) in the router namespace, peering with node1; the lab is torn down after."""
     d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-gobgp-"))
+    retry = f"connect-retry = {connect_retry}\n" if connect_retry is not None else ""
     conf = d / "gobgpd.toml"
     conf.write_text(
         doc(
@@ -99,14 +101,24 @@ def test_gobgp(one_node: BgpLan) -> None:
                 neighbor-address = "{lan.node_ip("node1")}"
                 peer-as = 64512
               [neighbors.timers.config]
-                hold-time = 9
-                keepalive-interval = 3
             """
         )
+        + textwrap.indent(retry + "hold-time = 9\nkeepalive-interval = 3\n", "    ")
     )
     cmd = ["gobgpd", "-f", str(conf), "-p", "--api-hosts", "127.0.0.1:50051", "-l", "warn"]
     lan.lab.popen(lan.router_ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        yield lan
+    finally:
+        lan.stop_all()
+        lan.lab.cleanup()
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+def test_gobgp(one_node: BgpLan) -> None:
+    if why := missing("gobgpd", "gobgp"):
+        pytest.skip(why)
+    with gobgpd(one_node) as lan:
         start_node(lan)
 
         def neighbor_up() -> bool:
@@ -129,10 +141,6 @@ def test_gobgp(one_node: BgpLan) -> None:
         assert (large["ASN"], large["LocalData1"], large["LocalData2"]) == (64512, 7, 8)
         lan.nodes["node1"].remove("svc.yaml")
         wait_until(lambda: "10.50.0.10/32" not in gobgp_rib(lan), 5, "withdrawal in GoBGP", retry=STARTING, interval=0.1)
-    finally:
-        lan.stop_all()
-        lan.lab.cleanup()
-        subprocess.run(["rm", "-rf", str(d)], check=False)
 
 
 PASSIVE_PEER = json.loads(peer_yaml("rtr", 64512, 64513, ROUTER4, holdTime="9s"))
@@ -172,35 +180,9 @@ def test_gobgp_connects_to_a_passive_node(one_node: BgpLan) -> None:
     """GoBGP dials, the passive node accepts: the session comes up and GoBGP has the route."""
     if why := missing("gobgpd", "gobgp"):
         pytest.skip(why)
-    lan = one_node
-    d = Path(tempfile.mkdtemp(prefix=f"{lan.lab.prefix}-gobgp-"))
-    conf = d / "gobgpd.toml"
-    conf.write_text(
-        doc(
-            f"""
-            [global.config]
-              as = 64513
-              router-id = "{ROUTER4}"
-            [[neighbors]]
-              [neighbors.config]
-                neighbor-address = "{lan.node_ip("node1")}"
-                peer-as = 64512
-              [neighbors.timers.config]
-                connect-retry = 1
-                hold-time = 9
-                keepalive-interval = 3
-            """
-        )
-    )
-    cmd = ["gobgpd", "-f", str(conf), "-p", "--api-hosts", "127.0.0.1:50051", "-l", "warn"]
-    lan.lab.popen(lan.router_ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with gobgpd(one_node, connect_retry=1) as lan:
         start_passive_node(lan)
         rib = wait_until(lambda: with_prefix(gobgp_rib(lan)), 30, "route in GoBGP", retry=STARTING, interval=0.1)
         (path,) = rib["10.50.0.10/32"]
         assert {a["type"]: a for a in path["attrs"]}[3]["nexthop"] == lan.node_ip("node1")
         assert_only_inbound(lan)
-    finally:
-        lan.stop_all()
-        lan.lab.cleanup()
-        subprocess.run(["rm", "-rf", str(d)], check=False)
