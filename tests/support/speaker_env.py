@@ -227,13 +227,8 @@ class SpeakerEnv:
 
     def stop_speaker(self, node: str) -> None:
         proc = self.speakers.get(node)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        if proc is not None:
+            _stop(proc, timeout=10)
 
     def speaker_log(self, node: str) -> str:
         path = self.workdir / f"{node}.log"
@@ -382,12 +377,12 @@ class SpeakerEnv:
                 self.cp.delete(f"/api/v1/namespaces/{self.app}/services/{svc['metadata']['name']}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM one process we started (by PID), SIGKILL if it lingers."""
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 5) -> None:
+    """SIGTERM one process we started (by PID), SIGKILL if it lingers past ``timeout`` s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
