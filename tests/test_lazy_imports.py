@@ -64,3 +64,21 @@ def test_lazy_packages_still_give_every_name() -> None:
         "print('every name resolved')\n"
     )
     assert "every name resolved" in out
+
+
+def test_main_processes_import_no_membership_core() -> None:
+    """The membership runs in the fast process: the main processes read its configuration and views only."""
+    core = ["ironlb.membership.fsm", "ironlb.membership.service", "ironlb.membership.gossip"]
+    assert _not_imported("speaker", core) == []
+    assert _not_imported("run", core) == []
+
+
+def test_the_membership_package_still_gives_every_name() -> None:
+    out = _run(
+        "import ironlb.membership as m\n"
+        "from ironlb.membership.service import MembershipService, MembershipView\n"
+        "assert [getattr(m, n) for n in m.__all__]\n"
+        "assert m.MembershipView is MembershipView and m.MembershipService is MembershipService\n"
+        "print('every name resolved')\n"
+    )
+    assert "every name resolved" in out

@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace, spawned: Spawned | None) -> int:
 
     from ironlb.config.reading import ReadLimits, parse_size, read_bytes
     from ironlb.fastproc.guard import GuardConfig
-    from ironlb.membership import MembershipConfig, parse_members
+    from ironlb.membership.config import MembershipConfig, parse_members
     from ironlb.membership.wire import MIN_SECRET_LEN
     from ironlb.metrics.server import parse_address
     from ironlb.standalone.runner import Runner, RunOptions
@@ -285,7 +285,7 @@ def _cmd_speaker(args: argparse.Namespace, spawned: Spawned | None) -> int:
     import asyncio
 
     from ironlb.fastproc.guard import GuardConfig
-    from ironlb.membership import MembershipConfig
+    from ironlb.membership.config import MembershipConfig
     from ironlb.runtime import tune_gc
     from ironlb.speaker.main import RunOptions, env_namespace, run
     from ironlb.speaker.speaker import SpeakerOptions

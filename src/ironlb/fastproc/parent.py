@@ -33,8 +33,8 @@ from ironlb.fastproc.spawn import Spawned, spawn
 from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import AllInterfaces
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
-from ironlb.membership import MembershipConfig
-from ironlb.membership.service import MembershipView
+from ironlb.membership.config import MembershipConfig
+from ironlb.membership.view import MembershipView
 from ironlb.metrics.speaker import SpeakerMetrics
 
 log = logging.getLogger(__name__)

@@ -58,13 +58,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from ipaddress import ip_address
 
 from ironlb.membership.config import DEFAULT_PORT, Address
 from ironlb.membership.events import Datagram, Event
 from ironlb.membership.fsm import Membership
 from ironlb.membership.hold import HoldOffer
+from ironlb.membership.view import MembershipView
 from ironlb.membership.wire import MAX_DATAGRAM, MIN_DATAGRAM, MsgType
 from ironlb.sockets import set_receive_buffer
 
@@ -93,17 +93,6 @@ _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _HEARTBEAT = MsgType.HEARTBEAT.value  # the type byte (offset 3) of a heartbeat on the wire
 URGENT_RECEIVE_BUFFER = 4096
 """The NOTICE/LEAVE socket only sends: what anyone sends to its port is never read, so its queue is kept tiny."""
-
-
-@dataclass(frozen=True)
-class MembershipView:
-    """What the rest of the process needs from the membership, as one immutable value (any thread may read it)."""
-
-    alive: frozenset[str]
-    has_quorum: bool
-    settled: bool
-    members: Mapping[str, Address]
-    held: frozenset[str] = frozenset()  # alive members held for a restart (``Membership.held``)
 
 
 MIN_SLEEP = 0.001

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.histogram import Histogram
-from ironlb.membership import MembershipService
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
-__all__ = ["FastPathCollector", "fastpath_families", "membership_families"]
+    from ironlb.membership.service import MembershipService
 
-AnyMembership = MembershipService | RemoteMembership
+    AnyMembership = MembershipService | RemoteMembership
+
+__all__ = ["FastPathCollector", "fastpath_families", "membership_families"]
 
 
 class FastPathCollector:

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
-from ironlb.membership import MembershipService
 from ironlb.metrics.client import ClientCollector, ClientCounters
 from ironlb.metrics.membership import FastPathCollector, membership_families
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
+
+    from ironlb.membership.service import MembershipService
 
 
 class SpeakerCollector(ClientCollector):

@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironlb.announce.announcer import Announcer
 from ironlb.announce.build import build_announcer
@@ -86,7 +86,7 @@ from ironlb.kube.events import NORMAL, WARNING, EventRecorder
 from ironlb.kube.informer import MODIFIED, Backoff, Informer, wait_synced
 from ironlb.kube.slim import slim_node, slim_service, slim_slice, slim_status
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
-from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.config import MembershipConfig
 from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import MIN_SECRET_LEN
 from ironlb.metrics.client import ClientCounters
@@ -95,6 +95,10 @@ from ironlb.runtime import age_text
 from . import status as st
 from .decide import speaker_config
 from .restart import node_going_away
+
+if TYPE_CHECKING:
+    from ironlb.membership.fsm import Membership
+    from ironlb.membership.service import MembershipService
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +462,11 @@ class Speaker:
             await remote.start()
             return
         # Standing in for a restarting member is the fast process's work: this thread-mode membership refuses
-        # holds (a hold LEAVE is then a plain LEAVE), so it never keeps a member nobody probes.
+        # holds (a hold LEAVE is then a plain LEAVE), so it never keeps a member nobody probes. The core is imported
+        # here only: the fast process runs it otherwise (issue 16, fast start).
+        from ironlb.membership.fsm import Membership
+        from ironlb.membership.service import MembershipService
+
         self._core = Membership(self.node, secret, {self.node: own}, replace(opts.membership, hold_max=0.0))
         self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))
         await self.fastpath.call(self.membership.start())

@@ -38,7 +38,7 @@ from ironlb.fastproc.guard import GuardConfig
 from ironlb.fastproc.parent import FastProcess, RemoteMembership
 from ironlb.fastproc.spawn import Spawned
 from ironlb.layer2.interfaces import DEFAULT_EXCLUDE_PATTERNS
-from ironlb.membership import Membership, MembershipConfig, MembershipService
+from ironlb.membership.config import MembershipConfig
 from ironlb.membership.quorum import successors_have_quorum
 from ironlb.membership.wire import member_list_key
 from ironlb.metrics.export import DEFAULT_REGISTRY, register, unregister
@@ -51,6 +51,8 @@ from ironlb.standalone.decide import Allocation, Decision, Early, decide_early
 
 if TYPE_CHECKING:
     from ironlb.layer2.responder import Responder
+    from ironlb.membership.fsm import Membership
+    from ironlb.membership.service import MembershipService
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,10 @@ class Runner:
                 await self.membership.start()
             else:
                 # No stand-ins in thread mode (the fast process's work): refuse holds, a hold LEAVE is a plain LEAVE.
+                # The core is imported here only: the fast process runs it otherwise (issue 16, fast start).
+                from ironlb.membership.fsm import Membership
+                from ironlb.membership.service import MembershipService
+
                 config = replace(opts.membership, hold_max=0.0)
                 self._core = Membership(opts.node, secret, dict(opts.members), config)
                 self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))

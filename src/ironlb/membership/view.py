@@ -1,0 +1,23 @@
+"""The membership as the rest of a process sees it: one immutable value, in a module of its own so that a process
+that only reads views (``ironlb run``'s and ``ironlb speaker``'s main process, whose membership runs in the fast
+process) does not import the membership core (issue 16, fast start)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ironlb.membership.config import Address
+
+__all__ = ["MembershipView"]
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    """What the rest of the process needs from the membership, as one immutable value (any thread may read it)."""
+
+    alive: frozenset[str]
+    has_quorum: bool
+    settled: bool
+    members: Mapping[str, Address]
+    held: frozenset[str] = frozenset()  # alive members held for a restart (``Membership.held``)
