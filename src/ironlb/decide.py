@@ -117,7 +117,7 @@ def served_everywhere(services: Mapping[str, ServiceInput], nodes: Iterable[str]
     """Standalone rule: a Service without EndpointSlices is served on every one of ``nodes``."""
     names = tuple(nodes)
     return {
-        key: item if item.slices else replace(item, slices=(implicit_slice(item.service, names),))
+        key: item if item.slices else ServiceInput(item.service, item.pool, (implicit_slice(item.service, names),))
         for key, item in services.items()
     }
 

@@ -222,7 +222,9 @@ def _outcomes(
             reason = f'loadBalancerClass "{svc.load_balancer_class or ""}" is not "{lb_class}"'
             outcomes[svc.key] = Outcome(replace(svc, ingress=()), None, (), True, reason)
         else:
-            written = replace(current[svc.key], ingress=c.ingress)
+            written = current[svc.key]
+            if written.ingress != c.ingress:  # else already so (as written): no copy, 1,000 of them at start-up
+                written = replace(written, ingress=c.ingress)
             outcomes[svc.key] = Outcome(written, c.pool, tuple(events[svc.key]), c.ok)
     return outcomes
 
