@@ -231,6 +231,20 @@ def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
+async def _expire_until(stop: asyncio.Event, waiting: dict[tuple[str, int], float], ev: str) -> None:
+    """Say ``ready``, then until ``stop``: every connection of ``waiting`` (service IP, client port -> when its SYN
+    came in) still there 0.5 s after its SYN is dropped from it and emitted as ``ev``."""
+    emit({"ev": "ready", "t": time.monotonic()})
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+        now = time.monotonic()
+        for key, t in list(waiting.items()):
+            if now - t > 0.5:
+                del waiting[key]
+                emit({"ev": ev, "t": t, "ip": key[0], "sport": key[1]})
+
+
 async def _answers(ips: set[str], port: int, iface: str) -> None:
     """On a node: each SYN to ``ips`` that came in and got its SYN-ACK out of the same interface (``answered``) or
     none within 0.5 s (``unanswered``), so that a lost connection is placed before the node, inside it or after it;
@@ -260,15 +274,7 @@ async def _answers(ips: set[str], port: int, iface: str) -> None:
                 emit({"ev": "answered", "t": time.monotonic(), "ip": src, "sport": dport})
 
     loop.add_reader(pkt.fileno(), on_packet)
-    emit({"ev": "ready", "t": time.monotonic()})
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-        now = time.monotonic()
-        for key, t in list(pending.items()):
-            if now - t > 0.5:
-                del pending[key]
-                emit({"ev": "unanswered", "t": t, "ip": key[0], "sport": key[1]})
+    await _expire_until(stop, pending, "unanswered")
     emit({"ev": "count", "t": time.monotonic(), **counts})
     pkt.close()
 
@@ -323,15 +329,7 @@ async def _paths(ips: set[str], port: int, iface: str) -> None:
 
     loop.add_reader(pkt.fileno(), on_packet)
     loop.add_reader(rt.fileno(), on_route)
-    emit({"ev": "ready", "t": time.monotonic()})
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-        now = time.monotonic()
-        for key, t in list(incoming.items()):
-            if now - t > 0.5:
-                del incoming[key]
-                emit({"ev": "unforwarded", "t": t, "ip": key[0], "sport": key[1]})
+    await _expire_until(stop, incoming, "unforwarded")
     pkt.close()
     rt.close()
 
