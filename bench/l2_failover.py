@@ -34,10 +34,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from tests.support.announce import AnnounceResult, measure_announce
-from tests.support.cluster_run import cluster_run, exit_with
+from tests.support.cluster_run import cluster_run, exit_with, unwind_on_sigterm
 from tests.support.waits import WaitTimeout, wait_until
 
 from ironlb.lab.cluster import VIP, ClientProbe, StandaloneCluster
@@ -66,24 +65,30 @@ def fmt(s: dict[str, float]) -> str:
     return f"p50 {s['p50']:6.1f} ms   p95 {s['p95']:6.1f} ms   max {s['max']:6.1f} ms   min {s['min']:6.1f} ms   (n={s['n']:.0f})"
 
 
+def ms(v: float | None) -> str:
+    """A trial's figure in ms, or a dash when it was not measured."""
+    return f"{v:6.1f}" if v is not None else "     -"
+
+
+def wait_steady(cluster: StandaloneCluster, probe: ClientProbe, settle: float) -> None:
+    """Until one node announces the VIP and answers the client's probe, then ``settle`` s more."""
+    owner = cluster.wait_steady(VIP, timeout=15)
+    if owner is None or probe.wait_answer(owner, time.monotonic(), 10) is None:
+        raise RuntimeError(f"no steady state: announcers {cluster.announcers(VIP)}")
+    time.sleep(settle)
+
+
 def failover_trials(cluster: StandaloneCluster, trials: int, settle: float) -> list[FailoverResult]:
     results: list[FailoverResult] = []
     with cluster.probe(VIP) as probe:
         if not probe.wait_ready():
             raise RuntimeError("client probe did not start")
-        owner = cluster.wait_steady(VIP, timeout=15)
-        if owner is None or probe.wait_answer(owner, time.monotonic(), 10) is None:
-            raise RuntimeError(f"no steady state: announcers {cluster.announcers(VIP)}")
-        time.sleep(settle)
+        wait_steady(cluster, probe, settle)
         print("failover trials (ms from kill: detect = new node logs the death, announce = its status file, "
               "garp = client sees its ARP, total = client's first HTTP answer from it)")
         for trial in range(1, trials + 1):
             r = measure_failover(cluster, probe)
             results.append(r)
-
-            def ms(v: float | None) -> str:
-                return f"{v:6.1f}" if v is not None else "     -"
-
             print(f"  {trial:3d}: {r.dead} -> {r.new or '?'}  detect {ms(r.detect_ms)}  announce {ms(r.announce_ms)}"
                   f"  garp {ms(r.garp_ms)}  total {ms(r.total_ms)}  failed requests {r.failed}"
                   + (f"  ERROR {r.error}" if r.error else ""), flush=True)
@@ -206,19 +211,12 @@ def handover_trials(cluster: StandaloneCluster, trials: int, settle: float) -> l
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            owner = cluster.wait_steady(VIP, timeout=15)
-            if owner is None or probe.wait_answer(owner, time.monotonic(), 10) is None:
-                raise RuntimeError(f"no steady state: announcers {cluster.announcers(VIP)}")
-            time.sleep(settle)
+            wait_steady(cluster, probe, settle)
             print("planned hand-over trials (ms; stop: from SIGTERM, the old node's link down once it exited; "
                   "back: from its restart; gap = longest stretch without an answer at the client)")
             for trial in range(1, trials + 1):
                 r = measure_handover(cluster, probe)
                 results.append(r)
-
-                def ms(v: float | None) -> str:
-                    return f"{v:6.1f}" if v is not None else "     -"
-
                 print(f"  {trial:3d}: {r.owner} -> {r.successor or '?'}  successor's GARP {ms(r.claim_ms)}"
                       f"  old exits {ms(r.exit_ms)}  gap http {ms(r.http_gap_ms)} arp {ms(r.arp_gap_ms)}"
                       f"  failed {r.failed} | back: GARP {ms(r.back_claim_ms)}  gap http {ms(r.back_http_gap_ms)}"
@@ -253,10 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"l2_failover: {reason}", file=sys.stderr)
         return 2
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    unwind_on_sigterm()
     prefix = args.prefix or f"ilbbench{secrets.token_hex(3)}"
     started = datetime.now(UTC)
     print(f"ironlb Layer 2 benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, "
