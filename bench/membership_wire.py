@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.support.cluster_run import cluster_run
+from tests.support.cluster_run import cluster_run, unwind_on_sigterm
 from tests.support.waits import WaitTimeout, wait_until
 
 from bench.l2_failover import failover_trials, fmt, stats
@@ -154,10 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"membership_wire: {reason}", file=sys.stderr)
         return 2
 
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    unwind_on_sigterm()
     prefix = f"ilbmw{secrets.token_hex(3)}"
     print(
         f"ironlb membership on the wire, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "

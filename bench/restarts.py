@@ -33,9 +33,10 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 from tests.support.bgp_interop import ROUTER4, BgpLan, IronNode, doc, frr_bgp_conf, frr_lan, peer_yaml
+from tests.support.cluster_run import unwind_on_sigterm
 
 from ironlb.lab.failover import percentile
 from ironlb.lab.frr import FRRInstance, frr_missing
@@ -219,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restarts: {reason}", file=sys.stderr)
         return 2
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
+    unwind_on_sigterm()
     prefix = f"ilbrst{secrets.token_hex(2)}"
     lab = NetnsLab(prefix)
     tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))

@@ -24,7 +24,7 @@ from ironlb.lab.cluster import StandaloneCluster
 from ironlb.lab.demo import ignoring_signals
 from ironlb.lab.netns import NetnsLab
 
-__all__ = ["ClusterRun", "cluster_run", "exit_with"]
+__all__ = ["ClusterRun", "cluster_run", "exit_with", "unwind_on_sigterm"]
 
 
 @dataclass
@@ -66,6 +66,11 @@ def cluster_run(prefix: str, *, tail: int = 15, tail_nodes: int | None = None) -
 def _exit_on(signum: int, frame: object) -> None:
     """SIGTERM or SIGHUP during a run: unwind through the clean-up, as Ctrl-C does."""
     raise SystemExit(128 + signum)
+
+
+def unwind_on_sigterm() -> None:
+    """From now on SIGTERM unwinds the benchmark (SystemExit 143) through its clean-up, as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _exit_on)
 
 
 def exit_with(name: str, main: Callable[[], int]) -> None:
