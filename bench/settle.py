@@ -1,7 +1,8 @@
 """Settling of a starting node (issue 9) on the simulated network: how long until it may announce, and whether it
 claimed what it should not meanwhile. Exact simulated times (``SimNet``: 0.5-1 ms one-way latency), no load.
 
-Scenarios: a node alone; a cold start of 3 and 16 nodes (all within 50 ms), also with one member down; a node
+Scenarios: a node alone; a cold start of 3 and 16 nodes (all within 50 ms), also with one member down, and with
+the third of 3 nodes 10 ms before the others' dead timeout has passed; a node
 rejoining 3 or 16 live nodes, rejoining while another member is dead, and rejoining while the datagrams of one
 owner to it are lost for 500 ms. Per scenario: from the starting node's boot to ``settled()`` (the last one, for a
 cold start), and, until 0.5 s after that, for how long (5 ms steps) a starting node that may announce (quorum and
@@ -86,6 +87,17 @@ def cold(n: int, down: int = 0) -> tuple[float | None, int, int]:
     return (None if took is None else max(took - 0.05, 0.0)), bad, double  # from the last boot (within 50 ms)
 
 
+def staggered() -> tuple[float | None, int, int]:
+    """Two nodes start together, the third 10 ms before their dead timeout has passed (processes of a cold start
+    come up seconds apart on a busy machine): from the first two's start."""
+    sim = SimNet(names(3), SECRET, jitter=0.0)
+    sim.crash(names(3)[2])
+    sim.run(sim.config.dead_timeout - 0.01)
+    sim.restart(names(3)[2])
+    took, bad, double = watch(sim, names(3), names(3))
+    return (None if took is None else took + sim.config.dead_timeout - 0.01), bad, double
+
+
 def rejoin(n: int, dead: bool = False, lossy: bool = False) -> tuple[float | None, int, int]:
     sim = steady(n)
     everyone = names(n)
@@ -107,6 +119,7 @@ SCENARIOS: dict[str, Callable[[], tuple[float | None, int, int]]] = {
     "cold start, 3 nodes": lambda: cold(3),
     "cold start, 3 nodes, 1 down": lambda: cold(3, 1),
     "cold start, 16 nodes (rings)": lambda: cold(16),
+    "cold start, 3 nodes, the third 340 ms after the others": staggered,
     "rejoin 3 live nodes": lambda: rejoin(3),
     "rejoin, another member dead": lambda: rejoin(3, dead=True),
     "rejoin, an owner's datagrams lost 500 ms": lambda: rejoin(3, lossy=True),

@@ -226,3 +226,18 @@ def test_a_peer_without_flags_is_no_witness() -> None:
     took = sim.run_until(sim.nodes["a"].settled, 2.0, step=STEP)
     assert took is not None and DEAD <= took < DEAD + 2 * STEP, took  # waited, as without views
     assert sim.nodes["a"].views()["b"] == {"a", "b"}
+
+
+def test_a_member_that_starts_just_before_the_others_settle_is_waited_for() -> None:
+    """a and b start together, c 10 ms before their dead timeout passes: c's first heartbeat reaches them before
+    they settle, but proving it alive takes a round trip. They wait for it rather than settle on {a, b} and claim
+    c's IPs for that moment (processes of a cold start come up seconds apart on a busy machine)."""
+    names = ["a", "b", "c"]
+    sim = SimNet(names, SECRET, jitter=0.0)
+    sim.crash("c")
+    sim.run(DEAD - 0.01)
+    assert not any(sim.nodes[n].settled() for n in "ab")
+    sim.restart("c")
+    true = {n: won(n, frozenset(names)) for n in names}
+    watch(sim, BOUND, lambda: all(claims(sim, n) <= true[n] for n in "ab") or pytest.fail(f"{sim.now}"))
+    assert all(sim.nodes[n].settled() and sim.nodes[n].alive() == set(names) for n in names)

@@ -346,6 +346,7 @@ class Membership(Gossip):
                 peer.inc, peer.seq, peer.last_addr = pkt.incarnation, pkt.seq, addr
                 if pkt.type is MsgType.HEARTBEAT:
                     peer.reply_due = True  # let it prove freshness within one round trip
+                    peer.hello = now  # while settling, wait for that round trip (``settle``)
                     if not peer.watch:
                         self._extra.add(pkt.sender)
             self.rejected["stale"] += 1
@@ -629,9 +630,12 @@ class Membership(Gossip):
             return
         elapsed = 0.0 if now is None or self._started is None else now - self._started
         if self._cfg.carry_views:
-            covered, witness = evidence(self._encode_view(), (self._peers[n] for n in self._active()))
+            since = now - self._cfg.dead_timeout if now is not None else math.inf
+            covered, witness = evidence(self._encode_view(), (self._peers[n] for n in self._active()), since)
         else:
             covered, witness = True, False
+            hello = now - self._cfg.dead_timeout if now is not None else math.inf
+            covered = not any(not p.alive and p.hello > hello for p in (self._peers[n] for n in self._active()))
         self._settled = may_settle(
             heard_all=heard_all, covered=covered, witness=witness, elapsed=elapsed, dead_timeout=self._cfg.dead_timeout
         )

@@ -24,6 +24,7 @@ class Peer:
     alive: bool = False
     expires: float = 0.0
     heard: float = -math.inf  # when its last heartbeat proved it alive (detection times are measured from it)
+    hello: float = -math.inf  # when its last authentic heartbeat that could not prove it alive yet came
     view: frozenset[str] | None = None  # unused: see view_bits (kept for introspection)
     view_bits: bytes | None = None  # its alive set as last reported, decoded on demand
     flags: int | None = None  # the flags of its last heartbeat with a view (None: it sends none)

@@ -9,7 +9,11 @@ Complete means no member that others see alive is missing from this node's view:
 
 * every heard peer that reports its alive set (the heartbeat's view, same member list) reports only members
   this node also counts alive (``covered``); a peer's view is evidence that the members in it are alive, even
-  when that peer is itself still settling; and
+  when that peer is itself still settling;
+* no member is on its way: a heartbeat that is authentic but cannot prove its sender alive yet (its echo is not
+  ours: a member that has just started, before the round trip that proves it) came less than ``dead_timeout``
+  ago. Two nodes that start moments apart would otherwise settle on each other's absence; waiting costs a round
+  trip, and a replayed capture can delay a joiner by the bound at most; and
 * every neighbour is heard, or a peer that has itself settled (the heartbeat's flag, ``heartbeat``) vouches for
   the rest: its complete view lists none of them, so they are down, not merely unheard (``witness``). A
   settling peer's view is no such evidence: it may be missing the same members (a whole cluster restarting).
@@ -39,13 +43,17 @@ SETTLE_BOUND = 2
 others report alive and it has not heard)."""
 
 
-def evidence(ours: bytes, peers: Iterable[Peer]) -> tuple[bool, bool]:
-    """``(covered, witness)`` over the heard ``peers``: nobody's view lists a member outside ``ours`` (our alive
-    set's bitmap over the same member list), and some peer with a view has settled."""
+def evidence(ours: bytes, peers: Iterable[Peer], since: float) -> tuple[bool, bool]:
+    """``(covered, witness)`` over ``peers``: nobody's view lists a member outside ``ours`` (our alive set's bitmap
+    over the same member list) and no member that said hello after ``since`` is unheard; some peer with a view has
+    settled."""
     mine = int.from_bytes(ours, "big")
     covered, witness = True, False
     for p in peers:
-        if not p.alive or p.view_bits is None:
+        if not p.alive:
+            covered = covered and p.hello <= since
+            continue
+        if p.view_bits is None:
             continue
         if int.from_bytes(p.view_bits, "big") & ~mine:
             covered = False
