@@ -7,10 +7,12 @@ The tests share one environment (module scope) and run in order; each one leaves
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from ironlb.layer2.election import sort_candidates
+from ironlb.speaker.restart import node_going_away
 from tests.support.speaker_env import ROUTER_IP, SpeakerEnv
 from tests.support.waits import STARTING, VTYSH_NOT_READY, wait_until
 
@@ -235,3 +237,46 @@ def test_deleting_services_removes_announcements_and_statuses(env: SpeakerEnv) -
     for node in env.nodes:
         assert "metallb_speaker_announced{" not in _metrics(env, node)
 
+
+
+# ---------------------------------------------------------------------------------------------------- restart hold
+def _stays_up(env: SpeakerEnv, node: str, taints: list[Any] | None) -> list[Any]:
+    """Make ``node`` look as a kubelet keeps a node that stays up (Ready, without the not-ready taint the apiserver
+    gives a new Node: no kubelet or controller-manager here), or undo it (``taints``: the ones to restore)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cond = {"type": "Ready", "status": "True" if taints is None else "Unknown", "reason": "Test",
+            "message": "set by the test", "lastTransitionTime": now, "lastHeartbeatTime": now}  # fmt: skip
+    env.cp.patch(f"/api/v1/nodes/{node}/status", {"status": {"conditions": [cond]}}, kind="strategic")
+    before: list[Any] = (env.cp.get(f"/api/v1/nodes/{node}").get("spec") or {}).get("taints") or []
+    env.cp.patch(f"/api/v1/nodes/{node}", {"spec": {"taints": taints}})
+    return before
+
+
+def test_a_service_created_during_a_restart_hold_is_announced_by_the_next_node(env: SpeakerEnv) -> None:
+    """A speaker stopped while its Node stays up (Ready) is held by the others; a Service created meanwhile that
+    it would win goes to the next node of the election (its ServiceL2Status, a real arping), and back to it once
+    its new speaker is up."""
+    pool = [f"192.168.1.{i}" for i in range(241, 251)]
+    ip = next(ip for ip in pool if sort_candidates(env.nodes, ip)[0] == env.nodes[0])
+    held, successor = sort_candidates(env.nodes, ip)[:2]
+    others = [n for n in env.nodes if n != held]
+    taints = _stays_up(env, held, None)
+    assert node_going_away(env.cp.get(f"/api/v1/nodes/{held}")) is None
+    marks = {n: len(env.speaker_log(n)) for n in env.nodes}
+    try:
+        env.stop_speaker(held)
+        assert "a restart" in env.speaker_log(held)[marks[held]:], env.speaker_log(held)[marks[held]:]
+        wait_until(lambda: all(f"MemberHeld(name='{held}'" in env.speaker_log(n)[marks[n]:] for n in others), 10,
+                   lambda: f"the others holding {held}\n{env.logs()}")  # fmt: skip
+        env.create_service("during-hold", annotations={"metallb.io/loadBalancerIPs": ip}, endpoints_on=env.nodes)
+        wait_until(lambda: _l2_nodes(env, "during-hold") == [successor], 20,
+                   lambda: f"ServiceL2Status on {successor}\n{env.logs()}")  # fmt: skip
+        wait_until(lambda: env.arping(ip) == {successor}, 10, f"{ip} answered by {successor}")
+        assert not any(f"HoldEnded(name='{held}'" in env.speaker_log(n)[marks[n]:] for n in others), "still held"
+    finally:
+        env.start_speaker(held)
+        _stays_up(env, held, taints)
+    wait_until(lambda: _l2_nodes(env, "during-hold") == [held], 90, f"{held} back, announcing {ip}", retry=STARTING)
+    wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
+    env.delete_service("during-hold")
+    wait_until(lambda: not env.statuses("l2", "during-hold"), 10, "the status deleted")
