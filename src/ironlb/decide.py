@@ -34,9 +34,9 @@ from ironlb.bgp.planner import (
 )
 from ironlb.bgp.wire import Network
 from ironlb.cluster.objects import EndpointSlice, Node, Service
-from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED
+from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED, NOT_OWNER, RESTARTING
 from ironlb.config.types import BFDProfile, Config, Peer, Pool
-from ironlb.layer2.election import L2Decision, elect, elect_without, slices_of, with_node_reasons
+from ironlb.layer2.election import L2Decision, NodeReason, elect, elect_without, slices_of, with_node_reasons
 
 LAYER2 = "layer2"
 BGP = "bgp"
@@ -793,13 +793,25 @@ class ClusterDecision:
         return {name: self.node(name) for name in self.speakers}
 
     def with_reasons(self) -> dict[str, L2Decision]:
-        """Each election with every speaker's part (:func:`ironlb.layer2.election.node_reason`), for ``nodeReasons``."""
+        """Each election with every speaker's part (:func:`ironlb.layer2.election.node_reason`), for ``nodeReasons``.
+
+        A held speaker that would be a candidate but for its hold (:func:`barred_by_holds`) says so: ``notOwner``,
+        detail ``restarting``."""
         live = [n.name for n in self.node_objects] if self.live is None else self.live
-        return {
+        out = {
             key: with_node_reasons(self.layer2[key], self.speakers, item.service, item.pool, self.node_objects, live,
                                    item.slices, ignore_exclude_lb=self.ignore_exclude_lb)
             for key, item in self.services.items()
         }  # fmt: skip
+        for key, decision in out.items():
+            barred = barred_by_holds(self.held, self.held, self.services[key].service.ingress)
+            if barred:
+                out[key] = replace(decision, nodes=tuple(
+                    NodeReason(r.node, NOT_OWNER, RESTARTING) if r.node in barred and r.reason == NOT_OWNER
+                    and r.detail is None else r
+                    for r in decision.nodes
+                ))  # fmt: skip
+        return out
 
 
 __all__ = [

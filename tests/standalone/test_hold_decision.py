@@ -65,6 +65,10 @@ def test_a_service_created_during_a_hold_goes_to_the_next_node_and_the_held_ips_
     assert all(held_ip not in announced(early, n) for n in ("n1", "n2"))
     assert [ip for ips in share.values() for ip in ips] == [held_ip], "the stand-ins answer for the held IP"
     assert early.cluster is not None and early.cluster.held == {"n3": frozenset({held_ip})}
+    reasons = {r.node: r for r in early.finish().layer2_by_service["default/new"].nodes}
+    assert (reasons["n3"].reason, reasons["n3"].detail) == ("notOwner", "restarting"), "the status file says why"
+    assert reasons["n2"].reason is None
+    assert {r.node: r for r in early.finish().layer2_by_service["default/held"].nodes}["n3"].reason is None
 
     # n3 is back (its hold ended, returned): the elections count it again, it wins the new Service too.
     early = decided(during, early)

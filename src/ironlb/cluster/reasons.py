@@ -27,6 +27,8 @@ SPEAKER_NOT_LIVE = "speakerNotLive"
 # a Node object
 NOT_ELECTED = "notElected"
 NO_NODE_OBJECT = "noNodeObject"
+# ironlb's own, that detail for a speaker held for a restart: a candidate only for the IPs it had as its hold began
+RESTARTING = "restarting"
 
 
 def node_state_reason(node: Node, *, ignore_exclude_lb: bool = False) -> str | None:
