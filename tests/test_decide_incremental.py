@@ -295,13 +295,8 @@ def test_after_deaths_the_urgent_services_alone_give_the_final_announcement(seed
     assert decider.decision() == full
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_a_membership_change_from_the_previous_cluster_decision_equals_the_full_one(seed: int) -> None:
-    """``ClusterDecision.with_live`` (``ironlb run``'s reaction to MemberDown / MemberUp / LEAVE: elect again only
-    where the change can matter, each speaker's decider re-deciding only those Services) equals a new
-    ClusterDecision with the same live speakers: the elections, every speaker's decision, the plan's reasons;
-    whichever speakers were asked in between (the others catch up when asked)."""
-    rng = random.Random(seed)
+def _cluster_inputs(rng: random.Random) -> tuple[Config, tuple[Node, ...], dict[str, ServiceInput]]:
+    """A random configuration, Nodes and 16 Services (s0..s15) with their pools and EndpointSlices."""
     config = CONFIGS[rng.randrange(len(CONFIGS))]
     nodes = _nodes(rng)
     raw = {}
@@ -312,6 +307,17 @@ def test_a_membership_change_from_the_previous_cluster_decision_equals_the_full_
         raw[svc.key] = ServiceInput(
             svc, pool_for(config, svc.ingress), tuple(replace(s, service_name=name) for s in slices)
         )
+    return config, nodes, raw
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_membership_change_from_the_previous_cluster_decision_equals_the_full_one(seed: int) -> None:
+    """``ClusterDecision.with_live`` (``ironlb run``'s reaction to MemberDown / MemberUp / LEAVE: elect again only
+    where the change can matter, each speaker's decider re-deciding only those Services) equals a new
+    ClusterDecision with the same live speakers: the elections, every speaker's decision, the plan's reasons;
+    whichever speakers were asked in between (the others catch up when asked)."""
+    rng = random.Random(seed)
+    config, nodes, raw = _cluster_inputs(rng)
     speakers = [*NAMES, "n5"]  # n5: a member without a Node object
     exclude = rng.random() < 0.3
 
@@ -352,16 +358,7 @@ def test_holds_from_the_previous_cluster_decision_equal_the_full_one(seed: int) 
     ``ClusterDecision.with_live`` with ``held`` equals a new ClusterDecision given the same held IPs, each held
     member keeps exactly the IPs it won as its hold began, and wins nothing else."""
     rng = random.Random(seed)
-    config = CONFIGS[rng.randrange(len(CONFIGS))]
-    nodes = _nodes(rng)
-    raw = {}
-    for i in range(16):
-        svc, slices = _service(rng)
-        name = f"s{i}"
-        svc = replace(svc, name=name)
-        raw[svc.key] = ServiceInput(
-            svc, pool_for(config, svc.ingress), tuple(replace(s, service_name=name) for s in slices)
-        )
+    config, nodes, raw = _cluster_inputs(rng)
     speakers = [*NAMES, "n5"]
     live: frozenset[str] = frozenset(speakers)
     held: set[str] = set()
