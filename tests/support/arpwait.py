@@ -17,7 +17,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ironlb.lab.probe import arp_socket, emit, parse_arp
@@ -39,43 +39,15 @@ def _arp_request(src_mac: bytes, src_ip: bytes, target: str) -> bytes:
 
 
 
-def _arp_wait(ip: str, interval: float, timeout: float, iface: str) -> int:
-    """Send an ARP request for ``ip`` every ``interval`` until a reply comes; print it."""
-    src_mac, src_ip = _iface_info(iface)
-    sock = arp_socket(iface)
-    request = _arp_request(src_mac, src_ip, ip)
-    emit({"ev": "ready", "t": time.monotonic()})
-    deadline = time.monotonic() + timeout
-    next_send = time.monotonic()
-    while (now := time.monotonic()) < deadline:
-        if now >= next_send:
-            sock.send(request)
-            next_send = now + interval
-        readable, _, _ = select.select([sock], [], [], max(0.0, min(next_send, deadline) - time.monotonic()))
-        if not readable:
-            continue
-        while True:
-            try:
-                frame = sock.recv(2048)
-            except BlockingIOError:
-                break
-            parsed = parse_arp(frame)
-            if parsed and parsed[0] == 2 and parsed[2] == ip:
-                emit({"ev": "arp", "t": time.monotonic(), "mac": parsed[1]})
-                return 0
-    emit({"ev": "timeout", "t": time.monotonic()})
-    return 1
-
-
-def _arp_listen(ip: str, interval: float, duration: float, iface: str) -> int:
-    """Send an ARP request for ``ip`` every ``interval`` for ``duration`` seconds; print each MAC that claims it."""
+def _asking(ip: str, interval: float, duration: float, iface: str) -> Iterator[tuple[int, str, str, str]]:
+    """Say ``ready``, then send an ARP request for ``ip`` every ``interval`` for ``duration`` seconds, yielding each
+    ARP frame heard meanwhile as (operation, sender MAC, sender IP, target IP)."""
     src_mac, src_ip = _iface_info(iface)
     sock = arp_socket(iface)
     request = _arp_request(src_mac, src_ip, ip)
     emit({"ev": "ready", "t": time.monotonic()})
     deadline = time.monotonic() + duration
     next_send = time.monotonic()
-    seen: set[str] = set()
     while (now := time.monotonic()) < deadline:
         if now >= next_send:
             sock.send(request)
@@ -87,9 +59,27 @@ def _arp_listen(ip: str, interval: float, duration: float, iface: str) -> int:
             except BlockingIOError:
                 break
             parsed = parse_arp(frame)
-            if parsed and parsed[2] == ip and parsed[1] not in seen and parsed[1] != "00:00:00:00:00:00":
-                seen.add(parsed[1])
-                emit({"ev": "arp", "t": time.monotonic(), "mac": parsed[1], "op": parsed[0]})
+            if parsed:
+                yield parsed
+
+
+def _arp_wait(ip: str, interval: float, timeout: float, iface: str) -> int:
+    """Send an ARP request for ``ip`` every ``interval`` until a reply comes; print it."""
+    for op, mac, sender, _ in _asking(ip, interval, timeout, iface):
+        if op == 2 and sender == ip:
+            emit({"ev": "arp", "t": time.monotonic(), "mac": mac})
+            return 0
+    emit({"ev": "timeout", "t": time.monotonic()})
+    return 1
+
+
+def _arp_listen(ip: str, interval: float, duration: float, iface: str) -> int:
+    """Send an ARP request for ``ip`` every ``interval`` for ``duration`` seconds; print each MAC that claims it."""
+    seen: set[str] = set()
+    for op, mac, sender, _ in _asking(ip, interval, duration, iface):
+        if sender == ip and mac not in seen and mac != "00:00:00:00:00:00":
+            seen.add(mac)
+            emit({"ev": "arp", "t": time.monotonic(), "mac": mac, "op": op})
     emit({"ev": "done", "t": time.monotonic()})
     return 0
 
