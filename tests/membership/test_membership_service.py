@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
 
 import pytest
 from tests.support.clock import virtual_clock
@@ -14,6 +15,7 @@ from tests.support.waits import wait_until_async
 
 from ironlb.membership import (
     Event,
+    HoldOffer,
     MemberDown,
     Membership,
     MembershipConfig,
@@ -21,6 +23,7 @@ from ironlb.membership import (
     MemberUp,
     QuorumChanged,
 )
+from ironlb.membership.hold import HeldLink
 
 SECRET = b"integration-test-secret-0123456789"
 CFG = MembershipConfig()
@@ -165,3 +168,23 @@ async def test_context_manager_and_double_start() -> None:
             await svc.start()
     assert svc.membership.left and svc.local_address is None
     await svc.stop()  # idempotent
+
+
+@virtual_clock
+async def test_a_hold_leave_names_the_held_member_in_the_view_until_it_ends() -> None:
+    """``MembershipView.held`` (what the fast process sends the main process, whose decision keeps a held member
+    only on the IPs it had): set by a hold LEAVE, with ``on_change`` although the alive set stays; cleared when
+    the hold ends (here: H passes, then the member counts as left)."""
+    async with running_cluster() as cluster:
+        t0 = cluster.clock()
+        before = {n: len(cluster.changes[n]) for n in "ab"}
+        offer = HoldOffer(0.5, (HeldLink(bytes(6), IPv4Address("127.0.0.3")),), {"a": [IPv4Address("10.0.0.1")]})
+        await cluster.services["c"].stop(hold=offer)
+        for n in "ab":
+            service = cluster.services[n]
+            await wait_until_async(lambda s=service: s.view.held == {"c"}, 1.0, f"{n} holding c")  # type: ignore[misc]
+            assert service.view.alive == set(NAMES)
+            assert [alive for alive, _q in cluster.changes[n][before[n]:]][:1] == [frozenset(NAMES)], "on_change"
+        await cluster.wait_for("a", MemberDown("c", "left"), t0, timeout=2.0)
+        assert cluster.services["a"].view.held == frozenset()
+        assert cluster.services["a"].view.alive == {"a", "b"}
