@@ -257,7 +257,7 @@ class Context:
 class ServiceDecision:
     """One Service's part of a node's decision (:func:`decide_service`)."""
 
-    l2: L2Decision
+    l2: L2Decision  # its election (kept by a NodeDecider while only the candidates after the winner change)
     ingress: tuple[str, ...]
     l2_interfaces: tuple[str, ...] | None = None  # announced over Layer 2 from this node on these (() all)
     failed: bool = False  # elected here, but none of its interfaces exists on this node
@@ -299,13 +299,7 @@ def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = Non
     if l2 is None:
         l2 = elect_one(item, ctx.nodes, ctx.live_names, ignore_exclude_lb=ctx.ignore_exclude_lb, held=ctx.held)
     svc = item.service
-    interfaces: tuple[str, ...] | None = None
-    failed = False
-    if l2.node == ctx.node and ctx.may_announce_l2:
-        if ctx.available(l2.interfaces):
-            interfaces = l2.interfaces
-        else:
-            failed = True
+    interfaces, failed = _l2_part(ctx, l2)
     me = ctx.me
     reason = should_announce(
         svc, item.pool, item.slices, me or Node(ctx.node), ignore_exclude_lb=ctx.ignore_exclude_lb,
@@ -315,6 +309,16 @@ def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = Non
     if reason is None and item.pool is not None:
         ads = advertisements(svc, item.pool, me or Node(ctx.node), item.slices)
     return ServiceDecision(l2, svc.ingress, interfaces, failed, reason, ads)
+
+
+def _l2_part(ctx: Context, l2: L2Decision) -> tuple[tuple[str, ...] | None, bool]:
+    """:func:`decide_service`'s Layer 2 part: the interfaces this node announces on (None: not announced) and
+    whether it won without any of them here. The rest of a Service's decision does not depend on the election."""
+    if l2.node == ctx.node and ctx.may_announce_l2:
+        if ctx.available(l2.interfaces):
+            return l2.interfaces, False
+        return None, True
+    return None, False
 
 
 def same_winner(a: L2Decision, b: L2Decision) -> bool:
@@ -416,6 +420,11 @@ class NodeDecider:
             l2 is not None and self._inputs.get(key) is item and key in self._given_l2
             and (key not in self._stale or key in self._l2_only)
         )  # fmt: skip
+        if l2_only and l2 is not None and key not in self._stale:
+            decided = self._decided.get(key)
+            if decided is not None and same_winner(decided.l2, l2):
+                self._given_l2[key] = self._layer2[key] = l2  # decided as it stands: only the candidates differ
+                return
         self._inputs[key] = item
         if l2 is None:
             self._given_l2.pop(key, None)
@@ -454,12 +463,16 @@ class NodeDecider:
             given = self._given_l2.get(key)
             if key in self._l2_only:
                 self._l2_only.discard(key)
-                if old is not None and given is not None and same_winner(old.l2, given):
-                    # What decide_service returns, and nothing merged changes: only the election differs.
-                    self._decided[key] = ServiceDecision(
-                        given, old.ingress, old.l2_interfaces, old.failed, old.bgp_reason, old.bgp_ads
-                    )
-                    self._layer2[key] = given
+                if old is not None and given is not None:
+                    if same_winner(old.l2, given):
+                        # Nothing merged changes, only the election's candidates after the winner (the decision
+                        # keeps its earlier election, which has the same winner: the node's are ``_layer2``).
+                        self._layer2[key] = given
+                        continue
+                    # Another winner (a take-over): only the Layer 2 part is decided again, the BGP part stands.
+                    interfaces, failed = _l2_part(self.ctx, given)
+                    taken = ServiceDecision(given, old.ingress, interfaces, failed, old.bgp_reason, old.bgp_ads)
+                    self._fold(key, old, taken)
                     continue
             new = None if item is None else decide_service(self.ctx, item, given)
             self._fold(key, old, new)
@@ -484,6 +497,8 @@ class NodeDecider:
     # ------------------------------------------------------------------ folding one change in
     def _fold(self, key: str, old: ServiceDecision | None, new: ServiceDecision | None) -> None:
         if old == new:
+            if new is not None:
+                self._layer2[key] = new.l2  # ``old`` may hold an earlier election than ``_layer2`` (step)
             return
         if new is None:
             self._decided.pop(key, None)
@@ -495,6 +510,8 @@ class NodeDecider:
             self._reasons[key] = new.bgp_reason
         self._fold_l2(key, old, new)
         self._fold_bgp(key, old, new)
+        if old is not None and new is not None and _series_key(old) == _series_key(new):
+            return  # the same metric series (only where, or which election)
         node = self.ctx.node
         if old is not None:
             self._series.difference_update(_series_of(node, key, old))
@@ -609,6 +626,11 @@ def _only_deaths(old: Context, new: Context) -> bool:
     return replace(old, live=new.live, held=new.held) == new and dict(new.held) == {
         name: ips for name, ips in old.held.items() if name in new.live
     }
+
+
+def _series_key(decision: ServiceDecision) -> tuple[tuple[str, ...], bool, bool]:
+    """What a Service's ``metallb_speaker_announced`` series depend on."""
+    return decision.ingress, decision.l2_interfaces is not None, decision.bgp_reason is None
 
 
 def _series_of(node: str, key: str, decision: ServiceDecision) -> frozenset[Series]:
@@ -764,6 +786,7 @@ class ClusterDecision:
             layer2 = {key: old if fresh[key] == old else fresh[key] for key, old in self.layer2.items()}
         elif gone or newly:
             layer2 = {}
+            live_names = sorted(live)
             for key, old in self.layer2.items():
                 item = self.services[key]
                 barred = gone | barred_by_holds(newly, old.candidates, item.service.ingress)
@@ -772,10 +795,11 @@ class ClusterDecision:
                     continue
                 new = elect_without(old, barred, item.service, item.pool, by_name)
                 if new is None:
-                    new = elect_one(
-                        item, self.node_objects, sorted(live), ignore_exclude_lb=self.ignore_exclude_lb, held=kept
-                    )  # fmt: skip
-                layer2[key] = old if new == old else new
+                    new = elect_one(item, self.node_objects, live_names, ignore_exclude_lb=self.ignore_exclude_lb,
+                                    held=kept)  # fmt: skip
+                    if new == old:
+                        new = old
+                layer2[key] = new
         else:
             layer2 = dict(self.layer2)
         out = ClusterDecision(
