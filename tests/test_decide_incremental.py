@@ -390,7 +390,9 @@ def test_holds_from_the_previous_cluster_decision_equal_the_full_one(seed: int) 
         for key, decision in cluster.layer2.items():
             if decision.node in kept:
                 assert set(raw[key].service.ingress) <= kept[decision.node], (key, decision)
-            assert not set(decision.candidates) & {h for h, ips in kept.items() if not ips >= set(raw[key].service.ingress)}
+            assert not set(decision.candidates) & {
+                h for h, ips in kept.items() if not ips >= set(raw[key].service.ingress)
+            }
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -422,3 +424,99 @@ def test_the_speakers_incremental_decision_with_holds_equals_the_full_one(seed: 
         decider.step(rng.choice((0, 1, 4)))
         full = decide_node(config, NODE, nodes, inputs, live=live, held=held)
         assert decider.decision() == full
+
+
+def _preferring(variant: int) -> Config:
+    """CONFIGS[variant] with preferred nodes on the Layer 2 pool: weights reorder the candidates."""
+    objects = _objects(variant)
+    for obj in objects:
+        if obj["kind"] == "L2Advertisement" and obj["metadata"]["name"] == "all":
+            obj["spec"]["preferredNodeSelectors"] = [
+                {"weight": 10, "preference": {"matchLabels": {"rack": "2"}}},
+                {"weight": 5, "preference": {"matchLabels": {"fast": "yes"}}},
+            ]
+    return speaker_config(objects, {}, NS)
+
+
+PREFERRING = [_preferring(v) for v in range(3)]
+
+
+def _raw_services(rng: random.Random, config: Config, count: int) -> dict[str, ServiceInput]:
+    raw = {}
+    for i in range(count):
+        svc, slices = _service(rng)
+        name = f"s{i}"
+        svc = replace(svc, name=name)
+        raw[svc.key] = ServiceInput(
+            svc, pool_for(config, svc.ingress), tuple(replace(s, service_name=name) for s in slices)
+        )
+    return raw
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_members_coming_back_equal_a_fresh_decision(seed: int) -> None:
+    """A MemberUp (and a return together with a death) from the previous ClusterDecision equals a fresh one,
+    with preferred nodes reordering the candidates, ``externalTrafficPolicy: Local``, excluded and unavailable
+    nodes: :func:`ironlb.layer2.election.elect_with` puts a returning speaker where :func:`elect` would."""
+    rng = random.Random(seed)
+    config = (PREFERRING + CONFIGS)[rng.randrange(len(PREFERRING) + len(CONFIGS))]
+    nodes = tuple(replace(n, labels={**n.labels, "fast": "yes"}) if rng.random() < 0.4 else n for n in _nodes(rng))
+    raw = _raw_services(rng, config, 20)
+    speakers = [*NAMES, "n5"]
+    exclude = rng.random() < 0.3
+    live = frozenset(n for n in speakers if rng.random() < 0.4)
+    cluster = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers, ignore_exclude_lb=exclude)
+    for _ in range(10):
+        came = {rng.choice(speakers) for _ in range(rng.choice((1, 1, 2)))}
+        gone = {rng.choice(sorted(live))} if live and rng.random() < 0.25 else set()
+        live = (live | came) - (gone - came)
+        cluster = cluster.with_live(sorted(live))
+        reference = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers,
+                                    ignore_exclude_lb=exclude)  # fmt: skip
+        assert cluster.layer2 == reference.layer2
+        for name in rng.sample(speakers, rng.randint(1, len(speakers))):
+            assert cluster.node(name) == reference.node(name)
+
+
+def test_a_member_coming_back_elects_again_only_where_there_was_no_winner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A MemberUp costs no full election of a Service that had a winner, and no speaker decides a Service
+    again from its inputs: only its Layer 2 part where the returning member now wins."""
+    import ironlb.decide as decide
+
+    config = PREFERRING[0]
+    nodes = tuple(Node(n, {"rack": "1"}) for n in NAMES)
+    raw = {}
+    for i in range(60):
+        svc = Service("app", f"s{i}", "LoadBalancer", cluster_ips=("10.96.0.1",), ingress=(f"192.168.1.{i % 14 + 1}",))
+        slices = () if i % 10 == 0 else (EndpointSlice("app", f"s{i}-0", f"s{i}", (Endpoint(("10.244.0.1",), "n1"),)),)
+        raw[svc.key] = ServiceInput(svc, pool_for(config, svc.ingress), slices)
+    live = ["n1", "n2", "n3"]
+    cluster = ClusterDecision(config, nodes, raw, live=live)
+    cluster.nodes()
+    elections: list[str] = []
+    decisions: list[str] = []
+    real_elect, real_decide = decide.elect_one, decide.decide_service
+
+    def counting_elect(item: ServiceInput, *args: Any, **kwargs: Any) -> Any:
+        elections.append(item.service.key)
+        return real_elect(item, *args, **kwargs)
+
+    def counting_decide(ctx: Context, item: ServiceInput, *args: Any, **kwargs: Any) -> Any:
+        decisions.append(item.service.key)
+        return real_decide(ctx, item, *args, **kwargs)
+
+    monkeypatch.setattr(decide, "elect_one", counting_elect)
+    monkeypatch.setattr(decide, "decide_service", counting_decide)
+    back = cluster.with_live([*live, "n4"])
+    decided = back.nodes()
+    without_winner = sorted(k for k, d in cluster.layer2.items() if d.node is None)
+    assert without_winner and sorted(elections) == without_winner
+    assert decisions == []
+    moved = {k for k, d in back.layer2.items() if d.node != cluster.layer2[k].node}
+    assert moved and {back.layer2[k].node for k in moved} == {"n4"}
+    monkeypatch.undo()
+    reference = ClusterDecision(config, nodes, raw, live=[*live, "n4"])
+    assert back.layer2 == reference.layer2
+    assert decided == reference.nodes()

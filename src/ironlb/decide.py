@@ -36,7 +36,15 @@ from ironlb.bgp.wire import Network
 from ironlb.cluster.objects import EndpointSlice, Node, Service
 from ironlb.cluster.reasons import IP_NOT_ALLOWED, NO_IP_ALLOCATED, NOT_OWNER, RESTARTING
 from ironlb.config.types import BFDProfile, Config, Peer, Pool
-from ironlb.layer2.election import L2Decision, NodeReason, elect, elect_without, slices_of, with_node_reasons
+from ironlb.layer2.election import (
+    L2Decision,
+    NodeReason,
+    elect,
+    elect_with,
+    elect_without,
+    slices_of,
+    with_node_reasons,
+)
 
 LAYER2 = "layer2"
 BGP = "bgp"
@@ -764,12 +772,15 @@ class ClusterDecision:
         """This cluster with ``live`` speakers (and ``without_l2``, and ``held`` speakers among them, each keeping
         what :meth:`holding` gives): equal to a new ClusterDecision given them.
 
-        After deaths and new holds alone, an election changes only where a dead or newly held speaker was a
-        candidate, and is recomputed from the surviving candidates (:func:`ironlb.layer2.election.elect_without`);
-        when a speaker comes back or its hold ends, every Service is elected again (it may be a candidate of any).
-        The speakers this one decided hand their :class:`NodeDecider` over, which decides again only the Services
-        whose election changed (cheaply when the winner stands), so the next :meth:`node` costs the change, not
-        every Service. This one keeps the decisions it gave; asked for another speaker, it decides it from scratch.
+        After deaths and new holds, an election changes only where a dead or newly held speaker was a candidate,
+        and is recomputed from the surviving candidates (:func:`ironlb.layer2.election.elect_without`); when
+        speakers come back (holds unchanged), each is put in its place among a Service's candidates if it is one
+        (:func:`ironlb.layer2.election.elect_with`): the winner changes only where a newcomer lands first. An
+        election without a winner is computed again; when a hold ends, or begins as a speaker comes back, every
+        Service is. The speakers this one decided hand their :class:`NodeDecider` over, which decides again only
+        the Services whose election changed (cheaply when the winner stands), so the next :meth:`node` costs the
+        change, not every Service. This one keeps the decisions it gave; asked for another speaker, it decides it
+        from scratch.
         """
         by_name = {n.name: n for n in self.node_objects}
         before = frozenset(by_name) if self.live is None else frozenset(self.live) & by_name.keys()
@@ -779,24 +790,27 @@ class ClusterDecision:
         kept = self.holding(name for name in held if name in live_set)
         lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
         newly = {name: ips for name, ips in kept.items() if name not in self.held}
-        if came or lifted:
+        if lifted or (came and (newly or not came.isdisjoint(kept))):
             fresh = elect_all(
                 self.node_objects, self.services, live=live, ignore_exclude_lb=self.ignore_exclude_lb, held=kept
             )  # fmt: skip
             layer2 = {key: old if fresh[key] == old else fresh[key] for key, old in self.layer2.items()}
-        elif gone or newly:
+        elif gone or newly or came:
             layer2 = {}
             live_names = sorted(live)
+            exclude = self.ignore_exclude_lb
             for key, old in self.layer2.items():
                 item = self.services[key]
                 barred = gone | barred_by_holds(newly, old.candidates, item.service.ingress)
-                if not barred:  # no candidate gone: the same election (a Service without one has no candidate)
-                    layer2[key] = old
-                    continue
-                new = elect_without(old, barred, item.service, item.pool, by_name)
+                new: L2Decision | None = old
+                if barred:  # else no candidate gone: the same election (a Service without one has no candidate)
+                    new = elect_without(old, barred, item.service, item.pool, by_name)
+                if came and new is not None:
+                    new = elect_with(
+                        new, came, item.service, item.pool, item.slices, by_name, ignore_exclude_lb=exclude
+                    )
                 if new is None:
-                    new = elect_one(item, self.node_objects, live_names, ignore_exclude_lb=self.ignore_exclude_lb,
-                                    held=kept)  # fmt: skip
+                    new = elect_one(item, self.node_objects, live_names, ignore_exclude_lb=exclude, held=kept)
                     if new == old:
                         new = old
                 layer2[key] = new

@@ -10,6 +10,7 @@ first ingress IP, so services sharing an IP are announced by the same node.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -211,6 +212,49 @@ def elect_without(
         return L2Decision(decision.node, decision.reason, decision.interfaces, remaining)
     interfaces = interfaces_for(ads_for_service(pool, svc), by_name[remaining[0]]) or ()
     return L2Decision(remaining[0], None, interfaces, remaining)
+
+
+def elect_with(
+    decision: L2Decision,
+    came: Collection[str],
+    svc: Service,
+    pool: Pool | None,
+    slices: Sequence[EndpointSlice],
+    by_name: Mapping[str, Node],
+    *,
+    ignore_exclude_lb: bool = False,
+) -> L2Decision | None:
+    """``decision`` once the speakers in ``came`` are live too (nothing else changed), or None: elect again.
+
+    A newcomer that passes :func:`candidate_reason` takes its place in the election order (two nodes' order does
+    not depend on which others are live), found by comparing its key with a few candidates' rather than hashing
+    every one; it wins only if it lands first. What :func:`elect` returns for the larger live set. None when
+    there was no winner (the reason may change).
+    """
+    if decision.node is None or pool is None or not svc.ingress:
+        return None
+    ads = ads_for_service(pool, svc)
+    local = nodes_with_serving_endpoint(slices) if svc.external_traffic_policy == "Local" else None
+    joining = [
+        name for name in sorted(came)
+        if name in by_name and name not in decision.candidates
+        and candidate_reason(by_name[name], ads, local, ignore_exclude_lb=ignore_exclude_lb) is None
+    ]  # fmt: skip
+    if not joining:
+        return decision
+    ip = svc.ingress[0]
+    scored = any(ad.preferred_nodes for ad in ads)
+
+    def key(name: str) -> tuple[int, bytes]:  # sort_candidates' key
+        score = preferred_scores(ads, (by_name[name],)).get(name, 0) if scored else 0
+        return -score, hashlib.sha256(f"{name}#{ip}".encode()).digest()
+
+    order = list(decision.candidates)
+    for name in joining:
+        bisect.insort(order, name, key=key)
+    if order[0] == decision.node:
+        return L2Decision(decision.node, decision.reason, decision.interfaces, tuple(order))
+    return L2Decision(order[0], None, interfaces_for(ads, by_name[order[0]]) or (), tuple(order))
 
 
 def node_reason(
