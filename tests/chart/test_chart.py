@@ -349,6 +349,31 @@ def test_pod_monitor(tmp_path: Path) -> None:
     assert ("RoleBinding", "metallb-prometheus") not in kinds(docs)
 
 
+@pytest.mark.parametrize("monitor", ["serviceMonitor", "podMonitor"])
+def test_monitor_ca_means_verify(tmp_path: Path, monitor: str) -> None:
+    """A tlsConfig with a CA verifies against it: Helm merges it into the default tlsConfig, whose
+    insecureSkipVerify: true would otherwise stay beside the CA (Prometheus would then ignore it)."""
+    ca = {"secret": {"name": "metrics-ca", "key": "ca.crt"}}
+    tls = {"ca": ca, "serverName": "controller.example"}
+    mon = {"controller": {"tlsConfig": tls}} if monitor == "serviceMonitor" else {"tlsConfig": tls}
+    docs = template(tmp_path, {"prometheus": {monitor: {"enabled": True, **mon}, "rbacPrometheus": False}})
+    kind = "ServiceMonitor" if monitor == "serviceMonitor" else "PodMonitor"
+    name = "metallb-controller-monitor" if monitor == "serviceMonitor" else "metallb-controller"
+    key = "endpoints" if monitor == "serviceMonitor" else "podMetricsEndpoints"
+    [ep] = find(docs, kind, name)["spec"][key]
+    assert ep["tlsConfig"] == tls
+    # without a CA the default stays, and an explicit choice is kept
+    other = "metallb-speaker-monitor" if monitor == "serviceMonitor" else None
+    if other:
+        [ep] = find(docs, kind, other)["spec"][key]
+        assert ep["tlsConfig"] == {"insecureSkipVerify": True}
+    mon = {"controller": {"tlsConfig": {"caFile": "/etc/ca.crt"}}} if monitor == "serviceMonitor" else {
+        "tlsConfig": {"caFile": "/etc/ca.crt"}}
+    docs = template(tmp_path, {"prometheus": {monitor: {"enabled": True, **mon}, "rbacPrometheus": False}})
+    [ep] = find(docs, kind, name)["spec"][key]
+    assert ep["tlsConfig"] == {"caFile": "/etc/ca.crt"}
+
+
 def test_plain_metrics_and_memberlist_off(tmp_path: Path) -> None:
     values = {"prometheus": {"secureMetrics": False, "podMonitor": {"enabled": True}, "rbacPrometheus": False},
               "speaker": {"memberlist": {"enabled": False}}}
