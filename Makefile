@@ -1,5 +1,5 @@
 # `make test` and `make demo` do all set-up themselves on a fresh Debian 12 machine (run as root).
-.PHONY: setup test lint unit demo bench clean builds k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster test-cluster demo-k8s
+.PHONY: setup test lint unit demo bench clean builds k8s-binaries helm-binary promtool-binary prometheus-binary prometheus-operator-binary monitoring-crds images k8s-cluster test-cluster demo-k8s
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -33,6 +33,11 @@ promtool-binary:
 prometheus-binary: promtool-binary
 	./scripts/build-prometheus.sh >/dev/null
 
+# The Prometheus Operator for tests/kube/test_prometheus_operator.py (it turns the chart's monitors and rules into
+# Prometheus configuration on a real apiserver), built the same way; its module cache is the CRDs' below.
+prometheus-operator-binary:
+	./scripts/build-prometheus-operator.sh >/dev/null
+
 # The Prometheus Operator's CRDs for tests/kube/test_monitoring_crds.py (the chart's monitors and rules on a real
 # apiserver), from the operator's module on the Go module proxy into ~/.cache/ironlb (nothing built; reused when there).
 monitoring-crds:
@@ -52,7 +57,8 @@ k8s-cluster: setup k8s-binaries images
 # (its links and module downloads are single-threaded) and the images mostly wait on the Debian mirror and PyPI, so
 # running them side by side shortens a cold run (bench/RESULTS.md, "Cold CI"); warm, each is reused in a second.
 # Their output streams as it comes (the scripts' own lines start with their names), so a stopped run shows where.
-BUILDS := k8s-binaries helm-binary promtool-binary prometheus-binary monitoring-crds images k8s-cluster
+BUILDS := k8s-binaries helm-binary promtool-binary prometheus-binary prometheus-operator-binary monitoring-crds images \
+  k8s-cluster
 BUILD_JOBS ?= 4
 builds: setup
 	$(MAKE) --no-print-directory -j$(BUILD_JOBS) --output-sync=none $(BUILDS) SETUP_DONE=1

@@ -9,7 +9,7 @@
 # Never commit a binary: nothing here writes into the work tree.
 #
 # usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags FLAGS] [--tags TAGS] [--version-args "ARGS"]
-#                         [--cache CACHE] [--release-var VAR]
+#                         [--cache CACHE] [--release-var VAR] [--module MODULE]
 #   NAME          the binary's name (and its cache directory)
 #   VERSION       a module version (vX.Y.Z)
 #   PACKAGE       the Go package of the command, without @VERSION
@@ -20,14 +20,20 @@
 #   --release-var the Go variable (package path.name) the command prints its version from, set with -X to the
 #                 release VERSION stands for: X.Y.Z for vX.Y.Z, but M.NN.P for v0.MNN.P (Prometheus v3.x is
 #                 published on the module proxy as v0.3xx.y: v0.316.0 is release 3.16.0)
+#   --module      PACKAGE's module: build it in a throwaway module that requires MODULE@VERSION instead of with
+#                 `go install PACKAGE@VERSION`, which refuses a module whose go.mod has `replace` directives. Those
+#                 are then ignored (a dependency's replaces never apply), so this only suits replaces that point at
+#                 modules the proxy serves at the versions the go.mod requires (the Prometheus Operator's point at
+#                 its own pkg/apis and pkg/client submodules); every other version is the module's own (Go's minimal
+#                 version selection from its go.mod alone).
 set -euo pipefail
 
 path_only=0
 if [ "${1:-}" = "--path" ]; then path_only=1; shift; fi
-[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A] [--cache C] [--release-var V]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: build-go-tool.sh [--path] NAME VERSION PACKAGE [--ldflags F] [--tags T] [--version-args A] [--cache C] [--release-var V] [--module M]" >&2; exit 2; }
 name=$1 version=$2 package=$3
 shift 3
-ldflags="" tags="" version_args="--version" cache_name=$name release_var=""
+ldflags="" tags="" version_args="--version" cache_name=$name release_var="" module=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --ldflags) ldflags=$2; shift 2 ;;
@@ -35,6 +41,7 @@ while [ $# -gt 0 ]; do
     --version-args) version_args=$2; shift 2 ;;
     --cache) cache_name=$2; shift 2 ;;
     --release-var) release_var=$2; shift 2 ;;
+    --module) module=$2; shift 2 ;;
     *) echo "build-go-tool: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -79,8 +86,15 @@ trap 'rm -rf "$work"' EXIT
 flags=(-trimpath -ldflags "-s -w${ldflags:+ $ldflags}")
 [ -z "$tags" ] || flags+=(-tags "$tags")
 rc=0
-GOBIN="$work" go install "${flags[@]}" "$package@$version" 2>&1 \
-  | { grep -v '^go: downloading' || true; } >&2 || rc=$?
+if [ -z "$module" ]; then
+  GOBIN="$work" go install "${flags[@]}" "$package@$version" 2>&1 \
+    | { grep -v '^go: downloading' || true; } >&2 || rc=$?
+else
+  mkdir "$work/src"
+  printf 'module ironlb.invalid/build/%s\n\ngo 1.24\n' "$name" >"$work/src/go.mod"
+  (cd "$work/src" && go get "$package@$version" && go build -o "$work/$name" "${flags[@]}" "$package") 2>&1 \
+    | { grep -v -E '^go: (downloading|added|upgraded)' || true; } >&2 || rc=$?
+fi
 [ "$rc" = 0 ] || exit "$rc"
 mv "$work/$name" "$bin/$name"
 end=$(date +%s)

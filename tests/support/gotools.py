@@ -51,3 +51,9 @@ def prometheus_operator_crds() -> Path:
 def prometheus_binary() -> str:
     """The Prometheus server for the real-scrape test (scripts/build-prometheus.sh)."""
     return built_tool("prometheus")
+
+
+def prometheus_operator_binary() -> str:
+    """The Prometheus Operator for the test that has it reconcile the chart's monitors
+    (scripts/build-prometheus-operator.sh)."""
+    return built_tool("prometheus-operator")
