@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 ETH_P_ARP = 0x0806
@@ -231,6 +231,19 @@ def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
+def _tcp_frames(pkt: socket.socket) -> Iterator[tuple[tuple[str, str, str, int, int, int], int]]:
+    """The TCP/IPv4 frames queued on the sniffer ``pkt`` now, each parsed (:func:`parse_tcp4`) with its packet
+    type (``PACKET_HOST``: came in, ``PACKET_OUTGOING``: went out), until a read would block."""
+    while True:
+        try:
+            frame, addr = pkt.recvfrom(256)
+        except BlockingIOError:
+            return
+        parsed = parse_tcp4(frame)
+        if parsed is not None:
+            yield parsed, addr[2]
+
+
 async def _expire_until(stop: asyncio.Event, waiting: dict[tuple[str, int], float], ev: str) -> None:
     """Say ``ready``, then until ``stop``: every connection of ``waiting`` (service IP, client port -> when its SYN
     came in) still there 0.5 s after its SYN is dropped from it and emitted as ``ev``."""
@@ -256,19 +269,11 @@ async def _answers(ips: set[str], port: int, iface: str) -> None:
     counts = {"syns": 0, "answered": 0}
 
     def on_packet() -> None:
-        while True:
-            try:
-                frame, addr = pkt.recvfrom(256)
-            except BlockingIOError:
-                return
-            parsed = parse_tcp4(frame)
-            if parsed is None:
-                continue
-            _, src, dst, sport, dport, flags = parsed
-            if addr[2] == PACKET_HOST and dst in ips and dport == port and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+        for (_, src, dst, sport, dport, flags), kind in _tcp_frames(pkt):
+            if kind == PACKET_HOST and dst in ips and dport == port and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
                 counts["syns"] += 1
                 pending.setdefault((dst, sport), time.monotonic())
-            elif (addr[2] == PACKET_OUTGOING and src in ips and sport == port and flags & TCP_SYN
+            elif (kind == PACKET_OUTGOING and src in ips and sport == port and flags & TCP_SYN
                   and pending.pop((src, dport), None) is not None):
                 counts["answered"] += 1
                 emit({"ev": "answered", "t": time.monotonic(), "ip": src, "sport": dport})
@@ -295,20 +300,14 @@ async def _paths(ips: set[str], port: int, iface: str) -> None:
     incoming: dict[tuple[str, int], float] = {}  # SYNs received, not forwarded yet
 
     def on_packet() -> None:
-        while True:
-            try:
-                frame, addr = pkt.recvfrom(256)
-            except BlockingIOError:
-                return
-            parsed = parse_tcp4(frame)
-            if parsed is None or parsed[2] not in ips or parsed[4] != port:
+        for (mac, _, ip, sport, dport, flags), kind in _tcp_frames(pkt):
+            if ip not in ips or dport != port:
                 continue
-            mac, _, ip, sport, _, flags = parsed
             key = (ip, sport)
             syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-            if addr[2] == PACKET_HOST and syn:
+            if kind == PACKET_HOST and syn:
                 incoming.setdefault(key, time.monotonic())
-            elif addr[2] == PACKET_OUTGOING:
+            elif kind == PACKET_OUTGOING:
                 if syn:
                     incoming.pop(key, None)
                     flows[key] = mac
