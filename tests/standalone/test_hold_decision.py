@@ -106,6 +106,21 @@ def test_a_held_member_without_a_previous_decision_counts_as_live() -> None:
     assert early.layer2_by_service["default/held"].node == "n3"
 
 
+def test_the_held_ips_outlive_a_failed_decision() -> None:
+    """ironlb run keeps the last decision's holds (``held_ips``): a decision that failed (no ``previous`` next
+    time) does not make the held member a candidate for everything again."""
+    held_ip = pick("n3")
+    new_ip = pick("n3", "n2", avoid={held_ip})
+    early = decided(snapshot({"held": held_ip}), None)
+    early = decided(snapshot({"held": held_ip}), early, held=("n3",))
+    assert early.cluster is not None
+    saved = dict(early.cluster.held)
+    after = decide_early(snapshot({"held": held_ip, "new": new_ip}), node="n1", members=MEMBERS, alive=ALL,
+                         held=("n3",), held_ips=saved)  # fmt: skip
+    assert after.layer2_by_service["default/new"].node == "n2"
+    assert after.layer2_by_service["default/held"].node == "n3"
+
+
 def test_the_held_members_restriction_is_the_election_without_it() -> None:
     """Barred from a Service, a held member is simply not live for it: the same result as the election without it."""
     snap = snapshot({"held": pick("n3"), **{f"s{i}": ip for i, ip in enumerate(POOL[:12])}})

@@ -19,7 +19,7 @@ from typing import Any
 
 from ironlb.bgp.planner import NodePlan
 from ironlb.cluster.objects import Node
-from ironlb.decide import Announcement, ClusterDecision
+from ironlb.decide import Announcement, ClusterDecision, Held, holding
 from ironlb.ipam.allocator import Allocator
 from ironlb.ipam.reprocess import Outcome
 from ironlb.layer2.election import L2Decision
@@ -124,6 +124,7 @@ def decide_early(
     allocated: Allocated | None = None,
     previous: Early | None = None,
     held: Collection[str] = (),
+    held_ips: Held | None = None,
 ) -> Early:
     """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
 
@@ -132,7 +133,8 @@ def decide_early(
     the Services the change concerns (a membership change), not all of them; the result is the same.
     ``held``: the members held for a restart (``ironlb.membership.hold``): each keeps the IPs ``previous`` gave it
     (:meth:`ClusterDecision.holding`) and is no candidate for any other, so a Service created during its hold is
-    announced by another node. Without ``previous`` a held member counts as any live one.
+    announced by another node. Without ``previous`` (the last decision failed), ``held_ips`` gives the IPs each
+    held member keeps (the last decision's ``cluster.held``); a held member in neither counts as any live one.
     """
     given, snapshot = snapshot, with_member_nodes(snapshot, members)
     allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
@@ -146,7 +148,10 @@ def decide_early(
         speakers = [n.name for n in snapshot.nodes]
         if node not in speakers:
             speakers.append(node)
-        kept = previous.cluster.holding(held) if previous is not None and previous.cluster is not None else {}
+        if previous is not None and previous.cluster is not None:
+            kept = previous.cluster.holding(held)
+        else:
+            kept = holding(held, held_ips or {}, None, {})
         cluster = cluster_decision(
             snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=without_l2,
             served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb, held=kept,

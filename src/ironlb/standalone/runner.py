@@ -151,6 +151,7 @@ class Runner:
         self.decision: Decision | None = None
         self._allocation = Allocation()  # reused while the snapshot is the same (membership changes)
         self._early: Early | None = None  # the last decision, which a membership change starts from
+        self._held_ips: dict[str, frozenset[str]] = {}  # the restart holds of the last decision (see decide_early)
         self._announcements = 0  # how many decisions were announced (the latest one is finished)
         self._announced = False  # the first announcement was logged
         self._announced_l2 = False  # the first announcement with Layer 2 IPs was logged
@@ -411,6 +412,7 @@ class Runner:
                     allocated=self._allocation.of(self.snapshot, self.options.lb_class),
                     previous=previous,
                     held=self.membership.view.held if self.membership is not None else (),
+                    held_ips=self._held_ips,
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)
@@ -418,6 +420,7 @@ class Runner:
             # Announce on this node's own part, then plan the other speakers (for the status file only).
             await self.announcer.apply(early.announcement, self._hand_over(early, quorum=quorum))
             self._early = early
+            self._held_ips = dict(early.cluster.held) if early.cluster is not None else {}
             self._announcements += 1
             announcement = self._announcements
             done = time.monotonic()
