@@ -113,18 +113,11 @@ async def http_attempt(ip: str, port: int, timeout: float) -> dict[str, Any]:
 
 async def _probe(ip: str, port: int, interval: float, timeout: float, iface: str) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(sys.stdin.fileno(), 4096) else None)
+    stop = _stop_event(loop)
     sock = arp_socket(iface)
 
     def on_arp() -> None:
-        while True:
-            try:
-                frame = sock.recv(2048)
-            except BlockingIOError:
-                return
+        for frame, _ in _queued(sock, 2048):
             parsed = parse_arp(frame)
             if parsed and parsed[2] == ip:
                 emit({"ev": "arp", "t": time.monotonic(), "op": parsed[0], "mac": parsed[1], "tip": parsed[3]})
@@ -231,14 +224,19 @@ def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
-def _tcp_frames(pkt: socket.socket) -> Iterator[tuple[tuple[str, str, str, int, int, int], int]]:
-    """The TCP/IPv4 frames queued on the sniffer ``pkt`` now, each parsed (:func:`parse_tcp4`) with its packet
-    type (``PACKET_HOST``: came in, ``PACKET_OUTGOING``: went out), until a read would block."""
+def _queued(sock: socket.socket, size: int) -> Iterator[tuple[bytes, Any]]:
+    """What the non-blocking ``sock`` holds now, (datagram, address) at a time, until a read would block."""
     while True:
         try:
-            frame, addr = pkt.recvfrom(256)
+            yield sock.recvfrom(size)
         except BlockingIOError:
             return
+
+
+def _tcp_frames(pkt: socket.socket) -> Iterator[tuple[tuple[str, str, str, int, int, int], int]]:
+    """The TCP/IPv4 frames queued on the sniffer ``pkt`` now, each parsed (:func:`parse_tcp4`) with its packet
+    type (``PACKET_HOST``: came in, ``PACKET_OUTGOING``: went out)."""
+    for frame, addr in _queued(pkt, 256):
         parsed = parse_tcp4(frame)
         if parsed is not None:
             yield parsed, addr[2]
@@ -318,11 +316,7 @@ async def _paths(ips: set[str], port: int, iface: str) -> None:
                     flows[key] = mac
 
     def on_route() -> None:
-        while True:
-            try:
-                data = rt.recv(65536)
-            except BlockingIOError:
-                return
+        for data, _ in _queued(rt, 65536):
             for route in parse_route_messages(data):
                 emit({"ev": "route", "t": time.monotonic(), **route})
 
