@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.kube_cluster import ROUTER_ASN, KubeCluster, wait_until
+from ironlb.lab.kube_cluster import ROUTER_ASN, ROUTER_IP, KubeCluster, wait_until
 from ironlb.lab.kube_demo import (
     BACKEND,
     BGP_POOL,
@@ -94,6 +94,9 @@ def test_bgp_ecmp_through_the_router(bgp_cluster: KubeCluster) -> None:
         pods = {p["metadata"]["name"] for p in ready_pods(c, "default", "app=my-app")}
         body = wait_until(lambda: c.client_get(f"http://{BGP_IP}/"), 60, f"the client's GET http://{BGP_IP}/")
         assert body.strip() in pods
+        # Through the router, still: it sent no ICMP redirect that would send the client straight to a node.
+        route = c.client_run(["ip", "route", "get", BGP_IP]).stdout
+        assert f"via {ROUTER_IP} " in route and "redirected" not in route, route
     finally:
         c.kubectl("delete", "svc", "bgp-service", "--ignore-not-found")
     wait_until(lambda: not _paths(c, BGP_IP), 60, f"{BGP_IP} withdrawn at the router")

@@ -286,7 +286,11 @@ class KubeCluster:
             ns = host(f"node{i}", 10 + i, routing)
             self.nodes.append(Node(f"node{i}", i, ns, f"{LAN_PREFIX}.{10 + i}", f"10.244.{i}.0/24", d))
         self.client = host("client", 100)
-        self.router = host("router", 1, routing)
+        # No ICMP redirects: the client shares the LAN with the nodes, so the router would tell it to send a Service's
+        # traffic straight to the node it chose, and the client (which accepts them) would bypass the router's ECMP
+        # and graceful-restart handling for a while: its BGP measurements would not measure BGP.
+        self.router = host("router", 1, {**routing, "net.ipv4.conf.all.send_redirects": "0",
+                                         "net.ipv4.conf.default.send_redirects": "0"})
         lab.bridge(self.switch, "br0", ports)
         lab.run(self.client, ["ip", "route", "add", BGP_RANGE, "via", ROUTER_IP])
         for node in self.nodes:
