@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.controlplane import REPO, ControlPlane, KubeError, death_signal, free_port
+from tests.support.controlplane import REPO, ControlPlane, KubeError, death_signal
 from tests.support.gotools import helm_binary, prometheus_operator_binary, prometheus_operator_crds
 from tests.support.waits import wait_until
 
@@ -59,7 +59,7 @@ class PrometheusOperator:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [prometheus_operator_binary(), f"--namespaces={','.join(namespaces)}",
-                 f"--web.listen-address=127.0.0.1:{free_port()}", "--log-level=info"],
+                 "--web.listen-address=127.0.0.1:0", "--log-level=info"],  # its web server: any free port
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=death_signal(),
             )  # fmt: skip
