@@ -520,3 +520,39 @@ def test_a_member_coming_back_elects_again_only_where_there_was_no_winner(
     reference = ClusterDecision(config, nodes, raw, live=[*live, "n4"])
     assert back.layer2 == reference.layer2
     assert decided == reference.nodes()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_after_deaths_the_early_decision_announces_what_the_complete_one_does(seed: int) -> None:
+    """After deaths, ``ClusterDecision.node(name, early=True)`` (ironlb run's take-over, before the candidates of
+    the Services whose winner stands are complete) gives the announcement, BGP plan and statuses of a fresh
+    decision, and its winners; asked again, or for the elections, the decision is complete."""
+    rng = random.Random(seed)
+    config = (PREFERRING + CONFIGS)[rng.randrange(len(PREFERRING) + len(CONFIGS))]
+    nodes = _nodes(rng)
+    raw = _raw_services(rng, config, 20)
+    speakers = [*NAMES, "n5"]
+    live = frozenset(speakers)
+    cluster = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers)
+    for name in rng.sample(speakers, rng.randint(0, len(speakers))):
+        cluster.node(name)
+    while len(live) > 1:
+        live = live - set(rng.sample(sorted(live), rng.choice((1, 1, 2))))
+        cluster = cluster.with_live(sorted(live))
+        reference = ClusterDecision(config, nodes, raw, live=sorted(live), speakers=speakers)
+        for name in rng.sample(speakers, rng.randint(1, len(speakers))):
+            early, full = cluster.node(name, early=True), reference.node(name)
+            assert early.announcement == full.announcement
+            assert (early.bgp, early.l2_status, early.bgp_status, early.announce_failed) == (
+                full.bgp, full.l2_status, full.bgp_status, full.announce_failed
+            )  # fmt: skip
+            assert {k: (d.node, d.interfaces) for k, d in early.layer2.items()} == {
+                k: (d.node, d.interfaces) for k, d in full.layer2.items()
+            }
+            assert {k: (d.node, d.interfaces) for k, d in cluster.winners().items()} == {
+                k: (d.node, d.interfaces) for k, d in reference.layer2.items()
+            }
+        if rng.random() < 0.5:
+            assert cluster.layer2 == reference.layer2
+        for name in rng.sample(speakers, rng.randint(1, len(speakers))):
+            assert cluster.node(name) == reference.node(name)

@@ -723,10 +723,14 @@ class ClusterDecision:
         self.without_l2 = without_l2
         self.ignore_exclude_lb = ignore_exclude_lb
         self.held: dict[str, frozenset[str]] = dict(held or {})
-        self.layer2: Mapping[str, L2Decision] = (
+        self._layer2: Mapping[str, L2Decision] = (
             elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb, held=self.held)
             if layer2 is None else layer2
         )  # fmt: skip
+        # After deaths (with_live): the Services whose winner stands, with the dead among their candidates still
+        # (``_layer2`` has the previous election), completed by :meth:`_complete` when first asked.
+        self._rest: list[str] = []
+        self._gone: frozenset[str] = frozenset()
         self._decided: dict[str, NodeDecision] = {}
         self._deciders: dict[str, NodeDecider] = {}  # each speaker's, until handed to the next (with_live)
         self._behind: dict[str, NodeDecider] = {}  # handed over by the previous one: ``_changed`` not put yet
@@ -739,12 +743,54 @@ class ClusterDecision:
             interfaces_available=_all_available, held=self.held,
         )  # fmt: skip
 
-    def node(self, name: str) -> NodeDecision:
-        """Speaker ``name``'s decision (what :func:`decide_node` returns for it)."""
+    @property
+    def layer2(self) -> Mapping[str, L2Decision]:
+        """Every Service's election."""
+        if self._rest:
+            self._complete()
+        return self._layer2
+
+    def winners(self) -> Mapping[str, L2Decision]:
+        """Every Service's election as far as its winner and that winner's interfaces go: after deaths
+        (:meth:`with_live`), before the rest is complete, an election whose winner stands still lists the dead
+        among its candidates."""
+        return self._layer2
+
+    def node(self, name: str, *, early: bool = False) -> NodeDecision:
+        """Speaker ``name``'s decision (what :func:`decide_node` returns for it).
+
+        ``early``: as soon as the winners are known (:meth:`winners`), for a take-over: the same announcement,
+        BGP plan and statuses, but the elections of the Services whose winner stands may still list the dead
+        among their candidates (not kept: asked again, the decision is complete)."""
+        if early and self._rest:
+            return self._decider(name).decision()
         decided = self._decided.get(name)
         if decided is None:
+            if self._rest:
+                self._complete()
             decided = self._decided[name] = self._decider(name).decision()
         return decided
+
+    def _complete(self) -> None:
+        """The elections whose winner stood after deaths, without the dead (:func:`elect_without`), into every
+        decider already handed over; the decisions given so far were early ones."""
+        rest, self._rest = self._rest, []
+        layer2 = dict(self._layer2)
+        by_name = {n.name: n for n in self.node_objects}
+        live_names = sorted(self.live or ())
+        for key in rest:
+            item = self.services[key]
+            new = elect_without(layer2[key], self._gone, item.service, item.pool, by_name)
+            if new is None:
+                new = elect_one(item, self.node_objects, live_names, ignore_exclude_lb=self.ignore_exclude_lb,
+                                held=self.held)  # fmt: skip
+            layer2[key] = new
+        self._layer2 = layer2
+        self._changed.extend(rest)  # for the deciders not caught up yet
+        for decider in self._deciders.values():
+            for key in rest:
+                decider.put(key, self.services[key], layer2[key])
+        self._decided.clear()
 
     def _decider(self, name: str) -> NodeDecider:
         """Speaker ``name``'s decider, up to date with this decision's inputs."""
@@ -752,17 +798,20 @@ class ClusterDecision:
         if decider is None:
             decider = self._behind.pop(name, None)
             if decider is None:
-                decider = _decider(self._context(name), self.services, self.layer2)
+                decider = _decider(self._context(name), self.services, self._layer2)
             else:
                 decider.set_context(self._context(name))
                 for key in self._changed:
-                    decider.put(key, self.services[key], self.layer2[key])
+                    decider.put(key, self.services[key], self._layer2[key])
             self._deciders[name] = decider
         return decider
 
     def holding(self, names: Iterable[str]) -> dict[str, frozenset[str]]:
         """The held speakers ``names`` with the IPs each keeps: as in this decision if it held them already, else
         the IPs this decision elects them (:func:`holding`)."""
+        names = list(names)
+        if not names:
+            return {}
         ingress = {key: item.service.ingress for key, item in self.services.items()}
         return holding(names, self.held, self.layer2, ingress)
 
@@ -790,11 +839,31 @@ class ClusterDecision:
         kept = self.holding(name for name in held if name in live_set)
         lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
         newly = {name: ips for name, ips in kept.items() if name not in self.held}
+        rest: list[str] = []  # deaths alone: the elections whose winner stands, completed later (_complete)
         if lifted or (came and (newly or not came.isdisjoint(kept))):
             fresh = elect_all(
                 self.node_objects, self.services, live=live, ignore_exclude_lb=self.ignore_exclude_lb, held=kept
             )  # fmt: skip
             layer2 = {key: old if fresh[key] == old else fresh[key] for key, old in self.layer2.items()}
+        elif gone and not newly and not came:
+            # Deaths alone: first the elections whose winner died (or that had none); those whose winner stands
+            # keep it, and lose their dead candidates when the decision is completed (after the announcement).
+            layer2 = {}
+            live_names = sorted(live)
+            for key, old in self.layer2.items():
+                if old.node is not None and old.node not in gone:
+                    layer2[key] = old
+                    if not gone.isdisjoint(old.candidates):
+                        rest.append(key)
+                    continue
+                item = self.services[key]
+                elected = elect_without(old, gone, item.service, item.pool, by_name)
+                if elected is None:
+                    elected = elect_one(item, self.node_objects, live_names, ignore_exclude_lb=self.ignore_exclude_lb,
+                                    held=kept)  # fmt: skip
+                    if elected == old:
+                        elected = old
+                layer2[key] = elected
         elif gone or newly or came:
             layer2 = {}
             live_names = sorted(live)
@@ -820,7 +889,8 @@ class ClusterDecision:
             self.config, self.node_objects, self.services, live=live, speakers=self.speakers, without_l2=without_l2,
             ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2, held=kept,
         )  # fmt: skip
-        out._changed = [key for key, new in layer2.items() if new is not self.layer2[key]]
+        out._changed = [key for key, new in layer2.items() if new is not self._layer2[key]]
+        out._rest, out._gone = rest, gone
         for name in list(self._behind):
             self._decider(name)  # catch up first: out's changes are relative to this one
         out._behind, self._deciders = self._deciders, {}

@@ -156,15 +156,16 @@ def decide_early(
             snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=without_l2,
             served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb, held=kept,
         )  # fmt: skip
-    mine = cluster.node(node)
+    mine = cluster.node(node, early=True)  # a take-over announces before the elections' rest is complete
 
     def finish() -> Decision:
         l2 = cluster.with_reasons()
         plan = render(snapshot, allocator, outcomes, l2, bgp_plans(cluster.nodes()))
-        return Decision(plan, dict(mine.announcement.layer2), l2, mine.bgp, mine.announcement)
+        final = cluster.node(node)  # complete: the same announcement as ``mine``
+        return Decision(plan, dict(final.announcement.layer2), l2, final.bgp, final.announcement)
 
     ingress = {key: tuple(o.service.ingress) for key, o in outcomes.items()}
-    return Early(mine.announcement, cluster.layer2, ingress, finish, cluster, basis)
+    return Early(mine.announcement, cluster.winners(), ingress, finish, cluster, basis)
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
