@@ -66,6 +66,7 @@ def test_a_joiner_that_has_not_heard_the_owner_yet_never_answers_for_its_ip(lan:
         time.sleep(0.5)
     finally:
         listener.kill()
-        out, _ = listener.communicate(timeout=10)
+        out = listener.stdout.read()  # through the text stream: readline may have buffered lines already
+        listener.wait(timeout=10)
     macs = {json.loads(line)["mac"] for line in out.splitlines() if '"arp"' in line}
-    assert macs == {lan.node(OWNER).mac.lower()}, macs
+    assert macs == {lan.node(OWNER).mac.lower()}, (macs, out)
