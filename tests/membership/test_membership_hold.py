@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import pytest
 from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
 
+from ironlb.layer2.election import sort_candidates
 from ironlb.membership import MemberDown, MembershipConfig, MemberUp, QuorumChanged
 from ironlb.membership.events import HoldEnded, MemberHeld
 from ironlb.membership.hold import (
@@ -16,6 +17,7 @@ from ironlb.membership.hold import (
     HoldOffer,
     decode_hold,
     encode_hold,
+    hold_chunks,
 )
 from ironlb.membership.simulation import SimNet
 from ironlb.membership.table import ENTRY
@@ -140,15 +142,17 @@ def test_a_plain_leave_during_the_hold_ends_it() -> None:
 
 def test_a_held_member_does_not_count_towards_the_quorum() -> None:
     sim = converged(["a", "b", "c"])
-    held_leave(sim, "c", offer(a=[X], b=[Y]))
+    held_leave(sim, "c", offer(a=[X]))
     sim.run(0.5)
     mark = sim.now
     sim.partition(["a"], ["b"])  # during the hold: each side alone with the held member
     sim.run(1.0)
+    # a, the stand-in, keeps c held; b sees the stand-in go, so it ends the hold (``standin_down``)
+    assert sim.nodes["a"].alive() == {"a", "c"}
+    assert sim.nodes["b"].alive() == {"b"} and HoldEnded("c", "standin_down") in sim.events_of("b", since=mark)
     for n in "ab":
-        assert sim.nodes[n].alive() == {n, "c"}
         assert not sim.nodes[n].has_quorum(), n  # 1 live of 3: it withdraws (and stands in for nothing)
-        assert QuorumChanged(False, 2, 3) in sim.events_of(n, since=mark)
+    assert QuorumChanged(False, 2, 3) in sim.events_of("a", since=mark)
 
 
 def test_forged_oversized_and_malformed_holds_change_nothing() -> None:
@@ -216,11 +220,131 @@ def test_an_even_split_around_a_held_member_gives_nobody_the_quorum() -> None:
     """5 members, one held, the other four split 2/2: were the held one counted, each side would see 3 of 5 alive
     and both would announce (split brain). It is not: each side has 2 live members of 5 and withdraws."""
     sim = converged(["a", "b", "c", "d", "e"])
-    held_leave(sim, "e", offer(a=[X], c=[Y]))
+    held_leave(sim, "e", offer(a=[X], b=[Y]))
     sim.run(0.3)
     assert all(sim.nodes[n].has_quorum() for n in "abcd")  # 4 live of 5
     sim.partition(["a", "b"], ["c", "d"])
     sim.run(1.0)
-    for n in "abcd":
+    for n in "ab":  # the stand-ins' side holds e: 3 of 5 in alive(), 2 of them live
         assert "e" in sim.nodes[n].alive() and len(sim.nodes[n].alive()) == 3, n
+    for n in "cd":  # the other side saw e's stand-ins go: the hold ended there
+        assert sim.nodes[n].alive() == {"c", "d"}, n
+    for n in "abcd":
         assert not sim.nodes[n].has_quorum(), n
+
+
+def ip_electing(names: list[str], first: str, second: str) -> str:
+    """An IPv4 address whose election among ``names`` puts ``first`` then ``second`` at the head."""
+    for i in range(1, 255):
+        ip = f"192.168.1.{i}"
+        if sort_candidates(names, ip)[:2] == [first, second]:
+            return ip
+    raise AssertionError(f"no IP elects {first}, {second}")
+
+
+def test_the_hold_ends_everywhere_when_a_stand_in_dies_and_the_ips_go_to_the_next_live_node() -> None:
+    """a restarts (hold), b stands in for its IP; b dies during the hold: nobody would answer for that IP (nor probe
+    a), so every member ends a's hold within about the dead time and the IP goes to its next live candidate."""
+    names = ["a", "b", "c", "d"]
+    ip = ip_electing(names, "a", "b")
+    sim = converged(names)
+    held_leave(sim, "a", offer(b=[ip_address(ip)]))
+    sim.run(0.3)
+    assert all(sim.nodes[n].held()["a"].standins == {"b"} for n in "bcd")
+    mark = sim.now
+    sim.crashed.add("b")
+    sim.run(1.0)
+    dead = sim.nodes["c"].config.dead_timeout
+    for n in "cd":
+        core = sim.nodes[n]
+        t = sim.first(n, lambda e: e == HoldEnded("a", "standin_down"), since=mark)
+        assert t is not None and t - mark <= dead + 2 * STEP + sim.latency, n
+        assert MemberDown("a", "left") in sim.events_of(n, since=mark), n
+        assert core.alive() == {"c", "d"} and core.held() == {}, n
+        assert sort_candidates(core.alive(), ip)[0] == sort_candidates(["c", "d"], ip)[0]  # the next live one
+        assert core.has_quorum() is False  # 2 of 4: the usual rule, unchanged
+
+
+def test_a_death_of_a_member_that_is_no_stand_in_keeps_the_hold() -> None:
+    sim = converged(["a", "b", "c", "d", "e"])
+    held_leave(sim, "a", offer(b=[X], c=[Y]))
+    sim.run(0.3)
+    mark = sim.now
+    sim.crashed.add("d")  # no stand-in of a
+    sim.run(1.0)
+    for n in "bce":
+        assert MemberDown("d", "timeout") in sim.events_of(n, since=mark), n
+        assert sim.nodes[n].alive() == {"a", "b", "c", "e"} and set(sim.nodes[n].held()) == {"a"}, n
+        assert not [e for e in sim.events_of(n, since=mark) if isinstance(e, HoldEnded)], n
+
+
+def test_a_stand_in_that_restarts_or_is_held_itself_ends_the_hold() -> None:
+    sim = converged(["a", "b", "c", "d"])
+    held_leave(sim, "a", offer(b=[X], c=[Y]))
+    sim.run(0.3)
+    mark = sim.now
+    sim.restart("b", incarnation=5000)  # a new speaker on b: it knows nothing of a's hold
+    sim.run(0.5)
+    for n in "cd":
+        assert HoldEnded("a", "standin_down") in sim.events_of(n, since=mark), n
+        assert "a" not in sim.nodes[n].alive(), n
+
+    sim = converged(["a", "b", "c", "d", "e"])
+    held_leave(sim, "a", offer(b=[X]))
+    sim.run(0.3)
+    mark = sim.now
+    held_leave(sim, "b", offer(c=[Y]))  # its stand-in restarts too: it no longer answers for a
+    sim.run(0.3)
+    for n in "cde":
+        assert HoldEnded("a", "standin_down") in sim.events_of(n, since=mark), n
+        assert set(sim.nodes[n].held()) == {"b"}, n
+
+
+def test_a_hold_naming_a_stand_in_already_dead_here_ends_at_once() -> None:
+    sim = converged(["a", "b", "c", "d"])
+    sim.crashed.add("b")
+    sim.run(1.0)
+    assert all(sim.nodes[n].alive() == {"a", "c", "d"} for n in "acd")
+    # a still names b (its decision predates b's death: a race); everyone else knows b is gone
+    held_leave(sim, "a", offer(b=[X], c=[Y]))
+    sim.run(0.1)
+    for n in "cd":
+        assert HoldEnded("a", "standin_down") in sim.events_of(n), n
+        assert sim.nodes[n].alive() == {"c", "d"}, n
+
+
+def test_the_stand_in_names_ride_in_every_destinations_datagrams() -> None:
+    keys = [bytes([i]) * 8 for i in range(3)]
+    payload = decode_hold(encode_hold(2.0, (LINK,), [X], keys))
+    assert payload.standins == tuple(keys) and payload.ips == (X,)
+    assert decode_hold(encode_hold(2.0, (LINK,), [X])).standins == ()  # an earlier encoder's hold: none named
+    with pytest.raises(HoldError):
+        decode_hold(encode_hold(2.0, (LINK,), [X], keys)[:-3])
+    many = [ip_address(f"fc00::{i:x}") for i in range(600)]
+    parts = list(hold_chunks(many, keys))
+    assert parts[0][1] == keys and sum(len(ips) for ips, _ in parts) == 600 and len(parts) > 1
+
+
+def test_in_a_large_cluster_every_member_ends_the_hold_when_a_stand_in_dies() -> None:
+    names = [f"n{i:02d}" for i in range(30)]
+    sim = SimNet(names, SECRET, start_spread=0.05)
+    sim.run(1.5)
+    assert sim.agree()
+    leaving, standin, other = names[7], names[3], names[20]
+    sim.leave(leaving, HoldOffer(10.0, (LINK,), {standin: [Y]}))
+    sim.run(1.0)
+    assert all(leaving in sim.nodes[n].held() for n in names if n != leaving)
+    mark = sim.now
+    sim.crash(other)  # no stand-in: the hold stays
+    sim.run(1.5)
+    rest = [n for n in names if n not in (leaving, other)]
+    assert all(leaving in sim.nodes[n].alive() for n in rest)
+    sim.crash(standin)
+    sim.run(1.5)
+    for n in rest:
+        if n == standin:
+            continue
+        assert leaving not in sim.nodes[n].alive() and sim.nodes[n].held() == {}, n
+        assert [e for t, m, e in sim.events if m == n and t >= mark and isinstance(e, HoldEnded)] == [
+            HoldEnded(leaving, "standin_down")
+        ], n

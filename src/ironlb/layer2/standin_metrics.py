@@ -33,7 +33,8 @@ _COUNTERS = {
     STANDIN_ANSWERS: ("node", "ARP replies and NDP advertisements sent as a stand-in (with the restarting member's "
                               "MAC), by restarting member."),
     HOLDS_BEGUN: ("node", "Restart holds accepted from a member (its IPs kept in place while its speaker restarts)."),
-    HOLDS_ENDED: ("reason", "Restart holds ended, by reason: returned, expired, unreachable, left, removed."),
+    HOLDS_ENDED: ("reason", "Restart holds ended, by reason: returned, expired, unreachable, left, removed, "
+                            "standin_down."),
 }  # fmt: skip
 
 

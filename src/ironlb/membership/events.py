@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 DownReason = Literal["timeout", "left", "removed", "restarted", "unreachable"]
-HoldEndReason = Literal["returned", "expired", "unreachable", "left", "removed"]
+HoldEndReason = Literal["returned", "expired", "unreachable", "left", "removed", "standin_down"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +75,9 @@ class MemberHeld:
 @dataclass(frozen=True, slots=True)
 class HoldEnded:
     """The hold of ``name`` is over: ``returned`` (its new incarnation is heard), ``expired`` (H passed),
-    ``unreachable`` (its node stopped answering, :meth:`Membership.end_hold`), ``left`` (a plain LEAVE) or
-    ``removed`` (dropped from the member list). Except when it returned, a ``MemberDown`` comes with it."""
+    ``unreachable`` (its node stopped answering, :meth:`Membership.end_hold`), ``left`` (a plain LEAVE),
+    ``removed`` (dropped from the member list) or ``standin_down`` (a stand-in it named went down, restarted, left
+    or is held: nobody answers for that share). Except when it returned, a ``MemberDown`` comes with it."""
 
     name: str
     reason: HoldEndReason

@@ -29,7 +29,10 @@ Restart holds
     keeps it as owner and nothing moves) until its new incarnation is heard
     (``returned``), the hold's H passes (``expired``, then it counts as left),
     the caller says its node stopped answering (``end_hold``: ``unreachable``,
-    then it counts as dead) or a plain LEAVE comes. A held member is no proof of
+    then it counts as dead), a plain LEAVE comes, or one of the stand-ins it
+    named goes down, restarts, leaves or is held itself (``standin_down``: its
+    share of the IPs would go unanswered, so they fail over as after a death;
+    every member sees that member go and concludes the same). A held member is no proof of
     a live majority: it does not count towards the quorum, which is made of the
     members whose heartbeats (or table entries) say they are alive.
 
@@ -85,6 +88,7 @@ from ironlb.membership.heartbeat import (
 )
 from ironlb.membership.hold import (
     MAX_HELD_IPS,
+    MAX_STANDINS,
     HeldMember,
     HoldError,
     HoldOffer,
@@ -297,6 +301,7 @@ class Membership(Gossip):
         events = self._received(data, addr, now)
         if not self._settled:
             self._check_settled(now)  # a heartbeat's view or a table sync may complete ours
+        self._check_standins(now, events)
         return events
 
     def _received(self, data: bytes, addr: object, now: float) -> list[Event]:
@@ -445,6 +450,7 @@ class Membership(Gossip):
 
         if not self._settled:
             self._check_settled(now)
+        self._check_standins(now, events)
         self._update_quorum(events)
         return TickResult(datagrams, events)
 
@@ -463,9 +469,10 @@ class Membership(Gossip):
             if hold is None:
                 datagrams += self._emit(MsgType.LEAVE, targets, payload, now)
                 continue
+            standins = [name_key(n) for n in sorted(hold.stand_in) if n in self._peers and hold.stand_in[n]]
             for name, p in targets:
-                for chunk in hold_chunks(list(hold.stand_in.get(name, ()))):
-                    ext = encode_hold(hold.seconds, hold.links, chunk)
+                for chunk, keys in hold_chunks(list(hold.stand_in.get(name, ())), standins):
+                    ext = encode_hold(hold.seconds, hold.links, chunk, keys)
                     datagrams += self._emit(MsgType.LEAVE, [(name, p)], payload + ext, now)
         self._left = True
         self._quorum = False
@@ -495,6 +502,7 @@ class Membership(Gossip):
         for name in sorted(old_alive - {self._node} - set(self._peers)):
             events.append(MemberDown(name, "removed"))
         self._recompute(self._last_tick if self._last_tick is not None else 0.0, events)
+        self._check_standins(self._last_tick if self._last_tick is not None else 0.0, events)
         self._update_quorum(events)
         return events
 
@@ -654,6 +662,7 @@ class Membership(Gossip):
         if self._end_hold(name, "unreachable", now, events):
             if not self._mesh:
                 self._recompute(now, events)
+            self._check_standins(now, events)
             self._update_quorum(events)
         return events
 
@@ -665,6 +674,10 @@ class Membership(Gossip):
             fresh = True
         else:
             fresh = False
+        by_key = self._table.by_key
+        held.standins.update(
+            n for key in hold.standins[: MAX_STANDINS - len(held.standins)] if (n := by_key.get(key)) is not None
+        )
         new = [ip for ip in hold.ips if ip not in held.ips]
         room = MAX_HELD_IPS - len(held.ips)
         if len(new) > room:
@@ -693,6 +706,32 @@ class Membership(Gossip):
         if peer.alive:
             self._direct_down(name, peer, "timeout" if reason == "unreachable" else "left", events)
         return True
+
+    def _check_standins(self, now: float, events: list[Event]) -> None:
+        """End every hold whose stand-in is gone (see the module doc): it went down or restarted (a
+        ``MemberDown`` among ``events``), is not alive here (a settled view; also a hold that named a member
+        already dead here), or is held itself. Ending one hold may end another (the held node stood in for it)."""
+        if not self._held:
+            return
+        seen = 0
+        while True:
+            gone = {e.name for e in events[seen:] if isinstance(e, MemberDown)}
+            seen = len(events)
+            ended = False
+            for name, held in list(self._held.items()):
+                if name not in self._held:
+                    continue
+                for standin in held.standins:
+                    if standin in (name, self._node):
+                        continue
+                    if standin in gone or standin in self._held or (self._settled and standin not in self._alive):
+                        ended = self._end_hold(name, "standin_down", now, events) or ended
+                        break
+            if not ended:
+                return
+            if not self._mesh:
+                self._recompute(now, events)
+            self._update_quorum(events)
 
     def _update_quorum(self, events: list[Event]) -> None:
         quorum = self._compute_quorum()

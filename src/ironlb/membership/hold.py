@@ -21,11 +21,17 @@ this extension after the entry (big-endian)::
         stand-in's interface that shares the segment, the only one on which that MAC means anything.
     2   n4, then n4 x 4: IPv4 addresses this receiver stands in for
     2   n6, then n6 x 16: IPv6 addresses likewise
+    [2  s, then s x 8: the name keys (``table.name_key``) of every member given IPs, the stand-ins; optional]
+
+The stand-in names go to every member (not only to the stand-ins), so that each one ends the hold at once when a
+stand-in goes down, leaves, restarts or is held itself: nobody else answers for that stand-in's share or probes
+the held node, so the held node's IPs must fail over as after a death (``HoldEnded`` reason ``standin_down``).
+A hold without the section (an earlier encoder) names no stand-ins and ends only in the other ways.
 
 The stand-in IPs are per receiver (each LEAVE names its destination), chosen by the restarting node from its own
 last decision: for each IP it announced, the next candidate of the election among the live members, which is the
-node that would take the IP if it left. More IPs than fit in one datagram go in several hold LEAVEs of the same
-incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS``).
+node that would take the IP if it left. More IPs (and stand-in names) than fit in one datagram go in several hold
+LEAVEs of the same incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS`` and ``MAX_STANDINS``).
 
 ``decode_hold`` raises only ``HoldError``.
 """
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "MAX_HELD_IPS",
     "MAX_HOLD_MS",
     "MAX_LINKS",
+    "MAX_STANDINS",
     "HeldLink",
     "HeldMember",
     "HoldError",
@@ -59,8 +66,12 @@ MAX_HOLD_MS = 60_000
 MAX_LINKS = 16
 MAX_HELD_IPS = 65_536
 """Stand-in IPs kept per held member at most; further ones are counted (``rejected["hold_oversized"]``) and dropped."""
+MAX_STANDINS = 4096
+"""Stand-in names kept per held member at most (a member list is far smaller); further ones are dropped."""
 IPS_PER_DATAGRAM = 4096
-"""Bytes of addresses per hold LEAVE: with the header, the names and 16 links it stays under ``MAX_DATAGRAM``."""
+"""Bytes of addresses and stand-in keys per hold LEAVE: with the header, the names and 16 links it stays under
+``MAX_DATAGRAM``."""
+KEY_SIZE = 8
 
 _HEAD = struct.Struct("!BIB")
 _U16 = struct.Struct("!H")
@@ -96,10 +107,14 @@ class HoldPayload:
     seconds: float
     links: tuple[HeldLink, ...]
     ips: tuple[IPAddress, ...]
+    standins: tuple[bytes, ...] = ()
+    """Name keys of the stand-ins (``table.name_key``); empty when the sender named none."""
 
 
-def encode_hold(seconds: float, links: Sequence[HeldLink], ips: Sequence[IPAddress]) -> bytes:
-    """The extension for one datagram; raises ``ValueError`` on out-of-range values."""
+def encode_hold(
+    seconds: float, links: Sequence[HeldLink], ips: Sequence[IPAddress], standins: Sequence[bytes] = ()
+) -> bytes:
+    """The extension for one datagram (``standins``: name keys); raises ``ValueError`` on out-of-range values."""
     ms = round(seconds * 1000)
     if not 1 <= ms <= MAX_HOLD_MS:
         raise ValueError(f"hold must be 0.001..{MAX_HOLD_MS / 1000:g} s, got {seconds}")
@@ -107,27 +122,39 @@ def encode_hold(seconds: float, links: Sequence[HeldLink], ips: Sequence[IPAddre
         raise ValueError(f"at most {MAX_LINKS} links, got {len(links)}")
     v4 = [ip.packed for ip in ips if isinstance(ip, IPv4Address)]
     v6 = [ip.packed for ip in ips if isinstance(ip, IPv6Address)]
-    if 4 * len(v4) + 16 * len(v6) > IPS_PER_DATAGRAM:
+    if any(len(key) != KEY_SIZE for key in standins):
+        raise ValueError(f"a stand-in name key is {KEY_SIZE} bytes")
+    if 4 * len(v4) + 16 * len(v6) + KEY_SIZE * len(standins) > IPS_PER_DATAGRAM:
         raise ValueError("too many addresses for one datagram: use hold_chunks")
     parts = [_HEAD.pack(HOLD_KIND, ms, len(links))]
     for link in links:
         parts += [link.mac, bytes((link.address.version,)), link.address.packed]
     parts += [_U16.pack(len(v4)), *v4, _U16.pack(len(v6)), *v6]
+    if standins:
+        parts += [_U16.pack(len(standins)), *standins]
     return b"".join(parts)
 
 
-def hold_chunks(ips: Sequence[IPAddress]) -> Iterator[list[IPAddress]]:
-    """``ips`` cut into lists that each fit one datagram (at least one list, maybe empty)."""
+def hold_chunks(
+    ips: Sequence[IPAddress], standins: Sequence[bytes] = ()
+) -> Iterator[tuple[list[IPAddress], list[bytes]]]:
+    """``ips`` and the stand-in keys cut into parts that each fit one datagram (at least one part, maybe empty);
+    the keys come first, so a receiver's first datagram names every stand-in when they fit."""
     chunk: list[IPAddress] = []
+    keys: list[bytes] = []
     size = 0
-    for ip in ips:
-        width = 4 if isinstance(ip, IPv4Address) else 16
+    items: list[bytes | IPAddress] = [*standins, *ips]
+    for item in items:
+        width = KEY_SIZE if isinstance(item, bytes) else 4 if isinstance(item, IPv4Address) else 16
         if size + width > IPS_PER_DATAGRAM:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(ip)
+            yield chunk, keys
+            chunk, keys, size = [], [], 0
+        if isinstance(item, bytes):
+            keys.append(item)
+        else:
+            chunk.append(item)
         size += width
-    yield chunk
+    yield chunk, keys
 
 
 def decode_hold(data: bytes) -> HoldPayload:
@@ -167,9 +194,19 @@ def decode_hold(data: bytes) -> HoldPayload:
             raw = bytes(data[off + i * width : off + (i + 1) * width])
             ips.append(IPv4Address(raw) if width == 4 else IPv6Address(raw))
         off += count * width
+    standins: list[bytes] = []
+    if off < len(data):  # the optional stand-in names
+        if off + _U16.size > len(data):
+            raise HoldError("truncated stand-in count")
+        (count,) = _U16.unpack_from(data, off)
+        off += _U16.size
+        if off + count * KEY_SIZE > len(data):
+            raise HoldError("truncated stand-in names")
+        standins = [bytes(data[off + i * KEY_SIZE : off + (i + 1) * KEY_SIZE]) for i in range(count)]
+        off += count * KEY_SIZE
     if off != len(data):
         raise HoldError("trailing bytes")
-    return HoldPayload(ms / 1000, tuple(links), tuple(ips))
+    return HoldPayload(ms / 1000, tuple(links), tuple(ips), tuple(standins))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +221,11 @@ class HoldOffer:
 
 @dataclass(slots=True, eq=False)
 class HeldMember:
-    """A member this node holds: the incarnation that asked, until when (core time), its links and our IPs."""
+    """A member this node holds: the incarnation that asked, until when (core time), its links, our IPs and the
+    names of its stand-ins (the hold ends when one goes down)."""
 
     inc: int
     until: float
     links: tuple[HeldLink, ...]
     ips: set[IPAddress]
+    standins: set[str] = field(default_factory=set)
