@@ -6,9 +6,11 @@ node's status file lists its share of the IPs and the union is all of them, each
 (``/proc/PID/stat``, main and fast process apart) is read ``--seconds`` apart: the steady state with that many
 Services. Then the node announcing the most IPs dies as a machine does (link down, ``kill -9``), and two figures:
 on the wire, per IP of the dead node, the time from the kill until the client (``bench/arpmulti.py`` in its
-namespace: one ARP request per pending IP every 5 ms, 5,000 a second at most, so each IP is asked about every
-``n / 5000`` s) gets an answer, which a survivor gives; and the time until the survivors' status files, together,
-list every IP again (written after the decision's whole plan, so later than the wire).
+namespace: ARP requests round robin, ``--max-pps`` a second at most, so each IP is asked about every
+``n / max_pps`` s; a gratuitous ARP counts too) receives an answer from a survivor, by the kernel's time stamp;
+and the time until the survivors' status files, together, list every IP again (written after the decision's
+whole plan, so later than the wire). Each survivor's steps (MemberDown, the main process's announcement, the fast
+process's apply) are printed from its log, in ms after the kill.
 
     .venv/bin/python -m bench.run_idle_services [--nodes 3] [--services 10000] [--seconds 30]
 """
