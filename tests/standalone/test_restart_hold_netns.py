@@ -242,3 +242,36 @@ def test_a_node_that_dies_during_the_hold_fails_over_in_about_the_dead_time(lan:
         assert "stopped answering our probes" in "".join(c.log(n) for n in c.node_names)
     finally:
         c.close()
+
+
+def test_a_stand_in_that_dies_during_the_hold_ends_it_and_the_ip_moves(lan: Lan, tmp_path: Path) -> None:
+    """The owner restarts (held); its stand-in's machine dies meanwhile. Nobody would answer for the IP (nor probe
+    the owner) until H, so the third node ends the hold (``standin_down``) and, the next live candidate, takes the
+    IP over with its own gratuitous ARP within about the dead time. (Quorum off: with 3 members, one held and one
+    dead, the survivor would withdraw by the usual quorum rule, which a hold does not change.)"""
+    start_http_servers(lan)
+    c = Cluster(lan, tmp_path)
+    c.extra_args = ("--restart-hold", str(HOLD), "--quorum", "off")
+    c.apply_seed()
+    c.start_all()
+    owner = c.wait_steady(VIP, timeout=60)
+    assert owner is not None, [c.log(n) for n in c.node_names]
+    try:
+        with c.probe(VIP) as probe:
+            assert probe.wait_ready()
+            t_term = stop(c, owner)
+            stand_in = stand_in_of(c, owner)
+            third = next(n for n in c.node_names if n not in (owner, stand_in))
+            t_kill = c.kill(stand_in)
+            wait_until(lambda: c.announcers(VIP) == [third], HOLD, f"{third} taking {VIP} over", interval=0.02)
+            t_new = time.monotonic()
+            third_mac = lan.node(third).mac.lower()
+            wait_until(
+                lambda: any(e["mac"] == third_mac for e in arp_about_vip(probe.snapshot(), t_kill)), 10,
+                f"{third}'s gratuitous ARP", interval=0.02,
+            )  # fmt: skip
+        assert t_new - t_kill < HOLD / 3, (t_new - t_kill, c.log(third))
+        assert t_new - t_term < HOLD - 1, "long before H"
+        assert f"HoldEnded(name='{owner}', reason='standin_down')" in c.log(third), c.log(third)
+    finally:
+        c.close()
