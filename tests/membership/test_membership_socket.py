@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-from tests.support.udp import member_pair
+from tests.support.udp import member_pair, receive_drops
+from tests.support.waits import wait_until_async
 
-from ironlb.membership import MemberDown, Membership, MembershipService
-from ironlb.membership.wire import MAX_DATAGRAM
+from ironlb.membership import Event, MemberDown, Membership, MembershipConfig, MembershipService, TickResult
+from ironlb.membership.wire import MAX_DATAGRAM, MsgType
 
 SECRET = b"socket-test-secret-0123456789abcd"
 
@@ -69,39 +71,111 @@ end = time.monotonic() + float(sys.argv[3])
 junk = b"IL\\x01" + os.urandom(120)
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     s.bind(("127.0.0.2", 0))  # no member has this address
-    while time.monotonic() < end:  # bounded in time
+    while time.monotonic() < end:  # bounded in time, should the test not kill it
         for _ in range(100):
             try:
                 s.sendto(junk, target)
             except OSError:
                 pass
 """
+FLOOD_CONFIG = MembershipConfig(interval=0.1, dead_timeout=2.0)
+"""The default heartbeat rate; a dead timeout far past any stall a loaded test machine gives the one process that
+runs both members (a false down must come from a lost heartbeat, which the test counts, not from the scheduler)."""
+FLOODED_HEARTBEATS = 20
+"""Heartbeats b must send while the flood overflows a's main queue: two seconds of them."""
+
+
+class SendingB(Membership):
+    """b's core, noting every heartbeat it gives its service to send to a."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.to_a: list[bytes] = []
+
+    def tick(self, now: float) -> TickResult:
+        result = super().tick(now)
+        self.to_a += [d.data for d in result.datagrams if d.dest == "a" and d.data[3] == MsgType.HEARTBEAT]
+        return result
+
+
+class ReceivingA(Membership):
+    """a's core, noting every datagram its service hands it from ``source`` (b's member port)."""
+
+    def __init__(self, *args: object, source: tuple[str, int], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.source = source
+        self.from_b: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: object, now: float) -> list[Event]:
+        if addr == self.source:
+            self.from_b.append(data)
+        return super().datagram_received(data, addr, now)
+
+
+def run_member(core: Membership, sock: socket.socket, stop: threading.Event) -> None:
+    """Run ``core`` on an event loop of its own until ``stop`` is set (a thread's target)."""
+
+    async def serve() -> None:
+        async with MembershipService(core, sock=sock):
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+
+    asyncio.run(serve())
 
 
 async def test_a_flood_that_fills_the_main_buffer_does_not_cost_a_heartbeat() -> None:
-    """Members' datagrams land on sockets of their own: junk overflowing the main queue never pushes them out."""
+    """Members' datagrams land on sockets of their own: junk overflowing the main queue never pushes them out.
+
+    Counted, not timed: the kernel's drop count proves the main queue overflowed while b sent its heartbeats,
+    and a's core was handed every one of them. A heartbeat sent into the full main queue would be dropped there
+    (and one that found room would wait behind the junk).
+    """
     sa, sb, members = member_pair()
     events: list[object] = []
-    # A flood from another process keeps the main queue (4 MiB) full faster than Python drains it: a heartbeat
-    # queued behind it would wait longer than the dead timeout ("stale", then MemberDown).
-    a = MembershipService(Membership("a", SECRET, members), sock=sa, on_event=events.append)
-    b = MembershipService(Membership("b", SECRET, members), sock=sb)
-    async with a, b:
-        deadline = time.monotonic() + 5
-        while a.alive() != {"a", "b"}:
-            assert time.monotonic() < deadline, a.alive()
-            await asyncio.sleep(0.02)
-        events.clear()
-        host, port = members["a"]
-        flood = subprocess.Popen([sys.executable, "-c", FLOOD, host, str(port), "3"])
+    core_a = ReceivingA("a", SECRET, members, FLOOD_CONFIG, source=members["b"])
+    core_b = SendingB("b", SECRET, members, FLOOD_CONFIG)
+    # The kernel's smallest main queue (a few datagrams): a flood from another process fills it whatever the
+    # machine's load (the real 4 MiB one, which test_receive_buffer_is_enlarged_and_reported checks, absorbs what
+    # a Python flooder sends on a busy machine, and then proves nothing here).
+    a = MembershipService(core_a, sock=sa, on_event=events.append, receive_buffer=1)
+    # b on a thread and loop of its own, as on another node: on a's loop, b would send only just after a's reader
+    # had emptied the main queue, and a heartbeat sent there by mistake would mostly find room.
+    stop_b = threading.Event()
+    thread_b = threading.Thread(target=run_member, args=(core_b, sb, stop_b), name="member-b", daemon=True)
+    async with a:
+        thread_b.start()
         try:
-            await asyncio.sleep(3.0)  # over eight dead timeouts of flood
+            await wait_until_async(lambda: a.alive() == {"a", "b"}, 5.0, "a to see b alive")
+            events.clear()
+            host, port = members["a"]
+            flood = subprocess.Popen([sys.executable, "-c", FLOOD, host, str(port), "120"])
+            try:
+                dropped = receive_drops(sa)
+                await wait_until_async(
+                    lambda: receive_drops(sa) > dropped, 10.0, "the flood to overflow a's main queue"
+                )
+                first, dropped = len(core_b.to_a), receive_drops(sa)
+                await wait_until_async(
+                    lambda: len(core_b.to_a) >= first + FLOODED_HEARTBEATS and receive_drops(sa) > dropped,
+                    10.0,
+                    lambda: f"b to send {FLOODED_HEARTBEATS} heartbeats while a's main queue overflows "
+                    f"({len(core_b.to_a) - first} sent, {receive_drops(sa) - dropped} junk dropped)",
+                )  # fmt: skip
+            finally:
+                flood.kill()
+                flood.wait()
+            sent = list(core_b.to_a)
+            await wait_until_async(lambda: len(core_a.from_b) >= len(sent), 5.0, "a to read what b sent")
+            received = set(core_a.from_b)  # each heartbeat is unique (its sequence number)
+            lost = sum(heartbeat not in received for heartbeat in sent)
+            assert lost == 0, f"{lost} of the {len(sent)} heartbeats b sent never reached a's core"
+            assert [e for e in events if isinstance(e, MemberDown)] == []
+            assert a.alive() == {"a", "b"}
+            assert a.rejections()["unknown_address"] > 0, a.rejections()
         finally:
-            flood.kill()
-            flood.wait()
-        assert [e for e in events if isinstance(e, MemberDown)] == []
-        assert a.alive() == {"a", "b"}
-        assert a.rejections()["unknown_address"] > 0, a.rejections()
+            stop_b.set()
+            thread_b.join(30.0)
+    assert not thread_b.is_alive()
     sa.close()
     sb.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 
@@ -16,3 +17,16 @@ def member_pair(host: str = "127.0.0.1") -> tuple[socket.socket, socket.socket, 
         socks.append(s)
     members = {name: (host, s.getsockname()[1]) for name, s in zip("ab", socks, strict=True)}
     return socks[0], socks[1], members
+
+
+def receive_drops(sock: socket.socket) -> int:
+    """Datagrams the kernel dropped because ``sock``'s receive queue was full (the ``drops`` column of Linux's
+    /proc/net/udp or udp6, found by the socket's inode): an exact count, whatever the timing."""
+    inode = os.fstat(sock.fileno()).st_ino
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table, encoding="ascii") as f:
+            for line in f.read().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[9]) == inode:
+                    return int(fields[12])
+    raise LookupError(f"UDP socket with inode {inode} not in /proc/net/udp or udp6")
