@@ -68,10 +68,11 @@ FLOOD = """
 import os, socket, sys, time
 target = (sys.argv[1], int(sys.argv[2]))
 end = time.monotonic() + float(sys.argv[3])
+parent = os.getppid()
 junk = b"IL\\x01" + os.urandom(120)
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     s.bind(("127.0.0.2", 0))  # no member has this address
-    while time.monotonic() < end:  # bounded in time, should the test not kill it
+    while time.monotonic() < end and os.getppid() == parent:  # bounded, should the test not kill it
         for _ in range(100):
             try:
                 s.sendto(junk, target)
