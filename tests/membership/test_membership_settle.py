@@ -241,3 +241,13 @@ def test_a_member_that_starts_just_before_the_others_settle_is_waited_for() -> N
     true = {n: won(n, frozenset(names)) for n in names}
     watch(sim, BOUND, lambda: all(claims(sim, n) <= true[n] for n in "ab") or pytest.fail(f"{sim.now}"))
     assert all(sim.nodes[n].settled() and sim.nodes[n].alive() == set(names) for n in names)
+
+
+def test_a_view_of_any_other_size_is_ignored() -> None:
+    """The bitmap alone (an older sender), the bitmap and the flags byte, anything else: no view, no flags."""
+    assert split_view(3, None) == (None, None)
+    assert split_view(3, b"\xe0") == (b"\xe0", None)
+    assert split_view(3, b"\xe0\x01") == (b"\xe0", FLAG_SETTLED)
+    assert split_view(3, b"\xe0\x01\x00") == (None, None)
+    assert split_view(9, b"\xff") == (None, None)
+    assert split_view(9, b"") == (None, None)
