@@ -489,6 +489,18 @@ spec:
     return "".join(parts)
 
 
+def _first_line(fd: int) -> str:
+    """The first line from ``fd``, read a byte at a time so that nothing after it is left in a buffer that
+    ``communicate(timeout=...)`` (which reads the descriptor itself) would never see."""
+    data = bytearray()
+    while not data.endswith(b"\n") and len(data) < 65536:
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        data += byte
+    return data.decode(errors="replace")
+
+
 class Cmd:
     """A helper of this module started in a namespace, read as JSON lines."""
 
@@ -497,7 +509,7 @@ class Cmd:
             ns, [sys.executable, "-m", "bench.chaos", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line = _first_line(self.proc.stdout.fileno())
         if '"ready"' not in line:
             raise RuntimeError(f"{argv[0]} did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
 
