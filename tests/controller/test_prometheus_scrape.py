@@ -23,7 +23,7 @@ from tests.chart.test_chart import NS
 from tests.chart.test_prometheus_rules import rendered_rules
 from tests.controller.test_metrics_secure_e2e import get, token_for
 from tests.support.controller import ControllerProcess, create_pool, create_service, ip_pool, lb_service
-from tests.support.controlplane import ControlPlane, KubeError, death_signal, free_port
+from tests.support.controlplane import ControlPlane, KubeError, death_signal, free_port, stop_process
 from tests.support.gotools import prometheus_binary
 from tests.support.waits import NOT_LISTENING, wait_until
 
@@ -96,13 +96,7 @@ class Prometheus:
         return {r["metric"].get("job", ""): float(r["value"][1]) for r in self.api("query", query=promql)["result"]}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.controlplane import REPO, ControlPlane, KubeError, death_signal
+from tests.support.controlplane import REPO, ControlPlane, KubeError, death_signal, stop_process
 from tests.support.gotools import helm_binary, prometheus_operator_binary, prometheus_operator_crds
 from tests.support.waits import wait_until
 
@@ -72,13 +72,7 @@ class PrometheusOperator:
             raise AssertionError(f"prometheus-operator exited with {self.proc.returncode}: {self.tail()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def new_namespace(cp: ControlPlane) -> str:

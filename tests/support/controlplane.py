@@ -132,7 +132,7 @@ def death_signal() -> Callable[[], None] | None:
     return _die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
     """Terminate one process we started, by its PID; kill it if it does not exit in time."""
     if proc is None or proc.poll() is not None:
         return
@@ -223,7 +223,7 @@ class ControlPlane:
             log.close()
             if self._wait(self._etcd_healthy, self.etcd_proc, 30, "etcd"):
                 return
-            _stop(self.etcd_proc)
+            stop_process(self.etcd_proc)
             if attempt == 4:
                 raise RuntimeError(f"etcd did not start; see {self.workdir / 'etcd.log'}")
 
@@ -270,14 +270,14 @@ class ControlPlane:
             if self._wait(self._apiserver_ready, self.apiserver_proc, timeout, "kube-apiserver"):
                 self._wait_served(time.monotonic() + timeout)
                 return
-            _stop(self.apiserver_proc)
+            stop_process(self.apiserver_proc)
             if reuse or attempt == 4:
                 break
         tail = (self.workdir / "kube-apiserver.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"kube-apiserver did not become ready; log tail:\n{tail}")
 
     def stop_apiserver(self) -> None:
-        _stop(self.apiserver_proc)
+        stop_process(self.apiserver_proc)
         self.apiserver_proc = None
 
     def restart_apiserver(self, *, downtime: float = 0.0) -> None:
@@ -289,7 +289,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         self.stop_apiserver()
-        _stop(self.etcd_proc)
+        stop_process(self.etcd_proc)
         self.etcd_proc = None
 
     # ---- waiting ---------------------------------------------------------------------------------------------------
