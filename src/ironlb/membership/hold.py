@@ -157,6 +157,19 @@ def hold_chunks(
     yield chunk, keys
 
 
+def _counted(data: bytes, off: int, width: int, count_name: str, items_name: str) -> tuple[list[bytes], int]:
+    """A u16 count at ``off``, then that many ``width``-byte items: the items and the offset after them; raises
+    ``HoldError`` ("truncated COUNT_NAME" / "truncated ITEMS_NAME") when ``data`` ends before either."""
+    if off + _U16.size > len(data):
+        raise HoldError(f"truncated {count_name}")
+    (count,) = _U16.unpack_from(data, off)
+    off += _U16.size
+    end = off + count * width
+    if end > len(data):
+        raise HoldError(f"truncated {items_name}")
+    return [bytes(data[at : at + width]) for at in range(off, end, width)], end
+
+
 def decode_hold(data: bytes) -> HoldPayload:
     """Parse an extension (authenticated already: this guards against bugs and other releases, not attackers)."""
     if len(data) < _HEAD.size:
@@ -184,26 +197,11 @@ def decode_hold(data: bytes) -> HoldPayload:
         links.append(HeldLink(mac, IPv4Address(raw) if width == 4 else IPv6Address(raw)))
     ips: list[IPAddress] = []
     for width in (4, 16):
-        if off + _U16.size > len(data):
-            raise HoldError("truncated address count")
-        (count,) = _U16.unpack_from(data, off)
-        off += _U16.size
-        if off + count * width > len(data):
-            raise HoldError("truncated addresses")
-        for i in range(count):
-            raw = bytes(data[off + i * width : off + (i + 1) * width])
-            ips.append(IPv4Address(raw) if width == 4 else IPv6Address(raw))
-        off += count * width
+        raws, off = _counted(data, off, width, "address count", "addresses")
+        ips.extend(IPv4Address(raw) if width == 4 else IPv6Address(raw) for raw in raws)
     standins: list[bytes] = []
     if off < len(data):  # the optional stand-in names
-        if off + _U16.size > len(data):
-            raise HoldError("truncated stand-in count")
-        (count,) = _U16.unpack_from(data, off)
-        off += _U16.size
-        if off + count * KEY_SIZE > len(data):
-            raise HoldError("truncated stand-in names")
-        standins = [bytes(data[off + i * KEY_SIZE : off + (i + 1) * KEY_SIZE]) for i in range(count)]
-        off += count * KEY_SIZE
+        standins, off = _counted(data, off, KEY_SIZE, "stand-in count", "stand-in names")
     if off != len(data):
         raise HoldError("trailing bytes")
     return HoldPayload(ms / 1000, tuple(links), tuple(ips), tuple(standins))
