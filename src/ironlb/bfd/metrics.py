@@ -66,9 +66,7 @@ class BFDMetrics(LabelledSeries):
     def inc(self, name: str, peer: str, amount: float = 1.0) -> None:
         """Add to a counter."""
         if amount:
-            with self._lock:
-                per_peer = self._series[name]
-                per_peer[peer] = per_peer.get(peer, 0.0) + amount
+            self._add(name, peer, amount)
 
     def set_up(self, peer: str, up: bool) -> None:
         """Set ``metallb_bfd_session_up``."""
