@@ -3,11 +3,17 @@ metrics message, exported there under ironlb's names (``ironlb_layer2_standin_*`
 
 from __future__ import annotations
 
+import socket
+from ipaddress import IPv4Address
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ironlb.fastproc.child import FastChild
 from ironlb.fastproc.parent import FastProcess, FastProcessOptions
 from ironlb.layer2.standin_metrics import HOLDS_BEGUN, HOLDS_ENDED, STANDIN_ANSWERS, STANDIN_IPS, StandInMetrics
+from ironlb.membership.events import HoldBegun, HoldEnded, MemberHeld
+from ironlb.membership.hold import HeldLink
 from ironlb.metrics.speaker import SpeakerMetrics
 
 
@@ -62,3 +68,26 @@ def test_a_store_without_a_registry_exports_nothing_and_load_ignores_garbage() -
     assert got[(STANDIN_ANSWERS, (("node", "node3"),))] == 5
     assert (HOLDS_ENDED, (("reason", "returned"),)) not in got  # the malformed family kept its (empty) values
     assert (STANDIN_IPS, (("node", "node3"),)) not in got
+
+
+async def test_the_fast_process_counts_a_hold_from_the_cores_hold_begun_event() -> None:
+    """One ``HoldBegun`` a hold (the core's), however many ``MemberHeld`` add IPs to it."""
+    ours, theirs = socket.socketpair()
+    try:
+        child = FastChild(theirs)  # no responder, no membership: only the counting is looked at
+        link = (HeldLink(bytes(6), IPv4Address("192.0.2.3")),)
+        for event in [
+            HoldBegun("node3", 7),
+            MemberHeld("node3", 7, 5.0, link, frozenset({IPv4Address("192.0.2.10")})),
+            MemberHeld("node3", 7, 5.0, link, frozenset({IPv4Address("192.0.2.10"), IPv4Address("192.0.2.11")})),
+            HoldEnded("node3", "returned"),
+            HoldBegun("node3", 8),
+            MemberHeld("node3", 8, 9.0, link, frozenset()),
+        ]:
+            child._on_member_event(event)
+        counts = child._standin_metrics
+        assert counts.value(HOLDS_BEGUN, "node3") == 2
+        assert counts.value(HOLDS_ENDED, "returned") == 1
+    finally:
+        ours.close()
+        theirs.close()

@@ -9,7 +9,7 @@ from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
 
 from ironlb.layer2.election import sort_candidates
 from ironlb.membership import MemberDown, MembershipConfig, MemberUp, QuorumChanged
-from ironlb.membership.events import HoldEnded, MemberHeld
+from ironlb.membership.events import HoldBegun, HoldEnded, MemberHeld
 from ironlb.membership.hold import (
     MAX_HOLD_MS,
     HeldLink,
@@ -193,6 +193,33 @@ def test_many_ips_go_in_several_datagrams() -> None:
     sim.run(0.1)
     assert sim.nodes["a"].held()["c"].ips == set(many)
     assert sim.nodes["b"].held()["c"].ips == set()
+
+
+def test_a_hold_begins_once_however_many_datagrams_carry_it() -> None:
+    """``HoldBegun`` (what ``ironlb_membership_holds_begun_total`` counts) comes once a hold on every member, before
+    its first ``MemberHeld``: the further datagrams' ``MemberHeld`` only add IPs, a replay adds nothing, and the
+    member's next restart is a new hold."""
+    sim = converged(["a", "b", "c"])
+    many = [ip_address(f"fc00::{i:x}") for i in range(3000)]
+    first = sim.nodes["c"].incarnation
+    mark = sim.now
+    held_leave(sim, "c", offer(a=many, b=[Y]))
+    sim.run(0.5)
+    for n in "ab":
+        holds = [e for e in sim.events_of(n, since=mark) if isinstance(e, HoldBegun | MemberHeld)]
+        assert holds[0] == HoldBegun("c", first), n
+        assert holds[1:] and all(isinstance(e, MemberHeld) for e in holds[1:]), n
+    assert len(sim.events_of("a", MemberHeld, since=mark)) > 1  # the IPs came in several datagrams
+    leaves = [s for s in sim.log if s.src == "c" and decode(s.data, [SECRET]).type is MsgType.LEAVE]
+    for sent in leaves:
+        assert sim.deliver(sent.dest, sent.data) == []
+    sim.restart("c", incarnation=4242)
+    sim.run(0.5)
+    mark = sim.now
+    held_leave(sim, "c", offer(a=[X]))
+    sim.run(0.5)
+    for n in "ab":
+        assert sim.events_of(n, HoldBegun, since=mark) == [HoldBegun("c", 4242)], n
 
 
 def test_the_hold_reaches_non_neighbours_in_a_large_cluster() -> None:

@@ -42,6 +42,7 @@ from ironlb.layer2.standin import HeldLink as StandInLink
 from ironlb.layer2.standin_metrics import StandInMetrics
 from ironlb.membership import (
     Event,
+    HoldBegun,
     HoldEnded,
     HoldOffer,
     MemberHeld,
@@ -105,7 +106,6 @@ class FastChild:
         self._l2metrics = Layer2Metrics(None)
         self._bfdmetrics = BFDMetrics(None)
         self._standin_metrics = StandInMetrics(None)
-        self._holding: dict[str, int] = {}  # held members and the incarnation that asked (holds begun, counted)
         self.responder: Responder | None = None
         self.bfd = BFDManager(metrics=self._bfdmetrics)
         self._bfd_glue = SpeakerBFD(self.bfd)
@@ -351,7 +351,6 @@ class FastChild:
     async def _stop_membership(self, *, leave: bool) -> None:
         service, self.membership = self.membership, None
         hold, self._leave_hold = self._leave_hold, None
-        self._holding.clear()  # a new membership holds anew
         self._membership_off.set()
         if service is not None:
             if hold is not None:
@@ -377,11 +376,9 @@ class FastChild:
 
     def _on_member_event(self, event: Event) -> None:
         """A member restarting (held): stand in for our share of its IPs; its hold over: stop."""
-        if isinstance(event, MemberHeld) and self._holding.get(event.name) != event.incarnation:
-            self._holding[event.name] = event.incarnation  # further MemberHeld of this hold only add IPs
+        if isinstance(event, HoldBegun):  # once a hold (its further MemberHeld only add IPs)
             self._standin_metrics.hold_begun(event.name)
         elif isinstance(event, HoldEnded):
-            self._holding.pop(event.name, None)
             self._standin_metrics.hold_ended(event.reason)
         responder, service = self.responder, self.membership
         if responder is None or service is None:

@@ -12,6 +12,7 @@ __all__ = [
     "Datagram",
     "DownReason",
     "Event",
+    "HoldBegun",
     "HoldEndReason",
     "HoldEnded",
     "MemberDown",
@@ -58,6 +59,16 @@ class QuorumChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldBegun:
+    """A hold of ``name`` (its incarnation ``incarnation``) begins: once a hold, whatever number of datagrams carry
+    it (a ``MemberHeld`` follows at once, and again as further datagrams add IPs). Counted in
+    ``ironlb_membership_holds_begun_total``."""
+
+    name: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemberHeld:
     """``name`` is restarting (a hold LEAVE): it stays alive for the election until ``until`` (core time) at most.
 
@@ -83,7 +94,7 @@ class HoldEnded:
     reason: HoldEndReason
 
 
-Event = MemberUp | MemberDown | QuorumChanged | MemberHeld | HoldEnded
+Event = MemberUp | MemberDown | QuorumChanged | HoldBegun | MemberHeld | HoldEnded
 
 
 class Datagram(NamedTuple):

@@ -67,6 +67,7 @@ from ironlb.membership.events import (
     Datagram,
     DownReason,
     Event,
+    HoldBegun,
     HoldEnded,
     HoldEndReason,
     MemberDown,
@@ -672,6 +673,7 @@ class Membership(Gossip):
         if held is None or held.inc != inc:
             held = self._held[name] = HeldMember(inc, now + hold.seconds, hold.links, set())
             fresh = True
+            events.append(HoldBegun(name, inc))
         else:
             fresh = False
         by_key = self._table.by_key
