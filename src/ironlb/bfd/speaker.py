@@ -122,8 +122,18 @@ class SpeakerBFD:
 
 
 @dataclass(frozen=True)
-class _RelayedRequest:
-    """A request whose ``on_down`` hops back to the main loop (the BGP session lives there)."""
+class Addresses:
+    """:class:`PeerAddresses` as plain values (the fast process's, read from its channel)."""
+
+    peer_address: IPv4Address | IPv6Address
+    source_address: IPv4Address | IPv6Address | None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A :class:`SpeakerRequest` as plain values: the fast path's relay of a BGP session's request (its ``on_down``
+    hops back to the main loop, where the session lives) and the fast process's (its ``on_down`` answers on the
+    channel)."""
 
     profile: BFDProfile
     config: PeerAddresses
@@ -161,7 +171,7 @@ class FastPathBFD:
         self.fastpath = fastpath
 
     def __call__(self, request: SpeakerRequest) -> FastPathBFDHandle:
-        relayed = _RelayedRequest(
+        relayed = Request(
             request.profile, request.config, request.multihop, self.fastpath.to_main(request.on_down)
         )
         handle = FastPathBFDHandle(self.fastpath)
@@ -174,8 +184,11 @@ class FastPathBFD:
 
 
 __all__ = [
+    "Addresses",
     "FastPathBFD",
     "FastPathBFDHandle",
+    "PeerAddresses",
+    "Request",
     "SpeakerBFD",
     "SpeakerBFDHandle",
     "SpeakerRequest",

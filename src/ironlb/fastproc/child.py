@@ -23,14 +23,12 @@ import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ironlb.bfd.metrics import BFDMetrics
 from ironlb.bfd.service import BFDManager
-from ironlb.bfd.speaker import SpeakerBFD, SpeakerBFDHandle
+from ironlb.bfd.speaker import Addresses, Request, SpeakerBFD, SpeakerBFDHandle
 from ironlb.config.bfdprofile import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
@@ -75,20 +73,6 @@ def _ipv4_of(name: str) -> IPv4Address | None:
         except OSError:
             return None
     return IPv4Address(raw[20:24])
-
-
-@dataclass(frozen=True)
-class _Addresses:
-    peer_address: IPv4Address | IPv6Address
-    source_address: IPv4Address | IPv6Address | None
-
-
-@dataclass(frozen=True)
-class _BFDRequest:
-    profile: BFDProfile
-    config: _Addresses
-    multihop: bool
-    on_down: Callable[[str], None]
 
 
 class FastChild:
@@ -426,9 +410,9 @@ class FastChild:
         def on_down(reason: str) -> None:
             self._send(f"bfd_down/{ident}", {"t": "bfd_down", "id": ident, "reason": reason})
 
-        request = _BFDRequest(
+        request = Request(
             BFDProfile.from_dict(message["profile"]),
-            _Addresses(ip_address(message["peer"]), ip_address(source) if source else None),
+            Addresses(ip_address(message["peer"]), ip_address(source) if source else None),
             bool(message["multihop"]),
             on_down,
         )
