@@ -17,7 +17,7 @@ from ironlb.membership import MembershipConfig
 from ironlb.membership.heartbeat import FLAG_SETTLED, parse_heartbeat, split_view
 from ironlb.membership.settle import SETTLE_BOUND
 from ironlb.membership.simulation import SimNet
-from ironlb.membership.wire import decode
+from ironlb.membership.wire import MsgType, decode
 
 SECRET = b"settle-settle-settle-32-bytes..."
 CFG = MembershipConfig()
@@ -251,3 +251,89 @@ def test_a_view_of_any_other_size_is_ignored() -> None:
     assert split_view(3, b"\xe0\x01\x00") == (None, None)
     assert split_view(9, b"\xff") == (None, None)
     assert split_view(9, b"") == (None, None)
+
+
+def lose_syncs(sim: SimNet, joiner: str, first: int) -> dict[str, list[float]]:
+    """Drop the first ``first`` table syncs each member sends ``joiner`` (its NOTICEs: in a steady cluster nothing
+    else is sent to it as a NOTICE); returns when each member sent one, by member (a sync of up to 64 members is
+    one datagram)."""
+    sent: dict[str, list[float]] = {}
+    start = sim.now
+
+    def drop(src: str, dest: str, data: bytes) -> bool:
+        if dest != joiner or decode(data, [SECRET]).type is not MsgType.NOTICE:
+            return False
+        times = sent.setdefault(src, [])
+        if not times or times[-1] != sim.now - start:
+            times.append(sim.now - start)
+        return len(times) <= first
+
+    sim.drop = drop
+    return sent
+
+
+def single_owners(sim: SimNet, names: list[str]) -> None:
+    owned: dict[str, str] = {}
+    for n in names:
+        for ip in claims(sim, n):
+            assert ip not in owned, (sim.now, ip, owned[ip], n, sorted(sim.nodes[n].alive()))
+            owned[ip] = n
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+@pytest.mark.parametrize(("size", "joiner"), [(13, "n00"), (16, "n07"), (16, "n05"), (40, "n21")])
+def test_a_joiner_whose_first_table_syncs_are_lost_settles_complete_within_the_bound(
+    size: int, joiner: str, lost: int
+) -> None:
+    """Above full_mesh_max a joiner learns the members it does not watch from its neighbours' table syncs. The
+    first ``lost`` syncs of every neighbour are lost: each sends it again two heartbeat intervals later while the
+    joiner's heartbeats say it is settling and its table differs (not after ``sync_interval``, past the bound), so
+    it settles with every member in its view within the bound, and at no moment do two nodes claim one IP. (The
+    joiners have 7 or 8 neighbours: with 8 of 13 or 9 of 16 they have a quorum from their neighbours alone.)"""
+    names = [f"n{i:02d}" for i in range(size)]
+    sim = converged(names)
+    sent = lose_syncs(sim, joiner, lost)
+    sim.restart(joiner)
+    m = sim.nodes[joiner]
+    watch(sim, BOUND, lambda: single_owners(sim, names))
+    assert m.settled() and m.alive() == set(names), (lost, sorted(m.alive()))
+    assert claims(sim, joiner) == won(joiner, frozenset(names))
+    assert set(sent) == set(m.neighbours())
+    assert all(len(times) == lost + 1 for times in sent.values()), sent  # one more that arrived, none after it
+    watch(sim, 2.0, lambda: single_owners(sim, names))
+    assert all(len(times) == lost + 1 for times in sent.values()), sent
+
+
+def test_a_joiner_gets_every_neighbours_table_at_once_even_right_after_a_sync_to_its_last_incarnation() -> None:
+    """Table syncs to one member are at least ``sync_interval`` apart, but a sync to its previous incarnation tells
+    a restarted member nothing: every neighbour sends it its table as soon as it hears it, once."""
+    names = [f"n{i:02d}" for i in range(16)]
+    sim = SimNet(names, SECRET)
+    sim.run(0.5)  # the cold start's syncs went out less than sync_interval ago
+    assert sim.agree(expected=frozenset(names))
+    sent = lose_syncs(sim, "n05", 0)
+    sim.restart("n05")
+    took = sim.run_until(sim.nodes["n05"].settled, BOUND, step=STEP)
+    assert took is not None and took < DEAD / 2, took
+    assert sim.nodes["n05"].alive() == set(names)
+    sim.run(2.0)
+    assert set(sent) == set(sim.nodes["n05"].neighbours())
+    assert all(len(times) == 1 and times[0] < took for times in sent.values()), sent
+
+
+def test_a_joiner_that_never_gets_a_table_is_sent_a_bounded_number_of_syncs() -> None:
+    """Every sync to the joiner is lost: each neighbour sends one every two heartbeat intervals until the joiner
+    settles (by the bound, without the members it could not learn), then one per ``sync_interval``, as to any
+    neighbour whose table differs: no flood."""
+    names = [f"n{i:02d}" for i in range(16)]
+    sim = converged(names)
+    sent = lose_syncs(sim, "n05", 1000)
+    sim.restart("n05")
+    sim.run(BOUND + 2 * CFG.sync_interval + 0.1)
+    assert set(sent) == set(sim.nodes["n05"].neighbours())
+    for times in sent.values():
+        early = [t for t in times if t < BOUND]
+        assert len(early) <= 1 + BOUND / (2 * CFG.interval), times
+        assert all(b - a >= 2 * CFG.interval - 1e-9 for a, b in zip(times, times[1:], strict=False)), times
+        late = [b - a for a, b in zip(times, times[1:], strict=False) if a >= BOUND]
+        assert late and all(gap >= CFG.sync_interval - 1e-9 for gap in late), times

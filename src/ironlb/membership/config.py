@@ -41,7 +41,7 @@ class MembershipConfig:
     ``full_mesh_max``: up to this many members, everybody watches everybody.
     ``rings``: above it, each node is watched by its two ring neighbours on
     this many hash rings. ``sync_interval``: least time between two table
-    syncs with the same neighbour. ``hold_max``: the longest restart hold
+    syncs with the same neighbour (a settling one: two intervals, ``gossip``). ``hold_max``: the longest restart hold
     accepted from a member (``hold``); a longer one is rejected and counted.
     """
 

@@ -283,7 +283,7 @@ class Membership(Gossip):
             if p.reply_due:
                 deadline = min(deadline, p.last_sent + gap)
             if p.sync_due:
-                deadline = min(deadline, p.last_sync + self._cfg.sync_interval)
+                deadline = min(deadline, p.last_sync + self._sync_gap(p))
         if not self._settled and self._started is not None:
             first = self._started + self._cfg.dead_timeout  # then the bound: see ``settle``
             last_tick = self._last_tick if self._last_tick is not None else self._started
@@ -393,7 +393,7 @@ class Membership(Gossip):
                     events.append(MemberUp(pkt.sender, pkt.incarnation))
                     self._alive.add(pkt.sender)
                     self._alive_frozen = None
-                    if not self._mesh and now - peer.last_sync >= self._cfg.sync_interval:
+                    if not self._mesh and now - peer.last_sync >= self._sync_gap(peer):
                         peer.sync_due = True  # a neighbour (re)appeared: give it our table
                 else:
                     self._extra.add(pkt.sender)

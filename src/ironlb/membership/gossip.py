@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ironlb.membership.config import MembershipConfig
 from ironlb.membership.events import Datagram, DownReason, Event, MemberDown, MemberUp
 from ironlb.membership.graph import Graph, reachable
+from ironlb.membership.heartbeat import FLAG_SETTLED
 from ironlb.membership.hold import HeldMember, HoldPayload
 from ironlb.membership.peer import Peer
 from ironlb.membership.replay import notice_record, notice_replayed
@@ -33,6 +34,7 @@ class Gossip:
     _gen: int
     _left: bool
     _mesh: bool
+    _settled: bool
     _cfg: MembershipConfig
     _peers: dict[str, Peer]
     _table: Table
@@ -127,14 +129,37 @@ class Gossip:
         return events
 
     def _check_tables(self, peer: Peer, their_hash: int | None, now: float) -> None:
+        """Compare a neighbour's table hash with ours: a sync is due after ``dead_timeout`` of difference (notices
+        in flight make tables differ for a moment), at once for a joiner (``_joiner``); none while they agree."""
         if self._mesh or their_hash is None:
             return
         if their_hash == self._table.hash:
             peer.mismatch_since = None
+            peer.sync_due = False  # our table would tell it nothing
+        elif self._joiner(peer):
+            peer.sync_due = True
         elif peer.mismatch_since is None:
             peer.mismatch_since = now
         elif now - peer.mismatch_since >= self._cfg.dead_timeout:
             peer.sync_due = True
+
+    def _joiner(self, peer: Peer) -> bool:
+        """Is ``peer`` settling (its last heartbeat says so) while we have settled? Its table lacks what ours has
+        (its ring neighbours answer first, the others it learns from our table) and it may announce only once its
+        view is complete, within ``SETTLE_BOUND`` dead timeouts of its start (``settle``)."""
+        return self._settled and peer.flags is not None and not peer.flags & FLAG_SETTLED
+
+    def _sync_gap(self, peer: Peer) -> float:
+        """Least time between two table syncs to ``peer``: ``sync_interval``; none for its first (a new
+        incarnation); two heartbeat intervals for a joiner (``_joiner``), so a lost sync is sent again well within
+        its settle bound. Two intervals leave its next heartbeat the time to say whether the last one arrived,
+        and bound the syncs to a joiner: it settles by ``SETTLE_BOUND * dead_timeout`` (7 intervals with the
+        defaults), so each neighbour sends it at most five (one datagram per 64 members each)."""
+        if peer.synced_inc != peer.inc:
+            return 0.0
+        if self._joiner(peer):
+            return min(2 * self._cfg.interval, self._cfg.sync_interval)
+        return self._cfg.sync_interval
 
     def _notices(self, now: float) -> list[Datagram]:
         """NOTICEs due: announced entries to everyone, full tables to out-of-sync neighbours."""
@@ -150,12 +175,13 @@ class Gossip:
                 out += self._emit(MsgType.NOTICE, [(name, self._peers[name])], self._pack_entry(name), now)
         self._tell.clear()
         syncs = [(n, self._peers[n]) for n in self._active() if self._peers[n].sync_due]
-        syncs = [(n, p) for n, p in syncs if now - p.last_sync >= self._cfg.sync_interval]
+        syncs = [(n, p) for n, p in syncs if now - p.last_sync >= self._sync_gap(p)]
         if syncs:
             entries = self._table.known()
             for name, p in syncs:
                 p.sync_due = False
                 p.last_sync = now
+                p.synced_inc = p.inc
                 p.mismatch_since = None
                 for payload in chunks(entries):
                     out += self._emit(MsgType.NOTICE, [(name, p)], payload, now)

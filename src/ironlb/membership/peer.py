@@ -37,4 +37,5 @@ class Peer:
     notice_seqs: NoticeWindows = field(default_factory=dict)  # incarnation -> replay window
     mismatch_since: float | None = None
     last_sync: float = -math.inf
+    synced_inc: int = 0  # the incarnation our last table sync went to (a sync to an earlier one tells this one nothing)
     sync_due: bool = False

@@ -27,6 +27,9 @@ others but not by us (a broken link) does not keep us out. A node alone (no othe
 In a full mesh, hearing every member is enough (the view then holds every member). Above ``full_mesh_max`` the
 neighbours are only the ring neighbours, and the other members come from the table (NOTICEs, table syncs): the
 neighbours' views are what says the table is not filled yet, so ``covered`` is what a joiner waits for there.
+Its settled neighbours send it their table at once and, while its heartbeats say it is settling and its table
+hash differs, again every two heartbeat intervals (``Gossip._sync_gap``): a lost sync is repaired well within
+the bound, not after ``sync_interval``.
 """
 
 from __future__ import annotations
