@@ -164,7 +164,7 @@ def handed_over(
         if decision.node is None:
             continue
         if (decision.node == node and len(decision.candidates) > 1) if leaving else decision.node != node:
-            out.update(ingress.get(key, ()))
+            out.update(l2_ips(decision, ingress.get(key, ())))
     return frozenset(out)
 
 
@@ -182,7 +182,7 @@ def stand_ins(
             continue
         successor = next((c for c in decision.candidates if c != node and c in alive), None)
         if successor is not None:
-            out.setdefault(successor, []).extend(ingress.get(key, ()))
+            out.setdefault(successor, []).extend(l2_ips(decision, ingress.get(key, ())))
     return out
 
 
@@ -272,6 +272,11 @@ class ServiceDecision:
     bgp_reason: str | None = NO_IP_ALLOCATED  # None: announced over BGP
     bgp_ads: tuple[Advertisement, ...] = ()
 
+    @property
+    def l2_ips(self) -> tuple[str, ...]:
+        """The IPs announced over Layer 2 when elected here: all but a held member's (:func:`keeping`)."""
+        return l2_ips(self.l2, self.ingress)
+
 
 def elect_one(
     item: ServiceInput,
@@ -292,10 +297,36 @@ def elect_one(
     if not barred:
         return decision
     without = elect_without(decision, barred, svc, pool, {n.name: n for n in nodes})
-    if without is not None:
-        return without
-    live = [name for name in live_names if name not in barred]
-    return elect(svc, pool, nodes, live, item.slices, ignore_exclude_lb=ignore_exclude_lb)
+    if without is None:
+        live = [name for name in live_names if name not in barred]
+        without = elect(svc, pool, nodes, live, item.slices, ignore_exclude_lb=ignore_exclude_lb)
+    return keeping(without, decision.node, held or {}, svc.ingress) if decision.node in barred else without
+
+
+def keeping(decision: L2Decision, winner: str | None, held: Held, ingress: Sequence[str]) -> L2Decision:
+    """``decision`` made without the held members barred from a Service (:func:`barred_by_holds`), where ``winner``
+    won it before they were barred: if ``winner`` is one of them, it keeps the Service's IPs it had as its hold
+    began (``L2Decision.kept``) and ``decision``'s winner announces only the others.
+
+    Why: a Service that gains an IP during the hold (a second family) is barred to its held owner, whose stand-in
+    still answers the IP it had with its MAC, and the node keeps forwarding its traffic: moving that IP too would
+    reset its connections (twice: to the next node, and back when the owner returns), for nothing. Only the new
+    IP, which has no traffic yet, goes to the next node; when the hold ends the Service is elected as a whole
+    again, as MetalLB elects it (one node per Service), and its owner takes the new IP back by the usual hand-over.
+    """
+    kept = held.get(winner) if winner is not None else None
+    ips = tuple(ip for ip in ingress if ip in kept) if kept else ()
+    if not ips:
+        return decision
+    return replace(decision, kept=ips, kept_by=winner)
+
+
+def l2_ips(decision: L2Decision, ingress: Sequence[str]) -> tuple[str, ...]:
+    """The IPs of a Service with IPs ``ingress`` that its elected node announces: all but a held member's
+    (:func:`keeping`)."""
+    if not decision.kept:
+        return tuple(ingress)
+    return tuple(ip for ip in ingress if ip not in decision.kept)
 
 
 def decide_service(ctx: Context, item: ServiceInput, l2: L2Decision | None = None) -> ServiceDecision:
@@ -332,7 +363,7 @@ def _l2_part(ctx: Context, l2: L2Decision) -> tuple[tuple[str, ...] | None, bool
 def same_winner(a: L2Decision, b: L2Decision) -> bool:
     """Whether :func:`decide_service` gives the same result for both elections (other inputs equal): only the
     winner and its interfaces count, not the candidates after it."""
-    return a.node == b.node and a.interfaces == b.interfaces
+    return a.node == b.node and a.interfaces == b.interfaces and a.kept == b.kept
 
 
 def _merge_interfaces(contributions: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
@@ -534,18 +565,18 @@ class NodeDecider:
         else:
             self._l2_status[key] = after
         if new is not None and new.failed:
-            self._failed[key] = new.ingress
+            self._failed[key] = new.l2_ips
         else:
             self._failed.pop(key, None)
-        if before == after and (old.ingress if old else ()) == (new.ingress if new else ()):
+        if before == after and (old.l2_ips if old else ()) == (new.l2_ips if new else ()):
             return
         touched: set[str] = set()
         if old is not None and before is not None:
-            for ip in old.ingress:
+            for ip in old.l2_ips:
                 self._by_ip.get(ip, {}).pop(key, None)
                 touched.add(ip)
         if new is not None and after is not None:
-            for ip in new.ingress:
+            for ip in new.l2_ips:
                 self._by_ip.setdefault(ip, {})[key] = after
                 touched.add(ip)
         for ip in touched:
@@ -636,15 +667,16 @@ def _only_deaths(old: Context, new: Context) -> bool:
     }
 
 
-def _series_key(decision: ServiceDecision) -> tuple[tuple[str, ...], bool, bool]:
+def _series_key(decision: ServiceDecision) -> tuple[tuple[str, ...], tuple[str, ...], bool, bool]:
     """What a Service's ``metallb_speaker_announced`` series depend on."""
-    return decision.ingress, decision.l2_interfaces is not None, decision.bgp_reason is None
+    return decision.ingress, decision.l2.kept, decision.l2_interfaces is not None, decision.bgp_reason is None
 
 
 def _series_of(node: str, key: str, decision: ServiceDecision) -> frozenset[Series]:
-    return announced_series(
-        node, [(key, decision.ingress, decision.l2_interfaces is not None, decision.bgp_reason is None)]
-    )
+    l2, bgp = decision.l2_interfaces is not None, decision.bgp_reason is None
+    if not decision.l2.kept or not l2:
+        return announced_series(node, [(key, decision.ingress, l2, bgp)])
+    return announced_series(node, [(key, decision.l2_ips, True, False), (key, decision.ingress, False, bgp)])
 
 
 def decide_node(
@@ -826,7 +858,8 @@ class ClusterDecision:
         speakers come back (holds unchanged), each is put in its place among a Service's candidates if it is one
         (:func:`ironlb.layer2.election.elect_with`): the winner changes only where a newcomer lands first. An
         election without a winner is computed again; when a hold ends, or begins as a speaker comes back, every
-        Service is. The speakers this one decided hand their :class:`NodeDecider` over, which decides again only
+        Service is; a hold that ends with its member's death elects again the Services that member kept an IP of
+        (:func:`keeping`). The speakers this one decided hand their :class:`NodeDecider` over, which decides again only
         the Services whose election changed (cheaply when the winner stands), so the next :meth:`node` costs the
         change, not every Service. This one keeps the decisions it gave; asked for another speaker, it decides it
         from scratch.
@@ -874,6 +907,8 @@ class ClusterDecision:
                 new: L2Decision | None = old
                 if barred:  # else no candidate gone: the same election (a Service without one has no candidate)
                     new = elect_without(old, barred, item.service, item.pool, by_name)
+                    if new is not None and old.node in barred and old.node in newly:
+                        new = keeping(new, old.node, newly, item.service.ingress)
                 if came and new is not None:
                     new = elect_with(
                         new, came, item.service, item.pool, item.slices, by_name, ignore_exclude_lb=exclude
@@ -885,6 +920,13 @@ class ClusterDecision:
                 layer2[key] = new
         else:
             layer2 = dict(self.layer2)
+        ended = self.held.keys() - kept.keys()
+        if ended and not lifted:  # a hold ended with its member's death: what it kept goes with the rest
+            for key, old in layer2.items():
+                if old.kept_by in ended:
+                    item = self.services[key]
+                    layer2[key] = elect_one(item, self.node_objects, sorted(live),
+                                            ignore_exclude_lb=self.ignore_exclude_lb, held=kept)  # fmt: skip
         out = ClusterDecision(
             self.config, self.node_objects, self.services, live=live, speakers=self.speakers, without_l2=without_l2,
             ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2, held=kept,
@@ -944,6 +986,8 @@ __all__ = [
     "elect_one",
     "handed_over",
     "holding",
+    "keeping",
+    "l2_ips",
     "pool_for",
     "served_everywhere",
     "service_inputs",

@@ -133,3 +133,70 @@ def test_the_held_members_restriction_is_the_election_without_it() -> None:
             continue
         alone = elect(item.service, item.pool, early.cluster.node_objects, ["n1", "n2"], item.slices)
         assert early.layer2_by_service[key] == alone, key
+
+
+DUAL_CONFIG = documents(
+    pool_yaml("l2", "192.168.1.200-192.168.1.249", "fd00:1::/120"), l2_advertisement_yaml("l2", ["l2"])
+)
+
+
+def stack_service(name: str, *ips: str) -> str:
+    """A Service asking for ``ips``: one IPv4 address (single stack), or one of each family (dual stack)."""
+    cluster_ips = ["10.96.0.10", "fd00:96::10"][: len(ips)]
+    policy = "RequireDualStack" if len(ips) > 1 else "SingleStack"
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: default
+  annotations:
+    metallb.io/loadBalancerIPs: {", ".join(ips)}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: {policy}
+  clusterIPs: [{", ".join(cluster_ips)}]
+  ports:
+  - name: http
+    protocol: TCP
+    port: 80
+"""
+
+
+def test_a_service_gaining_a_second_family_during_a_hold_moves_only_the_new_ip() -> None:
+    """The held owner's stand-in keeps answering the IP it had (its MAC, its node forwarding, no connection
+    reset); only the new IP, which has no traffic yet, goes to the next node. After the hold the Service is one
+    node's again (MetalLB's per-Service election)."""
+    v4 = pick("n3", "n2")
+    v6 = "fd00:1::5"
+    single = snapshot_of(DUAL_CONFIG, stack_service("web", v4))
+    early = decided(single, None)
+    assert early.layer2_by_service["default/web"].node == "n3"
+    early = decided(single, early, held=("n3",))
+    assert early.cluster is not None and early.cluster.held == {"n3": frozenset({v4})}
+
+    dual = snapshot_of(DUAL_CONFIG, stack_service("web", v4, v6))
+    early = decided(dual, early, held=("n3",))
+    web = early.layer2_by_service["default/web"]
+    assert (web.node, web.kept, web.kept_by) == ("n2", (v4,), "n3")
+    assert announced(early, "n2") == {v6}, "only the new IP moves"
+    assert all(v4 not in announced(early, n) for n in MEMBERS), "the held IP stays with n3's stand-in"
+    assert ("default/web", "layer2", "n2", v4) not in early.cluster.node("n2").announcement.series
+    assert ("default/web", "layer2", "n2", v6) in early.cluster.node("n2").announcement.series
+    assert stand_ins("n2", early.layer2_by_service, early.ingress, ALL) == {"n1": [v6]}, "n2 never had the v4"
+
+    # The same from a membership change alone (another member's death): the kept IP stays kept.
+    other = decided(dual, early, alive=frozenset({"n2", "n3"}), held=("n3",))
+    assert other.layer2_by_service["default/web"].kept == (v4,)
+    assert announced(other, "n2") == {v6}
+
+    # n3 back: the Service is n3's again, both families.
+    back = decided(dual, early)
+    assert back.layer2_by_service["default/web"].node == "n3"
+    assert announced(back, "n3") == {v4, v6}
+    assert back.layer2_by_service["default/web"].kept == ()
+
+    # n3 dies during its hold instead (unreachable, expired): the kept IP goes too, to n2 with the rest.
+    dead = decided(dual, early, alive=frozenset({"n1", "n2"}))
+    assert dead.layer2_by_service["default/web"].node == "n2"
+    assert announced(dead, "n2") == {v4, v6}

@@ -42,6 +42,10 @@ class L2Decision:
     reason: str | None
     interfaces: tuple[str, ...] = ()  # empty: all interfaces
     candidates: tuple[str, ...] = ()  # in election order
+    # A restart hold (``ironlb.decide.elect_one``): the IPs of the Service that the held member ``kept_by``, which
+    # would win it but for its hold, keeps (its stand-in answers them with its MAC); ``node`` announces the others.
+    kept: tuple[str, ...] = ()
+    kept_by: str | None = None
     # Filled by :func:`with_node_reasons` for ``ironlb plan`` only: every speaker's part (not part of equality).
     nodes: tuple[NodeReason, ...] = field(default=(), compare=False)
 
@@ -208,10 +212,11 @@ def elect_without(
     remaining = tuple(c for c in decision.candidates if c not in gone)
     if not remaining or pool is None:
         return None
+    kept, kept_by = decision.kept, decision.kept_by  # a restart hold's (``ironlb.decide.with_live`` checks it)
     if remaining[0] == decision.node:
-        return L2Decision(decision.node, decision.reason, decision.interfaces, remaining)
+        return L2Decision(decision.node, decision.reason, decision.interfaces, remaining, kept, kept_by)
     interfaces = interfaces_for(ads_for_service(pool, svc), by_name[remaining[0]]) or ()
-    return L2Decision(remaining[0], None, interfaces, remaining)
+    return L2Decision(remaining[0], None, interfaces, remaining, kept, kept_by)
 
 
 def elect_with(
@@ -252,9 +257,10 @@ def elect_with(
     order = list(decision.candidates)
     for name in joining:
         bisect.insort(order, name, key=key)
+    kept, kept_by = decision.kept, decision.kept_by  # a restart hold's, unchanged (holds unchanged)
     if order[0] == decision.node:
-        return L2Decision(decision.node, decision.reason, decision.interfaces, tuple(order))
-    return L2Decision(order[0], None, interfaces_for(ads, by_name[order[0]]) or (), tuple(order))
+        return L2Decision(decision.node, decision.reason, decision.interfaces, tuple(order), kept, kept_by)
+    return L2Decision(order[0], None, interfaces_for(ads, by_name[order[0]]) or (), tuple(order), kept, kept_by)
 
 
 def node_reason(
