@@ -243,6 +243,24 @@ def test_a_member_that_starts_just_before_the_others_settle_is_waited_for() -> N
     assert all(sim.nodes[n].settled() and sim.nodes[n].alive() == set(names) for n in names)
 
 
+@pytest.mark.parametrize("late", [0.55, 1.53])
+def test_a_member_that_starts_after_the_others_announced_takes_its_ips_only_once_they_count_it(late: float) -> None:
+    """a and b start together and, c not being heard, settle after the dead timeout and share every IP; c starts
+    ``late`` seconds later. c hears both (settled, their views lack it: they do not count it yet) before they
+    have proved it alive: it waits until their views list it, rather than claim its IPs while they still hold
+    them (the core before claimed them 20 ms early). The hand-over is then exact, and within the bound."""
+    names = ["a", "b", "c"]
+    sim = SimNet(names, SECRET)
+    sim.crash("c")
+    sim.run(late)
+    assert all(sim.nodes[n].settled() and claims(sim, n) for n in "ab")
+    sim.restart("c")
+    c = sim.nodes["c"]
+    watch(sim, BOUND, lambda: single_owners(sim, names))
+    assert c.settled() and claims(sim, "c") == won("c", frozenset(names))
+    assert all(claims(sim, n) == won(n, frozenset(names)) for n in "ab")
+
+
 def test_a_view_of_any_other_size_is_ignored() -> None:
     """The bitmap alone (an older sender), the bitmap and the flags byte, anything else: no view, no flags."""
     assert split_view(3, None) == (None, None)

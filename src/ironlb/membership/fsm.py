@@ -86,6 +86,7 @@ from ironlb.membership.heartbeat import (
     member_digest,
     parse_heartbeat,
     split_view,
+    view_bit,
 )
 from ironlb.membership.hold import (
     MAX_HELD_IPS,
@@ -634,13 +635,14 @@ class Membership(Gossip):
         if self._settled:
             return
         heard_all = all(self._peers[n].alive for n in self._watched)
-        if heard_all and self._mesh:
-            self._settled = True  # every member heard: nobody can be missing
+        if heard_all and self._mesh and not self._cfg.carry_views:
+            self._settled = True  # every member heard: nobody can be missing (with views: and they count us)
             return
         elapsed = 0.0 if now is None or self._started is None else now - self._started
         if self._cfg.carry_views:
             since = now - self._cfg.dead_timeout if now is not None else math.inf
-            covered, witness = evidence(self._encode_view(), (self._peers[n] for n in self._active()), since)
+            me = view_bit(len(self._order), self._index[self._node])
+            covered, witness = evidence(self._encode_view(), me, (self._peers[n] for n in self._active()), since)
         else:
             covered, witness = True, False
             hello = now - self._cfg.dead_timeout if now is not None else math.inf

@@ -24,6 +24,7 @@ __all__ = [
     "member_digest",
     "parse_heartbeat",
     "split_view",
+    "view_bit",
 ]
 
 FLAG_SETTLED = 0x01
@@ -65,6 +66,11 @@ def encode_view(order: Sequence[str], alive: frozenset[str]) -> bytes:
         if name in alive:
             bits[i // 8] |= 0x80 >> (i % 8)
     return bytes(bits)
+
+
+def view_bit(size: int, index: int) -> int:
+    """The bit of member ``index`` (of ``size``) in an ``encode_view`` bitmap read as a big-endian integer."""
+    return 1 << (8 * ((size + 7) // 8) - 1 - index)
 
 
 def decode_view(order: Sequence[str], bits: bytes) -> frozenset[str] | None:

@@ -8,8 +8,11 @@ and the caller must not announce before ``settled()``.
 Complete means no member that others see alive is missing from this node's view:
 
 * every heard peer that reports its alive set (the heartbeat's view, same member list) reports only members
-  this node also counts alive (``covered``); a peer's view is evidence that the members in it are alive, even
-  when that peer is itself still settling;
+  this node also counts alive, and this node among them (``covered``); a peer's view is evidence that the
+  members in it are alive, even when that peer is itself still settling. A peer that does not count this node
+  yet still gives this node's IPs to others: a member that starts after the others announced would otherwise
+  claim its IPs while they hold them, for the round trip that proves it to them (a hand-over, not a wait for
+  anybody: its own heartbeat is what they count);
 * no member is on its way: a heartbeat that is authentic but cannot prove its sender alive yet (its echo is not
   ours: a member that has just started, before the round trip that proves it) came less than ``dead_timeout``
   ago. Two nodes that start moments apart would otherwise settle on each other's absence; waiting costs a round
@@ -24,7 +27,8 @@ a member dead). With evidence of a member it has not heard (a peer's view lists 
 ``SETTLE_BOUND`` dead timeouts, and settles then whatever it heard, so nothing waits forever: a member seen by
 others but not by us (a broken link) does not keep us out. A node alone (no other member) is settled at once.
 
-In a full mesh, hearing every member is enough (the view then holds every member). Above ``full_mesh_max`` the
+In a full mesh, hearing every member (and being counted by them) is enough (the view then holds every
+member). Above ``full_mesh_max`` the
 neighbours are only the ring neighbours, and the other members come from the table (NOTICEs, table syncs): the
 neighbours' views are what says the table is not filled yet, so ``covered`` is what a joiner waits for there.
 Its settled neighbours send it their table at once and, while its heartbeats say it is settling and its table
@@ -46,10 +50,10 @@ SETTLE_BOUND = 2
 others report alive and it has not heard)."""
 
 
-def evidence(ours: bytes, peers: Iterable[Peer], since: float) -> tuple[bool, bool]:
-    """``(covered, witness)`` over ``peers``: nobody's view lists a member outside ``ours`` (our alive set's bitmap
-    over the same member list) and no member that said hello after ``since`` is unheard; some peer with a view has
-    settled."""
+def evidence(ours: bytes, me: int, peers: Iterable[Peer], since: float) -> tuple[bool, bool]:
+    """``(covered, witness)`` over ``peers``: every view lists ``me`` (our bit, ``view_bit``) and no member outside
+    ``ours`` (our alive set's bitmap over the same member list), and no member that said hello after ``since`` is
+    unheard; some peer with a view has settled."""
     mine = int.from_bytes(ours, "big")
     covered, witness = True, False
     for p in peers:
@@ -58,7 +62,8 @@ def evidence(ours: bytes, peers: Iterable[Peer], since: float) -> tuple[bool, bo
             continue
         if p.view_bits is None:
             continue
-        if int.from_bytes(p.view_bits, "big") & ~mine:
+        view = int.from_bytes(p.view_bits, "big")
+        if view & ~mine or not view & me:
             covered = False
         if p.flags is not None and p.flags & FLAG_SETTLED:
             witness = True
