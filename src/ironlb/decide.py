@@ -187,18 +187,36 @@ def stand_ins(
 
 
 def holding(
-    names: Iterable[str], before: Held, layer2: Mapping[str, L2Decision] | None, ingress: Mapping[str, Sequence[str]]
+    names: Iterable[str],
+    before: Held,
+    layer2: Mapping[str, L2Decision] | None,
+    ingress: Mapping[str, Sequence[str]],
+    *,
+    counted: Collection[str] | None = None,
+    late: Collection[str] = (),
+    me: str | None = None,
+    standing_in: Held | None = None,
 ) -> dict[str, frozenset[str]]:
     """The held members ``names`` with the IPs each keeps: those in ``before`` (a hold already in force), else the
     IPs of the Services ``layer2`` elects to it (the decision in force as its hold began; ``ingress``: each
-    Service's IPs). Without ``layer2`` (nothing decided yet) a newly held member is left out: fully a candidate.
+    Service's IPs).
+
+    A newly held member that ``layer2`` did not count alive (``counted``: the live members it was decided for,
+    None all; or no ``layer2`` at all: this member just started) is left out: fully a candidate, for one decision.
+    The caller passes it in ``late`` next time, and its IPs then come from that decision by
+    :func:`joined_holding` (``me``: this member; ``standing_in``: per held member, the IPs it asked ``me`` to
+    stand in for).
     """
     out: dict[str, frozenset[str]] = {}
     won: dict[str, set[str]] = {}
     for name in names:
         if name in before:
             out[name] = before[name]
-        elif layer2 is not None:
+        elif layer2 is None or (counted is not None and name not in counted):
+            continue  # left out: the caller's next decision counts it fully, and it is ``late`` then
+        elif name in late:
+            out[name] = joined_holding(name, layer2, ingress, me, (standing_in or {}).get(name, frozenset()))
+        else:
             won[name] = set()
     if won:
         for key, decision in layer2.items() if layer2 is not None else ():
@@ -206,6 +224,38 @@ def holding(
                 won[decision.node].update(ingress.get(key, ()))
         out.update((name, frozenset(ips)) for name, ips in won.items())
     return out
+
+
+def joined_holding(
+    name: str,
+    layer2: Mapping[str, L2Decision],
+    ingress: Mapping[str, Sequence[str]],
+    me: str | None,
+    standing_in: frozenset[str],
+) -> frozenset[str]:
+    """The IPs held member ``name`` keeps, for a member ``me`` that had no decision counting it alive as its hold
+    began (``me`` had just started): ``layer2`` counts ``name`` fully, so it may elect to it a Service created (or
+    gaining an IP) since its hold began, which the members that saw the hold begin bar it from.
+
+    What the held member said settles the Services that ``me`` would take if it were barred (``me`` is the next
+    candidate after it): its hold named ``me`` a stand-in for ``standing_in``, the IPs of exactly those of its
+    Services ``me`` succeeds it in (the restarting node chose each IP's stand-in as the next candidate, see
+    :func:`stand_ins`), so such a Service whose IPs are not all among them is one it never had: barred, and
+    ``me`` announces it as the others expect. Named a stand-in for nothing (``standing_in`` empty), ``me`` cannot
+    tell such a Service from one the held member's decision did not count ``me`` alive for, and keeps it with the
+    held member: nobody answers it until the hold ends, rather than ``me`` taking it from a stand-in that
+    answers for it. The other Services it wins ``me`` announces nothing of either way (another node succeeds it).
+    """
+    out: set[str] = set()
+    for key, decision in layer2.items():
+        if decision.node != name:
+            continue
+        ips = ingress.get(key, ())
+        successor = decision.candidates[1] if len(decision.candidates) > 1 else None
+        if standing_in and successor == me and not standing_in.issuperset(ips):
+            continue
+        out.update(ips)
+    return frozenset(out)
 
 
 def barred_by_holds(held: Held, candidates: Iterable[str], ingress: Sequence[str]) -> frozenset[str]:
@@ -728,7 +778,9 @@ class ClusterDecision:
     coordinate, so every speaker plans its own sessions whatever ``live`` says (None: every Node is live). Speakers
     in ``without_l2`` (no membership quorum) announce nothing over Layer 2. ``speakers`` defaults to every Node.
     ``layer2``: the elections for these very inputs and ``live``, when already computed. ``held``: the restart
-    holds in force (:data:`Held`): a held speaker wins only the IPs it had when its hold began.
+    holds in force (:data:`Held`): a held speaker wins only the IPs it had when its hold began. ``late``: held
+    speakers not in ``held``, counted fully because no earlier decision counted them alive (:func:`holding`); the
+    next :meth:`with_live` gives them their IPs.
 
     A membership change is :meth:`with_live`: the same decision for other live speakers, computed from this one
     (the elections the change can affect, and each speaker's decision Service by Service, :class:`NodeDecider`).
@@ -746,6 +798,7 @@ class ClusterDecision:
         ignore_exclude_lb: bool = False,
         layer2: Mapping[str, L2Decision] | None = None,
         held: Held | None = None,
+        late: Collection[str] = (),
     ) -> None:
         self.config = config
         self.node_objects = tuple(nodes)
@@ -755,6 +808,7 @@ class ClusterDecision:
         self.without_l2 = without_l2
         self.ignore_exclude_lb = ignore_exclude_lb
         self.held: dict[str, frozenset[str]] = dict(held or {})
+        self.late = frozenset(late)
         self._layer2: Mapping[str, L2Decision] = (
             elect_all(self.node_objects, services, live=live, ignore_exclude_lb=ignore_exclude_lb, held=self.held)
             if layer2 is None else layer2
@@ -838,20 +892,32 @@ class ClusterDecision:
             self._deciders[name] = decider
         return decider
 
-    def holding(self, names: Iterable[str]) -> dict[str, frozenset[str]]:
+    def holding(
+        self, names: Iterable[str], *, me: str | None = None, standing_in: Held | None = None
+    ) -> dict[str, frozenset[str]]:
         """The held speakers ``names`` with the IPs each keeps: as in this decision if it held them already, else
-        the IPs this decision elects them (:func:`holding`)."""
+        the IPs this decision elects them (:func:`holding`: one it did not count alive is left out, one in
+        ``late`` is given them by :func:`joined_holding`, as seen by ``me`` with ``standing_in``)."""
         names = list(names)
         if not names:
             return {}
         ingress = {key: item.service.ingress for key, item in self.services.items()}
-        return holding(names, self.held, self.layer2, ingress)
+        return holding(
+            names, self.held, self.layer2, ingress, counted=self.live, late=self.late, me=me, standing_in=standing_in
+        )
 
     def with_live(
-        self, live: Collection[str], *, without_l2: Collection[str] = (), held: Collection[str] = ()
+        self,
+        live: Collection[str],
+        *,
+        without_l2: Collection[str] = (),
+        held: Collection[str] = (),
+        me: str | None = None,
+        standing_in: Held | None = None,
     ) -> ClusterDecision:
         """This cluster with ``live`` speakers (and ``without_l2``, and ``held`` speakers among them, each keeping
-        what :meth:`holding` gives): equal to a new ClusterDecision given them.
+        what :meth:`holding` gives, ``me`` and ``standing_in`` as there): equal to a new ClusterDecision given them
+        (and the held speakers left out as ``late``).
 
         After deaths and new holds, an election changes only where a dead or newly held speaker was a candidate,
         and is recomputed from the surviving candidates (:func:`ironlb.layer2.election.elect_without`); when
@@ -869,7 +935,8 @@ class ClusterDecision:
         after = frozenset(live) & by_name.keys()
         gone, came = before - after, after - before
         live_set = frozenset(live)
-        kept = self.holding(name for name in held if name in live_set)
+        held_live = [name for name in held if name in live_set]
+        kept = self.holding(held_live, me=me, standing_in=standing_in)
         lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
         newly = {name: ips for name, ips in kept.items() if name not in self.held}
         rest: list[str] = []  # deaths alone: the elections whose winner stands, completed later (_complete)
@@ -930,6 +997,7 @@ class ClusterDecision:
         out = ClusterDecision(
             self.config, self.node_objects, self.services, live=live, speakers=self.speakers, without_l2=without_l2,
             ignore_exclude_lb=self.ignore_exclude_lb, layer2=layer2, held=kept,
+            late=[name for name in held_live if name not in kept],
         )  # fmt: skip
         out._changed = [key for key, new in layer2.items() if new is not self._layer2[key]]
         out._rest, out._gone = rest, gone

@@ -76,6 +76,7 @@ def cluster_decision(
     served_without_slices: bool = False,
     ignore_exclude_lb: bool = False,
     held: Held | None = None,
+    late: Collection[str] = (),
 ) -> ClusterDecision:
     """The election of every allocated Service and each speaker's decision (:class:`ironlb.decide.ClusterDecision`,
     each speaker decided when asked): the one route ``ironlb plan`` and ``ironlb run`` take. ``with_reasons()``
@@ -83,7 +84,8 @@ def cluster_decision(
 
     ``live`` defaults to every Node of the snapshot, ``speakers`` to every Node. With ``served_without_slices``
     (standalone mode), a Service with no EndpointSlice at all counts as served on every speaker; in Kubernetes it
-    has no endpoint and is not announced. ``held``: the restart holds in force (:data:`ironlb.decide.Held`).
+    has no endpoint and is not announced. ``held``: the restart holds in force (:data:`ironlb.decide.Held`),
+    ``late``: the held speakers counted fully for now (:class:`ironlb.decide.ClusterDecision`).
     """
     config = snapshot.config
     inputs = service_inputs(
@@ -95,7 +97,7 @@ def cluster_decision(
         inputs = served_everywhere(inputs, names)
     return ClusterDecision(
         config, snapshot.nodes, inputs, live=live, speakers=names, without_l2=without_l2,
-        ignore_exclude_lb=ignore_exclude_lb, held=held,
+        ignore_exclude_lb=ignore_exclude_lb, held=held, late=late,
     )  # fmt: skip
 
 

@@ -185,6 +185,9 @@ async def test_a_hold_leave_names_the_held_member_in_the_view_until_it_ends() ->
             await wait_until_async(lambda s=service: s.view.held == {"c"}, 1.0, f"{n} holding c")  # type: ignore[misc]
             assert service.view.alive == set(NAMES)
             assert [alive for alive, _q in cluster.changes[n][before[n]:]][:1] == [frozenset(NAMES)], "on_change"
+        assert cluster.services["a"].view.standing_in == {"c": {"10.0.0.1"}}, "what a starting node goes by"
+        assert cluster.services["b"].view.standing_in == {}
         await cluster.wait_for("a", MemberDown("c", "left"), t0, timeout=2.0)
         assert cluster.services["a"].view.held == frozenset()
+        assert cluster.services["a"].view.standing_in == {}
         assert cluster.services["a"].view.alive == {"a", "b"}

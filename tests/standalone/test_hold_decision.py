@@ -200,3 +200,54 @@ def test_a_service_gaining_a_second_family_during_a_hold_moves_only_the_new_ip()
     dead = decided(dual, early, alive=frozenset({"n1", "n2"}))
     assert dead.layer2_by_service["default/web"].node == "n2"
     assert announced(dead, "n2") == {v4, v6}
+
+
+def test_a_member_that_starts_during_a_hold_agrees_with_the_others() -> None:
+    """n1 saw n3's hold begin; n2 starts during it (no earlier decision) and learns of it from the hold LEAVE n3
+    sent it: the IPs n2 is to stand in for. A Service created during the hold that n3 would win goes to n2 on both
+    (not to n3 on n2, where it would go unanswered); the Services n3 had stay n3's on both."""
+    held_ip = pick("n3", "n2")  # n2 succeeds n3: n3's hold names n2 its stand-in for it
+    other_ip = pick("n3", "n1", avoid={held_ip})  # n1 succeeds n3
+    new_ip = pick("n3", "n2", avoid={held_ip, other_ip})
+    before = snapshot({"held": held_ip, "other": other_ip})
+    n1 = decided(before, None)
+    share = stand_ins("n3", n1.layer2_by_service, n1.ingress, ALL)
+    assert share == {"n2": [held_ip], "n1": [other_ip]}
+    during = snapshot({"held": held_ip, "other": other_ip, "new": new_ip})
+    n1 = decided(during, decided(before, n1, held=("n3",)), held=("n3",))
+    assert n1.layer2_by_service["default/new"].node == "n2"
+
+    n2 = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",),
+                      standing_in={"n3": frozenset(share["n2"])})  # fmt: skip
+    assert {k: d.node for k, d in n2.layer2_by_service.items()} == {k: d.node for k, d in n1.layer2_by_service.items()}
+    assert announced(n2, "n2") == {new_ip}
+    assert n2.cluster is not None and n2.cluster.held == {"n3": frozenset({held_ip, other_ip})}
+    # Its next decisions keep that (a membership change; a new snapshot).
+    n2 = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",), previous=n2)
+    assert n2.layer2_by_service["default/new"].node == "n2"
+    n2 = decide_early(snapshot({"held": held_ip, "new": new_ip}), node="n2", members=MEMBERS, alive=ALL,
+                      held=("n3",), previous=n2)  # fmt: skip
+    assert n2.layer2_by_service["default/new"].node == "n2"
+    assert n2.layer2_by_service["default/held"].node == "n3"
+
+
+def test_a_starting_member_named_no_stand_in_keeps_the_held_members_services() -> None:
+    """A starting member the hold named no stand-in cannot tell a Service created during the hold from one the
+    held node's decision did not count it for: it keeps them with the held node (nobody answers a new one until
+    the hold ends), never taking an IP a stand-in answers for."""
+    held_ip = pick("n3", "n2")
+    n2 = decide_early(snapshot({"held": held_ip}), node="n2", members=MEMBERS, alive=ALL, held=("n3",))
+    assert n2.layer2_by_service["default/held"].node == "n3"
+    assert announced(n2, "n2") == set()
+
+
+def test_a_hold_seen_before_the_held_member_was_counted_alive_is_not_a_hold_of_nothing() -> None:
+    """The hold can reach a starting member before any of its decisions counted the held member alive (its first
+    heartbeat and the hold LEAVE in one view): the held member then keeps what it wins, not nothing."""
+    held_ip = pick("n3", "n1")
+    snap = snapshot({"held": held_ip})
+    alone = decide_early(snap, node="n2", members=MEMBERS, alive=frozenset({"n1", "n2"}))
+    assert alone.layer2_by_service["default/held"].node == "n1"
+    n2 = decide_early(snap, node="n2", members=MEMBERS, alive=ALL, held=("n3",), previous=alone)
+    assert n2.layer2_by_service["default/held"].node == "n3", "n1's stand-in answers for it: nothing moves"
+    assert n2.cluster is not None and n2.cluster.held == {"n3": frozenset({held_ip})}

@@ -398,6 +398,7 @@ class FastChild:
             "t": "view", "seq": self._view_seq, "alive": sorted(view.alive), "quorum": view.has_quorum,
             "settled": view.settled, "members": {k: list(v) for k, v in view.members.items()},
             "held": sorted(view.held),
+            "standing_in": {name: sorted(ips) for name, ips in view.standing_in.items()},
         })  # fmt: skip
         self._apply(time.monotonic())
         self._wake.set()

@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
 OnLate = Callable[[float], None]
+_State = tuple[frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int]]]
+"""What a view is made of (alive, quorum, settled, held; the size of each stand-in share): a change is reported."""
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of socket receive buffer asked for: a burst of junk must not push real heartbeats out."""
@@ -136,7 +138,7 @@ class MembershipService:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._sleep_until = 0.0
-        self._reported: tuple[frozenset[str], bool, bool, frozenset[str]] = self._state()
+        self._reported: _State = self._state()
         self.view = self._make_view()
         """The latest :class:`MembershipView`; replaced (never mutated) on every change."""
         self.rejected: Counter[str] = Counter()
@@ -266,12 +268,16 @@ class MembershipService:
             known = self._host_known[host] = host in self._hosts or _normal(host) in self._hosts
         return known
 
-    def _state(self) -> tuple[frozenset[str], bool, bool, frozenset[str]]:
-        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(self._core.held()))
+    def _state(self) -> _State:
+        held = self._core.held()
+        shares = frozenset((name, len(member.ips)) for name, member in held.items() if member.ips)
+        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares)
 
     def _make_view(self) -> MembershipView:
-        alive, quorum, settled, held = self._reported
-        return MembershipView(alive, quorum, settled, dict(self._core.members()), held)
+        alive, quorum, settled, held, shares = self._reported
+        members = self._core.held()
+        standing_in = {name: frozenset(str(ip) for ip in members[name].ips) for name, _ in shares if name in members}
+        return MembershipView(alive, quorum, settled, dict(self._core.members()), held, standing_in)
 
     async def _run(self) -> None:
         while True:

@@ -5,7 +5,7 @@ process) does not import the membership core (issue 16, fast start)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ironlb.membership.config import Address
 
@@ -21,3 +21,6 @@ class MembershipView:
     settled: bool
     members: Mapping[str, Address]
     held: frozenset[str] = frozenset()  # alive members held for a restart (``Membership.held``)
+    standing_in: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per held member, the IPs its hold asked this node to stand in for (``HeldMember.ips``, as text): what a
+    node that just started knows of the IPs it held (``ironlb.decide.joined_holding``)."""

@@ -241,6 +241,8 @@ class Speaker:
         self.decision: NodeDecision | None = None
         self._ingress: dict[str, tuple[str, ...]] = {}  # each announced Service's IPs, for hand-overs
         self._held: dict[str, frozenset[str]] = {}  # members held for a restart, with the IPs they keep
+        self._late_holds: frozenset[str] = frozenset()  # held members the last decision counted fully (_context)
+        self._decided_live: frozenset[str] | None = None  # the live members of ``decision``'s context
         self.synced = False
         self.membership: MembershipService | RemoteMembership | None = None
         self._core: Membership | None = None
@@ -600,10 +602,18 @@ class Speaker:
             self._nodes_dirty = False
             self._node_objects = tuple(Node.from_dict(o) for o in self.nodes.store.values())
         live, may_l2 = self._live()
-        # A member held for a restart keeps the IPs it had as its hold began (the last decision), and no other.
-        held = self.membership.view.held if self.membership is not None and live is not None else frozenset()
+        # A member held for a restart keeps the IPs it had as its hold began (the last decision), and no other; one
+        # the last decision did not count alive (this speaker just started) counts fully for one decision, and is
+        # given its IPs from that one (``decide.holding``'s ``late``, :meth:`_publish` decides again at once).
+        view = self.membership.view if self.membership is not None else None
+        held = view.held if view is not None and live is not None else frozenset()
         layer2 = self.decision.layer2 if self.decision is not None else None
-        self._held = holding(sorted(held & live if live else ()), self._held, layer2, self._ingress)
+        names = sorted(held & live if live else ())
+        self._held = holding(
+            names, self._held, layer2, self._ingress, counted=self._decided_live, late=self._late_holds,
+            me=self.node, standing_in=view.standing_in if view is not None else None,
+        )  # fmt: skip
+        self._late_holds = frozenset(name for name in names if name not in self._held)
         return Context(
             config, self.node, self._node_objects, None if live is None else frozenset(live), may_l2,
             self.options.ignore_exclude_lb, frozenset(self.announcer.responder.interface_names), held=self._held,
@@ -665,6 +675,9 @@ class Speaker:
             log.info("first announcement: %d Layer 2 IPs, %d BGP peers (%s)", len(decision.announcement.layer2),
                      len(decision.announcement.bgp.peers) if decision.announcement.bgp else 0, age_text())  # fmt: skip
         self.decision = decision
+        self._decided_live = ctx.live
+        if self._late_holds:
+            self._dirty.set()  # give the held members this decision counted fully their IPs (see _context)
         self.syncs += 1
         self._record_events(decision)
         self._status_wake.set()

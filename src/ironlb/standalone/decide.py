@@ -125,6 +125,7 @@ def decide_early(
     previous: Early | None = None,
     held: Collection[str] = (),
     held_ips: Held | None = None,
+    standing_in: Held | None = None,
 ) -> Early:
     """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
 
@@ -134,7 +135,10 @@ def decide_early(
     ``held``: the members held for a restart (``ironlb.membership.hold``): each keeps the IPs ``previous`` gave it
     (:meth:`ClusterDecision.holding`) and is no candidate for any other, so a Service created during its hold is
     announced by another node. Without ``previous`` (the last decision failed), ``held_ips`` gives the IPs each
-    held member keeps (the last decision's ``cluster.held``); a held member in neither counts as any live one.
+    held member keeps (the last decision's ``cluster.held``). A held member that no earlier decision counted alive
+    (this node just started) counts as any live one for this decision, and the next gives it the IPs
+    :func:`ironlb.decide.joined_holding` finds (``standing_in``: per held member, the IPs it asked this node to
+    stand in for).
     """
     given, snapshot = snapshot, with_member_nodes(snapshot, members)
     allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
@@ -143,19 +147,24 @@ def decide_early(
     without_l2 = () if has_quorum else (node,)
     held = sorted(name for name in held if name in alive)
     if previous is not None and previous.cluster is not None and _same(previous.basis, basis):
-        cluster = previous.cluster.with_live(sorted(alive), without_l2=without_l2, held=held)
+        cluster = previous.cluster.with_live(
+            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in
+        )
     else:
         speakers = [n.name for n in snapshot.nodes]
         if node not in speakers:
             speakers.append(node)
         if previous is not None and previous.cluster is not None:
-            kept = previous.cluster.holding(held)
+            kept = previous.cluster.holding(held, me=node, standing_in=standing_in)
         else:
             kept = holding(held, held_ips or {}, None, {})
         cluster = cluster_decision(
             snapshot, outcomes, live=sorted(alive), speakers=speakers, without_l2=without_l2,
             served_without_slices=True, ignore_exclude_lb=ignore_exclude_lb, held=kept,
+            late=[name for name in held if name not in kept],
         )  # fmt: skip
+    if cluster.late:  # counted fully by this decision, which no earlier one did: give them their IPs now
+        cluster = cluster.with_live(sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in)
     mine = cluster.node(node, early=True)  # a take-over announces before the elections' rest is complete
 
     def finish() -> Decision:

@@ -413,6 +413,7 @@ class Runner:
                     previous=previous,
                     held=self.membership.view.held if self.membership is not None else (),
                     held_ips=self._held_ips,
+                    standing_in=self.membership.view.standing_in if self.membership is not None else None,
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)
