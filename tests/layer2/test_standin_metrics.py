@@ -84,7 +84,7 @@ async def test_the_fast_process_counts_a_hold_from_the_cores_hold_begun_event() 
             HoldBegun("node3", 8),
             MemberHeld("node3", 8, 9.0, link, frozenset()),
         ]:
-            child._on_member_event(event)
+            child._holds.on_event(event)  # ironlb.fastproc.holds, as thread mode
         counts = child._standin_metrics
         assert counts.value(HOLDS_BEGUN, "node3") == 2
         assert counts.value(HOLDS_ENDED, "returned") == 1

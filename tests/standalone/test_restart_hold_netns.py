@@ -45,10 +45,10 @@ def ask(c: StandaloneCluster) -> None:
     lab.run(ns, ["arping", "-c", "1", "-w", "1000000", "-i", "eth0", VIP], check=False, timeout=10)
 
 
-def started(lan: Lan, tmp_path: Path, hold: float) -> tuple[Cluster, str]:
+def started(lan: Lan, tmp_path: Path, hold: float, fastpath: str = "process") -> tuple[Cluster, str]:
     start_http_servers(lan)
     c = Cluster(lan, tmp_path)  # log level debug
-    c.extra_args = ("--restart-hold", str(hold))
+    c.extra_args = ("--restart-hold", str(hold), "--fastpath", fastpath)
     c.apply_seed()
     c.start_all()
     owner = c.wait_steady(VIP, timeout=60)
@@ -70,8 +70,13 @@ def stand_in_of(c: StandaloneCluster, owner: str) -> str:
     )  # fmt: skip
 
 
-def test_a_restart_keeps_the_ip_on_the_node_and_the_stand_in_answers_with_its_mac(lan: Lan, tmp_path: Path) -> None:
-    c, owner = started(lan, tmp_path, hold=HOLD)
+@pytest.mark.parametrize("fastpath", ["process", "thread"])
+def test_a_restart_keeps_the_ip_on_the_node_and_the_stand_in_answers_with_its_mac(
+    lan: Lan, tmp_path: Path, fastpath: str
+) -> None:
+    """With the fast process (the default) and with the fast path on a thread (``--fastpath thread``): the same
+    restart-hold code (``ironlb.fastproc.holds``) on either side."""
+    c, owner = started(lan, tmp_path, hold=HOLD, fastpath=fastpath)
     owner_mac = lan.node(owner).mac.lower()
     try:
         with c.probe(VIP) as probe:

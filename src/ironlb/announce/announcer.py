@@ -87,6 +87,7 @@ class Announcer:
                 gratuitous_duration=gratuitous_duration,
                 handover_timeout=handover_timeout,
                 metrics=self.metrics.layer2,
+                standin_metrics=self.metrics.standin,
             )
         self.responder: LayerTwoResponder = responder
         # BFD for peers with a bfdProfile: its sockets open only when the first such peer appears.

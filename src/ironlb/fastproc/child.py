@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import gc
 import logging
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import Counter
-from ipaddress import IPv4Address, ip_address
+from ipaddress import ip_address
 from typing import Any
 
 from ironlb.bfd.metrics import BFDMetrics
@@ -32,23 +30,13 @@ from ironlb.bfd.speaker import Addresses, Request, SpeakerBFD, SpeakerBFDHandle
 from ironlb.config.bfdprofile import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
+from ironlb.fastproc.holds import RestartHolds, hold_offer
 from ironlb.fastproc.realtime import go_realtime
 from ironlb.histogram import DETECTION_BUCKETS, LOOP_LAG_BUCKETS, Histogram
 from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
-from ironlb.layer2.standin import HeldLink as StandInLink
 from ironlb.layer2.standin_metrics import StandInMetrics
-from ironlb.membership import (
-    Event,
-    HoldBegun,
-    HoldEnded,
-    HoldOffer,
-    MemberHeld,
-    Membership,
-    MembershipConfig,
-    MembershipService,
-)
-from ironlb.membership.hold import MAX_LINKS, HeldLink
+from ironlb.membership import HoldOffer, Membership, MembershipConfig, MembershipService
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +48,8 @@ LAG_PROBE_INTERVAL = 0.1
 """Seconds between the loop-lag probe's timers (``ironlb_fastpath_loop_lag_seconds``)."""
 BIND_RETRY = 5.0
 """Seconds the membership socket's bind is retried (the port of a previous fast process being released)."""
-SIOCGIFADDR = 0x8915
 LOG_CHANGES = 100
 """A decision changing at least this many IPs is logged with its timings (a take-over, a configuration change)."""
-
-
-def _ipv4_of(name: str) -> IPv4Address | None:
-    """The primary IPv4 address of interface ``name`` (what a stand-in probes), or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            raw = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
-        except OSError:
-            return None
-    return IPv4Address(raw[20:24])
 
 
 class FastChild:
@@ -90,6 +67,7 @@ class FastChild:
         self._l2metrics = Layer2Metrics(None)
         self._bfdmetrics = BFDMetrics(None)
         self._standin_metrics = StandInMetrics(None)
+        self._holds = RestartHolds(self._standin_metrics, lambda: self.responder, lambda: self.membership)
         self.responder: Responder | None = None
         self.bfd = BFDManager(metrics=self._bfdmetrics)
         self._bfd_glue = SpeakerBFD(self.bfd)
@@ -234,7 +212,8 @@ class FastChild:
         elif kind == "leave":
             self._ml_params = None
             # Kept for the stop that may follow at once (it must not send a plain LEAVE before this task runs).
-            self._leave_hold = self._hold_offer(message["hold"]) if message.get("hold") else None
+            spec = message.get("hold")
+            self._leave_hold = hold_offer(self.responder, spec["seconds"], spec["stand_in"]) if spec else None
             self._loop.create_task(self._stop_membership(leave=bool(message.get("leave", True))))
         elif kind == "bfd_add":
             self._bfd_add(message)
@@ -278,7 +257,7 @@ class FastChild:
             gratuitous_duration=float(options["gratuitous_duration"]),
             handover_timeout=float(options["handover_timeout"]),
             metrics=self._l2metrics,
-            on_unreachable=self._on_unreachable,
+            on_unreachable=self._holds.on_unreachable,
             standin_metrics=self._standin_metrics,
         )
         self._loop.create_task(self._start_responder())
@@ -311,7 +290,7 @@ class FastChild:
             bind=(str(bind[0]), int(bind[1])) if bind else None,
             on_change=lambda alive, quorum: self._on_view(),
             on_late=self._loop_lag.observe,
-            on_event=self._on_member_event,
+            on_event=self._holds.on_event,
         )
         self.guard.membership_started()
         deadline = time.monotonic() + BIND_RETRY
@@ -345,42 +324,6 @@ class FastChild:
             with contextlib.suppress(Exception):
                 await service.stop(leave=leave, hold=hold)
 
-    # ------------------------------------------------------------------ restart holds
-    def _hold_offer(self, spec: Message) -> HoldOffer:
-        """A restart: this node's MACs and own addresses (what the stand-ins answer with and probe), their IPs."""
-        links: list[HeldLink] = []
-        for iface in self.responder.interfaces if self.responder is not None else ():
-            address = _ipv4_of(iface.name) if iface.arp else None
-            if address is None and iface.link_local is not None:
-                links.append(HeldLink(iface.mac, iface.link_local))
-            elif address is not None:
-                links.append(HeldLink(iface.mac, address))
-        stand_in = {str(k): [ip_address(ip) for ip in v] for k, v in spec["stand_in"].items()}
-        return HoldOffer(float(spec["seconds"]), tuple(links[:MAX_LINKS]), stand_in)
-
-    def _on_member_event(self, event: Event) -> None:
-        """A member restarting (held): stand in for our share of its IPs; its hold over: stop."""
-        if isinstance(event, HoldBegun):  # once a hold (its further MemberHeld only add IPs)
-            self._standin_metrics.hold_begun(event.name)
-        elif isinstance(event, HoldEnded):
-            self._standin_metrics.hold_ended(event.reason)
-        responder, service = self.responder, self.membership
-        if responder is None or service is None:
-            return
-        if isinstance(event, MemberHeld) and event.ips:  # only stand-ins probe: not every member of a large cluster
-            links = [StandInLink(link.mac, link.address) for link in event.links]
-            responder.stand_in(event.name, links, event.ips, service.membership.config.dead_timeout)
-            responder.pause_stand_ins(not service.membership.has_quorum())
-        elif isinstance(event, HoldEnded):
-            if event.reason == "returned":
-                responder.stand_in_returned(event.name)
-            else:
-                responder.stand_down(event.name)
-
-    def _on_unreachable(self, name: str) -> None:
-        if self.membership is not None:
-            self.membership.end_hold(name)
-
     async def _rejoin(self) -> None:
         self.guard.rejoined(self._view_seq + 1)
         await self._start_membership()
@@ -390,8 +333,7 @@ class FastChild:
         if service is None:
             return
         view = service.view
-        if self.responder is not None:
-            self.responder.pause_stand_ins(not view.has_quorum)
+        self._holds.on_quorum(view.has_quorum)
         self._view_seq += 1
         self.guard.view(self._view_seq, view.alive, view.has_quorum and view.settled, time.monotonic())
         self._send("view", {

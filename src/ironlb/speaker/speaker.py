@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,7 @@ from .decide import speaker_config
 from .restart import node_going_away
 
 if TYPE_CHECKING:
+    from ironlb.layer2.responder import Responder
     from ironlb.membership.fsm import Membership
     from ironlb.membership.service import MembershipService
 
@@ -395,10 +396,13 @@ class Speaker:
                 hand_over = handed_over(self.node, self.decision.layer2, self._ingress, leaving=True)
 
         async def leave() -> None:
-            if isinstance(membership, RemoteMembership) and hold is not None:
-                await membership.restart_leave(self.options.restart_hold, hold)
+            if isinstance(membership, RemoteMembership):
+                if hold is not None:
+                    await membership.restart_leave(self.options.restart_hold, hold)
+                elif self.fastpath.running:
+                    await self.fastpath.call(membership.stop(leave=True))
             elif membership is not None and self.fastpath.running:
-                await self.fastpath.call(membership.stop(leave=True))
+                await self.fastpath.call(self._leave(membership, hold))
 
         self.membership = None
         await self.announcer.close(graceful_restart=True, hand_over=hand_over, before_silence=leave)
@@ -407,11 +411,27 @@ class Speaker:
             await self.fastproc.stop(leave=True)
         log.info("stopped; all announcements withdrawn")
 
+    async def _leave(self, membership: MembershipService, stand_in: Mapping[str, list[str]] | None) -> None:
+        """Thread mode's LEAVE (on the fast loop): with ``stand_in``, the hold LEAVE the fast process would send."""
+        offer = None
+        if stand_in is not None:
+            from ironlb.fastproc.holds import hold_offer
+
+            offer = hold_offer(self._responder(), self.options.restart_hold, stand_in)
+        await membership.stop(leave=True, hold=offer)
+
+    def _responder(self) -> Responder | None:
+        """Thread mode's responder (the announcer's, on the fast path); None with the fast process."""
+        from ironlb.layer2.responder import Responder
+
+        responder = self.announcer.responder
+        return responder if isinstance(responder, Responder) else None
+
     async def _restart_hold(self) -> dict[str, list[str]] | None:
         """A stop while this speaker's Node stays up (``speaker.restart``) is a restart: per member the IPs it stands
         in for while nothing moves. None: a plain stop that hands the IPs over."""
         membership = self.membership
-        if self.options.restart_hold <= 0 or not isinstance(membership, RemoteMembership) or self.decision is None:
+        if self.options.restart_hold <= 0 or membership is None or self.decision is None:
             return None
         if not self._live()[1]:
             return None
@@ -463,15 +483,18 @@ class Speaker:
             self.membership = remote
             await remote.start()
             return
-        # Standing in for a restarting member is the fast process's work: this thread-mode membership refuses
-        # holds (a hold LEAVE is then a plain LEAVE), so it never keeps a member nobody probes. The core is imported
-        # here only: the fast process runs it otherwise (issue 16, fast start).
+        # Thread mode: the fast process's work on a thread, restart holds by the same code (fastproc.holds). The core
+        # is imported here only: the fast process runs it otherwise (issue 16, fast start).
+        from ironlb.fastproc.holds import threaded_membership
         from ironlb.membership.fsm import Membership
-        from ironlb.membership.service import MembershipService
 
-        self._core = Membership(self.node, secret, {self.node: own}, replace(opts.membership, hold_max=0.0))
-        self.membership = MembershipService(self._core, bind=own, on_change=self.fastpath.to_main(self._on_membership))
-        await self.fastpath.call(self.membership.start())
+        self._core = Membership(self.node, secret, {self.node: own}, opts.membership)
+        service = threaded_membership(
+            self._core, self._responder(), self.announcer.metrics.standin, self.fastpath.to_main(self._on_membership),
+            bind=own,
+        )  # fmt: skip
+        self.membership = service
+        await self.fastpath.call(service.start())
 
     def _live(self) -> tuple[frozenset[str] | None, bool]:
         """Live speakers (None: every Node, memberlist not configured) and whether L2 may announce."""

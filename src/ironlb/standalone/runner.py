@@ -25,7 +25,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,15 +221,18 @@ class Runner:
                 )  # fmt: skip
                 await self.membership.start()
             else:
-                # No stand-ins in thread mode (the fast process's work): refuse holds, a hold LEAVE is a plain LEAVE.
+                # Thread mode: the fast process's work on a thread, restart holds by the same code (fastproc.holds).
                 # The core is imported here only: the fast process runs it otherwise (issue 16, fast start).
+                from ironlb.fastproc.holds import threaded_membership
                 from ironlb.membership.fsm import Membership
-                from ironlb.membership.service import MembershipService
 
-                config = replace(opts.membership, hold_max=0.0)
-                self._core = Membership(opts.node, secret, dict(opts.members), config)
-                self.membership = MembershipService(self._core, on_change=self.fastpath.to_main(self._on_membership))
-                await self.fastpath.call(self.membership.start())
+                self._core = Membership(opts.node, secret, dict(opts.members), opts.membership)
+                service = threaded_membership(
+                    self._core, self._responder(), self.announcer.metrics.standin,
+                    self.fastpath.to_main(self._on_membership),
+                )  # fmt: skip
+                self.membership = service
+                await self.fastpath.call(service.start())
         watcher = loop.create_task(self._watch_bgp_states())
         try:
             await self._recompute("start")
@@ -256,6 +259,8 @@ class Runner:
         async def leave() -> None:
             if isinstance(membership, RemoteMembership) and hold is not None:
                 await membership.restart_leave(self.options.restart_hold, hold)
+            elif membership is not None and not isinstance(membership, RemoteMembership) and hold is not None:
+                await self.fastpath.call(self._restart_leave(membership, hold))
             elif membership is not None:
                 await self.fastpath.call(membership.stop(leave=True))
 
@@ -460,10 +465,25 @@ class Runner:
         else:
             self._write_error_status()
 
+    async def _restart_leave(self, membership: MembershipService, stand_in: Mapping[str, list[str]]) -> None:
+        """Thread mode's restart (on the fast loop): the hold LEAVE, as the fast process sends it."""
+        from ironlb.fastproc.holds import hold_offer
+
+        offer = hold_offer(self._responder(), self.options.restart_hold, stand_in)
+        log.info("restarting: asking the others to hold this node's IPs for up to %.1f s", offer.seconds)
+        await membership.stop(leave=True, hold=offer)
+
+    def _responder(self) -> Responder | None:
+        """Thread mode's responder (the announcer's, on the fast path); None with the fast process."""
+        from ironlb.layer2.responder import Responder
+
+        responder = self.announcer.responder
+        return responder if isinstance(responder, Responder) else None
+
     def _stand_ins(self) -> dict[str, list[str]] | None:
-        """With ``--restart-hold`` (and the fast process): a stop is a restart, nothing moves; per member the IPs
-        it stands in for (``decide.stand_ins``). None: a plain stop that hands the IPs over."""
-        if self.options.restart_hold <= 0 or not isinstance(self.membership, RemoteMembership):
+        """With ``--restart-hold``: a stop is a restart, nothing moves; per member the IPs it stands in for
+        (``decide.stand_ins``). None: a plain stop that hands the IPs over."""
+        if self.options.restart_hold <= 0 or self.membership is None:
             return None
         if self.decision is None or not self._alive()[1]:
             return None
