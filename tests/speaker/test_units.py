@@ -272,3 +272,32 @@ def test_status_plan_of_the_changes_equals_the_full_plan() -> None:
         full = st.plan_actions(kind, "a", now, existing.values())
         some = st.plan_changes(kind, "a", now, previous, dirty, existing.values())
         assert sorted(map(repr, some)) == sorted(map(repr, full))
+
+
+def test_a_speaker_that_starts_during_a_hold_gives_the_held_member_its_ips_from_its_first_decision() -> None:
+    """No decision yet when the hold is in the view: the held member counts fully for the first decision (``late``),
+    and the next context gives it what that decision elects it, minus the Services this speaker succeeds it in whose
+    IPs the hold did not ask it to stand in for (created during the hold: this speaker announces them)."""
+    from ironlb.config.types import Config
+    from ironlb.decide import NodeDecision
+    from ironlb.layer2.election import L2Decision
+    from ironlb.membership.view import MembershipView
+    from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+    speaker = Speaker(object(), SpeakerOptions(node="n2"))  # type: ignore[arg-type] # no API call is made
+    alive = frozenset({"n1", "n2", "n3"})
+    view = MembershipView(alive, True, True, {}, frozenset({"n3"}), {"n3": frozenset({"10.0.0.1"})})
+    speaker.membership = type("Held", (), {"view": view})()
+    speaker._members_known, speaker._nodes_dirty = True, False
+    speaker._ingress = {"default/held": ("10.0.0.1",), "default/new": ("10.0.0.2",), "default/other": ("10.0.0.3",)}
+    assert speaker._context(Config()).held == {}, "no decision yet: counted fully"
+    assert speaker._late_holds == {"n3"}
+    layer2 = {
+        "default/held": L2Decision("n3", None, (), ("n3", "n2", "n1")),
+        "default/new": L2Decision("n3", None, (), ("n3", "n2", "n1")),
+        "default/other": L2Decision("n3", None, (), ("n3", "n1", "n2")),
+    }
+    speaker.decision, speaker._decided_live = NodeDecision(layer2=layer2), alive
+    assert speaker._context(Config()).held == {"n3": frozenset({"10.0.0.1", "10.0.0.3"})}
+    assert speaker._late_holds == frozenset()
+    assert speaker._context(Config()).held == {"n3": frozenset({"10.0.0.1", "10.0.0.3"})}, "kept from then on"
