@@ -280,3 +280,60 @@ def test_a_stand_in_that_dies_during_the_hold_ends_it_and_the_ip_moves(lan: Lan,
         assert f"HoldEnded(name='{owner}', reason='standin_down')" in c.log(third), c.log(third)
     finally:
         c.close()
+
+
+DUAL_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+  annotations: {metallb.io/loadBalancerIPs: "%(ips)s"}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: %(policy)s
+  ipFamilies: [%(families)s]
+  selector: {app: web}
+  ports: [{port: 80}]
+"""
+
+
+def test_a_service_gaining_an_ipv6_address_during_the_hold_moves_only_that_one(lan: Lan, tmp_path: Path) -> None:
+    """The held owner's Service becomes dual stack during the hold: its IPv4 address stays the owner's (a real
+    arping answered by the stand-in with the owner's MAC, nobody announcing it), only the new IPv6 address goes to
+    the next node (a real ndisc6 answered with that node's MAC); the owner back, it announces both."""
+    vip6 = "fd00:1::f0"
+    start_http_servers(lan)
+    c = Cluster(lan, tmp_path)
+    c.extra_args = ("--restart-hold", str(HOLD))
+    start_services(c, AD)
+    (c.state / "service.yaml").write_text(DUAL_SERVICE % {"ips": VIP, "policy": "SingleStack", "families": "IPv4"})
+    owner = settle(c, VIP)
+    successor = sort_candidates(c.node_names, VIP)[1]
+    owner_mac, successor_mac = lan.node(owner).mac.lower(), lan.node(successor).mac.lower()
+    try:
+        t_term = stop(c, owner)
+        stand_in_of(c, owner)
+        (c.state / "service.yaml").write_text(
+            DUAL_SERVICE % {"ips": f"{VIP}, {vip6}", "policy": "RequireDualStack", "families": "IPv4, IPv6"}
+        )
+        wait_until(lambda: c.announcers(vip6) == [successor], 20, f"{successor} announcing {vip6}", interval=0.02)
+        assert c.announcers(VIP) == [], "the IPv4 address stays held"
+        assert wait_until(lambda: c.ndisc_mac(vip6), 20, f"an NDP answer for {vip6}") == successor_mac
+        with c.probe(VIP) as probe:  # the ARP answers' sender MAC (arping shows the stand-in's Ethernet source)
+            assert probe.wait_ready()
+            t_ask = time.monotonic()
+            ask(c)
+            answers = wait_until(
+                lambda: [e["mac"] for e in arp_about_vip(probe.snapshot(), t_ask) if e["op"] == 2] or None, 20,
+                f"an ARP answer for {VIP}", interval=0.02,
+            )  # fmt: skip
+        assert set(answers) == {owner_mac}, answers
+        assert time.monotonic() - t_term < HOLD - 1, "all of it during the hold"
+        assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
+
+        c.start(owner)
+        wait_until(lambda: c.converged() and c.announcers(vip6) == [owner] and c.announcers(VIP) == [owner], 60,
+                   f"{owner} announcing both again")  # fmt: skip
+    finally:
+        c.close()
