@@ -301,3 +301,36 @@ def test_a_speaker_that_starts_during_a_hold_gives_the_held_member_its_ips_from_
     assert speaker._context(Config()).held == {"n3": frozenset({"10.0.0.1", "10.0.0.3"})}
     assert speaker._late_holds == frozenset()
     assert speaker._context(Config()).held == {"n3": frozenset({"10.0.0.1", "10.0.0.3"})}, "kept from then on"
+
+
+async def test_a_thread_mode_speaker_takes_holds_by_the_fast_process_code(tmp_path: Path) -> None:
+    """``--fastpath thread``: the membership accepts holds (``hold_max`` as configured, not 0) and the responder's
+    probe of a held node ends its hold (``ironlb.fastproc.holds``, the fast process's own code)."""
+    import socket
+
+    from ironlb.layer2.responder import Responder
+    from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+    (tmp_path / "secretkey").write_text("k" * 40 + "\n")
+    for _ in range(5):  # a port free a moment ago (the member list needs a real one): another try if taken since
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        options = SpeakerOptions(node="n1", ml_bind_addr="127.0.0.1", ml_bind_port=port, ml_labels="app=x",
+                                 ml_secret_key_path=str(tmp_path))  # fmt: skip
+        speaker = Speaker(object(), options)  # type: ignore[arg-type] # no API call is made
+        await speaker.fastpath.start()
+        try:
+            try:
+                await speaker._start_membership()
+            except OSError:
+                continue
+            assert speaker._core is not None and speaker._core.config.hold_max == options.membership.hold_max > 0
+            responder = speaker.announcer.responder
+            assert isinstance(responder, Responder) and responder.on_unreachable is not None
+            return
+        finally:
+            if speaker.membership is not None:
+                await speaker.fastpath.call(speaker.membership.stop(leave=False))
+            await speaker.fastpath.stop()
+    raise AssertionError("no free UDP port in five tries")
