@@ -68,13 +68,16 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def running_cluster() -> AsyncIterator[Cluster]:
-    """Three services started on the test's loop (the virtual clock's), converged."""
+    """Three services started on the test's loop (the virtual clock's), converged and settled (a starting node
+    settles once the peers it hears count it too: one heartbeat after it sees them all)."""
     c = Cluster()
     for s in c.services.values():
         await s.start()
     try:
-        await wait_until_async(lambda: all(s.alive() == set(NAMES) for s in c.services.values()), 2.0,
-                               "the cluster to converge")
+        await wait_until_async(
+            lambda: all(s.alive() == set(NAMES) and s.membership.settled() for s in c.services.values()), 2.0,
+            "the cluster to converge and settle",
+        )  # fmt: skip
         yield c
     finally:
         for s in c.services.values():
