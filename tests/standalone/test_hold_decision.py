@@ -179,6 +179,8 @@ def test_a_service_gaining_a_second_family_during_a_hold_moves_only_the_new_ip()
     early = decided(dual, early, held=("n3",))
     web = early.layer2_by_service["default/web"]
     assert (web.node, web.kept, web.kept_by) == ("n2", (v4,), "n3")
+    status = early.finish().plan["services"]["default/web"]["layer2"]
+    assert status == {"node": "n2", "reason": None, "interfaces": [], "kept": {"node": "n3", "ips": [v4]}}
     assert announced(early, "n2") == {v6}, "only the new IP moves"
     assert all(v4 not in announced(early, n) for n in MEMBERS), "the held IP stays with n3's stand-in"
     assert ("default/web", "layer2", "n2", v4) not in early.cluster.node("n2").announcement.series

@@ -50,7 +50,10 @@ class L2Decision:
     nodes: tuple[NodeReason, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        return {"node": self.node, "reason": self.reason, "interfaces": list(self.interfaces)}
+        out: dict[str, object] = {"node": self.node, "reason": self.reason, "interfaces": list(self.interfaces)}
+        if self.kept:  # only during a restart hold (ironlb run's status file): who still answers which IPs
+            out["kept"] = {"node": self.kept_by, "ips": list(self.kept)}
+        return out
 
     def nodes_dict(self) -> dict[str, dict[str, object]]:
         """``nodes`` by node name, for the plan's ``nodeReasons``."""
