@@ -4,7 +4,8 @@ claimed what it should not meanwhile. Exact simulated times (``SimNet``: 0.5-1 m
 Scenarios: a node alone; a cold start of 3 and 16 nodes (all within 50 ms), also with one member down, and with
 the third of 3 nodes 10 ms before the others' dead timeout has passed; a node
 rejoining 3 or 16 live nodes, rejoining while another member is dead, and rejoining while the datagrams of one
-owner to it are lost for 500 ms. Per scenario: from the starting node's boot to ``settled()`` (the last one, for a
+owner to it are lost for 500 ms; the third of 3 nodes 550 ms after the others (they announced without it); a node
+rejoining 16 while its neighbours' first one or three table syncs to it are lost. Per scenario: from the starting node's boot to ``settled()`` (the last one, for a
 cold start), and, until 0.5 s after that, for how long (5 ms steps) a starting node that may announce (quorum and
 settled) won over its own alive set an IP that the true live set gives another node (the wrong claim), and for
 how long two nodes claimed one IP (the others keep the IPs a joiner wins until they count it: a joiner taking
@@ -21,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 
 from ironlb.membership.simulation import SimNet
+from ironlb.membership.wire import MsgType, decode
 
 SECRET = b"bench-settle-bench-settle-32byte"
 IPS = [f"10.0.{i // 256}.{i % 256}" for i in range(128)]
@@ -98,7 +100,32 @@ def staggered() -> tuple[float | None, int, int]:
     return (None if took is None else took + sim.config.dead_timeout - 0.01), bad, double
 
 
-def rejoin(n: int, dead: bool = False, lossy: bool = False) -> tuple[float | None, int, int]:
+def late(after: float) -> tuple[float | None, int, int]:
+    """Two nodes start together, settle without the third and announce; the third starts ``after`` seconds later
+    (more than a dead timeout: a cold start on a busy machine) and takes its IPs over: from its start."""
+    sim = SimNet(names(3), SECRET)
+    sim.crash(names(3)[2])
+    sim.run(after)
+    sim.restart(names(3)[2])
+    return watch(sim, [names(3)[2]], names(3))
+
+
+def lose_syncs(sim: SimNet, joiner: str, first: int) -> None:
+    """Drop the first ``first`` table syncs (NOTICEs, one burst at one moment) each member sends ``joiner``."""
+    bursts: dict[str, list[float]] = {}
+
+    def drop(src: str, dest: str, data: bytes) -> bool:
+        if dest != joiner or decode(data, [SECRET]).type is not MsgType.NOTICE:
+            return False
+        times = bursts.setdefault(src, [])
+        if not times or times[-1] != sim.now:
+            times.append(sim.now)
+        return len(times) <= first
+
+    sim.drop = drop
+
+
+def rejoin(n: int, dead: bool = False, lossy: bool = False, lost_syncs: int = 0) -> tuple[float | None, int, int]:
     sim = steady(n)
     everyone = names(n)
     live = everyone
@@ -110,6 +137,8 @@ def rejoin(n: int, dead: bool = False, lossy: bool = False) -> tuple[float | Non
     if lossy:
         until = sim.now + 0.5
         sim.drop = lambda s, d, _data: s == everyone[0] and d == joiner and sim.now < until
+    if lost_syncs:
+        lose_syncs(sim, joiner, lost_syncs)
     sim.restart(joiner)
     return watch(sim, [joiner], live)
 
@@ -124,6 +153,9 @@ SCENARIOS: dict[str, Callable[[], tuple[float | None, int, int]]] = {
     "rejoin, another member dead": lambda: rejoin(3, dead=True),
     "rejoin, an owner's datagrams lost 500 ms": lambda: rejoin(3, lossy=True),
     "rejoin 16 live nodes (rings)": lambda: rejoin(16),
+    "cold start, 3 nodes, the third 550 ms after the others": lambda: late(0.55),
+    "rejoin 16 nodes (rings), each neighbour's first table sync lost": lambda: rejoin(16, lost_syncs=1),
+    "rejoin 16 nodes (rings), each neighbour's first 3 table syncs lost": lambda: rejoin(16, lost_syncs=3),
 }
 
 
