@@ -125,7 +125,10 @@ def lose_syncs(sim: SimNet, joiner: str, first: int) -> None:
     sim.drop = drop
 
 
-def rejoin(n: int, dead: bool = False, lossy: bool = False, lost_syncs: int = 0) -> tuple[float | None, int, int]:
+def rejoin(
+    n: int, dead: bool = False, lossy: bool = False, lost_syncs: int = 0, joiner: int = 1
+) -> tuple[float | None, int, int]:
+    """``joiner`` rejoins (by index; n01 has 5 ring neighbours of 16, n07 has 8: a quorum with itself)."""
     sim = steady(n)
     everyone = names(n)
     live = everyone
@@ -133,14 +136,14 @@ def rejoin(n: int, dead: bool = False, lossy: bool = False, lost_syncs: int = 0)
         sim.crash(everyone[-1])
         sim.run(2.0)
         live = everyone[:-1]
-    joiner = everyone[1]
+    joiner_name = everyone[joiner]
     if lossy:
         until = sim.now + 0.5
-        sim.drop = lambda s, d, _data: s == everyone[0] and d == joiner and sim.now < until
+        sim.drop = lambda s, d, _data: s == everyone[0] and d == joiner_name and sim.now < until
     if lost_syncs:
-        lose_syncs(sim, joiner, lost_syncs)
-    sim.restart(joiner)
-    return watch(sim, [joiner], live)
+        lose_syncs(sim, joiner_name, lost_syncs)
+    sim.restart(joiner_name)
+    return watch(sim, [joiner_name], live)
 
 
 SCENARIOS: dict[str, Callable[[], tuple[float | None, int, int]]] = {
@@ -154,8 +157,8 @@ SCENARIOS: dict[str, Callable[[], tuple[float | None, int, int]]] = {
     "rejoin, an owner's datagrams lost 500 ms": lambda: rejoin(3, lossy=True),
     "rejoin 16 live nodes (rings)": lambda: rejoin(16),
     "cold start, 3 nodes, the third 550 ms after the others": lambda: late(0.55),
-    "rejoin 16 nodes (rings), each neighbour's first table sync lost": lambda: rejoin(16, lost_syncs=1),
-    "rejoin 16 nodes (rings), each neighbour's first 3 table syncs lost": lambda: rejoin(16, lost_syncs=3),
+    "rejoin 16 nodes (rings), each neighbour's first table sync lost": lambda: rejoin(16, lost_syncs=1, joiner=7),
+    "rejoin 16 nodes (rings), each neighbour's first 3 table syncs lost": lambda: rejoin(16, lost_syncs=3, joiner=7),
 }
 
 
