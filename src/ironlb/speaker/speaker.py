@@ -233,6 +233,7 @@ class Speaker:
         # What a decision reads: the first announcement waits for these only. The status caches (every node's
         # ServiceL2Status: one per Service) are needed before writing statuses, not before answering.
         self.decision_informers = [self.services, self.slices, self.nodes, self.namespaces, *self.config_informers]
+        self.config_sources = [*self.config_informers, self.nodes, self.namespaces]  # what _build_config reads
         self.status_informers = [self.l2_statuses, self.bgp_statuses, self.states]
         self.informers = [*self.decision_informers, *self.status_informers]
 
@@ -371,14 +372,27 @@ class Speaker:
             await self.announcer.start()
             await self._start_membership()
             tg.create_task(self._discovery_loop(), name="discovery")
-            await wait_synced(self.decision_informers)
+            await self._wait_synced()
             self.synced = True
             log.info(
                 "caches synced: %d services, %d nodes (%s)", len(self.services.store), len(self.nodes.store), age_text()
             )
             tg.create_task(self._status_loop(), name="status")
-            self._mark(config=True)
+            self._mark()  # the configuration is built again only if one of its objects changed since (handlers)
             await self._sync_loop()
+
+    async def _wait_synced(self) -> None:
+        """Until every cache a decision reads has listed once. The configuration is built as soon as its own
+        objects are listed: its first build (the models' validators, tens of milliseconds) then runs while the
+        Services and EndpointSlices, thousands of objects, are still arriving, not after them."""
+        await wait_synced(self.config_sources)
+        if self._config_dirty:
+            try:
+                self._build_config()
+            except Exception:  # a bug: the first sync builds it again, under the sync loop's own handler
+                log.exception("building the configuration failed")
+                self._config_dirty = True
+        await wait_synced(self.decision_informers)
 
     async def close(self) -> None:
         """Leave the membership (the others take over at once) and withdraw everything.

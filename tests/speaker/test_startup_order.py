@@ -1,0 +1,95 @@
+"""The speaker's start-up order (issue 16, fast start): its configuration is built once its own objects are listed,
+while the Services and EndpointSlices are still being listed, and not built a second time when nothing changed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ironlb.kube.client import ENDPOINT_SLICES, SERVICES, Resource
+from ironlb.speaker.speaker import Speaker, SpeakerOptions
+
+NS = "metallb-system"
+CONFIG = {
+    "ipaddresspools": [{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                        "metadata": {"name": "bgp", "namespace": NS, "resourceVersion": "2"},
+                        "spec": {"addresses": ["10.0.0.0/24"]}}],
+    "bgpadvertisements": [{"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+                           "metadata": {"name": "b", "namespace": NS, "resourceVersion": "3"},
+                           "spec": {"ipAddressPools": ["bgp"]}}],
+    "nodes": [{"metadata": {"name": "n1", "resourceVersion": "4", "labels": {"kubernetes.io/hostname": "n1"}}}],
+    "namespaces": [{"metadata": {"name": NS, "resourceVersion": "5"}}],
+}  # fmt: skip
+
+
+class GatedSource:
+    """Lists the configuration at once; Services and EndpointSlices only once ``gate`` is set. Watches stay idle."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def list_all(self, res: Resource, namespace: str | None = None, **kw: Any) -> tuple[list[dict], str]:
+        if res in (SERVICES, ENDPOINT_SLICES):
+            await self.gate.wait()
+        transform = kw.get("transform") or (lambda o: o)
+        return [transform(dict(o, metadata=dict(o["metadata"]))) for o in CONFIG.get(res.plural, [])], "10"
+
+    async def watch(self, res: Resource, namespace: str | None = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.Event().wait()
+        yield {}
+
+
+async def test_configuration_is_built_while_the_services_are_still_listed() -> None:
+    source = GatedSource()
+    speaker = Speaker(source, SpeakerOptions(node="n1", namespace=NS))  # type: ignore[arg-type]
+    builds = 0
+    build = speaker._build_config
+
+    def counted() -> None:
+        nonlocal builds
+        builds += 1
+        build()
+
+    speaker._build_config = counted  # type: ignore[method-assign]
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(i.run()) for i in speaker.decision_informers]
+        synced = tg.create_task(speaker._wait_synced())
+        async with asyncio.timeout(10):
+            while speaker.config is None:
+                await asyncio.sleep(0.01)
+        assert not speaker.services.synced.is_set() and not synced.done()
+        assert [p.name for p in speaker.config.pools] == ["bgp"] and speaker.config_error is None
+        source.gate.set()
+        await synced
+        assert speaker.services.synced.is_set() and speaker.slices.synced.is_set()
+        # nothing of the configuration changed meanwhile: the first sync decides with it, no second build
+        assert builds == 1 and not speaker._config_dirty
+        for task in tasks:
+            task.cancel()
+
+
+async def test_a_failing_early_build_is_left_to_the_first_sync() -> None:
+    source = GatedSource()
+    source.gate.set()
+    speaker = Speaker(source, SpeakerOptions(node="n1", namespace=NS))  # type: ignore[arg-type]
+    build = speaker._build_config
+    calls = 0
+
+    def failing_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        build()
+
+    speaker._build_config = failing_once  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(i.run()) for i in speaker.decision_informers]
+    try:
+        async with asyncio.timeout(10):
+            await speaker._wait_synced()  # the speaker goes on: the failure is logged, not raised
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert calls == 1 and speaker.config is None and speaker._config_dirty  # the first sync builds it
