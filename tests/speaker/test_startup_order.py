@@ -93,3 +93,52 @@ async def test_a_failing_early_build_is_left_to_the_first_sync() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert calls == 1 and speaker.config is None and speaker._config_dirty  # the first sync builds it
+
+
+class RecordingSource(GatedSource):
+    """Every list in the order asked, with how many sync passes the speaker had made by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.speaker: Speaker | None = None
+        self.lists: list[tuple[str, int]] = []
+
+    async def list_all(self, res: Resource, namespace: str | None = None, **kw: Any) -> tuple[list[dict], str]:
+        assert self.speaker is not None
+        self.lists.append((res.plural, self.speaker.syncs))
+        return await super().list_all(res, namespace, **kw)
+
+
+async def test_status_caches_are_listed_after_the_first_announcement() -> None:
+    from ironlb.kube.client import CONFIGURATION_STATES, SERVICE_BGP_STATUSES, SERVICE_L2_STATUSES
+
+    source = RecordingSource()
+    speaker = source.speaker = Speaker(source, SpeakerOptions(node="n1", namespace=NS))  # type: ignore[arg-type]
+    announced: list[Any] = []
+
+    async def start() -> None:  # no responders here: the order of the lists is under test
+        pass
+
+    async def apply(announcement: Any, hand_over: Any = ()) -> None:
+        announced.append(announcement)
+
+    speaker.announcer.start = start  # type: ignore[method-assign]
+    speaker.announcer.apply = apply  # type: ignore[method-assign]
+    status = {r.plural for r in (SERVICE_L2_STATUSES, SERVICE_BGP_STATUSES, CONFIGURATION_STATES)}
+    running = asyncio.create_task(speaker.run())
+    try:
+        async with asyncio.timeout(10):
+            while not all(i.synced.is_set() for i in speaker.informers):
+                await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await speaker.fastpath.stop()
+    assert announced, "no announcement"
+    listed = [name for name, _ in source.lists]
+    assert status <= set(listed) and {"services", "endpointslices", "ipaddresspools"} <= set(listed)
+    # every decision cache was listed before the first announcement, every status cache after it
+    decision = {i.resource.plural for i in speaker.decision_informers}
+    assert all(syncs == 0 for name, syncs in source.lists if name in decision)
+    assert all(syncs >= 1 for name, syncs in source.lists if name in status)

@@ -231,7 +231,8 @@ class Speaker:
             create_manager="ironlb-speaker",
         )
         # What a decision reads: the first announcement waits for these only. The status caches (every node's
-        # ServiceL2Status: one per Service) are needed before writing statuses, not before answering.
+        # ServiceL2Status: one per Service) are needed before writing statuses, not before answering: they are
+        # listed after the first sync pass (_start_status_informers).
         self.decision_informers = [self.services, self.slices, self.nodes, self.namespaces, *self.config_informers]
         self.config_sources = [*self.config_informers, self.nodes, self.namespaces]  # what _build_config reads
         self.status_informers = [self.l2_statuses, self.bgp_statuses, self.states]
@@ -252,6 +253,7 @@ class Speaker:
         self.syncs = 0
 
         self._dirty = asyncio.Event()
+        self._first_pass = asyncio.Event()  # the sync loop's first pass is done (announced or not)
         self._config_dirty = True
         self._status_wake = asyncio.Event()
         self._discover_wake = asyncio.Event()
@@ -361,8 +363,9 @@ class Speaker:
     async def run(self) -> None:
         """Run until cancelled (then call :meth:`close`)."""
         async with asyncio.TaskGroup() as tg:
-            for informer in self.informers:
+            for informer in self.decision_informers:
                 tg.create_task(informer.run(), name=f"informer-{informer.name}")
+            tg.create_task(self._start_status_informers(tg), name="status-informers")
             tg.create_task(self.recorder.run(), name="event-recorder")
             if self.fastproc is not None:
                 await self.fastproc.start()
@@ -380,6 +383,14 @@ class Speaker:
             tg.create_task(self._status_loop(), name="status")
             self._mark()  # the configuration is built again only if one of its objects changed since (handlers)
             await self._sync_loop()
+
+    async def _start_status_informers(self, tg: asyncio.TaskGroup) -> None:
+        """The status caches (every node's ServiceL2Status and this node's ServiceBGPStatus: one per Service) are
+        listed once the first sync pass is done: the status loop needs them, the first announcement does not, and
+        listing thousands of them beside the Services would delay it (issue 16, fast start)."""
+        await self._first_pass.wait()
+        for informer in self.status_informers:
+            tg.create_task(informer.run(), name=f"informer-{informer.name}")
 
     async def _wait_synced(self) -> None:
         """Until every cache a decision reads has listed once. The configuration is built as soon as its own
@@ -582,6 +593,7 @@ class Speaker:
                 await self.sync()
             except Exception:
                 log.exception("sync failed; keeping the previous announcements")
+            self._first_pass.set()
             pause = min((time.monotonic() - started) * SYNC_BREATHE, SYNC_MAX_PAUSE)
             if pause > 0.001:
                 await asyncio.sleep(pause)
