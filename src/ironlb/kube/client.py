@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import msgspec
 from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
@@ -387,7 +388,7 @@ class KubeClient:
                     raise ApiError("WATCH", path, resp.status_code, _decode(await resp.aread()))
                 async for line in resp.aiter_lines():
                     if line:
-                        yield json.loads(line)
+                        yield loads(line)
         except httpx.TransportError as err:
             raise TransportError(f"WATCH {path}: {type(err).__name__}: {err}") from err
         except json.JSONDecodeError as err:
@@ -457,9 +458,23 @@ def _decode(content: bytes) -> Any:
     if not content:
         return {}
     try:
-        return json.loads(content)
+        return loads(content)
     except ValueError:
         return content.decode("utf-8", "replace")
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads``, about twice as fast: msgspec's decoder (already loaded with lightkube) decodes the strict JSON
+    the apiserver sends (a list of 1,000 Services, 1.5 MB, is then ~8 instead of ~14 ms: issue 16). What it refuses
+    (NaN, Infinity, numbers out of a float's range, lone surrogates, a BOM, ...) goes to ``json.loads``, so the
+    result, or the error, is always ``json.loads``'s."""
+    try:
+        return _DECODER.decode(data)
+    except ValueError:  # msgspec.DecodeError, or a str msgspec cannot encode (a lone surrogate)
+        return json.loads(data)
 
 
 def _float(text: str | None, default: float) -> float:
