@@ -12,9 +12,11 @@ import pytest
 
 from ironlb.bgp.errors import CeaseSubcode
 from ironlb.bgp.fsm import (
+    PEER_KEEPALIVE_WAIT,
     BGPState,
     BGPStateMachine,
     Established,
+    KeepaliveAwaited,
     OpenReceived,
     SessionDown,
     collision_keeps_ours,
@@ -110,7 +112,7 @@ def test_hold_open_waits_for_confirm_open_before_the_keepalive() -> None:
     pair = Pair(config(ASN_A, ASN_B), config(ASN_B, ASN_A, peer_address=A_ADDR, router_id=IPv4Address("2.2.2.2")))
     pair.a.fsm.hold_open = True
     pair.a.fsm.connection_made(A_ADDR, B_ADDR, pair.now)
-    pair.b.fsm.connection_made(B_ADDR, A_ADDR, pair.now)
+    pair.b.fsm.connection_made(B_ADDR, A_ADDR, pair.now, inbound=True)  # A dialled B
     a_open = pair.a.fsm.data_to_send()
     pair.b.fsm.data_received(a_open, pair.now)
     b_bytes = pair.b.fsm.data_to_send()  # B's OPEN and KEEPALIVE in one read
@@ -142,3 +144,64 @@ def test_passive_open_waits_in_active() -> None:
     fsm = BGPStateMachine(config(ASN_A, ASN_B, passive=True))
     fsm.passive_open()
     assert fsm.state is BGPState.ACTIVE
+
+
+
+def test_our_keepalive_waits_for_a_lower_peers_on_a_connection_we_opened() -> None:
+    """A (9.9.9.9) dialled B (1.1.1.1): B, if it dialled too, closes its own connection; A's KEEPALIVE waits for
+    B's (B has then read A's OPEN), which hold_open holds for the shell (KeepaliveAwaited) until confirm_open."""
+    pair = Pair(
+        config(ASN_A, ASN_B, router_id=IPv4Address("9.9.9.9")),
+        config(ASN_B, ASN_A, peer_address=A_ADDR, router_id=IPv4Address("1.1.1.1")),
+    )
+    pair.a.fsm.hold_open = True
+    pair.a.fsm.connection_made(A_ADDR, B_ADDR, pair.now)
+    pair.b.fsm.connection_made(B_ADDR, A_ADDR, pair.now, inbound=True)
+    a_open, b_open = pair.a.fsm.data_to_send(), pair.b.fsm.data_to_send()
+    assert pair.a.fsm.data_received(b_open, pair.now) == [OpenReceived(IPv4Address("1.1.1.1"), ASN_B)]
+    assert pair.a.fsm.confirm_open(pair.now) == [] and pair.a.fsm.data_to_send() == b""  # no KEEPALIVE yet
+    assert not pair.a.fsm.confirmed and pair.a.fsm.next_deadline() == pair.now + PEER_KEEPALIVE_WAIT
+    pair.b.fsm.data_received(a_open, pair.now)
+    b_keepalive = pair.b.fsm.data_to_send()  # B accepted the connection: it never waits
+    assert isinstance(decode_message(b_keepalive), KeepaliveMessage)
+    assert pair.a.fsm.data_received(b_keepalive, pair.now) == [KeepaliveAwaited()]
+    assert pair.a.fsm.awaiting_confirm and pair.a.fsm.data_to_send() == b""
+    events = pair.a.fsm.confirm_open(pair.now)
+    assert any(isinstance(e, Established) for e in events) and pair.a.fsm.is_established
+    assert isinstance(decode_message(split_messages(bytearray(pair.a.fsm.data_to_send()))[0]), KeepaliveMessage)
+
+
+def test_without_the_peers_keepalive_ours_goes_after_the_wait() -> None:
+    fsm = BGPStateMachine(config(ASN_A, ASN_B, router_id=IPv4Address("9.9.9.9")))
+    peer = BGPStateMachine(config(ASN_B, ASN_A, peer_address=A_ADDR, router_id=IPv4Address("1.1.1.1")))
+    fsm.connection_made(A_ADDR, B_ADDR, 0.0)
+    peer.connection_made(B_ADDR, A_ADDR, 0.0, inbound=True)
+    fsm.data_to_send()
+    fsm.data_received(peer.data_to_send(), 0.0)
+    assert fsm.state is BGPState.OPEN_CONFIRM and fsm.data_to_send() == b""
+    fsm.timer(PEER_KEEPALIVE_WAIT)
+    assert isinstance(decode_message(fsm.data_to_send()), KeepaliveMessage) and fsm.confirmed
+
+
+def test_a_pending_connection_is_settled_and_one_confirmed_first_is_kept() -> None:
+    """The other connection has no OPEN out yet (the shell is still setting it up): settled as if in OpenSent.
+    One that sent its KEEPALIVE before the new one was known is kept: the peer may have it up already."""
+    c1 = connection("9.9.9.9", "1.1.1.1", dialled_by_a=True)
+    pending = BGPStateMachine(config(ASN_A, ASN_B, router_id=IPv4Address("9.9.9.9")))
+    pending.inbound = True  # B's connection, accepted, no OPEN sent on it yet
+    assert resolve_collision(c1.a.fsm, pending) is None
+    assert resolve_collision(c1.a.fsm, pending, other_pending=True) is pending  # A (higher) keeps its own
+
+    first = connection("1.1.1.1", "2.2.2.2", dialled_by_a=True)  # A (lower) sent its KEEPALIVE at once
+    assert first.a.fsm.confirmed
+    late = Pair(
+        config(ASN_A, ASN_B, router_id=IPv4Address("1.1.1.1")),
+        config(ASN_B, ASN_A, peer_address=A_ADDR, router_id=IPv4Address("2.2.2.2")),
+    )
+    late.a.fsm.hold_open = True
+    late.a.fsm.connection_made(A_ADDR, B_ADDR, late.now, inbound=True)
+    late.b.fsm.connection_made(B_ADDR, A_ADDR, late.now)
+    late.a.fsm.data_received(late.b.fsm.data_to_send(), late.now)
+    assert late.a.fsm.awaiting_confirm
+    # B's identifier is higher, but the connection A confirmed first stands.
+    assert resolve_collision(late.a.fsm, first.a.fsm) is late.a.fsm

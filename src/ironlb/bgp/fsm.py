@@ -58,6 +58,10 @@ from .wire import (
     split_messages,
 )
 
+PEER_KEEPALIVE_WAIT = 1.0
+"""Seconds at most that our KEEPALIVE on a connection we opened to a peer with a lower identifier waits for the
+peer's (see :meth:`BGPStateMachine.confirm_open`)."""
+
 RouteTable = Mapping[Network, Attributes] | Mapping[IPv4Network, Attributes] | Mapping[IPv6Network, Attributes]
 """What :meth:`BGPStateMachine.set_routes` takes; the union because Mapping keys are invariant."""
 
@@ -96,6 +100,12 @@ class OpenReceived:
 
     peer_router_id: IPv4Address
     peer_asn: int
+
+
+@dataclass(frozen=True)
+class KeepaliveAwaited:
+    """With :attr:`BGPStateMachine.hold_open`: the peer's KEEPALIVE that ours waited for (see
+    :meth:`BGPStateMachine.confirm_open`) came; it is read, and ours goes out, at the next :meth:`confirm_open`."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,7 @@ class RoutesUnsendable:
 Event = (
     Established
     | OpenReceived
+    | KeepaliveAwaited
     | SessionDown
     | NotificationReceived
     | RouteRefreshReceived
@@ -214,6 +225,8 @@ class BGPStateMachine:
         received after it is read: the shell settles a connection collision in between, so a connection it closes
         never looked confirmed to the peer."""
         self._confirm_pending = False
+        self._keepalive_wait: float | None = None
+        self._peer_confirmed = False
         self._beside: Address | None = None
         self._desired: dict[Network, Attributes] = {}
         self._sent: dict[Network, Attributes] = {}
@@ -234,7 +247,7 @@ class BGPStateMachine:
 
     def next_deadline(self) -> float | None:
         """When :meth:`timer` must next be called, or None if no timer runs."""
-        deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline) if d is not None]
+        deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline, self._keepalive_wait) if d is not None]
         return min(deadlines) if deadlines else None
 
     @property
@@ -261,6 +274,18 @@ class BGPStateMachine:
     def is_established(self) -> bool:
         """Shortcut for ``state is BGPState.ESTABLISHED``."""
         return self.state is BGPState.ESTABLISHED
+
+    @property
+    def confirmed(self) -> bool:
+        """Established, or in OpenConfirm with our KEEPALIVE sent: the peer may already have it Established."""
+        if self.state is BGPState.ESTABLISHED:
+            return True
+        return self.state is BGPState.OPEN_CONFIRM and not self._confirm_pending and self._keepalive_wait is None
+
+    @property
+    def awaiting_confirm(self) -> bool:
+        """With :attr:`hold_open`: the peer's OPEN was accepted and waits for :meth:`confirm_open`."""
+        return self._confirm_pending
 
     # ------------------------------------------------------------------ connection lifecycle
 
@@ -356,6 +381,10 @@ class BGPStateMachine:
         try:
             msgs = split_messages(self._in)
             for k, raw in enumerate(msgs):
+                if self._awaited_keepalive(raw):  # held again: the shell settles, then confirm_open reads it
+                    self._in[:0] = b"".join(msgs[k:])
+                    events.append(KeepaliveAwaited())
+                    break
                 events.extend(self._handle_message(raw, now))
                 if not self._connected():
                     break
@@ -368,11 +397,21 @@ class BGPStateMachine:
 
     def confirm_open(self, now: float) -> list[Event]:
         """With :attr:`hold_open`: the peer's OPEN stands (no collision closed this connection). Our KEEPALIVE
-        goes out and what arrived after the OPEN is processed; a no-op when no OPEN waits."""
+        goes out and what arrived after the OPEN is processed; a no-op when no OPEN waits.
+
+        On a connection we opened to a peer whose identifier is lower than ours, our KEEPALIVE waits for the
+        peer's (at most :data:`PEER_KEEPALIVE_WAIT`): if the peer dialled us at the same time, it closes its own
+        connection (ours wins, RFC 4271 section 6.8), and the peer's KEEPALIVE here says it has read our OPEN and
+        made that decision. FRR 8.4 queues the stop of its losing connection; a KEEPALIVE of ours read before that
+        stop ran established our connection first, and the stop then reset it. The lower identifier never waits,
+        so two speakers doing this never wait for each other. With :attr:`hold_open` the peer's KEEPALIVE is held
+        too (:class:`KeepaliveAwaited`), so that the shell can first see the peer's own connection closed, if it
+        has one, and then call this again.
+        """
         if not self._confirm_pending:
             return []
         self._confirm_pending = False
-        self._send_keepalive(now)
+        self._confirm(now)
         return self.data_received(b"", now)
 
     def timer(self, now: float) -> list[Event]:
@@ -382,6 +421,9 @@ class BGPStateMachine:
             err = BGPError(ErrorCode.HOLD_TIMER_EXPIRED, 0, b"", "hold timer expired")
             events.append(self._notify_and_down(err))
             return events
+        if self._keepalive_wait is not None and now >= self._keepalive_wait:
+            self._keepalive_wait = None
+            self._send_keepalive(now)
         if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
             self._send_keepalive(now)
         return events
@@ -401,6 +443,8 @@ class BGPStateMachine:
 
     def _reset_connection(self) -> None:
         self._confirm_pending = False
+        self._keepalive_wait = None
+        self._peer_confirmed = False
         self._in.clear()
         self._out.clear()
         self._sent.clear()
@@ -447,6 +491,26 @@ class BGPStateMachine:
     def _send(self, data: bytes) -> None:
         self._out += data
 
+    def _awaited_keepalive(self, raw: bytes) -> bool:
+        """The peer's KEEPALIVE that ours waits for, to hold for the shell (with :attr:`hold_open`)."""
+        if not (self.hold_open and self._keepalive_wait is not None and raw[18] == MessageType.KEEPALIVE):
+            return False
+        self._keepalive_wait = None
+        self._peer_confirmed = True
+        self._confirm_pending = True
+        return True
+
+    def _confirm(self, now: float) -> None:
+        """The peer's OPEN stands: our KEEPALIVE goes out, or waits for the peer's (see :meth:`confirm_open`)."""
+        neg = self.negotiated
+        assert neg is not None and self.router_id is not None
+        if not self.inbound and not self._peer_confirmed and collision_keeps_ours(
+            self.router_id, neg.peer_router_id, self.config.session_asn, neg.peer_asn
+        ):
+            self._keepalive_wait = now + PEER_KEEPALIVE_WAIT
+        else:
+            self._send_keepalive(now)
+
     def _send_keepalive(self, now: float) -> None:
         self._send(encode_keepalive())
         self.counters.keepalives_sent += 1
@@ -463,6 +527,7 @@ class BGPStateMachine:
         self.state = BGPState.IDLE
         self._hold_deadline = None
         self._keepalive_deadline = None
+        self._keepalive_wait = None
         self._sent.clear()
         self._in.clear()
         return SessionDown(reason, was, sent, received)
@@ -512,6 +577,9 @@ class BGPStateMachine:
             if msg_type != MessageType.KEEPALIVE:
                 raise self._unexpected(msg_type)
             self.counters.keepalives_received += 1
+            if self._keepalive_wait is not None:
+                self._keepalive_wait = None
+                self._send_keepalive(now)
             return self._become_established()
         # Established.
         msg = decode_message(raw, four_octet_as=neg.four_octet_as)
@@ -598,7 +666,7 @@ class BGPStateMachine:
         if self.hold_open:
             self._confirm_pending = True
         else:
-            self._send_keepalive(now)
+            self._confirm(now)
 
     def _become_established(self) -> list[Event]:
         neg = self.negotiated
@@ -682,13 +750,20 @@ def collision_keeps_ours(local_id: IPv4Address, remote_id: IPv4Address, local_as
     return local_asn > remote_asn
 
 
-def resolve_collision(new: BGPStateMachine, other: BGPStateMachine) -> BGPStateMachine | None:
+def resolve_collision(
+    new: BGPStateMachine, other: BGPStateMachine, *, other_pending: bool = False
+) -> BGPStateMachine | None:
     """Which of two connections to one peer to close, now that ``new`` has reported :class:`OpenReceived`.
 
     None while there is no collision to settle: ``other`` has no TCP connection (or is gone), or both were
     initiated by the same side. An Established ``other`` keeps its place and ``new`` is closed (section 6.8: the
-    established connection wins). Otherwise ``other`` is in OpenConfirm, or in OpenSent, where section 6.8 allows
-    the check when the peer's identifier is known: it is, from the OPEN ``new`` just got from that same peer.
+    established connection wins); so does one in OpenConfirm that already sent its KEEPALIVE while ``new`` waits
+    for :meth:`~BGPStateMachine.confirm_open` (it was confirmed before the second connection was known): the
+    peer may have it Established, and then it closes ``new``, as FRR does. Otherwise ``other`` is in
+    OpenConfirm, or in OpenSent, where section 6.8 allows the check when the peer's identifier is known: it is,
+    from the OPEN ``new`` just got from that same peer. ``other_pending``: ``other`` has its TCP connection but
+    has not sent its OPEN yet (the shell is still setting it up; :attr:`BGPStateMachine.inbound` says who opened
+    it): it is settled as if in OpenSent, since the peer may already be comparing identifiers on its side.
     Deciding at the first OPEN means both speakers compare the same two identifiers before either sends a
     KEEPALIVE, so they close the same connection. :func:`collision_keeps_ours` decides by who initiated each;
     the caller closes the loser with :meth:`BGPStateMachine.close` and subcode 7.
@@ -696,13 +771,58 @@ def resolve_collision(new: BGPStateMachine, other: BGPStateMachine) -> BGPStateM
     neg = new.negotiated
     if new.state is not BGPState.OPEN_CONFIRM or neg is None or new.router_id is None:
         return None
-    if other.state is BGPState.ESTABLISHED:
+    if other.is_established or (other.confirmed and new.awaiting_confirm):
         return new
-    if other.state not in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM) or new.inbound == other.inbound:
+    opening = other.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM)
+    if not (opening or other_pending) or new.inbound == other.inbound:
         return None
     keep_ours = collision_keeps_ours(new.router_id, neg.peer_router_id, new.config.session_asn, neg.peer_asn)
     ours, theirs = (other, new) if new.inbound else (new, other)
     return theirs if keep_ours else ours
+
+
+class Sibling(Enum):
+    """The other connection to the same peer, as the shell sees it when one connection has the peer's OPEN."""
+
+    NONE = "none"
+    """There is none (or it is gone: its TCP connection is closed)."""
+    PENDING = "pending"
+    """Its TCP connection is up but the shell has not sent its OPEN yet."""
+    OPEN = "open"
+    """It sent its OPEN (OpenSent, OpenConfirm or Established)."""
+    CLOSING = "closing"
+    """It lost (or failed) and is being closed: its TCP connection is not gone yet."""
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What the shell does when ``new`` reports :class:`OpenReceived`; see :func:`settle_collision`."""
+
+    close: BGPStateMachine | None
+    """The connection to close now with cease 7 (``new`` or the other one), or None."""
+    confirm_now: bool
+    """``new`` may send its KEEPALIVE now (:meth:`BGPStateMachine.confirm_open`); False: only once the other
+    connection is gone, if ``new`` still stands."""
+
+
+def settle_collision(new: BGPStateMachine, other: BGPStateMachine | None, sibling: Sibling) -> Settlement:
+    """RFC 4271 section 6.8 as the shell applies it: :func:`resolve_collision` picks the loser, and a connection
+    sends its KEEPALIVE only once no other connection to the peer is left.
+
+    Waiting for the loser to be gone (the peer closed its end too) before confirming the winner means the peer
+    has finished closing its side of the collision before our KEEPALIVE can bring the winner up: FRR 8.4, when
+    its own connection loses, queues that connection's stop behind the packets it is processing, and a KEEPALIVE
+    read before the stop ran made it stop the session it had just established instead (its
+    ``connectionsEstablished`` then counts 2 for one start-up). It costs the winner one round trip.
+    """
+    if other is None or sibling is Sibling.NONE:
+        return Settlement(None, True)
+    if sibling is Sibling.CLOSING:
+        return Settlement(None, False)
+    loser = resolve_collision(new, other, other_pending=sibling is Sibling.PENDING)
+    if loser is None:
+        return Settlement(None, True)
+    return Settlement(loser, False)
 
 
 def _unmap(addr: Address) -> Address:
@@ -746,12 +866,16 @@ __all__ = [
     "EndOfRibReceived",
     "Established",
     "Event",
+    "KeepaliveAwaited",
     "Negotiated",
     "NotificationReceived",
     "OpenReceived",
     "RouteRefreshReceived",
     "RouteTable",
     "SessionDown",
+    "Settlement",
+    "Sibling",
     "collision_keeps_ours",
     "resolve_collision",
+    "settle_collision",
 ]

@@ -34,11 +34,13 @@ from .fsm import (
     Counters,
     Established,
     Event,
+    KeepaliveAwaited,
     OpenReceived,
     RoutesUnsendable,
     RouteTable,
     SessionDown,
-    resolve_collision,
+    Sibling,
+    settle_collision,
 )
 from .unnumbered import LinkPeerFinder
 from .wire import Address
@@ -74,6 +76,9 @@ def tcp_md5sig(peer: Address, key: bytes) -> bytes:
     return sa + struct.pack("=BBHi", 0, 0, len(key), 0) + key.ljust(_TCP_MD5SIG_MAXKEYLEN, b"\0")
 
 
+COLLISION_LINGER = 1.0
+"""Seconds a connection closed by a collision waits for the peer to close its end (we half-close ours) before it
+is aborted; the surviving connection sends its KEEPALIVE once the loser is gone."""
 STABLE_SESSION = 1.0
 """Seconds Established after which a drop is redialled at once; a session that drops sooner waits (no tight flap)."""
 
@@ -164,6 +169,7 @@ class _Link:
         self.session = session
         self.fsm = fsm
         fsm.hold_open = True  # our KEEPALIVE waits until a possible collision is settled
+        fsm.inbound = inbound  # who opened it is known before its OPEN goes out (a pending collision's side)
         self.inbound = inbound
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -173,12 +179,17 @@ class _Link:
         self.dropped = False  # cut by drop_connection: the path was declared dead, so no redial at once
         """Loop time of this connection's Established."""
         self.shutting = False
+        self.down = False
+        """The FSM left the session (SessionDown): what is left is closing TCP."""
+        self.linger = False
+        """Closed by a collision: half-close and wait (at most :data:`COLLISION_LINGER`) for the peer's close."""
         self.held: list[Event] = []
         """A candidate's events kept for the session until it becomes the primary (its Established, say)."""
         self._backlog = bytearray()
         self._drain: asyncio.Task[None] | None = None
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     @property
     def label(self) -> str:
@@ -214,11 +225,18 @@ class _Link:
             self.fsm.connection_failed()
             log.info("BGP connection to %s failed: %s", self.label, exc)
             return False
+        if not self.shutting and not await self.session._behind_confirmed(self):
+            self.session.collisions += 1
+            log.info("BGP %s: connection collision: closing the %s connection", self.session.config.label,
+                     "inbound" if self.inbound else "outbound")
+            sock.close()
+            self.fsm.connection_failed()
+            return False
 
         def made(transport: asyncio.Transport) -> None:
             self.transport = transport
             if self.shutting:  # given up while the transport was being made (the other connection won)
-                transport.close()
+                self.close_transport()
                 return
             self.fsm.connection_made(local, peer, loop.time(), beside=beside, inbound=self.inbound)
             self.flush()
@@ -247,18 +265,35 @@ class _Link:
             self._backlog.clear()
             self._paused = False
             self._cancel_timer()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
+                self._linger_timer = None
             self.transport = None
             if transport is not None:
                 transport.close()
 
-    def shut(self, reason: str, *, subcode: int, graceful_restart: bool = False) -> None:
-        """Close on our initiative: the FSM's NOTIFICATION (if any) goes out, then TCP closes."""
+    def shut(self, reason: str, *, subcode: int, graceful_restart: bool = False, linger: bool = False) -> None:
+        """Close on our initiative: the FSM's NOTIFICATION (if any) goes out, then TCP closes (``linger``: once the
+        peer closed its end too, or :data:`COLLISION_LINGER` passed)."""
         self.shutting = True
+        self.linger = linger
         events = self.fsm.close(reason, subcode=subcode, graceful_restart=graceful_restart)
         self.flush()
         self.session._dispatch(self, events)
-        if self.transport is not None:
-            self.transport.close()
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        """Close TCP after what is buffered (our NOTIFICATION); a lingering link half-closes and waits for the
+        peer's close, so the other connection's KEEPALIVE goes out once the peer is done with this one."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not (self.linger and transport.can_write_eof()):
+            transport.close()
+            return
+        transport.write_eof()
+        if self._linger_timer is None:
+            self._linger_timer = asyncio.get_running_loop().call_later(COLLISION_LINGER, self.abort)
 
     def abort(self) -> bool:
         """Drop TCP without a word; False when there was no open connection."""
@@ -366,6 +401,7 @@ class BGPSession:
         self.connect_attempts = 0
         self.inbound_connections = 0
         self.collisions = 0
+        self._change: asyncio.Future[None] | None = None
         self.link_peer = LinkPeerFinder(config.interface) if config.interface else None
         """Unnumbered peering: finds the neighbour on ``config.interface`` and advertises us there."""
 
@@ -532,6 +568,30 @@ class BGPSession:
         finally:
             if self._candidate is link:
                 self._candidate = None
+            self._changed()
+
+    def _changed(self) -> None:
+        """A connection came up, went down or is gone: wake :meth:`_behind_confirmed`."""
+        waiter, self._change = self._change, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _behind_confirmed(self, link: _Link) -> bool:
+        """Before ``link`` sends its OPEN: while the other connection has sent its KEEPALIVE (it was confirmed
+        before ``link`` was known) and waits for the peer's, wait. False when it came up (``link`` is closed
+        unopened: an OPEN on it would let the peer compare identifiers against a connection it may have just
+        established); True when it went down or there is none."""
+        while True:
+            other = self._candidate if link is self._link else self._link
+            if other is None or other is link or self._sibling(other) is not Sibling.OPEN:
+                return True
+            if other.fsm.is_established:
+                return False
+            if not other.fsm.confirmed:
+                return True
+            if self._change is None:
+                self._change = asyncio.get_running_loop().create_future()
+            await self._change
 
     def _adopt(self, link: _Link) -> None:
         """A candidate becomes the session's connection: its FSM (with the counters of both) is the session's."""
@@ -637,15 +697,18 @@ class BGPSession:
             if link is not None and isinstance(event, Established):
                 link.established = True
                 link.established_at = asyncio.get_running_loop().time()
+            if isinstance(event, Established | SessionDown):
+                self._changed()
             if link is not None and link is self._candidate:
                 self._candidate_event(link, event)
                 continue
             self._log(event)
             if isinstance(event, SessionDown):
                 self._established.clear()
-                if link is not None and link.transport is not None:
+                if link is not None:
                     # close() still sends what is buffered, i.e. our NOTIFICATION.
-                    link.transport.close()
+                    link.down = True
+                    link.close_transport()
             elif self.fsm.is_established:
                 self._established.set()
             if self._on_event is not None:
@@ -655,37 +718,75 @@ class BGPSession:
                     log.exception("BGP event handler failed for %s", self.config.label)
             if isinstance(event, OpenReceived) and link is not None:
                 self._settle(link)
+            elif isinstance(event, KeepaliveAwaited) and link is not None:
+                self._settle_soon(link)
 
     def _candidate_event(self, link: _Link, event: Event) -> None:
         if isinstance(event, OpenReceived):
             self._settle(link)
+        elif isinstance(event, KeepaliveAwaited):
+            self._settle_soon(link)
         elif isinstance(event, SessionDown):
             log.info("BGP %s: closed: %s", link.label, event.reason)
-            if link.transport is not None:
-                link.transport.close()
+            link.down = True
+            link.close_transport()
         else:
             link.held.append(event)
             primary = self._link
-            if isinstance(event, Established) and primary is not None and not primary.fsm.is_established:
+            if isinstance(event, Established) and primary is not None and self._sibling(primary) in (
+                Sibling.PENDING, Sibling.OPEN
+            ) and not primary.fsm.is_established:
                 # Up before ours heard the peer's OPEN: the peer kept this one, ours gives way.
                 self.collisions += 1
-                primary.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION)
+                primary.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION, linger=True)
 
     def _settle(self, new: _Link) -> None:
-        """RFC 4271 section 6.8, once ``new`` has the peer's OPEN: close the losing connection with cease 7, then
-        let ``new``, if it stands, send its KEEPALIVE and read on."""
+        """RFC 4271 section 6.8, once ``new`` has the peer's OPEN (:func:`settle_collision`): close the losing
+        connection with cease 7; ``new``, if it stands, sends its KEEPALIVE and reads on once no other connection
+        to the peer is left."""
         other = self._candidate if new is self._link else self._link
-        loser_fsm = None if other is None or other is new else resolve_collision(new.fsm, other.fsm)
-        if other is not None and loser_fsm is not None:
-            loser = new if loser_fsm is new.fsm else other
+        if other is new:
+            other = None
+        sibling = self._sibling(other)
+        settlement = settle_collision(new.fsm, other.fsm if other is not None else None, sibling)
+        if other is not None and settlement.close is not None:
+            loser = new if settlement.close is new.fsm else other
             self.collisions += 1
             log.info("BGP %s: connection collision: closing the %s connection", self.config.label,
                      "inbound" if loser.inbound else "outbound")
-            loser.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION)
-        if not new.shutting:
-            events = new.fsm.confirm_open(asyncio.get_running_loop().time())
-            new.flush()
-            self._dispatch(new, events)
+            loser.shut("connection collision", subcode=CeaseSubcode.CONNECTION_COLLISION, linger=True)
+        if new.shutting:
+            return
+        if settlement.confirm_now or other is None or other.task is None or other.task.done():
+            self._confirm(new)
+            return
+        other.task.add_done_callback(lambda _: self._confirm(new))
+
+    def _settle_soon(self, link: _Link) -> None:
+        """Settle again after the peer's KEEPALIVE that ours waited for, one turn of the loop later: a connection
+        of the peer's that our listener has ready (it came before that KEEPALIVE) reaches :meth:`accept` first,
+        and is settled before our KEEPALIVE goes out."""
+        asyncio.get_running_loop().call_soon(self._settle, link)
+
+    @staticmethod
+    def _sibling(other: _Link | None) -> Sibling:
+        """How far the other connection to the peer is, for :func:`settle_collision`."""
+        if other is None or (other.task is not None and other.task.done()) or other.closed.done():
+            return Sibling.NONE
+        if other.shutting or other.down:
+            return Sibling.CLOSING
+        if other.fsm.state in (BGPState.OPEN_SENT, BGPState.OPEN_CONFIRM, BGPState.ESTABLISHED):
+            return Sibling.OPEN
+        return Sibling.PENDING
+
+    def _confirm(self, link: _Link) -> None:
+        """``link`` stands: its KEEPALIVE goes out and what the peer sent after its OPEN is read."""
+        if link.shutting or link.down or link.closed.done():
+            return
+        events = link.fsm.confirm_open(asyncio.get_running_loop().time())
+        link.flush()
+        self._dispatch(link, events)
+        link._reschedule()
 
     def _log(self, event: Event) -> None:
         """The FSM reports, the shell logs (the sans-I/O core has no logger)."""
