@@ -31,6 +31,8 @@ from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
+from ironlb.kube.transport import Transport
+
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
@@ -202,11 +204,7 @@ class KubeClient:
     ) -> None:
         assert config.user is not None, "kubeconfig context without a user"
         verify = client_adapter.verify_cluster(config.cluster, config.user, config.abs_file)
-        transport = httpx.AsyncHTTPTransport(
-            verify=verify,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            socket_options=_KEEPALIVE,
-        )
+        transport = Transport(verify, max_connections=max_connections, socket_options=_KEEPALIVE)
         self._http = httpx.AsyncClient(
             base_url=config.cluster.server,
             auth=client_adapter.user_auth(config.user),
