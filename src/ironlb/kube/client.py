@@ -2,10 +2,11 @@
 
 lightkube supplies what is tedious and security-sensitive: reading a kubeconfig or the in-cluster service account,
 the TLS context, client certificates, bearer tokens (re-read when rotated) and exec credential plugins. Requests go
-out through its HTTP client library (httpx2) as plain REST calls, so the reflector controls resourceVersion,
-``allowWatchBookmarks``, ``timeoutSeconds``, read timeouts and 410 handling itself, and no code outside this package
-sees a library type. Every call waits on a client-side token bucket (client-go's QPS/burst), retries a 429 after
-its Retry-After, and is counted per verb (``stats``) for benchmarks.
+out through its HTTP client library (httpx2, over ironlb's own HTTP/1.1 transport, :mod:`ironlb.kube.transport`) as
+plain REST calls, so the reflector controls resourceVersion, ``allowWatchBookmarks``, ``timeoutSeconds``, read
+timeouts and 410 handling itself, and no code outside this package sees a library type. Every call waits on a
+client-side token bucket (client-go's QPS/burst), retries a 429 after its Retry-After, and is counted per verb
+(``stats``) for benchmarks.
 """
 
 from __future__ import annotations
