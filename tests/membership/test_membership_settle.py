@@ -355,3 +355,25 @@ def test_a_joiner_that_never_gets_a_table_is_sent_a_bounded_number_of_syncs() ->
         assert all(b - a >= 2 * CFG.interval - 1e-9 for a, b in zip(times, times[1:], strict=False)), times
         late = [b - a for a, b in zip(times, times[1:], strict=False) if a >= BOUND]
         assert late and all(gap >= CFG.sync_interval - 1e-9 for gap in late), times
+
+
+def test_a_settling_node_ticks_every_quarter_interval_then_on_the_heartbeat_schedule() -> None:
+    """A shell reads its neighbours' heartbeats at the ticks: while settling, the core asks for a tick every quarter
+    interval, so the heartbeat that completes its view counts within that (in ``ironlb run``, a rejoin's first own
+    answer came a whole interval later without it); once settled, heartbeats and expiries set the deadline again."""
+    names = ["a", "b", "c"]
+    sim = SimNet(names, SECRET)
+    sim.crash("b", "c")
+    a = sim.nodes["a"]
+    t = 0.0
+    while t < DEAD:
+        a.tick(t)
+        assert not a.settled() and t < a.next_deadline() <= t + CFG.interval / 4 + 1e-9
+        t = a.next_deadline()
+    a.tick(t)
+    assert a.settled()  # nobody heard: settled at the dead timeout
+    ticks, end = 0, t + 1.0
+    while (t := a.next_deadline()) < end:
+        a.tick(t)
+        ticks += 1
+    assert ticks <= 1.0 / CFG.interval + 1, ticks

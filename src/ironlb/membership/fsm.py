@@ -289,7 +289,10 @@ class Membership(Gossip):
             first = self._started + self._cfg.dead_timeout  # then the bound: see ``settle``
             last_tick = self._last_tick if self._last_tick is not None else self._started
             bound = self._started + SETTLE_BOUND * self._cfg.dead_timeout
-            deadline = min(deadline, first if last_tick < first else bound)
+            # A shell reads its neighbours' heartbeats at the ticks: while settling, tick every quarter interval so
+            # the one that completes the view counts within that, not at the next heartbeat (at most
+            # 4 * SETTLE_BOUND * dead_timeout / interval ticks more per start).
+            deadline = min(deadline, first if last_tick < first else bound, last_tick + self._cfg.interval / 4)
         return deadline
 
     # ----------------------------------------------------------------- inputs
