@@ -256,6 +256,32 @@ def test_a_service_created_during_a_restart_hold_is_announced_by_the_next_node(e
     """A speaker stopped while its Node stays up (Ready) is held by the others; a Service created meanwhile that
     it would win goes to the next node of the election (its ServiceL2Status, a real arping), and back to it once
     its new speaker is up."""
+    _restart_hold_with_a_new_service(env)
+
+
+def test_restart_holds_with_the_fast_path_on_a_thread(env: SpeakerEnv) -> None:
+    """The same with every speaker's fast path on a thread (``--fastpath thread``): the stopped one asks for the
+    hold and the others stand in by the fast process's own code (``ironlb.fastproc.holds``)."""
+    def restart_all(args: list[str]) -> None:
+        for node in env.nodes:
+            env.stop_speaker(node)
+        marks = {n: len(env.speaker_log(n)) for n in env.nodes}
+        env.speaker_args[:] = args
+        env.start_speakers()
+        want = "members alive: " + ",".join(sorted(env.nodes))
+        for node in env.nodes:
+            wait_until(lambda n=node: want in env.speaker_log(n)[marks[n]:], 120,  # type: ignore[misc]
+                       lambda n=node: f"{n} sees all members alive\n{env.logs()}")  # fmt: skip
+
+    saved = list(env.speaker_args)
+    restart_all([*saved, "--fastpath", "thread"])
+    try:
+        _restart_hold_with_a_new_service(env)
+    finally:
+        restart_all(saved)
+
+
+def _restart_hold_with_a_new_service(env: SpeakerEnv) -> None:
     pool = [f"192.168.1.{i}" for i in range(241, 251)]
     ip = next(ip for ip in pool if sort_candidates(env.nodes, ip)[0] == env.nodes[0])
     held, successor = sort_candidates(env.nodes, ip)[:2]
