@@ -445,7 +445,8 @@ async def test_leader_election_one_leader_then_handover_on_release() -> None:
     release_a.set()
     await asyncio.wait_for(ta, 10)
     deadline = asyncio.get_running_loop().time() + 15
-    while not b.is_leader and asyncio.get_running_loop().time() < deadline:
+    # is_leader turns true just before the elector starts b's work as a task: wait for the work to have begun too.
+    while not (b.is_leader and len(leading) == 2) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     assert leading == ["a", "b"] and fake.obj is not None and fake.obj["spec"]["holderIdentity"] == "b"
     assert fake.obj["spec"]["leaseTransitions"] == 1
