@@ -130,3 +130,19 @@ async def test_stand_in_metrics_count_the_answers_and_the_ips_per_held_node() ->
         h.responder.count_stand_ins()
         assert metrics.value(STANDIN_IPS, "node3") == 0
         assert metrics.value(STANDIN_ANSWERS, "node3") == 3, "a counter stays"
+
+
+@virtual_clock
+async def test_the_stand_in_gauge_follows_a_claim_within_a_probe_round() -> None:
+    """The responder counts its stand-in IPs at every probe round (100 ms) and once it stands in for nobody, so the
+    gauge follows a claim or an expiry wherever the fast path runs (a thread has no once-a-second report)."""
+    async with running_harness() as h:
+        eth0 = h.link("eth0")
+        metrics = h.responder.standin_metrics
+        h.responder.stand_in("node3", [LINK], [VIP], dead_after=5.0)
+        eth0.deliver(Kind.ARP, probe_answer(MAC0))
+        await asyncio.sleep(0.25)
+        assert metrics.value(STANDIN_IPS, "node3") == 1
+        eth0.deliver(Kind.ARP, build_gratuitous(VIP, HELD_MAC)[0])  # the returned node claims it
+        await asyncio.sleep(0.25)
+        assert not metrics.value(STANDIN_IPS, "node3")

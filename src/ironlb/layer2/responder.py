@@ -581,6 +581,8 @@ class Responder:
             await asyncio.sleep(self._probe_interval)
             self._probe(loop.time())
             self._sync_all_links()
+            self.count_stand_ins()  # the gauge follows claims and expiries too, wherever the fast path runs
+        self.count_stand_ins()
 
     def announce(self, ip: IPAddress | str, interfaces: Iterable[str] | AllInterfaces = ALL) -> None:
         """Add or update one IP (see :meth:`set_announced`)."""
