@@ -110,3 +110,32 @@ def test_the_kube_client_imports_no_httpcore2(tmp_path: Path) -> None:
         "print('ok', *[m for m in ('httpcore2', 'h2', 'hpack', 'anyio') if m in sys.modules])\n"
     )
     assert _run(code).split() == ["ok"]
+
+
+def test_main_processes_import_no_bgp_sessions_before_a_peer() -> None:
+    """The BGP sessions, their FSM and the listener are imported when a BGPPeer selects the node (the speaker's
+    first session or listener), so a Layer 2-only node never imports them."""
+    sessions = ["ironlb.bgp.session", "ironlb.bgp.fsm", "ironlb.bgp.listener", "ironlb.bgp.unnumbered"]
+    assert _not_imported("speaker", sessions) == []
+    assert _not_imported("run", sessions) == []
+
+
+def test_bgp_speaker_without_peers_imports_no_session_and_the_package_gives_every_name() -> None:
+    out = _run(
+        "import asyncio, sys\n"
+        "from ironlb.bgp.speaker import BGPSpeaker\n"
+        "from ironlb.bgp.metrics import BGPMetrics\n"
+        "sessions = ['ironlb.bgp.session', 'ironlb.bgp.fsm', 'ironlb.bgp.listener']\n"
+        "async def main():\n"
+        "    s = BGPSpeaker('n1', metrics=BGPMetrics(None), listen_port=None)\n"
+        "    await s.update([], {})\n"
+        "    assert s.metric_samples() == [] and s.status() == [] and s.peer_states() == []\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+        "assert not [m for m in sessions if m in sys.modules], sys.modules.keys()\n"
+        "import ironlb.bgp as b, ironlb.bgp.listener as listener, ironlb.bgp.config as config\n"
+        "assert [getattr(b, n) for n in b.__all__] and b.BGPSession.__module__ == 'ironlb.bgp.session'\n"
+        "assert listener.BGP_PORT == config.BGP_PORT == 179\n"
+        "print('no session before a peer')\n"
+    )
+    assert "no session before a peer" in out

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
-from ironlb.bgp.fsm import Event
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.decide import BGP, LAYER2, Announcement
 from ironlb.fastpath import FastPath
@@ -27,6 +26,7 @@ from ironlb.metrics.speaker import SpeakerMetrics, speaker_metrics
 
 if TYPE_CHECKING:
     from ironlb.bfd.service import BFDManager
+    from ironlb.bgp.fsm import Event
 
 log = logging.getLogger(__name__)
 

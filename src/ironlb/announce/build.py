@@ -5,15 +5,17 @@ Announcer on them, from the options both carry under the same names."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ironlb.announce.announcer import Announcer, LayerTwoResponder
-from ironlb.bgp.fsm import Event
 from ironlb.bgp.speaker import BFDFactory, BGPSpeaker
 from ironlb.fastpath import FastPath
 from ironlb.fastproc.parent import FastPathSettings, FastProcess, FastProcessOptions
 from ironlb.fastproc.spawn import Spawned
 from ironlb.metrics.speaker import speaker_metrics
+
+if TYPE_CHECKING:
+    from ironlb.bgp.fsm import Event
 
 __all__ = ["AnnouncerSettings", "build_announcer"]
 

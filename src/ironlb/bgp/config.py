@@ -15,6 +15,9 @@ from ironlb.config.ifname import interface_name_problem
 
 from .wire import AS_TRANS, IPV4_UNICAST, IPV6_UNICAST, Address, Family
 
+BGP_PORT = 179
+"""BGP's TCP port (RFC 4271): where sessions dial and the speaker listens by default."""
+
 _U32 = 0xFFFFFFFF
 
 
@@ -48,7 +51,7 @@ class PeerConfig:
     my_asn: int
     peer_asn: int | DynamicASN
     peer_address: Address
-    peer_port: int = 179
+    peer_port: int = BGP_PORT
     router_id: IPv4Address | None = None
     hold_time: int = 90
     keepalive_time: float | None = None

@@ -16,12 +16,12 @@ import socket
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from .config import BGP_PORT
 from .session import TCP_MD5SIG, BGPSession, tcp_md5sig
 from .wire import Address
 
 log = logging.getLogger(__name__)
 
-BGP_PORT = 179
 BACKLOG = 16
 ACCEPT_ERROR_PAUSE = 0.2
 """Seconds to wait after a failing accept (out of file descriptors, say) before the next one."""

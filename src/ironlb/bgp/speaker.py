@@ -22,19 +22,21 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ironlb.cluster.labels import any_matches
 from ironlb.config.types import BFDProfile, Peer
 
 from .attributes import Attributes
-from .config import DynamicASN, PeerConfig
-from .errors import CeaseSubcode
-from .fsm import BGPState, Established, Event
-from .listener import BGP_PORT, BGPListener, peer_of
+from .config import BGP_PORT, DynamicASN, PeerConfig
 from .metrics import BGPMetrics, PeerSample
-from .session import BGPSession
 from .wire import IPV4_UNICAST, IPV6_UNICAST, Address, Network, family_of
+
+if TYPE_CHECKING:
+    # Imported where a session is made (a BGPPeer selects the node): an L2-only node never needs them (issue 16).
+    from .fsm import Event
+    from .listener import BGPListener
+    from .session import BGPSession
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,12 @@ class BFDHandle(Protocol):
 
 
 BFDFactory = Callable[[BFDRequest], BFDHandle]
-SessionFactory = Callable[[PeerConfig, Callable[[Event], None] | None], BGPSession]
+SessionFactory = Callable[[PeerConfig, "Callable[[Event], None] | None"], "BGPSession"]
 
 
 def _default_session_factory(config: PeerConfig, on_event: Callable[[Event], None] | None) -> BGPSession:
+    from .session import BGPSession
+
     return BGPSession(config, on_event=on_event)
 
 
@@ -152,7 +156,9 @@ class BGPSpeaker:
         listen_port: int | None = BGP_PORT,
     ) -> None:
         self.node_name = node_name
-        self._listener = None if listen_port is None else BGPListener(self._lookup, port=listen_port)
+        self._listen_port = listen_port
+        self._listener: BGPListener | None = None
+        """Made at the first peer (:meth:`_listen`): with none, the listener module is not even imported."""
         self._listen_errors: list[str] = []
         self._bfd_factory = bfd_factory
         self._session_factory = session_factory
@@ -207,8 +213,12 @@ class BGPSpeaker:
 
     def _listen(self) -> None:
         """Listen while there are peers (bind errors logged when they change), with their MD5 keys."""
-        if self._listener is None or not self._peers:
+        if self._listen_port is None or not self._peers:
             return
+        if self._listener is None:
+            from .listener import BGPListener
+
+            self._listener = BGPListener(self._lookup, port=self._listen_port)
         # Unnumbered peers are dialled only: their address is learned on the link, not known here.
         peers = [m.config for m in self._peers.values() if not m.config.interface]
         self._listener.set_keys({c.peer_address: c.password or "" for c in peers})
@@ -219,9 +229,13 @@ class BGPSpeaker:
         self._listen_errors = errors
 
     def _lookup(self, peer: Address, local: Address) -> BGPSession | None:
+        from .listener import peer_of
+
         return peer_of(self.sessions, peer, local)
 
     def _start(self, peer: Peer) -> _Managed:
+        from .fsm import Established
+
         config = peer_config(peer, self.node_name)
 
         def on_event(event: Event, name: str = peer.name) -> None:
@@ -298,6 +312,8 @@ class BGPSpeaker:
             except Exception:
                 log.exception("closing BFD for %s failed", managed.peer.name)
             managed.bfd = None
+        from .errors import CeaseSubcode
+
         log.info("BGP peer %s: closing session (%s)", managed.peer.name, reason)
         await managed.session.close(reason, graceful_restart=graceful, subcode=CeaseSubcode.ADMINISTRATIVE_SHUTDOWN)
 
@@ -351,7 +367,10 @@ class BGPSpeaker:
     def metric_samples(self) -> list[PeerSample]:
         """Per-session values for :class:`~ironlb.bgp.metrics.BGPMetrics`."""
         out = []
-        for m in list(self._peers.values()):
+        managed = list(self._peers.values())
+        if managed:
+            from .fsm import BGPState
+        for m in managed:
             fsm = m.session.fsm
             out.append(
                 PeerSample(
