@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from ipaddress import ip_address
 from itertools import islice
 
 from ironlb.bgp.attributes import Attributes
@@ -28,6 +27,7 @@ from ironlb.bgp.planner import (
     ServiceInput,
     advertisements,
     implicit_slice,
+    parse_address,
     peer_carries,
     peers_for_node,
     should_announce,
@@ -104,7 +104,7 @@ def bgp_peers_of(plan: NodePlan | None, service_key: str) -> tuple[str, ...]:
 def pool_for(config: Config, ips: Sequence[str]) -> Pool | None:
     """The pool holding every one of ``ips`` (MetalLB's ``poolFor``), or None."""
     try:
-        addrs = [ip_address(ip) for ip in ips]
+        addrs = [parse_address(ip) for ip in ips]
     except ValueError:
         return None
     for pool in config.pools:

@@ -379,3 +379,33 @@ def test_prefixes_are_the_string_forms(ip: str, length: int, length_v6: int) -> 
     assert (got, str(got), type(got)) == (want, str(want), type(want))
     with pytest.raises(ValueError):
         _network("10.50.1.256", length, length_v6)
+
+
+@pytest.mark.parametrize(
+    "ip",
+    ["10.50.1.2", "0.0.0.0", "2001:db8::5", "::1", "::ffff:10.0.0.1", "fe80::1%eth0", "10.50.1.256", "", "10.1",
+     "2001:db8::g", "1.2.3.4/32", " 1.2.3.4", "fe80::1%"],
+)  # fmt: skip
+def test_parse_address_is_ip_address(ip: str) -> None:
+    """The cached parse a decision shares between a Service's pool and its prefixes gives ``ip_address``'s value,
+    or its error, every time (issue 16)."""
+    from ipaddress import ip_address
+
+    from ironlb.bgp.planner import parse_address
+    from ironlb.decide import pool_for
+
+    everything = Config(pools=(Pool("all", cidrs=(net("0.0.0.0/0"), net("::/0"))),))
+    try:
+        want = ip_address(ip)
+    except ValueError as err:
+        for _ in range(2):
+            with pytest.raises(ValueError) as got:
+                parse_address(ip)
+            assert (type(got.value), str(got.value)) == (type(err), str(err))
+        assert pool_for(everything, [ip]) is None
+        return
+    assert pool_for(everything, [ip]) is everything.pools[0]
+    for _ in range(2):
+        got_addr = parse_address(ip)
+        assert (got_addr, str(got_addr), type(got_addr), got_addr.scope_id if got_addr.version == 6 else None) == (
+            want, str(want), type(want), want.scope_id if want.version == 6 else None)  # fmt: skip
