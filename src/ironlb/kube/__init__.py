@@ -1,7 +1,8 @@
 """ironlb's Kubernetes client layer: a REST adapter, an informer, a work queue, an event recorder and leader
 election, shared by the controller and the speaker. Objects are plain dicts; no library type leaks out.
 
-**Library: lightkube (1.0.x), used for configuration and transport only.** Measured here (Python 3.11, fresh
+**Library: lightkube (1.0.x), used for configuration and its httpx client only** (the HTTP/1.1 transport under
+that client is ironlb's own, :mod:`ironlb.kube.transport`). Measured here (Python 3.11, fresh
 virtualenvs, RSS after import, baseline with pydantic + PyYAML + asyncio + ssl already loaded: 25 MB):
 
 ===========================  ==============  ==============  ==============================================
