@@ -306,3 +306,58 @@ def _restart_hold_with_a_new_service(env: SpeakerEnv) -> None:
     wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
     env.delete_service("during-hold")
     wait_until(lambda: not env.statuses("l2", "during-hold"), 10, "the status deleted")
+
+
+def test_a_held_speaker_keeps_its_ips_while_its_pod_is_replaced(env: SpeakerEnv) -> None:
+    """A restarting speaker's Pod is deleted, as its DaemonSet replaces it (terminating; no kubelet here confirms
+    it), and the others list the speaker Pods meanwhile (a Node added wakes that listing): they keep the held
+    member, so its hold goes on and its IP stays where it is, answered with its MAC, until its new speaker is back.
+    Dropping it from the members would end the hold ("removed") and move the IP to the next node."""
+    pool = [f"192.168.1.{i}" for i in range(241, 251)]
+    held = env.nodes[1]
+    ip = next(ip for ip in pool if sort_candidates(env.nodes, ip)[0] == held)
+    others = [n for n in env.nodes if n != held]
+    env.create_service("pod-replaced", annotations={"metallb.io/loadBalancerIPs": ip}, endpoints_on=env.nodes)
+    wait_until(lambda: _l2_nodes(env, "pod-replaced") == [held], 30, f"ServiceL2Status on {held}")
+    wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
+    pod_path = f"/api/v1/namespaces/{env.ns}/pods/speaker-{held}"
+    pod = env.cp.get(pod_path)
+    taints = _stays_up(env, held, None)
+    marks = {n: len(env.speaker_log(n)) for n in env.nodes}
+
+    def since(node: str) -> str:
+        return env.speaker_log(node)[marks[node]:]
+
+    try:
+        env.stop_speaker(held)
+        wait_until(lambda: all(f"MemberHeld(name='{held}'" in since(n) for n in others), 10,
+                   lambda: f"the others holding {held}\n{env.logs()}")  # fmt: skip
+        env.cp.delete(pod_path)
+        assert env.cp.get(pod_path)["metadata"].get("deletionTimestamp"), "the Pod is terminating"
+        env.cp.create("/api/v1/nodes", {"metadata": {"name": "node-added"}})
+        try:
+            wait_until(lambda: all(f"keeping {held}" in since(n) for n in others), 20,
+                       lambda: f"the others listing the speaker Pods\n{env.logs()}")  # fmt: skip
+        finally:
+            env.cp.delete("/api/v1/nodes/node-added")
+        with env.sniff_arp(ip) as sniffer:
+            env.arping(ip)
+            assert sniffer.replies() == {held}, f"{ip} still answered with {held}'s MAC"
+        for node in others:
+            assert f"HoldEnded(name='{held}'" not in since(node), f"{node} ended the hold\n{env.logs()}"
+            assert f"MemberDown(name='{held}'" not in since(node), f"{node} dropped {held}\n{env.logs()}"
+    finally:
+        env.cp.request("DELETE", pod_path, query={"gracePeriodSeconds": 0})
+        wait_until(lambda: pod_path.rsplit("/", 1)[1] not in [
+            p["metadata"]["name"] for p in env.cp.get(f"/api/v1/namespaces/{env.ns}/pods")["items"]
+        ], 10, "the old Pod gone")  # fmt: skip
+        env.cp.create(f"/api/v1/namespaces/{env.ns}/pods", {"metadata": {
+            "name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]}, "spec": pod["spec"]})
+        env.cp.patch(f"{pod_path}/status", {"status": pod["status"]})
+        env.start_speaker(held)
+        _stays_up(env, held, taints)
+    wait_until(lambda: all(f"HoldEnded(name='{held}', reason='returned')" in since(n) for n in others), 90,
+               lambda: f"{held}'s new speaker back\n{env.logs()}", retry=STARTING)  # fmt: skip
+    wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
+    env.delete_service("pod-replaced")
+    wait_until(lambda: not env.statuses("l2", "pod-replaced"), 10, "the status deleted")

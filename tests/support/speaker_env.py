@@ -417,6 +417,21 @@ class ArpSniffer:
                 return float(event["t"])
         return None
 
+    def replies(self, wait: float = 1.0) -> set[str]:
+        """The nodes (or MACs) named by the ARP replies for the IP read within ``wait`` seconds (and those already
+        queued): the sender MAC inside each reply, which a stand-in sets to the held node's (arping shows the
+        Ethernet source, the stand-in's own)."""
+        out: set[str] = set()
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.reader.read(left)
+            except TimeoutError:
+                break
+            if event.get("ev") == "arp" and event.get("op") == 2:
+                out.add(self.env.node_of_mac(str(event["mac"])) or str(event["mac"]))
+        return out
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,8 @@ thread and loop of their own, :mod:`ironlb.fastpath`):
 - **status**: writes ServiceL2Status, ServiceBGPStatus (see :mod:`.status`) and ``ConfigurationState``
   ``speaker-<node>``; after an API error it backs off and retries, replanning from the refreshed caches.
 - **discovery** (memberlist configured): lists the speaker Pods by label, as MetalLB does, to know the other
-  members' addresses; also finds this node's Pod, the owner of the status CRs.
+  members' addresses (a member whose Pod is being replaced stays while it is alive or held: its own LEAVE
+  decides, as memberlist's does in MetalLB); also finds this node's Pod, the owner of the status CRs.
 
 Events ``nodeAssigned`` and ``announceFailed`` go to the Service through the event recorder (never blocking);
 ``nodeAssigned`` is recorded when a Service starts being announced from this node over a protocol.
@@ -250,6 +251,7 @@ class Speaker:
         self.membership: MembershipService | RemoteMembership | None = None
         self._core: Membership | None = None
         self._members_known = False  # the speaker pods were listed at least once (see _live)
+        self._kept_members: frozenset[str] = frozenset()  # members kept without a listed Pod (_use_pods)
         self.syncs = 0
 
         self._dirty = asyncio.Event()
@@ -357,6 +359,8 @@ class Speaker:
 
     def _on_membership(self, alive: frozenset[str], has_quorum: bool) -> None:
         log.info("members alive: %s (quorum: %s)", ",".join(sorted(alive)), has_quorum)
+        if self._kept_members - alive:
+            self._discover_wake.set()  # a member kept without a Pod has gone: list again to drop it
         self._mark()
 
     # ------------------------------------------------------------------------------------------------ running
@@ -566,7 +570,19 @@ class Speaker:
             return
         members[self.node] = (self.options.ml_bind_addr, self.options.ml_bind_port)
         membership = self.membership
-        if members != {self.node: members[self.node], **membership.view.members}:
+        view = membership.view
+        # The listing adds members and follows their addresses, but does not drop one that is alive or held in
+        # the membership: a restarting speaker's Pod is terminating, then gone, then replaced by its DaemonSet
+        # (Pending, without an IP) while the others hold it, and dropping it would end its hold ("removed") and
+        # move its IPs. Its own LEAVE, its timeout or its hold's end decides; the next listing drops it then.
+        kept = frozenset(n for n in view.alive | view.held if n not in members and n in view.members)
+        members.update((name, view.members[name]) for name in sorted(kept))
+        if kept != self._kept_members:
+            if kept - self._kept_members:
+                log.info("speaker pods: keeping %s, alive or held in the membership, until it leaves",
+                         ", ".join(sorted(kept - self._kept_members)))
+            self._kept_members = kept
+        if members != {self.node: members[self.node], **view.members}:
             try:
                 await self.fastpath.call(lambda: membership.set_members(members))
             except ValueError as err:
