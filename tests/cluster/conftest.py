@@ -12,12 +12,14 @@ without them they skip, except in CI where that fails.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from ironlb.lab.kube_cluster import KubeCluster, default_bin_dir, default_images_dir, missing_requirements
 from ironlb.lab.kube_demo import install_ironlb
+from tests.cluster.evidence import speaker_evidence
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,3 +64,25 @@ def ironlb_installed(kube_cluster: KubeCluster) -> KubeCluster:
     node Ready (the time it took is in ``kube_cluster.timings["install"]``)."""
     install_ironlb(kube_cluster)
     return kube_cluster
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on the shared cluster reports every speaker's log tail and its probes' notable lines
+    (``evidence``): the cluster, and the logs with it, are gone when CI shows the failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    cluster = getattr(item, "funcargs", {}).get("ironlb_installed")
+    if report.when != "call" or not report.failed or not isinstance(cluster, KubeCluster):
+        return
+    started = getattr(item, "_ironlb_started", 0.0)
+    try:
+        text = speaker_evidence(cluster, started)
+    except Exception as exc:  # the evidence must not hide the failure it explains
+        text = f"collecting the evidence failed: {type(exc).__name__}: {exc}"
+    report.sections.append(("ironlb speakers and probes at the failure", text))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item._ironlb_started = time.time()  # type: ignore[attr-defined]  # the probe files written since are this test's

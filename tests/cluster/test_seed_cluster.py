@@ -27,6 +27,7 @@ from ironlb.lab.kube_demo import (
     reachability,
     ready_pods,
 )
+from tests.cluster.evidence import follow_log
 from tests.support.sched import SCHED_RR, fast_process, scheduling
 
 pytestmark = pytest.mark.cluster
@@ -253,10 +254,12 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
     before = {pod: counts(pod) for pod in survivors}
     out = c.workdir / "probe-pod-delete.jsonl"
     cmd = [sys.executable, "-m", "ironlb.lab.probe", "probe", VIP, "--interval", "0.05", "--timeout", "1"]
+    followed: subprocess.Popen[bytes] | None = None
     with open(out, "w") as sink:
         probe = c.lab.popen(c.client, cmd, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: '"ready"' in out.read_text(), 60, "the client's probe started")
+        followed = follow_log(c, old["metadata"]["name"])  # its log, for a failure's evidence (conftest.py)
         t0 = time.monotonic()
         c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
 
@@ -272,6 +275,9 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
     finally:
         probe.terminate()
         probe.wait(5)
+        if followed is not None:
+            followed.terminate()
+            followed.wait(5)
     events = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     seen = reachability(VIP, [e for e in events if e.get("t0", e.get("t", 0)) >= t0])
     assert seen.macs == [node_mac], f"ARP for {VIP} came from {seen.macs}, not only {node}'s {node_mac}: {seen}"
