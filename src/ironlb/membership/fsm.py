@@ -96,12 +96,14 @@ from ironlb.membership.hold import (
     HoldOffer,
     HoldPayload,
     decode_hold,
+    decode_relay,
     encode_hold,
     hold_chunks,
+    relay_payloads,
 )
 from ironlb.membership.peer import Peer
 from ironlb.membership.quorum import has_quorum
-from ironlb.membership.replay import SentLog
+from ironlb.membership.replay import SentLog, notice_record, notice_replayed
 from ironlb.membership.settle import SETTLE_BOUND, evidence, may_settle
 from ironlb.membership.table import DEAD, ENTRY, LEFT, Entry, Table, name_key
 from ironlb.membership.wire import MIN_SECRET_LEN, MsgType, Packet, WireError, decode, encode
@@ -285,6 +287,8 @@ class Membership(Gossip):
                 deadline = min(deadline, p.last_sent + gap)
             if p.sync_due:
                 deadline = min(deadline, p.last_sync + self._sync_gap(p))
+            if self._held and self._settled and self._relay_due(name, p):
+                deadline = min(deadline, p.relayed + 2 * self._cfg.interval)
         if not self._settled and self._started is not None:
             first = self._started + self._cfg.dead_timeout  # then the bound: see ``settle``
             last_tick = self._last_tick if self._last_tick is not None else self._started
@@ -330,6 +334,8 @@ class Membership(Gossip):
             return []
         if pkt.type is MsgType.NOTICE:
             return self._notice_received(pkt, peer, now)
+        if pkt.type is MsgType.HOLDS:
+            return self._relay_received(pkt, peer, now)
         hold: HoldPayload | None = None
         if pkt.type is MsgType.LEAVE and len(pkt.payload) > ENTRY.size:
             try:
@@ -441,7 +447,8 @@ class Membership(Gossip):
         else:
             gap = cfg.interval / 4
             targets = [(n, p) for n in active if (p := peers[n]).reply_due and now - p.last_sent >= gap]
-        datagrams = self._emit(MsgType.HEARTBEAT, targets, self._heartbeat_body() if targets else b"", now)
+        datagrams = self._relays(now) if self._held and self._settled else []  # before a heartbeat completes a view
+        datagrams += self._emit(MsgType.HEARTBEAT, targets, self._heartbeat_body() if targets else b"", now)
         for name in [n for n in self._extra if not peers[n].alive and not peers[n].reply_due]:
             self._extra.discard(name)
 
@@ -611,7 +618,7 @@ class Membership(Gossip):
                 payload=payload,
             )
             out.append(Datagram(encode(pkt, key), p.addr, name))
-            if mtype is not MsgType.NOTICE:  # a NOTICE proves nothing, so it is no reply
+            if mtype is MsgType.HEARTBEAT or mtype is MsgType.LEAVE:  # a NOTICE or HOLDS proves nothing: no reply
                 p.reply_due = False
                 p.last_sent = now
         if out:
@@ -739,6 +746,69 @@ class Membership(Gossip):
             if not self._mesh:
                 self._recompute(now, events)
             self._update_quorum(events)
+
+    def _relay_due(self, name: str, peer: Peer) -> bool:
+        """Does ``peer`` (verified alive, its heartbeats saying it settles, not held itself) need the holds?"""
+        return peer.alive and peer.flags is not None and not peer.flags & FLAG_SETTLED and name not in self._held
+
+    def _relays(self, now: float) -> list[Datagram]:
+        """HOLDS for every settling neighbour not sent them within two intervals (``hold``: a member that starts
+        after a hold LEAVE was sent learns the holds in force from us, not only from the LEAVE it never got)."""
+        gap = 2 * self._cfg.interval
+        targets = [(n, p) for n in self._active() if self._relay_due(n, p := self._peers[n]) and now - p.relayed >= gap]
+        if not targets:
+            return []
+        records = [
+            (name_key(name), held.inc, held.until - now, held.links, [name_key(s) for s in sorted(held.standins)])
+            for name, held in sorted(self._held.items())
+            if held.until - now >= 0.001
+        ]
+        out: list[Datagram] = []
+        for payload in relay_payloads(records) if records else []:
+            out += self._emit(MsgType.HOLDS, targets, payload, now)
+        for _name, p in targets:
+            p.relayed = now
+        return out
+
+    def _relay_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
+        """The holds in force at a live peer, while we settle: hold each member as the others do (``hold``)."""
+        if pkt.incarnation != peer.inc or not peer.alive or not self._fresh(pkt, now):
+            self.rejected["stale"] += 1
+            return []
+        if notice_replayed(peer.notice_seqs, pkt.incarnation, pkt.seq):
+            self.rejected["replay"] += 1
+            return []
+        if self._settled:
+            self.rejected["relay_late"] += 1  # we announce from what we decided without it: too late to change
+            return []
+        try:
+            records = [(key, inc, decode_hold(ext)) for key, inc, ext in decode_relay(pkt.payload)]
+        except HoldError as exc:
+            self.rejected[exc.reason] += 1
+            return []
+        notice_record(peer.notice_seqs, pkt.incarnation, pkt.seq)
+        events: list[Event] = []
+        for key, inc, hold in records:
+            name = self._table.by_key.get(key)
+            held = self._peers.get(name) if name is not None else None
+            if name is None or held is None or inc in held.retired:
+                continue  # ourselves, a member we do not have, or an incarnation gone
+            if (held.alive and held.inc != inc) or (name in self._held and self._held[name].inc != inc):
+                continue  # we know it in another incarnation: that one's own word counts
+            if hold.seconds > self._cfg.hold_max:
+                self.rejected["hold_refused"] += 1
+                continue
+            if not held.alive and held.watch:
+                held.inc, held.seq = inc, 0
+                held.alive = True
+                events.append(MemberUp(name, inc))
+                self._alive.add(name)
+                self._alive_frozen = None
+            self._hold(name, inc, HoldPayload(hold.seconds, hold.links, (), hold.standins), now, events)
+        if not self._mesh and events:
+            self._recompute(now, events)
+        self._update_quorum(events)
+        return events
 
     def _update_quorum(self, events: list[Event]) -> None:
         quorum = self._compute_quorum()

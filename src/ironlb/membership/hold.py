@@ -33,7 +33,24 @@ last decision: for each IP it announced, the next candidate of the election amon
 node that would take the IP if it left. More IPs (and stand-in names) than fit in one datagram go in several hold
 LEAVEs of the same incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS`` and ``MAX_STANDINS``).
 
-``decode_hold`` raises only ``HoldError``.
+A member that starts after the hold LEAVE was sent (or whose previous incarnation got it: that one is gone) learns
+the holds in force from its peers instead: a settled member that holds members sends a neighbour whose heartbeats say
+it is settling a HOLDS message (``wire``), at once and again every two heartbeat intervals while it settles. Its
+payload (big-endian)::
+
+    1   version (1)
+    1   r = number of records, 0..MAX_RELAYED_HOLDS
+    r x (8 name key of the held member, 8 its incarnation that asked for the hold, 2 length, then that many bytes:
+         a hold extension as above, with what remains of the hold at the sender, the held member's links, no IPs
+         (a joiner stands in for nothing: the stand-ins the held member named go on) and its stand-in names)
+
+It is signed and proven fresh as a heartbeat is (the sender echoes the joiner's recent sequence number, ``replay``),
+from a member the joiner has verified alive, and accepted only while the joiner settles, about a member not alive
+here in another incarnation: the joiner then holds that member as the others do (alive for the election, not for
+the quorum) until it returns, its time runs out, or a stand-in goes, so it does not take the held member's IPs as
+a crashed member's. A release that does not know HOLDS drops it (an unknown message type) and settles as before.
+
+``decode_hold`` and ``decode_relay`` raise only ``HoldError``.
 """
 
 from __future__ import annotations
@@ -48,7 +65,9 @@ __all__ = [
     "MAX_HELD_IPS",
     "MAX_HOLD_MS",
     "MAX_LINKS",
+    "MAX_RELAYED_HOLDS",
     "MAX_STANDINS",
+    "RELAY_VERSION",
     "HeldLink",
     "HeldMember",
     "HoldError",
@@ -56,8 +75,11 @@ __all__ = [
     "HoldPayload",
     "IPAddress",
     "decode_hold",
+    "decode_relay",
     "encode_hold",
+    "encode_relay",
     "hold_chunks",
+    "relay_payloads",
 ]
 
 HOLD_KIND = 1
@@ -72,10 +94,18 @@ IPS_PER_DATAGRAM = 4096
 """Bytes of addresses and stand-in keys per hold LEAVE: with the header, the names and 16 links it stays under
 ``MAX_DATAGRAM``."""
 KEY_SIZE = 8
+RELAY_VERSION = 1
+MAX_RELAYED_HOLDS = 16
+"""Records per HOLDS datagram at most (a held member with many stand-ins takes several records)."""
+RELAY_BYTES = 6000
+"""Bytes of records per HOLDS datagram at most: with the header and the names it stays under ``MAX_DATAGRAM``."""
+KEYS_PER_RECORD = 512
 
 _HEAD = struct.Struct("!BIB")
 _U16 = struct.Struct("!H")
 _MAC = 6
+_RELAY_HEAD = struct.Struct("!BB")
+_RELAY_RECORD = struct.Struct("!8sQH")
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -227,3 +257,63 @@ class HeldMember:
     links: tuple[HeldLink, ...]
     ips: set[IPAddress]
     standins: set[str] = field(default_factory=set)
+
+
+RelayRecord = tuple[bytes, int, bytes]
+"""One relayed hold: the held member's name key, its incarnation and its hold extension (``encode_hold``)."""
+
+
+def encode_relay(records: Sequence[RelayRecord]) -> bytes:
+    """A HOLDS payload; raises ``ValueError`` beyond ``MAX_RELAYED_HOLDS`` records."""
+    if len(records) > MAX_RELAYED_HOLDS:
+        raise ValueError(f"at most {MAX_RELAYED_HOLDS} records, got {len(records)}")
+    parts = [_RELAY_HEAD.pack(RELAY_VERSION, len(records))]
+    for key, inc, ext in records:
+        parts += [_RELAY_RECORD.pack(key, inc, len(ext)), ext]
+    return b"".join(parts)
+
+
+def decode_relay(data: bytes) -> list[RelayRecord]:
+    """The records of a HOLDS payload (each extension still to ``decode_hold``)."""
+    if len(data) < _RELAY_HEAD.size:
+        raise HoldError("truncated relay")
+    version, count = _RELAY_HEAD.unpack_from(data)
+    if version != RELAY_VERSION:
+        raise HoldError(f"unknown relay version {version}")
+    if count > MAX_RELAYED_HOLDS:
+        raise HoldError(f"{count} relayed holds", "hold_oversized")
+    off = _RELAY_HEAD.size
+    out: list[RelayRecord] = []
+    for _ in range(count):
+        if off + _RELAY_RECORD.size > len(data):
+            raise HoldError("truncated relay record")
+        key, inc, size = _RELAY_RECORD.unpack_from(data, off)
+        off += _RELAY_RECORD.size
+        if off + size > len(data) or inc == 0:
+            raise HoldError("bad relay record")
+        out.append((bytes(key), inc, bytes(data[off : off + size])))
+        off += size
+    if off != len(data):
+        raise HoldError("trailing bytes in relay")
+    return out
+
+
+def relay_payloads(records: Sequence[tuple[bytes, int, float, tuple[HeldLink, ...], Sequence[bytes]]]) -> list[bytes]:
+    """HOLDS payloads for the holds ``records`` (key, incarnation, seconds left, links, stand-in keys), each within
+    ``RELAY_BYTES`` and ``MAX_RELAYED_HOLDS``; a member with many stand-ins takes several records."""
+    out: list[bytes] = []
+    batch: list[RelayRecord] = []
+    size = 0
+    for key, inc, seconds, links, standins in records:
+        seconds = min(max(seconds, 0.001), MAX_HOLD_MS / 1000)
+        for at in range(0, max(len(standins), 1), KEYS_PER_RECORD):
+            ext = encode_hold(seconds, links, [], standins[at : at + KEYS_PER_RECORD])
+            width = _RELAY_RECORD.size + len(ext)
+            if batch and (size + width > RELAY_BYTES or len(batch) == MAX_RELAYED_HOLDS):
+                out.append(encode_relay(batch))
+                batch, size = [], 0
+            batch.append((key, inc, ext))
+            size += width
+    if batch:
+        out.append(encode_relay(batch))
+    return out

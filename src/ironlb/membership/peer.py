@@ -39,3 +39,4 @@ class Peer:
     last_sync: float = -math.inf
     synced_inc: int = 0  # the incarnation our last table sync went to (a sync to an earlier one tells this one nothing)
     sync_due: bool = False
+    relayed: float = -math.inf  # when we last sent it the holds in force (a HOLDS message, while it settles)

@@ -5,7 +5,7 @@ One UDP datagram carries one message. All integers are big-endian::
     off  size  field
     0    2     magic b"IL"
     2    1     version (1)
-    3    1     type (1 = HEARTBEAT, 2 = LEAVE, 3 = NOTICE)
+    3    1     type (1 = HEARTBEAT, 2 = LEAVE, 3 = NOTICE, 4 = HOLDS)
     4    8     incarnation: random non-zero id of the sender's process (boot id)
     12   8     seq: sender's sequence number, non-zero, strictly increasing per incarnation
     20   8     echo_incarnation: the receiver's incarnation as last seen by the sender (0 = none)
@@ -16,7 +16,8 @@ One UDP datagram carries one message. All integers are big-endian::
     ..   m     destination name, UTF-8
     ..   2     p = payload length
     ..   p     payload (HEARTBEAT: member-list digest, generation, table hash and
-                 optionally the sender's view; LEAVE and NOTICE: member entries; see ``fsm``)
+                 optionally the sender's view; LEAVE and NOTICE: member entries; HOLDS: the restart holds in
+                 force at the sender, for a member that starts during one, see ``hold``; see ``fsm``)
     ..   32    HMAC-SHA256(secret, every byte before it)
 
 The MAC covers the whole datagram, so nothing unauthenticated is ever parsed
@@ -69,6 +70,8 @@ def member_list_key(members: Mapping[str, tuple[str, int]]) -> bytes:
     """
     canonical = "\n".join(f"{name}={addr}:{port}" for name, (addr, port) in sorted(members.items()))
     return hashlib.sha256(canonical.encode("utf-8")).digest()
+
+
 # Far above what a few hundred members need (the view is one bit per member) and
 # small enough that a flood of oversized junk is dropped before any HMAC work.
 MAX_DATAGRAM = 8192
@@ -82,11 +85,13 @@ MIN_DATAGRAM = _HEADER.size + 2 * (1 + 1) + _U16.size + MAC_LEN
 
 
 class MsgType(enum.IntEnum):
-    """Message types; unknown values are rejected (after authentication)."""
+    """Message types; unknown values are rejected (after authentication): a release that does not know HOLDS
+    drops it as ``malformed`` and is otherwise unaffected."""
 
     HEARTBEAT = 1
     LEAVE = 2
     NOTICE = 3
+    HOLDS = 4
 
 
 class WireError(ValueError):

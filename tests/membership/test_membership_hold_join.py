@@ -1,0 +1,229 @@
+"""A member that starts after a restart hold's LEAVE was sent learns the hold from its peers (a hold relay)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
+from tests.membership.test_membership_hold import LINK, X, Y, held_leave, offer
+
+from ironlb.membership import MemberDown, MembershipConfig, MemberUp
+from ironlb.membership.events import HoldBegun, HoldEnded, MemberHeld
+from ironlb.membership.hold import (
+    MAX_RELAYED_HOLDS,
+    HoldError,
+    HoldOffer,
+    decode_hold,
+    decode_relay,
+    encode_hold,
+    encode_relay,
+    relay_payloads,
+)
+from ironlb.membership.simulation import SimNet
+from ironlb.membership.table import name_key
+from ironlb.membership.wire import MsgType, Packet, decode, encode
+
+
+def started_during_hold(stand_in: str = "a") -> tuple[Sim, float]:
+    """a, b, c; b's speaker is down as c restarts with a hold (so c names a its only stand-in), then b starts."""
+    sim = converged(["a", "b", "c"])
+    sim.crashed.add("b")
+    sim.run(0.6)  # a and c time b out
+    assert sim.nodes["a"].alive() == {"a", "c"}
+    held_leave(sim, "c", offer(10.0, **{stand_in: [X]}))
+    sim.run(0.5)
+    assert set(sim.nodes["a"].held()) == {"c"}
+    sim.restart("b", incarnation=5555)
+    return sim, sim.now
+
+
+def test_a_member_that_starts_during_a_hold_learns_it_from_its_peers_and_keeps_the_held_member() -> None:
+    sim, t0 = started_during_hold()
+    b = sim.nodes["b"]
+    sim.run(1.0)
+    assert b.settled() and b.alive() == {"a", "b", "c"}
+    held = b.held()["c"]
+    assert held.ips == set() and held.standins == {"a"} and held.links == (LINK,)  # it stands in for nothing
+    assert held.until == pytest.approx(sim.nodes["a"].held()["c"].until, abs=4 * STEP)  # the time that remains
+    assert HoldBegun("c", 1002) in sim.events_of("b") and MemberUp("c", 1002) in sim.events_of("b")
+    assert [e for e in sim.events_of("b") if isinstance(e, MemberDown)] == []
+    assert not b.has_quorum() or len(b.alive()) == 3  # c does not count: 2 live of 3
+    # it settles as soon as the hold makes its view complete, not at the bound (its peers' views list c)
+    settled_at = sim.first("b", lambda e: isinstance(e, MemberHeld))
+    assert settled_at is not None and settled_at - t0 < b.config.dead_timeout
+
+
+def test_the_relayed_hold_ends_like_the_others_when_the_member_returns() -> None:
+    sim, _ = started_during_hold()
+    sim.run(1.0)
+    mark = sim.now
+    sim.restart("c", incarnation=4242)
+    sim.run(0.5)
+    for n in "ab":
+        assert sim.events_of(n, since=mark) == [HoldEnded("c", "returned"), MemberDown("c", "restarted"),
+                                                MemberUp("c", 4242)], n  # fmt: skip
+        assert sim.nodes[n].held() == {} and sim.nodes[n].alive() == {"a", "b", "c"}
+
+
+def test_the_relayed_hold_expires_with_the_others_and_ends_when_its_stand_in_dies() -> None:
+    sim, _ = started_during_hold()
+    sim.run(1.0)
+    until = sim.nodes["a"].held()["c"].until
+    sim.run(until - sim.now + 0.1)
+    for n in "ab":
+        assert HoldEnded("c", "expired") in sim.events_of(n) and sim.nodes[n].alive() == {"a", "b"}, n
+
+    sim, _ = started_during_hold()
+    sim.run(1.0)
+    mark = sim.now
+    sim.crashed.add("a")  # the stand-in: nobody answers for c's IPs any more
+    sim.run(1.0)
+    assert HoldEnded("c", "standin_down") in sim.events_of("b", since=mark)
+    assert sim.nodes["b"].alive() == {"b"}
+
+
+def test_relays_stop_once_the_joiner_has_settled() -> None:
+    sim, t0 = started_during_hold()
+    sim.run(3.0)
+    relays = [s for s in sim.log if s.at >= t0 and decode(s.data, [SECRET]).type is MsgType.HOLDS]
+    assert relays and all(s.src == "a" and s.dest == "b" for s in relays)
+    assert len(relays) <= 3  # sent again every two intervals while b says it is settling, no more
+
+
+def test_a_member_that_is_no_stand_in_and_restarts_learns_the_hold_again() -> None:
+    sim = converged(["a", "b", "c"])
+    held_leave(sim, "c", offer(10.0, a=[X]))  # b stands in for nothing
+    sim.run(0.5)
+    mark = sim.now
+    sim.restart("b", incarnation=5555)  # a crash and restart of b: no stand-in, the hold stays
+    sim.run(1.0)
+    assert set(sim.nodes["a"].held()) == {"c"}
+    assert sim.nodes["b"].settled() and sim.nodes["b"].alive() == {"a", "b", "c"} and "c" in sim.nodes["b"].held()
+    assert not [e for e in sim.events_of("b", since=mark) if isinstance(e, MemberDown)]
+
+
+def test_a_joiner_in_a_large_cluster_learns_a_hold_of_its_ring_neighbour() -> None:
+    names = [f"n{i:02d}" for i in range(30)]
+    sim = SimNet(names, SECRET, start_spread=0.05)
+    sim.run(1.5)
+    assert sim.agree()
+    joiner = names[5]
+    leaving = next(n for n in sim.nodes[joiner].neighbours())
+    standin = next(n for n in names if n not in (joiner, leaving))
+    sim.crash(joiner)
+    sim.run(1.0)
+    sim.leave(leaving, HoldOffer(10.0, (LINK,), {standin: [Y]}))
+    sim.run(0.5)
+    sim.restart(joiner)
+    mark = sim.now
+    sim.run(1.5)
+    core = sim.nodes[joiner]
+    assert core.settled() and leaving in core.alive() and leaving in core.held()
+    assert not [e for t, m, e in sim.events if m == joiner and t >= mark and isinstance(e, MemberDown)]
+
+
+# ------------------------------------------------------------------------------------------- hostile input
+
+
+def relay_packet(sim: Sim, ext: bytes, *, sender: str = "a", dest: str = "b", seq: int = 10_000,
+                 echo_inc: int | None = None, key: bytes = SECRET) -> bytes:  # fmt: skip
+    """A HOLDS datagram from ``sender`` to ``dest`` echoing ``dest``'s last sequence number (a fresh one)."""
+    d = sim.nodes[dest]
+    packet = Packet(MsgType.HOLDS, sender, dest, sim.nodes[sender].incarnation, seq,
+                    d.incarnation if echo_inc is None else echo_inc, d._seq, ext)  # fmt: skip
+    return encode(packet, key)
+
+
+def test_relay_codec_round_trip_and_limits() -> None:
+    hold = encode_hold(3.0, (LINK,), [], [name_key("a")])
+    records = decode_relay(encode_relay([(name_key("c"), 1002, hold)]))
+    assert records == [(name_key("c"), 1002, hold)]
+    for bad in [b"", b"\x02\x00", encode_relay([(name_key("c"), 1002, hold)])[:-1],
+                encode_relay([(name_key("c"), 1002, hold)]) + b"\0",
+                bytes((1, MAX_RELAYED_HOLDS + 1))]:  # fmt: skip
+        with pytest.raises(HoldError):
+            decode_relay(bad)
+
+
+def run_without_relays(sim: Sim, duration: float) -> None:
+    """Run ``sim`` with every HOLDS datagram lost."""
+    for _ in range(round(duration / STEP)):
+        sim.inflight = [s for s in sim.inflight if decode(s.data, [SECRET]).type is not MsgType.HOLDS]
+        sim.run(STEP)
+
+
+def test_forged_stale_and_malformed_relays_change_nothing() -> None:
+    sim, _ = started_during_hold()
+    run_without_relays(sim, 0.1)
+    b = sim.nodes["b"]
+    assert not b.settled() and "a" in b.alive() and b.held() == {}  # it waits for c, whom a's view lists
+    hold = encode_hold(5.0, (LINK,), [], [name_key("a")])
+    good = encode_relay([(name_key("c"), 1002, hold)])
+    for data, reason in [
+        (relay_packet(sim, good, key=b"x" * 32), "bad_mac"),
+        (relay_packet(sim, good, echo_inc=1001), "stale"),  # echoes b's last incarnation: a replay
+        (relay_packet(sim, good, sender="c"), "stale"),  # from a member b has not verified alive
+        (relay_packet(sim, good[:-1]), "bad_hold"),
+        (relay_packet(sim, bytes((1, MAX_RELAYED_HOLDS + 1))), "hold_oversized"),
+    ]:
+        before = b.rejected.copy()
+        assert sim.deliver("b", data) == []
+        assert b.rejected - before == {reason: 1}
+        assert b.alive() == {"a", "b"} and b.held() == {}
+    # a hold longer than this node grants is refused; a relay about itself or a member it does not have is ignored
+    long_hold = encode_hold(59.0, (LINK,), [], [])
+    sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 1002, long_hold)]), seq=20_000))
+    sim.deliver("b", relay_packet(sim, encode_relay([(name_key("b"), b.incarnation, hold),
+                                                     (name_key("zz"), 7, hold)]), seq=20_001))  # fmt: skip
+    assert b.held() == {} and b.alive() == {"a", "b"} and b.rejected["hold_refused"] == 1
+    # the genuine one is taken, once: its replay is refused
+    data = relay_packet(sim, good, seq=20_002)
+    assert HoldBegun("c", 1002) in sim.deliver("b", data) and set(b.held()) == {"c"}
+    before = b.rejected.copy()
+    assert sim.deliver("b", data) == [] and b.rejected - before == {"replay": 1}
+    # another incarnation of a member held already changes nothing
+    assert sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 77, hold)]), seq=20_003)) == []
+    assert b.held()["c"].inc == 1002
+
+
+def test_a_settled_member_takes_no_relay() -> None:
+    sim = converged(["a", "b", "c"])
+    sim.crashed.add("c")
+    sim.run(0.6)
+    b = sim.nodes["b"]
+    hold = encode_hold(5.0, (LINK,), [], [])
+    before = b.rejected.copy()
+    assert sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 1002, hold)]))) == []
+    assert b.rejected - before == {"relay_late": 1} and b.held() == {} and b.alive() == {"a", "b"}
+
+
+def test_lost_relays_are_sent_again_within_the_bound() -> None:
+    sim, _ = started_during_hold()
+    run_without_relays(sim, 0.25)
+    assert not sim.nodes["b"].settled()
+    sim.run(0.5)
+    b = sim.nodes["b"]
+    assert b.settled() and "c" in b.held() and b.alive() == {"a", "b", "c"}
+    assert not [e for e in sim.events_of("b") if isinstance(e, MemberDown)]
+
+
+def test_an_old_receiver_drops_a_relay_as_an_unknown_type() -> None:
+    """A member of an earlier release knows no message type 4: it rejects the datagram (after the MAC) and is
+    otherwise unaffected; this release's decoder is what maps the type."""
+    sim = converged(["a", "b", "c"])
+    data = relay_packet(sim, encode_relay([]))
+    assert decode(data, [SECRET]).type is MsgType.HOLDS
+    assert data[3] == 4
+
+
+def test_a_relay_of_several_holds_with_many_stand_ins_fits_its_datagrams() -> None:
+    keys = [bytes([i % 256, i // 256]) * 4 for i in range(1500)]
+    payloads = relay_payloads([(name_key(f"m{i}"), 100 + i, 5.0, (LINK,), keys if i == 0 else keys[:3])
+                               for i in range(40)])  # fmt: skip
+    records = [r for p in payloads for r in decode_relay(p)]
+    assert all(len(p) <= 6000 + 2 for p in payloads) and len(payloads) > 3
+    assert {inc for _, inc, _ in records} == set(range(100, 140))
+    first = [decode_hold(ext) for key, _, ext in records if key == name_key("m0")]
+    assert sum(len(h.standins) for h in first) == 1500 and all(h.ips == () for h in first)
+    assert isinstance(X, IPv4Address) and MembershipConfig().hold_max > 0
