@@ -139,3 +139,20 @@ def test_bgp_speaker_without_peers_imports_no_session_and_the_package_gives_ever
         "print('no session before a peer')\n"
     )
     assert "no session before a peer" in out
+
+
+def test_speaker_imports_no_configuration_models_before_its_first_build() -> None:
+    """The configuration models (pydantic) are imported by the speaker's first configuration build, which runs while
+    the apiserver still sends the Services and EndpointSlices, not before the speaker's first request."""
+    models = ["pydantic", "ironlb.config.models", "ironlb.config.loader", "ironlb.config.build"]
+    assert _not_imported("speaker", models) == []
+    out = _run(
+        COMMANDS["speaker"] + "import sys\n"
+        "from ironlb.speaker.decide import speaker_config\n"
+        "pool = {'apiVersion': 'metallb.io/v1beta1', 'kind': 'IPAddressPool',\n"
+        "        'metadata': {'name': 'p', 'namespace': 'metallb-system'}, 'spec': {'addresses': ['10.0.0.0/24']}}\n"
+        "config = speaker_config([pool], {}, 'metallb-system')\n"
+        "assert [p.name for p in config.pools] == ['p'] and 'ironlb.config.models' in sys.modules\n"
+        "print('built')\n"
+    )
+    assert "built" in out

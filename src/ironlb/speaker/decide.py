@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ironlb.cluster.labels import LabelSelector, SelectorError
-from ironlb.config import Resources, build, load_objects
-from ironlb.config.models import LabelSelectorModel
 from ironlb.config.types import Config
 from ironlb.decide import IP_NOT_ALLOWED, NodeDecision, decide_node, pool_for
+
+if TYPE_CHECKING:
+    from ironlb.config.loader import Resources
+    from ironlb.config.models import LabelSelectorModel
 
 
 def _selects(selectors: Sequence[LabelSelectorModel], labels: Mapping[str, str]) -> bool:
@@ -45,7 +48,14 @@ def for_node(resources: Resources, node_labels: Mapping[str, str]) -> Resources:
 
 
 def speaker_config(objects: Iterable[object], node_labels: Mapping[str, str], namespace: str) -> Config:
-    """The speaker's configuration from the cached objects; raises ConfigError when invalid."""
+    """The speaker's configuration from the cached objects; raises ConfigError when invalid.
+
+    The configuration models (pydantic) are imported here, at the first build, not with the speaker: that build
+    runs once the configuration's own objects are listed, while the apiserver is still sending the Services and
+    EndpointSlices, so their import overlaps that wait instead of delaying the first request (issue 16)."""
+    from ironlb.config.build import build
+    from ironlb.config.loader import load_objects
+
     resources = for_node(load_objects(objects, default_namespace=namespace), node_labels)
     return build(resources, namespace=namespace).config
 
