@@ -322,7 +322,10 @@ async def wait_synced(informers: Sequence[Informer], timeout: float | None = Non
         if wait <= 0:
             return False
         try:
-            await asyncio.wait_for(pending[0].synced.wait(), wait)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that comes as the event is set,
+            # and this loop would then wait on for informers that are being cancelled too (a stop hung for 10 s).
+            async with asyncio.timeout(wait):
+                await pending[0].synced.wait()
         except TimeoutError:
             if deadline is None or loop.time() < deadline:
                 log.info("waiting for caches to sync: %s", ", ".join(i.name for i in pending))

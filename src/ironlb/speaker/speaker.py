@@ -550,8 +550,10 @@ class Speaker:
                 continue
             backoff.reset()
             await self._use_pods(pods)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may lose a stop (see kube.informer.wait_synced).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._discover_wake.wait(), self.options.discovery_interval)
+                async with asyncio.timeout(self.options.discovery_interval):
+                    await self._discover_wake.wait()
             await asyncio.sleep(0.2)  # coalesce a burst of Node events into one list
 
     async def _use_pods(self, pods: list[Obj]) -> None:
