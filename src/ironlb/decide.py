@@ -196,6 +196,7 @@ def holding(
     late: Collection[str] = (),
     me: str | None = None,
     standing_in: Held | None = None,
+    pending: Collection[str] = (),
 ) -> dict[str, frozenset[str]]:
     """The held members ``names`` with the IPs each keeps: those in ``before`` (a hold already in force), else the
     IPs of the Services ``layer2`` elects to it (the decision in force as its hold began; ``ingress``: each
@@ -205,7 +206,8 @@ def holding(
     None all; or no ``layer2`` at all: this member just started) is left out: fully a candidate, for one decision.
     The caller passes it in ``late`` next time, and its IPs then come from that decision by
     :func:`joined_holding` (``me``: this member; ``standing_in``: per held member, the IPs it asked ``me`` to
-    stand in for).
+    stand in for); one in ``pending`` too (its share for ``me`` came in part so far: the Services of the part to
+    come would look new) stays left out, and ``late``, until its share is complete.
     """
     out: dict[str, frozenset[str]] = {}
     won: dict[str, set[str]] = {}
@@ -215,6 +217,8 @@ def holding(
         elif layer2 is None or (counted is not None and name not in counted):
             continue  # left out: the caller's next decision counts it fully, and it is ``late`` then
         elif name in late:
+            if name in pending:
+                continue  # its share is still coming: counted fully again, and late, until it is complete
             out[name] = joined_holding(name, layer2, ingress, me, (standing_in or {}).get(name, frozenset()))
         else:
             won[name] = set()
@@ -893,18 +897,25 @@ class ClusterDecision:
         return decider
 
     def holding(
-        self, names: Iterable[str], *, me: str | None = None, standing_in: Held | None = None
+        self,
+        names: Iterable[str],
+        *,
+        me: str | None = None,
+        standing_in: Held | None = None,
+        pending: Collection[str] = (),
     ) -> dict[str, frozenset[str]]:
         """The held speakers ``names`` with the IPs each keeps: as in this decision if it held them already, else
         the IPs this decision elects them (:func:`holding`: one it did not count alive is left out, one in
-        ``late`` is given them by :func:`joined_holding`, as seen by ``me`` with ``standing_in``)."""
+        ``late`` is given them by :func:`joined_holding`, as seen by ``me`` with ``standing_in``, once not
+        ``pending``)."""
         names = list(names)
         if not names:
             return {}
         ingress = {key: item.service.ingress for key, item in self.services.items()}
         return holding(
-            names, self.held, self.layer2, ingress, counted=self.live, late=self.late, me=me, standing_in=standing_in
-        )
+            names, self.held, self.layer2, ingress, counted=self.live, late=self.late, me=me, standing_in=standing_in,
+            pending=pending,
+        )  # fmt: skip
 
     def with_live(
         self,
@@ -914,10 +925,11 @@ class ClusterDecision:
         held: Collection[str] = (),
         me: str | None = None,
         standing_in: Held | None = None,
+        pending: Collection[str] = (),
     ) -> ClusterDecision:
         """This cluster with ``live`` speakers (and ``without_l2``, and ``held`` speakers among them, each keeping
-        what :meth:`holding` gives, ``me`` and ``standing_in`` as there): equal to a new ClusterDecision given them
-        (and the held speakers left out as ``late``).
+        what :meth:`holding` gives, ``me``, ``standing_in`` and ``pending`` as there): equal to a new
+        ClusterDecision given them (and the held speakers left out as ``late``).
 
         After deaths and new holds, an election changes only where a dead or newly held speaker was a candidate,
         and is recomputed from the surviving candidates (:func:`ironlb.layer2.election.elect_without`); when
@@ -936,7 +948,7 @@ class ClusterDecision:
         gone, came = before - after, after - before
         live_set = frozenset(live)
         held_live = [name for name in held if name in live_set]
-        kept = self.holding(held_live, me=me, standing_in=standing_in)
+        kept = self.holding(held_live, me=me, standing_in=standing_in, pending=pending)
         lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
         newly = {name: ips for name, ips in kept.items() if name not in self.held}
         rest: list[str] = []  # deaths alone: the elections whose winner stands, completed later (_complete)

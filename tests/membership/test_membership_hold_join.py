@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 
 import pytest
 from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
@@ -21,7 +21,7 @@ from ironlb.membership.hold import (
     relay_payloads,
 )
 from ironlb.membership.simulation import SimNet
-from ironlb.membership.table import name_key
+from ironlb.membership.table import ENTRY, name_key
 from ironlb.membership.wire import MsgType, Packet, decode, encode
 
 
@@ -227,3 +227,50 @@ def test_a_relay_of_several_holds_with_many_stand_ins_fits_its_datagrams() -> No
     first = [decode_hold(ext) for key, _, ext in records if key == name_key("m0")]
     assert sum(len(h.standins) for h in first) == 1500 and all(h.ips == () for h in first)
     assert isinstance(X, IPv4Address) and MembershipConfig().hold_max > 0
+
+
+# ------------------------------------------------------------------ a share in several datagrams (its size)
+
+
+def test_a_share_in_several_datagrams_says_its_size_and_is_complete_only_with_its_last() -> None:
+    sim = converged(["a", "b", "c"])
+    many = [ip_address(f"fc00::{i:x}") for i in range(3000)]
+    mark = sim.now
+    held_leave(sim, "c", offer(a=many + many[:10], b=[Y]))  # a repeated IP counts once
+    sim.run(0.2)
+    got = [e for e in sim.events_of("a", MemberHeld, since=mark) if isinstance(e, MemberHeld)]
+    assert len(got) > 2 and [e.complete for e in got] == [False] * (len(got) - 1) + [True]
+    assert got[-1].ips == set(many) and sim.nodes["a"].held()["c"].share == 3000
+    assert all(len(e.ips) < 3000 for e in got[:-1])
+    other = [e for e in sim.events_of("b", MemberHeld, since=mark) if isinstance(e, MemberHeld)]
+    assert other and all(e.complete for e in other) and sim.nodes["b"].held()["c"].share is None  # one datagram
+
+
+def test_the_share_size_codec_and_a_one_datagram_share_unchanged_on_the_wire() -> None:
+    keys = [name_key("a")]
+    assert decode_hold(encode_hold(2.0, (LINK,), [X], keys, 5)).share == 5
+    no_names = decode_hold(encode_hold(2.0, (LINK,), [X], (), 5))
+    assert no_names.standins == () and no_names.share == 5
+    one = encode_hold(2.0, (LINK,), [X], keys)
+    assert decode_hold(one).share is None and len(one) == len(encode_hold(2.0, (LINK,), [X])) + 2 + 8
+    with pytest.raises(HoldError):
+        decode_hold(encode_hold(2.0, (LINK,), [X], keys, 5)[:-1])
+    with pytest.raises(HoldError):
+        decode_hold(encode_hold(2.0, (LINK,), [X], keys, 5) + b"\0")
+    sim = converged(["a", "b", "c"])
+    out = sim.nodes["c"].leave(sim.now, offer(a=[X], b=[Y]))
+    for d in out:  # a share in one datagram carries no size: what a build before it reads
+        ext = decode(d.data, [SECRET]).payload[21:]
+        assert decode_hold(ext).share is None
+
+
+def test_a_share_claiming_more_than_came_stays_incomplete() -> None:
+    sim = converged(["a", "b", "c"])
+    a = sim.nodes["a"]
+    entry = ENTRY.pack(name_key("c"), 1002, 0, 3)
+    ext = encode_hold(5.0, (LINK,), [X], [name_key("a")], 1_000_000)
+    packet = Packet(MsgType.LEAVE, "c", "a", 1002, 10_000, a.incarnation, a._seq, entry + ext)
+    events = sim.deliver("a", encode(packet, SECRET))
+    held = a.held()["c"]
+    assert held.ips == {X} and not held.complete and held.share == 65_536  # bounded by MAX_HELD_IPS
+    assert [e.complete for e in events if isinstance(e, MemberHeld)] == [False]

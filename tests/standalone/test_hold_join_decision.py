@@ -56,3 +56,53 @@ def test_a_member_that_starts_after_the_hold_leave_takes_none_of_the_held_nodes_
     assert announced(n1, "n1") == set()  # n1 only stands in (with n3's MAC)
     n2 = decision_of(sim, "n2", snap, n2)  # and its next decisions keep that
     assert announced(n2, "n2") == set()
+
+
+def test_a_starting_member_waits_for_its_whole_share_before_it_tells_the_held_nodes_services_from_new_ones() -> None:
+    """n2 starts during n3's hold, and its share (the IPs it is to stand in for) comes in several datagrams. Had it
+    decided from the first part, a Service of the part still to come would look new (created during the hold), and
+    n2 would take its IP from n3 with its own MAC. While the share is ``pending`` n3 keeps what it wins; once it is
+    complete n2 decides as n1 does (a Service created during the hold goes to n2, n3's own stay n3's)."""
+    first = pick("n3", "n2")
+    second = pick("n3", "n2", avoid={first})  # in the share's later datagram
+    new = pick("n3", "n2", avoid={first, second})  # created during the hold
+    before = snapshot({"first": first, "second": second})
+    n1 = decide_early(before, node="n1", members=MEMBERS, alive=ALL)
+    assert stand_ins("n3", n1.layer2_by_service, n1.ingress, ALL) == {"n2": [first, second]}
+    during = snapshot({"first": first, "second": second, "new": new})
+    n1 = decide_early(during, node="n1", members=MEMBERS, alive=ALL, held=("n3",),
+                      previous=decide_early(before, node="n1", members=MEMBERS, alive=ALL, previous=n1,
+                                            held=("n3",)))  # fmt: skip
+    assert {k: d.node for k, d in n1.layer2_by_service.items()} == {
+        "default/first": "n3", "default/second": "n3", "default/new": "n2"}  # fmt: skip
+
+    part = {"n3": frozenset({first})}
+    n2 = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",), standing_in=part, pending={"n3"})
+    assert announced(n2, "n2") == set(), "n2 took an IP of the part of its share still to come"
+    n2 = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",), standing_in=part,
+                      pending={"n3"}, previous=n2)  # fmt: skip
+    assert announced(n2, "n2") == set()
+    whole = {"n3": frozenset({first, second})}
+    n2 = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",), standing_in=whole, previous=n2)
+    assert announced(n2, "n2") == {new}
+    assert {k: d.node for k, d in n2.layer2_by_service.items()} == {k: d.node for k, d in n1.layer2_by_service.items()}
+    # what a share decided from its first part gave before: the later part's Service taken as new
+    early = decide_early(during, node="n2", members=MEMBERS, alive=ALL, held=("n3",), standing_in=part)
+    assert announced(early, "n2") == {second, new}
+
+
+def test_the_view_lists_a_share_in_several_datagrams_as_pending_until_its_last() -> None:
+    """What the fast process sends the main process: the share in ``standing_in`` only once complete, the held
+    member in ``pending`` until then."""
+    from ironlb.membership.service import MembershipService
+
+    sim = converged(list(MEMBERS))
+    service = MembershipService(sim.nodes["n1"], clock=lambda: sim.now)
+    many = [ip_address(f"fc00::{i:x}") for i in range(3000)]
+    datagrams = [d for d in sim.nodes["n3"].leave(sim.now, HoldOffer(10.0, (LINK,), {"n1": many})) if d.dest == "n1"]
+    views = []
+    for d in datagrams:
+        service._on_datagram(d.data, sim.members["n3"], sim.now, wake=False)
+        views.append(service.view)
+    assert views[0].held == {"n3"} and views[0].pending == {"n3"} and views[0].standing_in == {}
+    assert views[-1].pending == frozenset() and views[-1].standing_in == {"n3": {str(ip) for ip in many}}

@@ -341,6 +341,7 @@ class FastChild:
             "settled": view.settled, "members": {k: list(v) for k, v in view.members.items()},
             "held": sorted(view.held),
             "standing_in": {name: sorted(ips) for name, ips in view.standing_in.items()},
+            "pending": sorted(view.pending),
         })  # fmt: skip
         self._apply(time.monotonic())
         self._wake.set()

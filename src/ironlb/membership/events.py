@@ -73,7 +73,8 @@ class MemberHeld:
     """``name`` is restarting (a hold LEAVE): it stays alive for the election until ``until`` (core time) at most.
 
     ``links``: its MACs and own addresses; ``ips``: the IPs this node stands in for (answers with its MAC), all
-    received so far (several datagrams may carry them). It does not count towards the quorum meanwhile.
+    received so far (several datagrams may carry them); ``complete``: every datagram of them has come. It does not
+    count towards the quorum meanwhile.
     """
 
     name: str
@@ -81,6 +82,7 @@ class MemberHeld:
     until: float
     links: tuple[HeldLink, ...]
     ips: frozenset[IPAddress]
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

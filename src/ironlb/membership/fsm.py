@@ -483,8 +483,11 @@ class Membership(Gossip):
                 continue
             standins = [name_key(n) for n in sorted(hold.stand_in) if n in self._peers and hold.stand_in[n]]
             for name, p in targets:
-                for chunk, keys in hold_chunks(list(hold.stand_in.get(name, ())), standins):
-                    ext = encode_hold(hold.seconds, hold.links, chunk, keys)
+                share = list(dict.fromkeys(hold.stand_in.get(name, ())))
+                parts = list(hold_chunks(share, standins))
+                total = len(share) if len(parts) > 1 else None  # several datagrams: say how many IPs in all
+                for chunk, keys in parts:
+                    ext = encode_hold(hold.seconds, hold.links, chunk, keys, total)
                     datagrams += self._emit(MsgType.LEAVE, [(name, p)], payload + ext, now)
         self._left = True
         self._quorum = False
@@ -692,6 +695,8 @@ class Membership(Gossip):
         held.standins.update(
             n for key in hold.standins[: MAX_STANDINS - len(held.standins)] if (n := by_key.get(key)) is not None
         )
+        if hold.share is not None:  # a share in several datagrams: complete once that many IPs came
+            held.share = min(max(held.share or 0, hold.share), MAX_HELD_IPS)
         new = [ip for ip in hold.ips if ip not in held.ips]
         room = MAX_HELD_IPS - len(held.ips)
         if len(new) > room:
@@ -701,7 +706,7 @@ class Membership(Gossip):
             return  # a copy of a datagram already applied
         held.ips.update(new)
         self._dirty = True
-        events.append(MemberHeld(name, inc, held.until, held.links, frozenset(held.ips)))
+        events.append(MemberHeld(name, inc, held.until, held.links, frozenset(held.ips), held.complete))
         self._update_quorum(events)
 
     def _end_hold(self, name: str, reason: HoldEndReason, now: float, events: list[Event]) -> bool:

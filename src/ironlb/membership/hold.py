@@ -22,6 +22,8 @@ this extension after the entry (big-endian)::
     2   n4, then n4 x 4: IPv4 addresses this receiver stands in for
     2   n6, then n6 x 16: IPv6 addresses likewise
     [2  s, then s x 8: the name keys (``table.name_key``) of every member given IPs, the stand-ins; optional]
+    [4  the number of IPs this receiver stands in for over all the datagrams of its share; only when the share
+        takes several (then the stand-in names section is there, maybe empty)]
 
 The stand-in names go to every member (not only to the stand-ins), so that each one ends the hold at once when a
 stand-in goes down, leaves, restarts or is held itself: nobody else answers for that stand-in's share or probes
@@ -31,7 +33,12 @@ A hold without the section (an earlier encoder) names no stand-ins and ends only
 The stand-in IPs are per receiver (each LEAVE names its destination), chosen by the restarting node from its own
 last decision: for each IP it announced, the next candidate of the election among the live members, which is the
 node that would take the IP if it left. More IPs (and stand-in names) than fit in one datagram go in several hold
-LEAVEs of the same incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS`` and ``MAX_STANDINS``).
+LEAVEs of the same incarnation; the receiver adds them up (bounded by ``MAX_HELD_IPS`` and ``MAX_STANDINS``). Each
+datagram of a share in several says how many IPs the whole share has, so the receiver knows while it is incomplete
+(``HeldMember.complete``): a member that starts during the hold does not take the IPs of the datagrams still to come
+for Services new since the hold began (``ironlb.decide.holding``'s ``pending``). A share in one datagram (up to about
+1,000 IPv4 or 250 IPv6 addresses) has no count and is as before; a build before the count drops a datagram that has
+one (``bad_hold``) and times the node out, as after a crash.
 
 A member that starts after the hold LEAVE was sent (or whose previous incarnation got it: that one is gone) learns
 the holds in force from its peers instead: a settled member that holds members sends a neighbour whose heartbeats say
@@ -103,6 +110,8 @@ KEYS_PER_RECORD = 512
 
 _HEAD = struct.Struct("!BIB")
 _U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U32_MAX = (1 << 32) - 1
 _MAC = 6
 _RELAY_HEAD = struct.Struct("!BB")
 _RELAY_RECORD = struct.Struct("!8sQH")
@@ -139,12 +148,19 @@ class HoldPayload:
     ips: tuple[IPAddress, ...]
     standins: tuple[bytes, ...] = ()
     """Name keys of the stand-ins (``table.name_key``); empty when the sender named none."""
+    share: int | None = None
+    """The IPs of this receiver's whole share, when it takes several datagrams (None: this one has it all)."""
 
 
 def encode_hold(
-    seconds: float, links: Sequence[HeldLink], ips: Sequence[IPAddress], standins: Sequence[bytes] = ()
+    seconds: float,
+    links: Sequence[HeldLink],
+    ips: Sequence[IPAddress],
+    standins: Sequence[bytes] = (),
+    share: int | None = None,
 ) -> bytes:
-    """The extension for one datagram (``standins``: name keys); raises ``ValueError`` on out-of-range values."""
+    """The extension for one datagram (``standins``: name keys; ``share``: the whole share's size when it takes
+    several datagrams); raises ``ValueError`` on out-of-range values."""
     ms = round(seconds * 1000)
     if not 1 <= ms <= MAX_HOLD_MS:
         raise ValueError(f"hold must be 0.001..{MAX_HOLD_MS / 1000:g} s, got {seconds}")
@@ -160,8 +176,12 @@ def encode_hold(
     for link in links:
         parts += [link.mac, bytes((link.address.version,)), link.address.packed]
     parts += [_U16.pack(len(v4)), *v4, _U16.pack(len(v6)), *v6]
-    if standins:
+    if standins or share is not None:
         parts += [_U16.pack(len(standins)), *standins]
+    if share is not None:
+        if not 0 <= share <= _U32_MAX:
+            raise ValueError(f"a share of {share} IPs")
+        parts.append(_U32.pack(share))
     return b"".join(parts)
 
 
@@ -232,9 +252,15 @@ def decode_hold(data: bytes) -> HoldPayload:
     standins: list[bytes] = []
     if off < len(data):  # the optional stand-in names
         standins, off = _counted(data, off, KEY_SIZE, "stand-in count", "stand-in names")
+    share: int | None = None
+    if off < len(data):  # the optional size of a share in several datagrams
+        if off + _U32.size > len(data):
+            raise HoldError("truncated share size")
+        (share,) = _U32.unpack_from(data, off)
+        off += _U32.size
     if off != len(data):
         raise HoldError("trailing bytes")
-    return HoldPayload(ms / 1000, tuple(links), tuple(ips), tuple(standins))
+    return HoldPayload(ms / 1000, tuple(links), tuple(ips), tuple(standins), share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +276,20 @@ class HoldOffer:
 @dataclass(slots=True, eq=False)
 class HeldMember:
     """A member this node holds: the incarnation that asked, until when (core time), its links, our IPs and the
-    names of its stand-ins (the hold ends when one goes down)."""
+    names of its stand-ins (the hold ends when one goes down); ``share``: how many IPs our share has in all, when it
+    came in several datagrams (None: one had it all)."""
 
     inc: int
     until: float
     links: tuple[HeldLink, ...]
     ips: set[IPAddress]
     standins: set[str] = field(default_factory=set)
+    share: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Has every datagram of our share come? (Until then, ``ips`` lacks some of the IPs we stand in for.)"""
+        return self.share is None or len(self.ips) >= self.share
 
 
 RelayRecord = tuple[bytes, int, bytes]

@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
 OnLate = Callable[[float], None]
-_State = tuple[frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int]]]
+_State = tuple[frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int, bool]]]
 """What a view is made of (alive, quorum, settled, held; the size of each stand-in share): a change is reported."""
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -270,14 +270,21 @@ class MembershipService:
 
     def _state(self) -> _State:
         held = self._core.held()
-        shares = frozenset((name, len(member.ips)) for name, member in held.items() if member.ips)
+        shares = frozenset(
+            (name, len(member.ips), member.complete) for name, member in held.items() if member.ips or member.share
+        )
         return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares)
 
     def _make_view(self) -> MembershipView:
         alive, quorum, settled, held, shares = self._reported
         members = self._core.held()
-        standing_in = {name: frozenset(str(ip) for ip in members[name].ips) for name, _ in shares if name in members}
-        return MembershipView(alive, quorum, settled, dict(self._core.members()), held, standing_in)
+        standing_in = {
+            name: frozenset(str(ip) for ip in members[name].ips)
+            for name, _, complete in shares
+            if complete and name in members
+        }
+        pending = frozenset(name for name, _, complete in shares if not complete)
+        return MembershipView(alive, quorum, settled, dict(self._core.members()), held, standing_in, pending)
 
     async def _run(self) -> None:
         while True:

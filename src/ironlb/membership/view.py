@@ -23,4 +23,8 @@ class MembershipView:
     held: frozenset[str] = frozenset()  # alive members held for a restart (``Membership.held``)
     standing_in: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per held member, the IPs its hold asked this node to stand in for (``HeldMember.ips``, as text): what a
-    node that just started knows of the IPs it held (``ironlb.decide.joined_holding``)."""
+    node that just started knows of the IPs it held (``ironlb.decide.joined_holding``); only shares complete here.
+    """
+    pending: frozenset[str] = frozenset()
+    """Held members whose share for this node came in part so far (in several datagrams): a node that just started
+    waits for the rest before it tells their Services from new ones (``ironlb.decide.holding``)."""

@@ -246,6 +246,7 @@ class Speaker:
         self._ingress: dict[str, tuple[str, ...]] = {}  # each announced Service's IPs, for hand-overs
         self._held: dict[str, frozenset[str]] = {}  # members held for a restart, with the IPs they keep
         self._late_holds: frozenset[str] = frozenset()  # held members the last decision counted fully (_context)
+        self._late_pending: frozenset[str] = frozenset()  # those of them whose share for us came in part so far
         self._decided_live: frozenset[str] | None = None  # the live members of ``decision``'s context
         self.synced = False
         self.membership: MembershipService | RemoteMembership | None = None
@@ -679,8 +680,10 @@ class Speaker:
         self._held = holding(
             names, self._held, layer2, self._ingress, counted=self._decided_live, late=self._late_holds,
             me=self.node, standing_in=view.standing_in if view is not None else None,
+            pending=view.pending if view is not None else (),
         )  # fmt: skip
         self._late_holds = frozenset(name for name in names if name not in self._held)
+        self._late_pending = view.pending if view is not None else frozenset()
         return Context(
             config, self.node, self._node_objects, None if live is None else frozenset(live), may_l2,
             self.options.ignore_exclude_lb, frozenset(self.announcer.responder.interface_names), held=self._held,
@@ -743,8 +746,10 @@ class Speaker:
                      len(decision.announcement.bgp.peers) if decision.announcement.bgp else 0, age_text())  # fmt: skip
         self.decision = decision
         self._decided_live = ctx.live
-        if self._late_holds:
-            self._dirty.set()  # give the held members this decision counted fully their IPs (see _context)
+        if self._late_holds - self._late_pending:
+            # Give the held members this decision counted fully their IPs (see _context); one whose share is still
+            # coming waits for it (the view's change that completes it decides again).
+            self._dirty.set()
         self.syncs += 1
         self._record_events(decision)
         self._status_wake.set()

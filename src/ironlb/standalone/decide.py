@@ -126,6 +126,7 @@ def decide_early(
     held: Collection[str] = (),
     held_ips: Held | None = None,
     standing_in: Held | None = None,
+    pending: Collection[str] = (),
 ) -> Early:
     """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
 
@@ -138,7 +139,7 @@ def decide_early(
     held member keeps (the last decision's ``cluster.held``). A held member that no earlier decision counted alive
     (this node just started) counts as any live one for this decision, and the next gives it the IPs
     :func:`ironlb.decide.joined_holding` finds (``standing_in``: per held member, the IPs it asked this node to
-    stand in for).
+    stand in for; not before that share is complete: ``pending``, the held members whose share came in part).
     """
     given, snapshot = snapshot, with_member_nodes(snapshot, members)
     allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
@@ -148,14 +149,14 @@ def decide_early(
     held = sorted(name for name in held if name in alive)
     if previous is not None and previous.cluster is not None and _same(previous.basis, basis):
         cluster = previous.cluster.with_live(
-            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in
+            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending
         )
     else:
         speakers = [n.name for n in snapshot.nodes]
         if node not in speakers:
             speakers.append(node)
         if previous is not None and previous.cluster is not None:
-            kept = previous.cluster.holding(held, me=node, standing_in=standing_in)
+            kept = previous.cluster.holding(held, me=node, standing_in=standing_in, pending=pending)
         else:
             kept = holding(held, held_ips or {}, None, {})
         cluster = cluster_decision(
@@ -164,7 +165,9 @@ def decide_early(
             late=[name for name in held if name not in kept],
         )  # fmt: skip
     if cluster.late:  # counted fully by this decision, which no earlier one did: give them their IPs now
-        cluster = cluster.with_live(sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in)
+        cluster = cluster.with_live(
+            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending
+        )
     mine = cluster.node(node, early=True)  # a take-over announces before the elections' rest is complete
 
     def finish() -> Decision:

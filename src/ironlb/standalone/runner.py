@@ -419,6 +419,7 @@ class Runner:
                     held=self.membership.view.held if self.membership is not None else (),
                     held_ips=self._held_ips,
                     standing_in=self.membership.view.standing_in if self.membership is not None else None,
+                    pending=self.membership.view.pending if self.membership is not None else (),
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)
