@@ -50,3 +50,40 @@ async def test_the_speakers_discovery_loop_stops_when_cancelled_as_it_is_woken()
 
     speaker = Speaker(_NoPods(), SpeakerOptions(node="n1", namespace="metallb-system"))  # type: ignore[arg-type]
     assert await _cancelled_as_it_resolves(speaker._discovery_loop(), speaker._discover_wake.set)
+
+
+async def test_the_lease_renew_loop_stops_when_cancelled_as_a_renewal_completes() -> None:
+    """Else the leader's run() waits for its renewer without end (no timeout there), or, with the renewer on its
+    own thread, the renewer goes on renewing the Lease after release() gave it up."""
+    from ironlb.kube.leader import LeaderElector
+    from tests.controller.test_kube_units import FakeLeases
+
+    class GatedLeases(FakeLeases):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.waiting = False
+
+        async def get_or_none(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+            self.waiting = True
+            await self.gate.wait()
+            return await super().get_or_none(res, name, namespace)
+
+    fake = GatedLeases()
+    elector = LeaderElector(fake, "ns", "lease", "a", lease_duration=3.0, renew_deadline=2.0,  # type: ignore[arg-type]
+                            retry_period=0.01)  # fmt: skip
+
+    async def renewing() -> None:
+        await elector._renew_loop()
+
+    task = asyncio.create_task(renewing())
+    async with asyncio.timeout(5):
+        while not fake.waiting:
+            await asyncio.sleep(0.005)
+    fake.gate.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=2.0)
+    assert task in done and task.cancelled()

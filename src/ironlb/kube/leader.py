@@ -115,7 +115,9 @@ class LeaderElector:
             deadline = time.monotonic() + self.renew_deadline
             while True:
                 try:
-                    ok = await asyncio.wait_for(self._try_acquire_or_renew(), max(0.1, deadline - time.monotonic()))
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for may lose a stop (see kube.informer.wait_synced).
+                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                        ok = await self._try_acquire_or_renew()
                 except TimeoutError:
                     ok = False
                 if ok:
