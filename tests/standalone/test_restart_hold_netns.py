@@ -337,3 +337,47 @@ def test_a_service_gaining_an_ipv6_address_during_the_hold_moves_only_that_one(l
                    f"{owner} announcing both again")  # fmt: skip
     finally:
         c.close()
+
+
+def test_a_member_that_starts_during_the_hold_leaves_the_held_ip_where_it_is(lan: Lan, tmp_path: Path) -> None:
+    """The member that would take the owner's IP over (its next candidate) has its speaker down as the owner
+    restarts, so the owner's hold names the third node the stand-in; that member then starts during the hold. It
+    never got the hold LEAVE: it learns the hold from the third node (HOLDS), announces nothing of the IP (it took
+    it over, gratuitous ARP and all, as after a crash before), and a real client's ARP request is answered with the
+    owner's MAC (by the stand-in)."""
+    c, owner = started(lan, tmp_path, hold=HOLD)
+    successor = sort_candidates(c.node_names, VIP)[1]
+    third = next(n for n in c.node_names if n not in (owner, successor))
+    owner_mac, successor_mac = lan.node(owner).mac.lower(), lan.node(successor).mac.lower()
+    try:
+        with c.probe(VIP) as probe:
+            assert probe.wait_ready()
+            c.procs[successor].send_signal(signal.SIGKILL)  # its speaker only: the node stays up
+            c.procs[successor].wait(timeout=10)
+            wait_until(
+                lambda: all((c.status(n) or {}).get("members", {}).get("alive") == sorted([owner, third])
+                            for n in (owner, third)), 20, f"{successor} counted down",
+            )  # fmt: skip
+            t_term = stop(c, owner)
+            assert stand_in_of(c, owner) == third
+            t_start = time.monotonic()
+            c.start(successor)
+            wait_until(lambda: (c.status(successor) or {}).get("members", {}).get("quorum") is True, 20,
+                       f"{successor} deciding with quorum", interval=0.02)  # fmt: skip
+            time.sleep(1.0)  # it would have taken the IP by now (before HOLDS it did, within its settle bound)
+            assert c.announcers(VIP) == [], [c.log(n) for n in c.node_names]
+            assert f"HoldBegun(name='{owner}'" in c.log(successor), c.log(successor)
+            assert (c.status(successor) or {}).get("members", {}).get("alive") == sorted(c.node_names)
+            t_ask = time.monotonic()
+            ask(c)
+            answers = wait_until(
+                lambda: [e["mac"] for e in arp_about_vip(probe.snapshot(), t_ask) if e["op"] == 2] or None, 20,
+                f"an ARP answer for {VIP}", interval=0.02,
+            )  # fmt: skip
+            events = probe.snapshot()
+        assert set(answers) == {owner_mac}, answers
+        assert [e for e in arp_about_vip(events, t_start) if e["mac"] == successor_mac] == [], "no claim of the IP"
+        assert time.monotonic() - t_term < HOLD - 1, "all of it during the hold"
+        assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
+    finally:
+        c.close()
