@@ -102,6 +102,45 @@ async def test_list_then_watch_from_the_lists_version_with_bookmarks() -> None:
     assert "managedFields" not in inf.store.get("default/b")["metadata"]
 
 
+async def test_first_lists_share_the_slots_and_watch_only_once_let() -> None:
+    """``list_slots`` bounds how many first lists run at once (each holds a connection); ``watch_after`` holds every
+    watch (which would keep a connection of its own) until it is set: then each watches from its list's version."""
+    running = peak = 0
+    sources = []
+
+    class Slow(FakeSource):
+        async def list_all(self, res: Resource, namespace: str | None = None, **kw: Any) -> tuple[list[dict], str]:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+            return await super().list_all(res, namespace, **kw)
+
+    slots, let = asyncio.Semaphore(2), asyncio.Event()
+    informers = []
+    for i in range(5):
+        src = Slow()
+        src.lists = [([svc(f"s{i}", 5)], str(10 + i))]
+        sources.append(src)
+        informers.append(Informer(src, SERVICES, list_slots=slots, watch_after=let))
+    tasks = [asyncio.create_task(inf.run()) for inf in informers]
+    try:
+        async with asyncio.timeout(5):
+            for inf in informers:
+                await inf.synced.wait()
+            await asyncio.sleep(0.05)
+            assert peak == 2 and all(src.watch_from == [] for src in sources)  # listed, two at a time; no watch
+            let.set()
+            for src in sources:
+                await src.idle.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert [src.watch_from for src in sources] == [[str(10 + i)] for i in range(5)]
+
+
 async def test_bookmark_alone_moves_the_resume_point() -> None:
     src = FakeSource()
     src.lists = [([], "10")]

@@ -142,3 +142,61 @@ async def test_status_caches_are_listed_after_the_first_announcement() -> None:
     decision = {i.resource.plural for i in speaker.decision_informers}
     assert all(syncs == 0 for name, syncs in source.lists if name in decision)
     assert all(syncs >= 1 for name, syncs in source.lists if name in status)
+
+
+class CountingSource(RecordingSource):
+    """Lists that take a while (so that they overlap), the most caches' running at once before the first pass, and each
+    watch with whether the speaker's first pass was done when it started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.peak = 0
+        self.watched: list[tuple[str, bool]] = []
+
+    async def list_all(self, res: Resource, namespace: str | None = None, **kw: Any) -> tuple[list[dict], str]:
+        assert self.speaker is not None
+        first = not self.speaker._first_pass.is_set() and res.plural != "pods"  # not the membership's discovery
+        self.running += first
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().list_all(res, namespace, **kw)
+        finally:
+            self.running -= first
+
+    async def watch(self, res: Resource, namespace: str | None = None, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        assert self.speaker is not None
+        self.watched.append((res.plural, self.speaker._first_pass.is_set()))
+        await asyncio.Event().wait()
+        yield {}
+
+
+async def test_decision_caches_list_on_a_few_connections_and_watch_after_the_first_pass() -> None:
+    """12 decision caches: their first lists share START_LISTS connections (not one TLS handshake each before the
+    first announcement), and none watches (a watch holds a connection of its own) before the first pass."""
+    from ironlb.speaker.speaker import START_LISTS
+
+    source = CountingSource()
+    speaker = source.speaker = Speaker(source, SpeakerOptions(node="n1", namespace=NS))  # type: ignore[arg-type]
+
+    async def start() -> None:
+        pass
+
+    async def apply(announcement: Any, hand_over: Any = ()) -> None:
+        pass
+
+    speaker.announcer.start = start  # type: ignore[method-assign]
+    speaker.announcer.apply = apply  # type: ignore[method-assign]
+    decision = {i.resource.plural for i in speaker.decision_informers}
+    running = asyncio.create_task(speaker.run())
+    try:
+        async with asyncio.timeout(10):
+            while not decision <= {name for name, _ in source.watched}:
+                await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await speaker.fastpath.stop()
+    assert len(speaker.decision_informers) == 12 and START_LISTS == 4
+    assert 1 < source.peak <= START_LISTS
+    assert all(first_pass for name, first_pass in source.watched if name in decision)

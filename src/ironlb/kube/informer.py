@@ -144,6 +144,8 @@ class Informer:
         backoff: Backoff | None = None,
         healthy_after: float = 60.0,
         name: str | None = None,
+        list_slots: asyncio.Semaphore | None = None,
+        watch_after: asyncio.Event | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -157,6 +159,12 @@ class Informer:
         self.backoff = backoff or Backoff()
         self.healthy_after = healthy_after
         self.name = name or resource.plural
+        # Start-up (issue 16): the first list waits for one of ``list_slots`` (shared by a component's informers, so
+        # that their lists share a few keep-alive connections instead of opening one TLS connection each), and every
+        # watch waits for ``watch_after`` (say, the first decision made from the lists): a watch holds its
+        # connection, so watching at once would open those connections anyway.
+        self.list_slots = list_slots
+        self.watch_after = watch_after
         self.store = Store()
         self.synced = asyncio.Event()
         self.last_resource_version = ""
@@ -211,8 +219,10 @@ class Informer:
             started = time.monotonic()
             try:
                 if need_list:
-                    await self._relist()
+                    await (self._relist() if self.synced.is_set() else self._first_list())
                     need_list = False
+                if self.watch_after is not None:
+                    await self.watch_after.wait()
                 await self._watch_once()
             except Gone:
                 self.stats.gone += 1
@@ -228,6 +238,13 @@ class Informer:
             else:
                 if time.monotonic() - started > self.healthy_after:
                     self.backoff.reset()
+
+    async def _first_list(self) -> None:
+        if self.list_slots is None:
+            await self._relist()
+            return
+        async with self.list_slots:
+            await self._relist()
 
     async def _relist(self) -> None:
         items, rv = await self.client.list_all(

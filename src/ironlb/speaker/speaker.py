@@ -115,6 +115,8 @@ RESTART_NODE_READ = 0.5
 inside the DaemonSet's ``terminationGracePeriodSeconds`` (2 s), which must also cover the LEAVE and the exit."""
 SYNC_CHUNK = 500
 """Services decided between two yields to the event loop (a few milliseconds of work)."""
+START_LISTS = 4
+"""Connections the decision caches' first lists share: the Services and EndpointSlices, and two for the rest."""
 SYNC_BREATHE = 3.0
 """After a sync pass, the loop gets this many times its duration before the next pass (coalescing bursts)."""
 SYNC_MAX_PAUSE = 0.1
@@ -198,22 +200,33 @@ class Speaker:
         self.counters = counters or ClientCounters()
         ns = options.namespace
 
+        self._dirty = asyncio.Event()
+        self._first_pass = asyncio.Event()  # the sync loop's first pass is done (announced or not)
+
         def inf(res: Resource, namespace: str | None = None, **kw: Any) -> Informer:
             return Informer(client, res, namespace=namespace, **kw)
 
-        self.services = inf(SERVICES, transform=slim_service)
-        self.slices = inf(ENDPOINT_SLICES, transform=slim_slice)
-        self.nodes = inf(NODES, transform=slim_node)
-        self.namespaces = inf(NAMESPACES)
+        # The decision caches' first lists share START_LISTS connections (the Services and EndpointSlices first:
+        # the longest), and they watch once the first pass has announced: 12 TLS handshakes at once cost the first
+        # announcement more CPU than these lists' round trips on a few kept-alive connections (issue 16).
+        slots = asyncio.Semaphore(START_LISTS)
+
+        def dec(res: Resource, namespace: str | None = None, **kw: Any) -> Informer:
+            return inf(res, namespace, list_slots=slots, watch_after=self._first_pass, **kw)
+
+        self.services = dec(SERVICES, transform=slim_service)
+        self.slices = dec(ENDPOINT_SLICES, transform=slim_slice)
+        self.nodes = dec(NODES, transform=slim_node)
+        self.namespaces = dec(NAMESPACES)
         self.config_informers = [
-            inf(IP_ADDRESS_POOLS, ns),
-            inf(L2_ADVERTISEMENTS, ns),
-            inf(BGP_ADVERTISEMENTS, ns),
-            inf(BGP_PEERS, ns),
-            inf(BFD_PROFILES, ns),
-            inf(COMMUNITIES, ns),
-            inf(SECRETS, ns),
-            inf(CONFIG_MAPS, ns),
+            dec(IP_ADDRESS_POOLS, ns),
+            dec(L2_ADVERTISEMENTS, ns),
+            dec(BGP_ADVERTISEMENTS, ns),
+            dec(BGP_PEERS, ns),
+            dec(BFD_PROFILES, ns),
+            dec(COMMUNITIES, ns),
+            dec(SECRETS, ns),
+            dec(CONFIG_MAPS, ns),
         ]
         # Every node's ServiceL2Status (the winner removes the others'), but only this node's ServiceBGPStatus.
         self.l2_statuses = inf(SERVICE_L2_STATUSES, ns, transform=slim_status)
@@ -255,8 +268,6 @@ class Speaker:
         self._kept_members: frozenset[str] = frozenset()  # members kept without a listed Pod (_use_pods)
         self.syncs = 0
 
-        self._dirty = asyncio.Event()
-        self._first_pass = asyncio.Event()  # the sync loop's first pass is done (announced or not)
         self._config_dirty = True
         self._status_wake = asyncio.Event()
         self._discover_wake = asyncio.Event()
