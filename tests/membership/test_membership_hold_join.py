@@ -8,12 +8,14 @@ import pytest
 from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
 from tests.membership.test_membership_hold import LINK, X, Y, held_leave, offer
 
-from ironlb.membership import MemberDown, MembershipConfig, MemberUp
+from ironlb.membership import MemberDown, Membership, MembershipConfig, MemberUp
 from ironlb.membership.events import HoldBegun, HoldEnded, MemberHeld
 from ironlb.membership.hold import (
     MAX_RELAYED_HOLDS,
+    MAX_UNLISTED_HOLDS,
     HoldError,
     HoldOffer,
+    RelayRecord,
     decode_hold,
     decode_relay,
     encode_hold,
@@ -135,12 +137,18 @@ def relay_packet(sim: Sim, ext: bytes, *, sender: str = "a", dest: str = "b", se
     return encode(packet, key)
 
 
+def rec(name: str, inc: int, ext: bytes) -> RelayRecord:
+    """A relayed hold of member ``name`` (its address as in ``Sim``: 10.0.0.N, or a made-up one)."""
+    index = "abc".find(name)
+    return RelayRecord(name, inc, (f"10.0.0.{index + 1}" if index >= 0 else "10.9.9.9", 7946), ext)
+
+
 def test_relay_codec_round_trip_and_limits() -> None:
     hold = encode_hold(3.0, (LINK,), [], [name_key("a")])
-    records = decode_relay(encode_relay([(name_key("c"), 1002, hold)]))
-    assert records == [(name_key("c"), 1002, hold)]
-    for bad in [b"", b"\x02\x00", encode_relay([(name_key("c"), 1002, hold)])[:-1],
-                encode_relay([(name_key("c"), 1002, hold)]) + b"\0",
+    records = decode_relay(encode_relay([rec("c", 1002, hold)]))
+    assert records == [rec("c", 1002, hold)]
+    for bad in [b"", b"\x02\x00", encode_relay([rec("c", 1002, hold)])[:-1],
+                encode_relay([rec("c", 1002, hold)]) + b"\0",
                 bytes((1, MAX_RELAYED_HOLDS + 1))]:  # fmt: skip
         with pytest.raises(HoldError):
             decode_relay(bad)
@@ -159,11 +167,10 @@ def test_forged_stale_and_malformed_relays_change_nothing() -> None:
     b = sim.nodes["b"]
     assert not b.settled() and "a" in b.alive() and b.held() == {}  # it waits for c, whom a's view lists
     hold = encode_hold(5.0, (LINK,), [], [name_key("a")])
-    good = encode_relay([(name_key("c"), 1002, hold)])
+    good = encode_relay([rec("c", 1002, hold)])
     for data, reason in [
         (relay_packet(sim, good, key=b"x" * 32), "bad_mac"),
         (relay_packet(sim, good, echo_inc=1001), "stale"),  # echoes b's last incarnation: a replay
-        (relay_packet(sim, good, sender="c"), "stale"),  # from a member b has not verified alive
         (relay_packet(sim, good[:-1]), "bad_hold"),
         (relay_packet(sim, bytes((1, MAX_RELAYED_HOLDS + 1))), "hold_oversized"),
     ]:
@@ -171,11 +178,12 @@ def test_forged_stale_and_malformed_relays_change_nothing() -> None:
         assert sim.deliver("b", data) == []
         assert b.rejected - before == {reason: 1}
         assert b.alive() == {"a", "b"} and b.held() == {}
+    assert sim.deliver("b", relay_packet(sim, good, sender="c")) == []  # a member's own hold is its LEAVE's
     # a hold longer than this node grants is refused; a relay about itself or a member it does not have is ignored
     long_hold = encode_hold(59.0, (LINK,), [], [])
-    sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 1002, long_hold)]), seq=20_000))
-    sim.deliver("b", relay_packet(sim, encode_relay([(name_key("b"), b.incarnation, hold),
-                                                     (name_key("zz"), 7, hold)]), seq=20_001))  # fmt: skip
+    sim.deliver("b", relay_packet(sim, encode_relay([rec("c", 1002, long_hold)]), seq=20_000))
+    sim.deliver("b", relay_packet(sim, encode_relay([rec("b", b.incarnation, hold),
+                                                     rec("zz", 7, hold)]), seq=20_001))  # fmt: skip
     assert b.held() == {} and b.alive() == {"a", "b"} and b.rejected["hold_refused"] == 1
     # the genuine one is taken, once: its replay is refused
     data = relay_packet(sim, good, seq=20_002)
@@ -183,7 +191,7 @@ def test_forged_stale_and_malformed_relays_change_nothing() -> None:
     before = b.rejected.copy()
     assert sim.deliver("b", data) == [] and b.rejected - before == {"replay": 1}
     # another incarnation of a member held already changes nothing
-    assert sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 77, hold)]), seq=20_003)) == []
+    assert sim.deliver("b", relay_packet(sim, encode_relay([rec("c", 77, hold)]), seq=20_003)) == []
     assert b.held()["c"].inc == 1002
 
 
@@ -194,7 +202,7 @@ def test_a_settled_member_takes_no_relay() -> None:
     b = sim.nodes["b"]
     hold = encode_hold(5.0, (LINK,), [], [])
     before = b.rejected.copy()
-    assert sim.deliver("b", relay_packet(sim, encode_relay([(name_key("c"), 1002, hold)]))) == []
+    assert sim.deliver("b", relay_packet(sim, encode_relay([rec("c", 1002, hold)]))) == []
     assert b.rejected - before == {"relay_late": 1} and b.held() == {} and b.alive() == {"a", "b"}
 
 
@@ -219,12 +227,12 @@ def test_an_old_receiver_drops_a_relay_as_an_unknown_type() -> None:
 
 def test_a_relay_of_several_holds_with_many_stand_ins_fits_its_datagrams() -> None:
     keys = [bytes([i % 256, i // 256]) * 4 for i in range(1500)]
-    payloads = relay_payloads([(name_key(f"m{i}"), 100 + i, 5.0, (LINK,), keys if i == 0 else keys[:3])
+    payloads = relay_payloads([(f"m{i}", 100 + i, ("10.1.0.1", 7946), 5.0, (LINK,), keys if i == 0 else keys[:3])
                                for i in range(40)])  # fmt: skip
     records = [r for p in payloads for r in decode_relay(p)]
     assert all(len(p) <= 6000 + 2 for p in payloads) and len(payloads) > 3
-    assert {inc for _, inc, _ in records} == set(range(100, 140))
-    first = [decode_hold(ext) for key, _, ext in records if key == name_key("m0")]
+    assert {r.inc for r in records} == set(range(100, 140)) and {r.address for r in records} == {("10.1.0.1", 7946)}
+    first = [decode_hold(r.ext) for r in records if r.name == "m0"]
     assert sum(len(h.standins) for h in first) == 1500 and all(h.ips == () for h in first)
     assert isinstance(X, IPv4Address) and MembershipConfig().hold_max > 0
 
@@ -274,3 +282,49 @@ def test_a_share_claiming_more_than_came_stays_incomplete() -> None:
     held = a.held()["c"]
     assert held.ips == {X} and not held.complete and held.share == 65_536  # bounded by MAX_HELD_IPS
     assert [e.complete for e in events if isinstance(e, MemberHeld)] == [False]
+
+
+# ------------------------------------------------ a joiner whose member list lacks the held member (its Pod replaced)
+
+
+def started_without_the_held_member() -> tuple[Sim, float]:
+    """As ``started_during_hold``, but b's member list lacks c (a speaker's Pod listing while c's Pod is replaced)."""
+    sim, _ = started_during_hold()
+    sim.nodes["b"] = Membership("b", SECRET, {n: sim.members[n] for n in "ab"}, sim.config, incarnation=5555)
+    return sim, sim.now
+
+
+def test_a_joiner_whose_member_list_lacks_the_held_member_learns_its_name_and_address_and_waits() -> None:
+    sim, t0 = started_without_the_held_member()
+    b = sim.nodes["b"]
+    sim.run(0.1)
+    assert b.unlisted_holds() == {"c": sim.members["c"]}  # from a's HOLDS, although their member lists differ
+    assert not b.settled() and b.held() == {}
+    b.set_members(sim.members)  # its caller adds it (the speaker's next Pod listing keeps it)
+    sim.run(0.4)
+    assert b.settled() and set(b.held()) == {"c"} and b.alive() == {"a", "b", "c"}
+    assert b.unlisted_holds() == {}
+    settled = sim.first("b", lambda e: isinstance(e, HoldBegun))
+    assert settled is not None and settled - t0 < 2 * b.config.dead_timeout  # within the bound
+    assert not [e for e in sim.events_of("b") if isinstance(e, MemberDown)]
+
+
+def test_a_joiner_whose_caller_never_adds_the_held_member_settles_at_the_bound_as_before() -> None:
+    sim, t0 = started_without_the_held_member()
+    b = sim.nodes["b"]
+    sim.run(0.5)
+    assert not b.settled()  # the named member is evidence of one it does not have: it waits
+    sim.run(0.5)
+    assert b.settled() and b.unlisted_holds() == {} and b.alive() == {"a", "b"}
+
+
+def test_unlisted_holds_are_bounded() -> None:
+    sim, _ = started_during_hold()
+    run_without_relays(sim, 0.1)
+    b = sim.nodes["b"]
+    hold = encode_hold(5.0, (LINK,), [], [])
+    records = [RelayRecord(f"x{i}", 7, ("10.9.0.1", 7946), hold) for i in range(MAX_RELAYED_HOLDS)]
+    sim.deliver("b", relay_packet(sim, encode_relay(records), seq=30_000))
+    sim.deliver("b", relay_packet(sim, encode_relay([RelayRecord("y", 7, ("10.9.0.2", 7946), hold)]), seq=30_001))
+    assert len(b.unlisted_holds()) == MAX_UNLISTED_HOLDS and "y" not in b.unlisted_holds()
+    assert b.rejected["hold_oversized"] >= 1

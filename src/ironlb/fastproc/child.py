@@ -342,6 +342,7 @@ class FastChild:
             "held": sorted(view.held),
             "standing_in": {name: sorted(ips) for name, ips in view.standing_in.items()},
             "pending": sorted(view.pending),
+            "unlisted": {name: list(address) for name, address in view.unlisted.items()},
         })  # fmt: skip
         self._apply(time.monotonic())
         self._wake.set()

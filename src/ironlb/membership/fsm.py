@@ -91,6 +91,7 @@ from ironlb.membership.heartbeat import (
 from ironlb.membership.hold import (
     MAX_HELD_IPS,
     MAX_STANDINS,
+    MAX_UNLISTED_HOLDS,
     HeldMember,
     HoldError,
     HoldOffer,
@@ -173,6 +174,7 @@ class Membership(Gossip):
         self._tell: dict[str, None] = {}  # neighbours to tell that our table has them dead
         self._announced_self = False
         self._held: dict[str, HeldMember] = {}  # restarting members kept alive (see "Restart holds")
+        self._unlisted: dict[str, Address] = {}  # held members not in our list, from HOLDS while settling
         self.rejected: Counter[str] = Counter()
         """Dropped datagrams by reason (for metrics)."""
         self.stalls = 0
@@ -287,7 +289,7 @@ class Membership(Gossip):
                 deadline = min(deadline, p.last_sent + gap)
             if p.sync_due:
                 deadline = min(deadline, p.last_sync + self._sync_gap(p))
-            if self._held and self._settled and self._relay_due(name, p):
+            if self._held and self._settled and self._relay_due(name, p, self._last_tick or 0.0):
                 deadline = min(deadline, p.relayed + 2 * self._cfg.interval)
         if not self._settled and self._started is not None:
             first = self._started + self._cfg.dead_timeout  # then the bound: see ``settle``
@@ -398,6 +400,7 @@ class Membership(Gossip):
                 self._direct_down(pkt.sender, peer, "restarted", events)
             if not peer.alive:
                 peer.alive = True
+                peer.up_since = now
                 peer.reply_due = True  # so that it can verify us within one round trip too
                 if peer.watch:
                     events.append(MemberUp(pkt.sender, pkt.incarnation))
@@ -660,9 +663,13 @@ class Membership(Gossip):
             covered, witness = True, False
             hello = now - self._cfg.dead_timeout if now is not None else math.inf
             covered = not any(not p.alive and p.hello > hello for p in (self._peers[n] for n in self._active()))
+        if any(name not in self._peers for name in self._unlisted):
+            covered = False  # a held member that peers named and our member list lacks yet: wait (the bound)
         self._settled = may_settle(
             heard_all=heard_all, covered=covered, witness=witness, elapsed=elapsed, dead_timeout=self._cfg.dead_timeout
         )
+        if self._settled:
+            self._unlisted.clear()
 
     def _compute_quorum(self) -> bool:
         if self._left:
@@ -752,22 +759,34 @@ class Membership(Gossip):
                 self._recompute(now, events)
             self._update_quorum(events)
 
-    def _relay_due(self, name: str, peer: Peer) -> bool:
-        """Does ``peer`` (verified alive, its heartbeats saying it settles, not held itself) need the holds?"""
-        return peer.alive and peer.flags is not None and not peer.flags & FLAG_SETTLED and name not in self._held
+    def _relay_due(self, name: str, peer: Peer, now: float) -> bool:
+        """Does ``peer`` (not held itself) need the holds? It has just said hello (a new incarnation: the holds go
+        with our first reply, before it can settle on hearing us); or it is alive and its heartbeats say it
+        settles, or cannot say (its member list differs from ours, maybe for lack of a held member: a Kubernetes
+        speaker's Pod listing) and it came up within the settle bound."""
+        if name in self._held or not peer.inc:
+            return False
+        if not peer.alive:
+            return now - peer.hello < self._cfg.dead_timeout
+        if peer.flags is not None:
+            return not peer.flags & FLAG_SETTLED
+        return now - peer.up_since < SETTLE_BOUND * self._cfg.dead_timeout
 
     def _relays(self, now: float) -> list[Datagram]:
         """HOLDS for every settling neighbour not sent them within two intervals (``hold``: a member that starts
         after a hold LEAVE was sent learns the holds in force from us, not only from the LEAVE it never got)."""
         gap = 2 * self._cfg.interval
-        targets = [(n, p) for n in self._active() if self._relay_due(n, p := self._peers[n]) and now - p.relayed >= gap]
+        targets = [
+            (n, p) for n in self._active() if self._relay_due(n, p := self._peers[n], now) and now - p.relayed >= gap
+        ]
         if not targets:
             return []
         records = [
-            (name_key(name), held.inc, held.until - now, held.links, [name_key(s) for s in sorted(held.standins)])
+            (name, held.inc, self._peers[name].addr, held.until - now, held.links,
+             [name_key(s) for s in sorted(held.standins)])
             for name, held in sorted(self._held.items())
-            if held.until - now >= 0.001
-        ]
+            if held.until - now >= 0.001 and name in self._peers
+        ]  # fmt: skip
         out: list[Datagram] = []
         for payload in relay_payloads(records) if records else []:
             out += self._emit(MsgType.HOLDS, targets, payload, now)
@@ -777,7 +796,7 @@ class Membership(Gossip):
 
     def _relay_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
         """The holds in force at a live peer, while we settle: hold each member as the others do (``hold``)."""
-        if pkt.incarnation != peer.inc or not peer.alive or not self._fresh(pkt, now):
+        if not self._fresh(pkt, now):  # what makes a heartbeat proof of life: it echoes our recent datagram
             self.rejected["stale"] += 1
             return []
         if notice_replayed(peer.notice_seqs, pkt.incarnation, pkt.seq):
@@ -787,17 +806,21 @@ class Membership(Gossip):
             self.rejected["relay_late"] += 1  # we announce from what we decided without it: too late to change
             return []
         try:
-            records = [(key, inc, decode_hold(ext)) for key, inc, ext in decode_relay(pkt.payload)]
+            records = [(r.name, r.inc, r.address, decode_hold(r.ext)) for r in decode_relay(pkt.payload)]
         except HoldError as exc:
             self.rejected[exc.reason] += 1
             return []
         notice_record(peer.notice_seqs, pkt.incarnation, pkt.seq)
         events: list[Event] = []
-        for key, inc, hold in records:
-            name = self._table.by_key.get(key)
-            held = self._peers.get(name) if name is not None else None
-            if name is None or held is None or inc in held.retired:
-                continue  # ourselves, a member we do not have, or an incarnation gone
+        for name, inc, address, hold in records:
+            if name == pkt.sender:
+                continue  # a member speaks for itself by its own LEAVE
+            held = self._peers.get(name)
+            if held is None and name != self._node:
+                self._unlisted_hold(name, address)
+                continue
+            if held is None or inc in held.retired:
+                continue  # ourselves, or an incarnation gone
             if (held.alive and held.inc != inc) or (name in self._held and self._held[name].inc != inc):
                 continue  # we know it in another incarnation: that one's own word counts
             if hold.seconds > self._cfg.hold_max:
@@ -814,6 +837,22 @@ class Membership(Gossip):
             self._recompute(now, events)
         self._update_quorum(events)
         return events
+
+    def _unlisted_hold(self, name: str, address: tuple[str, int]) -> None:
+        """A held member our member list lacks: remember it (bounded) for the caller, who may add it (``hold``)."""
+        if name not in self._unlisted and len(self._unlisted) >= MAX_UNLISTED_HOLDS:
+            self.rejected["hold_oversized"] += 1
+            return
+        try:
+            self._unlisted[check_name(name)] = check_address(address)
+        except ValueError:
+            self.rejected["bad_hold"] += 1
+
+    def unlisted_holds(self) -> dict[str, Address]:
+        """Held members that our member list lacks, as peers' HOLDS named them while we settle (empty once settled):
+        a caller whose member list may lack a restarting member (a Kubernetes speaker's Pod listing while its Pod is
+        replaced) adds them, and we hold them from the next HOLDS. Until then they keep us settling (the bound)."""
+        return dict(self._unlisted)
 
     def _update_quorum(self, events: list[Event]) -> None:
         quorum = self._compute_quorum()

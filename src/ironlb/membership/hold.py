@@ -41,21 +41,26 @@ for Services new since the hold began (``ironlb.decide.holding``'s ``pending``).
 one (``bad_hold``) and times the node out, as after a crash.
 
 A member that starts after the hold LEAVE was sent (or whose previous incarnation got it: that one is gone) learns
-the holds in force from its peers instead: a settled member that holds members sends a neighbour whose heartbeats say
-it is settling a HOLDS message (``wire``), at once and again every two heartbeat intervals while it settles. Its
+the holds in force from its peers instead: a settled member that holds members sends a neighbour that has just said
+hello, or whose heartbeats say it is settling (or cannot say: member lists that differ, within the settle bound), a
+HOLDS message (``wire``), at once and again every two heartbeat intervals while that lasts. Its
 payload (big-endian)::
 
     1   version (1)
     1   r = number of records, 0..MAX_RELAYED_HOLDS
-    r x (8 name key of the held member, 8 its incarnation that asked for the hold, 2 length, then that many bytes:
-         a hold extension as above, with what remains of the hold at the sender, the held member's links, no IPs
-         (a joiner stands in for nothing: the stand-ins the held member named go on) and its stand-in names)
+    r x (1 n, n the held member's name (UTF-8), 1 family (4 or 6), 4 or 16 its member address, 2 its member port,
+         8 its incarnation that asked for the hold, 2 length, then that many bytes: a hold extension as above, with
+         what remains of the hold at the sender, the held member's links, no IPs (a joiner stands in for nothing:
+         the stand-ins the held member named go on) and its stand-in names)
 
 It is signed and proven fresh as a heartbeat is (the sender echoes the joiner's recent sequence number, ``replay``),
-from a member the joiner has verified alive, and accepted only while the joiner settles, about a member not alive
+and accepted only while the joiner settles, about a member other than its sender and not alive
 here in another incarnation: the joiner then holds that member as the others do (alive for the election, not for
 the quorum) until it returns, its time runs out, or a stand-in goes, so it does not take the held member's IPs as
-a crashed member's. A release that does not know HOLDS drops it (an unknown message type) and settles as before.
+a crashed member's. A held member the joiner's member list lacks (a Kubernetes speaker lists the speaker Pods, and
+the held member's is being replaced) is remembered with its address (``Membership.unlisted_holds``, at most
+``MAX_UNLISTED_HOLDS``) and keeps the joiner settling: its caller adds it to the member list, and the next HOLDS
+is taken. A release that does not know HOLDS drops it (an unknown message type) and settles as before.
 
 ``decode_hold`` and ``decode_relay`` raise only ``HoldError``.
 """
@@ -65,7 +70,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import NamedTuple
 
 __all__ = [
     "HOLD_KIND",
@@ -74,6 +80,7 @@ __all__ = [
     "MAX_LINKS",
     "MAX_RELAYED_HOLDS",
     "MAX_STANDINS",
+    "MAX_UNLISTED_HOLDS",
     "RELAY_VERSION",
     "HeldLink",
     "HeldMember",
@@ -81,6 +88,7 @@ __all__ = [
     "HoldOffer",
     "HoldPayload",
     "IPAddress",
+    "RelayRecord",
     "decode_hold",
     "decode_relay",
     "encode_hold",
@@ -107,6 +115,9 @@ MAX_RELAYED_HOLDS = 16
 RELAY_BYTES = 6000
 """Bytes of records per HOLDS datagram at most: with the header and the names it stays under ``MAX_DATAGRAM``."""
 KEYS_PER_RECORD = 512
+MAX_NAME = 253
+MAX_UNLISTED_HOLDS = 16
+"""Held members a joiner's member list lacks that it remembers from relays (names and addresses) at most."""
 
 _HEAD = struct.Struct("!BIB")
 _U16 = struct.Struct("!H")
@@ -114,7 +125,7 @@ _U32 = struct.Struct("!I")
 _U32_MAX = (1 << 32) - 1
 _MAC = 6
 _RELAY_HEAD = struct.Struct("!BB")
-_RELAY_RECORD = struct.Struct("!8sQH")
+_RELAY_RECORD = struct.Struct("!HQH")  # port, incarnation, extension length
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -292,17 +303,29 @@ class HeldMember:
         return self.share is None or len(self.ips) >= self.share
 
 
-RelayRecord = tuple[bytes, int, bytes]
-"""One relayed hold: the held member's name key, its incarnation and its hold extension (``encode_hold``)."""
+class RelayRecord(NamedTuple):
+    """One relayed hold: the held member's name, its incarnation, its member address as the sender has it (a joiner
+    whose member list lacks it can add it: a Kubernetes speaker's Pod listing does while the member's Pod is being
+    replaced) and its hold extension (``encode_hold``)."""
+
+    name: str
+    inc: int
+    address: tuple[str, int]
+    ext: bytes
 
 
 def encode_relay(records: Sequence[RelayRecord]) -> bytes:
-    """A HOLDS payload; raises ``ValueError`` beyond ``MAX_RELAYED_HOLDS`` records."""
+    """A HOLDS payload; raises ``ValueError`` beyond ``MAX_RELAYED_HOLDS`` records or on a bad name or address."""
     if len(records) > MAX_RELAYED_HOLDS:
         raise ValueError(f"at most {MAX_RELAYED_HOLDS} records, got {len(records)}")
     parts = [_RELAY_HEAD.pack(RELAY_VERSION, len(records))]
-    for key, inc, ext in records:
-        parts += [_RELAY_RECORD.pack(key, inc, len(ext)), ext]
+    for name, inc, (host, port), ext in records:
+        raw = name.encode("utf-8")
+        if not 1 <= len(raw) <= MAX_NAME:
+            raise ValueError(f"a member name is 1..{MAX_NAME} bytes")
+        addr = ip_address(host)
+        parts += [bytes((len(raw),)), raw, bytes((addr.version,)), addr.packed, _RELAY_RECORD.pack(port, inc, len(ext))]
+        parts.append(ext)
     return b"".join(parts)
 
 
@@ -318,34 +341,49 @@ def decode_relay(data: bytes) -> list[RelayRecord]:
     off = _RELAY_HEAD.size
     out: list[RelayRecord] = []
     for _ in range(count):
-        if off + _RELAY_RECORD.size > len(data):
-            raise HoldError("truncated relay record")
-        key, inc, size = _RELAY_RECORD.unpack_from(data, off)
+        size = data[off] if off < len(data) else 0
+        if not 1 <= size <= MAX_NAME or off + 1 + size + 1 > len(data):
+            raise HoldError("bad relay record name")
+        try:
+            name = data[off + 1 : off + 1 + size].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HoldError("relay record name is not UTF-8") from exc
+        off += 1 + size
+        width = {4: 4, 6: 16}.get(data[off])
+        if width is None or off + 1 + width + _RELAY_RECORD.size > len(data):
+            raise HoldError("bad relay record address")
+        raw = bytes(data[off + 1 : off + 1 + width])
+        host = str(IPv4Address(raw) if width == 4 else IPv6Address(raw))
+        off += 1 + width
+        port, inc, size = _RELAY_RECORD.unpack_from(data, off)
         off += _RELAY_RECORD.size
-        if off + size > len(data) or inc == 0:
+        if off + size > len(data) or inc == 0 or port == 0:
             raise HoldError("bad relay record")
-        out.append((bytes(key), inc, bytes(data[off : off + size])))
+        out.append(RelayRecord(name, inc, (host, port), bytes(data[off : off + size])))
         off += size
     if off != len(data):
         raise HoldError("trailing bytes in relay")
     return out
 
 
-def relay_payloads(records: Sequence[tuple[bytes, int, float, tuple[HeldLink, ...], Sequence[bytes]]]) -> list[bytes]:
-    """HOLDS payloads for the holds ``records`` (key, incarnation, seconds left, links, stand-in keys), each within
-    ``RELAY_BYTES`` and ``MAX_RELAYED_HOLDS``; a member with many stand-ins takes several records."""
+def relay_payloads(
+    records: Sequence[tuple[str, int, tuple[str, int], float, tuple[HeldLink, ...], Sequence[bytes]]],
+) -> list[bytes]:
+    """HOLDS payloads for the holds ``records`` (name, incarnation, member address, seconds left, links, stand-in
+    keys), each within ``RELAY_BYTES`` and ``MAX_RELAYED_HOLDS``; a member with many stand-ins takes several
+    records."""
     out: list[bytes] = []
     batch: list[RelayRecord] = []
     size = 0
-    for key, inc, seconds, links, standins in records:
+    for name, inc, address, seconds, links, standins in records:
         seconds = min(max(seconds, 0.001), MAX_HOLD_MS / 1000)
         for at in range(0, max(len(standins), 1), KEYS_PER_RECORD):
             ext = encode_hold(seconds, links, [], standins[at : at + KEYS_PER_RECORD])
-            width = _RELAY_RECORD.size + len(ext)
+            width = 2 * MAX_NAME + _RELAY_RECORD.size + len(ext)  # the name and address at most
             if batch and (size + width > RELAY_BYTES or len(batch) == MAX_RELAYED_HOLDS):
                 out.append(encode_relay(batch))
                 batch, size = [], 0
-            batch.append((key, inc, ext))
+            batch.append(RelayRecord(name, inc, address, ext))
             size += width
     if batch:
         out.append(encode_relay(batch))

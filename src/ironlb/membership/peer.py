@@ -40,3 +40,4 @@ class Peer:
     synced_inc: int = 0  # the incarnation our last table sync went to (a sync to an earlier one tells this one nothing)
     sync_due: bool = False
     relayed: float = -math.inf  # when we last sent it the holds in force (a HOLDS message, while it settles)
+    up_since: float = -math.inf  # when it last became alive (verified)

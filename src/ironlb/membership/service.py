@@ -75,7 +75,9 @@ log = logging.getLogger(__name__)
 OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
 OnLate = Callable[[float], None]
-_State = tuple[frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int, bool]]]
+_State = tuple[
+    frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int, bool]], frozenset[tuple[str, Address]]
+]
 """What a view is made of (alive, quorum, settled, held; the size of each stand-in share): a change is reported."""
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -273,18 +275,22 @@ class MembershipService:
         shares = frozenset(
             (name, len(member.ips), member.complete) for name, member in held.items() if member.ips or member.share
         )
-        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares)
+        unlisted = frozenset(self._core.unlisted_holds().items())
+        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares, unlisted)
 
     def _make_view(self) -> MembershipView:
-        alive, quorum, settled, held, shares = self._reported
-        members = self._core.held()
+        alive, quorum, settled, held, shares, unlisted = self._reported
+        holds = self._core.held()
         standing_in = {
-            name: frozenset(str(ip) for ip in members[name].ips)
+            name: frozenset(str(ip) for ip in holds[name].ips)
             for name, _, complete in shares
-            if complete and name in members
+            if complete and name in holds
         }
         pending = frozenset(name for name, _, complete in shares if not complete)
-        return MembershipView(alive, quorum, settled, dict(self._core.members()), held, standing_in, pending)
+        members = dict(self._core.members())
+        return MembershipView(
+            alive, quorum, settled, members, held, standing_in, unlisted=dict(unlisted), pending=pending
+        )
 
     async def _run(self) -> None:
         while True:
@@ -435,7 +441,8 @@ class MembershipService:
         """One datagram for the core, received at ``at`` (now by default); ``wake``: re-plan the task's sleep."""
         was_settled = self._reported[2]
         events = self._core.datagram_received(data, addr, self._clock() if at is None else at)
-        self._dispatch(events, force=was_settled != self._core.settled())
+        # While settling, a HOLDS may name a held member our list lacks (``unlisted``): no event, a new view.
+        self._dispatch(events, force=not (was_settled and self._core.settled()))
         if wake and self._core.next_deadline() < self._sleep_until:
             self._wake.set()
 

@@ -25,6 +25,9 @@ class MembershipView:
     """Per held member, the IPs its hold asked this node to stand in for (``HeldMember.ips``, as text): what a
     node that just started knows of the IPs it held (``ironlb.decide.joined_holding``); only shares complete here.
     """
+    unlisted: Mapping[str, Address] = field(default_factory=dict)
+    """Held members this node's member list lacks, as its peers named them while it settles, with their addresses
+    (``Membership.unlisted_holds``): a speaker whose Pod listing lacks a restarting member adds them."""
     pending: frozenset[str] = frozenset()
     """Held members whose share for this node came in part so far (in several datagrams): a node that just started
     waits for the rest before it tells their Services from new ones (``ironlb.decide.holding``)."""

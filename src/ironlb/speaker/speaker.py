@@ -373,6 +373,9 @@ class Speaker:
         log.info("members alive: %s (quorum: %s)", ",".join(sorted(alive)), has_quorum)
         if self._kept_members - alive:
             self._discover_wake.set()  # a member kept without a Pod has gone: list again to drop it
+        view = self.membership.view if self.membership is not None else None
+        if view is not None and view.unlisted.keys() - view.members.keys():
+            self._discover_wake.set()  # a held member our listing lacks (_use_pods): list again to add it
         self._mark()
 
     # ------------------------------------------------------------------------------------------------ running
@@ -596,6 +599,13 @@ class Speaker:
                 log.info("speaker pods: keeping %s, alive or held in the membership, until it leaves",
                          ", ".join(sorted(kept - self._kept_members)))
             self._kept_members = kept
+        # While this speaker settles, its peers' HOLDS may name a restarting member this listing lacks (its Pod
+        # is being replaced): add it, so that this speaker holds it as they do (from their next HOLDS) instead of
+        # taking its IPs as a crashed member's. Once held it is kept as above; if not, the next listing drops it.
+        relayed = {name: address for name, address in view.unlisted.items() if name not in members}
+        if relayed:
+            log.info("speaker pods: adding %s, held by the other members for a restart", ", ".join(sorted(relayed)))
+            members.update(relayed)
         if members != {self.node: members[self.node], **view.members}:
             try:
                 await self.fastpath.call(lambda: membership.set_members(members))
