@@ -300,8 +300,10 @@ def test_a_joiner_whose_member_list_lacks_the_held_member_learns_its_name_and_ad
     sim.run(0.1)
     assert b.unlisted_holds() == {"c": sim.members["c"]}  # from a's HOLDS, although their member lists differ
     assert not b.settled() and b.held() == {}
+    sim.run(0.3)  # its caller is slow: past the dead timeout, where a view without evidence would settle
     b.set_members(sim.members)  # its caller adds it (the speaker's next Pod listing keeps it)
-    sim.run(0.4)
+    assert not b.settled(), "settled on the new member list before the HOLDS that holds c"
+    sim.run(0.3)
     assert b.settled() and set(b.held()) == {"c"} and b.alive() == {"a", "b", "c"}
     assert b.unlisted_holds() == {}
     settled = sim.first("b", lambda e: isinstance(e, HoldBegun))

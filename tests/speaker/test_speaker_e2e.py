@@ -6,6 +6,8 @@ The tests share one environment (module scope) and run in order; each one leaves
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -361,3 +363,78 @@ def test_a_held_speaker_keeps_its_ips_while_its_pod_is_replaced(env: SpeakerEnv)
     wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
     env.delete_service("pod-replaced")
     wait_until(lambda: not env.statuses("l2", "pod-replaced"), 10, "the status deleted")
+
+
+def test_a_speaker_that_starts_during_a_hold_holds_the_member_its_pod_listing_lacks(env: SpeakerEnv) -> None:
+    """The speaker that would take a held member's IP over (its next candidate) is down as that member restarts
+    (so the hold names the third node its stand-in), and starts during the hold while the held member's Pod is being
+    replaced (terminating): its Pod listing lacks the held member. The stand-in's HOLDS names it; the starting
+    speaker lists the Pods again, adds it and holds it as the others do, so the IP stays where it is (answered with
+    the held node's MAC). It took the IP over as a crashed member's before."""
+    pool = [f"192.168.1.{i}" for i in range(241, 251)]
+    held = env.nodes[2]
+    ip = next(ip for ip in pool if sort_candidates(env.nodes, ip)[0] == held)
+    successor = sort_candidates(env.nodes, ip)[1]
+    third = next(n for n in env.nodes if n not in (held, successor))
+    hold = 30.0  # the longest the others accept: the successor's start must fit in it on a loaded machine
+    saved = list(env.speaker_args)
+    marks = {n: len(env.speaker_log(n)) for n in env.nodes}
+
+    def since(node: str) -> str:
+        return env.speaker_log(node)[marks[node]:]
+
+    env.stop_speaker(held)  # a stop for good (the Node is not Ready here): restarted with a longer hold
+    env.speaker_args[:] = [*saved, "--restart-hold", str(hold)]
+    try:
+        env.start_speaker(held)
+    finally:
+        env.speaker_args[:] = saved
+    want = "members alive: " + ",".join(sorted(env.nodes))
+    wait_until(lambda: all(want in since(n) for n in env.nodes), 120,
+               lambda: f"every speaker sees all members alive\n{env.logs()}", retry=STARTING)  # fmt: skip
+    env.create_service("join-hold", annotations={"metallb.io/loadBalancerIPs": ip}, endpoints_on=env.nodes)
+    wait_until(lambda: _l2_nodes(env, "join-hold") == [held], 30, f"ServiceL2Status on {held}")
+    wait_until(lambda: env.arping(ip) == {held}, 10, f"{ip} answered by {held}")
+    pod_path = f"/api/v1/namespaces/{env.ns}/pods/speaker-{held}"
+    pod = env.cp.get(pod_path)
+    marks = {n: len(env.speaker_log(n)) for n in env.nodes}
+    os.killpg(env.speakers[successor].pid, signal.SIGKILL)  # its speaker crashes, fast process and all: no LEAVE
+    env.speakers[successor].wait(10)
+    wait_until(lambda: all(f"MemberDown(name='{successor}', reason='timeout')" in since(n) for n in (held, third)),
+               10, lambda: f"{successor} timed out\n{env.logs()}")  # fmt: skip
+    taints = _stays_up(env, held, None)
+    try:
+        t_term = time.monotonic()
+        env.stop_speaker(held)
+        wait_until(lambda: f"MemberHeld(name='{held}'" in since(third), 10,
+                   lambda: f"{third} holding {held}\n{env.logs()}")  # fmt: skip
+        env.cp.delete(pod_path)
+        assert env.cp.get(pod_path)["metadata"].get("deletionTimestamp"), "the Pod is terminating"
+        with env.sniff_arp(ip) as sniffer:
+            env.start_speaker(successor)
+            wait_until(lambda: f"MemberHeld(name='{held}'" in since(successor) or successor in _l2_nodes(env, "join-hold"),
+                       60, lambda: f"{successor} started\n{env.logs()}", retry=STARTING)  # fmt: skip
+            time.sleep(2.0)  # its decisions from then on
+            assert successor not in _l2_nodes(env, "join-hold"), f"{successor} took {ip} over\n{env.logs()}"
+            assert f"adding {held}" in since(successor), since(successor)
+            env.arping(ip)
+            assert sniffer.replies() == {held}, f"{ip} answered with {held}'s MAC only"
+        assert time.monotonic() - t_term < hold - 1, "all of it during the hold"
+        assert f"HoldEnded(name='{held}'" not in since(third) + since(successor), env.logs()
+    finally:
+        env.cp.request("DELETE", pod_path, query={"gracePeriodSeconds": 0})
+        wait_until(lambda: pod_path.rsplit("/", 1)[1] not in [
+            p["metadata"]["name"] for p in env.cp.get(f"/api/v1/namespaces/{env.ns}/pods")["items"]
+        ], 10, "the old Pod gone")  # fmt: skip
+        env.cp.create(f"/api/v1/namespaces/{env.ns}/pods", {"metadata": {
+            "name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]}, "spec": pod["spec"]})
+        env.cp.patch(f"{pod_path}/status", {"status": pod["status"]})
+        if env.speakers[successor].poll() is not None:
+            env.start_speaker(successor)
+        env.start_speaker(held)
+        _stays_up(env, held, taints)
+    wait_until(lambda: all(f"HoldEnded(name='{held}', reason='returned')" in since(n) for n in (successor, third)),
+               90, lambda: f"{held}'s new speaker back\n{env.logs()}", retry=STARTING)  # fmt: skip
+    wait_until(lambda: _l2_nodes(env, "join-hold") == [held], 30, f"{held} announcing {ip} again")
+    env.delete_service("join-hold")
+    wait_until(lambda: not env.statuses("l2", "join-hold"), 10, "the status deleted")

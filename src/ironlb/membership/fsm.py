@@ -663,8 +663,8 @@ class Membership(Gossip):
             covered, witness = True, False
             hello = now - self._cfg.dead_timeout if now is not None else math.inf
             covered = not any(not p.alive and p.hello > hello for p in (self._peers[n] for n in self._active()))
-        if any(name not in self._peers for name in self._unlisted):
-            covered = False  # a held member that peers named and our member list lacks yet: wait (the bound)
+        if any(name not in self._held and name not in self._alive for name in self._unlisted):
+            covered = False  # a held member peers named, not held here yet (our list lacked it): wait (the bound)
         self._settled = may_settle(
             heard_all=heard_all, covered=covered, witness=witness, elapsed=elapsed, dead_timeout=self._cfg.dead_timeout
         )

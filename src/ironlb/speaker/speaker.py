@@ -266,6 +266,7 @@ class Speaker:
         self._core: Membership | None = None
         self._members_known = False  # the speaker pods were listed at least once (see _live)
         self._kept_members: frozenset[str] = frozenset()  # members kept without a listed Pod (_use_pods)
+        self._add_relayed = False  # the membership named held members our listing lacks (_on_membership)
         self.syncs = 0
 
         self._config_dirty = True
@@ -375,7 +376,10 @@ class Speaker:
             self._discover_wake.set()  # a member kept without a Pod has gone: list again to drop it
         view = self.membership.view if self.membership is not None else None
         if view is not None and view.unlisted.keys() - view.members.keys():
-            self._discover_wake.set()  # a held member our listing lacks (_use_pods): list again to add it
+            # A held member our listing lacks (_use_pods): add it to the last listing at once (the settle bound is
+            # short, and the member's Pod is not listed anyway while it is replaced).
+            self._add_relayed = True
+            self._discover_wake.set()
         self._mark()
 
     # ------------------------------------------------------------------------------------------------ running
@@ -569,6 +573,11 @@ class Speaker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.options.discovery_interval):
                     await self._discover_wake.wait()
+                    while self._add_relayed:  # a held member the listing lacks: add it at once, no new listing
+                        self._add_relayed = False
+                        self._discover_wake.clear()
+                        await self._use_pods(pods)
+                        await self._discover_wake.wait()
             await asyncio.sleep(0.2)  # coalesce a burst of Node events into one list
 
     async def _use_pods(self, pods: list[Obj]) -> None:
