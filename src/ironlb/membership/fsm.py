@@ -795,7 +795,7 @@ class Membership(Gossip):
         return out
 
     def _relay_received(self, pkt: Packet, peer: Peer, now: float) -> list[Event]:
-        """The holds in force at a live peer, while we settle: hold each member as the others do (``hold``)."""
+        """The holds in force at a peer, while we settle: hold each member as the others do (``hold``)."""
         if not self._fresh(pkt, now):  # what makes a heartbeat proof of life: it echoes our recent datagram
             self.rejected["stale"] += 1
             return []
