@@ -197,6 +197,7 @@ def holding(
     me: str | None = None,
     standing_in: Held | None = None,
     pending: Collection[str] = (),
+    known: Held | None = None,
 ) -> dict[str, frozenset[str]]:
     """The held members ``names`` with the IPs each keeps: those in ``before`` (a hold already in force), else the
     IPs of the Services ``layer2`` elects to it (the decision in force as its hold began; ``ingress``: each
@@ -207,7 +208,9 @@ def holding(
     The caller passes it in ``late`` next time, and its IPs then come from that decision by
     :func:`joined_holding` (``me``: this member; ``standing_in``: per held member, the IPs it asked ``me`` to
     stand in for); one in ``pending`` too (its share for ``me`` came in part so far: the Services of the part to
-    come would look new) stays left out, and ``late``, until its share is complete.
+    come would look new) stays left out, and ``late``, until its share is complete. One in ``known`` (held by a
+    relay, every stand-in having told ``me`` its share: the held member's IPs with a stand-in) keeps those IPs, as
+    on the members that saw its hold begin.
     """
     out: dict[str, frozenset[str]] = {}
     won: dict[str, set[str]] = {}
@@ -217,6 +220,9 @@ def holding(
         elif layer2 is None or (counted is not None and name not in counted):
             continue  # left out: the caller's next decision counts it fully, and it is ``late`` then
         elif name in late:
+            if known and name in known:
+                out[name] = known[name]
+                continue
             if name in pending:
                 continue  # its share is still coming: counted fully again, and late, until it is complete
             out[name] = joined_holding(name, layer2, ingress, me, (standing_in or {}).get(name, frozenset()))
@@ -903,6 +909,7 @@ class ClusterDecision:
         me: str | None = None,
         standing_in: Held | None = None,
         pending: Collection[str] = (),
+        known: Held | None = None,
     ) -> dict[str, frozenset[str]]:
         """The held speakers ``names`` with the IPs each keeps: as in this decision if it held them already, else
         the IPs this decision elects them (:func:`holding`: one it did not count alive is left out, one in
@@ -914,7 +921,7 @@ class ClusterDecision:
         ingress = {key: item.service.ingress for key, item in self.services.items()}
         return holding(
             names, self.held, self.layer2, ingress, counted=self.live, late=self.late, me=me, standing_in=standing_in,
-            pending=pending,
+            pending=pending, known=known,
         )  # fmt: skip
 
     def with_live(
@@ -926,9 +933,10 @@ class ClusterDecision:
         me: str | None = None,
         standing_in: Held | None = None,
         pending: Collection[str] = (),
+        known: Held | None = None,
     ) -> ClusterDecision:
         """This cluster with ``live`` speakers (and ``without_l2``, and ``held`` speakers among them, each keeping
-        what :meth:`holding` gives, ``me``, ``standing_in`` and ``pending`` as there): equal to a new
+        what :meth:`holding` gives, ``me``, ``standing_in``, ``pending`` and ``known`` as there): equal to a new
         ClusterDecision given them (and the held speakers left out as ``late``).
 
         After deaths and new holds, an election changes only where a dead or newly held speaker was a candidate,
@@ -948,7 +956,7 @@ class ClusterDecision:
         gone, came = before - after, after - before
         live_set = frozenset(live)
         held_live = [name for name in held if name in live_set]
-        kept = self.holding(held_live, me=me, standing_in=standing_in, pending=pending)
+        kept = self.holding(held_live, me=me, standing_in=standing_in, pending=pending, known=known)
         lifted = any(name in after and kept.get(name) != ips for name, ips in self.held.items())
         newly = {name: ips for name, ips in kept.items() if name not in self.held}
         rest: list[str] = []  # deaths alone: the elections whose winner stands, completed later (_complete)

@@ -227,8 +227,8 @@ def test_an_old_receiver_drops_a_relay_as_an_unknown_type() -> None:
 
 def test_a_relay_of_several_holds_with_many_stand_ins_fits_its_datagrams() -> None:
     keys = [bytes([i % 256, i // 256]) * 4 for i in range(1500)]
-    payloads = relay_payloads([(f"m{i}", 100 + i, ("10.1.0.1", 7946), 5.0, (LINK,), keys if i == 0 else keys[:3])
-                               for i in range(40)])  # fmt: skip
+    payloads = relay_payloads([(f"m{i}", 100 + i, ("10.1.0.1", 7946), 5.0, (LINK,), keys if i == 0 else keys[:3],
+                                None) for i in range(40)])  # fmt: skip
     records = [r for p in payloads for r in decode_relay(p)]
     assert all(len(p) <= 6000 + 2 for p in payloads) and len(payloads) > 3
     assert {r.inc for r in records} == set(range(100, 140)) and {r.address for r in records} == {("10.1.0.1", 7946)}
@@ -330,3 +330,38 @@ def test_unlisted_holds_are_bounded() -> None:
     sim.deliver("b", relay_packet(sim, encode_relay([RelayRecord("y", 7, ("10.9.0.2", 7946), hold)]), seq=30_001))
     assert len(b.unlisted_holds()) == MAX_UNLISTED_HOLDS and "y" not in b.unlisted_holds()
     assert b.rejected["hold_oversized"] >= 1
+
+
+# ------------------------------------------------------- the stand-ins' shares relayed: the held member's IPs
+
+
+def test_the_joiner_knows_the_held_members_ips_once_every_stand_in_relayed_its_share() -> None:
+    """d's speaker is down as c restarts naming a and b its stand-ins; d starts: a's and b's HOLDS carry their
+    shares, and d knows c's IPs with a stand-in (``HeldMember.kept``) once both have come; with b's lost, not."""
+    for lose_b in (False, True):
+        sim = converged(["a", "b", "c", "d"])
+        sim.crashed.add("d")
+        sim.run(0.6)
+        held_leave(sim, "c", offer(10.0, a=[X], b=[Y]))
+        sim.run(0.3)
+        sim.restart("d", incarnation=6666)
+        for _ in range(round(1.0 / STEP)):
+            if lose_b:
+                sim.inflight = [s for s in sim.inflight
+                                if not (s.src == "b" and decode(s.data, [SECRET]).type is MsgType.HOLDS)]  # fmt: skip
+            sim.run(STEP)
+        held = sim.nodes["d"].held()["c"]
+        assert held.ips == set() and held.standins == {"a", "b"}
+        if lose_b:
+            assert held.kept() is None and set(held.relayed) == {"a"}
+        else:
+            assert held.kept() == {X, Y} and held.relayed == {"a": ({X}, 1), "b": ({Y}, 1)}
+
+
+def test_a_relay_sends_no_share_while_its_own_is_incomplete() -> None:
+    records = decode_relay(relay_payloads([("c", 7, ("10.0.0.3", 7946), 5.0, (LINK,), [name_key("a")], None)])[0])
+    assert decode_hold(records[0].ext).share is None and decode_hold(records[0].ext).ips == ()
+    many = [ip_address(f"fc00::{i:x}") for i in range(700)]
+    payloads = relay_payloads([("c", 7, ("10.0.0.3", 7946), 5.0, (LINK,), [name_key("a")], many)])
+    holds = [decode_hold(r.ext) for p in payloads for r in decode_relay(p)]
+    assert len(holds) > 1 and all(h.share == 700 for h in holds) and {ip for h in holds for ip in h.ips} == set(many)

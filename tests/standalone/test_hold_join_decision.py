@@ -21,8 +21,10 @@ def decision_of(sim: Sim, node: str, snap: Snapshot, previous: Early | None = No
     core = sim.nodes[node]
     held = core.held()
     standing_in = {name: frozenset(str(ip) for ip in member.ips) for name, member in held.items() if member.ips}
+    known = {name: frozenset(str(ip) for ip in kept) for name, member in held.items()
+             if member.relayed and (kept := member.kept()) is not None}  # fmt: skip
     return decide_early(snap, node=node, members=MEMBERS, alive=core.alive(), has_quorum=core.has_quorum(),
-                        held=tuple(held), standing_in=standing_in, previous=previous)  # fmt: skip
+                        held=tuple(held), standing_in=standing_in, known=known, previous=previous)  # fmt: skip
 
 
 def test_a_member_that_starts_after_the_hold_leave_takes_none_of_the_held_nodes_ips() -> None:
@@ -106,3 +108,30 @@ def test_the_view_lists_a_share_in_several_datagrams_as_pending_until_its_last()
         views.append(service.view)
     assert views[0].held == {"n3"} and views[0].pending == {"n3"} and views[0].standing_in == {}
     assert views[-1].pending == frozenset() and views[-1].standing_in == {"n3": {str(ip) for ip in many}}
+
+
+def test_a_member_that_starts_after_the_hold_leave_gives_a_service_created_during_it_to_the_next_node() -> None:
+    """As above, with a Service created during the hold that n3 would win, n2 next: n1 bars n3 from it and counts
+    on n2 to announce it. n2 knows n3's IPs from the stand-in's relayed share (``HeldMember.kept``), so it bars n3
+    as n1 does and announces it; without the share it kept it with n3 and nobody answered it until the hold ended."""
+    held_ip = pick("n3", "n1")
+    new = pick("n3", "n2", avoid={held_ip})
+    before, during = snapshot({"held": held_ip}), snapshot({"held": held_ip, "new": new})
+    sim = converged(list(MEMBERS))
+    sim.crashed.add("n2")
+    sim.run(0.6)
+    n1 = decision_of(sim, "n1", before)
+    sim.send("n3", sim.nodes["n3"].leave(sim.now, HoldOffer(10.0, (LINK,), {"n1": [ip_address(held_ip)]})))
+    sim.crashed.add("n3")
+    sim.run(0.3)
+    n1 = decision_of(sim, "n1", before, n1)
+    sim.restart("n2", incarnation=5555)
+    sim.run(1.0)
+    n1 = decision_of(sim, "n1", during, decision_of(sim, "n1", before, n1))
+    assert n1.layer2_by_service["default/new"].node == "n2" and n1.layer2_by_service["default/held"].node == "n3"
+    n2 = decision_of(sim, "n2", during)
+    assert announced(n2, "n2") == {new}, "n2 left the new Service with n3: nobody answers it"
+    assert sim.nodes["n2"].held()["n3"].kept() == {ip_address(held_ip)}
+    assert {k: d.node for k, d in n2.layer2_by_service.items()} == {k: d.node for k, d in n1.layer2_by_service.items()}
+    n2 = decision_of(sim, "n2", during, n2)
+    assert announced(n2, "n2") == {new}

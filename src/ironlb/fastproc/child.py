@@ -343,6 +343,7 @@ class FastChild:
             "standing_in": {name: sorted(ips) for name, ips in view.standing_in.items()},
             "pending": sorted(view.pending),
             "unlisted": {name: list(address) for name, address in view.unlisted.items()},
+            "kept": {name: sorted(ips) for name, ips in view.kept.items()},
         })  # fmt: skip
         self._apply(time.monotonic())
         self._wake.set()

@@ -434,12 +434,15 @@ class RemoteMembership:
             frozenset(str(name) for name in message.get("held", ())),
             {str(k): frozenset(str(ip) for ip in v) for k, v in (message.get("standing_in") or {}).items()},
             unlisted={str(k): (str(v[0]), int(v[1])) for k, v in (message.get("unlisted") or {}).items()},
+            kept={str(k): frozenset(str(ip) for ip in v) for k, v in (message.get("kept") or {}).items()},
             pending=frozenset(str(name) for name in message.get("pending", ())),
         )  # fmt: skip
         changed = (view.alive, view.has_quorum, view.settled, view.held, view.standing_in, view.pending) != (
             self.view.alive, self.view.has_quorum, self.view.settled, self.view.held, self.view.standing_in,
             self.view.pending,
-        ) or (view.members, view.unlisted) != (self.view.members, self.view.unlisted)  # fmt: skip
+        ) or (view.members, view.unlisted, view.kept) != (
+            self.view.members, self.view.unlisted, self.view.kept,
+        )  # fmt: skip
         self.view = view
         if changed and self._on_change is not None:
             self._on_change(view.alive, view.has_quorum)

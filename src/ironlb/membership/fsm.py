@@ -783,7 +783,7 @@ class Membership(Gossip):
             return []
         records = [
             (name, held.inc, self._peers[name].addr, held.until - now, held.links,
-             [name_key(s) for s in sorted(held.standins)])
+             [name_key(s) for s in sorted(held.standins)], sorted(held.ips, key=str) if held.complete else None)
             for name, held in sorted(self._held.items())
             if held.until - now >= 0.001 and name in self._peers
         ]  # fmt: skip
@@ -833,10 +833,22 @@ class Membership(Gossip):
                 self._alive.add(name)
                 self._alive_frozen = None
             self._hold(name, inc, HoldPayload(hold.seconds, hold.links, (), hold.standins), now, events)
+            self._relayed_share(name, pkt.sender, hold)
         if not self._mesh and events:
             self._recompute(now, events)
         self._update_quorum(events)
         return events
+
+    def _relayed_share(self, name: str, standin: str, hold: HoldPayload) -> None:
+        """Add what ``standin`` relayed of its share of ``name``'s IPs (``HeldMember.kept``), bounded in all."""
+        held = self._held.get(name)
+        if held is None or hold.share is None:
+            return
+        ips, _size = held.relayed.get(standin, (set(), 0))
+        room = MAX_HELD_IPS - sum(len(known) for known, _ in held.relayed.values())
+        new = [ip for ip in hold.ips if ip not in ips][: max(room, 0)]
+        ips.update(new)
+        held.relayed[standin] = (ips, min(hold.share, MAX_HELD_IPS))
 
     def _unlisted_hold(self, name: str, address: tuple[str, int]) -> None:
         """A held member our member list lacks: remember it (bounded) for the caller, who may add it (``hold``)."""

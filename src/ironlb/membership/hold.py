@@ -50,8 +50,13 @@ payload (big-endian)::
     1   r = number of records, 0..MAX_RELAYED_HOLDS
     r x (1 n, n the held member's name (UTF-8), 1 family (4 or 6), 4 or 16 its member address, 2 its member port,
          8 its incarnation that asked for the hold, 2 length, then that many bytes: a hold extension as above, with
-         what remains of the hold at the sender, the held member's links, no IPs (a joiner stands in for nothing:
-         the stand-ins the held member named go on) and its stand-in names)
+         what remains of the hold at the sender, the held member's links, the IPs the *sender* stands in for (a
+         joiner stands in for nothing: the stand-ins the held member named go on), its stand-in names and the size
+         of the sender's share)
+
+Once every stand-in the held member named has relayed its whole share, the joiner knows the held member's IPs that
+have a stand-in (``HeldMember.kept``): what the others keep it on, so a Service created during the hold goes to the
+next node on the joiner too (without them, the joiner keeps every Service the held member wins with it).
 
 It is signed and proven fresh as a heartbeat is (the sender echoes the joiner's recent sequence number, ``replay``),
 and accepted only while the joiner settles, about a member other than its sender and not alive
@@ -296,11 +301,23 @@ class HeldMember:
     ips: set[IPAddress]
     standins: set[str] = field(default_factory=set)
     share: int | None = None
+    relayed: dict[str, tuple[set[IPAddress], int]] = field(default_factory=dict)
+    """Held by a relay (HOLDS): per stand-in that relayed it, the IPs it stands in for so far and how many in all."""
 
     @property
     def complete(self) -> bool:
         """Has every datagram of our share come? (Until then, ``ips`` lacks some of the IPs we stand in for.)"""
         return self.share is None or len(self.ips) >= self.share
+
+    def kept(self) -> frozenset[IPAddress] | None:
+        """The held member's IPs with a stand-in, once every stand-in it named has relayed its whole share to us
+        (None before, or for a hold that named none): what the others' decisions keep it on, less the IPs nobody
+        could take over anyway."""
+        if not self.standins or not self.relayed.keys() >= self.standins:
+            return None
+        if any(len(ips) < size for ips, size in self.relayed.values()):
+            return None
+        return frozenset(ip for ips, _ in self.relayed.values() for ip in ips)
 
 
 class RelayRecord(NamedTuple):
@@ -367,18 +384,21 @@ def decode_relay(data: bytes) -> list[RelayRecord]:
 
 
 def relay_payloads(
-    records: Sequence[tuple[str, int, tuple[str, int], float, tuple[HeldLink, ...], Sequence[bytes]]],
+    records: Sequence[
+        tuple[str, int, tuple[str, int], float, tuple[HeldLink, ...], Sequence[bytes], Sequence[IPAddress] | None]
+    ],
 ) -> list[bytes]:
     """HOLDS payloads for the holds ``records`` (name, incarnation, member address, seconds left, links, stand-in
-    keys), each within ``RELAY_BYTES`` and ``MAX_RELAYED_HOLDS``; a member with many stand-ins takes several
-    records."""
+    keys, the IPs the sender stands in for: None while its own share is incomplete), each within ``RELAY_BYTES``
+    and ``MAX_RELAYED_HOLDS``; a member with many stand-ins or IPs takes several records, each saying how many IPs
+    the sender's share has in all."""
     out: list[bytes] = []
     batch: list[RelayRecord] = []
     size = 0
-    for name, inc, address, seconds, links, standins in records:
+    for name, inc, address, seconds, links, standins, share in records:
         seconds = min(max(seconds, 0.001), MAX_HOLD_MS / 1000)
-        for at in range(0, max(len(standins), 1), KEYS_PER_RECORD):
-            ext = encode_hold(seconds, links, [], standins[at : at + KEYS_PER_RECORD])
+        for ips, keys in hold_chunks(list(share or ()), list(standins)):
+            ext = encode_hold(seconds, links, ips, keys, None if share is None else len(share))
             width = 2 * MAX_NAME + _RELAY_RECORD.size + len(ext)  # the name and address at most
             if batch and (size + width > RELAY_BYTES or len(batch) == MAX_RELAYED_HOLDS):
                 out.append(encode_relay(batch))

@@ -76,7 +76,13 @@ OnChange = Callable[[frozenset[str], bool], None]
 OnEvent = Callable[[Event], None]
 OnLate = Callable[[float], None]
 _State = tuple[
-    frozenset[str], bool, bool, frozenset[str], frozenset[tuple[str, int, bool]], frozenset[tuple[str, Address]]
+    frozenset[str],
+    bool,
+    bool,
+    frozenset[str],
+    frozenset[tuple[str, int, bool]],
+    frozenset[tuple[str, Address]],
+    frozenset[tuple[str, int]],
 ]
 """What a view is made of (alive, quorum, settled, held; the size of each stand-in share): a change is reported."""
 
@@ -276,20 +282,30 @@ class MembershipService:
             (name, len(member.ips), member.complete) for name, member in held.items() if member.ips or member.share
         )
         unlisted = frozenset(self._core.unlisted_holds().items())
-        return (self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares, unlisted)
+        kept = frozenset(
+            (name, len(ips)) for name, member in held.items() if member.relayed and (ips := member.kept()) is not None
+        )
+        return (
+            self._core.alive(), self._core.has_quorum(), self._core.settled(), frozenset(held), shares, unlisted, kept
+        )  # fmt: skip
 
     def _make_view(self) -> MembershipView:
-        alive, quorum, settled, held, shares, unlisted = self._reported
+        alive, quorum, settled, held, shares, unlisted, known = self._reported
         holds = self._core.held()
         standing_in = {
             name: frozenset(str(ip) for ip in holds[name].ips)
             for name, _, complete in shares
             if complete and name in holds
         }
-        pending = frozenset(name for name, _, complete in shares if not complete)
+        # A share in several datagrams not all here; and, while settling, a hold relayed to us whose stand-ins have
+        # not all told us their shares yet (they come within a round trip of each other): decided once they have.
+        pending = frozenset(name for name, _, complete in shares if not complete) | frozenset(
+            name for name, member in holds.items() if not settled and member.relayed and member.kept() is None
+        )
+        kept = {name: frozenset(str(ip) for ip in holds[name].kept() or ()) for name, _ in known if name in holds}
         members = dict(self._core.members())
         return MembershipView(
-            alive, quorum, settled, members, held, standing_in, unlisted=dict(unlisted), pending=pending
+            alive, quorum, settled, members, held, standing_in, unlisted=dict(unlisted), kept=kept, pending=pending
         )
 
     async def _run(self) -> None:

@@ -28,6 +28,9 @@ class MembershipView:
     unlisted: Mapping[str, Address] = field(default_factory=dict)
     """Held members this node's member list lacks, as its peers named them while it settles, with their addresses
     (``Membership.unlisted_holds``): a speaker whose Pod listing lacks a restarting member adds them."""
+    kept: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per held member this node holds by a relay (HOLDS), its IPs with a stand-in once every stand-in has told
+    us its share (``HeldMember.kept``): what the others keep it on (``ironlb.decide.holding``'s ``known``)."""
     pending: frozenset[str] = frozenset()
     """Held members whose share for this node came in part so far (in several datagrams): a node that just started
     waits for the rest before it tells their Services from new ones (``ironlb.decide.holding``)."""

@@ -710,7 +710,7 @@ class Speaker:
         self._held = holding(
             names, self._held, layer2, self._ingress, counted=self._decided_live, late=self._late_holds,
             me=self.node, standing_in=view.standing_in if view is not None else None,
-            pending=view.pending if view is not None else (),
+            pending=view.pending if view is not None else (), known=view.kept if view is not None else None,
         )  # fmt: skip
         self._late_holds = frozenset(name for name in names if name not in self._held)
         self._late_pending = view.pending if view is not None else frozenset()

@@ -127,6 +127,7 @@ def decide_early(
     held_ips: Held | None = None,
     standing_in: Held | None = None,
     pending: Collection[str] = (),
+    known: Held | None = None,
 ) -> Early:
     """:func:`decide` up to this node's own announcement; the rest (other speakers, the plan) when finished.
 
@@ -139,7 +140,8 @@ def decide_early(
     held member keeps (the last decision's ``cluster.held``). A held member that no earlier decision counted alive
     (this node just started) counts as any live one for this decision, and the next gives it the IPs
     :func:`ironlb.decide.joined_holding` finds (``standing_in``: per held member, the IPs it asked this node to
-    stand in for; not before that share is complete: ``pending``, the held members whose share came in part).
+    stand in for; not before that share is complete: ``pending``, the held members whose share came in part), or
+    ``known`` gives (per held member learnt by a relay, its IPs with a stand-in, as its stand-ins told it).
     """
     given, snapshot = snapshot, with_member_nodes(snapshot, members)
     allocated = allocated if allocated is not None else allocate(snapshot, lb_class=lb_class)
@@ -149,14 +151,15 @@ def decide_early(
     held = sorted(name for name in held if name in alive)
     if previous is not None and previous.cluster is not None and _same(previous.basis, basis):
         cluster = previous.cluster.with_live(
-            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending
+            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending,
+            known=known,
         )
     else:
         speakers = [n.name for n in snapshot.nodes]
         if node not in speakers:
             speakers.append(node)
         if previous is not None and previous.cluster is not None:
-            kept = previous.cluster.holding(held, me=node, standing_in=standing_in, pending=pending)
+            kept = previous.cluster.holding(held, me=node, standing_in=standing_in, pending=pending, known=known)
         else:
             kept = holding(held, held_ips or {}, None, {})
         cluster = cluster_decision(
@@ -166,7 +169,8 @@ def decide_early(
         )  # fmt: skip
     if cluster.late:  # counted fully by this decision, which no earlier one did: give them their IPs now
         cluster = cluster.with_live(
-            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending
+            sorted(alive), without_l2=without_l2, held=held, me=node, standing_in=standing_in, pending=pending,
+            known=known,
         )
     mine = cluster.node(node, early=True)  # a take-over announces before the elections' rest is complete
 

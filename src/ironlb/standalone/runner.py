@@ -420,6 +420,7 @@ class Runner:
                     held_ips=self._held_ips,
                     standing_in=self.membership.view.standing_in if self.membership is not None else None,
                     pending=self.membership.view.pending if self.membership is not None else (),
+                    known=self.membership.view.kept if self.membership is not None else None,
                 )
             except Exception as err:  # an object shaped as no check foresaw: report it, keep the last decision
                 self._planning_failed(err, alive, quorum)
