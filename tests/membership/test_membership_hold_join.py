@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 from tests.membership.test_membership_fsm import SECRET, STEP, Sim, converged
@@ -11,8 +11,10 @@ from tests.membership.test_membership_hold import LINK, X, Y, held_leave, offer
 from ironlb.membership import MemberDown, Membership, MembershipConfig, MemberUp
 from ironlb.membership.events import HoldBegun, HoldEnded, MemberHeld
 from ironlb.membership.hold import (
+    MAX_LINKS,
     MAX_RELAYED_HOLDS,
     MAX_UNLISTED_HOLDS,
+    HeldLink,
     HoldError,
     HoldOffer,
     RelayRecord,
@@ -24,7 +26,7 @@ from ironlb.membership.hold import (
 )
 from ironlb.membership.simulation import SimNet
 from ironlb.membership.table import ENTRY, name_key
-from ironlb.membership.wire import MsgType, Packet, decode, encode
+from ironlb.membership.wire import MAX_DATAGRAM, MsgType, Packet, decode, encode
 
 
 def started_during_hold(stand_in: str = "a") -> tuple[Sim, float]:
@@ -365,3 +367,14 @@ def test_a_relay_sends_no_share_while_its_own_is_incomplete() -> None:
     payloads = relay_payloads([("c", 7, ("10.0.0.3", 7946), 5.0, (LINK,), [name_key("a")], many)])
     holds = [decode_hold(r.ext) for p in payloads for r in decode_relay(p)]
     assert len(holds) > 1 and all(h.share == 700 for h in holds) and {ip for h in holds for ip in h.ips} == set(many)
+
+
+def test_the_largest_relay_fits_a_datagram() -> None:
+    """16 links, 253-byte names, IPv6 addresses, 4,096 stand-ins and thousands of IPs: every HOLDS fits
+    ``MAX_DATAGRAM`` with the longest sender and destination names (``encode`` would refuse it)."""
+    links = tuple(HeldLink(bytes(6), IPv6Address("fe80::1")) for _ in range(MAX_LINKS))
+    ips = [ip_address(f"fc00::{i:x}") for i in range(3000)]
+    keys = [bytes([i % 256, i // 256]) * 4 for i in range(4096)]
+    payloads = relay_payloads([("n" * 252 + str(k), 7, ("fc00::1", 7946), 30.0, links, keys, ips) for k in range(3)])
+    sizes = [len(encode(Packet(MsgType.HOLDS, "x" * 253, "y" * 253, 1, 1, 1, 1, p), SECRET)) for p in payloads]
+    assert max(sizes) <= MAX_DATAGRAM
