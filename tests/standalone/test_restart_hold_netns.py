@@ -344,7 +344,8 @@ def test_a_member_that_starts_during_the_hold_leaves_the_held_ip_where_it_is(lan
     restarts, so the owner's hold names the third node the stand-in; that member then starts during the hold. It
     never got the hold LEAVE: it learns the hold from the third node (HOLDS), announces nothing of the IP (it took
     it over, gratuitous ARP and all, as after a crash before), and a real client's ARP request is answered with the
-    owner's MAC (by the stand-in)."""
+    owner's MAC (by the stand-in); a Service created during the hold before it started, that the owner would win,
+    is announced by it, as the third node expects."""
     c, owner = started(lan, tmp_path, hold=HOLD)
     successor = sort_candidates(c.node_names, VIP)[1]
     third = next(n for n in c.node_names if n not in (owner, successor))
@@ -360,6 +361,13 @@ def test_a_member_that_starts_during_the_hold_leaves_the_held_ip_where_it_is(lan
             )  # fmt: skip
             t_term = stop(c, owner)
             assert stand_in_of(c, owner) == third
+            # A Service created during the hold that the owner would win (the third node, alone with the held owner,
+            # has no quorum: nobody announces it yet).
+            pool = [f"192.168.1.{i}" for i in range(241, 251)]  # the seed pool, less the VIP
+            new_ip = next(ip for ip in pool if sort_candidates(c.node_names, ip)[:2] == [owner, successor])
+            c.write_manifest("new-service.yaml", pinned_service("new", new_ip))
+            wait_until(lambda: "default/new" in ((c.status(third) or {}).get("services") or {}), 20,
+                       f"{third} reading the new Service", interval=0.02)  # fmt: skip
             t_start = time.monotonic()
             c.start(successor)
             wait_until(lambda: (c.status(successor) or {}).get("members", {}).get("quorum") is True, 20,
@@ -377,6 +385,13 @@ def test_a_member_that_starts_during_the_hold_leaves_the_held_ip_where_it_is(lan
             events = probe.snapshot()
         assert set(answers) == {owner_mac}, answers
         assert [e for e in arp_about_vip(events, t_start) if e["mac"] == successor_mac] == [], "no claim of the IP"
+        # The Service created during the hold, before the successor started, goes to it now on the third node and
+        # on the successor alike (the stand-in's relayed share says which IPs the owner keeps; without it the
+        # successor kept the Service with the owner, and nobody answered it).
+        wait_until(lambda: c.announcers(new_ip) == [successor], 20, f"{successor} announcing {new_ip}", interval=0.02)
+        macs = wait_until(lambda: {mac for mac, _ in c.arping(new_ip)} or None, 20, f"an ARP answer for {new_ip}")
+        assert macs == {successor_mac}, (macs, successor)
+        assert c.announcers(VIP) == [], "the held IP stays held"
         assert time.monotonic() - t_term < HOLD - 1, "all of it during the hold"
         assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
     finally:
