@@ -156,3 +156,10 @@ def test_speaker_imports_no_configuration_models_before_its_first_build() -> Non
         "print('built')\n"
     )
     assert "built" in out
+
+
+def test_fast_process_imports_no_bfd_sessions_before_a_request() -> None:
+    """The fast process creates its BFD manager at its first BFD request (most nodes have none): until then it
+    imports neither the sessions nor the BFD profiles, and the responder is ready sooner."""
+    bfd = ["ironlb.bfd.service", "ironlb.bfd.speaker", "ironlb.bfd.fsm", "ironlb.bfd.echo", "ironlb.config.bfdprofile"]
+    assert _not_imported("fast", bfd) == []

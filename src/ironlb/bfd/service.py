@@ -275,7 +275,12 @@ class BFDManager:
 
     async def start(self) -> None:
         """Bind to the running loop. Listening sockets open with the first peer of each family and kind."""
-        self._loop = asyncio.get_running_loop()
+        self.bind(asyncio.get_running_loop())
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """:meth:`start` for a caller that is not a coroutine but runs on ``loop`` (the fast process creates its
+        manager at its first BFD request, from a reader callback)."""
+        self._loop = loop
 
     async def __aenter__(self) -> BFDManager:
         await self.start()

@@ -22,12 +22,9 @@ import sys
 import time
 from collections import Counter
 from ipaddress import ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironlb.bfd.metrics import BFDMetrics
-from ironlb.bfd.service import BFDManager
-from ironlb.bfd.speaker import Addresses, Request, SpeakerBFD, SpeakerBFDHandle
-from ironlb.config.bfdprofile import BFDProfile
 from ironlb.fastproc.channel import ChannelError, Decoder, Message, encode
 from ironlb.fastproc.guard import Guard, GuardConfig
 from ironlb.fastproc.holds import RestartHolds, hold_offer
@@ -37,6 +34,10 @@ from ironlb.layer2 import ALL, Responder
 from ironlb.layer2.metrics import Layer2Metrics
 from ironlb.layer2.standin_metrics import StandInMetrics
 from ironlb.membership import HoldOffer, Membership, MembershipConfig, MembershipService
+
+if TYPE_CHECKING:
+    from ironlb.bfd.service import BFDManager
+    from ironlb.bfd.speaker import SpeakerBFD, SpeakerBFDHandle
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ class FastChild:
         self._standin_metrics = StandInMetrics(None)
         self._holds = RestartHolds(self._standin_metrics, lambda: self.responder, lambda: self.membership)
         self.responder: Responder | None = None
-        self.bfd = BFDManager(metrics=self._bfdmetrics)
-        self._bfd_glue = SpeakerBFD(self.bfd)
+        # BFD sessions (and their modules, ~15 ms of CPU at every start) come with the first BFD request: most
+        # nodes have none, and the responder must be ready first.
+        self.bfd: BFDManager | None = None
+        self._bfd_glue: SpeakerBFD | None = None
         self._bfd: dict[int, SpeakerBFDHandle] = {}
         self.guard = Guard(GuardConfig(), time.monotonic(), membership=False)
         self.membership: MembershipService | None = None
@@ -151,8 +154,9 @@ class FastChild:
             with contextlib.suppress(Exception):
                 await handle.close()
         self._bfd.clear()
-        with contextlib.suppress(Exception):
-            self.bfd.close()
+        if self.bfd is not None:
+            with contextlib.suppress(Exception):
+                self.bfd.close()
         if self.responder is not None:
             with contextlib.suppress(Exception):
                 await self.responder.close()
@@ -266,7 +270,6 @@ class FastChild:
         assert self.responder is not None
         try:
             await self.responder.start()
-            await self.bfd.start()
         except Exception as err:
             log.exception("fast path: cannot start the responders")
             self._send("error", {"t": "error", "error": f"{type(err).__name__}: {err}"})
@@ -356,13 +359,27 @@ class FastChild:
         def on_down(reason: str) -> None:
             self._send(f"bfd_down/{ident}", {"t": "bfd_down", "id": ident, "reason": reason})
 
+        from ironlb.bfd.speaker import Addresses, Request
+        from ironlb.config.bfdprofile import BFDProfile
+
         request = Request(
             BFDProfile.from_dict(message["profile"]),
             Addresses(ip_address(message["peer"]), ip_address(source) if source else None),
             bool(message["multihop"]),
             on_down,
         )
-        self._bfd[ident] = self._bfd_glue(request)
+        self._bfd[ident] = self._bfd_factory()(request)
+
+    def _bfd_factory(self) -> SpeakerBFD:
+        """The BFD manager and its glue, created (and bound to this loop) at the first request."""
+        if self._bfd_glue is None:
+            from ironlb.bfd.service import BFDManager
+            from ironlb.bfd.speaker import SpeakerBFD
+
+            self.bfd = BFDManager(metrics=self._bfdmetrics)
+            self.bfd.bind(self._loop)
+            self._bfd_glue = SpeakerBFD(self.bfd)
+        return self._bfd_glue
 
     # ------------------------------------------------------------------ output
     def _apply(self, now: float, *, force: bool = False) -> None:
