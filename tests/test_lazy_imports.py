@@ -163,3 +163,8 @@ def test_fast_process_imports_no_bfd_sessions_before_a_request() -> None:
     imports neither the sessions nor the BFD profiles, and the responder is ready sooner."""
     bfd = ["ironlb.bfd.service", "ironlb.bfd.speaker", "ironlb.bfd.fsm", "ironlb.bfd.echo", "ironlb.config.bfdprofile"]
     assert _not_imported("fast", bfd) == []
+
+
+def test_fast_process_imports_no_argparse() -> None:
+    """The fast process parses its two options by hand (``ironlb.fastproc.child.parse_args``)."""
+    assert _not_imported("fast", ["argparse"]) == []
