@@ -38,6 +38,12 @@ def test_speaker_imports_no_webhook_server() -> None:
     assert _not_imported("speaker", ["ironlb.webhooks.server"]) == []
 
 
+def test_speaker_imports_no_certificate_maker_before_a_secure_metrics_port() -> None:
+    """``ironlb.webhooks.certs`` (openssl, the webhook and membership secrets) is imported by the metrics port's
+    TLS set-up when it makes a self-signed certificate (``--metrics-secure`` without ``--metrics-cert-dir``)."""
+    assert _not_imported("speaker", ["ironlb.webhooks", "ironlb.webhooks.certs"]) == []
+
+
 def test_main_processes_import_no_prometheus_client_before_a_scrape() -> None:
     """ironlb's collectors are plain stores, registered with the global registry at the first scrape."""
     assert _not_imported("speaker", ["prometheus_client"]) == []

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from ironlb.kube.client import KubeClient, KubeError
 from ironlb.metrics.export import DEFAULT_REGISTRY, DefaultRegistry
 from ironlb.metrics.server import HealthServer
-from ironlb.webhooks.certs import CertError, openssl
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -107,6 +106,8 @@ class KubeAuthorizer:
 
 async def self_signed(hostnames: tuple[str, ...]) -> tuple[bytes, bytes]:
     """A self-signed serving certificate for ``hostnames`` (and 127.0.0.1): (certificate PEM, key PEM)."""
+    from ironlb.webhooks.certs import openssl  # with a certificate to make only: not at every start
+
     sans = ",".join([*(f"DNS:{h}" for h in hostnames), "IP:127.0.0.1"])
     with tempfile.TemporaryDirectory(prefix="ironlb-metrics-") as tmp:
         d = Path(tmp)
@@ -131,6 +132,8 @@ async def server_context(options: SecureOptions) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as err:
             raise ValueError(f"--metrics-cert-dir {d}: cannot load tls.crt and tls.key: {err}") from None
         return ctx
+    from ironlb.webhooks.certs import CertError
+
     try:
         cert, key = await self_signed(options.hostnames)
     except CertError as err:
