@@ -9,7 +9,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -230,6 +232,20 @@ def _speaker_logs(c: KubeCluster, pod: str) -> str:
     return c.kubectl("-n", "metallb-system", "logs", pod).stdout
 
 
+WAKE_LABEL = "ironlb.lab/wakes-listings"
+
+
+def _churn_nodes(c: KubeCluster, prefix: str, stop: threading.Event, most: int = 100) -> None:
+    """Add and delete Nodes one after the other until ``stop``: each add and each delete wakes every speaker's
+    listing of the speaker Pods. They get no speaker Pod (no ``kubernetes.io/os`` label for the DaemonSet)."""
+    for k in range(most):
+        if stop.is_set():
+            return
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"{prefix}-{k}", "labels": {WAKE_LABEL: "1"}}}
+        c.kubectl("create", "-f", "-", input=json.dumps(node), check=False)
+        c.kubectl("delete", "node", f"{prefix}-{k}", "--wait=false", check=False)
+
+
 def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeCluster) -> None:
     """The announcing node's speaker pod is deleted: the DaemonSet starts a new one there and the IP never moves.
 
@@ -237,7 +253,12 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
     (Ready, not cordoned), so it leaves the membership with a signed *hold* LEAVE before it exits. The other
     speakers keep the node as the owner (``MemberHeld``, no ``MemberDown``), the one that would take the IP over
     answers ARP for it with the node's own MAC, and the new pod on the same node announces it again once it has
-    heard the others. The client, sniffing ARP all along, sees that node's MAC only: the IP never moved."""
+    heard the others. The client, sniffing ARP all along, sees that node's MAC only: the IP never moved.
+
+    Meanwhile the other speakers list the speaker Pods again and again (Nodes added and deleted wake that listing,
+    as its 30 s period or a node joining the cluster may), from the old Pod's deletion until the new one has its
+    IP: the node has no listed speaker Pod meanwhile, and they keep it a member all the same (a listing there once
+    ended the hold as ``removed`` and the next node answered with its own MAC, 1 run in 12)."""
     c = ironlb_installed
     node = wait_until(lambda: announcer(c), 60, f"an ARP answer for {VIP}")
     node_mac = c.lab.mac(c.node(node).netns, "eth0").lower()
@@ -261,7 +282,22 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
         wait_until(lambda: '"ready"' in out.read_text(), 60, "the client's probe started")
         followed = follow_log(c, old["metadata"]["name"])  # its log, for a failure's evidence (conftest.py)
         t0 = time.monotonic()
-        c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+
+        def replaced() -> bool:  # the new Pod listed with its IP: the end of the window without one
+            pods = c.get_json("-n", "metallb-system", "pods", "-l", "component=speaker")["items"]
+            return any(p["spec"].get("nodeName") == node and p["metadata"]["name"] != old["metadata"]["name"]
+                       and p.get("status", {}).get("podIP") for p in pods)
+
+        stop = threading.Event()
+        with ThreadPoolExecutor(2) as pool:  # two in parallel: a listing every few tenths of a second
+            churns = [pool.submit(_churn_nodes, c, f"wake-{j}", stop) for j in range(2)]
+            try:
+                c.kubectl("-n", "metallb-system", "delete", "pod", old["metadata"]["name"])
+                wait_until(replaced, 180, f"a new speaker pod on {node} with its IP", interval=0.2)
+            finally:
+                stop.set()
+            for churn in churns:
+                churn.result()
 
         def back() -> bool:
             pods = [p for p in ready_pods(c, "metallb-system", "component=speaker") if p["spec"]["nodeName"] == node]
@@ -278,6 +314,7 @@ def test_speaker_pod_deleted_daemonset_brings_it_back(ironlb_installed: KubeClus
         if followed is not None:
             followed.terminate()
             followed.wait(5)
+        c.kubectl("delete", "node", "-l", WAKE_LABEL, "--wait=false", check=False)
     events = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
     seen = reachability(VIP, [e for e in events if e.get("t0", e.get("t", 0)) >= t0])
     assert seen.macs == [node_mac], f"ARP for {VIP} came from {seen.macs}, not only {node}'s {node_mac}: {seen}"
