@@ -310,6 +310,18 @@ def _restart_hold_with_a_new_service(env: SpeakerEnv) -> None:
     wait_until(lambda: not env.statuses("l2", "during-hold"), 10, "the status deleted")
 
 
+def _replace_pod(env: SpeakerEnv, pod_path: str, pod: dict[str, Any]) -> None:
+    """Do what the kubelet and the DaemonSet would: the terminating Pod at ``pod_path`` gone, then ``pod`` (as it
+    was read before) created again under its name, Running with its IP."""
+    env.cp.request("DELETE", pod_path, query={"gracePeriodSeconds": 0})
+    wait_until(lambda: pod_path.rsplit("/", 1)[1] not in [
+        p["metadata"]["name"] for p in env.cp.get(f"/api/v1/namespaces/{env.ns}/pods")["items"]
+    ], 10, "the old Pod gone")  # fmt: skip
+    env.cp.create(f"/api/v1/namespaces/{env.ns}/pods", {"metadata": {
+        "name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]}, "spec": pod["spec"]})
+    env.cp.patch(f"{pod_path}/status", {"status": pod["status"]})
+
+
 def test_a_held_speaker_keeps_its_ips_while_its_pod_is_replaced(env: SpeakerEnv) -> None:
     """A restarting speaker's Pod is deleted, as its DaemonSet replaces it (terminating; no kubelet here confirms
     it), and the others list the speaker Pods meanwhile (a Node added wakes that listing): they keep the held
@@ -349,13 +361,7 @@ def test_a_held_speaker_keeps_its_ips_while_its_pod_is_replaced(env: SpeakerEnv)
             assert f"HoldEnded(name='{held}'" not in since(node), f"{node} ended the hold\n{env.logs()}"
             assert f"MemberDown(name='{held}'" not in since(node), f"{node} dropped {held}\n{env.logs()}"
     finally:
-        env.cp.request("DELETE", pod_path, query={"gracePeriodSeconds": 0})
-        wait_until(lambda: pod_path.rsplit("/", 1)[1] not in [
-            p["metadata"]["name"] for p in env.cp.get(f"/api/v1/namespaces/{env.ns}/pods")["items"]
-        ], 10, "the old Pod gone")  # fmt: skip
-        env.cp.create(f"/api/v1/namespaces/{env.ns}/pods", {"metadata": {
-            "name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]}, "spec": pod["spec"]})
-        env.cp.patch(f"{pod_path}/status", {"status": pod["status"]})
+        _replace_pod(env, pod_path, pod)
         env.start_speaker(held)
         _stays_up(env, held, taints)
     wait_until(lambda: all(f"HoldEnded(name='{held}', reason='returned')" in since(n) for n in others), 90,
@@ -430,13 +436,7 @@ def test_a_speaker_that_starts_during_a_hold_holds_the_member_its_pod_listing_la
         assert time.monotonic() - t_term < hold - 1, "all of it during the hold"
         assert f"HoldEnded(name='{held}'" not in since(third) + since(successor), env.logs()
     finally:
-        env.cp.request("DELETE", pod_path, query={"gracePeriodSeconds": 0})
-        wait_until(lambda: pod_path.rsplit("/", 1)[1] not in [
-            p["metadata"]["name"] for p in env.cp.get(f"/api/v1/namespaces/{env.ns}/pods")["items"]
-        ], 10, "the old Pod gone")  # fmt: skip
-        env.cp.create(f"/api/v1/namespaces/{env.ns}/pods", {"metadata": {
-            "name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]}, "spec": pod["spec"]})
-        env.cp.patch(f"{pod_path}/status", {"status": pod["status"]})
+        _replace_pod(env, pod_path, pod)
         if env.speakers[successor].poll() is not None:
             env.start_speaker(successor)
         env.start_speaker(held)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ironlb.lab.cluster import StandaloneCluster
+from ironlb.lab.cluster import ClientProbe, StandaloneCluster
 from ironlb.lab.lan import Lan, start_http_servers
 from ironlb.layer2.election import sort_candidates
 from tests.support.announce import pinned_service
@@ -43,6 +43,18 @@ def ask(c: StandaloneCluster) -> None:
     lab, ns = c.lan.lab, c.client_ns
     lab.run(ns, ["ip", "neigh", "flush", "dev", "eth0"], check=False)
     lab.run(ns, ["arping", "-c", "1", "-w", "1000000", "-i", "eth0", VIP], check=False, timeout=10)
+
+
+def arp_answers(c: StandaloneCluster, probe: ClientProbe) -> list[str]:
+    """Ask (:func:`ask`) and return the sender MACs of the ARP answers about the VIP that follow, once there is one
+    (the client's probe reads them: arping shows a stand-in's Ethernet source, not the MAC it answers with)."""
+    t_ask = time.monotonic()
+    ask(c)
+    answers: list[str] = wait_until(
+        lambda: [e["mac"] for e in arp_about_vip(probe.snapshot(), t_ask) if e["op"] == 2] or None, 20,
+        f"an ARP answer for {VIP}", interval=0.02,
+    )  # fmt: skip
+    return answers
 
 
 def started(lan: Lan, tmp_path: Path, hold: float, fastpath: str = "process") -> tuple[Cluster, str]:
@@ -322,12 +334,7 @@ def test_a_service_gaining_an_ipv6_address_during_the_hold_moves_only_that_one(l
         assert wait_until(lambda: c.ndisc_mac(vip6), 20, f"an NDP answer for {vip6}") == successor_mac
         with c.probe(VIP) as probe:  # the ARP answers' sender MAC (arping shows the stand-in's Ethernet source)
             assert probe.wait_ready()
-            t_ask = time.monotonic()
-            ask(c)
-            answers = wait_until(
-                lambda: [e["mac"] for e in arp_about_vip(probe.snapshot(), t_ask) if e["op"] == 2] or None, 20,
-                f"an ARP answer for {VIP}", interval=0.02,
-            )  # fmt: skip
+            answers = arp_answers(c, probe)
         assert set(answers) == {owner_mac}, answers
         assert time.monotonic() - t_term < HOLD - 1, "all of it during the hold"
         assert f"HoldEnded(name='{owner}'" not in "".join(c.log(n) for n in c.node_names)
@@ -376,12 +383,7 @@ def test_a_member_that_starts_during_the_hold_leaves_the_held_ip_where_it_is(lan
             assert c.announcers(VIP) == [], [c.log(n) for n in c.node_names]
             assert f"HoldBegun(name='{owner}'" in c.log(successor), c.log(successor)
             assert (c.status(successor) or {}).get("members", {}).get("alive") == sorted(c.node_names)
-            t_ask = time.monotonic()
-            ask(c)
-            answers = wait_until(
-                lambda: [e["mac"] for e in arp_about_vip(probe.snapshot(), t_ask) if e["op"] == 2] or None, 20,
-                f"an ARP answer for {VIP}", interval=0.02,
-            )  # fmt: skip
+            answers = arp_answers(c, probe)
             events = probe.snapshot()
         assert set(answers) == {owner_mac}, answers
         assert [e for e in arp_about_vip(events, t_start) if e["mac"] == successor_mac] == [], "no claim of the IP"
